@@ -1,0 +1,3 @@
+from gicap.cli import main
+
+raise SystemExit(main())

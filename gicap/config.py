@@ -1,0 +1,215 @@
+"""Settings: dynaconf reads ``settings.toml`` and ``GICAP_<SECTION>__<KEY>`` variables;
+everything is validated once, before any socket is bound, and turned into frozen
+dataclasses that the rest of the code receives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynaconf import Dynaconf, ValidationError, Validator
+
+from gicap.tls.settings import DEFAULT_CIPHERS, CertificateSettings
+
+SYSTEM_SETTINGS = Path("/etc/gicap/settings.toml")
+#: The settings file shipped at the top of the project.
+SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.toml"
+#: The name operators know from the product documentation, without our prefix.
+LEGACY_FLAGS_ENV = "CERTIFICATE__VerificationFlags"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(Exception):
+    """The settings are invalid; the message names the key and the expected form."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 1344
+    secure_port: int = 11344
+    workers: int = 0
+    max_connections: int = 1000
+    drain_timeout: float = 30
+    header_timeout: float = 10
+    body_timeout: float = 60
+    idle_timeout: float = 75
+    handshake_timeout: float = 10
+    max_header_bytes: int = 65536
+    max_line_bytes: int = 8192
+    max_chunk_size: int = 64 * 1024 * 1024
+    spool_threshold: int = 1024 * 1024
+    spool_dir: str = ""
+    options_ttl: int = 3600
+    preview_size: int = 4096
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    certificate: CertificateSettings = field(default_factory=CertificateSettings)
+    #: The file the settings came from ("" for built-in defaults only).
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _int(lo: int, hi: int | None = None) -> tuple[Callable[[Any], bool], str]:
+    def check(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+
+    return check, f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+
+
+def _num(lo: float) -> tuple[Callable[[Any], bool], str]:
+    def check(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and v > lo
+
+    return check, f"a number of seconds > {lo:g}"
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+# One list: every key, its default and the form it must have.
+_PORT = _int(0, 65535)
+SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
+    ("server.host", "0.0.0.0", _str, "a host name or IP address"),
+    ("server.port", 1344, *_PORT),
+    ("server.secure_port", 11344, *_PORT),
+    ("server.workers", 0, *_int(0, 256)),
+    ("server.max_connections", 1000, *_int(1)),
+    ("server.drain_timeout", 30, *_num(0)),
+    ("server.header_timeout", 10, *_num(0)),
+    ("server.body_timeout", 60, *_num(0)),
+    ("server.idle_timeout", 75, *_num(0)),
+    ("server.handshake_timeout", 10, *_num(0)),
+    ("server.max_header_bytes", 65536, *_int(1024)),
+    ("server.max_line_bytes", 8192, *_int(256)),
+    ("server.max_chunk_size", 64 * 1024 * 1024, *_int(1)),
+    ("server.spool_threshold", 1024 * 1024, *_int(0)),
+    ("server.spool_dir", "", _str, "a directory path or an empty string"),
+    ("server.options_ttl", 3600, *_int(1)),
+    ("server.preview_size", 4096, *_int(0)),
+    ("logging.level", "INFO", lambda v: str(v).upper() in LOG_LEVELS, " | ".join(LOG_LEVELS)),
+    ("certificate.certfile", CertificateSettings.certfile, _str, "a file path"),
+    ("certificate.keyfile", CertificateSettings.keyfile, _str, "a file path"),
+    ("certificate.cafile", CertificateSettings.cafile, _str, "a file path or an empty string"),
+    ("certificate.crlfile", "", _str, "a file path or an empty string"),
+    ("certificate.require_client_cert", True, _bool, "true or false"),
+    ("certificate.min_version", "1.2", lambda v: str(v) in ("1.2", "1.3"), '"1.2" or "1.3"'),
+    ("certificate.ciphers", DEFAULT_CIPHERS, _str, "an OpenSSL cipher string"),
+    (
+        "certificate.VerificationFlags",
+        "",
+        lambda v: isinstance(v, str | int),
+        "flag names joined by | or , or an integer mask",
+    ),
+    (
+        "certificate.allowed_clients",
+        [],
+        lambda v: isinstance(v, list | str),
+        "a list of certificate names",
+    ),
+    ("certificate.accept_icap_scheme", True, _bool, "true or false"),
+    ("certificate.watch_interval", 0.5, *_num(0)),
+    ("certificate.expiry_warning_days", 30, *_int(0)),
+]
+
+
+def default_settings_path() -> Path | None:
+    if SYSTEM_SETTINGS.exists():
+        return SYSTEM_SETTINGS
+    if SHIPPED_SETTINGS.exists():
+        return SHIPPED_SETTINGS
+    return None
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, validate and freeze the settings. Raises :class:`SettingsError`."""
+    env = os.environ if environ is None else environ
+    chosen = Path(path) if path else default_settings_path()
+    if chosen is not None and not chosen.is_file():
+        raise SettingsError(f"settings file {chosen} does not exist")
+    files = [str(chosen)] if chosen else []
+    # dynaconf reads os.environ itself; a private copy keeps tests independent.
+    saved = dict(os.environ)
+    try:
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(environ)
+        dyn = Dynaconf(
+            envvar_prefix="GICAP",
+            settings_files=files,
+            environments=False,
+            load_dotenv=False,
+            merge_enabled=True,
+        )
+        for key, default, check, expected in SCHEMA:
+            dyn.validators.register(
+                Validator(key, default=default),
+                Validator(
+                    key,
+                    condition=check,
+                    messages={"condition": f"{key} must be {expected}, got {{value!r}}"},
+                ),
+            )
+        try:
+            dyn.validators.validate_all()
+        except ValidationError as exc:
+            raise SettingsError(f"invalid setting: {exc}") from None
+        data = {
+            section: {k.lower(): v for k, v in (dyn.get(section) or {}).items()}
+            for section in ("server", "logging", "certificate")
+        }
+    finally:
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(saved)
+    if LEGACY_FLAGS_ENV in env:
+        data["certificate"]["verificationflags"] = env[LEGACY_FLAGS_ENV]
+    return _freeze(data, str(chosen) if chosen else "")
+
+
+def _freeze(data: dict[str, dict[str, Any]], source: str) -> Settings:
+    known = {k.split(".")[1].lower() for k, *_ in SCHEMA if k.startswith("server.")}
+    server_values = {k: v for k, v in data["server"].items() if k in known}
+    unknown = sorted(set(data["server"]) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) in [server]: {', '.join(unknown)}")
+    server = ServerSettings(**server_values)
+    if server.port == 0 and server.secure_port == 0:
+        raise SettingsError("server.port and server.secure_port cannot both be 0")
+    cert = dict(data["certificate"])
+    flags = cert.pop("verificationflags", "")
+    cert["verification_flags"] = flags if flags != "" else 0
+    cert["min_version"] = str(cert.get("min_version", "1.2"))
+    try:
+        certificate = CertificateSettings.from_mapping(cert)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting: {exc}") from None
+    level = str(data["logging"].get("level", "INFO")).upper()
+    return Settings(server, LoggingSettings(level), certificate, source)

@@ -1,0 +1,81 @@
+"""The plugin manager: built by a factory, never at import time."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from gicap import hookspecs
+
+if TYPE_CHECKING:
+    from gicap.config import Settings
+    from gicap.services.base import Service
+
+log = logging.getLogger("gicap.plugins")
+
+ENTRY_POINT_GROUP = "gicap"
+#: Built-in plugins, also declared as entry points; listed here so a source checkout
+#: that is not installed still has them.
+BUILTIN_PLUGINS = {"echo": "gicap.services.echo"}
+
+
+@dataclass
+class PluginHost:
+    manager: pluggy.PluginManager
+    #: name -> "module" of each plugin loaded.
+    loaded: dict[str, str] = field(default_factory=dict)
+    #: name -> error message of each plugin that failed to load.
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def services(self, settings: Settings) -> dict[str, Service]:
+        """Collect the services of every plugin; a plugin that raises is reported."""
+        found: dict[str, Service] = {}
+        for name, plugin in self.manager.list_name_plugin():
+            impl = getattr(plugin, "gicap_register_services", None)
+            if impl is None:
+                continue
+            try:
+                services = list(impl(settings=settings) or [])
+            except Exception as exc:  # one broken plugin must not stop the others
+                self.failed[name] = f"gicap_register_services raised {exc!r}"
+                log.error("plugin %s failed to register its services: %r", name, exc)
+                continue
+            for svc in services:
+                if svc.name in found:
+                    raise ValueError(f"service name {svc.name!r} is offered by two plugins")
+                found[svc.name] = svc
+        return found
+
+
+def create_plugin_host(
+    *, load_entry_points: bool = True, extra: Iterable[tuple[str, Any]] = ()
+) -> PluginHost:
+    pm = pluggy.PluginManager("gicap")
+    pm.add_hookspecs(hookspecs)
+    host = PluginHost(pm)
+    if load_entry_points:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+                pm.register(plugin, name=ep.name)
+            except Exception as exc:
+                host.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+                continue
+            host.loaded[ep.name] = ep.value
+    for name, module in BUILTIN_PLUGINS.items():
+        if not pm.has_plugin(name):
+            pm.register(importlib.import_module(module), name=name)
+            host.loaded[name] = module
+    for name, plugin in extra:
+        pm.register(plugin, name=name)
+        host.loaded[name] = getattr(plugin, "__name__", repr(plugin))
+    return host

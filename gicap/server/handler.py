@@ -1,0 +1,329 @@
+"""One client connection: socket reads and writes around the sans-IO core.
+
+Deadlines are separate: ``idle_timeout`` while a keep-alive connection waits for its
+next request, ``header_timeout`` for a whole request head once it has started, and
+``body_timeout`` for each silence while a body arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gicap.protocol import (
+    NEED_DATA,
+    PAUSED,
+    BodyData,
+    ConnectionClosed,
+    EndOfMessage,
+    Headers,
+    ICAPConnection,
+    ICAPProtocolError,
+    ICAPResponse,
+    PreviewEnd,
+    RequestHead,
+)
+from gicap.server.spool import Spool
+from gicap.services.base import Modified, Outcome, Service, Transaction, Unmodified
+
+if TYPE_CHECKING:
+    from gicap.config import ServerSettings
+
+log = logging.getLogger("gicap.server")
+
+SERVER_ISTAG = '"gicap-server"'
+WRITE_BATCH = 256 * 1024
+
+
+class _Timeout(Exception):
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+
+@dataclass
+class ServerContext:
+    """What every connection of one worker process shares."""
+
+    settings: ServerSettings
+    services: dict[str, Service]
+    #: Connections this process accepts at once; beyond it, 503.
+    max_connections: int
+    #: The number the OPTIONS answer advertises (the whole server's).
+    advertised_connections: int
+    draining: bool = False
+    #: Live connections: id -> True while a transaction is in progress.
+    connections: dict[object, bool] = field(default_factory=dict)
+
+
+class ConnectionHandler:
+    def __init__(
+        self,
+        sock: Any,
+        address: Any,
+        ctx: ServerContext,
+        *,
+        secure: bool = False,
+        client_identity: tuple[str, ...] = (),
+        refuse: tuple[int, str] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        self.ctx = ctx
+        self.secure = secure
+        self.client_identity = client_identity
+        #: Answer every request with this status and reason (e.g. a client not allowed).
+        self.refuse = refuse
+        s = ctx.settings
+        self.conn = ICAPConnection(
+            max_header_bytes=s.max_header_bytes,
+            max_line_bytes=s.max_line_bytes,
+            max_chunk_size=s.max_chunk_size,
+        )
+        self._deadline = 0.0
+
+    # ----------------------------------------------------------------- reading
+    def _next_event(self, phase: str) -> object:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is not NEED_DATA:
+                return event
+            s = self.ctx.settings
+            now = time.monotonic()
+            if phase != "head":
+                timeout, current = s.body_timeout, "body"
+            elif self._deadline:
+                timeout, current = max(0.001, self._deadline - now), "header"
+            elif conn.buffered:
+                self._deadline = now + s.header_timeout
+                timeout, current = s.header_timeout, "header"
+            else:
+                timeout, current = s.idle_timeout, "idle"
+            self.sock.settimeout(timeout)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise _Timeout(current) from None
+            except OSError:
+                data = b""
+            if current == "idle" and data:
+                self._deadline = time.monotonic() + s.header_timeout
+            conn.receive_data(data)
+
+    # ----------------------------------------------------------------- writing
+    def _send(self, data: bytes) -> None:
+        self.sock.settimeout(self.ctx.settings.body_timeout)
+        self.sock.sendall(data)
+
+    def _send_error(self, status: int, reason: str, istag: str = SERVER_ISTAG) -> None:
+        headers = Headers([("ISTag", istag)])
+        if reason:
+            # Tells the client (and whoever reads its log) what was wrong.
+            headers.add("X-Error", reason.replace("\r", " ").replace("\n", " ")[:200])
+        self._send(self.conn.send_response(ICAPResponse(status, headers)))
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> None:
+        key = self
+        self.ctx.connections[key] = False
+        try:
+            self._loop(key)
+        except OSError as exc:
+            log.debug("connection %s: %s", self.peer, exc)
+        finally:
+            self.ctx.connections.pop(key, None)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _loop(self, key: object) -> None:
+        while True:
+            self._deadline = 0.0
+            try:
+                event = self._next_event("head")
+            except _Timeout as t:
+                if t.phase == "header":
+                    log.warning("%s: request head not complete within %ss, closing",
+                                self.peer, self.ctx.settings.header_timeout)
+                    self._send_error(408, "request headers not received in time")
+                return
+            except ICAPProtocolError as exc:
+                log.warning("%s: bad request: %s -> %d", self.peer, exc.message, exc.status)
+                self._send_error(exc.status, exc.message)
+                return
+            if isinstance(event, ConnectionClosed) or event is PAUSED:
+                return
+            assert isinstance(event, RequestHead)
+            self.ctx.connections[key] = True
+            try:
+                self._transaction(event)
+            except _Timeout as t:
+                log.warning("%s: %s timed out while reading the %s, closing",
+                            self.peer, event.uri, t.phase)
+                if not self.conn.response_done:
+                    self._send_error(408, f"{t.phase} not received in time")
+                return
+            except ICAPProtocolError as exc:
+                log.warning("%s: bad request %s: %s -> %d", self.peer, event.uri, exc.message,
+                            exc.status)
+                if not self.conn.response_done and self.conn.send_state.value == "wait":
+                    self._send_error(exc.status, exc.message)
+                return
+            finally:
+                self.ctx.connections[key] = False
+            if not self.conn.keep_alive or self.ctx.draining:
+                return
+
+    def _transaction(self, head: RequestHead) -> None:
+        started = time.monotonic()
+        status = self._dispatch(head)
+        # Whatever we answered, read the rest of the request so the connection stays usable.
+        while not self.conn.request_done:
+            event = self._next_event("body")
+            if isinstance(event, ConnectionClosed):
+                self.conn.keep_alive = False
+                break
+        log.info("%s %s %s -> %s (%.1f ms)", self.peer, head.method, head.uri, status,
+                 (time.monotonic() - started) * 1000)
+
+    def _dispatch(self, head: RequestHead) -> int:
+        if head.scheme == "icaps" and not self.secure:
+            self._send_error(403, "the client expected a secure connection (icaps://) "
+                                  "but connected to the plain ICAP port")
+            return 403
+        if self.refuse is not None:
+            self._send_error(*self.refuse)
+            return self.refuse[0]
+        service = self.ctx.services.get(head.service)
+        if service is None:
+            self._send_error(404, f"no service named {head.service!r}")
+            return 404
+        if head.method == "OPTIONS":
+            self._send(self.conn.send_response(self._options(service)))
+            return 200
+        if head.method != service.method:
+            self._send_error(405, f"service {service.name} supports {service.method} only",
+                             service.istag())
+            return 405
+        spool = Spool(self.ctx.settings.spool_threshold, self.ctx.settings.spool_dir)
+        try:
+            return self._modify(head, service, spool)
+        finally:
+            spool.close()
+
+    def _options(self, service: Service) -> ICAPResponse:
+        s = self.ctx.settings
+        h = Headers([
+            ("Methods", service.method),
+            ("Service", f"gicap {service.description or service.name}"),
+            ("ISTag", service.istag()),
+            ("Max-Connections", str(self.ctx.advertised_connections)),
+            ("Options-TTL", str(s.options_ttl)),
+            ("Allow", "204"),
+        ])
+        if service.wants_preview:
+            h.add("Preview", str(s.preview_size))
+            h.add("Transfer-Preview", "*")
+        return ICAPResponse(200, h)
+
+    def _modify(self, head: RequestHead, service: Service, spool: Spool) -> int:
+        txn = Transaction(head, client_address=self.peer, secure=self.secure,
+                          client_identity=self.client_identity)
+        in_preview = head.preview is not None
+        preview_parts: list[bytes] = []
+        while True:
+            event = self._next_event("body")
+            if isinstance(event, BodyData):
+                spool.write(event.data)
+                if event.preview:
+                    preview_parts.append(event.data)
+            elif isinstance(event, PreviewEnd):
+                txn.preview = b"".join(preview_parts)
+                outcome = self._call(service.on_preview, txn)
+                if isinstance(outcome, int):
+                    return outcome
+                if outcome is not None:
+                    return self._answer(head, service, outcome, spool, allow_204=True)
+                if not event.ieof:
+                    self._send(self.conn.send_continue())
+                    in_preview = False
+            elif isinstance(event, EndOfMessage):
+                break
+            elif isinstance(event, ConnectionClosed):
+                self.conn.keep_alive = False
+                raise OSError("client closed the connection before the request was complete")
+        txn.body = spool if head.has_body else None
+        outcome = self._call(service.respond, txn)
+        if isinstance(outcome, int):
+            return outcome
+        return self._answer(head, service, outcome, spool, allow_204=head.allow_204 or in_preview)
+
+    def _call(self, fn: Any, txn: Transaction) -> Outcome | None | int:
+        try:
+            return fn(txn)
+        except Exception:
+            # A service failure is answered, never a dropped connection.
+            log.exception("service %s failed on %s", txn.head.service, txn.head.uri)
+            self._send_error(500, "the service failed to process the message")
+            return 500
+
+    def _answer(self, head: RequestHead, service: Service, outcome: Outcome, spool: Spool,
+                *, allow_204: bool) -> int:
+        istag = service.istag()
+        if isinstance(outcome, Unmodified):
+            if allow_204:
+                self._send(self.conn.send_response(ICAPResponse(204, Headers([("ISTag", istag)]))))
+                return 204
+            return self._send_message(head, istag, None, None, spool if head.has_body else None)
+        assert isinstance(outcome, Modified)
+        return self._send_message(head, istag, outcome, outcome.extra_headers, outcome.body)
+
+    def _send_message(self, head: RequestHead, istag: str, outcome: Modified | None,
+                      extra: dict[str, str] | None, body: Any) -> int:
+        http_req = outcome.http_request if outcome else None
+        http_res = outcome.http_response if outcome else None
+        if head.method == "RESPMOD":
+            http_res = http_res or head.http_response
+            http_req = None
+        else:
+            http_req = http_req if (http_req or http_res) else head.http_request
+        headers = Headers([("ISTag", istag)])
+        for name, value in (extra or {}).items():
+            headers.add(name, value)
+        has_body = body is not None
+        resp = ICAPResponse(200, headers, http_request=http_req, http_response=http_res,
+                            has_body=has_body)
+        out = [self.conn.send_response(resp)]
+        if has_body:
+            pending = len(out[0])
+            for piece in _pieces(body):
+                out.append(self.conn.send_data(piece))
+                pending += len(piece)
+                if pending >= WRITE_BATCH:
+                    self._send(b"".join(out))
+                    out, pending = [], 0
+            out.append(self.conn.send_end())
+        self._send(b"".join(out))
+        return 200
+
+
+def _pieces(body: Any) -> Iterable[bytes]:
+    if isinstance(body, bytes | bytearray):
+        yield bytes(body)
+    elif isinstance(body, Spool):
+        yield from body.chunks()
+    elif hasattr(body, "read"):
+        while True:
+            data = body.read(64 * 1024)
+            if not data:
+                return
+            yield data
+    else:
+        yield from body
+
+
+__all__ = ["ConnectionHandler", "ServerContext"]

@@ -1,0 +1,116 @@
+"""Start-up: bind the listening sockets once, then run one worker per process.
+
+The sockets are bound before forking so every worker accepts from the same
+listeners and one machine's cores are all used. The master only forwards signals
+and replaces workers that die; it never touches a client connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import time
+
+from gicap.config import Settings
+from gicap.plugins import PluginHost
+
+log = logging.getLogger("gicap.server")
+
+
+def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def run_worker(settings: Settings, host: PluginHost, plain: socket.socket | None) -> int:
+    # gevent is imported here, after any fork, so each worker has its own hub.
+    from gicap.server.handler import ServerContext
+    from gicap.server.worker import Worker
+
+    s = settings.server
+    services = host.services(settings)
+    per_process = max(1, math.ceil(s.max_connections / s.worker_count))
+    ctx = ServerContext(s, services, per_process, s.max_connections)
+    worker = Worker(ctx, plain)
+    worker.serve_forever()
+    return 0
+
+
+def serve(settings: Settings, host: PluginHost) -> int:
+    s = settings.server
+    plain = bind(s.host, s.port) if s.port else None
+    if plain is not None:
+        log.info("plain ICAP listening on %s:%d", s.host, plain.getsockname()[1])
+    count = s.worker_count
+    if count == 1:
+        return run_worker(settings, host, plain)
+    return _supervise(settings, host, plain, count)
+
+
+def _supervise(settings: Settings, host: PluginHost, plain: socket.socket | None,
+               count: int) -> int:
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                code = run_worker(settings, host, plain)
+            except BaseException:
+                log.exception("worker %d crashed", slot)
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
+    for slot in range(count):
+        spawn(slot)
+    log.info("started %d worker processes", count)
+    failures: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is None or stopping:
+            continue
+        log.error("worker %d (pid %d) exited with status %d; starting a new one",
+                  slot, pid, os.waitstatus_to_exitcode(status))
+        now = time.monotonic()
+        failures = [t for t in failures if now - t < 10] + [now]
+        if len(failures) > 5 * count:
+            log.critical("workers keep dying; giving up")
+            forward(signal.SIGTERM, None)
+            stopping = True
+            continue
+        time.sleep(0.1 * len(failures))
+        spawn(slot)
+    return 0

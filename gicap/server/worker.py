@@ -1,0 +1,120 @@
+"""One worker process: gevent StreamServers on the shared listening sockets.
+
+Connections beyond the limit get a 503 at once (never a hang), and SIGTERM drains:
+stop accepting, close idle keep-alive connections, let transactions in progress
+finish within ``drain_timeout``, then stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+from gevent.server import StreamServer
+
+from gicap.protocol import http_date
+from gicap.server.handler import SERVER_ISTAG, ConnectionHandler, ServerContext
+
+log = logging.getLogger("gicap.server")
+
+OVERLOADED = (
+    "ICAP/1.0 503 Service Overloaded\r\nISTag: {istag}\r\nDate: {date}\r\nServer: gicap\r\n"
+    "X-Error: too many connections\r\nConnection: close\r\nEncapsulated: null-body=0\r\n\r\n"
+)
+
+
+def _gevent_socket(sock: socket.socket) -> gevent.socket.socket:
+    return gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+
+class Worker:
+    def __init__(self, ctx: ServerContext, plain: socket.socket | None) -> None:
+        self.ctx = ctx
+        self.plain = plain
+        self.servers: list[StreamServer] = []
+        self.stopped = gevent.event.Event()
+        self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
+        #: Extra greenlets started with the worker (e.g. the certificate watcher).
+        self.background: list[Callable[[], None]] = []
+
+    # ----------------------------------------------------------------- connections
+    def _handle_plain(self, sock: Any, address: Any) -> None:
+        if self._refuse_if_full(sock):
+            return
+        self._run(ConnectionHandler(sock, address, self.ctx))
+
+    def _run(self, handler: ConnectionHandler) -> None:
+        self.handlers[handler] = gevent.getcurrent()
+        try:
+            handler.run()
+        finally:
+            self.handlers.pop(handler, None)
+
+    def _refuse_if_full(self, sock: Any) -> bool:
+        if len(self.handlers) < self.ctx.max_connections and not self.ctx.draining:
+            return False
+        log.warning("connection limit (%d per process) reached: answering 503",
+                    self.ctx.max_connections)
+        try:
+            sock.settimeout(2)
+            sock.sendall(OVERLOADED.format(istag=SERVER_ISTAG, date=http_date()).encode())
+            sock.shutdown(socket.SHUT_WR)
+            # Read what the client already sent so closing does not reset the connection
+            # before it has read our answer.
+            end = time.monotonic() + 1
+            while time.monotonic() < end and sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        return True
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self.plain is not None:
+            srv = StreamServer(_gevent_socket(self.plain), self._handle_plain)
+            srv.start()
+            self.servers.append(srv)
+        for fn in self.background:
+            gevent.spawn(fn)
+        gevent.signal_handler(signal.SIGTERM, self.drain)
+        gevent.signal_handler(signal.SIGINT, self.drain)
+
+    def serve_forever(self) -> None:
+        self.start()
+        self.stopped.wait()
+
+    def drain(self) -> None:
+        if self.ctx.draining:
+            return
+        self.ctx.draining = True
+        log.info("draining: no new connections, finishing transactions in progress")
+        for srv in self.servers:
+            srv.close()
+        gevent.spawn(self._finish_drain)
+
+    def _finish_drain(self) -> None:
+        deadline = time.monotonic() + self.ctx.settings.drain_timeout
+        while True:
+            for handler, greenlet in list(self.handlers.items()):
+                if not self.ctx.connections.get(handler, False):
+                    greenlet.kill(block=False)
+            busy = [h for h in self.handlers if self.ctx.connections.get(h, False)]
+            if not busy:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("drain timeout: closing %d connection(s) with a transaction "
+                            "still in progress", len(busy))
+                break
+            gevent.sleep(0.05)
+        gevent.killall(list(self.handlers.values()), timeout=2)
+        log.info("drained")
+        self.stopped.set()

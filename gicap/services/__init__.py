@@ -1,0 +1,1 @@
+"""ICAP services: what a request URI's path selects."""

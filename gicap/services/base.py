@@ -1,0 +1,81 @@
+"""What a service is, and what it answers.
+
+A service sees a :class:`Transaction` (the request's heads, the preview bytes and,
+once read, the whole body) and returns an outcome: :class:`Unmodified` (the server
+answers 204 when the client allows it, otherwise the original message) or
+:class:`Modified` (new HTTP heads and/or a new body). The server does all I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, BinaryIO
+
+from gicap import __version__
+
+if TYPE_CHECKING:
+    from gicap.protocol import HTTPRequestHead, HTTPResponseHead, RequestHead
+    from gicap.server.spool import Spool
+
+
+@dataclass
+class Transaction:
+    head: RequestHead
+    #: The preview bytes (empty without a preview).
+    preview: bytes = b""
+    #: The whole body once it has been read (None before, or for null-body).
+    body: Spool | None = None
+    client_address: str = ""
+    secure: bool = False
+    client_identity: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unmodified:
+    """Leave the message as it is."""
+
+
+@dataclass
+class Modified:
+    """Replace parts of the message. ``body``: bytes, an iterable of bytes or a file."""
+
+    http_request: HTTPRequestHead | None = None
+    http_response: HTTPResponseHead | None = None
+    body: bytes | Iterable[bytes] | BinaryIO | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+Outcome = Unmodified | Modified
+
+
+class Service:
+    """Base class for services. Subclasses set ``name`` and ``method``."""
+
+    name: str = ""
+    #: "REQMOD" or "RESPMOD": one method per service (RFC 3507 §4.10.2).
+    method: str = "RESPMOD"
+    description: str = ""
+    #: Whether to ask clients for a preview (OPTIONS ``Preview:``).
+    wants_preview: bool = True
+
+    def config_fingerprint(self) -> str:
+        """Text that changes whenever this service's behaviour or configuration does."""
+        return ""
+
+    def istag(self) -> str:
+        """Stable ISTag: changes only when gicap, the service or its configuration does."""
+        material = "|".join(
+            [__version__, type(self).__module__, type(self).__qualname__, self.name,
+             self.config_fingerprint()]
+        )
+        return '"' + hashlib.sha256(material.encode()).hexdigest()[:30] + '"'
+
+    def on_preview(self, txn: Transaction) -> Outcome | None:
+        """Decide from the preview. ``None`` asks for the rest of the body."""
+        return None
+
+    def respond(self, txn: Transaction) -> Outcome:
+        """Answer once the whole message has been received."""
+        raise NotImplementedError
