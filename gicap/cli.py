@@ -27,8 +27,11 @@ def _load(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
     setup_logging(settings.logging.level)
-    log.info("gicap %s starting with settings from %s", __version__,
-             settings.source or "built-in defaults")
+    log.info(
+        "gicap %s starting with settings from %s",
+        __version__,
+        settings.source or "built-in defaults",
+    )
     host = create_plugin_host()
     for name, err in host.failed.items():
         log.error("plugin %s not loaded: %s", name, err)
@@ -74,9 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("plugins", cmd_plugins, "list plugins and the services they offer"),
     ):
         sp = sub.add_parser(name, help=text)
-        sp.add_argument("--settings", metavar="PATH",
-                        help="settings file (default: /etc/gicap/settings.toml if it exists, "
-                             "else the shipped settings.toml)")
+        sp.add_argument(
+            "--settings",
+            metavar="PATH",
+            help="settings file (default: /etc/gicap/settings.toml if it exists, "
+            "else the shipped settings.toml)",
+        )
         sp.set_defaults(func=fn)
     return p
 

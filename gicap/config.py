@@ -72,7 +72,9 @@ class Settings:
 
 def _int(lo: int, hi: int | None = None) -> tuple[Callable[[Any], bool], str]:
     def check(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        return (
+            isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+        )
 
     return check, f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
 

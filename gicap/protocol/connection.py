@@ -27,8 +27,6 @@ from gicap.protocol.events import (
 )
 from gicap.protocol.headers import Headers, parse_header_lines, split_lines
 from gicap.protocol.http import (
-    HTTPRequestHead,
-    HTTPResponseHead,
     parse_request_head,
     parse_response_head,
 )
@@ -375,7 +373,7 @@ class ICAPConnection:
         size_part, _, ext = line.partition(b";")
         size_part = size_part.strip(b" \t")
         try:
-            if not size_part or size_part.startswith((b"+", b"-")) or b"_" in size_part:
+            if not size_part or size_part.strip(b"0123456789abcdefABCDEF"):
                 raise ValueError
             size = int(size_part, 16)
         except ValueError:

@@ -147,8 +147,11 @@ class ConnectionHandler:
                 event = self._next_event("head")
             except _Timeout as t:
                 if t.phase == "header":
-                    log.warning("%s: request head not complete within %ss, closing",
-                                self.peer, self.ctx.settings.header_timeout)
+                    log.warning(
+                        "%s: request head not complete within %ss, closing",
+                        self.peer,
+                        self.ctx.settings.header_timeout,
+                    )
                     self._send_error(408, "request headers not received in time")
                 return
             except ICAPProtocolError as exc:
@@ -162,14 +165,16 @@ class ConnectionHandler:
             try:
                 self._transaction(event)
             except _Timeout as t:
-                log.warning("%s: %s timed out while reading the %s, closing",
-                            self.peer, event.uri, t.phase)
+                log.warning(
+                    "%s: %s timed out while reading the %s, closing", self.peer, event.uri, t.phase
+                )
                 if not self.conn.response_done:
                     self._send_error(408, f"{t.phase} not received in time")
                 return
             except ICAPProtocolError as exc:
-                log.warning("%s: bad request %s: %s -> %d", self.peer, event.uri, exc.message,
-                            exc.status)
+                log.warning(
+                    "%s: bad request %s: %s -> %d", self.peer, event.uri, exc.message, exc.status
+                )
                 if not self.conn.response_done and self.conn.send_state.value == "wait":
                     self._send_error(exc.status, exc.message)
                 return
@@ -187,13 +192,22 @@ class ConnectionHandler:
             if isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False
                 break
-        log.info("%s %s %s -> %s (%.1f ms)", self.peer, head.method, head.uri, status,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "%s %s %s -> %s (%.1f ms)",
+            self.peer,
+            head.method,
+            head.uri,
+            status,
+            (time.monotonic() - started) * 1000,
+        )
 
     def _dispatch(self, head: RequestHead) -> int:
         if head.scheme == "icaps" and not self.secure:
-            self._send_error(403, "the client expected a secure connection (icaps://) "
-                                  "but connected to the plain ICAP port")
+            self._send_error(
+                403,
+                "the client expected a secure connection (icaps://) "
+                "but connected to the plain ICAP port",
+            )
             return 403
         if self.refuse is not None:
             self._send_error(*self.refuse)
@@ -206,8 +220,9 @@ class ConnectionHandler:
             self._send(self.conn.send_response(self._options(service)))
             return 200
         if head.method != service.method:
-            self._send_error(405, f"service {service.name} supports {service.method} only",
-                             service.istag())
+            self._send_error(
+                405, f"service {service.name} supports {service.method} only", service.istag()
+            )
             return 405
         spool = Spool(self.ctx.settings.spool_threshold, self.ctx.settings.spool_dir)
         try:
@@ -217,22 +232,25 @@ class ConnectionHandler:
 
     def _options(self, service: Service) -> ICAPResponse:
         s = self.ctx.settings
-        h = Headers([
-            ("Methods", service.method),
-            ("Service", f"gicap {service.description or service.name}"),
-            ("ISTag", service.istag()),
-            ("Max-Connections", str(self.ctx.advertised_connections)),
-            ("Options-TTL", str(s.options_ttl)),
-            ("Allow", "204"),
-        ])
+        h = Headers(
+            [
+                ("Methods", service.method),
+                ("Service", f"gicap {service.description or service.name}"),
+                ("ISTag", service.istag()),
+                ("Max-Connections", str(self.ctx.advertised_connections)),
+                ("Options-TTL", str(s.options_ttl)),
+                ("Allow", "204"),
+            ]
+        )
         if service.wants_preview:
             h.add("Preview", str(s.preview_size))
             h.add("Transfer-Preview", "*")
         return ICAPResponse(200, h)
 
     def _modify(self, head: RequestHead, service: Service, spool: Spool) -> int:
-        txn = Transaction(head, client_address=self.peer, secure=self.secure,
-                          client_identity=self.client_identity)
+        txn = Transaction(
+            head, client_address=self.peer, secure=self.secure, client_identity=self.client_identity
+        )
         in_preview = head.preview is not None
         preview_parts: list[bytes] = []
         while True:
@@ -271,8 +289,15 @@ class ConnectionHandler:
             self._send_error(500, "the service failed to process the message")
             return 500
 
-    def _answer(self, head: RequestHead, service: Service, outcome: Outcome, spool: Spool,
-                *, allow_204: bool) -> int:
+    def _answer(
+        self,
+        head: RequestHead,
+        service: Service,
+        outcome: Outcome,
+        spool: Spool,
+        *,
+        allow_204: bool,
+    ) -> int:
         istag = service.istag()
         if isinstance(outcome, Unmodified):
             if allow_204:
@@ -282,8 +307,14 @@ class ConnectionHandler:
         assert isinstance(outcome, Modified)
         return self._send_message(head, istag, outcome, outcome.extra_headers, outcome.body)
 
-    def _send_message(self, head: RequestHead, istag: str, outcome: Modified | None,
-                      extra: dict[str, str] | None, body: Any) -> int:
+    def _send_message(
+        self,
+        head: RequestHead,
+        istag: str,
+        outcome: Modified | None,
+        extra: dict[str, str] | None,
+        body: Any,
+    ) -> int:
         http_req = outcome.http_request if outcome else None
         http_res = outcome.http_response if outcome else None
         if head.method == "RESPMOD":
@@ -295,8 +326,9 @@ class ConnectionHandler:
         for name, value in (extra or {}).items():
             headers.add(name, value)
         has_body = body is not None
-        resp = ICAPResponse(200, headers, http_request=http_req, http_response=http_res,
-                            has_body=has_body)
+        resp = ICAPResponse(
+            200, headers, http_request=http_req, http_response=http_res, has_body=has_body
+        )
         out = [self.conn.send_response(resp)]
         if has_body:
             pending = len(out[0])

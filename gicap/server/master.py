@@ -55,8 +55,9 @@ def serve(settings: Settings, host: PluginHost) -> int:
     return _supervise(settings, host, plain, count)
 
 
-def _supervise(settings: Settings, host: PluginHost, plain: socket.socket | None,
-               count: int) -> int:
+def _supervise(
+    settings: Settings, host: PluginHost, plain: socket.socket | None, count: int
+) -> int:
     children: dict[int, int] = {}
     stopping = False
 
@@ -102,8 +103,12 @@ def _supervise(settings: Settings, host: PluginHost, plain: socket.socket | None
         slot = children.pop(pid, None)
         if slot is None or stopping:
             continue
-        log.error("worker %d (pid %d) exited with status %d; starting a new one",
-                  slot, pid, os.waitstatus_to_exitcode(status))
+        log.error(
+            "worker %d (pid %d) exited with status %d; starting a new one",
+            slot,
+            pid,
+            os.waitstatus_to_exitcode(status),
+        )
         now = time.monotonic()
         failures = [t for t in failures if now - t < 10] + [now]
         if len(failures) > 5 * count:

@@ -60,8 +60,9 @@ class Worker:
     def _refuse_if_full(self, sock: Any) -> bool:
         if len(self.handlers) < self.ctx.max_connections and not self.ctx.draining:
             return False
-        log.warning("connection limit (%d per process) reached: answering 503",
-                    self.ctx.max_connections)
+        log.warning(
+            "connection limit (%d per process) reached: answering 503", self.ctx.max_connections
+        )
         try:
             sock.settimeout(2)
             sock.sendall(OVERLOADED.format(istag=SERVER_ISTAG, date=http_date()).encode())
@@ -111,8 +112,10 @@ class Worker:
             if not busy:
                 break
             if time.monotonic() >= deadline:
-                log.warning("drain timeout: closing %d connection(s) with a transaction "
-                            "still in progress", len(busy))
+                log.warning(
+                    "drain timeout: closing %d connection(s) with a transaction still in progress",
+                    len(busy),
+                )
                 break
             gevent.sleep(0.05)
         gevent.killall(list(self.handlers.values()), timeout=2)

@@ -67,8 +67,13 @@ class Service:
     def istag(self) -> str:
         """Stable ISTag: changes only when gicap, the service or its configuration does."""
         material = "|".join(
-            [__version__, type(self).__module__, type(self).__qualname__, self.name,
-             self.config_fingerprint()]
+            [
+                __version__,
+                type(self).__module__,
+                type(self).__qualname__,
+                self.name,
+                self.config_fingerprint(),
+            ]
         )
         return '"' + hashlib.sha256(material.encode()).hexdigest()[:30] + '"'
 

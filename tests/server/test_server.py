@@ -1,0 +1,267 @@
+"""The real server process over real sockets: what a proxy relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from gicap.client import ICAPClient
+from tests.support import GicapProcess
+
+Start = Callable[..., GicapProcess]
+
+
+def raw(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send bytes, read until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def dechunk(data: bytes) -> bytes:
+    out = b""
+    while True:
+        line, _, data = data.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out, data = out + data[:size], data[size + 2 :]
+
+
+def still_serving(proc: GicapProcess) -> None:
+    with ICAPClient(f"{proc.url}/echo") as c:
+        assert c.options().status == 200
+
+
+def test_options_advertises_what_squid_needs(gicap: GicapProcess) -> None:
+    with ICAPClient(f"{gicap.url}/echo") as c:
+        first = c.options()
+        second = c.options()  # same connection: keep-alive
+    h = first.headers
+    assert first.status == 200
+    assert h.get("Methods") == "RESPMOD"
+    assert h.get("Service")
+    istag = h.get("ISTag") or ""
+    assert istag.startswith('"') and istag.endswith('"') and len(istag) - 2 <= 32
+    assert second.headers.get("ISTag") == istag  # stable
+    assert h.get("Max-Connections") == "1000"
+    assert int(h.get("Options-TTL") or 0) > 0
+    assert h.get("Preview") == "4096"
+    assert h.get("Transfer-Preview") == "*"
+    assert h.has_token("Allow", "204")
+    assert h.get("Encapsulated") == "null-body=0"
+    assert h.get("Date")
+    with ICAPClient(f"{gicap.url}/echo-req") as c:
+        assert c.options().headers.get("Methods") == "REQMOD"
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 100 * 1024, 3 * 1024 * 1024])
+def test_respmod_echo_without_204_returns_identical_body(start_gicap: Start, size: int) -> None:
+    proc = start_gicap({"GICAP_SERVER__SPOOL_THRESHOLD": "65536"})
+    body = hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1)
+    body = body[:size]
+    with ICAPClient(f"{proc.url}/echo") as c:
+        r = c.respmod(body, allow_204=False)
+    assert r.status == 200
+    assert r.body == body
+    assert r.http_response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert r.http_request == b""  # a RESPMOD answer never carries req-hdr
+    enc = r.headers.get("Encapsulated") or ""
+    assert enc == f"res-hdr=0, res-body={len(r.http_response)}"
+
+
+def test_204_rules(gicap: GicapProcess) -> None:
+    body = b"x" * 10_000
+    with ICAPClient(f"{gicap.url}/echo") as c:
+        assert c.respmod(body, allow_204=True).status == 204
+        # Inside a preview 204 is always allowed, even without Allow: 204.
+        r = c.respmod(body, preview=1024, allow_204=False)
+        assert r.status == 204 and not r.continued
+        # The whole body in the preview (ieof): 204, never 100.
+        r = c.respmod(b"small", preview=1024, allow_204=False)
+        assert r.status == 204 and not r.continued
+        # Preview 0 with a null body.
+        assert c.respmod(None, preview=0, allow_204=False).status == 204
+        # Outside preview without Allow: 204 the original comes back.
+        r = c.respmod(body, allow_204=False)
+        assert r.status == 200 and r.body == body
+
+
+def test_reqmod_echo(gicap: GicapProcess) -> None:
+    with ICAPClient(f"{gicap.url}/echo-req") as c:
+        r = c.reqmod(b"upload-data" * 1000, allow_204=False)
+        assert r.status == 200
+        assert r.http_request.startswith(b"POST http://origin.example/upload HTTP/1.1")
+        assert r.body == b"upload-data" * 1000
+        assert (r.headers.get("Encapsulated") or "").startswith("req-hdr=0, req-body=")
+        r = c.reqmod(None, allow_204=False)
+        assert r.status == 200 and r.body is None
+        assert c.reqmod(b"abc").status == 204
+
+
+def test_unknown_service_method_and_version(gicap: GicapProcess) -> None:
+    with ICAPClient(f"{gicap.url}/nope") as c:
+        r = c.respmod(b"body", allow_204=False)
+        assert r.status == 404
+        # The connection stays usable: the body was read and discarded.
+        assert c.respmod(b"again", allow_204=False).status == 404
+    with ICAPClient(f"{gicap.url}/echo-req") as c:
+        assert c.respmod(b"x").status == 405
+        assert c.options().status == 200
+    port = gicap.port
+    assert raw(port, b"BREW icap://127.0.0.1/echo ICAP/1.0\r\n\r\n").startswith(b"ICAP/1.0 501 ")
+    out = raw(port, b"OPTIONS icap://127.0.0.1/echo ICAP/1.1\r\n\r\n")
+    assert out.startswith(b"ICAP/1.0 505 ")
+    still_serving(gicap)
+
+
+@pytest.mark.parametrize(
+    "request_bytes,status",
+    [
+        (b"GARBAGE LINE\r\n\r\n", 400),
+        (b"RESPMOD icap://h/echo ICAP/1.0\r\nEncapsulated: res-body=0, res-hdr=4\r\n\r\n", 400),
+        (
+            b"RESPMOD icap://h/echo ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\n\r\nZZ\r\nab\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"RESPMOD icap://h/echo ICAP/1.0\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 413),
+    ],
+)
+def test_malformed_requests_get_4xx_and_server_keeps_serving(
+    gicap: GicapProcess, request_bytes: bytes, status: int
+) -> None:
+    out = raw(gicap.port, request_bytes)
+    assert out.startswith(b"ICAP/1.0 %d " % status), out[:200]
+    assert b"Connection: close" in out and b"ISTag: " in out
+    still_serving(gicap)
+
+
+def test_icaps_request_on_plain_port_is_refused(gicap: GicapProcess) -> None:
+    with ICAPClient(f"icap://127.0.0.1:{gicap.port}/echo") as c:
+        c.url = f"icaps://127.0.0.1:{gicap.port}/echo"
+        r = c.respmod(b"secret", allow_204=False)
+    assert r.status == 403
+    assert "secure" in (r.headers.get("X-Error") or "")
+
+
+def test_pipelined_requests_in_one_write(gicap: GicapProcess) -> None:
+    url = f"icap://127.0.0.1:{gicap.port}/echo"
+    one = (
+        f"RESPMOD {url} ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+        "HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    ).encode()
+    opts = f"OPTIONS {url} ICAP/1.0\r\n\r\n".encode()
+    close = f"OPTIONS {url} ICAP/1.0\r\nConnection: close\r\n\r\n".encode()
+    out = raw(gicap.port, one + opts + one + close)
+    assert out.count(b"ICAP/1.0 200 OK") == 4
+    assert out.count(b"5\r\nhello\r\n0\r\n\r\n") == 2
+
+
+def test_connection_close_is_honoured(gicap: GicapProcess) -> None:
+    with socket.create_connection(("127.0.0.1", gicap.port), timeout=5) as s:
+        s.sendall(f"OPTIONS {gicap.url}/echo ICAP/1.0\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.startswith(b"ICAP/1.0 200") and b"Connection: close" in data
+
+
+def test_connections_beyond_the_limit_get_503(start_gicap: Start) -> None:
+    proc = start_gicap({"GICAP_SERVER__MAX_CONNECTIONS": "2"})
+    held = [socket.create_connection(("127.0.0.1", proc.port)) for _ in range(2)]
+    time.sleep(0.3)
+    try:
+        out = raw(proc.port, f"OPTIONS {proc.url}/echo ICAP/1.0\r\n\r\n".encode())
+        assert out.startswith(b"ICAP/1.0 503 ")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    still_serving(proc)
+
+
+def test_deadlines_for_headers_and_idle(start_gicap: Start) -> None:
+    proc = start_gicap(
+        {
+            "GICAP_SERVER__HEADER_TIMEOUT": "0.5",
+            "GICAP_SERVER__IDLE_TIMEOUT": "1",
+            "GICAP_SERVER__BODY_TIMEOUT": "0.5",
+        }
+    )
+    started = time.monotonic()
+    out = raw(proc.port, b"RESPMOD icap://127.0.0.1/echo ICAP/1.0\r\nHost: x", timeout=5)
+    assert out.startswith(b"ICAP/1.0 408 ")
+    assert time.monotonic() - started < 3
+    # A slow body: the chunk never completes.
+    url = f"{proc.url}/echo"
+    partial = (
+        f"RESPMOD {url} ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+        "HTTP/1.1 200 OK\r\n\r\n10\r\nabc"
+    ).encode()
+    assert raw(proc.port, partial, timeout=5).startswith(b"ICAP/1.0 408 ")
+    # An idle keep-alive connection is closed after idle_timeout.
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as s:
+        started = time.monotonic()
+        assert s.recv(10) == b""
+        assert 0.8 < time.monotonic() - started < 4
+    still_serving(proc)
+
+
+def test_sigterm_drains_in_flight_transaction_then_exits_0(start_gicap: Start) -> None:
+    proc = start_gicap({"GICAP_SERVER__DRAIN_TIMEOUT": "10"})
+    idle = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+    busy = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+    url = f"{proc.url}/echo"
+    busy.sendall(
+        (
+            f"RESPMOD {url} ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+            "HTTP/1.1 200 OK\r\n\r\n5\r\nhel"
+        ).encode()
+    )
+    time.sleep(0.3)
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.proc.poll() is None  # still finishing the transaction
+    assert idle.recv(10) == b""  # idle keep-alive connections are closed at once
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", proc.port), timeout=1).recv(1)
+    busy.sendall(b"lo\r\n0\r\n\r\n")
+    out = b""
+    while chunk := busy.recv(4096):
+        out += chunk
+    assert out.startswith(b"ICAP/1.0 200 OK")
+    assert dechunk(out.split(b"HTTP/1.1 200 OK\r\n\r\n", 1)[1]) == b"hello"
+    assert proc.proc.wait(10) == 0
+    idle.close()
+    busy.close()
+
+
+def test_several_worker_processes_share_the_port(start_gicap: Start) -> None:
+    proc = start_gicap({"GICAP_SERVER__WORKERS": "2"})
+    tags = set()
+    for _ in range(20):
+        with ICAPClient(f"{proc.url}/echo") as c:
+            tags.add(c.options().headers.get("ISTag"))
+    assert len(tags) == 1
+    assert "started 2 worker processes" in proc.log()
+    assert proc.stop() == 0
+
+
+def test_invalid_setting_stops_startup_naming_the_key(start_gicap: Start) -> None:
+    proc = start_gicap({"GICAP_SERVER__MAX_CONNECTIONS": "lots"}, wait=False)
+    assert proc.proc is not None
+    assert proc.proc.wait(20) == 2
+    assert "server.max_connections must be an integer" in proc.log()

@@ -1,0 +1,93 @@
+"""Start a real gicap server process for tests and talk to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ROOT / "settings.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class GicapProcess:
+    """``gicap serve`` in a subprocess with environment overrides."""
+
+    def __init__(
+        self, tmp: Path, env: dict[str, str] | None = None, settings: Path = SETTINGS
+    ) -> None:
+        self.port = free_port()
+        self.log_path = tmp / f"gicap-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "GICAP_SERVER__HOST": "127.0.0.1",
+            "GICAP_SERVER__PORT": str(self.port),
+            "GICAP_SERVER__SECURE_PORT": "0",
+            "GICAP_SERVER__WORKERS": "1",
+            "GICAP_SERVER__SPOOL_DIR": str(tmp),
+            **(env or {}),
+        }
+        self.port = int(self.env["GICAP_SERVER__PORT"])
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> GicapProcess:
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gicap", "serve", "--settings", str(self.settings)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()
+        if wait and self.port:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gicap exited early:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(
+                        f"OPTIONS icap://127.0.0.1:{self.port}/echo ICAP/1.0\r\n\r\n".encode()
+                    )
+                    if s.recv(100).startswith(b"ICAP/1.0 200"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gicap did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    @property
+    def url(self) -> str:
+        return f"icap://127.0.0.1:{self.port}"
