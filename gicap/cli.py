@@ -67,6 +67,63 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if host.failed else 0
 
 
+def cmd_certs_dev(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gicap.tls.devcerts import generate_dev_set, squid_service_line
+
+    directory = Path(args.directory)
+    paths = generate_dev_set(directory, hosts=args.host or None)
+    print(f"Development certificates written to {directory.resolve()}:")
+    for role, path in paths.items():
+        print(f"  {role:12} {path}")
+    print("\nStart gicap with them:")
+    d = directory.resolve()
+    print(
+        f"  GICAP_CERTIFICATE__CERTFILE={d}/tls-server-cert "
+        f"GICAP_CERTIFICATE__KEYFILE={d}/tls-server-key "
+        f"GICAP_CERTIFICATE__CAFILE={d}/tls-cafile gicap serve"
+    )
+    print("\nSquid (squid-openssl) line for Secure ICAP with the client certificate:")
+    print("  " + squid_service_line(d, host="localhost", port=args.port, service=args.service))
+    return 0
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from gicap.client import ICAPClient, ICAPClientError
+
+    body = None
+    if args.file:
+        with open(args.file, "rb") as f:
+            body = f.read()
+    try:
+        with ICAPClient(
+            args.url, cert=args.cert, key=args.key, cafile=args.cafile, timeout=args.timeout
+        ) as client:
+            if body is None and args.method == "OPTIONS":
+                result = client.options()
+            elif args.method == "REQMOD":
+                result = client.reqmod(body, preview=args.preview, allow_204=not args.no204)
+            else:
+                result = client.respmod(body, preview=args.preview, allow_204=not args.no204)
+    except (OSError, ICAPClientError) as exc:
+        print(f"gicap client: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(result.raw_head.decode("latin-1"))
+    if result.http_request:
+        sys.stdout.write(result.http_request.decode("latin-1"))
+    if result.http_response:
+        sys.stdout.write(result.http_response.decode("latin-1"))
+    if result.body is not None:
+        if args.output:
+            with open(args.output, "wb") as f:
+                f.write(result.body)
+            print(f"[{len(result.body)} body bytes written to {args.output}]")
+        else:
+            print(f"[{len(result.body)} body bytes]")
+    return 0 if result.status < 400 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gicap", description="ICAP server with Secure ICAP and CDR")
     p.add_argument("--version", action="version", version=f"gicap {__version__}")
@@ -84,9 +141,37 @@ def build_parser() -> argparse.ArgumentParser:
             "else the shipped settings.toml)",
         )
         sp.set_defaults(func=fn)
+    certs = sub.add_parser("certs", help="certificate tools").add_subparsers(
+        dest="certs_command", required=True
+    )
+    dev = certs.add_parser("dev", help="write a development CA, server and client certificate")
+    dev.add_argument("directory", metavar="DIR")
+    dev.add_argument(
+        "--host",
+        action="append",
+        help="extra host name for the server "
+        "certificate (localhost, 127.0.0.1 and this host's name are included)",
+    )
+    dev.add_argument("--port", type=int, default=11344)
+    dev.add_argument("--service", default="echo")
+    dev.set_defaults(func=cmd_certs_dev)
+    cl = sub.add_parser("client", help="send an ICAP request and print the response")
+    cl.add_argument("url", help="icap://HOST:PORT/SERVICE or icaps://HOST:PORT/SERVICE")
+    cl.add_argument("file", nargs="?", help="body to send (RESPMOD by default)")
+    cl.add_argument("--method", choices=["OPTIONS", "RESPMOD", "REQMOD"], default=None)
+    cl.add_argument("--cert", help="client certificate (PEM) for icaps://")
+    cl.add_argument("--key", help="client key (PEM) for icaps://")
+    cl.add_argument("--cafile", help="CA that signed the server certificate")
+    cl.add_argument("--preview", type=int, default=None, help="send a preview of N bytes")
+    cl.add_argument("--no204", action="store_true", help="do not offer Allow: 204")
+    cl.add_argument("-o", "--output", help="write the returned body to this file")
+    cl.add_argument("--timeout", type=float, default=30)
+    cl.set_defaults(func=cmd_client)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is cmd_client and args.method is None:
+        args.method = "RESPMOD" if args.file else "OPTIONS"
     return int(args.func(args))

@@ -54,6 +54,8 @@ class ServerContext:
     #: The number the OPTIONS answer advertises (the whole server's).
     advertised_connections: int
     draining: bool = False
+    #: Whether requests saying icap:// are served on the TLS listener.
+    accept_icap_scheme_on_tls: bool = True
     #: Live connections: id -> True while a transaction is in progress.
     connections: dict[object, bool] = field(default_factory=dict)
 
@@ -208,6 +210,9 @@ class ConnectionHandler:
                 "the client expected a secure connection (icaps://) "
                 "but connected to the plain ICAP port",
             )
+            return 403
+        if head.scheme == "icap" and self.secure and not self.ctx.accept_icap_scheme_on_tls:
+            self._send_error(403, "this listener serves icaps:// requests only")
             return 403
         if self.refuse is not None:
             self._send_error(*self.refuse)

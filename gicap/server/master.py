@@ -20,17 +20,24 @@ from gicap.plugins import PluginHost
 log = logging.getLogger("gicap.server")
 
 
-def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+def bind(host: str, port: int, backlog: int = 1024, listen: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
 
-def run_worker(settings: Settings, host: PluginHost, plain: socket.socket | None) -> int:
+def run_worker(
+    settings: Settings,
+    host: PluginHost,
+    plain: socket.socket | None,
+    secure: socket.socket | None,
+    index: int = 0,
+) -> int:
     # gevent is imported here, after any fork, so each worker has its own hub.
     from gicap.server.handler import ServerContext
     from gicap.server.worker import Worker
@@ -38,8 +45,14 @@ def run_worker(settings: Settings, host: PluginHost, plain: socket.socket | None
     s = settings.server
     services = host.services(settings)
     per_process = max(1, math.ceil(s.max_connections / s.worker_count))
-    ctx = ServerContext(s, services, per_process, s.max_connections)
-    worker = Worker(ctx, plain)
+    ctx = ServerContext(
+        s,
+        services,
+        per_process,
+        s.max_connections,
+        accept_icap_scheme_on_tls=settings.certificate.accept_icap_scheme,
+    )
+    worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.serve_forever()
     return 0
 
@@ -49,14 +62,41 @@ def serve(settings: Settings, host: PluginHost) -> int:
     plain = bind(s.host, s.port) if s.port else None
     if plain is not None:
         log.info("plain ICAP listening on %s:%d", s.host, plain.getsockname()[1])
+    # Bound now so the port is ours; a worker listens once a certificate set loads.
+    secure = bind(s.host, s.secure_port, listen=False) if s.secure_port else None
+    if secure is not None:
+        _announce_secure(settings)
+    else:
+        log.info("Secure ICAP is off: server.secure_port is 0")
     count = s.worker_count
     if count == 1:
-        return run_worker(settings, host, plain)
-    return _supervise(settings, host, plain, count)
+        return run_worker(settings, host, plain, secure)
+    return _supervise(settings, host, plain, secure, count)
+
+
+def _announce_secure(settings: Settings) -> None:
+    from gicap.tls import CertificateWatcher
+
+    quiet = logging.getLogger("gicap.tls.probe")
+    quiet.propagate = False
+    certset, reason = CertificateWatcher(settings.certificate, quiet).initial()
+    port = settings.server.secure_port
+    if certset is None:
+        log.warning(
+            "Secure ICAP is off: %s. Port %d opens as soon as a valid certificate set is installed",
+            reason,
+            port,
+        )
+    else:
+        log.info("Secure ICAP on port %d with %s", port, certset.describe())
 
 
 def _supervise(
-    settings: Settings, host: PluginHost, plain: socket.socket | None, count: int
+    settings: Settings,
+    host: PluginHost,
+    plain: socket.socket | None,
+    secure: socket.socket | None,
+    count: int,
 ) -> int:
     children: dict[int, int] = {}
     stopping = False
@@ -69,7 +109,7 @@ def _supervise(
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                code = run_worker(settings, host, plain)
+                code = run_worker(settings, host, plain, secure, slot)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:

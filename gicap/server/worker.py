@@ -21,6 +21,8 @@ from gevent.server import StreamServer
 
 from gicap.protocol import http_date
 from gicap.server.handler import SERVER_ISTAG, ConnectionHandler, ServerContext
+from gicap.server.secure import SecureListener
+from gicap.tls import CertificateSettings
 
 log = logging.getLogger("gicap.server")
 
@@ -30,14 +32,25 @@ OVERLOADED = (
 )
 
 
-def _gevent_socket(sock: socket.socket) -> gevent.socket.socket:
+def gevent_socket(sock: socket.socket) -> gevent.socket.socket:
     return gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
 
 class Worker:
-    def __init__(self, ctx: ServerContext, plain: socket.socket | None) -> None:
+    def __init__(
+        self,
+        ctx: ServerContext,
+        plain: socket.socket | None,
+        secure: socket.socket | None = None,
+        certificate: CertificateSettings | None = None,
+        *,
+        index: int = 0,
+    ) -> None:
         self.ctx = ctx
         self.plain = plain
+        self.secure: SecureListener | None = None
+        if secure is not None and certificate is not None:
+            self.secure = SecureListener(self, secure, certificate, announce=index == 0)
         self.servers: list[StreamServer] = []
         self.stopped = gevent.event.Event()
         self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
@@ -46,9 +59,12 @@ class Worker:
 
     # ----------------------------------------------------------------- connections
     def _handle_plain(self, sock: Any, address: Any) -> None:
+        self.serve_connection(sock, address)
+
+    def serve_connection(self, sock: Any, address: Any, **options: Any) -> None:
         if self._refuse_if_full(sock):
             return
-        self._run(ConnectionHandler(sock, address, self.ctx))
+        self._run(ConnectionHandler(sock, address, self.ctx, **options))
 
     def _run(self, handler: ConnectionHandler) -> None:
         self.handlers[handler] = gevent.getcurrent()
@@ -81,13 +97,21 @@ class Worker:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
         if self.plain is not None:
-            srv = StreamServer(_gevent_socket(self.plain), self._handle_plain)
+            srv = StreamServer(gevent_socket(self.plain), self._handle_plain)
             srv.start()
             self.servers.append(srv)
+        if self.secure is not None:
+            self.secure.start()
         for fn in self.background:
             gevent.spawn(fn)
         gevent.signal_handler(signal.SIGTERM, self.drain)
         gevent.signal_handler(signal.SIGINT, self.drain)
+        gevent.signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        log.info("SIGHUP: reloading certificates")
+        if self.secure is not None:
+            gevent.spawn(self.secure.reload)
 
     def serve_forever(self) -> None:
         self.start()
@@ -100,6 +124,8 @@ class Worker:
         log.info("draining: no new connections, finishing transactions in progress")
         for srv in self.servers:
             srv.close()
+        if self.secure is not None:
+            self.secure.close()
         gevent.spawn(self._finish_drain)
 
     def _finish_drain(self) -> None:

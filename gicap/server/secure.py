@@ -1,0 +1,124 @@
+"""The Secure ICAP listener: TLS 1.2/1.3 with client certificates on server.secure_port.
+
+The master binds the port without listening; a worker starts listening as soon as a
+valid certificate set is loaded (at start-up, or later when the files appear), so a
+client never waits on a port that cannot complete a handshake. The certificate
+watcher swaps a new SSL context in for new handshakes; connections already
+established keep theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.ssl
+from gevent.server import StreamServer
+
+from gicap.tls import (
+    CertificateSet,
+    CertificateSettings,
+    CertificateWatcher,
+    build_server_context,
+    client_identity,
+    is_client_allowed,
+)
+
+if TYPE_CHECKING:
+    from gicap.server.worker import Worker
+
+log = logging.getLogger("gicap.tls")
+
+
+class SecureListener:
+    def __init__(
+        self, worker: Worker, sock: socket.socket, settings: CertificateSettings, *, announce: bool
+    ) -> None:
+        self.worker = worker
+        self.sock = sock
+        self.settings = settings
+        # Only one worker reports certificate events, so each is logged once.
+        logger = log if announce else logging.getLogger("gicap.tls.quiet")
+        if not announce:
+            logger.setLevel(logging.CRITICAL + 1)
+            logger.propagate = False
+        self.watcher = CertificateWatcher(settings, logger)
+        self.context: ssl.SSLContext | None = None
+        self.server: StreamServer | None = None
+        self.announce = announce
+
+    def start(self) -> None:
+        certset, _reason = self.watcher.initial()
+        if certset is not None:
+            self._install(certset)
+        gevent.spawn(self._watch)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the files whatever their timestamps say."""
+        certset = self.watcher.force()
+        if certset is not None:
+            self._install(certset)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def _watch(self) -> None:
+        while not self.worker.ctx.draining:
+            gevent.sleep(self.watcher.interval)
+            certset = self.watcher.poll()
+            if certset is not None:
+                self._install(certset)
+
+    def _install(self, certset: CertificateSet) -> None:
+        try:
+            context = build_server_context(
+                self.settings, certset, context_class=gevent.ssl.SSLContext
+            )
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            log.error("certificate set %s refused: %s", certset.describe(), exc)
+            return
+        self.context = context
+        if self.server is None and not self.worker.ctx.draining:
+            from gicap.server.worker import gevent_socket
+
+            self.sock.listen(1024)
+            self.server = StreamServer(gevent_socket(self.sock), self._handle)
+            self.server.start()
+            if self.announce:
+                log.info("Secure ICAP listening on port %d", self.server.server_port)
+
+    def _handle(self, sock: Any, address: Any) -> None:
+        context = self.context
+        assert context is not None
+        s = self.worker.ctx.settings
+        peer = f"{address[0]}:{address[1]}"
+        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            with gevent.Timeout(s.handshake_timeout):
+                tls.do_handshake()
+        except gevent.Timeout:
+            log.warning("TLS handshake with %s: no handshake within %ss", peer, s.handshake_timeout)
+            tls.close()
+            return
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+            log.warning("TLS handshake with %s refused: %s", peer, reason)
+            tls.close()
+            return
+        identity = client_identity(tls.getpeercert())
+        refuse = None
+        if not is_client_allowed(self.settings, identity):
+            log.warning(
+                "client %s presented certificate %s, which is not in "
+                "certificate.allowed_clients: answering 403",
+                peer,
+                ", ".join(identity) or "(none)",
+            )
+            refuse = (403, "client certificate not allowed: " + (", ".join(identity) or "none"))
+        self.worker.serve_connection(
+            tls, address, secure=True, client_identity=tuple(identity), refuse=refuse
+        )
