@@ -122,8 +122,7 @@ class ICAPClient:
         if res_head is None:
             length = f"Content-Length: {len(body)}\r\n" if body is not None else ""
             res_head = (
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                f"{length}\r\n"
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{length}\r\n"
             ).encode()
         if req_head is None:
             req_head = b"GET http://origin.example/file HTTP/1.1\r\nHost: origin.example\r\n\r\n"

@@ -8,6 +8,7 @@ it comes last.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gicap.protocol.errors import ICAPProtocolError
 
@@ -54,6 +55,8 @@ class Encapsulated:
         return out
 
 
+# Proxies send the same few layouts again and again; results are immutable.
+@lru_cache(maxsize=1024)
 def parse_encapsulated(value: str, method: str) -> Encapsulated:
     entities: list[tuple[str, int]] = []
     for part in value.split(","):

@@ -4,12 +4,24 @@ response object it serialises. Small dataclasses, no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from gicap.protocol.encapsulated import Encapsulated
 from gicap.protocol.errors import ICAPProtocolError
 from gicap.protocol.headers import Headers
 from gicap.protocol.http import HTTPRequestHead, HTTPResponseHead
+
+
+@lru_cache(maxsize=1024)
+def parse_icap_uri(uri: str) -> tuple[str, str, str, str]:
+    """(scheme, host, service, query) of an ICAP URI."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in ("icap", "icaps") or not parts.netloc:
+        raise ICAPProtocolError(f"request URI is not an icap:// or icaps:// URI: {uri!r}")
+    # Route by path only: proxies may call us by any alias or IP address.
+    return scheme, parts.hostname or "", parts.path.strip("/"), parts.query
 
 
 @dataclass
@@ -30,15 +42,7 @@ class RequestHead:
     query: str = field(init=False)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.uri)
-        scheme = parts.scheme.lower()
-        if scheme not in ("icap", "icaps") or not parts.netloc:
-            raise ICAPProtocolError(f"request URI is not an icap:// or icaps:// URI: {self.uri!r}")
-        self.scheme = scheme
-        self.host = parts.hostname or ""
-        # Route by path only: proxies may call us by any alias or IP address.
-        self.service = parts.path.strip("/")
-        self.query = parts.query
+        self.scheme, self.host, self.service, self.query = parse_icap_uri(self.uri)
 
     @property
     def has_body(self) -> bool:

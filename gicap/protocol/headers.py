@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from gicap.protocol.errors import ICAPProtocolError
 
-_TOKEN_CHARS = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+# RFC 9110 token characters.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class Headers:
@@ -84,7 +84,7 @@ class Headers:
 
 
 def is_token(name: bytes) -> bool:
-    return bool(name) and all(c in _TOKEN_CHARS for c in name)
+    return _TOKEN.fullmatch(name) is not None
 
 
 def parse_header_lines(lines: list[bytes]) -> Headers:

@@ -85,6 +85,7 @@ class ConnectionHandler:
             max_chunk_size=s.max_chunk_size,
         )
         self._deadline = 0.0
+        self._timeout: float | None = None
 
     # ----------------------------------------------------------------- reading
     def _next_event(self, phase: str) -> object:
@@ -104,7 +105,9 @@ class ConnectionHandler:
                 timeout, current = s.header_timeout, "header"
             else:
                 timeout, current = s.idle_timeout, "idle"
-            self.sock.settimeout(timeout)
+            if timeout != self._timeout:
+                self.sock.settimeout(timeout)
+                self._timeout = timeout
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -117,7 +120,10 @@ class ConnectionHandler:
 
     # ----------------------------------------------------------------- writing
     def _send(self, data: bytes) -> None:
-        self.sock.settimeout(self.ctx.settings.body_timeout)
+        timeout = self.ctx.settings.body_timeout
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
         self.sock.sendall(data)
 
     def _send_error(self, status: int, reason: str, istag: str = SERVER_ISTAG) -> None:
@@ -135,6 +141,14 @@ class ConnectionHandler:
             self._loop(key)
         except OSError as exc:
             log.debug("connection %s: %s", self.peer, exc)
+        except Exception:
+            # A bug of ours: answer what can still be answered, never kill the worker.
+            log.exception("internal error on the connection from %s", self.peer)
+            if self.conn.send_state.value in ("idle", "wait"):
+                try:
+                    self._send_error(500, "internal server error")
+                except Exception:
+                    pass
         finally:
             self.ctx.connections.pop(key, None)
             try:

@@ -1,7 +1,8 @@
-"""Start-up: bind the listening sockets once, then run one worker per process.
+"""Start-up: reserve the listening ports once, then run one worker per process.
 
-The sockets are bound before forking so every worker accepts from the same
-listeners and one machine's cores are all used. The master only forwards signals
+The ports are reserved before forking (bound, not listening); each worker then
+listens on its own SO_REUSEPORT socket for the same address, so one machine's
+cores are all used. The master only forwards signals
 and replaces workers that die; it never touches a client connection.
 """
 
@@ -20,13 +21,28 @@ from gicap.plugins import PluginHost
 log = logging.getLogger("gicap.server")
 
 
-def bind(host: str, port: int, backlog: int = 1024, listen: bool = True) -> socket.socket:
+def reserve(host: str, port: int) -> socket.socket:
+    """Bind the port without listening: it is ours, and a busy port fails start-up."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    if listen:
-        sock.listen(backlog)
+    return sock
+
+
+def open_listener(reserved: socket.socket, backlog: int = 1024) -> socket.socket:
+    """A worker's own listening socket on the reserved address.
+
+    Every worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
+    connections evenly over the processes; with one shared accept queue a single
+    busy gevent loop tends to accept nearly all of them.
+    """
+    sock = socket.socket(reserved.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(reserved.getsockname()[:2])
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
@@ -59,11 +75,11 @@ def run_worker(
 
 def serve(settings: Settings, host: PluginHost) -> int:
     s = settings.server
-    plain = bind(s.host, s.port) if s.port else None
+    plain = reserve(s.host, s.port) if s.port else None
     if plain is not None:
         log.info("plain ICAP listening on %s:%d", s.host, plain.getsockname()[1])
     # Bound now so the port is ours; a worker listens once a certificate set loads.
-    secure = bind(s.host, s.secure_port, listen=False) if s.secure_port else None
+    secure = reserve(s.host, s.secure_port) if s.secure_port else None
     if secure is not None:
         _announce_secure(settings)
     else:

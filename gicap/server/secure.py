@@ -83,10 +83,10 @@ class SecureListener:
             return
         self.context = context
         if self.server is None and not self.worker.ctx.draining:
+            from gicap.server.master import open_listener
             from gicap.server.worker import gevent_socket
 
-            self.sock.listen(1024)
-            self.server = StreamServer(gevent_socket(self.sock), self._handle)
+            self.server = StreamServer(gevent_socket(open_listener(self.sock)), self._handle)
             self.server.start()
             if self.announce:
                 log.info("Secure ICAP listening on port %d", self.server.server_port)

@@ -97,7 +97,9 @@ class Worker:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
         if self.plain is not None:
-            srv = StreamServer(gevent_socket(self.plain), self._handle_plain)
+            from gicap.server.master import open_listener
+
+            srv = StreamServer(gevent_socket(open_listener(self.plain)), self._handle_plain)
             srv.start()
             self.servers.append(srv)
         if self.secure is not None:

@@ -66,6 +66,12 @@ class Service:
 
     def istag(self) -> str:
         """Stable ISTag: changes only when gicap, the service or its configuration does."""
+        cached: str | None = self.__dict__.get("_istag")
+        if cached is None:
+            cached = self.__dict__["_istag"] = self._compute_istag()
+        return cached
+
+    def _compute_istag(self) -> str:
         material = "|".join(
             [
                 __version__,
