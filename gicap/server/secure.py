@@ -96,6 +96,9 @@ class SecureListener:
         assert context is not None
         s = self.worker.ctx.settings
         peer = f"{address[0]}:{address[1]}"
+        from gicap.server.worker import no_delay
+
+        no_delay(sock)
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         try:
             with gevent.Timeout(s.handshake_timeout):
