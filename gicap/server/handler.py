@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gicap.obs.txlog import TransactionLog
 from gicap.protocol import (
     NEED_DATA,
     PAUSED,
@@ -53,6 +54,7 @@ class ServerContext:
     max_connections: int
     #: The number the OPTIONS answer advertises (the whole server's).
     advertised_connections: int
+    txlog: TransactionLog = field(default_factory=lambda: TransactionLog(enabled=False))
     draining: bool = False
     #: Whether requests saying icap:// are served on the TLS listener.
     accept_icap_scheme_on_tls: bool = True
@@ -208,13 +210,8 @@ class ConnectionHandler:
             if isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False
                 break
-        log.info(
-            "%s %s %s -> %s (%.1f ms)",
-            self.peer,
-            head.method,
-            head.uri,
-            status,
-            (time.monotonic() - started) * 1000,
+        self.ctx.txlog.record(
+            self.peer, head.method, head.uri, status, (time.monotonic() - started) * 1000
         )
 
     def _dispatch(self, head: RequestHead) -> int:

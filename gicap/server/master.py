@@ -55,6 +55,7 @@ def run_worker(
     index: int = 0,
 ) -> int:
     # gevent is imported here, after any fork, so each worker has its own hub.
+    from gicap.obs.txlog import TransactionLog
     from gicap.server.handler import ServerContext
     from gicap.server.worker import Worker
 
@@ -67,6 +68,7 @@ def run_worker(
         per_process,
         s.max_connections,
         accept_icap_scheme_on_tls=settings.certificate.accept_icap_scheme,
+        txlog=TransactionLog(enabled=settings.logging.level in ("DEBUG", "INFO")),
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.serve_forever()

@@ -116,9 +116,15 @@ class Worker:
             self.secure.start()
         for fn in self.background:
             gevent.spawn(fn)
+        gevent.spawn(self._flush_logs)
         gevent.signal_handler(signal.SIGTERM, self.drain)
         gevent.signal_handler(signal.SIGINT, self.drain)
         gevent.signal_handler(signal.SIGHUP, self.reload)
+
+    def _flush_logs(self) -> None:
+        while not self.stopped.is_set():
+            self.stopped.wait(0.5)
+            self.ctx.txlog.flush()
 
     def reload(self) -> None:
         log.info("SIGHUP: reloading certificates")
