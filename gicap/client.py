@@ -7,6 +7,7 @@ preview, and parses the response into its parts.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -204,7 +205,36 @@ class ICAPClient:
         if self.sock is None:
             self.connect()
         assert self.sock is not None
-        self.sock.sendall(data)
+        if len(data) < 256 * 1024:
+            self.sock.sendall(data)
+            return
+        # A server may answer while we still send (streaming echo): read as we write
+        # so neither side blocks on a full socket buffer.
+        view = memoryview(data)
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            while view:
+                readable, writable, _ = select.select([sock], [sock], [], self.timeout)
+                if not readable and not writable:
+                    raise ICAPClientError("timed out sending the request")
+                if readable:
+                    try:
+                        chunk = sock.recv(65536)
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        chunk = None
+                    if chunk == b"":
+                        raise ICAPClientError("connection closed by the server")
+                    if chunk:
+                        self._buf += chunk
+                if writable:
+                    try:
+                        sent = sock.send(view[:65536])
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        continue
+                    view = view[sent:]
+        finally:
+            sock.settimeout(self.timeout)
 
     def _read_response(self, method: str) -> ICAPResult:
         raw = self._read_until(b"\r\n\r\n")

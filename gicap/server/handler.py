@@ -129,6 +129,9 @@ class ConnectionHandler:
         self.sock.sendall(data)
 
     def _send_error(self, status: int, reason: str, istag: str = SERVER_ISTAG) -> None:
+        # After an error the rest of the request is read and the connection closed, as
+        # c-icap does: some clients (c-icap-client) wait for the close.
+        self.conn.keep_alive = False
         headers = Headers([("ISTag", istag)])
         if reason:
             # Tells the client (and whoever reads its log) what was wrong.
@@ -251,7 +254,7 @@ class ConnectionHandler:
         h = Headers(
             [
                 ("Methods", service.method),
-                ("Service", f"gicap {service.description or service.name}"),
+                ("Service", service.description or f"gicap {service.name}"),
                 ("ISTag", service.istag()),
                 ("Max-Connections", str(self.ctx.advertised_connections)),
                 ("Options-TTL", str(s.options_ttl)),
@@ -268,6 +271,15 @@ class ConnectionHandler:
             head, client_address=self.peer, secure=self.secure, client_identity=self.client_identity
         )
         in_preview = head.preview is not None
+        if not in_preview and head.has_body and not head.allow_204:
+            # Without a preview Squid 5 sends only about 64 KiB of body and then waits for
+            # our answer to begin: a service that already knows the message passes
+            # unchanged must stream it back as it arrives.
+            early = self._call(service.early, txn)
+            if isinstance(early, int):
+                return early
+            if isinstance(early, Unmodified):
+                return self._stream_back(head, service)
         preview_parts: list[bytes] = []
         while True:
             event = self._next_event("body")
@@ -295,6 +307,42 @@ class ConnectionHandler:
         if isinstance(outcome, int):
             return outcome
         return self._answer(head, service, outcome, spool, allow_204=head.allow_204 or in_preview)
+
+    def _stream_back(self, head: RequestHead, service: Service) -> int:
+        """Answer 200 with the original message, echoing body chunks as they arrive."""
+        http_req = head.http_request if head.method == "REQMOD" else None
+        http_res = head.http_response if head.method == "RESPMOD" else None
+        resp = ICAPResponse(
+            200,
+            Headers([("ISTag", service.istag())]),
+            http_request=http_req,
+            http_response=http_res,
+            has_body=True,
+        )
+        # The head goes out with the first body bytes, so a malformed first chunk
+        # still gets its 400 instead of a cut-off 200.
+        out: list[bytes] = []
+        started = False
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                if started:
+                    # Flush what is ready before waiting for more of the body.
+                    self._send(b"".join(out))
+                    out = []
+                event = self._next_event("body")
+            if isinstance(event, BodyData | EndOfMessage) and not started:
+                out.append(self.conn.send_response(resp))
+                started = True
+            if isinstance(event, BodyData):
+                out.append(self.conn.send_data(event.data))
+            elif isinstance(event, EndOfMessage):
+                out.append(self.conn.send_end())
+                self._send(b"".join(out))
+                return 200
+            elif isinstance(event, ConnectionClosed):
+                self.conn.keep_alive = False
+                raise OSError("client closed the connection before the request was complete")
 
     def _call(self, fn: Any, txn: Transaction) -> Outcome | None | int:
         try:

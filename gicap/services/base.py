@@ -83,6 +83,14 @@ class Service:
         )
         return '"' + hashlib.sha256(material.encode()).hexdigest()[:30] + '"'
 
+    def early(self, txn: Transaction) -> Outcome | None:
+        """Decide from the heads alone, before any body, when there is no preview.
+
+        Returning :class:`Unmodified` streams the message back as it arrives (what a
+        proxy needs for large bodies it will not buffer). ``None``: read the body.
+        """
+        return None
+
     def on_preview(self, txn: Transaction) -> Outcome | None:
         """Decide from the preview. ``None`` asks for the rest of the body."""
         return None

@@ -22,6 +22,9 @@ class EchoService(Service):
         self.name = name
         self.method = method
 
+    def early(self, txn: Transaction) -> Outcome | None:
+        return Unmodified()
+
     def on_preview(self, txn: Transaction) -> Outcome | None:
         return Unmodified()
 

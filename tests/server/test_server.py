@@ -66,7 +66,7 @@ def test_options_advertises_what_squid_needs(gicap: GicapProcess) -> None:
         assert c.options().headers.get("Methods") == "REQMOD"
 
 
-@pytest.mark.parametrize("size", [0, 1, 1024, 100 * 1024, 3 * 1024 * 1024])
+@pytest.mark.parametrize("size", [0, 1, 1024, 100 * 1024, 3 * 1024 * 1024, 30 * 1024 * 1024])
 def test_respmod_echo_without_204_returns_identical_body(start_gicap: Start, size: int) -> None:
     proc = start_gicap({"GICAP_SERVER__SPOOL_THRESHOLD": "65536"})
     body = hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1)
@@ -114,11 +114,11 @@ def test_unknown_service_method_and_version(gicap: GicapProcess) -> None:
     with ICAPClient(f"{gicap.url}/nope") as c:
         r = c.respmod(b"body", allow_204=False)
         assert r.status == 404
-        # The connection stays usable: the body was read and discarded.
-        assert c.respmod(b"again", allow_204=False).status == 404
+        # Like c-icap, the connection is closed after an error (the body read first).
+        assert r.headers.has_token("Connection", "close")
     with ICAPClient(f"{gicap.url}/echo-req") as c:
-        assert c.respmod(b"x").status == 405
-        assert c.options().status == 200
+        r = c.respmod(b"x")
+        assert r.status == 405 and "REQMOD" in (r.headers.get("X-Error") or "")
     port = gicap.port
     assert raw(port, b"BREW icap://127.0.0.1/echo ICAP/1.0\r\n\r\n").startswith(b"ICAP/1.0 501 ")
     out = raw(port, b"OPTIONS icap://127.0.0.1/echo ICAP/1.1\r\n\r\n")
@@ -207,7 +207,7 @@ def test_deadlines_for_headers_and_idle(start_gicap: Start) -> None:
     # A slow body: the chunk never completes.
     url = f"{proc.url}/echo"
     partial = (
-        f"RESPMOD {url} ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+        f"RESPMOD {url} ICAP/1.0\r\nAllow: 204\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
         "HTTP/1.1 200 OK\r\n\r\n10\r\nabc"
     ).encode()
     assert raw(proc.port, partial, timeout=5).startswith(b"ICAP/1.0 408 ")
