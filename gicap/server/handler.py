@@ -8,6 +8,7 @@ next request, ``header_timeout`` for a whole request head once it has started, a
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ log = logging.getLogger("gicap.server")
 
 SERVER_ISTAG = '"gicap-server"'
 WRITE_BATCH = 256 * 1024
+RECV_SIZE = 256 * 1024
 
 
 class _Timeout(Exception):
@@ -111,7 +113,7 @@ class ConnectionHandler:
                 self.sock.settimeout(timeout)
                 self._timeout = timeout
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(RECV_SIZE)
             except TimeoutError:
                 raise _Timeout(current) from None
             except OSError:
@@ -119,6 +121,19 @@ class ConnectionHandler:
             if current == "idle" and data:
                 self._deadline = time.monotonic() + s.header_timeout
             conn.receive_data(data)
+
+    def _read_ready(self) -> bool:
+        """Feed whatever has already arrived, without waiting. True if anything did."""
+        self.sock.settimeout(0.0)
+        self._timeout = 0.0
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, TimeoutError):
+            return False
+        except OSError:
+            data = b""
+        self.conn.receive_data(data)
+        return True
 
     # ----------------------------------------------------------------- writing
     def _send(self, data: bytes) -> None:
@@ -326,7 +341,7 @@ class ConnectionHandler:
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
-                if started:
+                if started and not self._read_ready():
                     # Flush what is ready before waiting for more of the body.
                     self._send(b"".join(out))
                     out = []
