@@ -32,7 +32,7 @@ run: setup
 	fi
 
 lint: setup
-	$(BIN)/ruff check gicap tests bench plugins
+	$(BIN)/ruff check gicap tests bench $(PLUGIN_DIRS)
 
 test: setup lint
 	$(BIN)/pytest -q -ra

@@ -723,7 +723,9 @@ def start_squid(
 
     Each service gets `adaptation_access NAME allow all` unless adaptation_access=False.
     `files` (e.g. a client certificate and key for icaps://) are copied into the Squid
-    directory, owned by Squid's user; their copies are in `Squid.files`.
+    directory, owned by Squid's user; their copies are in `Squid.files`.  The token
+    `{files}` in `icap_services` and `extra_conf` lines is replaced by that directory, so
+    a line can name a copy before Squid starts (`tls-key={files}/client-key.pem`).
     """
     binary = require_tool("squid")
     workdir = Path(tempfile.mkdtemp(prefix="gicap-squid-"))
@@ -743,6 +745,8 @@ def start_squid(
             os.chown(dst, user.pw_uid, user.pw_gid)
         copied[name] = dst
 
+    icap_services = [line.replace("{files}", str(workdir)) for line in icap_services]
+    extra_conf = [line.replace("{files}", str(workdir)) for line in extra_conf]
     port = free_port()
     conf = workdir / "squid.conf"
     cache_log = workdir / "cache.log"
