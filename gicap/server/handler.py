@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gicap import __version__
 from gicap.obs.txlog import TransactionLog
 from gicap.protocol import (
     NEED_DATA,
@@ -401,6 +402,11 @@ class ConnectionHandler:
             http_req = None
         else:
             http_req = http_req if (http_req or http_res) else head.http_request
+        if outcome is not None:
+            # RFC 3507 §4.9: a modified message says so in its Via header.
+            target = http_res if http_res is not None else http_req
+            if target is not None:
+                add_via(target.headers)
         headers = Headers([("ISTag", istag)])
         for name, value in (extra or {}).items():
             headers.add(name, value)
@@ -420,6 +426,14 @@ class ConnectionHandler:
             out.append(self.conn.send_end())
         self._send(b"".join(out))
         return 200
+
+
+VIA = f"ICAP/1.0 gicap (gicap/{__version__})"
+
+
+def add_via(headers: Headers) -> None:
+    current = headers.get("Via")
+    headers.set("Via", f"{current}, {VIA}" if current else VIA)
 
 
 def _pieces(body: Any) -> Iterable[bytes]:

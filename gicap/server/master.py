@@ -8,6 +8,7 @@ and replaces workers that die; it never touches a client connection.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -22,12 +23,34 @@ log = logging.getLogger("gicap.server")
 
 
 def reserve(host: str, port: int) -> socket.socket:
-    """Bind the port without listening: it is ours, and a busy port fails start-up."""
+    """Bind the port without listening: it is ours, and a busy port fails start-up.
+
+    Without SO_REUSEADDR: a bound, non-listening SO_REUSEADDR socket lets any other
+    program bind the port with SO_REUSEADDR too (Python's create_server, most servers)
+    and listen on it, after which our workers' listeners fail with EADDRINUSE. The
+    secure port stays unlistened until certificates arrive, so that window can be long.
+    Only SO_REUSEPORT sockets of our own user (the workers) may join.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Connections of a previous server without SO_REUSEPORT lingering in TIME_WAIT
+        # block the bind above for a minute; SO_REUSEADDR gets past them (a listener
+        # still makes this fail).
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
     return sock
 
 

@@ -265,3 +265,49 @@ def test_invalid_setting_stops_startup_naming_the_key(start_gicap: Start) -> Non
     assert proc.proc is not None
     assert proc.proc.wait(20) == 2
     assert "server.max_connections must be an integer" in proc.log()
+
+
+def test_a_modifying_plugin_installed_with_pip_is_served_with_via(tmp_path, start_gicap) -> None:
+    """A plugin distribution installed with pip shows up as a service, and a modified
+    message carries an ICAP Via entry."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "upper"
+    pkg.mkdir()
+    (pkg / "gicap_upper_test.py").write_text(
+        "from gicap import hookimpl\n"
+        "from gicap.protocol import Headers, HTTPResponseHead\n"
+        "from gicap.services.base import Modified, Service, Unmodified\n"
+        "class Upper(Service):\n"
+        "    name = 'upper-test'\n"
+        "    method = 'RESPMOD'\n"
+        "    def respond(self, txn):\n"
+        "        data = txn.body.getvalue().upper()\n"
+        "        head = HTTPResponseHead('HTTP/1.1', 200, 'OK',\n"
+        "            Headers([('Content-Length', str(len(data)))]))\n"
+        "        return Modified(http_response=head, body=data)\n"
+        "@hookimpl\n"
+        "def gicap_register_services(settings):\n"
+        "    return [Upper()]\n"
+    )
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "gicap-upper-test"\nversion = "1.0"\n'
+        '[project.entry-points.gicap]\nupper-test = "gicap_upper_test"\n'
+        '[tool.setuptools]\npy-modules = ["gicap_upper_test"]\n'
+    )
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", str(pkg)]
+    subprocess.run(pip, check=True, timeout=300)
+    try:
+        proc = start_gicap()
+        with ICAPClient(f"{proc.url}/upper-test") as c:
+            r = c.respmod(b"hello", allow_204=True)
+        assert r.status == 200 and r.body == b"HELLO"
+        assert b"\r\nVia: ICAP/1.0 gicap" in r.http_response
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-q", "-y", "gicap-upper-test"],
+            check=True,
+            timeout=300,
+        )
