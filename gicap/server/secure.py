@@ -72,6 +72,8 @@ class SecureListener:
             certset = self.watcher.poll()
             if certset is not None:
                 self._install(certset)
+            elif self.server is None:
+                self._open()
 
     def _install(self, certset: CertificateSet) -> None:
         try:
@@ -82,14 +84,24 @@ class SecureListener:
             log.error("certificate set %s refused: %s", certset.describe(), exc)
             return
         self.context = context
-        if self.server is None and not self.worker.ctx.draining:
-            from gicap.server.master import open_listener
-            from gicap.server.worker import gevent_socket
+        self._open()
 
-            self.server = StreamServer(gevent_socket(open_listener(self.sock)), self._handle)
-            self.server.start()
-            if self.announce:
-                log.info("Secure ICAP listening on port %d", self.server.server_port)
+    def _open(self) -> None:
+        if self.server is not None or self.context is None or self.worker.ctx.draining:
+            return
+        from gicap.server.master import open_listener
+        from gicap.server.worker import gevent_socket
+
+        try:
+            listener = open_listener(self.sock)
+        except OSError as exc:
+            # Retried by the watch loop; the plain listener keeps serving meanwhile.
+            log.error("cannot open the Secure ICAP listener: %s", exc)
+            return
+        self.server = StreamServer(gevent_socket(listener), self._handle)
+        self.server.start()
+        if self.announce:
+            log.info("Secure ICAP listening on port %d", self.server.server_port)
 
     def _handle(self, sock: Any, address: Any) -> None:
         context = self.context

@@ -1,0 +1,58 @@
+"""``gicap certs dev`` end to end: its files start a Secure ICAP server that
+``gicap client`` (a real subprocess) talks to with the client certificate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import ROOT
+
+from .support import SecureGicap
+
+
+def _gicap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gicap", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_dev_certificates_serve_icaps_to_gicap_client(tmp_path: Path) -> None:
+    certs = tmp_path / "dev"
+    made = _gicap("certs", "dev", str(certs))
+    assert made.returncode == 0, made.stderr
+    for name in ("tls-cafile", "tls-server-cert", "tls-server-key", "client-cert.pem"):
+        assert (certs / name).is_file()
+    assert (certs / "tls-server-key").stat().st_mode & 0o077 == 0
+
+    gicap = SecureGicap(tmp_path, certs)
+    try:
+        gicap.start()
+        body = tmp_path / "file.bin"
+        body.write_bytes(b"%PDF-1.4 not really a PDF\n" * 1000)
+        url = f"icaps://localhost:{gicap.secure_port}/echo"
+        tls = ["--cafile", str(certs / "tls-cafile")]
+        client = ["--cert", str(certs / "client-cert.pem"), "--key", str(certs / "client-key.pem")]
+
+        sent = _gicap("client", url, str(body), *client, *tls)
+        assert sent.returncode == 0, sent.stderr
+        status = sent.stdout.splitlines()[0]
+        assert status.startswith(("ICAP/1.0 200", "ICAP/1.0 204")), sent.stdout
+
+        options = _gicap("client", url, "--method", "OPTIONS", *client, *tls)
+        assert options.returncode == 0, options.stderr
+        assert options.stdout.startswith("ICAP/1.0 200")
+        assert "Methods: RESPMOD" in options.stdout
+
+        # Without the client certificate the same command is refused.
+        refused = _gicap("client", url, str(body), *tls, "--timeout", "5")
+        assert refused.returncode != 0
+        assert "ICAP/1.0" not in refused.stdout
+        assert refused.stderr.startswith("gicap client:")
+    finally:
+        gicap.stop()

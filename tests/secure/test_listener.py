@@ -1,0 +1,110 @@
+"""The Secure ICAP listener of a real gicap process: when it opens and what it serves."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from gicap.client import ICAPClient
+from tests.tls.pki import PKI, Issued
+
+from .conftest import StartSecure
+from .support import RELOAD_WITHIN, Clients, cert_sha, install, presented, wait_until
+
+
+def test_listener_opens_by_default_and_serves_options_and_respmod(
+    start_secure: StartSecure, clients: Clients, client_a: Issued, server_cert: Issued
+) -> None:
+    gicap = start_secure()
+    assert presented(gicap.secure_port, clients.context(client_a)) == cert_sha(server_cert)
+    body = os.urandom(200_000)
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        opts = icap.options()
+        assert opts.status == 200
+        assert opts.headers.get("Methods") == "RESPMOD"
+        # Same TLS connection, kept alive: without Allow: 204 the body comes back whole.
+        mod = icap.respmod(body, allow_204=False)
+        assert mod.status == 200
+        assert mod.http_response.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert mod.body == body
+        # A second transaction on the same connection.
+        assert icap.respmod(b"second", allow_204=False).body == b"second"
+    assert gicap.lines(rf"Secure ICAP listening on port {gicap.secure_port}")
+    # The plain port keeps serving next to it.
+    with ICAPClient(f"{gicap.url}/echo") as plain:
+        assert plain.options().status == 200
+
+
+def test_icap_scheme_on_the_tls_port_is_accepted_by_default(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    gicap = start_secure()
+    with clients.icap(gicap.secure_port, client_a, scheme="icap") as icap:
+        assert icap.options().status == 200
+        assert icap.respmod(b"abc", allow_204=False).body == b"abc"
+
+
+def test_icap_scheme_on_the_tls_port_refused_with_403_when_disabled(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    gicap = start_secure({"GICAP_CERTIFICATE__ACCEPT_ICAP_SCHEME": "false"})
+    with clients.icap(gicap.secure_port, client_a, scheme="icap") as icap:
+        refused = icap.options()
+    assert refused.status == 403
+    # icaps:// on the same listener still works.
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
+
+
+def test_tls_only_server(start_secure: StartSecure, clients: Clients, client_a: Issued) -> None:
+    gicap = start_secure({"GICAP_SERVER__PORT": "0"})
+    assert gicap.port == 0
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
+        assert icap.respmod(b"x" * 10_000, allow_204=False).body == b"x" * 10_000
+    assert not gicap.lines("plain ICAP listening")
+
+
+def test_without_certificates_secure_is_off_until_the_files_appear(
+    start_secure: StartSecure,
+    tmp_path: Path,
+    pki: PKI,
+    clients: Clients,
+    client_a: Issued,
+    server_cert: Issued,
+) -> None:
+    certdir = tmp_path / "later"
+    gicap = start_secure({"GICAP_SERVER__WORKERS": "2"}, installed=False, certdir=certdir)
+    off = gicap.lines("Secure ICAP is off")
+    assert len(off) == 1, gicap.log()
+    # The reason names the missing file.
+    assert "file not found" in off[0] and str(certdir / "tls-server-cert") in off[0]
+    assert gicap.secure_listeners() == 0
+    # Nothing listens on the secure port yet: a client is refused at once, never left hanging.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", gicap.secure_port), timeout=2).close()
+    # ...yet the port is gicap's: another server cannot take it meanwhile.
+    with pytest.raises(OSError, match="in use"):
+        socket.create_server(("127.0.0.1", gicap.secure_port)).close()
+    with ICAPClient(f"{gicap.url}/echo") as plain:
+        assert plain.options().status == 200
+
+    pid = gicap.proc.pid if gicap.proc else None
+    installed_at = time.monotonic()
+    install(certdir, server_cert, pki.root.cert_pem())
+    sha = wait_until(
+        lambda: presented(gicap.secure_port, clients.context(client_a)),
+        RELOAD_WITHIN,
+        "TLS listener after the certificate files were written",
+    )
+    assert sha == cert_sha(server_cert)
+    # Both workers open their listener.
+    wait_until(lambda: gicap.secure_listeners() == 2, RELOAD_WITHIN, "both workers listening")
+    assert time.monotonic() - installed_at < RELOAD_WITHIN
+    assert gicap.proc is not None and gicap.proc.pid == pid and gicap.proc.poll() is None
+    assert gicap.wait_log(rf"Secure ICAP listening on port {gicap.secure_port}")
+    assert len(gicap.lines("Secure ICAP is off")) == 1
