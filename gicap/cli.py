@@ -56,9 +56,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     setup_logging("WARNING")
     host = create_plugin_host()
     services = host.services(settings)
+    claims: dict[str, list[str]] = {}
+    for impl in host.manager.hook.gicap_file_types.get_hookimpls():
+        try:
+            claims[impl.plugin_name] = list(impl.function() or [])
+        except Exception as exc:
+            host.failed[impl.plugin_name] = f"gicap_file_types raised {exc!r}"
     print("plugins:")
     for name, module in sorted(host.loaded.items()):
-        print(f"  {name:20} {module}")
+        types = f"  file types: {', '.join(claims[name])}" if claims.get(name) else ""
+        print(f"  {name:20} {module}{types}")
     for name, err in sorted(host.failed.items()):
         print(f"  {name:20} FAILED: {err}")
     print("services:")

@@ -13,6 +13,7 @@ from typing import Any
 
 from dynaconf import Dynaconf, ValidationError, Validator
 
+from gicap.cdr.policy import Policy, PolicyError, build_policy
 from gicap.tls.settings import DEFAULT_CIPHERS, CertificateSettings
 
 SYSTEM_SETTINGS = Path("/etc/gicap/settings.toml")
@@ -59,15 +60,40 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class CDRSettings:
+    #: Disarm worker processes per server worker process.
+    workers: int = 2
+    timeout: float = 30
+    memory_limit_mb: int = 1024
+    cpu_limit_seconds: int = 60
+    max_file_size: int = 100 * 1024 * 1024
+    file_id_header: bool = True
+    default_profile: str = "default"
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     certificate: CertificateSettings = field(default_factory=CertificateSettings)
+    cdr: CDRSettings = field(default_factory=CDRSettings)
+    policy: Policy = field(default_factory=Policy)
     #: The file the settings came from ("" for built-in defaults only).
     source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {
+            k: asdict(v)
+            for k, v in (
+                ("server", self.server),
+                ("logging", self.logging),
+                ("certificate", self.certificate),
+                ("cdr", self.cdr),
+            )
+        }
+        out["policy"] = {n: p.as_dict() for n, p in self.policy.profiles.items()}
+        out["source"] = self.source
+        return out
 
 
 def _int(lo: int, hi: int | None = None) -> tuple[Callable[[Any], bool], str]:
@@ -136,6 +162,13 @@ SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
     ),
     ("certificate.accept_icap_scheme", True, _bool, "true or false"),
     ("certificate.watch_interval", 0.5, *_num(0)),
+    ("cdr.workers", 2, *_int(1, 64)),
+    ("cdr.timeout", 30, *_num(0)),
+    ("cdr.memory_limit_mb", 1024, *_int(0)),
+    ("cdr.cpu_limit_seconds", 60, *_int(0)),
+    ("cdr.max_file_size", 100 * 1024 * 1024, *_int(1)),
+    ("cdr.file_id_header", True, _bool, "true or false"),
+    ("cdr.default_profile", "default", _str, "a profile name"),
     ("certificate.expiry_warning_days", 30, *_int(0)),
 ]
 
@@ -185,18 +218,26 @@ def load_settings(
             raise SettingsError(f"invalid setting: {exc}") from None
         data = {
             section: {k.lower(): v for k, v in (dyn.get(section) or {}).items()}
-            for section in ("server", "logging", "certificate")
+            for section in ("server", "logging", "certificate", "cdr")
         }
+        policy_raw = _plain(dyn.get("policy") or {})
     finally:
         if environ is not None:
             os.environ.clear()
             os.environ.update(saved)
     if LEGACY_FLAGS_ENV in env:
         data["certificate"]["verificationflags"] = env[LEGACY_FLAGS_ENV]
-    return _freeze(data, str(chosen) if chosen else "")
+    return _freeze(data, policy_raw, str(chosen) if chosen else "")
 
 
-def _freeze(data: dict[str, dict[str, Any]], source: str) -> Settings:
+def _plain(value: Any) -> Any:
+    """dynaconf boxes to plain dicts, keys lower-cased (TOML and env spell them freely)."""
+    if isinstance(value, Mapping):
+        return {str(k).lower(): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source: str) -> Settings:
     known = {k.split(".")[1].lower() for k, *_ in SCHEMA if k.startswith("server.")}
     server_values = {k: v for k, v in data["server"].items() if k in known}
     unknown = sorted(set(data["server"]) - known)
@@ -214,4 +255,11 @@ def _freeze(data: dict[str, dict[str, Any]], source: str) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
     level = str(data["logging"].get("level", "INFO")).upper()
-    return Settings(server, LoggingSettings(level), certificate, source)
+    cdr = CDRSettings(
+        **{k: v for k, v in data["cdr"].items() if k in CDRSettings.__dataclass_fields__}
+    )
+    try:
+        policy = build_policy(policy_raw, cdr.default_profile)
+    except PolicyError as exc:
+        raise SettingsError(f"invalid setting: {exc}") from None
+    return Settings(server, LoggingSettings(level), certificate, cdr, policy, source)

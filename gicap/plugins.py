@@ -22,7 +22,12 @@ log = logging.getLogger("gicap.plugins")
 ENTRY_POINT_GROUP = "gicap"
 #: Built-in plugins, also declared as entry points; listed here so a source checkout
 #: that is not installed still has them.
-BUILTIN_PLUGINS = {"echo": "gicap.services.echo"}
+BUILTIN_PLUGINS = {
+    "echo": "gicap.services.echo",
+    "cdr": "gicap.services.cdr",
+    "detect": "gicap.cdr.detect",
+    "response": "gicap.cdr.response",
+}
 
 
 @dataclass
@@ -36,13 +41,14 @@ class PluginHost:
     def services(self, settings: Settings) -> dict[str, Service]:
         """Collect the services of every plugin; a plugin that raises is reported."""
         found: dict[str, Service] = {}
-        for name, plugin in self.manager.list_name_plugin():
-            impl = getattr(plugin, "gicap_register_services", None)
-            if impl is None:
-                continue
+        available = {"settings": settings, "host": self}
+        # Called one implementation at a time so a plugin that raises is reported and
+        # the others still register.
+        for impl in self.manager.hook.gicap_register_services.get_hookimpls():
+            name = impl.plugin_name
             try:
-                services = list(impl(settings=settings) or [])
-            except Exception as exc:  # one broken plugin must not stop the others
+                services = list(impl.function(**{a: available[a] for a in impl.argnames}) or [])
+            except Exception as exc:
                 self.failed[name] = f"gicap_register_services raised {exc!r}"
                 log.error("plugin %s failed to register its services: %r", name, exc)
                 continue
@@ -72,9 +78,15 @@ def create_plugin_host(
                 continue
             host.loaded[ep.name] = ep.value
     for name, module in BUILTIN_PLUGINS.items():
-        if not pm.has_plugin(name):
+        if pm.has_plugin(name) or name in host.failed:
+            continue
+        try:
             pm.register(importlib.import_module(module), name=name)
-            host.loaded[name] = module
+        except Exception as exc:
+            host.failed[name] = f"{type(exc).__name__}: {exc}"
+            log.error("built-in plugin %s (%s) failed to load: %s", name, module, exc)
+            continue
+        host.loaded[name] = module
     for name, plugin in extra:
         pm.register(plugin, name=name)
         host.loaded[name] = getattr(plugin, "__name__", repr(plugin))

@@ -30,7 +30,7 @@ from gicap.protocol import (
     RequestHead,
 )
 from gicap.server.spool import Spool
-from gicap.services.base import Modified, Outcome, Service, Transaction, Unmodified
+from gicap.services.base import Modified, Outcome, Refused, Service, Transaction, Unmodified
 
 if TYPE_CHECKING:
     from gicap.config import ServerSettings
@@ -222,6 +222,7 @@ class ConnectionHandler:
 
     def _transaction(self, head: RequestHead) -> None:
         started = time.monotonic()
+        self._txn: Transaction | None = None
         status = self._dispatch(head)
         # Whatever we answered, read the rest of the request so the connection stays usable.
         while not self.conn.request_done:
@@ -229,8 +230,16 @@ class ConnectionHandler:
             if isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False
                 break
+        detail = ""
+        if self._txn is not None and self._txn.log_fields:
+            detail = "".join(f" {k}={_quote(v)}" for k, v in self._txn.log_fields.items())
         self.ctx.txlog.record(
-            self.peer, head.method, head.uri, status, (time.monotonic() - started) * 1000
+            self.peer,
+            head.method,
+            head.uri,
+            status,
+            (time.monotonic() - started) * 1000,
+            detail,
         )
 
     def _dispatch(self, head: RequestHead) -> int:
@@ -251,6 +260,10 @@ class ConnectionHandler:
         if service is None:
             self._send_error(404, f"no service named {head.service!r}")
             return 404
+        refused = service.check_request(head)
+        if refused is not None:
+            self._send_error(refused.status, refused.reason, service.istag())
+            return refused.status
         if head.method == "OPTIONS":
             self._send(self.conn.send_response(self._options(service)))
             return 200
@@ -286,6 +299,7 @@ class ConnectionHandler:
         txn = Transaction(
             head, client_address=self.peer, secure=self.secure, client_identity=self.client_identity
         )
+        self._txn = txn
         in_preview = head.preview is not None
         if not in_preview and head.has_body and not head.allow_204:
             # Without a preview Squid 5 sends only about 64 KiB of body and then waits for
@@ -379,6 +393,9 @@ class ConnectionHandler:
         allow_204: bool,
     ) -> int:
         istag = service.istag()
+        if isinstance(outcome, Refused):
+            self._send_error(outcome.status, outcome.reason, istag)
+            return outcome.status
         if isinstance(outcome, Unmodified):
             if allow_204:
                 self._send(self.conn.send_response(ICAPResponse(204, Headers([("ISTag", istag)]))))
@@ -424,6 +441,8 @@ class ConnectionHandler:
                     self._send(b"".join(out))
                     out, pending = [], 0
             out.append(self.conn.send_end())
+            if hasattr(body, "close") and not isinstance(body, Spool):
+                body.close()
         self._send(b"".join(out))
         return 200
 
@@ -434,6 +453,11 @@ VIA = f"ICAP/1.0 gicap (gicap/{__version__})"
 def add_via(headers: Headers) -> None:
     current = headers.get("Via")
     headers.set("Via", f"{current}, {VIA}" if current else VIA)
+
+
+def _quote(value: object) -> str:
+    text = str(value).replace("\n", " ")
+    return f'"{text}"' if (" " in text or not text) else text
 
 
 def _pieces(body: Any) -> Iterable[bytes]:

@@ -106,6 +106,8 @@ class Worker:
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
+        for service in self.ctx.services.values():
+            service.start()
         if self.plain is not None:
             from gicap.server.master import open_listener
 
@@ -163,5 +165,11 @@ class Worker:
                 break
             gevent.sleep(0.05)
         gevent.killall(list(self.handlers.values()), timeout=2)
+        for service in self.ctx.services.values():
+            try:
+                service.stop()
+            except Exception:
+                log.exception("service %s failed to stop", service.name)
+        self.ctx.txlog.flush()
         log.info("drained")
         self.stopped.set()

@@ -30,6 +30,8 @@ class Transaction:
     client_address: str = ""
     secure: bool = False
     client_identity: tuple[str, ...] = ()
+    #: Extra ``key=value`` fields for this transaction's log line.
+    log_fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,15 @@ class Modified:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
-Outcome = Unmodified | Modified
+@dataclass(frozen=True)
+class Refused:
+    """Answer with an ICAP error status (e.g. 400 for an unknown policy profile)."""
+
+    status: int
+    reason: str
+
+
+Outcome = Unmodified | Modified | Refused
 
 
 class Service:
@@ -59,6 +69,16 @@ class Service:
     description: str = ""
     #: Whether to ask clients for a preview (OPTIONS ``Preview:``).
     wants_preview: bool = True
+
+    def start(self) -> None:
+        """Called in each worker process before it serves (start helper processes here)."""
+
+    def stop(self) -> None:
+        """Called when the worker process stops."""
+
+    def check_request(self, head: RequestHead) -> Refused | None:
+        """Refuse a request from its head alone (OPTIONS included); ``None`` accepts it."""
+        return None
 
     def config_fingerprint(self) -> str:
         """Text that changes whenever this service's behaviour or configuration does."""

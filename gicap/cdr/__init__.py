@@ -1,0 +1,1 @@
+"""Content Disarm and Reconstruction: the pipeline every file travels."""

@@ -1,0 +1,580 @@
+"""gicap's built-in file type detector: the real type of a file, from its bytes.
+
+:func:`detect` looks at magic numbers and, for containers, inside them (the central
+directory of a zip and its ``[Content_Types].xml``, the directory of an OLE compound
+file), so a .docx is reported as ``docx`` and not as "a zip". The declared type (HTTP
+``Content-Type`` or file name) never decides alone: it only breaks ties between types
+the bytes allow (text that may be csv or html, an OLE file seen only in preview).
+
+Detection is cheap (nothing is extracted, only the small ``[Content_Types].xml``
+is read from a zip) and never raises: malformed input gives a best-effort type or
+``None``. The module is also a plugin: :func:`gicap_detect_file_type` runs last, after
+any detector a plugin adds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import struct
+import zipfile
+import zlib
+
+from gicap import hookimpl
+from gicap.cdr.types import FileType
+
+_OOXML_WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml"
+_OOXML_SHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_OOXML_SLIDES = "application/vnd.openxmlformats-officedocument.presentationml"
+
+#: Every type the detector can report, by name.
+FILE_TYPES: dict[str, FileType] = {
+    t.name: t
+    for t in (
+        FileType("pdf", "pdf", "application/pdf", "pdf"),
+        # OOXML (zip + [Content_Types].xml)
+        FileType("docx", "office", f"{_OOXML_WORD}.document", "docx"),
+        FileType("docm", "office", "application/vnd.ms-word.document.macroEnabled.12", "docm"),
+        FileType("dotx", "office", f"{_OOXML_WORD}.template", "dotx"),
+        FileType("dotm", "office", "application/vnd.ms-word.template.macroEnabled.12", "dotm"),
+        FileType("xlsx", "office", f"{_OOXML_SHEET}.sheet", "xlsx"),
+        FileType("xlsm", "office", "application/vnd.ms-excel.sheet.macroEnabled.12", "xlsm"),
+        FileType("xltx", "office", f"{_OOXML_SHEET}.template", "xltx"),
+        FileType("xltm", "office", "application/vnd.ms-excel.template.macroEnabled.12", "xltm"),
+        FileType("pptx", "office", f"{_OOXML_SLIDES}.presentation", "pptx"),
+        FileType(
+            "pptm", "office", "application/vnd.ms-powerpoint.presentation.macroEnabled.12", "pptm"
+        ),
+        FileType("ppsx", "office", f"{_OOXML_SLIDES}.slideshow", "ppsx"),
+        FileType(
+            "ppsm", "office", "application/vnd.ms-powerpoint.slideshow.macroEnabled.12", "ppsm"
+        ),
+        FileType("potx", "office", f"{_OOXML_SLIDES}.template", "potx"),
+        FileType(
+            "potm", "office", "application/vnd.ms-powerpoint.template.macroEnabled.12", "potm"
+        ),
+        # an OOXML document encrypted with a password (an OLE file holding EncryptedPackage)
+        FileType("ooxml_encrypted", "office", "application/x-tika-ooxml-protected", "ooxml"),
+        # OLE compound files
+        FileType("doc", "office_legacy", "application/msword", "doc"),
+        FileType("xls", "office_legacy", "application/vnd.ms-excel", "xls"),
+        FileType("ppt", "office_legacy", "application/vnd.ms-powerpoint", "ppt"),
+        FileType("ole", "office_legacy", "application/x-ole-storage", "ole"),
+        FileType("rtf", "rtf", "application/rtf", "rtf"),
+        FileType("jpeg", "image", "image/jpeg", "jpg"),
+        FileType("png", "image", "image/png", "png"),
+        FileType("gif", "image", "image/gif", "gif"),
+        FileType("tiff", "image", "image/tiff", "tiff"),
+        FileType("bmp", "image", "image/bmp", "bmp"),
+        FileType("webp", "image", "image/webp", "webp"),
+        FileType("svg", "svg", "image/svg+xml", "svg"),
+        FileType("html", "html", "text/html", "html"),
+        FileType("zip", "archive", "application/zip", "zip"),
+        FileType("csv", "text", "text/csv", "csv"),
+        FileType("text", "text", "text/plain", "txt"),
+        # recognised, not processed
+        FileType("gzip", "archive_other", "application/gzip", "gz"),
+        FileType("7z", "archive_other", "application/x-7z-compressed", "7z"),
+        FileType("rar", "archive_other", "application/vnd.rar", "rar"),
+        FileType("tar", "archive_other", "application/x-tar", "tar"),
+        FileType("exe", "executable", "application/vnd.microsoft.portable-executable", "exe"),
+        FileType("elf", "executable", "application/x-executable", "elf"),
+        FileType("msi", "executable", "application/x-msi", "msi"),
+    )
+}
+
+#: Main-part content type in ``[Content_Types].xml`` (lower case) -> type name.
+OOXML_MAIN_CONTENT_TYPES: dict[str, str] = {
+    f"{_OOXML_WORD}.document.main+xml": "docx",
+    "application/vnd.ms-word.document.macroenabled.main+xml": "docm",
+    f"{_OOXML_WORD}.template.main+xml": "dotx",
+    "application/vnd.ms-word.template.macroenabledtemplate.main+xml": "dotm",
+    f"{_OOXML_SHEET}.sheet.main+xml": "xlsx",
+    "application/vnd.ms-excel.sheet.macroenabled.main+xml": "xlsm",
+    f"{_OOXML_SHEET}.template.main+xml": "xltx",
+    "application/vnd.ms-excel.template.macroenabled.main+xml": "xltm",
+    f"{_OOXML_SLIDES}.presentation.main+xml": "pptx",
+    "application/vnd.ms-powerpoint.presentation.macroenabled.main+xml": "pptm",
+    f"{_OOXML_SLIDES}.slideshow.main+xml": "ppsx",
+    "application/vnd.ms-powerpoint.slideshow.macroenabled.main+xml": "ppsm",
+    f"{_OOXML_SLIDES}.template.main+xml": "potx",
+    "application/vnd.ms-powerpoint.template.macroenabled.main+xml": "potm",
+}
+_OOXML_NAMES = frozenset(OOXML_MAIN_CONTENT_TYPES.values())
+
+#: Only this much of ``head`` is looked at (a caller may pass a whole file).
+_HEAD_LIMIT = 64 * 1024
+#: How much of it is checked for being text (and sniffed for csv).
+_TEXT_LIMIT = 16 * 1024
+#: The most of ``[Content_Types].xml`` that is read (it is a few KiB in real files).
+_CONTENT_TYPES_LIMIT = 1024 * 1024
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+#: Root-storage CLSIDs of Windows Installer packages (.msi) and patches (.msp).
+_MSI_CLSIDS = frozenset(
+    {"000C1084-0000-0000-C000-000000000046", "000C1086-0000-0000-C000-000000000046"}
+)
+_OLE_FREE = 0xFFFFFFFA  # sector ids from here up are special (free, end of chain...)
+_OLE_NOSTREAM = 0xFFFFFFFF
+
+# Aliases for the declared type (file extension or MIME type) -> type name.
+_EXT_ALIASES = {
+    "jpg": "jpeg",
+    "jpe": "jpeg",
+    "tif": "tiff",
+    "htm": "html",
+    "xhtml": "html",
+    "tsv": "csv",
+    "txt": "text",
+    "gz": "gzip",
+    "tgz": "gzip",
+}
+_MIME_ALIASES = {
+    "application/csv": "csv",
+    "text/comma-separated-values": "csv",
+    "text/tab-separated-values": "csv",
+    "application/xhtml+xml": "html",
+    "image/jpg": "jpeg",
+    "image/pjpeg": "jpeg",
+    "text/rtf": "rtf",
+    "application/x-zip-compressed": "zip",
+    "application/x-msdownload": "exe",
+}
+_BY_EXT = {t.extension: t.name for t in FILE_TYPES.values()} | _EXT_ALIASES
+_BY_MIME = {t.mime.lower(): t.name for t in FILE_TYPES.values()} | _MIME_ALIASES
+
+_CONTENT_TYPE_RE = re.compile(rb"""ContentType\s*=\s*["']([^"']{1,200})["']""", re.I)
+_OVERRIDE_RE = re.compile(rb"<(?:\w+:)?(?:Override|Default)\b[^>]*>", re.I)
+_PART_NAME_RE = re.compile(rb"""PartName\s*=\s*["']([^"']{1,500})["']""", re.I)
+_FILENAME_RE = re.compile(r"""filename\*?\s*=\s*(?:[\w-]*'[\w-]*')?["']?([^"';]+)""", re.I)
+_DOCTYPE_RE = re.compile(r"<!doctype\s+([^\s>\[]+)", re.I)
+_TAG_RE = re.compile(r"<([a-z][\w.:-]*)", re.I)
+_EARLY_HTML_RE = re.compile(r"<!doctype\s+html|<html[\s>]", re.I)
+#: Elements that make browsers sniff a document as HTML (WHATWG MIME Sniffing §7.1).
+_HTML_TAGS = frozenset(
+    {
+        "html",
+        "head",
+        "body",
+        "script",
+        "iframe",
+        "h1",
+        "div",
+        "font",
+        "table",
+        "a",
+        "style",
+        "title",
+        "b",
+        "br",
+        "p",
+    }
+)
+_CSV_DELIMITERS = (",", ";", "\t")
+_CSV_RECORDS = 50
+_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+
+
+def detect(head: bytes, path: str | None = None, declared: str | None = None) -> FileType | None:
+    """Tell the type of a file from its first bytes (and the whole file at ``path``).
+
+    :param head: the first bytes of the file (4 KiB or more when the file is that long).
+    :param path: the whole file on disk, or ``None`` at preview time: zips and OLE
+        files are then classified from what ``head`` shows (a best guess).
+    :param declared: the ``Content-Type`` or file name; it only breaks ties.
+    :returns: a :data:`FILE_TYPES` entry, or ``None`` when the bytes are not recognised.
+        Never raises.
+    """
+    try:
+        name = _detect(bytes(head[:_HEAD_LIMIT]), path, _declared_name(declared))
+    except Exception:  # malformed input must never break a transaction
+        return None
+    return FILE_TYPES[name] if name else None
+
+
+@hookimpl(trylast=True)
+def gicap_detect_file_type(head: bytes, path: str | None, declared: str | None) -> FileType | None:
+    """The built-in detector: :func:`detect`."""
+    return detect(head, path, declared)
+
+
+def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
+    name = _magic(head, path, hint)
+    if name:
+        return name
+    # PDF readers accept junk before the header (within the first KiB)
+    pos = head.find(b"%PDF-", 0, 1024 + 5)
+    if pos >= 0 and head[pos + 5 : pos + 6].isdigit():
+        return "pdf"
+    return _markup(head) or _text(head, hint)
+
+
+def _magic(head: bytes, path: str | None, hint: str | None) -> str | None:
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
+        return _zip(head, path, hint)
+    if head.startswith(_OLE_MAGIC):
+        return _ole(head, path, hint)
+    if head.startswith(b"{\\rt"):  # Word itself only checks "{\rt"
+        return "rtf"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith(b"BM") and len(head) >= 18:
+        dib_size = struct.unpack_from("<I", head, 14)[0]
+        if dib_size in (12, 16, 40, 52, 56, 64, 108, 124):
+            return "bmp"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z"
+    if head.startswith(b"Rar!\x1a\x07"):
+        return "rar"
+    if head.startswith(b"MZ"):
+        return "exe"
+    if head.startswith(b"\x7fELF"):
+        return "elf"
+    if _is_tar(head):
+        return "tar"
+    return None
+
+
+def _is_tar(head: bytes) -> bool:
+    if len(head) < 512:
+        return False
+    if head[257:262] == b"ustar":
+        return True
+    # old (v7) tar: no magic, but the header checksum must match
+    field = head[148:156].split(b"\x00", 1)[0].strip()
+    if not field or head[0] == 0 or any(c not in b"01234567" for c in field):
+        return False
+    block = head[:148] + b" " * 8 + head[156:512]
+    signed = sum(c - 256 if c > 127 else c for c in block)
+    return int(field, 8) in (sum(block), signed)
+
+
+# -- zip / OOXML ---------------------------------------------------------------------
+
+
+def _zip(head: bytes, path: str | None, hint: str | None) -> str:
+    if path is not None:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return _ooxml_from_zip(zf) or "zip"
+        except Exception:
+            pass  # unreadable central directory: guess from the local headers
+    return _ooxml_from_head(head, hint) or "zip"
+
+
+def _ooxml_from_zip(zf: zipfile.ZipFile) -> str | None:
+    info = next((i for i in zf.infolist() if i.filename.lower() == "[content_types].xml"), None)
+    if info is None:
+        return None
+    with zf.open(info) as fh:
+        xml = fh.read(_CONTENT_TYPES_LIMIT)
+    names = {n.lower().lstrip("/") for n in zf.namelist()}
+    return _ooxml_from_content_types(xml, names)
+
+
+def _ooxml_from_content_types(xml: bytes, names: set[str] | None) -> str | None:
+    """The OOXML type named by the main-part content type, preferring a part present."""
+    if xml.startswith((b"\xff\xfe", b"\xfe\xff")):
+        xml = xml.decode("utf-16", "replace").encode("utf-8")
+    found: list[tuple[bool, str]] = []
+    for element in _OVERRIDE_RE.finditer(xml):
+        ctype = _CONTENT_TYPE_RE.search(element.group(0))
+        if not ctype:
+            continue
+        name = OOXML_MAIN_CONTENT_TYPES.get(ctype.group(1).strip().lower().decode("latin-1"))
+        if name is None:
+            continue
+        part = _PART_NAME_RE.search(element.group(0))
+        present = bool(
+            part
+            and names is not None
+            and part.group(1).decode("latin-1").lower().lstrip("/") in names
+        )
+        found.append((present, name))
+    if not found:
+        return None
+    return next((name for present, name in found if present), found[0][1])
+
+
+def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
+    """Best guess from the zip local headers in ``head`` (preview: no central directory)."""
+    names: set[str] = set()
+    pos = 0
+    for _ in range(4096):
+        if pos < 0 or pos + 30 > len(head):
+            break
+        if head[pos : pos + 4] != b"PK\x03\x04":
+            pos = head.find(b"PK\x03\x04", pos + 1)
+            continue
+        flags, method = struct.unpack_from("<HH", head, pos + 6)
+        csize = struct.unpack_from("<I", head, pos + 18)[0]
+        nlen, xlen = struct.unpack_from("<HH", head, pos + 26)
+        name = head[pos + 30 : pos + 30 + nlen].decode("latin-1").lower().lstrip("/")
+        names.add(name)
+        data_at = pos + 30 + nlen + xlen
+        sized = not flags & 0x08 and csize
+        if name == "[content_types].xml":
+            data = head[data_at : data_at + csize] if sized else head[data_at:]
+            found = _ooxml_from_content_types(_inflate_prefix(data, method), None)
+            if found:
+                return found
+        pos = data_at + csize if sized else head.find(b"PK\x03\x04", data_at)
+    for folder, plain, macro in (
+        ("word/", "docx", "docm"),
+        ("xl/", "xlsx", "xlsm"),
+        ("ppt/", "pptx", "pptm"),
+    ):
+        if any(n.startswith(folder) for n in names):
+            return macro if f"{folder}vbaproject.bin" in names else plain
+    if "[content_types].xml" in names:
+        return hint if hint in _OOXML_NAMES else "docx"
+    return None
+
+
+def _inflate_prefix(data: bytes, method: int) -> bytes:
+    if method == 0:
+        return data
+    if method != 8:
+        return b""
+    out = zlib.decompressobj(-15)
+    try:
+        return out.decompress(data, _CONTENT_TYPES_LIMIT)
+    except zlib.error:
+        return b""
+
+
+# -- OLE compound files ---------------------------------------------------------------
+
+
+def _ole(head: bytes, path: str | None, hint: str | None) -> str:
+    if path is not None:
+        listed = _ole_directory_from_file(path)
+        if listed is not None:
+            return _ole_kind(*listed) or "ole"
+    listed = _ole_directory_from_head(head)
+    found = _ole_kind(*listed) if listed else None
+    if found:
+        return found
+    if path is None and hint in ("doc", "xls", "ppt", "msi"):
+        return hint  # a tie: the bytes say OLE, the directory is not in the preview
+    return "doc" if path is None else "ole"
+
+
+def _ole_kind(names: set[str], root_clsid: str) -> str | None:
+    """Classify an OLE file by its top-level stream names (lower case) and root CLSID."""
+    if "encryptedpackage" in names:
+        return "ooxml_encrypted"
+    if root_clsid.upper() in _MSI_CLSIDS:
+        return "msi"
+    if "worddocument" in names:
+        return "doc"
+    if "workbook" in names or "book" in names:
+        return "xls"
+    if "powerpoint document" in names:
+        return "ppt"
+    return None
+
+
+def _ole_directory_from_file(path: str) -> tuple[set[str], str] | None:
+    try:
+        import olefile
+    except ImportError:  # pragma: no cover - olefile is a dependency
+        return None
+    try:
+        with open(path, "rb") as fh, olefile.OleFileIO(fh) as ole:
+            names = {
+                entry[0].lower()
+                for entry in ole.listdir(streams=True, storages=True)
+                if len(entry) == 1
+            }
+            clsid = ole.root.clsid if ole.root is not None else ""
+            return names, clsid or ""
+    except Exception:
+        return None
+
+
+def _ole_directory_from_head(head: bytes) -> tuple[set[str], str] | None:
+    """The top-level names visible in the first directory sector, when ``head`` holds it."""
+    if len(head) < 512:
+        return None
+    shift = struct.unpack_from("<H", head, 30)[0]
+    if shift not in (9, 12):
+        return None
+    size = 1 << shift
+    first = struct.unpack_from("<I", head, 48)[0]
+    if first >= _OLE_FREE:
+        return None
+    base = (first + 1) * size
+    entries: dict[int, tuple[str, int, int, int, bytes]] = {}
+    for i in range(size // 128):
+        at = base + i * 128
+        if at + 128 > len(head):
+            break
+        nlen = struct.unpack_from("<H", head, at + 64)[0]
+        kind = head[at + 66]
+        if kind == 0 or not 2 <= nlen <= 64:
+            continue
+        left, right, child = struct.unpack_from("<III", head, at + 68)
+        name = head[at : at + nlen - 2].decode("utf-16-le", "replace")
+        entries[i] = (name, left, right, child, head[at + 80 : at + 96])
+    root = entries.get(0)
+    if root is None:
+        return None
+    clsid = root[4]
+    clsid_text = (
+        ""
+        if not clsid.strip(b"\x00")
+        else "{:08X}-{:04X}-{:04X}-{}-{}".format(
+            *struct.unpack_from("<IHH", clsid), clsid[8:10].hex().upper(), clsid[10:].hex().upper()
+        )
+    )
+    names: set[str] = set()
+    todo, seen = [root[3]], set()
+    while todo:
+        sid = todo.pop()
+        if sid in seen or sid not in entries:
+            continue
+        seen.add(sid)
+        name, left, right, _child, _ = entries[sid]
+        names.add(name.lower())
+        todo += [left, right]
+    return names, clsid_text
+
+
+# -- markup and text ------------------------------------------------------------------
+
+
+def _markup(head: bytes) -> str | None:
+    """SVG or HTML, judged by the first element after the prolog (any charset)."""
+    chunk = head[:8192]
+    if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = chunk[2 : len(chunk) & ~1].decode(
+            "utf-16-le" if chunk[0] == 0xFF else "utf-16-be", "replace"
+        )
+    else:
+        text = chunk.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    return _markup_text(text)
+
+
+def _markup_text(s: str) -> str | None:
+    n, i, doctype = len(s), 0, None
+    while True:
+        while i < n and s[i] in " \t\r\n\f\ufeff":
+            i += 1
+        if s.startswith("<?", i):  # XML declaration, processing instruction
+            end = s.find("?>", i + 2)
+            i = end + 2 if end >= 0 else n
+        elif s.startswith("<!--", i):
+            end = s.find("-->", i + 4)
+            i = end + 3 if end >= 0 else n
+        elif s[i : i + 9].lower() == "<!doctype":
+            m = _DOCTYPE_RE.match(s, i)
+            doctype = m.group(1).lower() if m else ""
+            end, bracket = s.find(">", i), s.find("[", i)
+            if 0 <= bracket < end or (end < 0 <= bracket):  # internal subset
+                close = s.find("]", bracket)
+                end = s.find(">", close) if close >= 0 else -1
+            i = end + 1 if end >= 0 else n
+        else:
+            break
+    m = _TAG_RE.match(s, i)
+    if m:
+        tag = m.group(1).lower()
+        if tag.rsplit(":", 1)[-1] == "svg":
+            return "svg"
+        if tag in _HTML_TAGS or tag.endswith(":html"):
+            return "html"
+    elif doctype in ("svg", "html"):  # the prolog ran past the end of the preview
+        return doctype
+    if doctype == "html" or _EARLY_HTML_RE.search(s, 0, 1024):
+        return "html"
+    return None
+
+
+def _text(head: bytes, hint: str | None) -> str | None:
+    text = _decode_text(head[:_TEXT_LIMIT])
+    if text is None:
+        return None
+    if hint == "html":  # browsers render text served as HTML as HTML
+        return "html"
+    if hint == "svg" and "<svg" in text.lower():
+        return "svg"
+    # Excel opens text served as application/vnd.ms-excel as csv
+    if hint in ("csv", "xls") or _looks_like_csv(text):
+        return "csv"
+    return "text"
+
+
+def _decode_text(head: bytes) -> str | None:
+    """``head`` as text when it is strict UTF-8 (or UTF-16 with a BOM) without NULs and
+    with few control characters, else ``None``. A sequence cut at the end is allowed."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        data = head[2 : len(head) & ~1]
+        codec = "utf-16-le" if head[0] == 0xFF else "utf-16-be"
+        tail = 4
+    else:
+        if b"\x00" in head:
+            return None
+        data, codec, tail = head.removeprefix(b"\xef\xbb\xbf"), "utf-8", 3
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        if exc.start < len(data) - tail or "end of data" not in exc.reason:
+            return None
+        text = data[: exc.start].decode(codec)
+    if "\x00" in text:
+        return None
+    controls = sum(
+        1 for c in text if (c < " " and c not in _ALLOWED_CONTROLS) or "\x7f" <= c <= "\x9f"
+    )
+    return text if controls <= max(1, len(text) // 100) else None
+
+
+def _looks_like_csv(text: str) -> bool:
+    """At least three records with the same number (2+) of fields for one delimiter."""
+    complete = text.endswith(("\n", "\r"))
+    for delimiter in _CSV_DELIMITERS:
+        if delimiter not in text:
+            continue
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        try:
+            raw = list(itertools.islice(reader, _CSV_RECORDS + 1))
+        except csv.Error:
+            continue
+        rows = [len(row) for row in raw[:_CSV_RECORDS] if row]
+        if len(raw) <= _CSV_RECORDS and not complete and len(rows) > 1:
+            rows.pop()  # the last record of the preview may be cut off
+        if len(rows) >= 3 and rows[0] >= 2 and len(set(rows)) == 1:
+            return True
+    return False
+
+
+def _declared_name(declared: str | None) -> str | None:
+    """The type name a ``Content-Type``, file name or ``filename=`` parameter suggests."""
+    if not declared or not isinstance(declared, str):
+        return None
+    value = declared.strip()
+    m = _FILENAME_RE.search(value)
+    if m:
+        value = m.group(1)
+    value = value.split(";", 1)[0].strip().lower()
+    if value in _BY_MIME:
+        return _BY_MIME[value]
+    leaf = value.replace("\\", "/").rsplit("/", 1)[-1]
+    if "." in leaf:
+        return _BY_EXT.get(leaf.rsplit(".", 1)[1])
+    return None

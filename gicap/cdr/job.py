@@ -1,0 +1,214 @@
+"""The disarm job: what runs inside an isolated worker process for one file.
+
+Everything that parses untrusted bytes happens here, away from the event loop:
+undoing ``Content-Encoding``, detecting the type (looking into containers), and the
+engine plugin's rebuild. The parent only moves files and reads the small result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+from gicap.cdr.policy import build_profile
+from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
+from gicap.plugins import PluginHost, create_plugin_host
+
+log = logging.getLogger("gicap.cdr")
+
+_host: PluginHost | None = None
+READ = 1024 * 1024
+HEAD_BYTES = 64 * 1024
+
+
+def init_worker() -> None:
+    """Load the plugins once per worker process."""
+    global _host
+    _host = create_plugin_host()
+
+
+def _plugins() -> PluginHost:
+    global _host
+    if _host is None:
+        _host = create_plugin_host()
+    return _host
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
+    """Undo an HTTP Content-Encoding into ``dest``; refuse output beyond ``limit``."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        dec: Any = zlib.decompressobj(wbits=31)
+    elif encoding == "deflate":
+        # RFC 9110 deflate is zlib-wrapped; some servers send raw deflate.
+        with open(source, "rb") as f:
+            first = f.read(2)
+        zlib_header = len(first) == 2 and (first[0] * 256 + first[1]) % 31 == 0
+        dec = zlib.decompressobj(wbits=15 if zlib_header else -15)
+    elif encoding == "br":
+        import brotli
+
+        dec = brotli.Decompressor()
+    else:
+        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+    total = 0
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        while data := src.read(READ):
+            if encoding == "br":
+                piece = dec.process(data)
+                chunks = [piece]
+            else:
+                chunks = []
+                # max_length keeps a decompression bomb from expanding in one call.
+                piece = dec.decompress(data, READ)
+                chunks.append(piece)
+                while dec.unconsumed_tail:
+                    chunks.append(dec.decompress(dec.unconsumed_tail, READ))
+                    total += sum(len(c) for c in chunks)
+                    if total > limit:
+                        raise _TooLarge
+                    for c in chunks:
+                        out.write(c)
+                    chunks = []
+            for c in chunks:
+                total += len(c)
+                if total > limit:
+                    raise _TooLarge
+                out.write(c)
+        if encoding != "br":
+            rest = dec.flush()
+            total += len(rest)
+            if total > limit:
+                raise _TooLarge
+            out.write(rest)
+
+
+def detect(path: Path, declared: str | None) -> FileType | None:
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    return _plugins().manager.hook.gicap_detect_file_type(
+        head=head, path=str(path), declared=declared
+    )
+
+
+def disarm_file(
+    source: Path,
+    dest: Path,
+    profile_data: dict[str, Any],
+    profile_name: str,
+    declared: str | None,
+    max_file_size: int,
+    depth: int = 0,
+) -> dict[str, Any]:
+    """Detect and disarm one file; the answer is plain data for the parent."""
+    ftype = detect(source, declared)
+    if ftype is None:
+        return {"outcome": "unsupported", "reason": "file type not recognised"}
+    profile = build_profile(profile_name, profile_data)
+    limits = dict(profile.archive)
+    limits["max_file_size"] = max_file_size
+
+    def member(src: Path, dst: Path, member_depth: int) -> DisarmResult:
+        answer = disarm_file(
+            src, dst, profile_data, profile_name, None, max_file_size, member_depth
+        )
+        return _result_from_dict(answer)
+
+    request = DisarmRequest(
+        file_type=ftype,
+        source=source,
+        destination=dest,
+        switches=profile.family_switches(ftype.family),
+        limits=limits,
+        profile=profile_name,
+        depth=depth,
+        disarm_member=member,
+    )
+    try:
+        result = _plugins().manager.hook.gicap_disarm(request=request)
+    except MemoryError:
+        raise
+    except Exception as exc:  # an engine failing on a file makes the file unprocessable
+        log.warning("engine failed on %s: %r", ftype.name, exc)
+        return {
+            "outcome": "unprocessable",
+            "file_type": _ft(ftype),
+            "reason": f"the {ftype.name} engine failed: {exc}",
+        }
+    if result is None:
+        return {
+            "outcome": "unsupported",
+            "file_type": _ft(ftype),
+            "reason": f"no engine handles {ftype.name} files",
+        }
+    return {
+        "outcome": result.outcome,
+        "file_type": _ft(ftype),
+        "output_type": _ft(result.output_type) if result.output_type else None,
+        "reason": result.reason,
+        "actions": [
+            {"switch": a.switch, "action": a.action, "detail": a.detail} for a in result.actions
+        ],
+    }
+
+
+def _ft(ftype: FileType) -> dict[str, str]:
+    return {
+        "name": ftype.name,
+        "family": ftype.family,
+        "mime": ftype.mime,
+        "extension": ftype.extension,
+    }
+
+
+def _result_from_dict(d: dict[str, Any]) -> DisarmResult:
+    outcome = d["outcome"]
+    if outcome not in ("rebuilt", "unmodified", "blocked", "unprocessable", "encrypted"):
+        # unsupported or oversize members: the container engine decides with the reason.
+        outcome = "unprocessable"
+    out = d.get("output_type")
+    return DisarmResult(
+        outcome=outcome,
+        actions=[
+            Action(a["switch"], a["action"], a.get("detail", "")) for a in d.get("actions", [])
+        ],
+        reason=d.get("reason", ""),
+        output_type=FileType(**out) if out else None,
+    )
+
+
+def run_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Entry point of a disarm job (see :class:`gicap.cdr.runner.CDRRunner`)."""
+    source = Path(payload["source"])
+    dest = Path(payload["dest"])
+    limit = int(payload["max_file_size"])
+    encoding = payload.get("encoding")
+    decoded = False
+    if encoding and encoding.lower() != "identity":
+        plain = dest.with_suffix(".decoded")
+        try:
+            decode_content(source, plain, encoding, limit)
+        except _TooLarge:
+            return {"outcome": "oversize", "reason": f"larger than {limit} bytes once decoded"}
+        except Exception as exc:  # any decoder failure means the body cannot be read
+            return {
+                "outcome": "unprocessable",
+                "reason": f"cannot undo Content-Encoding {encoding}: {exc}",
+            }
+        source = plain
+        decoded = True
+    if os.path.getsize(source) > limit:
+        return {"outcome": "oversize", "reason": f"larger than {limit} bytes"}
+    answer = disarm_file(
+        source, dest, payload["profile"], payload["profile_name"], payload.get("declared"), limit
+    )
+    answer["decoded"] = decoded
+    answer["decoded_path"] = str(source) if decoded else ""
+    return answer

@@ -1,0 +1,95 @@
+"""multipart/form-data uploads: split into parts so each file part is disarmed on its
+own, then join them again with the same boundary."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gicap.protocol.headers import Headers, parse_header_lines, split_lines
+
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PARAM = re.compile(r'(\w+)\*?=(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
+
+
+class MultipartError(ValueError):
+    pass
+
+
+@dataclass
+class Part:
+    raw_headers: bytes  # the header block of the part, as sent (without the blank line)
+    headers: Headers
+    content: bytes
+
+    @property
+    def filename(self) -> str | None:
+        disposition = self.headers.get("Content-Disposition") or ""
+        params = {
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+            for m in _PARAM.finditer(disposition)
+        }
+        return params.get("filename")
+
+    @property
+    def is_file(self) -> bool:
+        return self.filename is not None
+
+
+@dataclass
+class Multipart:
+    boundary: bytes
+    preamble: bytes
+    parts: list[Part]
+    epilogue: bytes
+
+    def encode(self) -> bytes:
+        delimiter = b"--" + self.boundary
+        out = [self.preamble, delimiter]
+        for part in self.parts:
+            out.append(
+                b"\r\n" + part.raw_headers + b"\r\n\r\n" + part.content + b"\r\n" + delimiter
+            )
+        out.append(b"--" + self.epilogue)
+        return b"".join(out)
+
+
+def boundary_of(content_type: str | None) -> bytes | None:
+    if not content_type or not content_type.lower().startswith("multipart/form-data"):
+        return None
+    m = _BOUNDARY.search(content_type)
+    if not m:
+        return None
+    return (m.group(1) or m.group(2)).encode("latin-1")
+
+
+def parse(body: bytes, boundary: bytes) -> Multipart:
+    delimiter = b"--" + boundary
+    first = body.find(delimiter)
+    if first < 0:
+        raise MultipartError("multipart body without its boundary")
+    preamble = body[:first]
+    pos = first + len(delimiter)
+    parts: list[Part] = []
+    while True:
+        if body[pos : pos + 2] == b"--":
+            return Multipart(boundary, preamble, parts, body[pos + 2 :])
+        if body[pos : pos + 2] != b"\r\n":
+            raise MultipartError("malformed multipart delimiter line")
+        pos += 2
+        end = body.find(b"\r\n" + delimiter, pos)
+        if end < 0:
+            raise MultipartError("multipart body is not terminated")
+        chunk = body[pos:end]
+        head_end = chunk.find(b"\r\n\r\n")
+        if head_end < 0:
+            raw_headers, content = chunk, b""
+            if chunk:
+                raise MultipartError("multipart part without a header block")
+        else:
+            raw_headers, content = chunk[:head_end], chunk[head_end + 4 :]
+        headers = (
+            parse_header_lines(split_lines(raw_headers + b"\r\n")) if raw_headers else Headers()
+        )
+        parts.append(Part(raw_headers, headers, content))
+        pos = end + 2 + len(delimiter)

@@ -1,0 +1,407 @@
+"""``resp-cdr-service`` (downloads, RESPMOD) and ``req-cdr-service`` (uploads, REQMOD).
+
+For each message: choose the policy profile (``?profile=NAME``), let the preview
+decide what it can, then hand the whole file to an isolated worker process that
+detects its type and runs the engine plugin that claims it, and answer with the
+rebuilt file, the original, or a block page. Whatever goes wrong with a file gives
+it the policy's outcome (block by default), never a dropped connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import gicap
+from gicap.cdr import multipart
+from gicap.cdr.policy import Profile
+from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
+from gicap.cdr.types import FileType
+from gicap.services.base import Outcome, Refused, Service, Transaction, Unmodified
+
+if TYPE_CHECKING:
+    from gicap.cdr.runner import CDRRunner
+    from gicap.config import Settings
+    from gicap.plugins import PluginHost
+
+log = logging.getLogger("gicap.cdr")
+
+PASS_STATUSES = frozenset({204, 304})
+COPY_SIZE = 256 * 1024
+
+
+class CDRService(Service):
+    def __init__(self, name: str, method: str, settings: Settings, host: PluginHost) -> None:
+        self.name = name
+        self.method = method
+        self.description = f"gicap CDR for {'downloads' if method == 'RESPMOD' else 'uploads'}"
+        self.settings = settings
+        self.host = host
+        self.runner: CDRRunner | None = None
+        self.supported: frozenset[str] = frozenset(
+            t for types in host.manager.hook.gicap_file_types() for t in (types or ())
+        )
+
+    def config_fingerprint(self) -> str:
+        c = self.settings.cdr
+        return (
+            f"{self.settings.policy.fingerprint()}|{c.max_file_size}|{c.file_id_header}|"
+            f"{','.join(sorted(self.supported))}"
+        )
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        from gicap.cdr.runner import CDRRunner, RunnerLimits
+
+        c = self.settings.cdr
+        self.runner = CDRRunner(
+            "gicap.cdr.job:run_job",
+            c.workers,
+            RunnerLimits(
+                timeout=c.timeout, memory_mb=c.memory_limit_mb, cpu_seconds=c.cpu_limit_seconds
+            ),
+            initializer="gicap.cdr.job:init_worker",
+        )
+        self.runner.start()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    # ------------------------------------------------------------ ICAP hooks
+    def profile_for(self, query: str) -> Profile:
+        name = (parse_qs(query).get("profile") or [None])[0]
+        return self.settings.policy.profile(name)
+
+    def check_request(self, head: Any) -> Refused | None:
+        try:
+            self.profile_for(head.query)
+        except KeyError:
+            name = (parse_qs(head.query).get("profile") or [""])[0]
+            known = ", ".join(sorted(self.settings.policy.profiles))
+            return Refused(400, f"unknown policy profile {name!r}; profiles: {known}")
+        return None
+
+    def on_preview(self, txn: Transaction) -> Outcome | None:
+        head = txn.head
+        if self._passes_untouched(txn):
+            return Unmodified()
+        profile = self.profile_for(head.query)
+        message = head.http_response if self.method == "RESPMOD" else head.http_request
+        encoded = bool(
+            message
+            and (message.headers.get("Content-Encoding") or "identity").lower() != "identity"
+        )
+        file_type = None if encoded else self._guess(txn.preview, message)
+        decision = self.host.manager.hook.gicap_preview_decision(
+            service=self.name,
+            file_type=file_type,
+            policy=profile,
+            http_status=head.http_response.status if head.http_response else None,
+            attachment=_is_attachment(message),
+            supported_types=self.supported,
+        )
+        if decision == "relay":
+            txn.log_fields.update(
+                outcome=RELAYED, type=file_type.name if file_type else "-", at="preview"
+            )
+            return Unmodified()
+        return None
+
+    def respond(self, txn: Transaction) -> Outcome:
+        if self._passes_untouched(txn):
+            return Unmodified()
+        profile = self.profile_for(txn.head.query)
+        workdir = Path(
+            tempfile.mkdtemp(prefix="gicap-cdr-", dir=self.settings.server.spool_dir or None)
+        )
+        started = time.monotonic()
+        try:
+            if self.method == "REQMOD":
+                boundary = multipart.boundary_of(
+                    txn.head.http_request.headers.get("Content-Type")
+                    if txn.head.http_request
+                    else None
+                )
+                if boundary is not None:
+                    return self._multipart(txn, profile, boundary, workdir)
+            report = self._process(txn, profile, workdir)
+            return self._answer(report, txn, started)
+        finally:
+            # Work files go whatever the outcome; a rebuilt body stays readable
+            # through its open file object until it has been sent.
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ the pipeline
+    def _passes_untouched(self, txn: Transaction) -> bool:
+        """HEAD answers, 204/304 and empty bodies have nothing to disarm."""
+        head = txn.head
+        if not head.has_body:
+            return True
+        if self.method == "RESPMOD":
+            if head.http_request is not None and head.http_request.method == "HEAD":
+                return True
+            if head.http_response is not None and head.http_response.status in PASS_STATUSES:
+                return True
+        if txn.body is not None and txn.body.size == 0:
+            return True
+        return False
+
+    def _guess(self, data: bytes, message: Any) -> FileType | None:
+        declared = message.headers.get("Content-Type") if message is not None else None
+        try:
+            return self.host.manager.hook.gicap_detect_file_type(
+                head=data[:65536], path=None, declared=declared
+            )
+        except Exception:
+            log.exception("file type detection failed")
+            return None
+
+    def _new_report(self, txn: Transaction, profile: Profile) -> FileReport:
+        head = txn.head
+        name = ""
+        if head.http_request is not None:
+            name = head.http_request.target
+        return FileReport(
+            file_id=str(uuid.uuid4()),
+            outcome=BLOCKED,
+            profile=profile.name,
+            name=name,
+            file_id_header=self.settings.cdr.file_id_header,
+        )
+
+    def _process(self, txn: Transaction, profile: Profile, workdir: Path) -> FileReport:
+        head = txn.head
+        report = self._new_report(txn, profile)
+        message = head.http_response if self.method == "RESPMOD" else head.http_request
+        assert txn.body is not None and message is not None
+        report.size_in = txn.body.size
+        if head.http_response is not None and head.http_response.status == 206:
+            return self._fallback(
+                report,
+                profile,
+                "unprocessable",
+                "partial content (HTTP 206): only a fragment of the file",
+            )
+        encoding = (message.headers.get("Content-Encoding") or "").strip() or None
+        if encoding == "identity":
+            encoding = None
+        if not encoding:
+            guess = self._guess(b"".join(_first(txn.body, 4096)), message)
+            if (
+                guess is not None
+                and guess.family == "html"
+                and not _is_attachment(message)
+                and profile.fallback("web_pages") == "relay"
+            ):
+                report.file_type = guess.name
+                report.outcome = RELAYED
+                return report
+        if txn.body.size > self.settings.cdr.max_file_size and not encoding:
+            return self._fallback(
+                report, profile, "oversize", f"larger than {self.settings.cdr.max_file_size} bytes"
+            )
+        source = workdir / "original"
+        _copy_spool(txn.body, source)
+        return self._disarm(
+            report,
+            profile,
+            source,
+            workdir / "rebuilt",
+            encoding,
+            message.headers.get("Content-Type"),
+        )
+
+    def _disarm(
+        self,
+        report: FileReport,
+        profile: Profile,
+        source: Path,
+        dest: Path,
+        encoding: str | None,
+        declared: str | None,
+    ) -> FileReport:
+        assert self.runner is not None, "CDR service used before start()"
+        payload = {
+            "source": str(source),
+            "dest": str(dest),
+            "encoding": encoding,
+            "declared": declared,
+            "max_file_size": self.settings.cdr.max_file_size,
+            "profile": _profile_data(profile),
+            "profile_name": profile.name,
+        }
+        result = self.runner.submit(payload)
+        if not result.ok:
+            report.engine_outcome = result.failure
+            log.warning("disarm of %s failed: %s %s", report.file_id, result.failure, result.detail)
+            return self._fallback(
+                report,
+                profile,
+                "unprocessable",
+                f"processing failed ({result.failure}: {result.detail})",
+            )
+        d = result.value
+        outcome = d["outcome"]
+        report.engine_outcome = outcome
+        ftype = d.get("file_type") or {}
+        report.file_type = ftype.get("name", "")
+        report.actions = list(d.get("actions") or [])
+        reason = d.get("reason", "")
+        if outcome == "rebuilt":
+            out = d.get("output_type")
+            if out and out.get("name") != report.file_type:
+                report.output_type = out["name"]
+                report.content_type = out["mime"]
+                report.old_extension = ftype.get("extension", "")
+                report.new_extension = out["extension"]
+            report.body = open(dest, "rb")  # noqa: SIM115 - closed after sending
+            report.size_out = os.fstat(report.body.fileno()).st_size
+            report.outcome = REBUILT
+            return report
+        if outcome == "unmodified":
+            report.outcome = UNMODIFIED
+            return report
+        if outcome == "blocked":
+            report.outcome = BLOCKED
+            report.reason = reason or "content the policy disallows is present"
+            return report
+        case = outcome if outcome in ("unsupported", "encrypted", "oversize") else "unprocessable"
+        return self._fallback(report, profile, case, reason or outcome)
+
+    def _fallback(self, report: FileReport, profile: Profile, case: str, reason: str) -> FileReport:
+        report.engine_outcome = report.engine_outcome or case
+        report.reason = f"{case}: {reason}"
+        report.outcome = RELAYED if profile.fallback(case) == "relay" else BLOCKED
+        return report
+
+    def _answer(self, report: FileReport, txn: Transaction, started: float) -> Outcome:
+        txn.log_fields.update(
+            file_id=report.file_id,
+            profile=report.profile,
+            type=report.file_type or "-",
+            outcome=report.outcome,
+            engine=report.engine_outcome or "-",
+            actions=";".join(f"{a['switch']}:{a['action']}" for a in report.actions) or "-",
+        )
+        if report.reason:
+            txn.log_fields["reason"] = report.reason
+        record = {
+            **report.as_dict(),
+            "service": self.name,
+            "method": txn.head.method,
+            "url": report.name,
+            "client": txn.client_address,
+            "cdr_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        try:
+            self.host.manager.hook.gicap_transaction_finished(record=record)
+        except Exception:
+            log.exception("a gicap_transaction_finished hook failed")
+        return self.host.manager.hook.gicap_build_response(report=report, transaction=txn)
+
+    def _multipart(
+        self, txn: Transaction, profile: Profile, boundary: bytes, workdir: Path
+    ) -> Outcome:
+        started = time.monotonic()
+        assert txn.body is not None and txn.head.http_request is not None
+        report = self._new_report(txn, profile)
+        report.size_in = txn.body.size
+        if txn.body.size > self.settings.cdr.max_file_size:
+            return self._answer(
+                self._fallback(report, profile, "oversize", "upload larger than the limit"),
+                txn,
+                started,
+            )
+        try:
+            form = multipart.parse(txn.body.getvalue(), boundary)
+        except multipart.MultipartError as exc:
+            return self._answer(
+                self._fallback(report, profile, "unprocessable", str(exc)), txn, started
+            )
+        changed = False
+        types = []
+        for index, part in enumerate(form.parts):
+            if not part.is_file or not part.content:
+                continue
+            source = workdir / f"part-{index}"
+            source.write_bytes(part.content)
+            sub = self._new_report(txn, profile)
+            sub.name = part.filename or ""
+            sub = self._disarm(
+                sub,
+                profile,
+                source,
+                workdir / f"rebuilt-{index}",
+                None,
+                part.headers.get("Content-Type"),
+            )
+            types.append(sub.file_type or "?")
+            report.actions.extend(sub.actions)
+            if sub.outcome == BLOCKED:
+                report.reason = f"{part.filename}: {sub.reason}"
+                report.file_type = sub.file_type
+                report.name = part.filename or report.name
+                report.outcome = BLOCKED
+                return self._answer(report, txn, started)
+            if sub.outcome == REBUILT and sub.body is not None:
+                with sub.body:
+                    part.content = sub.body.read()
+                changed = True
+        report.file_type = ",".join(types) or "-"
+        if not changed:
+            report.outcome = UNMODIFIED
+            return self._answer(report, txn, started)
+        body = form.encode()
+        rebuilt = workdir / "form"
+        rebuilt.write_bytes(body)
+        report.body = open(rebuilt, "rb")  # noqa: SIM115 - closed after sending
+        report.size_out = len(body)
+        report.outcome = REBUILT
+        return self._answer(report, txn, started)
+
+
+def _is_attachment(message: Any) -> bool:
+    if message is None:
+        return False
+    disposition = (message.headers.get("Content-Disposition") or "").lower()
+    return disposition.startswith("attachment") or "filename" in disposition
+
+
+def _first(spool: Any, n: int) -> list[bytes]:
+    out, size = [], 0
+    for piece in spool.chunks():
+        out.append(piece[: n - size])
+        size += len(out[-1])
+        if size >= n:
+            break
+    return out
+
+
+def _copy_spool(spool: Any, path: Path) -> None:
+    import gevent
+
+    with open(path, "wb") as f:
+        for i, piece in enumerate(spool.chunks(COPY_SIZE)):
+            f.write(piece)
+            if i % 16 == 15:
+                gevent.sleep(0)  # let other connections run during a large copy
+
+
+def _profile_data(profile: Profile) -> dict[str, Any]:
+    return profile.as_dict()
+
+
+@gicap.hookimpl
+def gicap_register_services(settings: Settings, host: PluginHost) -> list[Service]:
+    return [
+        CDRService("resp-cdr-service", "RESPMOD", settings, host),
+        CDRService("req-cdr-service", "REQMOD", settings, host),
+    ]
