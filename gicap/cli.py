@@ -131,6 +131,71 @@ def cmd_client(args: argparse.Namespace) -> int:
     return 0 if result.status < 400 else 1
 
 
+EXIT_BLOCKED = 3
+
+
+def cmd_disarm(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from gicap.cdr.report import BLOCKED, REBUILT
+    from gicap.services.cdr import CDRService
+
+    settings = _load(args)
+    setup_logging("WARNING")
+    source = Path(args.input)
+    if not source.is_file():
+        print(f"gicap disarm: {source}: no such file", file=sys.stderr)
+        return 2
+    try:
+        profile = settings.policy.profile(args.profile)
+    except KeyError:
+        known = ", ".join(sorted(settings.policy.profiles))
+        print(f"gicap disarm: unknown profile {args.profile!r}; profiles: {known}", file=sys.stderr)
+        return 2
+    from dataclasses import replace
+
+    # One file: one isolated worker process is enough.
+    settings = replace(settings, cdr=replace(settings.cdr, workers=1))
+    service = CDRService("resp-cdr-service", "RESPMOD", settings, create_plugin_host())
+    service.start()
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix="gicap-disarm-", dir=settings.server.spool_dir or None
+        ) as tmp:
+            report = service.disarm_path(source, Path(tmp), profile)
+            if args.output and report.outcome != BLOCKED:
+                if report.outcome == REBUILT and report.body is not None:
+                    with report.body, open(args.output, "wb") as out:
+                        shutil.copyfileobj(report.body, out)
+                else:
+                    shutil.copyfile(source, args.output)
+            elif report.body is not None:
+                report.body.close()
+    finally:
+        service.stop()
+    data = report.as_dict()
+    data["output"] = args.output if args.output and report.outcome != BLOCKED else None
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{source}: {report.outcome}")
+        print(
+            f"  type: {report.file_type or 'unknown'}"
+            + (f" -> {report.output_type}" if report.output_type else "")
+        )
+        print(f"  profile: {report.profile}")
+        for action in report.actions:
+            detail = f" ({action['detail']})" if action.get("detail") else ""
+            print(f"  {action['switch']}: {action['action']}{detail}")
+        if report.reason:
+            print(f"  reason: {report.reason}")
+        if data["output"]:
+            print(f"  written to {args.output}")
+    return EXIT_BLOCKED if report.outcome == BLOCKED else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gicap", description="ICAP server with Secure ICAP and CDR")
     p.add_argument("--version", action="version", version=f"gicap {__version__}")
@@ -162,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=11344)
     dev.add_argument("--service", default="echo")
     dev.set_defaults(func=cmd_certs_dev)
+    dis = sub.add_parser(
+        "disarm",
+        help="disarm one file with the CDR engines and print "
+        "the report (exit 0 delivered, 3 blocked)",
+    )
+    dis.add_argument("input", metavar="IN")
+    dis.add_argument("-o", "--output", metavar="OUT", help="where to write the delivered file")
+    dis.add_argument(
+        "--profile", default=None, help="policy profile (default: cdr.default_profile)"
+    )
+    dis.add_argument("--json", action="store_true", help="print the report as JSON")
+    dis.add_argument("--settings", metavar="PATH", help="settings file")
+    dis.set_defaults(func=cmd_disarm)
     cl = sub.add_parser("client", help="send an ICAP request and print the response")
     cl.add_argument("url", help="icap://HOST:PORT/SERVICE or icaps://HOST:PORT/SERVICE")
     cl.add_argument("file", nargs="?", help="body to send (RESPMOD by default)")

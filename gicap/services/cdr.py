@@ -219,6 +219,24 @@ class CDRService(Service):
             message.headers.get("Content-Type"),
         )
 
+    def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
+        """Disarm a file on disk (``gicap disarm``): the same engine and policy."""
+        report = FileReport(
+            file_id=str(uuid.uuid4()),
+            outcome=BLOCKED,
+            profile=profile.name,
+            name=path.name,
+            file_id_header=False,
+        )
+        report.size_in = path.stat().st_size
+        if report.size_in > self.settings.cdr.max_file_size:
+            return self._fallback(
+                report, profile, "oversize", f"larger than {self.settings.cdr.max_file_size} bytes"
+            )
+        source = workdir / "original"
+        shutil.copyfile(path, source)
+        return self._disarm(report, profile, source, workdir / "rebuilt", None, path.name)
+
     def _disarm(
         self,
         report: FileReport,
