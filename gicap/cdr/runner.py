@@ -9,6 +9,7 @@ gevent hub. A runner belongs to the process (and thread) that started it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import math
@@ -98,9 +99,13 @@ def _worker_main(sock: socket.socket, job: str, init: str | None, limits: Runner
         if init:
             _resolve(init)()
     except BaseException as exc:  # reported to the parent, then exit
-        sock.sendall(_frame(("fatal", f"worker failed to start: {_describe(exc)}")))
+        with contextlib.suppress(OSError):
+            sock.sendall(_frame(("fatal", f"worker failed to start: {_describe(exc)}")))
         return
-    sock.sendall(_frame(("ready", os.getpid())))
+    try:
+        sock.sendall(_frame(("ready", os.getpid())))
+    except OSError:
+        return  # stopped while starting: the parent is gone or no longer wants us
     while True:
         try:
             payload = _recv(sock)

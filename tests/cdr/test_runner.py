@@ -127,13 +127,13 @@ def test_an_exception_is_an_error_and_the_worker_is_kept(make_runner) -> None:
 
 
 def test_cpu_limit_stops_a_busy_job(make_runner) -> None:
-    runner = make_runner(timeout=20, cpu_seconds=1)
+    runner = make_runner(timeout=60, cpu_seconds=1)
     before = pid_of(runner)
     started = time.monotonic()
-    result = runner.submit(("burn", 15))
+    result = runner.submit(("burn", 60))
     assert (result.ok, result.failure) == (False, "timeout")
-    assert "CPU limit" in result.detail
-    assert time.monotonic() - started < 5
+    assert "CPU limit" in result.detail and "SIGXCPU" in result.detail  # not the wall clock
+    assert time.monotonic() - started < 30  # about 2 s, unless the machine is very busy
     # The limit is re-armed per job: a short burn afterwards on the new worker is fine.
     assert runner.submit(("burn", 0.3)).value == "burnt"
     assert pid_of(runner) != before
