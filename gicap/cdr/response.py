@@ -57,7 +57,7 @@ def gicap_preview_decision(
 def gicap_build_response(report: FileReport, transaction: Transaction) -> Outcome:
     head = transaction.head
     if report.outcome == BLOCKED:
-        return _blocked(report, transaction)
+        return blocked_response(report, transaction)
     if report.outcome != REBUILT:
         return Unmodified()
     body = report.body
@@ -111,7 +111,7 @@ def _replace_extension(disposition: str, old: str, new: str) -> str:
     return re.sub(pattern, lambda m: m.group(1) + new, disposition, flags=re.IGNORECASE)
 
 
-def _blocked(report: FileReport, transaction: Transaction) -> Modified:
+def blocked_response(report: FileReport, transaction: Transaction) -> Modified:
     page = block_page(report)
     version = "HTTP/1.1"
     if transaction.head.http_response is not None:

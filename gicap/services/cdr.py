@@ -100,14 +100,19 @@ class CDRService(Service):
             and (message.headers.get("Content-Encoding") or "identity").lower() != "identity"
         )
         file_type = None if encoded else self._guess(txn.preview, message)
-        decision = self.host.manager.hook.gicap_preview_decision(
-            service=self.name,
-            file_type=file_type,
-            policy=profile,
-            http_status=head.http_response.status if head.http_response else None,
-            attachment=_is_attachment(message),
-            supported_types=self.supported,
-        )
+        try:
+            decision = self.host.manager.hook.gicap_preview_decision(
+                service=self.name,
+                file_type=file_type,
+                policy=profile,
+                http_status=head.http_response.status if head.http_response else None,
+                attachment=_is_attachment(message),
+                supported_types=self.supported,
+            )
+        except Exception:
+            # A broken decision plugin costs a full read, never the transaction.
+            log.exception("a gicap_preview_decision hook failed; reading the whole body")
+            decision = None
         if decision == "relay":
             txn.log_fields.update(
                 outcome=RELAYED, type=file_type.name if file_type else "-", at="preview"
@@ -323,7 +328,18 @@ class CDRService(Service):
             self.host.manager.hook.gicap_transaction_finished(record=record)
         except Exception:
             log.exception("a gicap_transaction_finished hook failed")
-        return self.host.manager.hook.gicap_build_response(report=report, transaction=txn)
+        try:
+            return self.host.manager.hook.gicap_build_response(report=report, transaction=txn)
+        except Exception:
+            # Fail closed: a response plugin that breaks blocks the file, with a page.
+            log.exception("a gicap_build_response hook failed for %s", report.file_id)
+            if report.body is not None:
+                report.body.close()
+            report.outcome = BLOCKED
+            report.reason = "internal error while building the response"
+            from gicap.cdr.response import blocked_response
+
+            return blocked_response(report, txn)
 
     def _multipart(
         self, txn: Transaction, profile: Profile, boundary: bytes, workdir: Path
