@@ -230,6 +230,11 @@ class ConnectionHandler:
             if isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False
                 break
+            if event is PAUSED:
+                # A preview ended after we had answered (an error sent before reading
+                # the body): the client sends nothing more, and PAUSED would repeat.
+                self.conn.keep_alive = False
+                break
         detail = ""
         if self._txn is not None and self._txn.log_fields:
             detail = "".join(f" {k}={_quote(v)}" for k, v in self._txn.log_fields.items())

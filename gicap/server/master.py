@@ -12,11 +12,15 @@ import errno
 import logging
 import math
 import os
+import select
 import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 
 from gicap.config import Settings
+from gicap.obs import sdnotify
 from gicap.plugins import PluginHost
 
 log = logging.getLogger("gicap.server")
@@ -76,6 +80,7 @@ def run_worker(
     plain: socket.socket | None,
     secure: socket.socket | None,
     index: int = 0,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     # gevent is imported here, after any fork, so each worker has its own hub.
     from gicap.obs.txlog import TransactionLog
@@ -94,6 +99,7 @@ def run_worker(
         txlog=TransactionLog(enabled=settings.logging.level in ("DEBUG", "INFO")),
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
+    worker.on_ready = on_ready
     worker.serve_forever()
     return 0
 
@@ -111,8 +117,61 @@ def serve(settings: Settings, host: PluginHost) -> int:
         log.info("Secure ICAP is off: server.secure_port is 0")
     count = s.worker_count
     if count == 1:
-        return run_worker(settings, host, plain, secure)
+        return run_worker(settings, host, plain, secure, on_ready=_ready_single(settings))
     return _supervise(settings, host, plain, secure, count)
+
+
+def _status(settings: Settings) -> str:
+    s = settings.server
+    ports = [f"icap {s.port}" if s.port else "", f"icaps {s.secure_port}" if s.secure_port else ""]
+    return f"STATUS=serving ({', '.join(p for p in ports if p)}; {s.worker_count} worker(s))"
+
+
+def _ready_single(settings: Settings) -> Callable[[], None]:
+    def ready() -> None:
+        import gevent
+
+        sdnotify.notify("READY=1", _status(settings))
+        interval = sdnotify.watchdog_interval()
+        if interval:
+
+            def ping() -> None:
+                while True:
+                    gevent.sleep(interval)
+                    sdnotify.notify("WATCHDOG=1")
+
+            gevent.spawn(ping)
+
+    return ready
+
+
+def _watchdog_thread() -> None:
+    interval = sdnotify.watchdog_interval()
+    if not interval:
+        return
+
+    def ping() -> None:
+        while True:
+            time.sleep(interval)
+            sdnotify.notify("WATCHDOG=1")
+
+    threading.Thread(target=ping, name="watchdog", daemon=True).start()
+
+
+def _wait_ready(fd: int, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while seen < count and time.monotonic() < deadline:
+        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            break
+        data = os.read(fd, 64)
+        if not data:
+            break  # every worker closed its end: some died before being ready
+        seen += len(data)
+    os.close(fd)
+    if seen < count:
+        log.warning("only %d of %d workers reported ready", seen, count)
 
 
 def _announce_secure(settings: Settings) -> None:
@@ -141,16 +200,29 @@ def _supervise(
 ) -> int:
     children: dict[int, int] = {}
     stopping = False
+    # Each worker writes one byte here once its listeners are up and its services
+    # started; systemd hears READY=1 only when all have.
+    ready_r, ready_w = os.pipe()
 
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
+            os.close(ready_r)
+            os.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
+
+            def ready() -> None:
+                try:
+                    os.write(ready_w, b"r")
+                    os.close(ready_w)
+                except OSError:
+                    pass
+
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                code = run_worker(settings, host, plain, secure, slot)
+                code = run_worker(settings, host, plain, secure, slot, ready)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
@@ -161,6 +233,7 @@ def _supervise(
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            sdnotify.notify("STOPPING=1", "STATUS=draining")
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
@@ -172,7 +245,11 @@ def _supervise(
     signal.signal(signal.SIGHUP, forward)
     for slot in range(count):
         spawn(slot)
+    os.close(ready_w)
     log.info("started %d worker processes", count)
+    _wait_ready(ready_r, count)
+    sdnotify.notify("READY=1", _status(settings))
+    _watchdog_thread()
     failures: list[float] = []
     while children:
         try:

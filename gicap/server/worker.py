@@ -19,6 +19,7 @@ import gevent.event
 import gevent.socket
 from gevent.server import StreamServer
 
+from gicap.obs import sdnotify
 from gicap.protocol import http_date
 from gicap.server.handler import SERVER_ISTAG, ConnectionHandler, ServerContext
 from gicap.server.secure import SecureListener
@@ -65,6 +66,8 @@ class Worker:
         self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
         #: Extra greenlets started with the worker (e.g. the certificate watcher).
         self.background: list[Callable[[], None]] = []
+        #: Called once the listeners are up and the services started.
+        self.on_ready: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------- connections
     def _handle_plain(self, sock: Any, address: Any) -> None:
@@ -135,12 +138,15 @@ class Worker:
 
     def serve_forever(self) -> None:
         self.start()
+        if self.on_ready is not None:
+            self.on_ready()
         self.stopped.wait()
 
     def drain(self) -> None:
         if self.ctx.draining:
             return
         self.ctx.draining = True
+        sdnotify.notify("STOPPING=1", "STATUS=draining")
         log.info("draining: no new connections, finishing transactions in progress")
         for srv in self.servers:
             srv.close()

@@ -1,0 +1,113 @@
+"""The systemd unit verifies, and the notify protocol tells systemd the truth."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, GicapProcess
+
+Start = Callable[..., GicapProcess]
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("GICAP_REQUIRE_INTEROP") == "1":
+            pytest.fail(f"{tool} is required (GICAP_REQUIRE_INTEROP=1) but not installed")
+        pytest.skip(f"{tool} not installed")
+    return path
+
+
+def test_unit_file_verifies(tmp_path: Path) -> None:
+    analyze = _require("systemd-analyze")
+    unit = (ROOT / "systemd" / "gicap.service").read_text()
+    # Point ExecStart at this checkout's gicap so verify can check the command exists.
+    gicap_bin = Path(sys.executable).parent / "gicap"
+    unit = unit.replace("/opt/gicap/venv/bin/gicap", str(gicap_bin))
+    unit = unit.replace("User=gicap", "User=root").replace("Group=gicap", "Group=root")
+    path = tmp_path / "gicap.service"
+    path.write_text(unit)
+    out = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
+    # verify warns about unknown or misspelled keys without failing: none allowed.
+    problems = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not problems, problems
+    assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    for directive in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=",
+        "Restart=on-failure",
+    ):
+        assert directive in unit
+
+
+class _NotifySocket:
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.path = path
+
+    def messages(self, until: str, timeout: float = 30) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            got.append(data)
+            if until in data:
+                return got
+        raise AssertionError(f"no {until!r} from gicap; got {got!r}")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ready_after_listening_stopping_on_sigterm_and_watchdog(
+    tmp_path: Path, start_gicap: Start, workers: str
+) -> None:
+    notify = _NotifySocket(tmp_path / "notify.sock")
+    proc = start_gicap(
+        {
+            "NOTIFY_SOCKET": str(notify.path),
+            "GICAP_SERVER__WORKERS": workers,
+            "WATCHDOG_USEC": "400000",
+            "GICAP_CDR__WORKERS": "1",
+        },
+        wait=False,
+    )
+    ready = notify.messages("READY=1")
+    # READY=1 only once the port serves.
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as s:
+        s.sendall(f"OPTIONS icap://127.0.0.1:{proc.port}/echo ICAP/1.0\r\n\r\n".encode())
+        assert s.recv(100).startswith(b"ICAP/1.0 200")
+    assert any("STATUS=serving" in m for m in ready)
+    notify.messages("WATCHDOG=1", timeout=5)
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    notify.messages("STOPPING=1", timeout=10)
+    assert proc.proc.wait(20) == 0
+
+
+def test_no_notify_socket_is_a_no_op() -> None:
+    from gicap.obs import sdnotify
+
+    env = os.environ.pop("NOTIFY_SOCKET", None)
+    try:
+        assert sdnotify.notify("READY=1") is False
+    finally:
+        if env is not None:
+            os.environ["NOTIFY_SOCKET"] = env
