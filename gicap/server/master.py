@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gicap.config import Settings
+from gicap.config import Settings, load_settings
 from gicap.obs import sdnotify
 from gicap.plugins import PluginHost
 
@@ -100,6 +100,8 @@ def run_worker(
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.on_ready = on_ready
+    worker.settings_loader = lambda: load_settings(settings.source or None)
+    worker.plugins = host
     worker.serve_forever()
     return 0
 

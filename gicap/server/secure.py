@@ -45,6 +45,7 @@ class SecureListener:
         if not announce:
             logger.setLevel(logging.CRITICAL + 1)
             logger.propagate = False
+        self._logger = logger
         self.watcher = CertificateWatcher(settings, logger)
         self.context: ssl.SSLContext | None = None
         self.server: StreamServer | None = None
@@ -61,6 +62,22 @@ class SecureListener:
         certset = self.watcher.force()
         if certset is not None:
             self._install(certset)
+
+    def update(self, settings: CertificateSettings) -> None:
+        """New certificate settings (SIGHUP): load the set they name, keep the old on error."""
+        if settings == self.settings:
+            self.reload()
+            return
+        watcher = CertificateWatcher(settings, self._logger)
+        certset, reason = watcher.initial()
+        if certset is None:
+            log.error(
+                "SIGHUP: new certificate settings refused (%s); the current set stays", reason
+            )
+            return
+        self.settings = settings
+        self.watcher = watcher
+        self._install(certset)
 
     def close(self) -> None:
         if self.server is not None:

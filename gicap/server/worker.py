@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import gevent
@@ -46,6 +47,14 @@ def no_delay(sock: Any) -> None:
         pass
 
 
+def _stop_all(services: list[Any]) -> None:
+    for service in services:
+        try:
+            service.stop()
+        except Exception:
+            log.exception("service %s failed to stop", service.name)
+
+
 class Worker:
     def __init__(
         self,
@@ -68,6 +77,9 @@ class Worker:
         self.background: list[Callable[[], None]] = []
         #: Called once the listeners are up and the services started.
         self.on_ready: Callable[[], None] | None = None
+        #: For SIGHUP: how to read the settings again, and the plugins to rebuild from.
+        self.settings_loader: Callable[[], Any] | None = None
+        self.plugins: Any = None
 
     # ----------------------------------------------------------------- connections
     def _handle_plain(self, sock: Any, address: Any) -> None:
@@ -132,9 +144,55 @@ class Worker:
             self.ctx.txlog.flush()
 
     def reload(self) -> None:
-        log.info("SIGHUP: reloading certificates")
+        gevent.spawn(self._reload)
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read settings, policy and certificates; keep the old on error."""
+        if self.settings_loader is None or self.plugins is None:
+            if self.secure is not None:
+                self.secure.reload()
+            return
+        try:
+            new = self.settings_loader()
+            services = self.plugins.services(new)
+        except Exception as exc:
+            log.error("SIGHUP: new settings refused, the running ones stay: %s", exc)
+            if self.secure is not None:
+                self.secure.reload()
+            return
+        old_server = self.ctx.settings
+        for key in ("host", "port", "secure_port", "workers"):
+            if getattr(old_server, key) != getattr(new.server, key):
+                log.warning("SIGHUP: server.%s changed; it takes effect at the next restart", key)
+        started = []
+        try:
+            for service in services.values():
+                service.start()
+                started.append(service)
+        except Exception as exc:
+            log.error("SIGHUP: a service failed to start, the running ones stay: %s", exc)
+            for service in started:
+                service.stop()
+            return
+        old_services = self.ctx.services
+        # Listener addresses stay; every other server setting applies to new requests.
+        self.ctx.settings = replace(
+            new.server,
+            host=old_server.host,
+            port=old_server.port,
+            secure_port=old_server.secure_port,
+            workers=old_server.workers,
+        )
+        self.ctx.services = services
+        self.ctx.accept_icap_scheme_on_tls = new.certificate.accept_icap_scheme
+        self.ctx.txlog.enabled = new.logging.level in ("DEBUG", "INFO")
+        logging.getLogger().setLevel(new.logging.level)
         if self.secure is not None:
-            gevent.spawn(self.secure.reload)
+            self.secure.update(new.certificate)
+        log.info("SIGHUP: settings reloaded from %s", new.source or "built-in defaults")
+        # Transactions already running keep the old services until they finish.
+        grace = max(self.ctx.settings.drain_timeout, new.cdr.timeout + 5)
+        gevent.spawn_later(grace, _stop_all, list(old_services.values()))
 
     def serve_forever(self) -> None:
         self.start()
