@@ -148,6 +148,7 @@ class Worker:
 
     def _reload(self) -> None:
         """SIGHUP: re-read settings, policy and certificates; keep the old on error."""
+        log.info("SIGHUP: reloading certificates and settings")
         if self.settings_loader is None or self.plugins is None:
             if self.secure is not None:
                 self.secure.reload()
