@@ -116,8 +116,10 @@ def disarm_file(
     limits["max_file_size"] = max_file_size
 
     def member(src: Path, dst: Path, member_depth: int) -> DisarmResult:
+        # The container engine names ``src`` with the member's extension: a hint that
+        # breaks ties (a short .csv is not plain text), never decides alone.
         answer = disarm_file(
-            src, dst, profile_data, profile_name, None, max_file_size, member_depth
+            src, dst, profile_data, profile_name, src.name, max_file_size, member_depth
         )
         return _result_from_dict(answer)
 
@@ -130,6 +132,7 @@ def disarm_file(
         profile=profile_name,
         depth=depth,
         disarm_member=member,
+        fallbacks=dict(profile.fallbacks),
     )
     try:
         result = _plugins().manager.hook.gicap_disarm(request=request)
@@ -170,9 +173,13 @@ def _ft(ftype: FileType) -> dict[str, str]:
 
 def _result_from_dict(d: dict[str, Any]) -> DisarmResult:
     outcome = d["outcome"]
-    if outcome not in ("rebuilt", "unmodified", "blocked", "unprocessable", "encrypted"):
-        # unsupported or oversize members: the container engine decides with the reason.
-        outcome = "unprocessable"
+    case = ""
+    if outcome not in ("rebuilt", "unmodified", "blocked"):
+        # The profile fallback case, as the CDR service maps a top-level outcome: the
+        # container engine applies the fallback for it (relay keeps the member).
+        case = outcome if outcome in ("unsupported", "encrypted", "oversize") else "unprocessable"
+        if outcome != "encrypted":
+            outcome = "unprocessable"  # unsupported or oversize are not engine outcomes
     out = d.get("output_type")
     return DisarmResult(
         outcome=outcome,
@@ -181,6 +188,7 @@ def _result_from_dict(d: dict[str, Any]) -> DisarmResult:
         ],
         reason=d.get("reason", ""),
         output_type=FileType(**out) if out else None,
+        fallback_case=case,
     )
 
 

@@ -1,0 +1,506 @@
+"""gicap-archive: ZIP archives rebuilt member by member.
+
+A zip is a container: the risk is in its members (each disarmed by the engine of its
+own type, through ``request.disarm_member``) and in the container itself — zip bombs,
+names that escape the extraction directory, symbolic links, duplicate names, hidden
+data in comments, extra fields or gaps. So the archive is never passed on as it is:
+
+1. The central directory is read and checked BEFORE anything is expanded: nesting
+   depth, member count, the sum of the declared uncompressed sizes, each member's
+   compression ratio, overlapping members (the "overlapped" zip bomb), encryption and
+   the compression method. A refusal is ``unprocessable`` (``encrypted`` for a
+   password-protected member).
+2. Unsafe entries are dropped, with an action each: traversal names (``..``,
+   absolute paths, drive letters, backslash forms of those, control characters),
+   symbolic links and special files, duplicate names (the first one wins).
+3. Every other member is extracted to a temporary file under the destination's
+   directory (named by us, never by the archive), counting the bytes really expanded
+   against ``max_expanded_bytes`` (shared by every nested archive of one file), and
+   handed to the pipeline: rebuilt bytes are kept (renamed when the type changed,
+   .docm → .docx), unmodified members are kept as they are, a blocked member blocks
+   the archive, and a member that cannot be disarmed (unsupported, unprocessable,
+   encrypted, oversize) follows the profile's fallback for that case: ``relay`` keeps
+   the original member, ``block`` blocks the archive.
+4. A new archive is written with ``zipfile`` (deflate): the kept members in the same
+   order, with the same names and timestamps, and nothing else (no comments, no extra
+   fields, no file modes other than plain files and directories).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import struct
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from gicap import hookimpl
+from gicap.cdr.policy import ARCHIVE_LIMITS
+from gicap.cdr.types import DEFAULT_FALLBACKS, Action, DisarmRequest, DisarmResult, Outcome
+
+#: The file types this plugin claims (names given by gicap's detector).
+FILE_TYPES = ("zip",)
+
+#: A member that expands to less than this is never a bomb on its own (a few KiB of
+#: zeros compress 1000:1 in ordinary files); the ratio limit applies above it, and the
+#: total is capped by ``max_expanded_bytes`` anyway.
+RATIO_FLOOR = 1024 * 1024
+
+#: Compression methods whose streaming expansion is bounded: zipfile calls
+#: ``zlib.decompress(data, max_length)`` for deflate. Its bzip2 and LZMA readers
+#: expand a whole input chunk at once (a bzip2 bomb expands 4 KiB into gigabytes), so
+#: those members are refused; they are rare in the wild.
+METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: WinZip AES (the data is encrypted whatever the flag bits say).
+AES_METHOD = 99
+
+CHUNK = 1024 * 1024
+#: General purpose flag bits: encrypted member, file name in UTF-8.
+FLAG_ENCRYPTED = 0x1
+FLAG_UTF8 = 0x800
+
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_HEADER_SIZE = 46
+_LOCAL_HEADER_SIZE = 30
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+class _Refused(Exception):
+    """The archive cannot be processed (a bomb, a limit, a malformed structure)."""
+
+
+@dataclass
+class _Budget:
+    """Bytes that may still be expanded for the file being disarmed."""
+
+    total: int  # max_expanded_bytes of the outermost archive
+    left: int
+
+
+#: The expansion budget of the file being disarmed, shared by the archives nested in it
+#: (they are disarmed in this thread, from inside our own ``gicap_disarm`` call): so
+#: ``max_expanded_bytes`` caps the whole tree, not each level (42.zip multiplies
+#: levels). Set by the outermost archive call and reset when it returns.
+_budget: ContextVar[_Budget | None] = ContextVar("gicap_archive_budget", default=None)
+
+
+@dataclass
+class _Limits:
+    max_depth: int
+    max_members: int
+    max_expanded_bytes: int
+    max_ratio: int
+    max_file_size: int  # 0: no limit
+
+    @classmethod
+    def of(cls, limits: Mapping[str, int]) -> _Limits:
+        return cls(
+            max_depth=int(limits.get("max_depth", ARCHIVE_LIMITS["max_depth"])),
+            max_members=int(limits.get("max_members", ARCHIVE_LIMITS["max_members"])),
+            max_expanded_bytes=int(
+                limits.get("max_expanded_bytes", ARCHIVE_LIMITS["max_expanded_bytes"])
+            ),
+            max_ratio=int(limits.get("max_ratio", ARCHIVE_LIMITS["max_ratio"])),
+            max_file_size=int(limits.get("max_file_size", 0) or 0),
+        )
+
+
+@dataclass
+class _Plan:
+    """What happens to each entry, decided from the central directory alone."""
+
+    keep: list[zipfile.ZipInfo] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def gicap_file_types() -> list[str]:
+    return list(FILE_TYPES)
+
+
+@hookimpl
+def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
+    if request.file_type.name not in FILE_TYPES:
+        return None
+    limits = _Limits.of(request.limits)
+    budget = _budget.get()
+    token = None
+    if budget is None:  # the outermost archive of this file
+        budget = _Budget(limits.max_expanded_bytes, limits.max_expanded_bytes)
+        token = _budget.set(budget)
+    try:
+        result = _disarm(request, limits, budget)
+    except BaseException:
+        request.destination.unlink(missing_ok=True)
+        raise
+    finally:
+        if token is not None:
+            _budget.reset(token)
+    if result.outcome != "rebuilt":
+        # Only a rebuilt archive may leave a file behind: never a half-written one.
+        request.destination.unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _disarm(request: DisarmRequest, limits: _Limits, budget: _Budget) -> DisarmResult:
+    if request.depth > limits.max_depth:
+        return DisarmResult(
+            "unprocessable",
+            reason=f"archive nested {request.depth} levels deep, more than max_depth "
+            f"{limits.max_depth}",
+        )
+    size = request.source.stat().st_size
+    if limits.max_file_size and size > limits.max_file_size:
+        return DisarmResult(
+            "unprocessable",
+            reason=f"archive is {size} bytes, more than max_file_size {limits.max_file_size}",
+        )
+    try:
+        with open(request.source, "rb") as fp:
+            # Counted from the raw central directory first: zipfile builds an object per
+            # entry, and a few MB of directory can describe millions of them.
+            count = _count_entries(fp, size, limits.max_members)
+            if count > limits.max_members:
+                raise _Refused(f"more than max_members {limits.max_members} members")
+            with zipfile.ZipFile(fp) as zf:
+                infos = zf.infolist()
+                _check_directory(zf, infos, limits, budget)
+                if any(_encrypted(i) for i in infos):
+                    names = [i.filename for i in infos if _encrypted(i)]
+                    return DisarmResult(
+                        "encrypted",
+                        reason=f"password-protected member(s): {_names(names)}",
+                    )
+                plan = _plan(zf, infos)
+                return _rebuild(request, zf, plan, limits, budget)
+    except _Refused as exc:
+        return DisarmResult("unprocessable", reason=str(exc))
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, struct.error) as exc:
+        return DisarmResult("unprocessable", reason=f"malformed zip: {exc}")
+    except NotImplementedError as exc:
+        return DisarmResult("unprocessable", reason=f"unsupported zip feature: {exc}")
+
+
+def _count_entries(fp: BinaryIO, size: int, limit: int) -> int:
+    """Entries of the central directory, counted up to ``limit + 1`` from the raw
+    headers (the declared total when it is already larger). 0 when the end record is
+    not found: zipfile then reports the archive as malformed."""
+    tail_len = min(size, _EOCD.size + 0xFFFF)
+    fp.seek(size - tail_len)
+    tail = fp.read(tail_len)
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or tail_len - pos < _EOCD.size:
+        return 0
+    _sig, _disk, _cd_disk, _n_disk, total, cd_size, cd_offset, _clen = _EOCD.unpack_from(tail, pos)
+    end = size - tail_len + pos  # where the directory ends (a zip64 record may follow)
+    if total == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):
+        at = end - _EOCD64_LOCATOR.size - _EOCD64.size
+        if at >= 0:
+            fp.seek(at)
+            rec = fp.read(_EOCD64.size)
+            if rec[:4] == b"PK\x06\x06":
+                total, cd_size, cd_offset = _EOCD64.unpack(rec)[7:10]
+                end = at
+    if total > limit:
+        return total
+    # The directory ends where the end record starts, even with data prepended to the
+    # archive (zipfile finds it the same way).
+    start = end - cd_size
+    if start < 0:
+        return 0
+    count = 0
+    fp.seek(start)
+    while count <= limit:
+        header = fp.read(_CENTRAL_HEADER_SIZE)
+        if len(header) < _CENTRAL_HEADER_SIZE or header[:4] != b"PK\x01\x02":
+            break
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", header, 28)
+        fp.seek(name_len + extra_len + comment_len, 1)
+        count += 1
+    return count
+
+
+def _check_directory(
+    zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: _Limits, budget: _Budget
+) -> None:
+    """Refuse zip bombs and structures we do not handle, before expanding anything."""
+    if len(infos) > limits.max_members:
+        raise _Refused(f"{len(infos)} members, more than max_members {limits.max_members}")
+    declared = sum(i.file_size for i in infos)
+    if declared > budget.left:
+        what = (
+            f"max_expanded_bytes {budget.total}"
+            if budget.left == budget.total
+            else f"the {budget.left} bytes left of max_expanded_bytes {budget.total}"
+        )
+        raise _Refused(f"members declare {declared} bytes uncompressed, more than {what}")
+    for info in infos:
+        if info.file_size > RATIO_FLOOR and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise _Refused(
+                f"member {info.filename!r} expands {ratio:.0f} times, more than "
+                f"max_ratio {limits.max_ratio}"
+            )
+    _check_overlap(zf, infos)
+    for info in infos:
+        if _encrypted(info) or info.is_dir():
+            continue  # encrypted: reported as such; directories hold no data
+        if info.compress_type not in METHODS:
+            raise _Refused(
+                f"member {info.filename!r} uses compression method {info.compress_type}; "
+                f"only {' and '.join(METHODS.values())} are handled"
+            )
+
+
+def _check_overlap(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
+    """Members whose data overlap (or overlap the central directory) are the
+    "overlapped" zip bomb: one compressed kernel counted by every entry."""
+    previous: zipfile.ZipInfo | None = None
+    previous_end = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if previous is not None and info.header_offset < previous_end:
+            raise _Refused(
+                f"members {previous.filename!r} and {info.filename!r} overlap (a zip bomb)"
+            )
+        encoding = "utf-8" if info.flag_bits & FLAG_UTF8 else "cp437"
+        # The local header holds at least the same name (zipfile checks it on open).
+        name_len = len(info.orig_filename.encode(encoding, "replace"))
+        previous_end = info.header_offset + _LOCAL_HEADER_SIZE + name_len + info.compress_size
+        previous = info
+    start_dir = getattr(zf, "start_dir", None)
+    if previous is not None and isinstance(start_dir, int) and previous_end > start_dir:
+        raise _Refused(f"member {previous.filename!r} overlaps the central directory")
+
+
+def _encrypted(info: zipfile.ZipInfo) -> bool:
+    return bool(info.flag_bits & FLAG_ENCRYPTED) or info.compress_type == AES_METHOD
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why ``name`` must not be extracted, or ``None``. Backslashes count as
+    separators: Windows extractors treat them so."""
+    if not name or not name.strip("/\\"):
+        return "empty name"
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        return "control character in the name"
+    path = name.replace("\\", "/")
+    if path.startswith("/"):
+        return "absolute path"
+    if _DRIVE.match(path):
+        return "drive letter"
+    if ".." in path.split("/"):
+        return "parent directory (..) in the path"
+    return None
+
+
+def _plan(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> _Plan:
+    plan = _Plan()
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        mode = info.external_attr >> 16
+        kind = stat.S_IFMT(mode)
+        why = _unsafe_name(name)
+        if why:
+            plan.actions.append(Action("unsafe_name", "removed", f"{name!r}: {why}"))
+            continue
+        if kind == stat.S_IFLNK:
+            plan.actions.append(Action("symlink", "removed", f"{name!r}"))
+            continue
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            plan.actions.append(Action("special_file", "removed", f"{name!r}"))
+            continue
+        if info.is_dir() and info.file_size:
+            plan.actions.append(Action("special_file", "removed", f"{name!r}: directory with data"))
+            continue
+        # Names that land on the same file when extracted on Windows or macOS
+        # (case-insensitive, either separator) count as duplicates.
+        key = name.replace("\\", "/").rstrip("/").casefold()
+        if key in seen:
+            plan.actions.append(Action("duplicate_name", "removed", f"{name!r}"))
+            continue
+        seen.add(key)
+        plan.keep.append(info)
+    comments = sum(1 for i in infos if i.comment)
+    if zf.comment:
+        plan.actions.append(Action("archive_comment", "removed", f"{len(zf.comment)} bytes"))
+    if comments:
+        plan.actions.append(Action("member_comments", "removed", f"{comments} members"))
+    return plan
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+def _rebuild(
+    request: DisarmRequest,
+    zf: zipfile.ZipFile,
+    plan: _Plan,
+    limits: _Limits,
+    budget: _Budget,
+) -> DisarmResult:
+    fallbacks = request.fallbacks or DEFAULT_FALLBACKS
+    actions = list(plan.actions)
+    taken = {i.filename.replace("\\", "/").rstrip("/").casefold() for i in plan.keep}
+    request.destination.parent.mkdir(parents=True, exist_ok=True)
+    # Members are extracted under the destination's directory, with names we choose.
+    work = Path(tempfile.mkdtemp(prefix=".gicap-archive-", dir=request.destination.parent))
+    try:
+        with zipfile.ZipFile(request.destination, "w", zipfile.ZIP_DEFLATED) as out:
+            for index, info in enumerate(plan.keep):
+                if info.is_dir():
+                    _write_dir(out, info)
+                    continue
+                suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix
+                suffix = suffix if _SAFE_SUFFIX.match(suffix) else ""
+                src = work / f"m{index}{suffix}"
+                dst = work / f"r{index}{suffix}"
+                _extract(zf, info, src, budget)
+                verdict = _member(request, info, src, dst, limits, fallbacks)
+                actions.extend(verdict.actions)
+                if verdict.stop is not None:
+                    verdict.stop.actions = actions
+                    return verdict.stop
+                name = info.filename
+                if verdict.new_extension:
+                    name = _renamed(name, verdict.new_extension, taken)
+                    actions.append(
+                        Action("file_name", "neutralised", f"{info.filename!r} -> {name!r}")
+                    )
+                _write_file(out, name, info.date_time, verdict.data)
+                src.unlink(missing_ok=True)
+                dst.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return DisarmResult("rebuilt", actions=actions)
+
+
+@dataclass
+class _Verdict:
+    data: Path
+    actions: list[Action]
+    new_extension: str = ""
+    stop: DisarmResult | None = None  # the archive's result when the member ends it
+
+
+def _member(
+    request: DisarmRequest,
+    info: zipfile.ZipInfo,
+    src: Path,
+    dst: Path,
+    limits: _Limits,
+    fallbacks: Mapping[str, str],
+) -> _Verdict:
+    name = info.filename
+    size = src.stat().st_size
+    if limits.max_file_size and size > limits.max_file_size:
+        result = DisarmResult(
+            "unprocessable",
+            reason=f"{size} bytes, more than max_file_size {limits.max_file_size}",
+            fallback_case="oversize",
+        )
+    elif request.disarm_member is None:
+        result = DisarmResult(
+            "unprocessable", reason="no pipeline to disarm members", fallback_case="unsupported"
+        )
+    else:
+        result = request.disarm_member(src, dst, request.depth + 1)
+    inner = [
+        Action(a.switch, a.action, f"{name}: {a.detail}" if a.detail else name)
+        for a in result.actions
+    ]
+    if result.outcome == "rebuilt":
+        new_ext = ""
+        if result.output_type is not None:
+            ext = result.output_type.extension.lower()
+            if PurePosixPath(name).suffix.lower() != f".{ext}":
+                new_ext = ext
+        return _Verdict(dst, inner, new_ext)
+    if result.outcome == "unmodified":
+        return _Verdict(src, inner)
+    if result.outcome == "blocked":
+        reason = f"member {name!r}: {result.reason or 'blocked by the policy'}"
+        return _Verdict(src, inner, stop=DisarmResult("blocked", reason=reason))
+    case = result.fallback_case or result.outcome
+    why = result.reason or case
+    if fallbacks.get(case, "block") == "relay":
+        inner.append(Action(case, "kept", f"{name}: {why} (the {case} fallback relays it)"))
+        return _Verdict(src, inner)
+    reason = f"member {name!r} {case}: {why}"
+    # unprocessable and encrypted members make the archive so (the pipeline applies the
+    # same profile's fallback to it); unsupported and oversize have no outcome: blocked.
+    outcome: Outcome = "blocked"
+    if case == "unprocessable" or case == "encrypted":
+        outcome = case
+    inner.append(Action(case, "blocked", f"{name}: {why}"))
+    return _Verdict(src, inner, stop=DisarmResult(outcome, reason=reason))
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, budget: _Budget) -> None:
+    """Expand one member to ``path``, counting the bytes really produced: declared
+    sizes are checked before, but they are the archive's word."""
+    produced = 0
+    with zf.open(info) as reader, open(path, "wb") as writer:
+        while chunk := reader.read(CHUNK):
+            produced += len(chunk)
+            if produced > budget.left:
+                raise _Refused(
+                    f"member {info.filename!r} expands beyond max_expanded_bytes {budget.total}"
+                )
+            writer.write(chunk)
+    budget.left -= produced
+
+
+def _renamed(name: str, extension: str, taken: set[str]) -> str:
+    """``name`` with the extension of the type it was rebuilt as, not clashing with
+    another member."""
+    path = PurePosixPath(name)
+    stem = name[: len(name) - len(path.suffix)] if path.suffix else name
+    candidate = f"{stem}.{extension}"
+    n = 1
+    while candidate.casefold() in taken:
+        candidate = f"{stem}-{n}.{extension}"
+        n += 1
+    taken.add(candidate.casefold())
+    return candidate
+
+
+def _write_dir(out: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    zi = zipfile.ZipInfo(info.filename, info.date_time)
+    zi.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # 0x10: MS-DOS directory
+    zi.file_size = zi.compress_size = zi.CRC = 0  # ZipFile.mkdir expects them set
+    out.mkdir(zi)
+
+
+def _write_file(
+    out: zipfile.ZipFile, name: str, date_time: tuple[int, int, int, int, int, int], data: Path
+) -> None:
+    zi = zipfile.ZipInfo(name, date_time)
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    zi.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain file, no exec or set-id bits
+    zi.file_size = data.stat().st_size  # lets zipfile choose zip64 up front when needed
+    with open(data, "rb") as reader, out.open(zi, "w") as writer:
+        shutil.copyfileobj(reader, writer, CHUNK)
+
+
+def _names(names: list[str], most: int = 3) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
