@@ -1,0 +1,659 @@
+"""The CDR services end to end: a real gicap server process, real disarm workers, the
+real gicap-text engine, spoken to over ICAP with gicap's own client.
+
+``resp-cdr-service`` (RESPMOD) and ``req-cdr-service`` (REQMOD): rebuilt files, files
+passed unmodified, block pages, relays decided at preview, policy profiles,
+Content-Encoding, size limits, multipart uploads, and engines that raise, hang or crash
+(a test plugin installed with pip, see ``engine_plugin/``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gicap.client import ICAPClient, ICAPResult
+from gicap.protocol.headers import Headers, parse_header_lines, split_lines
+from tests.support import GicapProcess
+
+Start = Callable[..., GicapProcess]
+
+HERE = Path(__file__).resolve().parent
+KIB = 1024
+MIB = 1024 * KIB
+MAX_FILE_SIZE = MIB
+PREVIEW = 4096
+#: Every server here: one disarm worker (enough, and quick to start), a 1 MiB file limit,
+#: and a strict profile that disallows csv formulas (the default profile neutralises them).
+BASE_ENV = {
+    "GICAP_CDR__WORKERS": "1",
+    "GICAP_CDR__MAX_FILE_SIZE": str(MAX_FILE_SIZE),
+    "GICAP_POLICY__STRICT__TEXT__FORMULAS": "disallow",
+}
+RELAY_ENV = {
+    **BASE_ENV,
+    "GICAP_POLICY__DEFAULT__UNSUPPORTED": "relay",
+    "GICAP_POLICY__DEFAULT__OVERSIZE": "relay",
+    "GICAP_POLICY__DEFAULT__UNPROCESSABLE": "relay",
+}
+
+# ------------------------------------------------------------------------- test files
+
+CSV_FORMULAS = (
+    b"name,amount,note\r\n"
+    b"alice,10,plain\r\n"
+    b'bob,=1+2,"=HYPERLINK(""http://evil.example"")"\r\n'
+    b"carol,@SUM(A1),-3\r\n"
+)
+CSV_FORMULAS_REBUILT = (
+    b"name,amount,note\r\n"
+    b"alice,10,plain\r\n"
+    b'bob,\'=1+2,"\'=HYPERLINK(""http://evil.example"")"\r\n'
+    b"carol,'@SUM(A1),'-3\r\n"
+)
+
+
+def big_csv(rows: int) -> tuple[bytes, bytes]:
+    """A csv with a formula every 10th row, and the same csv neutralised."""
+    original, rebuilt = [b"id,value,comment\n"], [b"id,value,comment\n"]
+    for i in range(rows):
+        if i % 10 == 3:
+            original.append(b"%d,=A%d*2,row %d\n" % (i, i, i))
+            rebuilt.append(b"%d,'=A%d*2,row %d\n" % (i, i, i))
+        else:
+            line = b"%d,%d,row %d\n" % (i, i * 7, i)
+            original.append(line)
+            rebuilt.append(line)
+    return b"".join(original), b"".join(rebuilt)
+
+
+BIG_CSV, BIG_CSV_REBUILT = big_csv(400)  # ~7 KiB: more than a preview
+CLEAN_CSV = b"id,name,city\n1,alice,Paris\n2,bob,Lyon\n" * 200  # ~8 KiB
+PLAIN_TEXT = ("Hello, world.\nNothing active here: just text, été.\n" * 150).encode()
+#: A file no engine handles: an executable (CDR never rebuilds programs), so the policy's
+#: "unsupported" rule applies whatever engine plugins are installed.
+EXE_SECRET = b"SECRET-PROGRAM-CONTENT-1234"
+EXE = b"\x7fELF\x02\x01\x01" + bytes(57) + EXE_SECRET + bytes(6000)
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>page</title></head><body>\n"
+    + b"<p>Some paragraph of a web page.</p>\n" * 200
+    + b"</body></html>\n"
+)
+TRIGGER = b"TEST-ENGINE-TRIGGER"  # the test engine plugin misbehaves on csv files with it
+CSV_TRIGGER = b"a,b\n=1+1," + TRIGGER + b"\n"
+
+
+def res_head(
+    body: bytes | None,
+    content_type: str,
+    *,
+    status: str = "200 OK",
+    extra: str = "",
+) -> bytes:
+    length = f"Content-Length: {len(body)}\r\n" if body is not None else ""
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{length}{extra}\r\n").encode()
+
+
+def req_head(body: bytes, content_type: str, *, method: str = "POST") -> bytes:
+    return (
+        f"{method} http://origin.example/upload HTTP/1.1\r\nHost: origin.example\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
+STALE = 'ETag: "abc123"\r\nContent-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\nDigest: sha-256=AAAA\r\n'
+
+# ------------------------------------------------------------------------- helpers
+
+
+def http(raw: bytes) -> tuple[str, Headers]:
+    """The start line and headers of an encapsulated HTTP head."""
+    lines = split_lines(raw)
+    assert lines, "no encapsulated HTTP head"
+    return lines[0].decode("latin-1"), parse_header_lines(lines[1:])
+
+
+def file_id_of(headers: Headers) -> str:
+    value = headers.get("X-Adaptation-File-Id") or ""
+    assert str(uuid.UUID(value)) == value, f"not a UUID: {value!r}"
+    return value
+
+
+def assert_rebuilt(r: ICAPResult, expected: bytes, content_type: str = "text/csv") -> str:
+    assert r.status == 200, (r.status, r.reason, r.headers.get("X-Error"))
+    assert not r.http_request
+    start, h = http(r.http_response)
+    assert start == "HTTP/1.1 200 OK"
+    assert r.body == expected
+    assert h.get("Content-Length") == str(len(expected))
+    for stale in ("ETag", "Content-MD5", "Digest", "Content-Encoding", "Transfer-Encoding"):
+        assert h.get(stale) is None, stale
+    assert h.get("Content-Type") == content_type
+    assert "ICAP/1.0 gicap" in (h.get("Via") or "")
+    return file_id_of(h)
+
+
+def assert_blocked(
+    r: ICAPResult, *reasons: str, original: bytes = EXE_SECRET, reqmod: bool = False
+) -> str:
+    """An HTTP 403 block page naming the file id (the header's) and the reason."""
+    assert r.status == 200, (r.status, r.reason, r.headers.get("X-Error"))
+    assert not r.http_request, "a blocked message is answered with a response only"
+    start, h = http(r.http_response)
+    assert start.split(" ", 2)[1] == "403", start
+    assert (h.get("Content-Type") or "").startswith("text/html")
+    assert r.body is not None and h.get("Content-Length") == str(len(r.body))
+    page = r.body.decode()
+    file_id = file_id_of(h)
+    assert f"File id: <code>{file_id}</code>" in page
+    for reason in reasons:
+        assert reason in page, (reason, page)
+    assert original not in r.body
+    return file_id
+
+
+def assert_untouched(r: ICAPResult, head: bytes, body: bytes, allow_204: bool) -> None:
+    """ICAP 204, or (when 204 is not allowed) the original message unchanged."""
+    if allow_204:
+        assert r.status == 204, (r.status, r.http_response, (r.body or b"")[:300])
+        return
+    assert r.status == 200, (r.status, r.reason, r.headers.get("X-Error"))
+    assert r.http_response == head
+    assert r.body == body
+
+
+def log_line(proc: GicapProcess, file_id: str, timeout: float = 3) -> str:
+    """The transaction log line naming ``file_id`` (the log is flushed every 0.5 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in proc.log().splitlines():
+            if "gicap.transaction:" in line and f"file_id={file_id}" in line:
+                return line
+        if time.monotonic() > deadline:
+            pytest.fail(f"no transaction log line with file_id={file_id}:\n{proc.log()}")
+        time.sleep(0.1)
+
+
+def leftovers(spool: Path) -> list[str]:
+    """What the server left in its spool directory besides its own log."""
+    return sorted(p.name for p in spool.iterdir() if not p.name.endswith(".log"))
+
+
+def start_module_server(
+    factory: pytest.TempPathFactory, name: str, env: dict[str, str]
+) -> Iterator[GicapProcess]:
+    proc = GicapProcess(factory.mktemp(name), env).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GicapProcess]:
+    """The default policy: unsupported, unprocessable and oversize files are blocked."""
+    yield from start_module_server(tmp_path_factory, "cdr-default", BASE_ENV)
+
+
+@pytest.fixture(scope="module")
+def relay_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GicapProcess]:
+    """Unsupported, unprocessable and oversize files relayed instead."""
+    yield from start_module_server(tmp_path_factory, "cdr-relay", RELAY_ENV)
+
+
+def resp(proc: GicapProcess, query: str = "") -> ICAPClient:
+    return ICAPClient(f"{proc.url}/resp-cdr-service{query}", timeout=30)
+
+
+def req(proc: GicapProcess, query: str = "") -> ICAPClient:
+    return ICAPClient(f"{proc.url}/req-cdr-service{query}", timeout=30)
+
+
+# ------------------------------------------------------------------------- RESPMOD
+
+
+@pytest.mark.parametrize("allow_204", [True, False], ids=["allow204", "no204"])
+@pytest.mark.parametrize(
+    ("body", "expected", "preview", "continued"),
+    [
+        (CSV_FORMULAS, CSV_FORMULAS_REBUILT, None, False),
+        (CSV_FORMULAS, CSV_FORMULAS_REBUILT, PREVIEW, False),  # all of it in the preview
+        (BIG_CSV, BIG_CSV_REBUILT, PREVIEW, True),  # 100 Continue, then the rest
+        (BIG_CSV, BIG_CSV_REBUILT, 0, True),
+    ],
+    ids=["small-nopreview", "small-preview-ieof", "big-preview", "preview0"],
+)
+def test_csv_with_formulas_is_rebuilt(
+    srv: GicapProcess,
+    body: bytes,
+    expected: bytes,
+    preview: int | None,
+    continued: bool,
+    allow_204: bool,
+) -> None:
+    head = res_head(body, "text/csv", extra=STALE + "Cache-Control: max-age=60\r\n")
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, preview=preview, allow_204=allow_204)
+    file_id = assert_rebuilt(r, expected)
+    assert r.continued is continued
+    assert http(r.http_response)[1].get("Cache-Control") == "max-age=60"
+    line = log_line(srv, file_id)
+    assert "outcome=rebuilt" in line and "type=csv" in line
+    assert "actions=formulas:neutralised" in line
+
+
+@pytest.mark.parametrize("allow_204", [True, False], ids=["allow204", "no204"])
+@pytest.mark.parametrize("preview", [None, PREVIEW, 0], ids=["nopreview", "preview", "preview0"])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(CLEAN_CSV, "text/csv"), (PLAIN_TEXT, "text/plain; charset=utf-8"), (b"x,y\n1,2\n", "")],
+    ids=["csv", "text", "tiny-csv"],
+)
+def test_clean_file_passes_unmodified(
+    srv: GicapProcess, body: bytes, content_type: str, preview: int | None, allow_204: bool
+) -> None:
+    head = res_head(body, content_type or "application/octet-stream", extra=STALE)
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, preview=preview, allow_204=allow_204)
+    # A 204 is allowed by Allow: 204, or while still in the preview (the whole body in it).
+    in_preview = preview is not None and len(body) <= preview
+    assert_untouched(r, head, body, allow_204 or in_preview)
+    assert r.continued is (preview is not None and not in_preview)
+
+
+@pytest.mark.parametrize("preview", [None, PREVIEW], ids=["nopreview", "preview"])
+def test_file_without_an_engine_is_blocked(srv: GicapProcess, preview: int | None) -> None:
+    head = res_head(
+        EXE, "application/octet-stream", extra='Content-Disposition: attachment; filename="x"\r\n'
+    )
+    with resp(srv) as c:
+        r = c.respmod(EXE, res_head=head, preview=preview)
+    file_id = assert_blocked(r, "unsupported", "no engine handles elf files")
+    assert "Detected type: <code>elf</code>" in (r.body or b"").decode()
+    line = log_line(srv, file_id)
+    assert "outcome=blocked" in line and "type=elf" in line and "engine=unsupported" in line
+
+
+@pytest.mark.parametrize("allow_204", [True, False], ids=["allow204", "no204"])
+def test_unsupported_file_relayed_when_the_policy_says_so(
+    relay_srv: GicapProcess, allow_204: bool
+) -> None:
+    head = res_head(EXE, "application/octet-stream")
+    with resp(relay_srv) as c:
+        # Known at preview: relayed at once, without 100 Continue and without the rest.
+        r = c.respmod(EXE, res_head=head, preview=PREVIEW, allow_204=allow_204)
+        assert r.status == 204 and not r.continued
+        r = c.respmod(EXE, res_head=head, allow_204=allow_204)
+        assert_untouched(r, head, EXE, allow_204)
+
+
+def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
+    head = res_head(HTML_PAGE, "text/html; charset=utf-8")
+    with resp(srv) as c:
+        r = c.respmod(HTML_PAGE, res_head=head, preview=PREVIEW)
+        assert r.status == 204 and not r.continued
+        r = c.respmod(HTML_PAGE, res_head=head, allow_204=False)
+        assert_untouched(r, head, HTML_PAGE, False)
+        # A page downloaded as an attachment is a file.
+        download = res_head(
+            HTML_PAGE, "text/html", extra='Content-Disposition: attachment; filename="p.html"\r\n'
+        )
+        r = c.respmod(HTML_PAGE, res_head=download, preview=PREVIEW)
+        assert r.continued  # not relayed as a page: the whole file goes to the engines
+
+
+def test_profile_strict_is_applied(srv: GicapProcess) -> None:
+    head = res_head(CSV_FORMULAS, "text/csv")
+    with resp(srv, "?profile=strict") as c:
+        r = c.respmod(CSV_FORMULAS, res_head=head, preview=PREVIEW)
+        file_id = assert_blocked(r, "formula cells are disallowed", original=b"HYPERLINK")
+        assert "policy profile: <code>strict</code>" in (r.body or b"").decode()
+        clean = c.respmod(CLEAN_CSV, res_head=res_head(CLEAN_CSV, "text/csv"), preview=PREVIEW)
+        assert clean.status == 204
+    line = log_line(srv, file_id)
+    assert "profile=strict" in line and "outcome=blocked" in line
+    with resp(srv, "?profile=default") as c:
+        assert_rebuilt(c.respmod(CSV_FORMULAS, res_head=head), CSV_FORMULAS_REBUILT)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "RESPMOD", "REQMOD"])
+def test_unknown_profile_is_refused(srv: GicapProcess, method: str) -> None:
+    service = "req-cdr-service" if method == "REQMOD" else "resp-cdr-service"
+    with ICAPClient(f"{srv.url}/{service}?profile=nope", timeout=10) as c:
+        if method == "OPTIONS":
+            r = c.options()
+        elif method == "RESPMOD":
+            r = c.respmod(CSV_FORMULAS, res_head=res_head(CSV_FORMULAS, "text/csv"), preview=0)
+        else:
+            r = c.reqmod(CSV_FORMULAS, req_head=req_head(CSV_FORMULAS, "text/csv"))
+    assert r.status == 400
+    error = r.headers.get("X-Error") or ""
+    assert "'nope'" in error and "default" in error and "strict" in error
+    with resp(srv) as c:
+        assert c.options().status == 200
+
+
+@pytest.mark.parametrize(
+    ("service", "status"),
+    [("resp-cdr-service?profile=nope", 400), ("req-cdr-service", 405), ("no-such", 404)],
+)
+def test_refused_before_the_preview_is_read_keeps_the_server_alive(
+    srv: GicapProcess, service: str, status: int
+) -> None:
+    """Regression: an error answered before a (non-ieof) preview had been read made the
+    server worker spin forever on the paused connection."""
+    with ICAPClient(f"{srv.url}/{service}", timeout=5) as c:
+        r = c.respmod(BIG_CSV, res_head=res_head(BIG_CSV, "text/csv"), preview=PREVIEW)
+    assert r.status == status and not r.continued
+    with ICAPClient(f"{srv.url}/echo", timeout=5) as c:
+        assert c.options().status == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", "br"])
+@pytest.mark.parametrize("preview", [None, PREVIEW], ids=["nopreview", "preview"])
+def test_content_encoded_csv_is_decoded_and_rebuilt(
+    srv: GicapProcess, encoding: str, preview: int | None
+) -> None:
+    if encoding in ("gzip", "x-gzip"):
+        body = gzip.compress(BIG_CSV)
+    elif encoding == "deflate":
+        body = zlib.compress(BIG_CSV)
+    else:
+        import brotli
+
+        body = brotli.compress(BIG_CSV)
+    head = res_head(body, "text/csv", extra=f"Content-Encoding: {encoding}\r\n{STALE}")
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, preview=preview)
+    assert_rebuilt(r, BIG_CSV_REBUILT)
+
+
+def test_gzip_bomb_is_blocked_as_oversize_quickly(srv: GicapProcess) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(MIB)
+    bomb = b"".join(packer.compress(zeros) for _ in range(200)) + packer.flush()  # 200 MiB
+    assert len(bomb) < MAX_FILE_SIZE  # the limit is on the decoded size
+    head = res_head(bomb, "text/csv", extra="Content-Encoding: gzip\r\n")
+    started = time.monotonic()
+    with resp(srv) as c:
+        r = c.respmod(bomb, res_head=head, preview=PREVIEW)
+    elapsed = time.monotonic() - started
+    file_id = assert_blocked(r, "oversize", f"larger than {MAX_FILE_SIZE} bytes once decoded")
+    assert elapsed < 5, f"the bomb took {elapsed:.1f} s"
+    assert "engine=oversize" in log_line(srv, file_id)
+
+
+def test_partial_content_is_unprocessable(srv: GicapProcess, relay_srv: GicapProcess) -> None:
+    extra = f"Content-Range: bytes 0-{len(BIG_CSV) - 1}/99999\r\n"
+    head = res_head(BIG_CSV, "text/csv", status="206 Partial Content", extra=extra)
+    with resp(srv) as c:
+        r = c.respmod(BIG_CSV, res_head=head, preview=PREVIEW)
+    assert_blocked(r, "unprocessable", "206", original=b"=A3*2")
+    with resp(relay_srv) as c:
+        r = c.respmod(BIG_CSV, res_head=head, preview=PREVIEW)
+        assert r.status == 204 and not r.continued
+        r = c.respmod(BIG_CSV, res_head=head, allow_204=False)
+        assert_untouched(r, head, BIG_CSV, False)
+
+
+HEAD_REQUEST = b"HEAD http://origin.example/tool HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+GET_REQUEST = b"GET http://origin.example/tool HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "body"),
+    [
+        (HEAD_REQUEST, "200 OK", None),
+        (HEAD_REQUEST, "200 OK", EXE),  # whatever a HEAD answer carries is not a file
+        (GET_REQUEST, "304 Not Modified", None),
+        (GET_REQUEST, "304 Not Modified", EXE),
+        (GET_REQUEST, "204 No Content", None),
+        (GET_REQUEST, "200 OK", b""),  # an empty body
+    ],
+    ids=["head", "head-with-body", "304", "304-with-body", "204", "empty-body"],
+)
+@pytest.mark.parametrize("preview", [None, PREVIEW], ids=["nopreview", "preview"])
+def test_nothing_to_disarm_passes_untouched(
+    srv: GicapProcess, request_head: bytes, status: str, body: bytes | None, preview: int | None
+) -> None:
+    head = res_head(EXE, "application/octet-stream", status=status)  # Content-Length of the file
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, req_head=request_head, preview=preview)
+        assert r.status == 204, (r.status, r.http_response)
+        assert not r.continued
+        assert c.options().status == 200  # the connection is still usable
+
+
+def test_oversize_file_is_blocked_or_relayed(srv: GicapProcess, relay_srv: GicapProcess) -> None:
+    body = b"id,value\n" + b"1,2\n" * (MAX_FILE_SIZE // 4 + 100)
+    head = res_head(body, "text/csv")
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, preview=PREVIEW)
+    assert r.continued
+    file_id = assert_blocked(r, "oversize", f"larger than {MAX_FILE_SIZE} bytes", original=b"1,2")
+    assert "engine=oversize" in log_line(srv, file_id)
+    with resp(relay_srv) as c:
+        r = c.respmod(body, res_head=head, preview=PREVIEW, allow_204=False)
+        assert_untouched(r, head, body, False)
+        r = c.respmod(body, res_head=head, preview=PREVIEW)
+        assert_untouched(r, head, body, True)
+
+
+# ------------------------------------------------------------------------- REQMOD
+
+
+def test_uploaded_csv_is_rebuilt(srv: GicapProcess) -> None:
+    head = req_head(CSV_FORMULAS, "text/csv")
+    with req(srv) as c:
+        r = c.reqmod(CSV_FORMULAS, req_head=head, preview=PREVIEW)
+        assert r.status == 200, (r.status, r.headers.get("X-Error"))
+        assert not r.http_response
+        start, h = http(r.http_request)
+        assert start == "POST http://origin.example/upload HTTP/1.1"
+        assert r.body == CSV_FORMULAS_REBUILT
+        assert h.get("Content-Length") == str(len(CSV_FORMULAS_REBUILT))
+        assert h.get("Host") == "origin.example"
+        assert "ICAP/1.0 gicap" in (h.get("Via") or "")
+        file_id = file_id_of(h)
+        # A clean upload goes as it is.
+        clean = c.reqmod(CLEAN_CSV, req_head=req_head(CLEAN_CSV, "text/csv"), allow_204=False)
+        assert clean.status == 200 and clean.body == CLEAN_CSV
+        assert clean.http_request == req_head(CLEAN_CSV, "text/csv")
+    assert "outcome=rebuilt" in log_line(srv, file_id)
+
+
+@pytest.mark.parametrize("preview", [None, PREVIEW], ids=["nopreview", "preview"])
+def test_uploaded_unsupported_file_is_blocked_with_a_response(
+    srv: GicapProcess, preview: int | None
+) -> None:
+    with req(srv) as c:
+        r = c.reqmod(EXE, req_head=req_head(EXE, "application/octet-stream"), preview=preview)
+    assert r.http_response.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert_blocked(r, "unsupported")
+
+
+BOUNDARY = "----gicapTestBoundary7MA4YWxkTrZu0gW"
+
+
+def multipart(*parts: tuple[str, bytes]) -> bytes:
+    """A form body; each part is (its header block, its content)."""
+    out = b""
+    for headers, content in parts:
+        out += f"--{BOUNDARY}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+TEXT_FIELD = ('Content-Disposition: form-data; name="comment"', b"=1+1 is just a form field")
+CSV_PART = (
+    'Content-Disposition: form-data; name="sheet"; filename="data.csv"\r\nContent-Type: text/csv'
+)
+TEXT_PART = (
+    'Content-Disposition: form-data; name="notes"; filename="notes.txt"\r\n'
+    "Content-Type: text/plain",
+    PLAIN_TEXT,
+)
+EXE_PART = (
+    'Content-Disposition: form-data; name="tool"; filename="setup.bin"\r\n'
+    "Content-Type: application/octet-stream",
+    EXE,
+)
+
+
+def test_multipart_upload_rebuilds_only_the_csv_part(srv: GicapProcess) -> None:
+    body = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS), TEXT_PART)
+    expected = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS_REBUILT), TEXT_PART)
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=req_head(body, content_type), preview=PREVIEW)
+    assert r.status == 200 and not r.http_response
+    _, h = http(r.http_request)
+    assert r.body == expected  # the other parts and the boundary byte for byte
+    assert h.get("Content-Type") == content_type
+    assert h.get("Content-Length") == str(len(expected))
+    file_id_of(h)
+    # Without formulas nothing changes.
+    clean = multipart(TEXT_FIELD, (CSV_PART, CLEAN_CSV), TEXT_PART)
+    with req(srv) as c:
+        r = c.reqmod(clean, req_head=req_head(clean, content_type), preview=PREVIEW)
+    assert r.status == 204
+
+
+def test_multipart_upload_with_an_unsupported_file_is_blocked_whole(srv: GicapProcess) -> None:
+    body = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS), EXE_PART)
+    head = req_head(body, f'multipart/form-data; boundary="{BOUNDARY}"')
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    file_id = assert_blocked(r, "setup.bin", "unsupported")
+    assert b"HYPERLINK" not in (r.body or b"")
+    assert "outcome=blocked" in log_line(srv, file_id)
+
+
+# ------------------------------------------------------------------------- misbehaving engines
+
+
+@pytest.fixture(scope="session")
+def engine_plugin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``engine_plugin/`` installed with pip into a directory of its own: put it on the
+    server's PYTHONPATH and its entry point is loaded there (and in the spawned disarm
+    workers, which inherit the environment)."""
+    base = tmp_path_factory.mktemp("engine-plugin")
+    source = base / "src"
+    shutil.copytree(HERE / "engine_plugin", source)  # the build writes next to its source
+    target = base / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(target), str(source)], check=True, timeout=300)
+    assert list(target.glob("gicap_test_engine-*.dist-info"))
+    return str(target)
+
+
+def engine_env(plugin: str, mode: str, **extra: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (plugin, os.environ.get("PYTHONPATH")) if p)
+    return {**BASE_ENV, "PYTHONPATH": path, "GICAP_TEST_ENGINE": mode, **extra}
+
+
+@pytest.mark.parametrize("fallback", ["block", "relay"])
+@pytest.mark.parametrize("mode", ["raise", "crash"])
+def test_a_failing_engine_gets_the_policy_outcome(
+    start_gicap: Start, engine_plugin: str, tmp_path: Path, mode: str, fallback: str
+) -> None:
+    env = engine_env(engine_plugin, mode, GICAP_POLICY__DEFAULT__UNPROCESSABLE=fallback)
+    proc = start_gicap(env)
+    head = res_head(CSV_TRIGGER, "text/csv")
+    with resp(proc) as c:
+        for _ in range(2):  # twice: a crashed worker has been replaced
+            r = c.respmod(CSV_TRIGGER, res_head=head, allow_204=False)
+            if fallback == "relay":
+                assert_untouched(r, head, CSV_TRIGGER, False)
+            else:
+                reason = "engine failed" if mode == "raise" else "crashed"
+                file_id = assert_blocked(r, "unprocessable", reason, original=TRIGGER)
+                line = log_line(proc, file_id)
+                assert "outcome=blocked" in line
+                assert f"engine={'unprocessable' if mode == 'raise' else 'crashed'}" in line
+            # Same connection, next file: the real engine, in a working worker.
+            r = c.respmod(CSV_FORMULAS, res_head=res_head(CSV_FORMULAS, "text/csv"))
+            assert_rebuilt(r, CSV_FORMULAS_REBUILT)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_hanging_engine_times_out_while_the_server_serves_others(
+    start_gicap: Start, engine_plugin: str, tmp_path: Path
+) -> None:
+    proc = start_gicap(engine_env(engine_plugin, "hang", GICAP_CDR__TIMEOUT="2"))
+    with resp(proc) as c:  # a first file, so the disarm worker has started
+        assert_rebuilt(
+            c.respmod(CSV_FORMULAS, res_head=res_head(CSV_FORMULAS, "text/csv")),
+            CSV_FORMULAS_REBUILT,
+        )
+    hanging = resp(proc)
+    hanging.connect()
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        outcome["result"] = hanging.respmod(
+            CSV_TRIGGER, res_head=res_head(CSV_TRIGGER, "text/csv"), preview=PREVIEW
+        )
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the disarm is under way
+        started = time.monotonic()
+        with resp(proc) as other:
+            assert other.options().status == 200
+        with ICAPClient(f"{proc.url}/echo", timeout=10) as echo:
+            assert echo.respmod(b"hello", allow_204=False).body == b"hello"
+        assert time.monotonic() - started < 1
+        assert thread.is_alive(), "the hanging disarm answered too early"
+        thread.join(15)
+        assert not thread.is_alive()
+        r = outcome["result"]
+        assert isinstance(r, ICAPResult)
+        file_id = assert_blocked(r, "unprocessable", "timeout", original=TRIGGER)
+        assert 1.9 < float(outcome["seconds"]) < 8  # type: ignore[arg-type]
+        assert "engine=timeout" in log_line(proc, file_id)
+        # The same connection goes on, and the next file gets a fresh worker.
+        r = hanging.respmod(CSV_FORMULAS, res_head=res_head(CSV_FORMULAS, "text/csv"))
+        assert_rebuilt(r, CSV_FORMULAS_REBUILT)
+    finally:
+        hanging.close()
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------- work files
+
+
+def test_work_files_are_deleted(srv: GicapProcess) -> None:
+    """After rebuilt, blocked, oversize, decoded and multipart files, the spool directory
+    holds no work directory (gicap-cdr-*) and no spooled body."""
+    with resp(srv) as c:
+        assert_rebuilt(c.respmod(BIG_CSV, res_head=res_head(BIG_CSV, "text/csv")), BIG_CSV_REBUILT)
+        assert_blocked(
+            c.respmod(EXE, res_head=res_head(EXE, "application/octet-stream")), "unsupported"
+        )
+        gz = gzip.compress(BIG_CSV)
+        head = res_head(gz, "text/csv", extra="Content-Encoding: gzip\r\n")
+        assert_rebuilt(c.respmod(gz, res_head=head), BIG_CSV_REBUILT)
+        large = b"a,b\n" + b"1,2\n" * (MAX_FILE_SIZE // 2)
+        assert_blocked(c.respmod(large, res_head=res_head(large, "text/csv")), "oversize")
+    body = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS), TEXT_PART)
+    with req(srv) as c:
+        head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}")
+        assert c.reqmod(body, req_head=head).status == 200
+    spool = Path(srv.env["GICAP_SERVER__SPOOL_DIR"])
+    assert [p for p in spool.iterdir() if re.match(r"gicap-cdr-", p.name)] == []
+    assert leftovers(spool) == []
