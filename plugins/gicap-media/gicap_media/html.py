@@ -1,0 +1,338 @@
+"""HTML files: sanitised with nh3 (ammonia, an html5ever-based allowlist sanitiser).
+
+For HTML delivered as a file (the pipeline relays browsed pages by default before any
+engine is involved). Family ``html`` has no policy switches: the file is always
+sanitised. The body is cleaned by nh3 against a conservative allowlist (text
+formatting, headings, lists, tables, links, images; no script, style, iframe,
+object, embed, form, SVG/MathML, no event handlers, no ``javascript:``/``data:``
+URLs except raster ``data:image`` in ``<img src>``), then a new document is written
+around it: ``<!DOCTYPE html>``, ``<html lang>``, ``<meta charset="utf-8">``, a
+Content-Security-Policy ``<meta>`` forbidding scripts, plugins, frames and forms (a
+second line of defence), and the original ``<title>`` as text. The output is UTF-8.
+
+The result is ``unmodified`` only when that rebuilt document is the input itself
+(e.g. a file gicap already rebuilt); any difference is ``rebuilt``: comparing
+anything looser than the exact text could deliver markup a browser reads differently.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+from collections import Counter
+
+import nh3
+
+from gicap.cdr.types import Action, DisarmRequest, DisarmResult
+
+#: Elements kept (their attributes: see ATTRIBUTES). Everything else is unwrapped
+#: (its text kept) or, for CONTENT_REMOVED, dropped with its content.
+TAGS = frozenset(
+    """
+    a abbr acronym address article aside b bdi bdo big blockquote br caption center cite
+    code col colgroup dd del details dfn div dl dt em figcaption figure footer h1 h2 h3
+    h4 h5 h6 header hgroup hr i img ins kbd li main mark nav ol p pre q rp rt ruby s samp
+    section small span strike strong sub summary sup table tbody td tfoot th thead time
+    tr tt u ul var wbr
+    """.split()
+)
+#: Removed together with everything inside them (their text is code, not content).
+CONTENT_REMOVED = frozenset(
+    """
+    script style title iframe frame frameset noframes noembed object applet template
+    xmp svg math select datalist textarea
+    """.split()
+)
+GENERIC_ATTRIBUTES = frozenset({"title", "lang", "dir", "class", "id", "style", "role"})
+ATTRIBUTES: dict[str, set[str]] = {
+    "*": set(GENERIC_ATTRIBUTES),
+    "a": {"href", "hreflang", "name"},
+    "img": {"src", "alt", "width", "height", "loading"},
+    "td": {"colspan", "rowspan", "headers", "align", "valign"},
+    "th": {"colspan", "rowspan", "headers", "scope", "abbr", "align", "valign"},
+    "table": {"summary", "width", "border", "cellpadding", "cellspacing", "align"},
+    "col": {"span", "width", "align"},
+    "colgroup": {"span", "width", "align"},
+    "ol": {"start", "reversed", "type"},
+    "ul": {"type"},
+    "li": {"value"},
+    "time": {"datetime"},
+    "del": {"datetime"},
+    "ins": {"datetime"},
+    "details": {"open"},
+    "p": {"align"},
+    "div": {"align"},
+    "h1": {"align"},
+    "h2": {"align"},
+    "h3": {"align"},
+    "h4": {"align"},
+    "h5": {"align"},
+    "h6": {"align"},
+}
+URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+#: CSS properties kept in style attributes: none of them takes a URL.
+STYLE_PROPERTIES = frozenset(
+    """
+    color background-color font font-family font-size font-style font-weight
+    font-variant line-height letter-spacing word-spacing text-align text-decoration
+    text-indent text-transform white-space vertical-align direction margin margin-top
+    margin-right margin-bottom margin-left padding padding-top padding-right
+    padding-bottom padding-left border border-top border-right border-bottom border-left
+    border-color border-style border-width border-collapse border-spacing border-radius
+    width height max-width max-height min-width min-height display float clear
+    list-style-type caption-side empty-cells table-layout
+    """.split()
+)
+SAFE_DATA_IMAGES = ("image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]+")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
+
+CSP = (
+    "script-src 'none'; object-src 'none'; frame-src 'none'; child-src 'none'; "
+    "worker-src 'none'; base-uri 'none'; form-action 'none'"
+)
+
+#: Reported groups of what was removed.
+SCRIPT_TAGS = frozenset({"script", "noscript"})
+ACTIVE_TAGS = frozenset(
+    """
+    iframe frame frameset object embed applet form input button select textarea base link
+    portal svg math template
+    """.split()
+)
+URL_ATTRIBUTES = frozenset({"href", "src", "action", "formaction", "data", "poster", "background"})
+#: Structure of the document, rebuilt by this module rather than cleaned.
+STRUCTURE = frozenset({"html", "head", "body", "title"})
+
+
+def _data_url_filter(tag: str, attribute: str, value: str) -> str | None:
+    """data: URLs only for raster images in <img src> (nh3's scheme list cannot say
+    which data: types are fine)."""
+    if attribute in ("href", "src"):
+        norm = _CONTROL_OR_SPACE.sub("", value).lower()
+        if norm.startswith("data:"):
+            ok = tag == "img" and attribute == "src" and norm[5:].startswith(SAFE_DATA_IMAGES)
+            return value if ok else None
+    return value
+
+
+def _cleaner(data_urls: bool) -> nh3.Cleaner:
+    return nh3.Cleaner(
+        tags=set(TAGS),
+        clean_content_tags=set(CONTENT_REMOVED),
+        attributes={k: set(v) for k, v in ATTRIBUTES.items()},
+        # A Python callback per attribute costs about half of nh3's time: only used
+        # (with the data: scheme) when the document has a data: URL at all.
+        attribute_filter=_data_url_filter if data_urls else None,
+        strip_comments=True,
+        link_rel="noopener noreferrer",
+        url_schemes=set(URL_SCHEMES | {"data"} if data_urls else URL_SCHEMES),
+        filter_style_properties=set(STYLE_PROPERTIES),
+    )
+
+
+_CLEANERS = {False: _cleaner(False), True: _cleaner(True)}
+_DATA_URL = re.compile("data:", re.I)
+
+
+def clean(text: str) -> str:
+    """The body of ``text`` (a whole document or a fragment) through nh3."""
+    # Without the literal "data:" (any case) nothing can be a data: URL the callback
+    # should see; an obfuscated one ("da&#9;ta:") then simply finds data: not allowed.
+    return _CLEANERS[_DATA_URL.search(text) is not None].clean(text)
+
+
+def disarm(request: DisarmRequest) -> DisarmResult:
+    raw = request.source.read_bytes()
+    text = decode(raw)
+    tokens = _TAG_TOKEN.findall(text)
+    counts = Counter(token.lower() for token in tokens)
+    depth = _nesting(tokens, counts)
+    if depth > MAX_NESTING:
+        return DisarmResult(
+            "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
+        )
+    body = clean(text)
+    title, lang, found = _inventory(text, counts)
+    document = _document(body, title, lang)
+    if _same(raw, text, document):
+        return DisarmResult("unmodified")
+    request.destination.write_bytes(document.encode("utf-8"))
+    return DisarmResult("rebuilt", actions=_actions(found))
+
+
+# ------------------------------------------------------------------------- nesting
+
+#: html5ever (like the HTML spec) searches the stack of open elements for every block
+#: start tag, so a page of N nested <div>s costs N² (100,000 of them: 20 s). Files
+#: nested deeper than this are refused; browsers flatten beyond 512 levels anyway.
+MAX_NESTING = 10_000
+#: Elements that never stay open: void elements and those whose end tag is implied
+#: by the next sibling (an unclosed <li> does not nest the next <li>).
+_NOT_NESTING = frozenset(
+    """
+    area base br col embed hr img input link meta source track wbr param keygen frame
+    p li dt dd tr td th option optgroup rb rt rp rtc tbody thead tfoot colgroup caption
+    html head body
+    """.split()
+)
+
+
+def _nesting(tokens: list[str], counts: Counter[str]) -> int:
+    """An upper estimate of how deep the elements nest (0 when it cannot be high)."""
+    opened = sum(n for name, n in counts.items() if name[0] != "/" and name not in _NOT_NESTING)
+    if opened <= MAX_NESTING:  # cannot nest deeper than elements are opened: no scan
+        return 0
+    depth = peak = 0
+    for token in tokens:
+        if token[0] == "/":
+            if depth and token[1:].lower() not in _NOT_NESTING:
+                depth -= 1
+        elif token.lower() not in _NOT_NESTING:
+            depth += 1
+            peak = max(peak, depth)
+    return peak
+
+
+# ------------------------------------------------------------------------ decoding
+
+
+def decode(raw: bytes) -> str:
+    """The text as a browser would most likely read it: BOM, then <meta charset>,
+    then UTF-8, then windows-1252 (never failing: undecodable bytes become U+FFFD)."""
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if raw.startswith(bom):
+            return raw[len(bom) :].decode(codec, "replace")
+    declared = _META_CHARSET.search(raw[:4096])
+    if declared:
+        label = declared.group(1).decode("ascii").lower()
+        # As browsers do: latin-1/ascii labels mean windows-1252, utf-16 in a meta
+        # (which was read as ASCII) means utf-8.
+        if label in ("iso-8859-1", "latin1", "latin-1", "ascii", "us-ascii"):
+            label = "cp1252"
+        elif label.startswith("utf-16"):
+            label = "utf-8"
+        try:
+            return raw.decode(codecs.lookup(label).name, "replace")
+        except LookupError:
+            pass
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+# ------------------------------------------------------------------------ document
+
+
+def _document(body: str, title: str, lang: str) -> str:
+    lang_attr = f' lang="{lang}"' if lang else ""
+    title_el = f"<title>{html.escape(title, quote=False)}</title>\n" if title else ""
+    return (
+        "<!DOCTYPE html>\n"
+        f"<html{lang_attr}>\n<head>\n"
+        '<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        f"{title_el}</head>\n<body>\n{body.strip()}\n</body>\n</html>\n"
+    )
+
+
+def _same(raw: bytes, text: str, document: str) -> bool:
+    """True when the input already is the rebuilt document (only line endings and
+    trailing whitespace may differ: the HTML tokenizer itself normalises those)."""
+    if b"\x00" in raw or b"\x1b" in raw:  # NULs, ISO-2022 escapes: never as they are
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    norm = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return norm == document.strip()
+
+
+# ----------------------------------------------------------------------- reporting
+
+
+# The inventory is a few regular expressions over the source (C speed): parsing the
+# page a second time in Python would cost more than nh3 itself. Counts are therefore
+# approximate (an entity-encoded "javascript:" is removed but not counted).
+_CODE_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", re.I | re.S)
+#: Start and end tags ("div", "/div"), for the inventory and the nesting estimate.
+_TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
+# (A leading literal lets the regex engine skip ahead; the character before "on" is
+# checked in Python, far fewer times than a leading character class would be tried.)
+_EVENT_ATTRIBUTE = re.compile(r"on[a-z]{3,}\s*=")
+_BEFORE_ATTRIBUTE = frozenset(" \t\n\r\f\"'/")
+# Script-capable URL schemes are looked for with str.find (rare, and much faster than
+# a regular expression tried at every position), then the attribute before them.
+_SCHEMES = ("javascript:", "vbscript:", "data:")
+_URL_ATTRIBUTE_BEFORE = re.compile(
+    r"\b(href|src|action|formaction|data|poster|background)\s*=\s*[\"']?\s*\Z"
+)
+_META_EQUIV = re.compile(r"<meta\b[^>]*\shttp-equiv\s*=\s*[\"']?\s*(?!content-type)", re.I)
+_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
+_HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?([A-Za-z0-9-]+)", re.I)
+
+
+def _inventory(text: str, counts: Counter[str]) -> tuple[str, str, Counter[tuple[str, str]]]:
+    """The title, the language and (approximately) what the allowlist removes. Only
+    for the report and the rebuilt <head>: nh3 alone decides what the output holds."""
+    found: Counter[tuple[str, str]] = Counter()
+    comments = text.count("<!--")
+    if comments:
+        found[("markup", "comment")] += comments
+    for name, n in counts.items():
+        if name[0] == "/" or name in TAGS or name in STRUCTURE or name == "meta":
+            continue
+        if name in SCRIPT_TAGS:
+            found[("scripts", f"<{name}>")] += n
+        elif name in ACTIVE_TAGS:
+            found[("active_content", f"<{name}>")] += n
+        else:
+            found[("markup", f"<{name}>")] += n
+    refresh = len(_META_EQUIV.findall(text))
+    if refresh:
+        found[("active_content", "<meta http-equiv>")] += refresh
+    # "x.onclick = f" in a script is not markup
+    lower = _CODE_BLOCKS.sub(" ", text).lower()
+    events = sum(
+        1 for m in _EVENT_ATTRIBUTE.finditer(lower) if lower[m.start() - 1] in _BEFORE_ATTRIBUTE
+    )
+    if events:
+        found[("scripts", "event handler attribute")] += events
+    for scheme in _SCHEMES:
+        at = lower.find(scheme)
+        while at >= 0:
+            attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
+            if attribute and _script_url(lower[at : at + 40]):
+                found[("scripts", f"script URL in {attribute.group(1)}")] += 1
+            at = lower.find(scheme, at + len(scheme))
+    srcdoc = lower.count("srcdoc")
+    if srcdoc:
+        found[("scripts", "srcdoc attribute")] += srcdoc
+    title_match = _TITLE.search(text)
+    title = " ".join(html.unescape(title_match.group(1)).split()) if title_match else ""
+    lang_match = _HTML_LANG.search(text)
+    return title, lang_match.group(1) if lang_match else "", found
+
+
+def _script_url(value: str) -> bool:
+    norm = _CONTROL_OR_SPACE.sub("", value).lower()
+    if norm.startswith(("javascript:", "vbscript:")):
+        return True
+    return norm.startswith("data:") and not norm[5:].startswith(SAFE_DATA_IMAGES)
+
+
+def _actions(found: Counter[tuple[str, str]]) -> list[Action]:
+    actions = []
+    for group in ("scripts", "active_content", "markup"):
+        items = sorted((what, n) for (g, what), n in found.items() if g == group)
+        if items:
+            detail = ", ".join(f"{n} × {what}" for what, n in items)
+            actions.append(Action(group, "removed", detail))
+    return actions

@@ -1,0 +1,669 @@
+"""Raster images (JPEG, PNG, GIF, TIFF, BMP, WebP): rebuilt from the decoded pixels.
+
+The file is decoded with Pillow and a new file of the same format is encoded from the
+pixels alone (mode, palette, transparency, resolution, frames, frame durations and loop
+count are carried over). Nothing else of the original reaches the output: no EXIF,
+XMP, ICC profile, comment, PNG text chunk, TIFF descriptive tag, JPEG APPn segment,
+GIF application extension, and no bytes after the end of the image (a ZIP or script
+appended to a picture). A malformed stream that exploits a decoder is not copied
+either: the output is whatever Pillow's encoder writes.
+
+The ``metadata`` switch: ``sanitise`` drops the metadata (EXIF orientation is applied
+to the pixels first so the picture still shows the right way up); ``allow`` passes
+EXIF, ICC profile, XMP, comments and PNG text to the encoder where the format's
+writer supports them (the pixels are still rebuilt); ``disallow`` blocks a file that
+has any.
+
+Bombs are refused from the headers, before anything is decoded: a frame over
+``max_image_pixels`` pixels, more than ``max_image_frames`` frames, or more than
+``max_image_total_pixels`` pixels over all frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import re
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin
+
+from gicap.cdr.types import Action, DisarmRequest, DisarmResult
+
+SWITCH = "metadata"
+#: Not a policy switch: data after the end of the image is removed whatever the policy.
+APPENDED = "appended_data"
+
+#: Default bomb limits; a profile may override them through ``request.limits``.
+MAX_PIXELS = 100_000_000  # one frame (100 megapixels: 300 MB as RGB)
+MAX_FRAMES = 1_000
+MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
+
+#: gicap type -> the Pillow format that reads and writes it.
+PIL_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "gif": "GIF",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "webp": "WEBP",
+}
+#: Formats Pillow may report for a file opened as the key (a JPEG with an MPF index
+#: opens as MPO: extra pictures after the first one's EOI).
+ACCEPTED = {"JPEG": {"JPEG", "MPO"}}
+
+#: TIFF tags that only describe the picture (never needed to show it).
+TIFF_METADATA_TAGS = {
+    269: "DocumentName",
+    270: "ImageDescription",
+    271: "Make",
+    272: "Model",
+    285: "PageName",
+    305: "Software",
+    306: "DateTime",
+    315: "Artist",
+    316: "HostComputer",
+    700: "XMP",
+    33432: "Copyright",
+    33723: "IPTC",
+    34377: "Photoshop",
+    34665: "EXIF",
+    34675: "ICC profile",
+    34853: "GPSIFD",
+    37724: "ImageSourceData",
+    40965: "InteroperabilityIFD",
+}
+#: Of those, the descriptive text tags ``allow`` copies into the new TIFF.
+TIFF_KEPT_TAGS = (269, 270, 271, 272, 285, 305, 306, 315, 316, 33432)
+#: EXIF orientation -> the transpose that shows the picture the right way up.
+ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+#: Quality for lossy re-encodings that cannot reuse the source's own tables (WebP,
+#: JPEG-compressed TIFF). JPEG reuses its quantisation tables instead.
+LOSSY_QUALITY = 95
+
+
+class Refused(Exception):
+    """The file is not processed (bomb, wrong format, malformed): the message says why."""
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def disarm(request: DisarmRequest) -> DisarmResult:
+    kind = request.file_type.name
+    fmt = PIL_FORMATS[kind]
+    limits = _Limits.of(request.limits)
+    try:
+        with _pillow_guard(limits):
+            return _disarm(request, fmt, limits)
+    except Refused as exc:
+        request.destination.unlink(missing_ok=True)
+        return DisarmResult("unprocessable", reason=str(exc))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        request.destination.unlink(missing_ok=True)
+        return DisarmResult(
+            "unprocessable", reason=f"decompression bomb (max_image_pixels {limits.pixels}): {exc}"
+        )
+    except MemoryError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, struct.error) as exc:
+        # Pillow reports broken files with all of these (SyntaxError for a bad header,
+        # OSError for truncated data). The original is never delivered in their place.
+        request.destination.unlink(missing_ok=True)
+        return DisarmResult("unprocessable", reason=f"cannot decode the {kind} image: {exc}")
+
+
+@dataclass(frozen=True)
+class _Limits:
+    pixels: int
+    frames: int
+    total: int
+
+    @classmethod
+    def of(cls, limits: Any) -> _Limits:
+        return cls(
+            int(limits.get("max_image_pixels", MAX_PIXELS)),
+            int(limits.get("max_image_frames", MAX_FRAMES)),
+            int(limits.get("max_image_total_pixels", MAX_TOTAL_PIXELS)),
+        )
+
+
+@contextlib.contextmanager
+def _pillow_guard(limits: _Limits) -> Iterator[None]:
+    """Pillow's process-wide knobs, set for this call only (other engines in the same
+    worker, e.g. images inside documents, may use Pillow with their own settings)."""
+    saved = (
+        Image.MAX_IMAGE_PIXELS,
+        ImageFile.LOAD_TRUNCATED_IMAGES,
+        GifImagePlugin.LOADING_STRATEGY,
+    )
+    Image.MAX_IMAGE_PIXELS = limits.pixels
+    # A truncated image is malformed: never pad it with grey and deliver it.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # Keep GIF frames in palette mode while they share the first frame's palette:
+    # exact colours, a quarter of the memory of RGBA frames.
+    GifImagePlugin.LOADING_STRATEGY = (
+        GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
+    )
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about every oddity of a broken file (corrupt EXIF, short
+            # tags): noise here, the outcome says what matters.
+            warnings.simplefilter("ignore")
+            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS: make it an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        (
+            Image.MAX_IMAGE_PIXELS,
+            ImageFile.LOAD_TRUNCATED_IMAGES,
+            GifImagePlugin.LOADING_STRATEGY,
+        ) = saved
+
+
+def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
+    policy = request.switches.get(SWITCH, "sanitise")
+    file_size = request.source.stat().st_size
+    if file_size == 0:
+        raise Refused("empty file")
+    # 1. Structure, from the bytes alone: where the image ends, how many frames.
+    layout = _layout(request.source, fmt, limits.frames)
+    if layout.frames > limits.frames:
+        raise Refused(f"more than {limits.frames} frames (max_image_frames)")
+
+    # 2. Headers: Image.open reads them and decodes nothing yet.
+    with Image.open(request.source, formats=[fmt]) as img:
+        if img.format not in ACCEPTED.get(fmt, {fmt}):
+            raise Refused(f"Pillow reads this file as {img.format}, not {fmt}")
+        info = dict(img.info)  # the first frame's; img.info follows the frames read
+        frames = _check_sizes(img, fmt, limits)
+
+        # 3. What metadata is there (before decoding: for "disallow" nothing is decoded).
+        found = _metadata(img, info, fmt, layout)
+        if policy == "disallow" and found:
+            names = ", ".join(found)
+            return DisarmResult(
+                "blocked",
+                actions=[Action(SWITCH, "blocked", names)],
+                reason=f"image metadata is disallowed by the policy (found: {names})",
+            )
+        keep = policy == "allow"
+
+        # 4. Decode every frame and re-encode from the pixels.
+        pixels = _frames(img, frames, fmt)
+        options, kept, orientation = _save_options(img, info, fmt, layout, found, keep)
+        if orientation and len(pixels) == 1:
+            # Stripping EXIF loses its Orientation tag: turn the pixels instead.
+            pixels[0] = _Frame(pixels[0].image.transpose(ORIENTATION[orientation]), 0)
+        else:
+            orientation = 0
+        _encode(pixels, request.destination, fmt, options, info)
+        mpo = img.format == "MPO"
+
+    _verify(request.destination, fmt, pixels[0].image.size)
+
+    actions: list[Action] = []
+    removed = [name for name in found if name not in kept]
+    if kept:
+        actions.append(Action(SWITCH, "kept", ", ".join(kept)))
+    if removed:
+        detail = ", ".join(removed)
+        if orientation:
+            detail += f" (EXIF orientation {orientation} applied to the pixels)"
+        if keep:
+            detail += " (not supported by the writer of this format)"
+        actions.append(Action(SWITCH, "removed", detail))
+    if layout.end is not None and layout.end < file_size:
+        extra = file_size - layout.end
+        actions.append(Action(APPENDED, "removed", f"{extra} bytes after the end of the image"))
+    if mpo:
+        actions.append(Action(APPENDED, "removed", "MPF secondary images (only the first kept)"))
+    return DisarmResult("rebuilt", actions=actions)
+
+
+# ------------------------------------------------------------------ structure scan
+
+
+@dataclass
+class _Layout:
+    end: int | None = None  # offset just after the end marker; None when unknown
+    frames: int = 1
+    #: PNG: how many of each chunk type; WebP: the first bitstream's chunk type.
+    chunks: dict[bytes, int] = field(default_factory=dict)
+    #: JPEG, GIF: the kinds of metadata segments/extensions seen anywhere in the file.
+    meta: list[str] = field(default_factory=list)
+
+
+def _layout(path: Path, fmt: str, max_frames: int) -> _Layout:
+    """Walk the container structure without decoding: cheap, bounded, and the only
+    way to count frames of a hostile GIF/TIFF without Pillow parsing each of them."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            scan = _SCANNERS.get(fmt)
+            return scan(data, max_frames) if scan else _Layout()
+        except (IndexError, struct.error):
+            # Truncated structure: Pillow will say more precisely what is wrong.
+            return _Layout()
+
+
+# A marker inside entropy-coded data: 0xFF followed by neither a stuffed zero, a
+# restart marker nor another fill 0xFF.
+_JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
+
+
+#: JPEG APPn/COM segments by marker and signature -> the metadata they hold (None:
+#: part of the image structure).
+_JPEG_SEGMENTS: list[tuple[int, bytes, str | None]] = [
+    (0xE0, b"JFIF\x00", None),
+    (0xE0, b"JFXX\x00", None),
+    (0xEE, b"Adobe", None),
+    (0xE1, b"Exif\x00", "EXIF"),
+    (0xE1, b"http://ns.adobe.com/xap/1.0/\x00", "XMP"),
+    (0xE1, b"http://ns.adobe.com/xmp/extension/\x00", "XMP"),
+    (0xE2, b"ICC_PROFILE\x00", "ICC profile"),
+    (0xE2, b"MPF\x00", "MPF index"),
+    (0xED, b"Photoshop 3.0\x00", "Photoshop/IPTC"),
+]
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> str | None:
+    if marker == 0xFE:
+        return "comment"
+    for known, signature, name in _JPEG_SEGMENTS:
+        if marker == known and payload.startswith(signature):
+            return name
+    return f"APP{marker - 0xE0} segment"
+
+
+def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
+    pos, size = 2, len(data)
+    meta: list[str] = []
+    while pos + 1 < size:
+        if data[pos] != 0xFF:
+            return _Layout(None, 1, meta=meta)
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return _Layout(pos + 2, 1, meta=meta)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            name = _jpeg_segment(marker, bytes(data[pos + 4 : pos + 4 + min(length - 2, 40)]))
+            if name and name not in meta:
+                meta.append(name)
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: entropy-coded data up to the next real marker
+            found = _JPEG_MARKER.search(data, pos)
+            if not found:
+                return _Layout(None, 1, meta=meta)
+            pos = found.start()
+    return _Layout(None, 1, meta=meta)
+
+
+def _scan_png(data: Any, _max_frames: int) -> _Layout:
+    pos, size, declared = 8, len(data), 0
+    chunks: dict[bytes, int] = {}
+    while pos + 8 <= size:
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        chunks[ctype] = chunks.get(ctype, 0) + 1
+        if ctype == b"acTL":
+            (declared,) = struct.unpack_from(">I", data, pos + 8)
+        pos += 12 + length
+        if ctype == b"IEND":
+            break
+    else:
+        pos = None
+    return _Layout(pos, max(1, chunks.get(b"fcTL", 0), declared), chunks)
+
+
+def _scan_gif(data: Any, max_frames: int) -> _Layout:
+    size = len(data)
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    meta: list[str] = []
+    while pos < size:
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            return _Layout(pos + 1, max(frames, 1), meta=meta)
+        if block == 0x2C:  # image descriptor
+            frames += 1
+            if frames > max_frames:
+                return _Layout(None, frames, meta=meta)
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            pos += 1  # LZW minimum code size
+        elif block == 0x21:  # extension: label, then sub-blocks
+            label = data[pos + 1]
+            name = None
+            if label == 0xFE:
+                name = "comment"
+            elif label == 0x01:
+                name = "plain text extension"
+            elif label == 0xFF:
+                app = bytes(data[pos + 3 : pos + 3 + min(data[pos + 2], 11)])
+                if app not in (b"NETSCAPE2.0", b"ANIMEXTS1.0"):  # loop count: structure
+                    name = f"application extension {app.decode('latin-1')!r}"
+            if name and name not in meta:
+                meta.append(name)
+            pos += 2
+        else:
+            return _Layout(None, max(frames, 1), meta=meta)
+        while pos < size and data[pos]:  # data sub-blocks
+            pos += data[pos] + 1
+        pos += 1
+    return _Layout(None, max(frames, 1), meta=meta)
+
+
+def _scan_webp(data: Any, _max_frames: int) -> _Layout:
+    (riff_size,) = struct.unpack_from("<I", data, 4)
+    end = 8 + riff_size + (riff_size & 1)
+    pos, frames, first = 12, 0, b""
+    while pos + 8 <= min(end, len(data)):
+        ctype, length = struct.unpack_from("<4sI", data, pos)
+        if ctype == b"ANMF":
+            frames += 1
+            if not first:  # the frame's own chunks follow its 16-byte header
+                sub = pos + 24
+                while sub + 8 <= pos + 8 + length and not first:
+                    stype, slen = struct.unpack_from("<4sI", data, sub)
+                    first = stype if stype in (b"VP8 ", b"VP8L") else b""
+                    sub += 8 + slen + (slen & 1)
+        elif ctype in (b"VP8 ", b"VP8L") and not first:
+            first = ctype
+        pos += 8 + length + (length & 1)
+    return _Layout(end, max(frames, 1), {first: 1} if first else {})
+
+
+def _scan_tiff(data: Any, max_frames: int) -> _Layout:
+    order = "<" if data[:2] == b"II" else ">"
+    (version,) = struct.unpack_from(order + "H", data, 2)
+    big = version == 43
+    (offset,) = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)
+    seen: set[int] = set()
+    frames = 0
+    while offset and offset not in seen and offset < len(data):
+        seen.add(offset)
+        frames += 1
+        if frames > max_frames:
+            break
+        if big:
+            (count,) = struct.unpack_from(order + "Q", data, offset)
+            (offset,) = struct.unpack_from(order + "Q", data, offset + 8 + 20 * count)
+        else:
+            (count,) = struct.unpack_from(order + "H", data, offset)
+            (offset,) = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)
+    return _Layout(None, max(frames, 1))
+
+
+_SCANNERS = {
+    "JPEG": _scan_jpeg,
+    "PNG": _scan_png,
+    "GIF": _scan_gif,
+    "WEBP": _scan_webp,
+    "TIFF": _scan_tiff,
+}
+
+
+# ---------------------------------------------------------------------- bomb checks
+
+
+def _check_sizes(img: Image.Image, fmt: str, limits: _Limits) -> int:
+    """Refuse bombs from the headers; return the number of frames to rebuild."""
+    if fmt == "JPEG":
+        frames = 1  # an MPO's extra pictures are dropped, never decoded
+    else:
+        frames = getattr(img, "n_frames", 1)
+    if frames > limits.frames:
+        raise Refused(f"{frames} frames, more than {limits.frames} (max_image_frames)")
+    sizes = [img.size]
+    if fmt == "TIFF" and frames > 1:
+        # Pages of a TIFF have their own sizes; seeking reads an IFD, decodes nothing.
+        sizes = []
+        for index in range(frames):
+            img.seek(index)
+            sizes.append(img.size)
+        img.seek(0)
+    else:
+        # GIF, APNG and WebP frames are all composited onto the canvas.
+        sizes = sizes * frames
+    total = 0
+    for width, height in sizes:
+        if width <= 0 or height <= 0:
+            raise Refused(f"invalid image size {width}x{height}")
+        if width * height > limits.pixels:
+            raise Refused(
+                f"{width}x{height} pixels is more than {limits.pixels} (max_image_pixels)"
+            )
+        total += width * height
+    if total > limits.total:
+        raise Refused(
+            f"{frames} frames of {total} pixels in all, more than {limits.total} "
+            "(max_image_total_pixels)"
+        )
+    return frames
+
+
+# ------------------------------------------------------------------------- metadata
+
+
+#: PNG ancillary chunks that describe how to show the pixels (kept or re-derived by
+#: the encoder, never reported): everything else ancillary is metadata.
+PNG_RENDERING_CHUNKS = {
+    b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD", b"hIST", b"pHYs", b"sPLT",
+    b"acTL", b"fcTL", b"fdAT", b"cICP", b"mDCv", b"cLLi",
+}  # fmt: skip
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _metadata(img: Image.Image, info: dict[str, Any], fmt: str, layout: _Layout) -> list[str]:
+    """Names of the kinds of metadata present, read from the headers (and, for PNG,
+    from the chunk list, which includes chunks after the image data)."""
+    if fmt == "PNG":
+        return _png_metadata(layout.chunks)
+    found: list[str] = []
+    if info.get("exif"):
+        found.append("EXIF")
+    if info.get("icc_profile"):
+        found.append("ICC profile")
+    if info.get("xmp") or info.get("XML:com.adobe.xmp"):
+        found.append("XMP")
+    if info.get("comment"):
+        found.append("comment")
+    if fmt in ("JPEG", "GIF"):
+        found = _merge(found, layout.meta)
+    elif fmt == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        found = _merge(found, [name for tag, name in TIFF_METADATA_TAGS.items() if tag in tags])
+    return found
+
+
+def _png_metadata(chunks: dict[bytes, int]) -> list[str]:
+    found: list[str] = []
+    if chunks.get(b"eXIf"):
+        found.append("EXIF")
+    if chunks.get(b"iCCP"):
+        found.append("ICC profile")
+    texts = sum(chunks.get(c, 0) for c in PNG_TEXT_CHUNKS)
+    if texts:
+        found.append(f"text chunks ({texts})")
+    others = sorted(
+        c.decode("latin-1")
+        for c in chunks
+        if c[:1].islower()  # ancillary
+        and c not in PNG_RENDERING_CHUNKS
+        and c not in PNG_TEXT_CHUNKS
+        and c not in (b"eXIf", b"iCCP")
+    )
+    found += [f"{name} chunk" for name in others]
+    return found
+
+
+def _merge(first: list[str], second: list[str]) -> list[str]:
+    return first + [name for name in second if name not in first]
+
+
+# ------------------------------------------------------------------------ encoding
+
+
+def _save_options(
+    img: Image.Image, info: dict[str, Any], fmt: str, layout: _Layout, found: list[str], keep: bool
+) -> tuple[dict[str, Any], list[str], int]:
+    """The encoder options: how the original was encoded (quality tables, compression,
+    resolution), plus the metadata when the policy keeps it. Returns the options, the
+    names of the metadata passed on, and the EXIF orientation to apply (0: none).
+    ``info`` is the first frame's (``img.info`` changes as frames are read)."""
+    options: dict[str, Any] = {}
+    kept: list[str] = []
+    if info.get("dpi") and fmt in ("JPEG", "PNG"):
+        options["dpi"] = tuple(float(v) for v in info["dpi"])
+    if fmt == "JPEG":
+        # Re-using the original quantisation tables and chroma subsampling keeps the
+        # quality (and size) of the source; no generic "quality" guess.
+        if getattr(img, "quantization", None):
+            options["qtables"] = img.quantization
+        else:
+            options["quality"] = LOSSY_QUALITY
+        sampling = JpegImagePlugin.get_sampling(img)
+        if sampling != -1:
+            options["subsampling"] = sampling
+        if info.get("progressive") or info.get("progression"):
+            options["progressive"] = True
+    elif fmt == "TIFF":
+        options["compression"] = info.get("compression", "raw")
+        # The resolution as it was, unit included (Pillow's "dpi" would force inches).
+        tags = getattr(img, "tag_v2", {})
+        for tag, name in ((282, "x_resolution"), (283, "y_resolution"), (296, "resolution_unit")):
+            if tag in tags:
+                options[name] = tags[tag]
+        if options["compression"] == "jpeg":
+            options["quality"] = LOSSY_QUALITY
+    elif fmt == "WEBP":
+        if b"VP8L" in layout.chunks:
+            options["lossless"] = True
+            options["exact"] = True  # keep the colour of fully transparent pixels
+        else:
+            options["quality"] = LOSSY_QUALITY
+
+    orientation = 0
+    if not keep:
+        # (Pillow itself applies a TIFF's Orientation tag when it decodes the pixels.)
+        if info.get("exif") and fmt != "TIFF":
+            with contextlib.suppress(Exception):  # unreadable EXIF: nothing to apply
+                value = img.getexif().get(0x0112, 1)
+                orientation = value if value in ORIENTATION else 0
+        return options, kept, orientation
+
+    # "allow": pass on what each format's writer can write.
+    exif = info.get("exif") or (img.info.get("exif") if fmt == "PNG" else None)
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):
+        options["exif"] = exif
+        kept.append("EXIF")
+    if info.get("icc_profile") and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["icc_profile"] = info["icc_profile"]
+        kept.append("ICC profile")
+    xmp = info.get("xmp")
+    if xmp and fmt in ("JPEG", "WEBP"):  # PNG's XMP is one of its text chunks
+        options["xmp"] = xmp
+        kept.append("XMP")
+    if info.get("comment") and fmt in ("JPEG", "GIF"):
+        options["comment"] = info["comment"]
+        kept.append("comment")
+    if fmt == "PNG":
+        # All text chunks, including those after the image data (read by now).
+        texts = getattr(img, "text", {})
+        if texts:
+            pnginfo = PngImagePlugin.PngInfo()
+            for key, value in texts.items():
+                pnginfo.add_text(key, value)  # an iTXt value stays an iTXt chunk
+            options["pnginfo"] = pnginfo
+            kept += [name for name in found if name.startswith("text chunks")]
+    if fmt == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        tiffinfo = {tag: tags[tag] for tag in TIFF_KEPT_TAGS if tag in tags}
+        if tiffinfo:
+            options["tiffinfo"] = tiffinfo
+            kept += [TIFF_METADATA_TAGS[tag] for tag in tiffinfo]
+    return options, kept, 0
+
+
+@dataclass
+class _Frame:
+    image: Image.Image
+    duration: float  # milliseconds
+
+
+def _frames(img: Image.Image, count: int, fmt: str) -> list[_Frame]:
+    """Decode each frame into a fresh image that carries only pixels (and palette).
+
+    ``Image.copy`` would carry ``info`` along, and several Pillow writers fall back to
+    ``im.info`` for comments and ICC profiles: the copy's ``info`` is replaced with
+    only what describes pixels (transparency)."""
+    out: list[_Frame] = []
+    for index in range(count):
+        if count > 1:
+            img.seek(index)
+        img.load()
+        fresh = img.copy()
+        fresh.info = {}
+        if (
+            "transparency" in img.info
+            and fmt in ("PNG", "GIF")
+            and fresh.mode in ("P", "L", "RGB", "1", "I", "I;16")
+        ):
+            fresh.info["transparency"] = img.info["transparency"]
+        out.append(_Frame(fresh, float(img.info.get("duration", 0) or 0)))
+    return out
+
+
+def _encode(
+    frames: list[_Frame], dest: Path, fmt: str, options: dict[str, Any], info: dict[str, Any]
+) -> None:
+    first = frames[0].image
+    options = dict(options)
+    if "transparency" in first.info:
+        options["transparency"] = first.info["transparency"]
+    if len(frames) > 1:
+        options["save_all"] = True
+        options["append_images"] = [f.image for f in frames[1:]]
+        if fmt in ("GIF", "PNG", "WEBP"):
+            options["duration"] = [round(f.duration) for f in frames]
+            if "loop" in info:
+                options["loop"] = info["loop"]
+        if fmt == "PNG" and info.get("default_image"):
+            options["default_image"] = True
+    elif fmt == "GIF" and first.mode == "P" and "background" in info:
+        options["background"] = info["background"]
+    try:
+        first.save(dest, format=fmt, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        if fmt != "TIFF" or options.get("compression") in (None, "raw"):
+            raise Refused(f"cannot re-encode a {first.mode} image as {fmt}: {exc}") from None
+        # A compression libtiff cannot write for this mode: fall back to none.
+        options["compression"] = "raw"
+        options.pop("quality", None)
+        first.save(dest, format=fmt, **options)
+
+
+def _verify(dest: Path, fmt: str, size: tuple[int, int]) -> None:
+    """The new file must open as the same format and size (headers only)."""
+    with Image.open(dest, formats=[fmt]) as out:
+        if out.size != size:
+            raise Refused(f"the rebuilt image is {out.size}, expected {size}")

@@ -1,0 +1,618 @@
+"""SVG: an allowlist rebuild with lxml.
+
+The file is parsed with a hardened parser (no DTD loading, no entity expansion, no
+network, libxml2's size limits) and a NEW document is built by walking the parsed
+tree and copying only allowlisted SVG elements and attributes into it. Nothing is
+deleted from the original tree, so an element or attribute this module does not know
+about is simply never copied: comments, processing instructions, DOCTYPEs, editor
+namespaces (Inkscape, Sodipodi, RDF metadata), ``xml:base``, unknown attributes.
+
+Policy switches (family ``svg``):
+
+* ``scripts``: ``<script>`` (any namespace), SVG Tiny ``handler``/``listener``, every
+  ``on*`` event attribute, ``javascript:``/``vbscript:``/markup ``data:`` URLs
+  anywhere (href, xlink:href, ``url()`` in attributes and CSS), ``<style>`` and
+  ``style`` attributes with ``@import``, CSS ``expression()``/``behavior``/
+  ``-moz-binding``, animations (``set``, ``animate``...) that target ``href`` or an
+  ``on*`` attribute, ``xml-stylesheet`` processing instructions pointing at XSLT.
+  Inside an allowed ``foreignObject``, also ``iframe``/``frame``/``object``/``embed``/
+  ``applet``/``base``/``meta``/``link`` elements and ``srcdoc`` attributes.
+* ``foreign_objects``: ``<foreignObject>`` and any XHTML/MathML element, plus
+  **external references**: ``use``/``image``/``feImage``/gradient/pattern/``textPath``
+  hrefs and CSS ``url()`` values that point outside the document (absolute or
+  relative URLs; ``#fragment`` and raster ``data:image/...`` URLs are internal),
+  and CSS ``xml-stylesheet`` processing instructions.
+* ``hyperlinks``: the ``href`` of ``<a>`` elements; when removed the ``<a>`` becomes a
+  ``<g>`` (a ``<tspan>`` inside text) so its children and styling stay.
+
+``allow`` copies the thing, ``sanitise`` leaves it out of the new document,
+``disallow`` blocks the file when it is present. The result is UTF-8 XML.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from gicap.cdr.types import Action, DisarmRequest, DisarmResult
+
+SWITCHES = ("scripts", "foreign_objects", "hyperlinks")
+
+SVG_NS = "http://www.w3.org/2000/svg"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+XHTML_NS = "http://www.w3.org/1999/xhtml"
+MATHML_NS = "http://www.w3.org/1998/Math/MathML"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+FOREIGN_NAMESPACES = (XHTML_NS, MATHML_NS)
+
+#: Refuse documents with more elements than this (libxml2 already limits depth and
+#: text size when huge_tree is off).
+MAX_ELEMENTS = 500_000
+MAX_DEPTH = 256
+
+#: SVG elements copied (when their switch allows them, for a, foreignObject).
+SVG_ELEMENTS = frozenset(
+    """
+    svg g defs desc title symbol use switch image path rect circle ellipse line polyline
+    polygon text tspan textPath marker pattern clipPath mask linearGradient
+    radialGradient stop filter style view a foreignObject animate animateMotion
+    animateTransform animateColor set mpath feBlend feColorMatrix feComponentTransfer
+    feComposite feConvolveMatrix feDiffuseLighting feDisplacementMap feDistantLight
+    feDropShadow feFlood feFuncA feFuncB feFuncG feFuncR feGaussianBlur feImage feMerge
+    feMergeNode feMorphology feOffset fePointLight feSpecularLighting feSpotLight feTile
+    feTurbulence
+    """.split()
+)
+ANIMATIONS = frozenset({"animate", "animateMotion", "animateTransform", "animateColor", "set"})
+TEXT_CONTAINERS = frozenset({"text", "tspan", "textPath"})
+SCRIPT_ELEMENTS = frozenset({"script", "handler", "listener"})
+#: Elements inside (allowed) foreign content that load or run active content.
+FOREIGN_ACTIVE = frozenset(
+    {
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "base",
+        "meta",
+        "link",
+        "portal",
+        "noscript",
+    }  # fmt: skip
+)
+
+#: Attributes (no namespace) copied on SVG elements.
+SVG_ATTRIBUTES = frozenset(
+    """
+    id class style lang tabindex role focusable
+    x y x1 y1 x2 y2 cx cy r rx ry fx fy fr width height d points pathLength transform
+    viewBox preserveAspectRatio version baseProfile zoomAndPan dx dy rotate textLength
+    lengthAdjust startOffset method spacing side path
+    alignment-baseline baseline-shift clip clip-path clip-rule color color-interpolation
+    color-interpolation-filters color-profile color-rendering cursor direction display
+    dominant-baseline enable-background fill fill-opacity fill-rule filter flood-color
+    flood-opacity font font-family font-size font-size-adjust font-stretch font-style
+    font-variant font-weight glyph-orientation-horizontal glyph-orientation-vertical
+    image-rendering kerning letter-spacing lighting-color marker marker-start marker-mid
+    marker-end mask opacity overflow paint-order pointer-events shape-rendering
+    stop-color stop-opacity stroke stroke-dasharray stroke-dashoffset stroke-linecap
+    stroke-linejoin stroke-miterlimit stroke-opacity stroke-width text-anchor
+    text-decoration text-rendering transform-origin transform-box unicode-bidi
+    vector-effect visibility word-spacing writing-mode mix-blend-mode isolation mask-type
+    gradientUnits gradientTransform spreadMethod offset patternUnits patternContentUnits
+    patternTransform clipPathUnits maskUnits maskContentUnits markerUnits markerWidth
+    markerHeight refX refY orient viewTarget
+    filterUnits primitiveUnits in in2 result stdDeviation edgeMode mode operator k1 k2 k3
+    k4 type values tableValues slope intercept amplitude exponent order kernelMatrix
+    divisor bias targetX targetY kernelUnitLength preserveAlpha surfaceScale
+    specularConstant specularExponent diffuseConstant azimuth elevation pointsAtX
+    pointsAtY pointsAtZ limitingConeAngle scale xChannelSelector yChannelSelector
+    baseFrequency numOctaves seed stitchTiles radius filterRes
+    attributeName attributeType begin dur end min max restart repeatCount repeatDur
+    calcMode keyTimes keySplines from to by additive accumulate keyPoints origin
+    requiredFeatures requiredExtensions systemLanguage externalResourcesRequired media
+    """.split()
+)
+#: Extra attributes of a kept <a> (its link).
+LINK_ATTRIBUTES = frozenset({"target", "rel", "hreflang", "type", "referrerpolicy"})
+XLINK_ATTRIBUTES = frozenset({"title", "type", "role", "arcrole", "show", "actuate"})
+#: Attributes holding URLs on foreign (XHTML) elements.
+FOREIGN_URL_ATTRIBUTES = frozenset(
+    {
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "data",
+        "poster",
+        "background",
+        "codebase",
+        "cite",
+        "longdesc",
+        "lowsrc",
+        "dynsrc",
+        "usemap",
+        "ping",
+        "manifest",
+        "icon",
+        "profile",
+        "srcset",
+        "imagesrcset",
+        "archive",
+        "classid",
+    }  # fmt: skip
+)
+#: Elements whose href may hold an embedded SVG image (rendered without scripts).
+IMAGE_ELEMENTS = frozenset({"image", "feImage"})
+
+#: data: URL types that carry markup or script (treated as script URLs).
+MARKUP_DATA_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "text/xsl",
+        "application/xslt+xml",
+    }  # fmt: skip
+)
+SAFE_DATA_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/jpg",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "image/avif",
+    }  # fmt: skip
+)
+SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]+")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(\r\n|[\n\r\f])|(.))", re.S)
+_CSS_URL = re.compile(r"url\(\s*(?:\"([^\"]*)\"|'([^']*)'|([^)]*))", re.I)
+_CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(([^)]*)\)", re.I)
+_CSS_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+_CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
+
+
+_INTERNAL_SUBSET = re.compile(
+    r"<!DOCTYPE\s+[^\s\[>]+(?:\s+(?:\"[^\"]*\"|'[^']*'|[^\s\[>\"']+))*\s*\["
+)
+
+
+class Refused(Exception):
+    """The file is not processed; the message says why."""
+
+
+def disarm(request: DisarmRequest) -> DisarmResult:
+    try:
+        data = request.source.read_bytes()
+        root = _parse(data)
+        rebuilder = _Rebuilder({s: request.switches.get(s, "sanitise") for s in SWITCHES})
+        document = rebuilder.rebuild(root)
+    except Refused as exc:
+        return DisarmResult("unprocessable", reason=str(exc))
+    except etree.XMLSyntaxError as exc:
+        return DisarmResult("unprocessable", reason=f"not well-formed XML: {exc}")
+    except RecursionError:
+        return DisarmResult("unprocessable", reason="elements nested too deeply")
+
+    blocked = [s for s in SWITCHES if rebuilder.found[s] and rebuilder.policy[s] == "disallow"]
+    if blocked:
+        actions = [Action(s, "blocked", rebuilder.detail(s)) for s in blocked]
+        reasons = "; ".join(f"{s}: {rebuilder.detail(s)}" for s in blocked)
+        return DisarmResult(
+            "blocked", actions=actions, reason=f"disallowed by the policy ({reasons})"
+        )
+
+    request.destination.write_bytes(
+        etree.tostring(document, xml_declaration=True, encoding="UTF-8") + b"\n"
+    )
+    actions = [
+        Action(s, "kept" if rebuilder.policy[s] == "allow" else "removed", rebuilder.detail(s))
+        for s in SWITCHES
+        if rebuilder.found[s]
+    ]
+    return DisarmResult("rebuilt", actions=actions)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse(data: bytes) -> etree._Element:
+    parser = etree.XMLParser(
+        resolve_entities=False,  # no entity expansion (billion laughs, XXE)
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        attribute_defaults=False,
+        huge_tree=False,  # keep libxml2's depth and text-size limits
+        remove_comments=True,
+        remove_pis=False,  # xml-stylesheet PIs are reported
+        strip_cdata=True,
+        recover=False,
+        # (not collect_ids=False: with it libxml2 tries to fetch an external DTD)
+    )
+    root = etree.fromstring(data, parser)
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None:
+        # A plain <!DOCTYPE svg PUBLIC "..." "..."> is accepted (and not copied); an
+        # internal subset [...] (entities, attribute defaults) is refused outright.
+        text = data.decode(docinfo.encoding or "utf-8", "replace")
+        if _INTERNAL_SUBSET.search(text):
+            raise Refused("a DOCTYPE with an internal subset (entity or attribute declarations)")
+    if any(isinstance(node, etree._Entity) for node in root.iter()):
+        raise Refused("entity references are not accepted")
+    count = sum(1 for _ in root.iter())
+    if count > MAX_ELEMENTS:
+        raise Refused(f"{count} nodes, more than {MAX_ELEMENTS}")
+    ns, local = _split(root.tag)
+    if local != "svg" or ns not in (SVG_NS, None):
+        raise Refused(f"the root element is {root.tag!r}, not an SVG <svg>")
+    return root
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(tag: str) -> tuple[str | None, str]:
+    """(namespace, local name) of a Clark-notation name."""
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return None, tag
+
+
+# ------------------------------------------------------------------------ URLs, CSS
+
+
+def classify_url(url: str, element: str = "") -> str:
+    """``script``, ``external``, or ``internal`` (a fragment or a raster data: URL)."""
+    # Browsers drop tabs and newlines anywhere in a URL and strip leading controls:
+    # "java\tscript:" is javascript:.
+    norm = _CONTROL_OR_SPACE.sub("", url).lower()
+    if not norm or norm.startswith("#"):
+        return "internal"
+    if norm.startswith(SCRIPT_SCHEMES):
+        return "script"
+    if norm.startswith("data:"):
+        mime = re.split(r"[;,]", norm[5:], maxsplit=1)[0]
+        if mime in SAFE_DATA_TYPES or (mime == "image/svg+xml" and element in IMAGE_ELEMENTS):
+            return "internal"
+        return "script" if mime in MARKUP_DATA_TYPES else "external"
+    return "external"  # absolute, protocol-relative or relative: fetched from elsewhere
+
+
+def css_decode(text: str) -> str:
+    """CSS as the browser's tokenizer sees it: comments gone, escapes decoded (so
+    ``u\\72l(`` and ``\\6a avascript:`` cannot hide from the checks)."""
+
+    def unescape(m: re.Match[str]) -> str:
+        if m.group(1):
+            code = int(m.group(1), 16)
+            return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+        return "" if m.group(2) else m.group(3)
+
+    return _CSS_ESCAPE.sub(unescape, _CSS_COMMENT.sub("", text)).replace("\x00", "\ufffd")
+
+
+def css_findings(text: str) -> list[tuple[str, str]]:
+    """(switch, what) for every risky construct in a piece of CSS."""
+    css = css_decode(text)
+    found: list[tuple[str, str]] = []
+    for m in _CSS_SCRIPT.finditer(css):
+        found.append(("scripts", f"CSS {m.group(0).rstrip('(: ').lower()}"))
+    urls = [next(g for g in m.groups() if g is not None) for m in _CSS_URL.finditer(css)]
+    for m in _CSS_STRING_FUNC.finditer(css):
+        urls += [a or b for a, b in _CSS_STRING.findall(m.group(1))]
+    for url in urls:
+        kind = classify_url(url.strip())
+        if kind == "script":
+            found.append(("scripts", "script URL in CSS"))
+        elif kind == "external":
+            found.append(("foreign_objects", "external url() in CSS"))
+    return found
+
+
+# -------------------------------------------------------------------------- rebuild
+
+
+@dataclass
+class _Rebuilder:
+    policy: dict[str, str]
+    found: dict[str, Counter[str]] = field(default_factory=dict)
+    svg_default: bool = False  # a root <svg> without namespace: treat no-namespace as SVG
+
+    def __post_init__(self) -> None:
+        self.found = {s: Counter() for s in SWITCHES}
+
+    def note(self, switch: str, what: str) -> bool:
+        """Record a finding; True when the policy keeps it."""
+        self.found[switch][what] += 1
+        return self.policy[switch] == "allow"
+
+    def detail(self, switch: str) -> str:
+        return ", ".join(f"{n} × {what}" for what, n in sorted(self.found[switch].items()))
+
+    # -- document
+
+    def rebuild(self, root: etree._Element) -> etree._ElementTree:
+        self.svg_default = _split(root.tag)[0] is None
+        new_root = etree.Element(
+            f"{{{SVG_NS}}}svg",
+            self._attributes(root, "svg", foreign=False),
+            nsmap={None: SVG_NS, "xlink": XLINK_NS},
+        )
+        new_root.text = root.text
+        self._children(root, new_root, foreign=False, in_text=False, depth=1)
+        tree = new_root.getroottree()
+        for pi in reversed(list(root.itersiblings(preceding=True))):
+            if isinstance(pi, etree._ProcessingInstruction) and pi.target == "xml-stylesheet":
+                text = (pi.text or "").lower()
+                switch = "scripts" if "xsl" in text else "foreign_objects"
+                if self.note(switch, "xml-stylesheet instruction"):
+                    new_root.addprevious(etree.ProcessingInstruction(pi.target, pi.text))
+        return tree
+
+    def _children(
+        self, src: etree._Element, dst: etree._Element, foreign: bool, in_text: bool, depth: int
+    ) -> None:
+        if depth > MAX_DEPTH:
+            raise Refused(f"elements nested more than {MAX_DEPTH} deep")
+        last: etree._Element | None = None  # the last element added to dst
+        for child in src:
+            if isinstance(child.tag, str):
+                added = self._element(child, dst, foreign, in_text, depth)
+                if added is not None:  # (not truth-testing: a leaf element is falsy)
+                    last = added
+            if child.tail:
+                # The text after a child belongs to the parent: it stays even when the
+                # child is not copied. (Tracking ``last`` because len() of an lxml
+                # element counts its children.)
+                if last is None:
+                    dst.text = (dst.text or "") + child.tail
+                else:
+                    last.tail = (last.tail or "") + child.tail
+
+    # -- elements
+
+    def _element(
+        self, el: etree._Element, dst: etree._Element, foreign: bool, in_text: bool, depth: int
+    ) -> etree._Element | None:
+        """Copy one element (or not); returns the element added to ``dst``."""
+        ns, local = _split(el.tag)
+        if ns is None and self.svg_default and not foreign:
+            ns = SVG_NS
+        if local.lower() == "script" or (ns == SVG_NS and local in SCRIPT_ELEMENTS):
+            if self.note("scripts", f"<{local}> element"):
+                copy = _deep_copy(el)
+                dst.append(copy)
+                return copy
+            return None
+        if ns == SVG_NS:
+            return self._svg_element(el, local, dst, in_text, depth)
+        if ns in FOREIGN_NAMESPACES or (foreign and ns is None):
+            if foreign or self.note("foreign_objects", f"<{local}> outside the SVG namespace"):
+                return self._foreign_element(el, ns or XHTML_NS, local, dst, depth)
+        return None  # any other namespace (editor metadata, RDF): never copied
+
+    def _svg_element(
+        self, el: etree._Element, local: str, dst: etree._Element, in_text: bool, depth: int
+    ) -> etree._Element | None:
+        if local not in SVG_ELEMENTS:
+            return None
+        if local == "foreignObject" and not self.note("foreign_objects", "<foreignObject>"):
+            return None
+        if local in ANIMATIONS:
+            target = (el.get("attributeName") or "").strip().lower()
+            if target.removeprefix("xlink:") == "href" or target.startswith("on"):
+                if not self.note("scripts", f"<{local}> changing {target}"):
+                    return None
+        if local == "style":
+            return self._style_element(el, dst)
+        tag = local
+        if local == "a":
+            tag = self._link(el, in_text)
+        attributes = self._attributes(el, tag, foreign=False, unlinked=local == "a" and tag != "a")
+        new = _sub(dst, SVG_NS, tag, attributes)
+        new.text = el.text
+        if local == "foreignObject":
+            self._children(el, new, foreign=True, in_text=False, depth=depth + 1)
+        else:
+            self._children(
+                el, new, foreign=False, in_text=in_text or local in TEXT_CONTAINERS, depth=depth + 1
+            )
+        return new
+
+    def _link(self, el: etree._Element, in_text: bool) -> str:
+        """The tag an <a> is rebuilt as: itself when its link is kept, else a group."""
+        href = _href(el)
+        if href is not None and classify_url(href) == "script":
+            # The script URL itself is handled with the other attributes.
+            keep_href = self.policy["scripts"] == "allow"
+        else:
+            keep_href = href is not None
+        if keep_href and self.note("hyperlinks", "link"):
+            return "a"
+        return "tspan" if in_text else "g"
+
+    def _style_element(self, el: etree._Element, dst: etree._Element) -> etree._Element | None:
+        css = "".join(el.itertext())
+        for switch, what in css_findings(css):
+            if not self.note(switch, f"{what} in <style>"):
+                return None
+        kept = {n: v for n, v in el.items() if n in ("type", "media", "title")}
+        new = _sub(dst, SVG_NS, "style", kept)
+        new.text = css
+        return new
+
+    def _foreign_element(
+        self, el: etree._Element, ns: str, local: str, dst: etree._Element, depth: int
+    ) -> etree._Element | None:
+        """An element of allowed foreign content (XHTML, MathML): copied with its
+        attributes, minus anything the scripts switch removes."""
+        if local.lower() in FOREIGN_ACTIVE and not self.note("scripts", f"<{local}> element"):
+            return None
+        if local.lower() == "style":
+            css = "".join(el.itertext())
+            if not all(self.note(s, f"{w} in <style>") for s, w in css_findings(css)):
+                return None
+        new = _sub(dst, ns, local, self._attributes(el, local, foreign=True))
+        new.text = el.text
+        self._children(el, new, foreign=True, in_text=False, depth=depth + 1)
+        return new
+
+    # -- attributes
+
+    def _attributes(
+        self, src: etree._Element, tag: str, foreign: bool, unlinked: bool = False
+    ) -> dict[str, str]:
+        """The allowed attributes of ``src``, to create its copy with. ``unlinked``: an
+        <a> rebuilt as a group, whose href is dropped (a script URL in it is still
+        reported)."""
+        kept: dict[str, str] = {}
+        is_a = tag == "a"
+        for name, value in src.items():
+            kind = _KINDS.get((name, foreign, is_a)) or _attribute_kind(name, foreign, is_a)
+            if kind == _VALUE:
+                # Only values with ":", "(" or "\\" can hold a URL, a CSS function or
+                # an escape; style is CSS whatever it holds.
+                if ("(" in value or ":" in value or "\\" in value or name == "style") and not all(
+                    self.note(switch, what) for switch, what in _value_findings(name, value)
+                ):
+                    continue
+                kept[name] = value
+            elif kind == _KEEP:
+                kept[name] = value
+            elif kind == _HREF:
+                if unlinked:
+                    if classify_url(value) == "script":
+                        self.note("scripts", "script URL in href")
+                else:
+                    self._href(tag, name, value, kept, foreign)
+            elif kind == _EVENT:
+                if self.note("scripts", "event handler attribute"):
+                    kept[name] = value
+            elif kind == _SRCDOC:
+                if self.note("scripts", "srcdoc attribute"):
+                    kept[name] = value
+            elif kind == _FOREIGN_URL:
+                self._foreign_url(name, value, kept)
+            # _DROP: not copied
+        return kept
+
+    def _href(self, tag: str, name: str, value: str, kept: dict[str, str], foreign: bool) -> None:
+        kind = classify_url(value, tag)
+        if kind == "script":
+            if self.note("scripts", "script URL in href"):
+                kept[name] = value
+        elif tag == "a" and not foreign:
+            # The link itself: _link already asked the hyperlinks switch.
+            kept[name] = value
+        elif tag == "a" or (foreign and tag == "area"):
+            if self.note("hyperlinks", "link"):
+                kept[name] = value
+        elif kind == "external":
+            if foreign or self.note("foreign_objects", f"external reference in <{tag}>"):
+                kept[name] = value
+        else:
+            kept[name] = value
+
+    def _foreign_url(self, name: str, value: str, kept: dict[str, str]) -> None:
+        parts = value.split(",") if name.lower().endswith("srcset") else [value]
+        kinds = {classify_url(p.strip().split(" ")[0]) for p in parts}
+        if "script" in kinds and not self.note("scripts", f"script URL in {name}"):
+            return
+        kept[name] = value  # external URLs: the foreign content as a whole is allowed
+
+
+# -------------------------------------------------------------- attribute decisions
+
+# What to do with an attribute, by its (qualified) name alone; cached per
+# (name, inside foreign content, on an <a>) since documents repeat the same names.
+_DROP, _KEEP, _VALUE, _HREF, _EVENT, _SRCDOC, _FOREIGN_URL = range(1, 8)
+_KINDS: dict[tuple[str, bool, bool], int] = {}
+_FINDINGS: dict[tuple[str, str], list[tuple[str, str]]] = {}
+_CACHE_LIMIT = 50_000
+
+
+def _attribute_kind(name: str, foreign: bool, is_a: bool) -> int:
+    ns, local = _split(name)
+    lower = local.lower()
+    if lower.startswith("on"):
+        kind = _EVENT
+    elif ns == XML_NS:
+        kind = _KEEP if local in ("space", "lang") else _DROP  # xml:base moves URLs
+    elif local == "href" and ns in (None, XLINK_NS):
+        kind = _HREF
+    elif ns == XLINK_NS:
+        kind = _KEEP if local in XLINK_ATTRIBUTES and (is_a or local == "title") else _DROP
+    elif ns is not None:
+        kind = _DROP  # editor namespaces
+    elif foreign:
+        if lower == "srcdoc":
+            kind = _SRCDOC
+        elif lower in FOREIGN_URL_ATTRIBUTES:
+            kind = _FOREIGN_URL
+        else:
+            kind = _VALUE
+    elif (
+        local in SVG_ATTRIBUTES or lower.startswith("aria-") or (is_a and local in LINK_ATTRIBUTES)
+    ):
+        kind = _VALUE
+    else:
+        kind = _DROP
+    if len(_KINDS) < _CACHE_LIMIT:
+        _KINDS[(name, foreign, is_a)] = kind
+    return kind
+
+
+def _value_findings(name: str, value: str) -> list[tuple[str, str]]:
+    """Attribute values are CSS-ish (fill="url(...)", style="..."): what is risky in
+    one, as (switch, what). Pure, so cached: drawings repeat the same values."""
+    key = (name, value)
+    found = _FINDINGS.get(key)
+    if found is None:
+        local = _split(name)[1]
+        if _CONTROL_OR_SPACE.sub("", value).lower().startswith(SCRIPT_SCHEMES):
+            found = [("scripts", f"script URL in {local}")]
+        else:
+            found = [(s, f"{w} in {local}") for s, w in css_findings(value)]
+        if len(_FINDINGS) < _CACHE_LIMIT:
+            _FINDINGS[key] = found
+    return found
+
+
+# ----------------------------------------------------------------------------- tree
+
+
+def _sub(parent: etree._Element, ns: str, local: str, attributes: dict[str, str]) -> etree._Element:
+    """A child element; a namespace other than the parent's becomes the new default
+    (no generated ``ns0:`` prefixes)."""
+    if _split(parent.tag)[0] == ns:
+        return etree.SubElement(parent, f"{{{ns}}}{local}", attributes)
+    return etree.SubElement(parent, f"{{{ns}}}{local}", attributes, nsmap={None: ns})
+
+
+def _href(el: etree._Element) -> str | None:
+    value = el.get(f"{{{XLINK_NS}}}href")
+    return value if value is not None else el.get("href")
+
+
+def _deep_copy(el: etree._Element) -> etree._Element:
+    """A kept script, copied as it is (scripts=allow)."""
+    copy = etree.fromstring(etree.tostring(el, with_tail=False))
+    return copy
