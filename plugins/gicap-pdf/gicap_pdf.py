@@ -1,0 +1,1267 @@
+"""gicap-pdf: the CDR engine for PDF files, built on pikepdf (qpdf).
+
+The file is opened with qpdf, every object reachable from the trailer is walked once
+and each kind of active content is recorded as a *finding* under its policy switch.
+Then, per switch, ``disallow`` blocks the file, ``allow`` keeps the content and
+``sanitise`` removes it from the object graph (at the object that holds it, so a
+second reference elsewhere cannot keep it alive). The document is finally written
+again by qpdf, which serialises only the objects still reachable: earlier revisions
+(incremental updates), orphan objects, data before the header or after ``%%EOF``
+never reach the output. A second walk over the rebuilt document checks that nothing
+a ``sanitise`` switch covers is left before anything is written.
+
+What each switch covers is listed in ``README.md``. Nothing here decodes image
+pixels; stream bombs and pixel bombs are refused from the declared sizes (and a
+bounded measure of large Flate and LZW streams) before any reader decodes them.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pikepdf
+from pikepdf import Array, Name, Object
+
+from gicap import hookimpl
+from gicap.cdr.types import Action, DisarmRequest, DisarmResult
+
+FILE_TYPES = ("pdf",)
+
+#: The policy switches of the "pdf" family, in the order actions are reported.
+SWITCHES = (
+    "javascript",
+    "actions",
+    "embedded_files",
+    "embedded_images",
+    "acroform",
+    "xfa",
+    "external_hyperlinks",
+    "internal_hyperlinks",
+    "metadata",
+)
+#: Not a policy switch: reports what the rewrite itself dropped or repaired
+#: (incremental updates, junk around the file, a damaged xref).
+STRUCTURE = "structure"
+
+# Limits (module constants so a deployment or a test can change them).
+MAX_PAGES = 10_000
+#: Width x height of one image XObject; 100 Mpx is a 10,000 x 10,000 scan.
+MAX_IMAGE_PIXELS = 100_000_000
+#: Decoded size of one non-image stream (content, font, form...).
+MAX_STREAM_BYTES = 256 * 1024 * 1024
+
+# ---------------------------------------------------------------- PDF vocabulary
+
+# Object type codes (pikepdf.ObjectType values). ``_type_code_int`` is read instead of
+# ``isinstance(x, pikepdf.Dictionary)``: the walk does it for every object and the
+# metaclass check costs several times more.
+_T_NAME = 7
+_T_ARRAY = 8
+_T_DICT = 9
+_T_STREAM = 10
+_CONTAINERS = frozenset((_T_ARRAY, _T_DICT, _T_STREAM))
+
+#: Keys whose values are never descended into: numbers, names, strings, rectangles
+#: (fetching them costs as much as fetching a dictionary, for nothing) and back
+#: pointers (``/P``, ``/Prev``, ``/Last``: the objects they point to are reached
+#: through forward links, or are never displayed). Not here, because the same key
+#: holds content elsewhere: ``/D`` (a media clip's data), ``/C`` (a rendition's clip),
+#: ``/N`` (an appearance stream), ``/F`` (a file specification).
+_LEAF = frozenset(
+    """
+    /Type /Subtype /S /P /Prev /Last /Dest /Length /Filter /JS /URI
+    /Widths /W /W2 /DW /DW2 /Differences /FirstChar /LastChar /BaseFont /FontName
+    /FontBBox /Flags /ItalicAngle /Ascent /Descent /CapHeight /StemV /StemH /XHeight
+    /MissingWidth /AvgWidth /MaxWidth /Leading /CIDSystemInfo
+    /MediaBox /CropBox /BleedBox /TrimBox /ArtBox /Rect /BBox /Matrix /Rotate
+    /Domain /Range /C0 /C1 /Bounds /Encode /Decode /Size /ID /Count /Title /T /TU
+    /TM /FT /Ff /DA /Q /V /DV /MaxLen /Opt /QuadPoints /InkList /Vertices /CL /IC
+    /Border /BS /StructParent /StructParents /Tabs /Lang /Width /Height
+    /BitsPerComponent /CreationDate /ModDate /Producer /Creator /Author /Subject
+    /Keywords /Trapped /LastModified
+    """.split()
+)
+_ACTION_LEAF = _LEAF | {"/D"}
+#: Keys that need more than "walk the value": action slots and the /Names trees.
+_SLOTS = frozenset({"/A", "/PA", "/OpenAction", "/AA", "/Next", "/Names", "/JavaScript", "/EF"})
+#: Keys that make a dictionary worth a closer look once its values are pushed.
+_MARKS = frozenset(
+    {
+        "/Metadata",
+        "/PieceInfo",
+        "/AF",
+        "/EF",
+        "/Dest",
+        "/OnInstantiate",
+        "/JS",
+        "/S",
+        "/Filter",
+        "/F",
+        "/Subtype",
+        "/Type",
+    }
+)
+
+#: Action types that are followed links rather than "actions" (see ``_classify``).
+_INTERNAL_ACTIONS = frozenset({"/GoTo", "/GoToDp"})
+#: Annotations whose payload is an embedded file or multimedia content.
+_EMBEDDING_ANNOTS = frozenset(
+    {"/FileAttachment", "/Sound", "/Movie", "/Screen", "/RichMedia", "/3D"}
+)
+#: What is left of a dropped annotation (see ``_Walker._doom``): nothing to act on.
+_EMPTIED_ANNOT = frozenset({"/Type", "/Subtype", "/Rect", "/F"})
+#: Name trees of the catalog's /Names holding embedded or multimedia content.
+_EMBEDDING_TREES = ("/EmbeddedFiles", "/Renditions", "/AlternatePresentations")
+#: The keys an image XObject may keep when images are sanitised (ISO 32000-2 8.9.5,
+#: less /Metadata, /OPI, /Alternates, /ID, /AF and external-data keys).
+_IMAGE_KEYS = frozenset(
+    {
+        "/Type",
+        "/Subtype",
+        "/Width",
+        "/Height",
+        "/ColorSpace",
+        "/BitsPerComponent",
+        "/Intent",
+        "/ImageMask",
+        "/Mask",
+        "/Decode",
+        "/Interpolate",
+        "/SMask",
+        "/SMaskInData",
+        "/Name",
+        "/StructParent",
+        "/OC",
+        "/Measure",
+        "/PtData",
+        "/Length",
+        "/Filter",
+        "/DecodeParms",
+        "/DL",
+    }
+)
+#: Stream keys that make a stream's data come from an external file or URL.
+_EXTERNAL_STREAM_KEYS = ("/F", "/FFilter", "/FDecodeParms")
+#: Annotation flags Hidden (2) and NoView (32), plus Invisible (1): widgets so flagged
+#: are not drawn, so flattening them draws nothing either.
+_NOT_DRAWN = 1 | 2 | 32
+
+# Greatest expansion of one filter: decoded bytes per encoded byte.
+_FILTER_EXPANSION = {
+    "/FlateDecode": 1032,
+    "/Fl": 1032,
+    "/LZWDecode": 2900,  # a 9..12-bit code stands for up to ~3,800 bytes
+    "/LZW": 2900,
+    "/RunLengthDecode": 64,
+    "/RL": 64,
+    "/ASCII85Decode": 4,  # "z" is four zero bytes
+    "/A85": 4,
+    "/ASCIIHexDecode": 1,
+    "/AHx": 1,
+}
+
+_PDF_HEADER = b"%PDF-"
+_EOF_MARK = b"%%EOF"
+#: Where entropy-coded JPEG data ends: a 0xFF not followed by a stuffed zero or a
+#: restart marker (a second 0xFF is a fill byte before the marker). Written without a
+#: repeat so that ``re`` can search for the literal 0xFF: 35 times faster.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+#: JPEG APPn segments kept: the JFIF header, the Adobe colour transform and the ICC
+#: profile decide how pixels look. Every other APPn (EXIF, XMP, IPTC/Photoshop...)
+#: and comments (COM) are dropped.
+_JPEG_KEEP = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
+_XFA_SCRIPT = re.compile(rb"<(?:[\w.-]+:)?script[\s>/]")
+
+
+class _Refused(Exception):
+    """The file cannot be delivered: ``outcome`` and ``reason`` say why."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def gicap_file_types() -> list[str]:
+    return list(FILE_TYPES)
+
+
+@hookimpl
+def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
+    if request.file_type.name not in FILE_TYPES:
+        return None
+    size = request.source.stat().st_size
+    max_size = request.limits.get("max_file_size")
+    if max_size and size > max_size:
+        return DisarmResult(
+            "unprocessable", reason=f"file is {size} bytes, more than max_file_size {max_size}"
+        )
+    try:
+        return _disarm(request)
+    except _Refused as exc:
+        request.destination.unlink(missing_ok=True)
+        return DisarmResult(exc.outcome, reason=exc.reason)  # type: ignore[arg-type]
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # qpdf gave up on an object while walking or rewriting (a damaged file), or
+        # the file is built in a way this engine does not follow: never delivered.
+        request.destination.unlink(missing_ok=True)
+        return DisarmResult("unprocessable", reason=f"damaged PDF: {exc!r}")
+
+
+# ----------------------------------------------------------------------- findings
+
+
+@dataclass
+class _Finding:
+    """One piece of active content: its switch, what it is, and how to remove it."""
+
+    switch: str
+    kind: str
+    remove: Callable[[], None] | None = None
+    #: lower runs first: widgets are flattened before annotations are unlinked.
+    order: int = 1
+
+
+@dataclass
+class _Image:
+    stream: Object
+    width: int
+    height: int
+    extra_keys: list[str]
+    jpeg: bytes | None  # the stripped JPEG data when it has segments to drop
+
+
+@dataclass
+class _Scan:
+    """Everything found in one walk of the document."""
+
+    findings: list[_Finding] = field(default_factory=list)
+    images: list[_Image] = field(default_factory=list)
+    reached: set[tuple[int, int]] = field(default_factory=set)  # walked
+    streams: list[Object] = field(default_factory=list)
+    big_streams: list[Object] = field(default_factory=list)  # to inflate (bomb check)
+    inline_images: int = 0
+
+    def by_switch(self) -> dict[str, list[_Finding]]:
+        out: dict[str, list[_Finding]] = {}
+        for f in self.findings:
+            out.setdefault(f.switch, []).append(f)
+        return out
+
+
+def _name(obj: Any) -> str | None:
+    """A PDF name as ``"/Name"``, or ``None`` for any other value."""
+    if type(obj) is Object and obj._type_code_int == _T_NAME:
+        try:
+            return str(obj)
+        except UnicodeDecodeError:  # not UTF-8: no name we look for, so keep it escaped
+            return obj.unparse().decode("latin-1")
+    return None
+
+
+def _int(value: Any) -> int:
+    """An integer entry, 0 when absent or not a number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _is_dict(obj: Any) -> bool:
+    return type(obj) is Object and obj._type_code_int in (_T_DICT, _T_STREAM)
+
+
+def _clear(d: Object) -> None:
+    """Empty a dictionary in place: every reference to it (direct or indirect) sees an
+    empty dictionary, so content cannot survive through a second reference."""
+    for key in list(d.keys()):
+        del d[key]
+
+
+def _filters(stream: Object) -> list[str]:
+    f = stream.get("/Filter")
+    if f is None:
+        return []
+    if type(f) is Object and f._type_code_int == _T_ARRAY:
+        return [_name(x) or "" for x in f]
+    return [_name(f) or ""]
+
+
+# -------------------------------------------------------------------------- scan
+
+
+class _Walker:
+    """Walks every object reachable from the trailer once and records findings.
+
+    ``switches`` lets the walk skip work nobody needs (JPEG data is read only when
+    images are sanitised). ``verify`` is the second walk over the modified document:
+    it only looks (no JPEG reading, no bomb measuring, no widget drawing).
+    """
+
+    IN_ACTION = 1  # an action reached through an action slot: classified there
+    JS_TREE = 2  # under /Names /JavaScript: all removed with the tree
+    CATALOG = 4
+    NAMES = 8
+    EF = 16  # a file specification's /EF dictionary
+    EF_FILE = 32  # an embedded file reached through /EF (counted there)
+
+    def __init__(self, pdf: pikepdf.Pdf, switches: dict[str, str], verify: bool) -> None:
+        self.pdf = pdf
+        self.switches = switches
+        self.verify = verify
+        self.scan = _Scan()
+        self.doomed: set[tuple[int, int]] = set()
+        self._stack: list[tuple[Object, int]] = []
+        self._has_widgets = False
+        self._xfa_form: Object | None = None
+        self._subtype: str | None = None  # of the dictionary _dict is looking at
+
+    # -- recording ------------------------------------------------------------
+
+    def add(
+        self, switch: str, kind: str, remove: Callable[[], None] | None, order: int = 1
+    ) -> None:
+        self.scan.findings.append(_Finding(switch, kind, remove, order))
+
+    def push(self, obj: Any, flags: int = 0) -> None:
+        if type(obj) is Object and obj._type_code_int in _CONTAINERS:
+            self._stack.append((obj, flags))
+
+    # -- the walk -------------------------------------------------------------
+
+    def run(self) -> _Scan:
+        trailer = self.pdf.trailer
+        info = trailer.get("/Info")
+        if _is_dict(info) and len(info.keys()):
+            self.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
+        self.push(self.pdf.Root, self.CATALOG)
+        seen = self.scan.reached
+        stack = self._stack
+        while stack:
+            obj, flags = stack.pop()
+            if obj.is_indirect:
+                og = obj.objgen
+                if og in seen:
+                    continue
+                seen.add(og)
+            if obj._type_code_int == _T_ARRAY:
+                for item in obj:
+                    if type(item) is Object:
+                        if item._type_code_int in _CONTAINERS:
+                            stack.append((item, flags & self.JS_TREE))
+            else:
+                self._dict(obj, flags)
+        if self._has_widgets:
+            self._widgets()
+        if not self.verify:
+            for stream in self.scan.big_streams:
+                _measure_stream(stream)
+        if self._xfa_form is not None:
+            # only now: the XFA is decoded, which the bomb check had to see first
+            self._xfa_scripts(self._xfa_form)
+        return self.scan
+
+    def _dict(self, d: Object, flags: int) -> None:
+        """One dictionary or stream: push its values, then look at its keys.
+
+        This runs for every object of the document, so it fetches only the values
+        that may lead somewhere (see ``_LEAF``) and checks keys as a set first.
+        """
+        keys: set[str] = d.keys()
+        stack = self._stack
+        keep = flags & self.JS_TREE
+        if d._type_code_int == _T_STREAM:
+            self.scan.streams.append(d)
+        if flags & self.EF:
+            keep |= self.EF_FILE
+        subtype = self._subtype = _name(d.get("/Subtype")) if "/Subtype" in keys else None
+        # Annotations are told by their subtype alone (no other object uses these
+        # names): one with a broken /Rect may still be acted on by some viewer.
+        if subtype is not None and keys - _EMPTIED_ANNOT:
+            if subtype in _EMBEDDING_ANNOTS:
+                self.add(
+                    "embedded_files", f"{subtype.lstrip('/')} annotation", partial(self._doom, d)
+                )
+            elif subtype == "/Widget":
+                # wherever it is: on a page it is drawn there first (see _widgets)
+                self.add("acroform", "form field widget", partial(self._doom, d))
+                self._has_widgets = True
+        # in an action, /D is a destination (elsewhere a media clip's data)
+        for key in keys - (_ACTION_LEAF if flags & self.IN_ACTION else _LEAF):
+            value = d[key]  # not .get(): keys that are not UTF-8 come with surrogates
+            if key == "/OpenAction":
+                self._open_action(d, value)
+                continue
+            if type(value) is not Object:
+                continue
+            code = value._type_code_int
+            if code not in _CONTAINERS:
+                continue
+            if key not in _SLOTS:
+                stack.append((value, keep))
+            elif key in ("/A", "/PA"):
+                # An annotation's or outline entry's action, typed or not; elsewhere
+                # (a structure element's attributes) /A is not an action.
+                if code == _T_DICT and (
+                    subtype is not None or "/Title" in keys or "/S" in value.keys()
+                ):
+                    self._action_slot(d, key, value, "click")
+                else:
+                    stack.append((value, keep))
+            elif key == "/AA":
+                if code == _T_DICT:
+                    self._additional_actions(d, value)
+            elif key == "/Next":
+                if not flags & self.IN_ACTION:  # in an action, _chain walked it
+                    stack.append((value, keep))
+            elif key == "/EF":
+                stack.append((value, keep | self.EF))
+            elif key == "/Names":
+                stack.append((value, self.NAMES if flags & self.CATALOG else keep))
+            elif flags & self.NAMES:  # /JavaScript of the catalog's /Names
+                self.add("javascript", "document JavaScript (name tree)", _deleter(d, key))
+                stack.append((value, self.JS_TREE))
+            else:
+                stack.append((value, keep))
+
+        if flags & (self.NAMES | self.CATALOG):
+            if flags & self.NAMES:
+                for tree in _EMBEDDING_TREES:
+                    if tree in keys:
+                        kind = (
+                            "embedded files (name tree)" if tree == "/EmbeddedFiles" else tree[1:]
+                        )
+                        self.add("embedded_files", kind, _deleter(d, tree))
+            else:
+                self._catalog(d, keys)
+        marks = keys & _MARKS
+        if not marks:
+            return
+        if "/Metadata" in marks:
+            self.add("metadata", "XMP metadata stream", _deleter(d, "/Metadata"))
+        if "/PieceInfo" in marks:
+            self.add(
+                "metadata",
+                "page-piece data (/PieceInfo)",
+                _deleter(d, "/PieceInfo", "/LastModified"),
+            )
+        if "/AF" in marks:
+            self.add("embedded_files", "associated files (/AF)", _deleter(d, "/AF"))
+        if "/EF" in marks:
+            self.add("embedded_files", "embedded file", _deleter(d, "/EF", "/RF"))
+        if "/Dest" in marks:
+            self.add("internal_hyperlinks", "link destination", self._unlink_dest(d))
+        if "/OnInstantiate" in marks:  # 3D artwork script
+            self.add("javascript", "3D JavaScript", _deleter(d, "/OnInstantiate"))
+        if not flags & (self.IN_ACTION | self.JS_TREE) and (
+            "/JS" in marks or ("/S" in marks and _name(d.get("/S")) == "/JavaScript")
+        ):
+            # JavaScript outside any place an action belongs: neutralised wherever it is.
+            self.add("javascript", "JavaScript", lambda d=d: _clear(d))
+
+        if d._type_code_int != _T_STREAM:
+            return
+        if subtype == "/Image":
+            self._image(d, keys)
+        elif "/Filter" in marks:
+            bound = _stream_bound(d)
+            if bound is None or bound > MAX_STREAM_BYTES:
+                self.scan.big_streams.append(d)
+        if "/F" in marks:
+            self.add(
+                "external_hyperlinks",
+                "stream data from an external file",
+                _deleter(d, *_EXTERNAL_STREAM_KEYS),
+            )
+        if (
+            "/Type" in marks
+            and not flags & self.EF_FILE
+            and _name(d.get("/Type")) == "/EmbeddedFile"
+        ):
+            # An embedded file stream wherever it is (normally reached through a file
+            # specification's /EF, which is removed as well).
+            self.add("embedded_files", "embedded file stream", _emptier(d))
+
+    # -- actions --------------------------------------------------------------
+
+    @staticmethod
+    def _classify(s: str | None, has_js: bool, context: str) -> str:
+        """The switch governing one action dictionary found in ``context``.
+
+        ``trigger``: /AA entries run on events (page open, field change...) without a
+        click, so every type is an "action" (JavaScript excepted). ``open``: the
+        document's /OpenAction; only going to a page of the document is harmless
+        navigation. ``click``: links, outline items, buttons.
+        """
+        if s == "/JavaScript" or has_js:
+            return "javascript"
+        if context == "trigger":
+            return "actions"
+        if s in _INTERNAL_ACTIONS:
+            return "internal_hyperlinks"
+        if s == "/URI" and context == "click":
+            return "external_hyperlinks"
+        return "actions"
+
+    def _action_slot(
+        self,
+        holder: Object,
+        key: str,
+        action: Object,
+        context: str,
+        unlink: Callable[[], None] | None = None,
+    ) -> None:
+        """Record the action in ``holder[key]`` and its /Next chain."""
+        link = self._subtype == "/Link"
+
+        def remove_head(holder: Object = holder, key: str = key, action: Object = action) -> None:
+            if unlink is not None:
+                unlink()
+            elif key in holder:
+                del holder[key]
+            if action.is_indirect:  # a direct one has no other reference
+                _clear(action)
+            if link and "/A" not in holder and "/Dest" not in holder:
+                self._doom(holder)  # a link that goes nowhere is dropped
+
+        self._chain(action, context, remove_head, set())
+
+    def _chain(
+        self, action: Object, context: str, remove: Callable[[], None], seen: set[Any]
+    ) -> None:
+        # Only indirect objects can make a /Next chain loop; the length cap bounds
+        # chains of direct dictionaries, which qpdf's nesting limit also bounds.
+        key = action.objgen if action.is_indirect else len(seen)
+        if key in seen or len(seen) > 1000:
+            return
+        seen.add(key)
+        keys = action.keys()
+        s = _name(action.get("/S")) if "/S" in keys else None
+        switch = self._classify(s, "/JS" in keys, context)
+        kind = "JavaScript action" if switch == "javascript" else f"{(s or '/untyped')[1:]} action"
+        if context == "trigger" and switch != "javascript":
+            kind = f"automatic {kind} (/AA)"
+        elif context == "open" and switch != "javascript":
+            kind = f"{kind} on opening (/OpenAction)"
+        self.add(switch, kind, remove)
+        self.push(action, self.IN_ACTION)
+        if "/Next" not in keys:
+            return
+        nxt = action.get("/Next")
+        if type(nxt) is not Object:
+            return
+        if nxt._type_code_int == _T_DICT:
+            self._chain(nxt, context, _chain_unlink(action, nxt), seen)
+        elif nxt._type_code_int == _T_ARRAY:
+            for item in nxt:
+                if _is_dict(item):
+                    self._chain(item, context, lambda item=item: _clear(item), seen)
+
+    def _open_action(self, catalog: Object, value: Any) -> None:
+        if _is_dict(value):
+            self._action_slot(catalog, "/OpenAction", value, "open")
+        else:  # a destination (an array, or the name of one): the page shown on opening
+            self.add(
+                "internal_hyperlinks",
+                "destination on opening (/OpenAction)",
+                _deleter(catalog, "/OpenAction"),
+            )
+
+    def _additional_actions(self, holder: Object, aa: Object) -> None:
+        for trigger, action in list(aa.items()):
+
+            def unlink(aa: Object = aa, trigger: str = trigger, holder: Object = holder) -> None:
+                if trigger in aa:
+                    del aa[trigger]
+                if not len(aa.keys()) and "/AA" in holder:
+                    del holder["/AA"]
+
+            if _is_dict(action):
+                self._action_slot(holder, "/AA", action, "trigger", unlink)
+            elif action is not None:  # inert, but an /AA entry all the same
+                self.add("actions", "malformed /AA entry", unlink)
+
+    def _unlink_dest(self, d: Object) -> Callable[[], None]:
+        def remove() -> None:
+            if "/Dest" in d:
+                del d["/Dest"]
+            if _name(d.get("/Subtype")) == "/Link" and "/A" not in d:
+                self._doom(d)
+
+        return remove
+
+    # -- catalog, pages, images ----------------------------------------------
+
+    def _catalog(self, root: Object, keys: set[str]) -> None:
+        if "/Collection" in keys:
+            self.add("embedded_files", "portfolio (/Collection)", _deleter(root, "/Collection"))
+        if "/URI" in keys:
+            self.add("external_hyperlinks", "base URI", _deleter(root, "/URI"))
+        form = root.get("/AcroForm")
+        if not _is_dict(form):
+            return
+        fields = form.get("/Fields")
+        has_fields = type(fields) is Object and fields._type_code_int == _T_ARRAY and len(fields)
+        if "/XFA" in form:
+            self.add("xfa", "XFA form", _deleter(form, "/XFA"))
+            # the root key only tells a viewer to render the (now absent) XFA
+            self.add("xfa", "", _deleter(root, "/NeedsRendering"), order=2)
+            self._xfa_form = form
+        if has_fields or "/XFA" in form:
+            self.add("acroform", "interactive form (/AcroForm)", self._drop_acroform(root), order=2)
+
+    def _drop_acroform(self, root: Object) -> Callable[[], None]:
+        def remove() -> None:
+            for key in ("/AcroForm", "/NeedsRendering"):
+                if key in root:
+                    del root[key]
+
+        return remove
+
+    def _xfa_scripts(self, form: Object) -> None:
+        """JavaScript inside the XFA XML (``<script>`` elements)."""
+        data = _xfa_bytes(form.get("/XFA"))
+        if data is None or not _XFA_SCRIPT.search(data):
+            return
+        xfa_goes = "sanitise" in (self.switches.get("xfa"), self.switches.get("acroform"))
+        if xfa_goes or self.switches.get("xfa") == "disallow":
+            # The whole XFA goes (or blocks): its scripts are reported, except as
+            # "kept" when JavaScript is allowed, since they do not stay.
+            if not (xfa_goes and self.switches.get("javascript") == "allow"):
+                self.add("javascript", "XFA scripts", None)
+        else:
+            self.add("javascript", "XFA scripts", lambda: _strip_xfa_scripts(self.pdf, form, data))
+
+    def _image(self, d: Object, keys: set[str]) -> None:
+        try:
+            width, height = int(d.get("/Width")), int(d.get("/Height"))
+        except (TypeError, ValueError):
+            raise _Refused("unprocessable", "an image has no valid /Width and /Height") from None
+        if width <= 0 or height <= 0 or width * height > MAX_IMAGE_PIXELS:
+            raise _Refused(
+                "unprocessable",
+                f"an image of {width} x {height} pixels exceeds the limit of "
+                f"{MAX_IMAGE_PIXELS} pixels (decompression bomb)",
+            )
+        extra = sorted(keys - _IMAGE_KEYS)
+        jpeg = None
+        if self.switches.get("embedded_images") == "sanitise" and not self.verify:
+            if _filters(d) in (["/DCTDecode"], ["/DCT"]):
+                jpeg = _strip_jpeg(d.read_raw_bytes())
+        self.scan.images.append(_Image(d, width, height, extra, jpeg))
+
+    def _doom(self, annot: Object) -> None:
+        """Drop an annotation: unlinked from every page's /Annots by ``_finish``, and
+        emptied so that another reference (a structure element) finds nothing."""
+        if not annot.is_indirect:
+            annot["/GicapDoomed"] = True  # direct: in one /Annots only, filtered there
+            return
+        self.doomed.add(annot.objgen)
+        subtype = annot.get("/Subtype")
+        rect = annot.get("/Rect")
+        _clear(annot)
+        annot["/Type"] = Name.Annot
+        annot["/Subtype"] = subtype if subtype is not None else Name.Text
+        annot["/Rect"] = rect if rect is not None else Array([0, 0, 0, 0])
+        annot["/F"] = 2  # hidden
+
+    def _widgets(self) -> None:
+        """Form widgets, by page (flattening draws them into their page)."""
+        flatten = self.switches.get("acroform") == "sanitise" and not self.verify
+        for page in self.pdf.pages:
+            annots = page.obj.get("/Annots")
+            if type(annots) is not Object or annots._type_code_int != _T_ARRAY:
+                continue
+            for annot in annots:
+                if not _is_dict(annot):
+                    continue
+                if _name(annot.get("/Subtype")) == "/Widget" and flatten:
+                    # kind "": counted (and dropped) by the finding _dict made
+                    self.add("acroform", "", partial(self._flatten, page, annot), order=0)
+
+    def _flatten(self, page: pikepdf.Page, annot: Object) -> None:
+        """Draw the widget's current appearance into the page (unless hidden)."""
+        if _int(annot.get("/F")) & _NOT_DRAWN:
+            return
+        try:
+            _draw_appearance(self.pdf, page, annot)
+        except pikepdf.PdfError:
+            pass  # no usable appearance: the field is removed undrawn
+
+
+def _deleter(d: Object, *keys: str) -> Callable[[], None]:
+    def remove() -> None:
+        for key in keys:
+            if key in d:
+                del d[key]
+
+    return remove
+
+
+def _emptier(stream: Object) -> Callable[[], None]:
+    def remove() -> None:
+        stream.write(b"")
+        for key in list(stream.keys()):
+            if key != "/Length":
+                del stream[key]
+
+    return remove
+
+
+def _chain_unlink(action: Object, nxt: Object) -> Callable[[], None]:
+    def remove() -> None:
+        if "/Next" in action:
+            del action["/Next"]
+        _clear(nxt)
+
+    return remove
+
+
+# ------------------------------------------------------------------- flattening
+
+
+def _draw_appearance(pdf: pikepdf.Pdf, page: pikepdf.Page, annot: Object) -> None:
+    wrapped = pikepdf.Annotation(annot)
+    ap = wrapped.get_appearance_stream(Name.N)
+    if ap is None or type(ap) is not Object or ap._type_code_int != _T_STREAM:
+        return
+    if "/Resources" not in ap:
+        # Field appearances may rely on the form's default resources (/DR), which go
+        # with the /AcroForm: give the appearance its own copy.
+        form = pdf.Root.get("/AcroForm")
+        dr = form.get("/DR") if _is_dict(form) else None
+        if _is_dict(dr):
+            ap["/Resources"] = dr
+    if not page.obj.get("/GicapWrapped"):
+        # The page's own content may leave the graphics state changed: isolate it.
+        page.contents_add(b"q\n", prepend=True)
+        page.contents_add(b"\nQ\n")
+        page.obj["/GicapWrapped"] = True
+    name = page.add_resource(ap, Name.XObject, prefix="GicapFx")
+    content = wrapped.get_page_content_for_appearance(
+        name, _int(page.obj.get("/Rotate")), forbidden_flags=_NOT_DRAWN
+    )
+    if content:
+        page.contents_add(pikepdf.Stream(pdf, content))
+
+
+# -------------------------------------------------------------------------- XFA
+
+
+def _xfa_streams(xfa: Any) -> Iterator[Object]:
+    if type(xfa) is not Object:
+        return
+    if xfa._type_code_int == _T_STREAM:
+        yield xfa
+    elif xfa._type_code_int == _T_ARRAY:
+        for item in xfa:
+            if type(item) is Object and item._type_code_int == _T_STREAM:
+                yield item
+
+
+def _xfa_bytes(xfa: Any) -> bytes | None:
+    try:
+        return b"".join(s.read_bytes() for s in _xfa_streams(xfa))
+    except pikepdf.PdfError:
+        return None
+
+
+def _strip_xfa_scripts(pdf: pikepdf.Pdf, form: Object, data: bytes) -> None:
+    """Rewrite the XFA XML without its ``<script>`` elements (one stream)."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        tree = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        del form["/XFA"]  # XML we cannot read: its scripts cannot stay
+        return
+    for el in list(tree.iter()):
+        if isinstance(el.tag, str) and etree.QName(el).localname == "script":
+            parent = el.getparent()
+            if parent is not None:
+                parent.remove(el)
+    form["/XFA"] = pikepdf.Stream(pdf, etree.tostring(tree, xml_declaration=False))
+
+
+# ------------------------------------------------------------------------- JPEG
+
+
+def _strip_jpeg(data: bytes) -> bytes | None:
+    """The JPEG without metadata segments or data after its end, or ``None`` when
+    there is nothing to drop (or it is not a JPEG we can follow: left as it is)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    out = [b"\xff\xd8"]
+    pos, end, changed = 2, len(data), False
+    while True:
+        if pos >= end or data[pos] != 0xFF:
+            return None
+        while pos < end and data[pos] == 0xFF:
+            pos += 1
+        if pos >= end:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI
+            out.append(b"\xff\xd9")
+            if data[pos:].strip(b"\r\n\t \x00"):
+                changed = True  # bytes appended after the image
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            out.append(bytes((0xFF, marker)))
+            continue
+        if pos + 2 > end:
+            return None
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2 or pos + length > end:
+            return None
+        segment = data[pos : pos + length]
+        pos += length
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            keep = _JPEG_KEEP.get(marker)
+            if keep is None or not segment[2:].startswith(keep):
+                changed = True
+                continue
+        out.append(bytes((0xFF, marker)))
+        out.append(segment)
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            m = _JPEG_MARKER.search(data, pos)
+            if m is None:
+                return None
+            out.append(data[pos : m.start()])
+            pos = m.start()
+    return b"".join(out) if changed else None
+
+
+# ---------------------------------------------------------------------- streams
+
+
+def _stream_bound(stream: Object) -> int | None:
+    """The most bytes a non-image stream can decode to, from its /Length and the
+    worst expansion of each of its filters; ``None`` when unknown."""
+    length = stream.get("/Length")
+    if not isinstance(length, int):
+        return None
+    bound = length
+    for name in _filters(stream):
+        bound *= _FILTER_EXPANSION.get(name, 1)
+    return bound
+
+
+def _measure_stream(stream: Object) -> None:
+    """Refuse a decompression bomb. Called for the streams whose bound is above the
+    limit (large Flate streams, mostly): ASCII filters are decoded, then the first
+    Flate or LZW filter is measured in bounded steps; any filter after it counts with
+    its worst expansion."""
+    rest = _filters(stream)
+    data = stream.read_raw_bytes()
+    try:
+        while rest and rest[0] in ("/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"):
+            data = _ascii_decode(rest.pop(0), data)
+    except ValueError:
+        return  # undecodable: a reader shows nothing, nothing explodes
+    if not rest:
+        return
+    first = rest.pop(0)
+    limit = MAX_STREAM_BYTES + 1
+    if first in ("/FlateDecode", "/Fl"):
+        size = _inflated_size(data, limit)
+    elif first in ("/LZWDecode", "/LZW"):
+        size = _lzw_size(data, _early_change(stream), limit)
+    else:
+        size = len(data) * _FILTER_EXPANSION.get(first, 1)
+    for f in rest:
+        size *= _FILTER_EXPANSION.get(f, 1)
+    if size > MAX_STREAM_BYTES:
+        raise _Refused(
+            "unprocessable",
+            f"a stream decodes to more than {MAX_STREAM_BYTES} bytes (decompression bomb)",
+        )
+
+
+def _inflated_size(data: bytes, limit: int) -> int:
+    """Bytes zlib would produce from ``data``, counting no further than ``limit``."""
+    dec = zlib.decompressobj()
+    total = 0
+    chunk = 1024 * 1024
+    try:
+        total += len(dec.decompress(data, chunk))
+        while dec.unconsumed_tail and total < limit:
+            total += len(dec.decompress(dec.unconsumed_tail, chunk))
+    except zlib.error:
+        pass  # readers stop at the damage: what came before is all they get
+    return total
+
+
+def _early_change(stream: Object) -> int:
+    parms = stream.get("/DecodeParms")
+    if type(parms) is Object and parms._type_code_int == _T_ARRAY:
+        parms = next((p for p in parms if _is_dict(p)), None)
+    value = parms.get("/EarlyChange") if _is_dict(parms) else None
+    return 0 if value == 0 else 1
+
+
+def _lzw_size(data: bytes, early: int, limit: int) -> int:
+    """Bytes an LZW decoder would produce, counted without producing them: only the
+    length of each table entry is kept. Legacy streams are rare; Python speed is fine."""
+    lengths = [1] * 258
+    width, total, prev = 9, 0, -1
+    bits = nbits = 0
+    for byte in data:
+        bits = (bits << 8) | byte
+        nbits += 8
+        while nbits >= width:
+            nbits -= width
+            code = (bits >> nbits) & ((1 << width) - 1)
+            bits &= (1 << nbits) - 1
+            if code == 256:  # clear table
+                del lengths[258:]
+                width, prev = 9, -1
+                continue
+            if code == 257:  # end of data
+                return total
+            if code < len(lengths):
+                size = lengths[code]
+            elif code == len(lengths) and prev >= 0:
+                size = lengths[prev] + 1
+            else:
+                return total  # corrupt: a reader stops here
+            total += size
+            if total >= limit:
+                return total
+            if prev >= 0 and len(lengths) < 4096:
+                lengths.append(lengths[prev] + 1)
+            prev = code
+            if len(lengths) + early >= (1 << width) and width < 12:
+                width += 1
+    return total
+
+
+def _ascii_decode(name: str, data: bytes) -> bytes:
+    import base64
+    import binascii
+
+    if name in ("/ASCIIHexDecode", "/AHx"):
+        text = bytes(c for c in data.split(b">", 1)[0] if c not in b" \t\r\n\f\x00")
+        if len(text) % 2:
+            text += b"0"
+        try:
+            return binascii.unhexlify(text)
+        except binascii.Error as exc:
+            raise ValueError(str(exc)) from None
+    body = data.split(b"~>", 1)[0]
+    body = bytes(c for c in body if c not in b" \t\r\n\f\x00")
+    try:
+        return base64.a85decode(body)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _inline_images(pdf: pikepdf.Pdf, reached: set[tuple[int, int]]) -> int:
+    """Count inline images (``BI ... ID ... EI``) in pages, forms and patterns."""
+    holders: list[Object] = [page.obj for page in pdf.pages]
+    for og in reached:
+        obj = pdf.get_object(og)
+        if obj._type_code_int == _T_STREAM and (
+            _name(obj.get("/Subtype")) == "/Form" or "/PatternType" in obj
+        ):
+            holders.append(obj)
+    count = 0
+    for holder in holders:
+        try:
+            ops = pikepdf.parse_content_stream(holder, "BI ID EI")
+        except (pikepdf.PdfError, TypeError):
+            continue
+        count += sum(1 for op in ops if isinstance(op, pikepdf.ContentStreamInlineImage))
+    return count
+
+
+# ---------------------------------------------------------------------- disarm
+
+
+def _open(source: Path) -> pikepdf.Pdf:
+    try:
+        pdf = pikepdf.open(source, suppress_warnings=True)
+    except pikepdf.PasswordError:
+        raise _Refused("encrypted", "the PDF is protected by a password") from None
+    except pikepdf.PdfError as exc:
+        raise _Refused("unprocessable", f"not a readable PDF: {exc}") from None
+    if pdf.is_encrypted:
+        pdf.close()
+        raise _Refused("encrypted", "the PDF is encrypted (/Encrypt)")
+    return pdf
+
+
+def _damage(pdf: pikepdf.Pdf, declared_pages: Any) -> list[str]:
+    """qpdf's warnings so far; refused when its repair lost anything."""
+    qpdf_warnings: list[str] = pdf.get_warnings()
+    if qpdf_warnings:
+        lost = _lossy(pdf, qpdf_warnings, declared_pages)
+        if lost:
+            raise _Refused("unprocessable", f"damaged PDF: {lost}")
+    return qpdf_warnings
+
+
+def _structure(raw: bytes, pdf: pikepdf.Pdf, qpdf_warnings: list[str]) -> list[str]:
+    """What the rewrite will drop or repair, for the "structure" action."""
+    notes = []
+    start = raw.find(_PDF_HEADER, 0, 1024)
+    if start > 0:
+        notes.append(f"{start} bytes before the PDF header")
+    eof = raw.rfind(_EOF_MARK)
+    if eof < 0:
+        notes.append("no %%EOF marker")
+    elif raw[eof + len(_EOF_MARK) :].strip(b"\r\n\t \x00"):
+        notes.append(f"{len(raw) - eof - len(_EOF_MARK)} bytes after %%EOF")
+    linearized = pdf.is_linearized
+    sections = raw.count(b"startxref")
+    if sections > (2 if linearized else 1) or (not linearized and "/Prev" in pdf.trailer):
+        notes.append("earlier revisions (incremental updates)")
+    if qpdf_warnings:
+        notes.append(f"damage repaired ({len(qpdf_warnings)} qpdf warnings)")
+    return notes
+
+
+#: qpdf warnings that mean its repair lost something (an object it could not parse,
+#: a page dropped from the tree, stream data it could not find).
+_LOSSY_WARNINGS = (
+    "unable to recover stream data",
+    "treating stream as empty",
+    "pages tree includes non-dictionary object",
+    "parse error while reading object",
+)
+
+
+def _lossy(pdf: pikepdf.Pdf, warnings: list[str], declared_pages: Any) -> str | None:
+    """Why a repaired file lost content, or ``None`` when qpdf's repair kept it all."""
+    for w in warnings:
+        low = w.lower()
+        if any(p in low for p in _LOSSY_WARNINGS) and "(trailer" not in low:
+            return f"qpdf could not repair it losslessly ({w.split(': ', 1)[-1]})"
+    if isinstance(declared_pages, int) and declared_pages != len(pdf.pages):
+        return f"the page tree lists {declared_pages} pages but {len(pdf.pages)} are present"
+    if _has_nulls(pdf):
+        return "objects are missing (references to nothing)"
+    return None
+
+
+def _has_nulls(pdf: pikepdf.Pdf) -> bool:
+    """Whether a reachable dictionary or array holds a null: in a repaired file, a
+    reference to an object qpdf did not find. (A slow walk: damaged files only.)"""
+    seen: set[tuple[int, int]] = set()
+    stack: list[Object] = [pdf.Root]
+    while stack:
+        obj = stack.pop()
+        if obj.is_indirect:
+            if obj.objgen in seen:
+                continue
+            seen.add(obj.objgen)
+        if obj._type_code_int == _T_ARRAY:
+            values: Any = list(obj)
+        else:
+            values = [v for k, v in obj.items() if k not in ("/Parent", "/P")]
+        for value in values:
+            if value is None:
+                return True
+            if type(value) is Object and value._type_code_int in _CONTAINERS:
+                stack.append(value)
+    return False
+
+
+def _disarm(request: DisarmRequest) -> DisarmResult:
+    switches = {s: request.switches.get(s, "sanitise") for s in SWITCHES}
+    raw = request.source.read_bytes()
+    with _open(request.source) as pdf:
+        pages = pdf.Root.get("/Pages")
+        count = pages.get("/Count") if _is_dict(pages) else None
+        # read before pdf.pages: qpdf corrects the count of a damaged tree
+        declared_pages = count
+        if isinstance(count, int) and count > MAX_PAGES:
+            raise _Refused("unprocessable", f"{count} pages, more than the limit of {MAX_PAGES}")
+        if len(pdf.pages) > MAX_PAGES:
+            raise _Refused("unprocessable", f"more than the limit of {MAX_PAGES} pages")
+        if not len(pdf.pages):
+            raise _Refused("unprocessable", "the PDF has no pages")
+
+        walker = _Walker(pdf, switches, verify=False)
+        scan = walker.run()
+        if switches["embedded_images"] == "disallow":
+            scan.inline_images = _inline_images(pdf, scan.reached)
+        qpdf_warnings = _damage(pdf, declared_pages)
+
+        found = scan.by_switch()
+        image_changes = _image_changes(scan) if switches["embedded_images"] == "sanitise" else []
+        n_images = len(scan.images) + scan.inline_images
+
+        # disallow: block on the first switch with content, naming all of them
+        blocked = [
+            s for s in SWITCHES if switches[s] == "disallow" and _present(s, found, n_images)
+        ]
+        if blocked:
+            actions = [Action(s, "blocked", _detail(s, found, n_images)) for s in blocked]
+            return DisarmResult(
+                "blocked",
+                actions=actions,
+                reason="the PDF holds content the policy disallows: "
+                + "; ".join(f"{a.switch} ({a.detail})" for a in actions),
+            )
+
+        actions: list[Action] = []
+        todo: list[_Finding] = []
+        # The XFA lives in the /AcroForm: removing the form removes it, allowed or not.
+        xfa_with_form = switches["acroform"] == "sanitise" and switches["xfa"] == "allow"
+        for s in SWITCHES:
+            if not _present(s, found, n_images):
+                continue
+            if s == "xfa" and xfa_with_form:
+                actions.append(Action(s, "removed", "the XFA form goes with the /AcroForm"))
+            elif switches[s] == "allow":
+                actions.append(Action(s, "kept", _detail(s, found, n_images)))
+            elif s == "embedded_images":
+                if image_changes:
+                    actions.append(Action(s, "neutralised", _image_detail(image_changes)))
+            else:
+                todo.extend(found.get(s, []))
+                actions.append(Action(s, "removed", _detail(s, found, n_images)))
+
+        notes = _structure(raw, pdf, qpdf_warnings)
+        if not todo and not image_changes and not notes:
+            # About to deliver the original bytes: read every stream's data first, as
+            # a rewrite would. A /Length that qpdf has to correct is damage like any
+            # other (and where parsers could disagree): then the file is rebuilt.
+            for stream in scan.streams:
+                stream.read_raw_bytes()
+            qpdf_warnings = _damage(pdf, declared_pages)
+            notes = _structure(raw, pdf, qpdf_warnings)
+            if not notes:
+                return DisarmResult("unmodified", actions=actions)
+
+        for finding in sorted(todo, key=lambda f: f.order):
+            if finding.remove is not None:
+                finding.remove()
+        for image, keys, jpeg in image_changes:
+            _sanitise_image(image, keys, jpeg)
+        _finish(pdf, walker.doomed, switches)
+        _verify(pdf, switches)
+        if notes:
+            actions.append(Action(STRUCTURE, "removed", "; ".join(notes)))
+        _save(pdf, request.destination)
+        return DisarmResult("rebuilt", actions=actions)
+
+
+def _present(switch: str, found: dict[str, list[_Finding]], n_images: int) -> bool:
+    if switch == "embedded_images":
+        return n_images > 0
+    return any(f.kind for f in found.get(switch, []))
+
+
+def _detail(switch: str, found: dict[str, list[_Finding]], n_images: int) -> str:
+    if switch == "embedded_images":
+        return f"{n_images} image{'s' if n_images != 1 else ''}"
+    kinds = Counter(f.kind for f in found.get(switch, []) if f.kind)
+    return ", ".join(f"{n} x {kind}" if n > 1 else kind for kind, n in sorted(kinds.items()))
+
+
+def _image_changes(scan: _Scan) -> list[tuple[Object, list[str], bytes | None]]:
+    return [(i.stream, i.extra_keys, i.jpeg) for i in scan.images if i.extra_keys or i.jpeg]
+
+
+def _image_detail(changes: list[tuple[Object, list[str], bytes | None]]) -> str:
+    keys = sorted({k for _, ks, _ in changes for k in ks})
+    jpegs = sum(1 for *_, j in changes if j is not None)
+    parts = [f"{len(changes)} image{'s' if len(changes) != 1 else ''}"]
+    if keys:
+        parts.append(f"keys removed: {' '.join(keys)}")
+    if jpegs:
+        parts.append(f"JPEG metadata segments or trailing data stripped from {jpegs}")
+    return "; ".join(parts)
+
+
+def _sanitise_image(stream: Object, keys: list[str], jpeg: bytes | None) -> None:
+    for key in keys:
+        if key in stream:
+            del stream[key]
+    if jpeg is not None:
+        stream.write(jpeg, filter=stream.get("/Filter"), decode_parms=stream.get("/DecodeParms"))
+
+
+def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, str]) -> None:
+    """Unlink dropped annotations from the pages; tidy keys the rewrite made stale."""
+    for page in pdf.pages:
+        obj = page.obj
+        if "/GicapWrapped" in obj:
+            del obj["/GicapWrapped"]
+        annots = obj.get("/Annots")
+        if type(annots) is not Object or annots._type_code_int != _T_ARRAY:
+            continue
+        kept = [
+            a
+            for a in annots
+            if not (_is_dict(a) and ((a.is_indirect and a.objgen in doomed) or "/GicapDoomed" in a))
+        ]
+        if len(kept) != len(annots):
+            if kept:
+                obj["/Annots"] = Array(kept)
+            else:
+                del obj["/Annots"]
+    root = pdf.Root
+    if switches["acroform"] == "sanitise" and "/AcroForm" in root:
+        # an /AcroForm without fields or XFA: nothing interactive, but no use either
+        del root["/AcroForm"]
+    perms = root.get("/Perms")
+    if _is_dict(perms):
+        # Usage rights (Reader extensions) are signed over the original bytes: after a
+        # rebuild viewers would only complain that the document was changed.
+        for key in ("/UR", "/UR3"):
+            if key in perms:
+                del perms[key]
+        if not len(perms.keys()):
+            del root["/Perms"]
+    if switches["metadata"] == "sanitise" and "/ID" in pdf.trailer:
+        # The first file identifier is kept by qpdf across rewrites: a tracking token.
+        del pdf.trailer["/ID"]
+
+
+def _verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> None:
+    """Walk the rebuilt document again: nothing a sanitise switch covers may be left."""
+    scan = _Walker(pdf, switches, verify=True).run()
+    left = {
+        f.switch
+        for f in scan.findings
+        if f.kind and switches.get(f.switch) == "sanitise" and f.switch != "embedded_images"
+    }
+    if switches["embedded_images"] == "sanitise" and any(i.extra_keys for i in scan.images):
+        left.add("embedded_images")
+    if left:
+        raise _Refused(
+            "unprocessable", f"could not remove all content of: {', '.join(sorted(left))}"
+        )
+
+
+def _save(pdf: pikepdf.Pdf, destination: Path) -> None:
+    try:
+        with warnings.catch_warnings():
+            # e.g. "widgets not reachable from /AcroForm": true of the input, not news
+            warnings.simplefilter("ignore", UserWarning)
+            pdf.save(
+                destination,
+                object_stream_mode=pikepdf.ObjectStreamMode.preserve,
+                linearize=False,
+                # pikepdf would rewrite the XMP (kept when metadata is allowed) to
+                # update its PDF version: leave what is allowed as it was.
+                fix_metadata_version=False,
+            )
+    except pikepdf.PdfError as exc:
+        raise _Refused("unprocessable", f"cannot write the rebuilt PDF: {exc}") from None
