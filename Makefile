@@ -39,6 +39,7 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.engines
 
 clean:
 	rm -rf $(VENV) $(DEV_CERTS) build *.egg-info

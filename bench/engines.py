@@ -1,0 +1,54 @@
+"""CDR throughput per file family, next to the library's own plain rewrite of the
+same files (`python -m bench.engines`; part of `make bench`).
+
+Each `bench/engine_<name>.py` exposes `run() -> list[dict]` with family, files, mb,
+cdr_s and plain_s over a corpus it generates; an engine whose plugin is not installed
+is reported as skipped. Target: CDR time <= 1.5x the plain rewrite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+ENGINES = ["engine_pdf", "engine_media", "engine_archive", "engine_office"]
+TARGET = 1.5
+
+
+def collect() -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for name in ENGINES:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            rows.extend(module.run())
+        except ImportError as exc:
+            skipped.append(f"{name}: {exc}")
+    return rows, skipped
+
+
+def print_table(rows: list[dict[str, Any]], skipped: list[str]) -> None:
+    print(f"\n{'family':24} {'files':>6} {'MB':>8} {'CDR MB/s':>9} {'files/s':>8} "
+          f"{'plain MB/s':>10} {'CDR/plain':>9}  target <= {TARGET}")
+    print("-" * 96)
+    for row in rows:
+        cdr_s, plain_s = float(row["cdr_s"]), float(row["plain_s"])
+        mb, files = float(row["mb"]), int(row["files"])
+        ratio = cdr_s / plain_s if plain_s else float("inf")
+        verdict = "met" if ratio <= TARGET else "MISSED"
+        label = str(row.get("corpus") or row["family"])[:24]
+        print(f"{label:24} {files:6d} {mb:8.2f} {mb / cdr_s:9.1f} {files / cdr_s:8.1f} "
+              f"{mb / plain_s:10.1f} {ratio:9.2f}  {verdict}")
+    for line in skipped:
+        print(f"skipped {line}")
+
+
+def main() -> int:
+    rows, skipped = collect()
+    print_table(rows, skipped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
