@@ -1,0 +1,270 @@
+"""Throughput of the gicap-office engine next to the Office libraries' plain open + save.
+
+The corpus is generated with python-docx, openpyxl, python-pptx and Pillow:
+
+* docx text: long reports (paragraphs, a table) — metadata and the thumbnail rebuilt;
+* docx photos: reports with photo-like JPEGs (each re-encoded by the default policy);
+* xlsx cells: workbooks of numbers, text and formulas;
+* pptx slides: decks with a picture per slide;
+* active content: the risky .docm/.xlsm/.pptm of tests/plugins/test_office.py;
+* rtf: text with pictures (re-encoded) and fields;
+* legacy: the .doc/.xls/.ppt files of the tests (inspected, never rebuilt).
+
+"cdr" is gicap's own job function (detection and the engine, default policy) in this
+process; "plain" is python-docx ``Document().save()``, openpyxl ``load_workbook().save()``,
+python-pptx ``Presentation().save()`` of the same file (a zip read + rewrite for the
+macro-enabled files those libraries refuse, oletools' RTF parser for RTF, olefile
+reading every stream for legacy files). Best of
+``rounds``.
+
+    python -m bench.engine_office
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFilter
+
+from gicap.cdr import job
+from gicap.cdr.policy import build_profile
+
+MAX_FILE_SIZE = 100 * 1024 * 1024
+WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+
+
+def _sentence(rng: random.Random, n: int = 14) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _photo(rng: random.Random, size: tuple[int, int]) -> bytes:
+    im = Image.linear_gradient("L").resize(size).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        r = rng.randrange(10, max(11, size[0] // 5))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(rng.randrange(256) for _ in "rgb"))
+    im = Image.blend(
+        im.filter(ImageFilter.GaussianBlur(2)), Image.effect_noise(size, 12).convert("RGB"), 0.1
+    )
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _docx(photos: int) -> Callable[[random.Random, Path], list[Path]]:
+    def make(rng: random.Random, work: Path) -> list[Path]:
+        import docx
+        from docx.shared import Inches
+
+        paths = []
+        for i in range(4):
+            doc = docx.Document()
+            doc.core_properties.author = "Bench Author"
+            for n in range(400 if not photos else 60):
+                if n % 40 == 0:
+                    doc.add_heading(f"Section {n // 40 + 1}", 1)
+                doc.add_paragraph(_sentence(rng, 40))
+            table = doc.add_table(rows=30, cols=5)
+            for cell in table._cells:
+                cell.text = _sentence(rng, 3)
+            for _ in range(photos):
+                doc.add_picture(io.BytesIO(_photo(rng, (1600, 1200))), width=Inches(5))
+            path = work / f"{'photos' if photos else 'text'}{i}.docx"
+            doc.save(path)
+            paths.append(path)
+        return paths
+
+    return make
+
+
+def _xlsx(rng: random.Random, work: Path) -> list[Path]:
+    import openpyxl
+
+    paths = []
+    for i in range(3):
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        for r in range(1, 3001):
+            ws.append([r, rng.random(), _sentence(rng, 3), rng.randrange(1000), f"=A{r}*B{r}"])
+        path = work / f"cells{i}.xlsx"
+        wb.save(path)
+        paths.append(path)
+    return paths
+
+
+def _pptx(rng: random.Random, work: Path) -> list[Path]:
+    import pptx
+    from pptx.util import Inches
+
+    paths = []
+    for i in range(3):
+        prs = pptx.Presentation()
+        for n in range(20):
+            slide = prs.slides.add_slide(prs.slide_layouts[5])
+            slide.shapes.title.text = f"Slide {n + 1}"
+            box = slide.shapes.add_textbox(Inches(1), Inches(2), Inches(8), Inches(2))
+            box.text_frame.text = _sentence(rng, 30)
+            slide.shapes.add_picture(io.BytesIO(_photo(rng, (800, 600))), Inches(1), Inches(4))
+        path = work / f"deck{i}.pptx"
+        prs.save(path)
+        paths.append(path)
+    return paths
+
+
+def _active(rng: random.Random, work: Path) -> list[Path]:
+    from tests.plugins import test_office
+
+    paths = []
+    for name, data in (
+        ("risky.docm", test_office.build_docx(True)),
+        ("risky.xlsm", test_office.build_xlsx(True)),
+        ("risky.pptm", test_office.build_pptx(True)),
+    ):
+        path = work / name
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def _rtf(rng: random.Random, work: Path) -> list[Path]:
+    paths = []
+    for i in range(4):
+        parts = [r"{\rtf1\ansi\deff0{\fonttbl{\f0 Arial;}}{\info{\author Bench}}" "\n"]
+        for n in range(300):
+            parts.append(rf"\pard {_sentence(rng, 40)}\par" "\n")
+            if n % 100 == 0:
+                hexdata = _photo(rng, (800, 600)).hex()
+                parts.append(r"{\pict\jpegblip\picw800\pich600 " + hexdata + "}\\par\n")
+                parts.append(r"{\field{\*\fldinst PAGE}{\fldrslt 1}}\par" "\n")
+        parts.append("}")
+        path = work / f"text{i}.rtf"
+        path.write_bytes("".join(parts).encode())
+        paths.append(path)
+    return paths
+
+
+def _legacy(rng: random.Random, work: Path) -> list[Path]:
+    from tests.plugins import test_office
+
+    paths = []
+    for name, (streams, _) in sorted(test_office.LEGACY.items()):
+        path = work / name
+        path.write_bytes(test_office.make_ole(streams))
+        paths.append(path)
+    return paths
+
+
+def _plain(source: Path, dest: Path) -> None:
+    suffix = source.suffix
+    if suffix == ".docx":
+        import docx
+
+        docx.Document(str(source)).save(dest)
+    elif suffix == ".xlsx":
+        import openpyxl
+
+        openpyxl.load_workbook(source).save(dest)
+    elif suffix == ".pptx":
+        import pptx
+
+        pptx.Presentation(str(source)).save(dest)
+    elif suffix in (".doc", ".xls", ".ppt"):
+        import olefile
+
+        with olefile.OleFileIO(str(source)) as ole:
+            for entry in ole.listdir():
+                ole.openstream(entry).read()
+    elif suffix == ".rtf":
+        from oletools import rtfobj
+
+        rtfobj.RtfObjParser(source.read_bytes()).parse()
+    else:  # the macro-enabled files python-docx & co. refuse: a zip read + rewrite
+        with (
+            zipfile.ZipFile(source) as src,
+            zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as out,
+        ):
+            for info in src.infolist():
+                out.writestr(info.filename, src.read(info))
+
+
+def _measure(
+    paths: list[Path], work: Path, rounds: int, profile: dict[str, Any]
+) -> tuple[float, float]:
+    best_cdr = best_plain = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for path in paths:
+            dest = work / f"out{path.suffix}"
+            answer = job.disarm_file(path, dest, profile, "default", None, MAX_FILE_SIZE)
+            assert answer["outcome"] in ("rebuilt", "unmodified", "blocked"), (path, answer)
+        best_cdr = min(best_cdr, time.perf_counter() - start)
+        start = time.perf_counter()
+        for path in paths:
+            _plain(path, work / f"plain{path.suffix}")
+        best_plain = min(best_plain, time.perf_counter() - start)
+    return best_cdr, best_plain
+
+
+def run(rounds: int = 3) -> list[dict[str, Any]]:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # oletools' pyparsing use
+    rows: list[dict[str, Any]] = []
+    work = Path(tempfile.mkdtemp(prefix="gicap-bench-office-"))
+    try:
+        corpora: tuple[tuple[str, str, Callable[[random.Random, Path], list[Path]], dict], ...] = (
+            ("office", "docx text", _docx(0), {}),
+            ("office", "docx photos", _docx(4), {}),
+            # the same, pictures allowed: what the re-encoding costs
+            ("office", "docx photos, img kept", _docx(4), {"embedded_images": "allow"}),
+            ("office", "xlsx cells", _xlsx, {}),
+            ("office", "pptx slides", _pptx, {}),
+            ("office", "active content", _active, {}),
+            ("rtf", "rtf text+pictures", _rtf, {}),
+            ("legacy", "doc/xls/ppt (tests)", _legacy, {}),
+        )
+        for family, corpus, make, office in corpora:
+            profile = build_profile("default", {"office": office}).as_dict()
+            paths = make(random.Random(42), work)
+            mb = sum(p.stat().st_size for p in paths) / 1e6
+            cdr_s, plain_s = _measure(paths, work, rounds, profile)
+            rows.append(
+                {
+                    "family": family,
+                    "corpus": corpus,
+                    "files": len(paths),
+                    "mb": round(mb, 3),
+                    "cdr_s": round(cdr_s, 4),
+                    "plain_s": round(plain_s, 4),
+                }
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    rows = run()
+    print(
+        f"{'family':6} {'corpus':22} {'files':>5} {'MB':>6} {'cdr MB/s':>9} {'files/s':>8} "
+        f"{'plain MB/s':>10} {'cdr/plain':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['family']:6} {r['corpus']:22} {r['files']:>5} {r['mb']:>6.3f} "
+            f"{r['mb'] / r['cdr_s']:>9.1f} {r['files'] / r['cdr_s']:>8.1f} "
+            f"{r['mb'] / r['plain_s']:>10.1f} {r['cdr_s'] / r['plain_s']:>9.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

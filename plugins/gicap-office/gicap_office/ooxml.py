@@ -1,0 +1,1043 @@
+"""The OOXML engine: Word, Excel and PowerPoint documents (and their macro-enabled,
+template and show variants) rebuilt from their allowed parts.
+
+The package is read into parts (every XML part parsed with the hardened parser), each
+kind of active content is looked for and, when its switch says ``sanitise``, removed by
+dropping relationships/parts or editing the XML; :class:`~gicap_office.package.Package`
+then repairs every reference and writes a new zip with only the parts still reached.
+See the README for exactly what each switch covers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+from gicap.cdr.detect import FILE_TYPES, OOXML_MAIN_CONTENT_TYPES
+from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
+from gicap_office import _images, _xml, _zip
+from gicap_office._fields import classify_field
+from gicap_office._report import Report
+from gicap_office._xml import VML, A, S, W, X, is_, rattr, split, wattr
+from gicap_office.package import Package, PackageRefused, Rel, prune_up
+
+# ----------------------------------------------------------------- vocabularies
+
+#: Content types of macro parts -> what to call them.
+MACRO_CONTENT_TYPES = {
+    "application/vnd.ms-office.vbaproject": "VBA project",
+    "application/vnd.ms-word.vbadata+xml": "VBA project data",
+    "application/vnd.ms-office.vbaprojectsignature": "VBA project signature",
+    "application/vnd.ms-office.vbaprojectsignatureagile": "VBA project signature",
+    "application/vnd.ms-office.vbaprojectsignaturev3": "VBA project signature",
+    "application/vnd.ms-excel.macrosheet+xml": "Excel 4 macro sheet",
+    "application/vnd.ms-excel.intlmacrosheet+xml": "Excel 4 macro sheet",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.dialogsheet+xml": (
+        "Excel 5 dialog sheet"
+    ),
+    "application/vnd.ms-office.activex+xml": "ActiveX control",
+    "application/vnd.ms-office.activex": "ActiveX control data",
+    "application/vnd.ms-word.keymapcustomizations+xml": "Word key customisations",
+    "application/vnd.ms-word.attachedtoolbars": "Word toolbars",
+}
+#: Relationship types of macro parts -> what to call them.
+MACRO_RELS = {
+    "vbaProject": "VBA project",
+    "wordVbaData": "VBA project data",
+    "vbaProjectSignature": "VBA project signature",
+    "vbaProjectSignatureAgile": "VBA project signature",
+    "vbaProjectSignatureV3": "VBA project signature",
+    "xlMacrosheet": "Excel 4 macro sheet",
+    "xlIntlMacrosheet": "Excel 4 macro sheet",
+    "dialogsheet": "Excel 5 dialog sheet",
+    "control": "ActiveX control",
+    "activeXControlBinary": "ActiveX control data",
+    "keyMapCustomizations": "Word key customisations",
+    "attachedToolbars": "Word toolbars",
+}
+#: Macro parts that are sheets of the workbook (their <sheet> entries must go too).
+MACRO_SHEETS = {"Excel 4 macro sheet", "Excel 5 dialog sheet"}
+#: Workbook names Excel runs on open/close (Excel 4 macros).
+AUTO_NAMES = re.compile(r"^(?:_xlnm\.)?auto_(?:open|close|activate|deactivate)", re.I)
+
+#: Main-part content type of a macro-enabled file -> its macro-free equivalent.
+MACRO_FREE = {
+    "application/vnd.ms-word.document.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    ),
+    "application/vnd.ms-word.template.macroenabledtemplate.main+xml": (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml"
+    ),
+    "application/vnd.ms-excel.sheet.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    ),
+    "application/vnd.ms-excel.template.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.template.main+xml"
+    ),
+    "application/vnd.ms-powerpoint.presentation.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml"
+    ),
+    "application/vnd.ms-powerpoint.slideshow.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.presentationml.slideshow.main+xml"
+    ),
+    "application/vnd.ms-powerpoint.template.macroenabled.main+xml": (
+        "application/vnd.openxmlformats-officedocument.presentationml.template.main+xml"
+    ),
+}
+
+#: Internal relationship types of embedded content -> what to call it.
+EMBED_RELS = {
+    "oleObject": "OLE object",
+    "package": "embedded package",
+    "aFChunk": "imported document (altChunk)",
+    "font": "embedded font",
+    "video": "video",
+    "audio": "audio",
+    "media": "media",
+}
+EMBED_CONTENT_TYPES = {
+    "application/vnd.openxmlformats-officedocument.oleobject": "OLE object",
+    "application/vnd.openxmlformats-officedocument.obfuscatedfont": "embedded font",
+    "application/x-fontdata": "embedded font",
+    "application/x-font-ttf": "embedded font",
+}
+
+#: External relationship types -> what to call them (others: "external <type> link").
+EXTERNAL_KINDS = {
+    "hyperlink": "hyperlink",
+    "attachedTemplate": "remote template",
+    "frame": "external frame",
+    "oleObject": "linked OLE object",
+    "subDocument": "linked sub-document",
+    "image": "linked image",
+    "externalLinkPath": "external workbook",
+    "video": "linked video",
+    "audio": "linked audio",
+    "media": "linked media",
+}
+#: Word mail-merge data sources (handled with <w:mailMerge>, a data connection).
+MAIL_MERGE_RELS = {"mailMergeSource", "mailMergeHeaderSource", "recipientData"}
+
+#: Review relationships: comments (counted) and the author lists that go with them.
+REVIEW_RELS = {
+    "comments": "comments",
+    "threadedComment": "threaded comments",
+    "revisionHeaders": "shared-workbook revision log",
+}
+REVIEW_SIDE_RELS = {
+    "commentsExtended",
+    "commentsIds",
+    "commentsExtensible",
+    "people",
+    "person",
+    "commentAuthors",
+    "authors",
+    "usernames",
+}
+
+#: Spreadsheet functions that reach outside the workbook -> (switch, kind).
+RISKY_FUNCTIONS = {
+    "HYPERLINK": ("external_hyperlinks", "HYPERLINK formula"),
+    "WEBSERVICE": ("external_hyperlinks", "WEBSERVICE formula"),
+    "IMAGE": ("external_hyperlinks", "IMAGE formula"),
+    "RTD": ("dynamic_data_exchange", "RTD formula"),
+    "CALL": ("macros", "CALL formula"),
+    "REGISTER.ID": ("macros", "REGISTER.ID formula"),
+}
+_FUNCTION = re.compile(
+    r"(?:(?<=_xlfn\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID)\s*\(",
+    re.I,
+)
+_CELL_LINK = re.compile(r'HYPERLINK\s*\(\s*"#', re.I)
+_STRING = re.compile(r'"(?:[^"]|"")*"')
+_BOOK_INDEX = re.compile(r"\[(\d+)\]")
+
+#: App properties kept (document statistics); the others name people and places.
+APP_KEEP = {
+    "Application",
+    "AppVersion",
+    "DocSecurity",
+    "ScaleCrop",
+    "LinksUpToDate",
+    "SharedDoc",
+    "HyperlinksChanged",
+    "Pages",
+    "Words",
+    "Characters",
+    "CharactersWithSpaces",
+    "Lines",
+    "Paragraphs",
+    "Slides",
+    "Notes",
+    "HiddenSlides",
+    "MMClips",
+    "PresentationFormat",
+    "HeadingPairs",
+    "TitlesOfParts",
+}
+
+WORD_STORIES = ("document", "hdr", "ftr", "footnotes", "endnotes", "comments", "glossaryDocument")
+XDR = "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing"
+
+
+# ---------------------------------------------------------------------- engine
+
+
+def disarm(request: DisarmRequest) -> DisarmResult:
+    report = Report(request.switches)
+    try:
+        content = _zip.read(request.source, request.limits)
+    except _zip.ZipRefused as exc:
+        what = "zip bomb" if exc.bomb else "unsafe or malformed zip"
+        return DisarmResult("unprocessable", reason=f"{what}: {exc}")
+    try:
+        pkg = Package(content)
+        if pkg.main_part() is None:
+            raise PackageRefused("no main document part")
+        output_type = _disarm_package(pkg, report, content)
+    except (PackageRefused, _xml.XMLRefused) as exc:
+        return DisarmResult("unprocessable", reason=str(exc))
+    except _images.ImageBomb as exc:
+        return DisarmResult("unprocessable", reason=f"image bomb: {exc}")
+    blocked = report.blocked()
+    if blocked is not None:
+        return blocked
+    if not report.changes:
+        return report.unmodified()
+    _zip.write(request.destination, pkg.members())
+    if output_type is not None and output_type.name == request.file_type.name:
+        output_type = None
+    return report.rebuilt(output_type)
+
+
+def _disarm_package(pkg: Package, report: Report, content: _zip.ZipContent) -> FileType | None:
+    if content.directories:
+        report.structure("directory entry", content.directories)
+    elif not content.tight:
+        report.structure("data outside the zip entries")
+    for name in pkg.initial_orphans:
+        if _macro_label(pkg, name, []) and report.policy("macros") == "disallow":
+            report.hit("macros", "unreferenced VBA project")
+        report.structure("unreferenced part")
+    pkg.removed.update(pkg.initial_orphans)  # never looked at again
+
+    output_type = _macros(pkg, report)
+    _embedded(pkg, report)
+    _external_rels(pkg, report)
+    ext_map = _external_workbooks(pkg, report)
+    _connections(pkg, report)
+    _word_stories(pkg, report)
+    _word_settings(pkg, report)
+    _review_rels(pkg, report)
+    _drawing_links(pkg, report)
+    _sheet_links(pkg, report)
+    _formulas(pkg, report, ext_map)
+    _vml_links(pkg, report)
+    pkg.commit()
+    # after the removals, so that pictures of removed objects are not counted
+    _metadata(pkg, report)
+    _images_(pkg, report)
+    pkg.commit()
+    return output_type
+
+
+def _incoming(pkg: Package) -> dict[str, list[Rel]]:
+    out: dict[str, list[Rel]] = {}
+    for rel in pkg.all_rels():
+        if rel.part:
+            out.setdefault(rel.part, []).append(rel)
+    return out
+
+
+# ---------------------------------------------------------------------- macros
+
+
+def _macro_label(pkg: Package, name: str, incoming: list[Rel]) -> str | None:
+    label = MACRO_CONTENT_TYPES.get(pkg.content_type(name).lower())
+    if label is None:
+        label = next((MACRO_RELS[r.type] for r in incoming if r.type in MACRO_RELS), None)
+    if label is None and name.lower().endswith("vbaproject.bin"):
+        label = "VBA project"
+    return label
+
+
+def _macros(pkg: Package, report: Report) -> FileType | None:
+    incoming = _incoming(pkg)
+    removed = False
+    sheet_parts: set[str] = set()
+    reach = pkg.reachable()
+    for name in [n for n in pkg.parts if n in reach]:
+        label = _macro_label(pkg, name, incoming.get(name, []))
+        if label is None:
+            continue
+        if report.hit("macros", label):
+            pkg.remove_part(name)
+            removed = True
+            if label in MACRO_SHEETS:
+                sheet_parts.add(name)
+    if sheet_parts:
+        _remove_workbook_sheets(pkg, sheet_parts)
+
+    # ribbon customisations calling macros (onLoad, onAction, getEnabled...)
+    for rel in list(pkg.rels_of("").values()):
+        if rel.type == "ui/extensibility" and rel.part and rel.part not in pkg.removed:
+            root = pkg.root(rel.part)
+            if root is not None and _has_callbacks(root):
+                if report.hit("macros", "ribbon callbacks (customUI)"):
+                    pkg.remove_part(rel.part)
+
+    # macro assignments: form controls, drawing shapes, VML client data
+    for name in pkg.kept():
+        root = pkg.root(name)
+        if root is None or not pkg.mentions(name, b"acro"):
+            continue
+        found: list[tuple[etree._Element, str | None]] = []
+        if split(root.tag)[1] == "formControlPr" and root.get("fmlaMacro"):
+            found.append((root, "fmlaMacro"))
+        for el in root.iter(
+            f"{{{XDR}}}sp", f"{{{XDR}}}pic", f"{{{XDR}}}cxnSp", f"{{{XDR}}}graphicFrame"
+        ):
+            if el.get("macro"):
+                found.append((el, "macro"))
+        for el in root.iter(f"{{{X}}}FmlaMacro"):
+            found.append((el, None))
+        if found and report.hit("macros", "macro assignment", n=len(found)):
+            for el, attr in found:
+                if attr is None:
+                    _xml.remove(el)
+                else:
+                    del el.attrib[attr]
+            pkg.touch(name)
+
+    if not removed:
+        return None
+    main = pkg.main_part()
+    if main is None:
+        return None
+    ct = pkg.content_type(main).lower()
+    free = MACRO_FREE.get(ct)
+    if free is None:
+        return None
+    pkg.set_content_type(main, free)
+    return FILE_TYPES[OOXML_MAIN_CONTENT_TYPES[free.lower()]]
+
+
+def _has_callbacks(root: etree._Element) -> bool:
+    for el in root.iter():
+        for attr in el.attrib:
+            local = split(attr)[1]
+            if local.startswith(("on", "get")) or local == "loadImage":
+                return True
+    return False
+
+
+def _remove_workbook_sheets(pkg: Package, parts: set[str]) -> None:
+    """Remove the <sheet> entries of removed macro/dialog sheets and keep every sheet
+    index of the workbook right (defined names, active and first tab)."""
+    main = pkg.main_part()
+    root = pkg.root(main) if main else None
+    if main is None or root is None or not is_(root, S, "workbook"):
+        return
+    rels = pkg.rels_of(main)
+    sheets_el = next((c for c in root if is_(c, S, "sheets")), None)
+    if sheets_el is None:
+        return
+    sheets = [c for c in sheets_el if is_(c, S, "sheet")]
+    gone: list[int] = []
+    names: list[str] = []
+    for index, sheet in enumerate(sheets):
+        rel = rels.get(rattr(sheet, "id") or "")
+        if rel is not None and rel.part in parts:
+            gone.append(index)
+            names.append(sheet.get("name", ""))
+            _xml.remove(sheet)
+    if not gone:
+        return
+    left = [s for i, s in enumerate(sheets) if i not in gone]
+    if not left:
+        raise PackageRefused("no sheet would be left once the macro sheets are removed")
+    if all(s.get("state") in ("hidden", "veryHidden") for s in left):
+        del left[0].attrib["state"]  # a workbook needs one visible sheet
+
+    def new_index(old: int) -> int | None:
+        return None if old in gone else old - sum(1 for g in gone if g < old)
+
+    refs = [f"{n}!" for n in names] + [f"'{n.replace(chr(39), chr(39) * 2)}'!" for n in names]
+    for dn in list(root.iter(*_xml.clark(S, "definedName"))):
+        local = dn.get("localSheetId")
+        text = dn.text or ""
+        if AUTO_NAMES.match(dn.get("name", "")) or any(r in text for r in refs):
+            _remove_and_prune(dn)
+            continue
+        if local is not None and local.isdigit():
+            index = new_index(int(local))
+            if index is None:
+                _remove_and_prune(dn)
+            else:
+                dn.set("localSheetId", str(index))
+    for view in root.iter(*_xml.clark(S, "workbookView")):
+        for attr in ("activeTab", "firstSheet"):
+            value = view.get(attr)
+            if value is not None and value.isdigit():
+                view.set(attr, str(new_index(int(value)) or 0))
+    _drop_calc_chain(pkg, main)
+    pkg.touch(main)
+
+
+def _remove_and_prune(el: etree._Element) -> None:
+    parent = _xml.remove(el)
+    if parent is not None and len(parent) == 0 and split(parent.tag)[1] == "definedNames":
+        _xml.remove(parent)
+
+
+def _drop_calc_chain(pkg: Package, workbook: str) -> None:
+    # Excel rebuilds its calculation chain; a stale one makes it repair the file
+    for rel in pkg.rels_of(workbook).values():
+        if rel.type == "calcChain":
+            pkg.drop_rel(rel)
+
+
+# -------------------------------------------------------------- embedded files
+
+
+def _embedded(pkg: Package, report: Report) -> None:
+    incoming = _incoming(pkg)
+    for name in pkg.kept():
+        if name not in incoming:
+            continue
+        label = EMBED_CONTENT_TYPES.get(pkg.content_type(name).lower())
+        if label is None:
+            label = next((EMBED_RELS[r.type] for r in incoming[name] if r.type in EMBED_RELS), None)
+        if label is None and "/embeddings/" in name.lower():
+            label = "embedded object"
+        if label is not None and report.hit("embedded_files", label):
+            pkg.remove_part(name)
+
+
+# -------------------------------------------------------------- external links
+
+
+def _external_rels(pkg: Package, report: Report) -> None:
+    for rel in pkg.all_rels():
+        if not rel.external or rel.type in MAIL_MERGE_RELS:
+            continue
+        source_root = pkg.root(rel.source) if rel.source else None
+        if source_root is not None and is_(source_root, S, "externalLink"):
+            continue  # the whole external link part is judged below
+        kind = EXTERNAL_KINDS.get(rel.type, f"external {rel.type} link")
+        if report.hit("external_hyperlinks", kind):
+            pkg.drop_rel(rel)
+
+
+def _external_workbooks(pkg: Package, report: Report) -> dict[int, int | None]:
+    """External workbook links, DDE links and OLE links of a workbook
+    (``xl/externalLinks``). Returns the renumbering of the remaining ones (old index ->
+    new index, ``None`` when removed) for the formulas that use them."""
+    main = pkg.main_part()
+    root = pkg.root(main) if main else None
+    if main is None or root is None or not is_(root, S, "workbook"):
+        return {}
+    rels = pkg.rels_of(main)
+    refs_el = next((c for c in root if is_(c, S, "externalReferences")), None)
+    listed = [c for c in refs_el if is_(c, S, "externalReference")] if refs_el is not None else []
+    mapping: dict[int, int | None] = {}
+    new = 0
+    removed = False
+    for index, ref in enumerate(listed, start=1):
+        rel = rels.get(rattr(ref, "id") or "")
+        verdict = _judge_external_link(pkg, report, rel)
+        if verdict:
+            mapping[index] = None
+            _xml.remove(ref)
+            removed = True
+            if rel is not None and rel.part:
+                pkg.remove_part(rel.part)
+        else:
+            new += 1
+            mapping[index] = new
+    listed_ids = {rattr(r, "id") for r in listed}
+    for rel in list(rels.values()):  # external link parts no <externalReference> lists
+        if rel.type == "externalLink" and rel.id not in listed_ids:
+            if _judge_external_link(pkg, report, rel) and rel.part:
+                pkg.remove_part(rel.part)
+    if refs_el is not None and len(refs_el) == 0:
+        _xml.remove(refs_el)
+    if removed:
+        pkg.touch(main)
+        _drop_calc_chain(pkg, main)
+    return mapping if removed else {}
+
+
+def _judge_external_link(pkg: Package, report: Report, rel: Rel | None) -> bool:
+    if rel is None or rel.part is None or rel.part in pkg.removed:
+        return False
+    root = pkg.root(rel.part)
+    if root is None:
+        return False
+    kinds = {split(c.tag)[1] for c in root}
+    if "ddeLink" in kinds:
+        return report.hit("dynamic_data_exchange", "DDE link")
+    if "oleLink" in kinds:
+        return report.hit("external_hyperlinks", "OLE link")
+    return report.hit("external_hyperlinks", "external workbook link")
+
+
+def _connections(pkg: Package, report: Report) -> None:
+    removed = False
+    for rel in list(pkg.all_rels()):
+        if rel.external or not rel.part or rel.part in pkg.removed:
+            continue
+        if rel.type == "connections":
+            if report.hit("dynamic_data_exchange", "data connection"):
+                pkg.remove_part(rel.part)
+                removed = True
+        elif rel.type == "queryTable":
+            if report.hit("dynamic_data_exchange", "query table"):
+                pkg.remove_part(rel.part)
+    if not removed:
+        return
+    for name in pkg.parts_with_root(S, "table"):
+        root = pkg.root(name)
+        assert root is not None
+        if root.get("connectionId") is not None or root.get("tableType") == "queryTable":
+            root.attrib.pop("connectionId", None)
+            root.attrib.pop("tableType", None)
+            for col in root.iter(*_xml.clark(S, "tableColumn")):
+                col.attrib.pop("queryTableFieldId", None)
+            pkg.touch(name)
+    for name in pkg.parts_with_root(S, "pivotCacheDefinition"):
+        root = pkg.root(name)
+        assert root is not None
+        for source in root.iter(*_xml.clark(S, "cacheSource")):
+            if source.get("connectionId") is not None:
+                raise PackageRefused(
+                    "a pivot table is fed by an external data connection: it cannot be "
+                    "rebuilt without it"
+                )
+
+
+# ------------------------------------------------------------------------ Word
+
+
+def _word_stories(pkg: Package, report: Report) -> None:
+    for name in pkg.parts_with_root(W, *WORD_STORIES):
+        root = pkg.root(name)
+        assert root is not None
+        changed = False
+        marks = _revisions(root)
+        if marks and report.hit("review_comments", "tracked change", n=len(marks)):
+            _accept_revisions(marks)
+            changed = True
+        markers = list(
+            root.iter(
+                *_xml.clark(W, "commentRangeStart"),
+                *_xml.clark(W, "commentRangeEnd"),
+                *_xml.clark(W, "commentReference"),
+            )
+        )
+        anchors = sum(1 for m in markers if split(m.tag)[1] == "commentReference")
+        if markers and report.hit("review_comments", "comment anchor", n=max(anchors, 1)):
+            for el in markers:
+                _remove_in_run(el)
+            changed = True
+        if pkg.mentions(name, b"fldChar", b"fldSimple"):
+            changed |= _word_fields(root, report)
+        if pkg.mentions(name, b"hyperlink"):
+            rels = pkg.rels_of(name)
+            for link in list(root.iter(*_xml.clark(W, "hyperlink"))):
+                rid = rattr(link, "id")
+                rel = rels.get(rid) if rid else None
+                if rel is not None and rel.external:
+                    continue  # an external hyperlink: judged with its relationship
+                if wattr(link, "anchor") is not None or rel is not None:
+                    if report.hit("internal_hyperlinks", "link to a bookmark"):
+                        _xml.unwrap(link)
+                        changed = True
+        if changed:
+            pkg.touch(name)
+
+
+def _remove_in_run(el: etree._Element) -> None:
+    """Remove ``el``; then its run too when nothing but run properties is left."""
+    parent = _xml.remove(el)
+    if parent is not None and is_(parent, W, "r") and all(is_(c, W, "rPr") for c in parent):
+        _xml.remove(parent)
+
+
+class _Field:
+    __slots__ = ("begin", "sep", "end", "instr", "computed", "code")
+
+    def __init__(self, begin: etree._Element) -> None:
+        self.begin = begin
+        self.sep: etree._Element | None = None
+        self.end: etree._Element | None = None
+        self.instr = ""
+        self.computed = False
+        self.code: list[etree._Element] = []
+
+
+def _collect_fields(root: etree._Element) -> list[_Field]:
+    """Complex fields (``w:fldChar`` begin/separate/end with ``w:instrText``), in
+    document order, nesting included. A field's code region (between begin and
+    separate) collects every element in it, nested fields' too."""
+    stack: list[_Field] = []
+    done: list[_Field] = []
+    for run in list(root.iter(*_xml.clark(W, "r"))):
+        for child in list(run):
+            ns, local = split(child.tag)
+            if ns in W and local == "rPr":
+                continue
+            if ns in W and local == "fldChar":
+                kind = wattr(child, "fldCharType")
+                if kind == "begin":
+                    for f in stack:
+                        if f.sep is None:
+                            f.code.append(child)
+                    if stack and stack[-1].sep is None and not stack[-1].instr.strip():
+                        stack[-1].computed = True  # the keyword comes from a nested field
+                    stack.append(_Field(child))
+                elif kind == "separate" and stack:
+                    for f in stack[:-1]:
+                        if f.sep is None:
+                            f.code.append(child)
+                    if stack[-1].sep is None:
+                        stack[-1].sep = child
+                elif kind == "end" and stack:
+                    field = stack.pop()
+                    field.end = child
+                    for f in stack:
+                        if f.sep is None:
+                            f.code.append(child)
+                    done.append(field)
+                continue
+            for f in stack:
+                if f.sep is None:
+                    f.code.append(child)
+            if ns in W and local in ("instrText", "delInstrText") and stack:
+                if stack[-1].sep is None:
+                    stack[-1].instr += child.text or ""
+    done.extend(stack)  # fields never closed count too
+    return done
+
+
+def _word_fields(root: etree._Element, report: Report) -> bool:
+    changed = False
+    for field in _collect_fields(root):
+        verdict = classify_field(field.instr, field.computed)
+        if verdict and report.hit(*verdict, verb="neutralised"):
+            touched: list[etree._Element] = []
+            for el in (field.begin, field.sep, field.end, *field.code):
+                if el is None:
+                    continue
+                parent = _xml.remove(el)
+                if parent is not None:
+                    touched.append(parent)
+            for run in touched:
+                if is_(run, W, "r") and all(is_(c, W, "rPr") for c in run):
+                    _xml.remove(run)
+            changed = True
+    for simple in list(root.iter(*_xml.clark(W, "fldSimple"))):
+        verdict = classify_field(wattr(simple, "instr") or "", False)
+        if verdict and report.hit(*verdict, verb="neutralised"):
+            _xml.unwrap(simple)  # the field's result runs stay, as plain text
+            changed = True
+    return changed
+
+
+# Tracked changes are accepted: the document reads as its author last saw it.
+_REV_REMOVE = {
+    "rPrChange",
+    "pPrChange",
+    "sectPrChange",
+    "tblPrChange",
+    "trPrChange",
+    "tcPrChange",
+    "tblGridChange",
+    "tblPrExChange",
+    "numberingChange",
+    "moveFromRangeStart",
+    "moveFromRangeEnd",
+    "moveToRangeStart",
+    "moveToRangeEnd",
+    "customXmlDelRangeStart",
+    "customXmlDelRangeEnd",
+    "customXmlInsRangeStart",
+    "customXmlInsRangeEnd",
+    "customXmlMoveFromRangeStart",
+    "customXmlMoveFromRangeEnd",
+    "customXmlMoveToRangeStart",
+    "customXmlMoveToRangeEnd",
+    "cellIns",
+    "cellDel",
+    "cellMerge",
+}
+_REV_TAGS = [
+    t for local in ("ins", "del", "moveFrom", "moveTo", *_REV_REMOVE) for t in _xml.clark(W, local)
+]
+
+
+def _revisions(root: etree._Element) -> list[etree._Element]:
+    return list(root.iter(*_REV_TAGS))
+
+
+def _accept_revisions(marks: list[etree._Element]) -> None:
+    containers: list[etree._Element] = []
+    for el in marks:
+        if el.getparent() is None:
+            continue
+        local = split(el.tag)[1]
+        parent = el.getparent()
+        assert parent is not None
+        parent_local = split(parent.tag)[1]
+        if local in _REV_REMOVE:
+            _xml.remove(el)
+        elif parent_local == "rPr" and _is_ppr(parent.getparent()):
+            # a paragraph mark's revision: deleted/moved-away marks join paragraphs
+            _xml.remove(el)
+            if local in ("del", "moveFrom"):
+                ppr = parent.getparent()
+                para = ppr.getparent() if ppr is not None else None
+                if para is not None:
+                    _join_next(para)
+        elif parent_local == "trPr":
+            _xml.remove(el)
+            if local == "del":
+                row = parent.getparent()
+                if row is not None:
+                    _remove_row(row)
+        else:
+            containers.append(el)
+    for el in containers:
+        if el.getparent() is None:
+            continue
+        local = split(el.tag)[1]
+        if local in ("del", "moveFrom"):
+            _xml.remove(el)
+        else:
+            _xml.unwrap(el)
+
+
+def _is_ppr(el: etree._Element | None) -> bool:
+    return el is not None and is_(el, W, "pPr")
+
+
+def _join_next(para: etree._Element) -> None:
+    """Accept a deleted paragraph mark: the paragraph's content joins the next one."""
+    nxt = para.getnext()
+    if nxt is None or not is_(nxt, W, "p"):
+        return
+    at = 1 if len(nxt) and is_(nxt[0], W, "pPr") else 0
+    for child in [c for c in para if not is_(c, W, "pPr")]:
+        nxt.insert(at, child)
+        at += 1
+    _xml.remove(para)
+
+
+def _remove_row(row: etree._Element) -> None:
+    table = _xml.remove(row)
+    if table is None or any(is_(c, W, "tr") for c in table):
+        return
+    cell = _xml.remove(table)
+    if cell is not None and is_(cell, W, "tc") and not any(is_(c, W, "p") for c in cell):
+        etree.SubElement(cell, f"{{{split(cell.tag)[0]}}}p")  # a cell ends with a paragraph
+
+
+def _word_settings(pkg: Package, report: Report) -> None:
+    for name in pkg.parts_with_root(W, "settings"):
+        root = pkg.root(name)
+        assert root is not None
+        for merge in list(root.iter(*_xml.clark(W, "mailMerge"))):
+            if report.hit("dynamic_data_exchange", "mail-merge data source"):
+                _xml.remove(merge)
+                pkg.touch(name)
+
+
+# ---------------------------------------------------------------------- review
+
+
+def _review_rels(pkg: Package, report: Report) -> None:
+    found = False
+    side: list[Rel] = []
+    for rel in list(pkg.all_rels()):
+        if rel.external or not rel.part or rel.part in pkg.removed:
+            continue
+        if rel.type in REVIEW_SIDE_RELS:
+            side.append(rel)
+            continue
+        label = REVIEW_RELS.get(rel.type)
+        if label is None:
+            continue
+        found = True
+        root = pkg.root(rel.part)
+        count = 1
+        if root is not None:
+            count = max(
+                1,
+                sum(
+                    1
+                    for el in root.iter()
+                    if split(el.tag)[1] in ("comment", "cm", "threadedComment")
+                ),
+            )
+        if report.hit("review_comments", label, n=count):
+            pkg.remove_part(rel.part)
+            source_root = pkg.root(rel.source) if rel.source else None
+            if source_root is not None and is_(source_root, S, "worksheet"):
+                _remove_notes(pkg, rel.source)
+    found = found or "review_comments" in report.found
+    if found and report.policy("review_comments") == "sanitise":
+        for rel in side:  # author lists (names, e-mail addresses) of comments/revisions
+            pkg.remove_part(rel.part or "")
+
+
+def _remove_notes(pkg: Package, sheet: str) -> None:
+    """Remove the note shapes of a worksheet's VML drawing (Excel draws comments
+    there); the drawing goes when nothing else is in it."""
+    for rel in pkg.rels_of(sheet).values():
+        if rel.type != "vmlDrawing" or not rel.part:
+            continue
+        root = pkg.root(rel.part)
+        if root is None:
+            continue
+        for data in list(root.iter(f"{{{X}}}ClientData")):
+            if data.get("ObjectType") == "Note":
+                shape = data.getparent()
+                if shape is not None:
+                    _xml.remove(shape)
+        pkg.touch(rel.part)
+        if not any(split(c.tag)[0] == VML and split(c.tag)[1] != "shapetype" for c in root):
+            pkg.drop_rel(rel)
+
+
+# ------------------------------------------------------------- links in drawings
+
+
+def _drawing_links(pkg: Package, report: Report) -> None:
+    """DrawingML click/hover actions: internal jumps, macros, OLE verbs. (External
+    targets are judged with their relationships.)"""
+    tags = [
+        t for local in ("hlinkClick", "hlinkHover", "hlinkMouseOver") for t in _xml.clark(A, local)
+    ]
+    for name in pkg.kept():
+        if name not in pkg.trees or not pkg.mentions(name, b"hlink"):
+            continue
+        root = pkg.root(name)
+        assert root is not None
+        rels = pkg.rels_of(name)
+        changed = False
+        for el in list(root.iter(*tags)):
+            rid = rattr(el, "id")
+            rel = rels.get(rid) if rid else None
+            if rel is not None and rel.external:
+                continue
+            action = (el.get("action") or "").lower()
+            if action.startswith("ppaction://macro"):
+                verdict = ("macros", "macro action")
+            elif action.startswith("ppaction://ole"):
+                verdict = ("embedded_files", "OLE action")
+            elif action.startswith("ppaction://program"):
+                verdict = ("external_hyperlinks", "run-program action")
+            elif rel is None and action in ("", "ppaction://noaction"):
+                continue
+            else:
+                verdict = ("internal_hyperlinks", "link within the document")
+            if report.hit(*verdict):
+                prune_up(_xml.remove(el))
+                changed = True
+        if changed:
+            pkg.touch(name)
+
+
+def _sheet_links(pkg: Package, report: Report) -> None:
+    """Worksheet hyperlinks to a place in the workbook (``location``, no target)."""
+    for name in pkg.parts_with_root(S, "worksheet"):
+        root = pkg.root(name)
+        assert root is not None
+        rels = pkg.rels_of(name)
+        for link in list(root.iter(*_xml.clark(S, "hyperlink"))):
+            rid = rattr(link, "id")
+            rel = rels.get(rid) if rid else None
+            if rel is not None and rel.external:
+                continue
+            if link.get("location") is not None or rel is not None:
+                if report.hit("internal_hyperlinks", "link to a cell"):
+                    prune_up(_xml.remove(link))
+                    pkg.touch(name)
+
+
+def _vml_links(pkg: Package, report: Report) -> None:
+    for name in pkg.kept():
+        if name not in pkg.trees or not pkg.mentions(name, b"href"):
+            continue
+        root = pkg.root(name)
+        assert root is not None
+        for el in root.iter():
+            href = el.get("href")
+            if href is None or split(el.tag)[0] != VML:
+                continue
+            if href.startswith("#"):
+                verdict = ("internal_hyperlinks", "link within the document")
+            else:
+                verdict = ("external_hyperlinks", "hyperlink")
+            if report.hit(*verdict):
+                del el.attrib["href"]
+                pkg.touch(name)
+
+
+# -------------------------------------------------------------------- formulas
+
+
+def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> None:
+    """Cell formulas using removed external workbooks lose their formula (the cached
+    value stays); the others are renumbered. Formulas calling out of the workbook
+    (HYPERLINK, WEBSERVICE, IMAGE, RTD, CALL, REGISTER.ID) are judged by their switch."""
+    main = pkg.main_part()
+    changed_any = False
+    for name in pkg.parts_with_root(S, "worksheet"):
+        if not pkg.mentions(name, b"<f", b":f"):
+            continue
+        root = pkg.root(name)
+        assert root is not None
+        dropped_shared: set[str] = set()
+        changed = False
+        for f in list(root.iter(*_xml.clark(S, "f"))):
+            text = f.text or ""
+            if not text:
+                continue
+            drop, new_text = _judge_formula(text, ext_map, report)
+            if drop:
+                if f.get("t") == "shared" and f.get("si") is not None:
+                    dropped_shared.add(f.get("si", ""))
+                _drop_formula(f)
+                changed = True
+            elif new_text != text:
+                f.text = new_text
+                changed = True
+        if dropped_shared:
+            for f in list(root.iter(*_xml.clark(S, "f"))):
+                if f.get("t") == "shared" and f.get("si") in dropped_shared:
+                    _drop_formula(f)
+        if changed:
+            pkg.touch(name)
+            changed_any = True
+    root = pkg.root(main) if main else None
+    if main and root is not None and is_(root, S, "workbook"):
+        for dn in list(root.iter(*_xml.clark(S, "definedName"))):
+            text = dn.text or ""
+            drop, new_text = _judge_formula(text, ext_map, report)
+            if drop:
+                _remove_and_prune(dn)
+                pkg.touch(main)
+            elif new_text != text:
+                dn.text = new_text
+                pkg.touch(main)
+        if changed_any:
+            _drop_calc_chain(pkg, main)
+
+
+def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
+    """(drop the formula?, the formula with external workbook indexes renumbered)."""
+    literals = _STRING.findall(text)
+    bare = _STRING.sub('""', text)
+    for match in _FUNCTION.finditer(bare):
+        keyword = match.group(1).upper()
+        verdict = RISKY_FUNCTIONS[keyword]
+        if keyword == "HYPERLINK" and _CELL_LINK.search(text):
+            verdict = ("internal_hyperlinks", "HYPERLINK formula to a cell")
+        if report.hit(*verdict):
+            return True, text
+    if not ext_map or "[" not in bare:
+        return False, text
+    drop = False
+
+    def renumber(m: re.Match[str]) -> str:
+        nonlocal drop
+        index = int(m.group(1))
+        if index not in ext_map:
+            return m.group(0)
+        new = ext_map[index]
+        if new is None:
+            drop = True
+            return m.group(0)
+        return f"[{new}]"
+
+    bare = _BOOK_INDEX.sub(renumber, bare)
+    if drop:
+        return True, text
+    # put the string literals back in place
+    pieces = bare.split('""')
+    out = pieces[0]
+    for literal, piece in zip(literals, pieces[1:], strict=False):
+        out += literal + piece
+    return False, out if len(pieces) - 1 == len(literals) else text
+
+
+def _drop_formula(f: etree._Element) -> None:
+    cell = _xml.remove(f)
+    if cell is None or cell.get("t") != "str":
+        return
+    # a formula string result becomes an inline string
+    ns = split(cell.tag)[0]
+    value = next((c for c in cell if split(c.tag)[1] == "v"), None)
+    text = value.text if value is not None else ""
+    if value is not None:
+        _xml.remove(value)
+    inline = etree.Element(f"{{{ns}}}is")
+    etree.SubElement(inline, f"{{{ns}}}t").text = text or ""
+    cell.insert(0, inline)
+    cell.set("t", "inlineStr")
+
+
+# -------------------------------------------------------------------- metadata
+
+
+def _metadata(pkg: Package, report: Report) -> None:
+    for rel in list(pkg.rels_of("").values()):
+        if not rel.part or rel.part in pkg.removed:
+            continue
+        root = pkg.root(rel.part)
+        if rel.type == "metadata/core-properties" and root is not None:
+            if any((c.text or "").strip() or len(c) for c in root):
+                if report.hit("metadata", "document properties"):
+                    for child in list(root):
+                        root.remove(child)
+                    root.text = None
+                    pkg.touch(rel.part)
+        elif rel.type == "extended-properties" and root is not None:
+            personal = [c for c in root if split(c.tag)[1] not in APP_KEEP]
+            if personal and report.hit("metadata", "application properties", n=len(personal)):
+                for child in personal:
+                    _xml.remove(child)
+                pkg.touch(rel.part)
+        elif rel.type == "custom-properties":
+            if report.hit("metadata", "custom properties"):
+                pkg.drop_rel(rel)
+
+
+# ---------------------------------------------------------------------- images
+
+
+def _images_(pkg: Package, report: Report) -> None:
+    policy = report.policy("embedded_images")
+    for name in pkg.kept():
+        ct = pkg.content_type(name).lower()
+        if not ct.startswith("image/"):
+            continue
+        if ct == "image/svg+xml":
+            # removed: a picture with an SVG keeps its PNG fallback (a:blip r:embed)
+            if report.hit("embedded_images", "SVG image"):
+                pkg.remove_part(name)
+            continue
+        if policy != "sanitise":
+            report.hit("embedded_images", "image")
+            continue
+        fmt = _images.FORMATS.get(ct)
+        data = _images.reencode(pkg.data[name], fmt) if fmt else None
+        if data is None:
+            report.hit("embedded_images", "image replaced by a blank placeholder", "neutralised")
+            data = _images.PLACEHOLDER_PNG
+            pkg.set_content_type(name, "image/png")
+        else:
+            report.hit("embedded_images", "image re-encoded", "neutralised")
+        pkg.data[name] = data

@@ -1,0 +1,508 @@
+"""An OPC package (the zip behind every OOXML file) as parts, relationships and content
+types, with the bookkeeping that keeps it consistent while content is removed.
+
+Removing content means removing *relationships* (and parts nothing reaches any more).
+:meth:`Package.commit` then does what Office needs to open the result without a
+repair prompt:
+
+* an element that referred to a removed relationship is removed with it (a hyperlink is
+  unwrapped to its text, an ActiveX or OLE ``w:object`` becomes a plain picture, a slide
+  OLE frame is removed, empty containers such as ``<hyperlinks/>`` or an
+  ``mc:AlternateContent`` whose choice became empty go too);
+* a relationship that was only used by elements removed this way is removed too (the
+  preview image of a removed OLE object, the image of a deleted tracked change);
+* every part no relationship reaches from the package root is dropped, with its
+  ``.rels`` part and its ``[Content_Types].xml`` override; defaults for extensions no
+  longer used go as well.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from lxml import etree
+
+from gicap_office import _xml
+from gicap_office._xml import MC, PKG_RELS, A, P, S, W, is_, split
+from gicap_office._zip import ZipContent
+
+CONTENT_TYPES = "[content_types].xml"
+
+
+class PackageRefused(ValueError):
+    """The package is malformed beyond repair (or cannot be rebuilt)."""
+
+
+def short_type(rel_type: str) -> str:
+    """``.../relationships/hyperlink`` -> ``hyperlink``, ``.../relationships/ui/extensibility``
+    -> ``ui/extensibility``: the same short name for transitional, strict and Microsoft
+    extension namespaces."""
+    at = rel_type.rfind("/relationships/")
+    return rel_type[at + 15 :] if at >= 0 else rel_type.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Rel:
+    source: str  # source part ("" for the package itself)
+    id: str
+    type: str  # short type
+    target: str
+    external: bool
+    elem: etree._Element
+    part: str | None  # the target part, for internal relationships that resolve
+
+
+def rels_name(part: str) -> str:
+    folder, base = posixpath.split(part)
+    return posixpath.join(folder, "_rels", base + ".rels")
+
+
+def _rels_source(name: str) -> str | None:
+    """The source part of a ``.rels`` part name, or ``None`` if it is not one."""
+    folder, base = posixpath.split(name)
+    if not base.lower().endswith(".rels") or posixpath.basename(folder).lower() != "_rels":
+        return None
+    return posixpath.join(posixpath.dirname(folder), base[:-5]) if base != ".rels" else ""
+
+
+_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""")
+_ASCII_ENCODINGS = {
+    b"utf-8",
+    b"utf8",
+    b"us-ascii",
+    b"ascii",
+    b"iso-8859-1",
+    b"latin1",
+    b"windows-1252",
+}
+
+
+def _ascii_compatible(data: bytes) -> bool:
+    head = data.removeprefix(b"\xef\xbb\xbf")
+    if not head.startswith(b"<"):
+        return False
+    m = _ENCODING.match(head[:200])
+    return m is None or m.group(1).lower() in _ASCII_ENCODINGS
+
+
+class Package:
+    def __init__(self, content: ZipContent) -> None:
+        self.order = list(content.members)
+        self.data: dict[str, bytes] = dict(content.members)
+        self.names = {n.lower(): n for n in self.data}
+        ct_name = self.names.get(CONTENT_TYPES)
+        if ct_name is None:
+            raise PackageRefused("no [Content_Types].xml: not an OOXML package")
+        self.ct_name = ct_name
+        self.ct_tree = _xml.parse(self.data[ct_name], ct_name)
+        self.defaults: dict[str, etree._Element] = {}
+        self.overrides: dict[str, etree._Element] = {}
+        self.ct_dirty = False
+        for el in list(self.ct_tree.getroot()):
+            _, local = split(el.tag)
+            if local == "Default" and el.get("Extension"):
+                table, key = self.defaults, el.get("Extension", "").lower()
+            elif local == "Override" and el.get("PartName"):
+                table, key = self.overrides, unquote(el.get("PartName", "")).lstrip("/").lower()
+            else:
+                continue
+            if key in table:
+                # two content types for one part: readers may pick either one
+                if table[key].get("ContentType") != el.get("ContentType"):
+                    raise PackageRefused(f"conflicting content types for {key!r}")
+                _xml.remove(el)
+                self.ct_dirty = True
+                continue
+            table[key] = el
+
+        self.rels_parts: dict[str, str] = {}  # source -> rels part name
+        self.rels: dict[str, dict[str, Rel]] = {}
+        self.trees: dict[str, etree._ElementTree] = {}
+        self.parts: list[str] = []
+        for name in self.order:
+            if name == ct_name:
+                continue
+            source = _rels_source(name)
+            if source is not None:
+                self.rels_parts[source] = name
+                continue
+            self.parts.append(name)
+        for source, name in self.rels_parts.items():
+            self.trees[name] = _xml.parse(self.data[name], name)
+            self.rels[source] = self._read_rels(source, self.trees[name])
+        if "" not in self.rels:
+            raise PackageRefused("no _rels/.rels: not an OOXML package")
+        for name in self.parts:
+            if self._is_xml(name):
+                self.trees[name] = _xml.parse(
+                    self.data[name], name, lenient=name.lower().endswith(".vml")
+                )
+        #: relationship ids each part referred to when read (see :meth:`commit`)
+        self.refs_before = {
+            name: _xml.ref_ids(self.trees[name])
+            for name in self.parts
+            if name in self.trees and self.rels.get(name)
+        }
+        self.removed: set[str] = set()
+        self.dirty: set[str] = set()
+        self.drop: dict[str, set[str]] = {}
+        reach = self.reachable()
+        self.initial_orphans = [n for n in self.parts if n not in reach]
+
+    # ----------------------------------------------------------------- reading
+
+    def _read_rels(self, source: str, tree: etree._ElementTree) -> dict[str, Rel]:
+        out: dict[str, Rel] = {}
+        for el in tree.getroot():
+            if not is_(el, PKG_RELS, "Relationship"):
+                continue
+            rid, rtype, target = el.get("Id"), el.get("Type"), el.get("Target")
+            if not rid or not rtype or target is None:
+                raise PackageRefused(f"incomplete relationship in {rels_name(source)}")
+            if rid in out:
+                raise PackageRefused(f"duplicate relationship id {rid} in {rels_name(source)}")
+            external = (el.get("TargetMode") or "").lower() == "external"
+            part = None if external else self.resolve(source, target)
+            out[rid] = Rel(source, rid, short_type(rtype), target, external, el, part)
+        return out
+
+    def resolve(self, source: str, target: str) -> str | None:
+        path = target.split("#", 1)[0].replace("\\", "/")
+        if not path:
+            return None
+        if path.startswith("/"):
+            path = path.lstrip("/")
+        else:
+            path = posixpath.join(posixpath.dirname(source), path)
+        path = posixpath.normpath(path)
+        if path.startswith("..") or path == ".":
+            return None
+        for candidate in (path, unquote(path)):
+            name = self.names.get(candidate.lower())
+            if name is not None:
+                return name
+        return None
+
+    def content_type(self, name: str) -> str:
+        override = self.overrides.get(name.lower())
+        if override is not None:
+            return override.get("ContentType", "")
+        base = posixpath.basename(name)
+        if "." in base:
+            default = self.defaults.get(base.rsplit(".", 1)[1].lower())
+            if default is not None:
+                return default.get("ContentType", "")
+        return ""
+
+    def _is_xml(self, name: str) -> bool:
+        ct = self.content_type(name).lower()
+        return (
+            ct.endswith("xml")
+            or ct.endswith(".vmldrawing")
+            or name.lower().endswith((".xml", ".vml", ".rels"))
+        )
+
+    def mentions(self, name: str, *needles: bytes) -> bool:
+        """Whether a part may contain one of these element/attribute names: a cheap
+        test on the bytes before walking the tree. Only trusted for ASCII-compatible
+        encodings: a part in UTF-16 (or any other encoding) is always walked."""
+        data = self.data[name]
+        if not _ascii_compatible(data):
+            return True
+        return any(n in data for n in needles)
+
+    def reachable(self) -> set[str]:
+        seen: set[str] = set()
+        todo = [r.part for r in self.rels[""].values() if r.part]
+        while todo:
+            part = todo.pop()
+            if part is None or part in seen or part in self.removed:
+                continue
+            seen.add(part)
+            todo.extend(r.part for r in self.rels.get(part, {}).values() if r.part)
+        return seen
+
+    def kept(self) -> list[str]:
+        return [n for n in self.parts if n not in self.removed]
+
+    def rels_of(self, source: str) -> dict[str, Rel]:
+        return self.rels.get(source, {})
+
+    def all_rels(self) -> Iterator[Rel]:
+        for source, rels in list(self.rels.items()):
+            if source and source in self.removed:
+                continue
+            yield from list(rels.values())
+
+    def main_part(self) -> str | None:
+        for rel in self.rels[""].values():
+            if rel.type == "officeDocument" and rel.part:
+                return rel.part
+        return None
+
+    def root(self, name: str) -> etree._Element | None:
+        tree = self.trees.get(name)
+        return tree.getroot() if tree is not None else None
+
+    def parts_with_root(self, namespaces: frozenset[str], *locals_: str) -> list[str]:
+        out = []
+        for name in self.kept():
+            root = self.root(name)
+            if root is not None:
+                ns, local = split(root.tag)
+                if ns in namespaces and local in locals_:
+                    out.append(name)
+        return out
+
+    # --------------------------------------------------------------- changing
+
+    def touch(self, name: str) -> None:
+        self.dirty.add(name)
+
+    def remove_part(self, name: str) -> None:
+        if name == self.main_part():
+            # only a crafted package refers to its main document as a macro, an
+            # embedded object, a comment list...: there is nothing left to deliver
+            raise PackageRefused(f"the main part {name} is referenced as removable content")
+        self.removed.add(name)
+
+    def drop_rel(self, rel: Rel) -> None:
+        self.drop.setdefault(rel.source, set()).add(rel.id)
+
+    def set_content_type(self, name: str, content_type: str) -> None:
+        """Give one part its own content type (an Override)."""
+        override = self.overrides.get(name.lower())
+        if override is None:
+            root = self.ct_tree.getroot()
+            ns, _ = split(root.tag)
+            override = etree.SubElement(root, f"{{{ns}}}Override" if ns else "Override")
+            override.set("PartName", "/" + name)
+            self.overrides[name.lower()] = override
+        override.set("ContentType", content_type)
+        self.ct_dirty = True
+
+    def _remove_rels(self, source: str, ids: set[str]) -> None:
+        rels = self.rels.get(source, {})
+        for rid in ids:
+            rel = rels.pop(rid, None)
+            if rel is not None:
+                _xml.remove(rel.elem)
+        self.dirty.add(self.rels_parts.get(source, rels_name(source) if source else ""))
+
+    def commit(self) -> None:
+        """Apply the removals asked for so far (see the module docstring)."""
+        for _ in range(50):
+            changed = False
+            for source in list(self.rels):
+                if source and (source in self.removed):
+                    continue
+                rels = self.rels[source]
+                wanted = self.drop.get(source, set())
+                gone = {
+                    rid
+                    for rid, rel in rels.items()
+                    if rid in wanted or (rel.part is not None and rel.part in self.removed)
+                }
+                if not gone:
+                    continue
+                self._remove_rels(source, gone)
+                changed = True
+                if source in self.trees:
+                    cleanup_references(self.trees[source], gone)
+                    self.dirty.add(source)
+            self.drop.clear()
+            for name in list(self.dirty):
+                before = self.refs_before.get(name)
+                if not before or name in self.removed or name not in self.trees:
+                    continue
+                after = _xml.ref_ids(self.trees[name])
+                lost = (before - after) & set(self.rels.get(name, {}))
+                self.refs_before[name] = after
+                if lost:
+                    self._remove_rels(name, lost)
+                    changed = True
+            reach = self.reachable()
+            unreachable = {n for n in self.parts if n not in reach} - self.removed
+            if unreachable:
+                self.removed |= unreachable
+                changed = True
+            if not changed:
+                return
+        raise PackageRefused("relationship clean-up did not settle")
+
+    # ---------------------------------------------------------------- writing
+
+    def _fix_content_types(self) -> None:
+        kept = {n.lower() for n in self.kept()}
+        for key, el in list(self.overrides.items()):
+            if key not in kept:
+                _xml.remove(el)
+                del self.overrides[key]
+                self.ct_dirty = True
+        used = {posixpath.basename(n).rsplit(".", 1)[-1].lower() for n in kept if "." in n}
+        used |= {"rels", "xml"}
+        for ext, el in list(self.defaults.items()):
+            if ext not in used:
+                _xml.remove(el)
+                del self.defaults[ext]
+                self.ct_dirty = True
+
+    def members(self) -> Iterator[tuple[str, bytes]]:
+        """The rebuilt package: content types first, then the kept parts and their
+        relationships, in the original order."""
+        self._fix_content_types()
+        yield (
+            self.ct_name,
+            _xml.serialise(self.ct_tree) if self.ct_dirty else self.data[self.ct_name],
+        )
+        kept = set(self.kept())
+        for name in self.order:
+            if name == self.ct_name:
+                continue
+            source = _rels_source(name)
+            if source is not None:
+                if (source and source not in kept) or not self.rels.get(source):
+                    continue
+            elif name not in kept:
+                continue
+            if name in self.dirty and name in self.trees:
+                if source is None:
+                    finish_part(self.trees[name])
+                yield name, _xml.serialise(self.trees[name])
+            else:
+                yield name, self.data[name]
+
+
+# ----------------------------------------------------------- reference clean-up
+
+#: Elements that have no meaning once empty: removed when their last child goes.
+_EMPTY_GOES = {
+    (S, "controls"),
+    (S, "oleObjects"),
+    (S, "hyperlinks"),
+    (S, "externalReferences"),
+    (P, "controls"),
+    (P, "sndAc"),
+    (P, "stSnd"),
+    (P, "custDataLst"),
+}
+
+
+def _goes_when_empty(el: etree._Element) -> bool:
+    ns, local = split(el.tag)
+    if ns == MC and local in ("Choice", "Fallback", "AlternateContent"):
+        return True
+    if local == "extLst":
+        return True
+    if local == "ext":
+        parent = el.getparent()
+        return parent is not None and split(parent.tag)[1] == "extLst"
+    return any(ns in group and local == name for group, name in _EMPTY_GOES)
+
+
+def prune_up(parent: etree._Element | None) -> None:
+    """Remove ``parent`` and its ancestors while they are empty containers. An emptied
+    branch of ``mc:AlternateContent`` takes the whole AlternateContent with it: every
+    branch describes the same object."""
+    while parent is not None and len(parent) == 0 and _goes_when_empty(parent):
+        ns, local = split(parent.tag)
+        if ns == MC and local in ("Choice", "Fallback"):
+            ac = parent.getparent()
+            parent = _xml.remove(ac) if ac is not None else None
+        else:
+            parent = _xml.remove(parent)
+
+
+def _attached(el: etree._Element, root: etree._Element) -> bool:
+    top = el
+    while True:
+        parent = top.getparent()
+        if parent is None:
+            return top is root
+        top = parent
+
+
+def _ancestor(el: etree._Element, namespaces: frozenset[str], local: str) -> etree._Element | None:
+    node = el.getparent()
+    while node is not None:
+        if is_(node, namespaces, local):
+            return node
+        node = node.getparent()
+    return None
+
+
+def _fix_word_object(obj: etree._Element) -> None:
+    """A ``w:object`` whose OLE object or ActiveX control was removed keeps its preview
+    picture: as ``w:pict`` (VML) or its ``w:drawing``; with no picture it goes."""
+    active = {"OLEObject", "control", "objectEmbed", "objectLink", "movie"}
+    if any(split(c.tag)[1] in active for c in obj):
+        return
+    drawing = next((c for c in obj if is_(c, W, "drawing")), None)
+    if drawing is not None:
+        obj.addprevious(drawing)
+        _xml.remove(obj)
+    elif any(split(c.tag)[0] == _xml.VML for c in obj):
+        ns, _ = split(obj.tag)
+        obj.tag = f"{{{ns}}}pict"
+        obj.attrib.clear()
+    else:
+        _xml.remove(obj)
+
+
+def cleanup_references(tree: etree._ElementTree, gone: set[str]) -> None:
+    """Remove (or repair) every element of a part that refers to a removed relationship."""
+    root = tree.getroot()
+    for attr in _xml.rel_refs(tree):
+        if str(attr) not in gone:
+            continue
+        el = attr.getparent()
+        if el is None or not _attached(el, root):
+            continue  # already removed with an ancestor
+        ns, local = split(el.tag)
+        if ns == _xml.VML or (ns in A and local == "blip"):
+            # an image reference of a picture or fill: the shape stays, without it
+            del el.attrib[attr.attrname]
+            continue
+        if ns in W and local == "hyperlink":
+            _xml.unwrap(el)
+            continue
+        timing = _ancestor(el, P, "timing")
+        if timing is not None:
+            # animations refer to shapes by id; simplest correct fix is no animations
+            _xml.remove(timing)
+            continue
+        if ns in P and local == "oleObj":
+            frame = _ancestor(el, P, "graphicFrame")
+            prune_up(_xml.remove(frame if frame is not None else el))
+            continue
+        parent = _xml.remove(el)
+        if parent is not None and is_(parent, W, "object"):
+            _fix_word_object(parent)
+        else:
+            prune_up(parent)
+    if is_(root, P, "sld") or is_(root, P, "sldLayout") or is_(root, P, "sldMaster"):
+        fix_timing(root)
+
+
+def fix_timing(root: etree._Element) -> None:
+    """Drop a slide's animations when they target a shape that is no longer there."""
+    timing = next(root.iter(*_xml.clark(P, "timing")), None)
+    if timing is None:
+        return
+    ids = {el.get("id") for el in root.iter(*_xml.clark(P, "cNvPr"))}
+    for el in timing.iter():
+        spid = el.get("spid")
+        if spid is not None and spid not in ids:
+            _xml.remove(timing)
+            return
+
+
+def finish_part(tree: etree._ElementTree) -> None:
+    """Last repairs of a changed part before it is written."""
+    root = tree.getroot()
+    if is_(root, P, "sld"):
+        fix_timing(root)

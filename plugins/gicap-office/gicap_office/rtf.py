@@ -1,0 +1,529 @@
+"""The RTF engine: risky groups removed by an RTF group tokenizer.
+
+The document is split into tokens the way Word reads it: ``{`` and ``}``, control
+words (``\\word-123`` and the one space that ends them), control symbols (``\\*``,
+``\\{``, ``\\\\``...), ``\\'hh`` hex characters, ``\\binN`` followed by N raw bytes
+(which may contain braces), and text. Groups are matched by braces, and each group is
+judged by its destination. Removing a group removes its whole byte span; the rest of
+the document is written back token for token, unchanged.
+
+What is removed or neutralised, per switch (see the README for the full list):
+
+* ``embedded_files``: ``\\object`` groups (embedded/linked OLE objects, ``\\objdata``,
+  ``\\objclass``, ``\\objupdate``...), replaced by their ``\\result`` (the picture Word
+  shows for the object) when they have one; stray ``\\objdata``/``\\objclass`` groups;
+  ``\\*\\datastore``; embedded fonts ``\\*\\fontemb``.
+* ``dynamic_data_exchange``: ``\\field`` groups whose instruction is DDE, DDEAUTO or
+  DATABASE, or whose keyword is computed by a nested field, become their result text;
+  ``\\*\\mailmerge`` data sources.
+* ``external_hyperlinks``: remote templates ``\\*\\template``; HYPERLINK fields with a
+  URL and INCLUDETEXT/INCLUDEPICTURE/INCLUDE/IMPORT/LINK/RD fields become their result.
+* ``internal_hyperlinks``: HYPERLINK ``\\l`` fields and GOTOBUTTON.
+* ``macros``: MACROBUTTON fields.
+* ``embedded_images``: ``\\pict`` PNG and JPEG pictures re-encoded; other picture
+  formats (EMF, WMF, DIB...) replaced by a blank PNG of the same displayed size.
+* ``metadata``: ``\\info`` and ``\\*\\userprops``.
+* ``review_comments``: annotations (``\\*\\annotation``, ``\\*\\atnid``, ``\\*\\atrfstart``...),
+  and tracked changes accepted (text in ``\\deleted`` runs dropped, revision marks and
+  ``\\*\\revtbl``/``\\*\\oldcprops``... removed).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass, field
+
+from gicap.cdr.types import DisarmRequest, DisarmResult
+from gicap_office import _images
+from gicap_office._fields import classify_field
+from gicap_office._report import Report
+
+_TOKEN = re.compile(
+    rb"""
+    (?P<open>\{) | (?P<close>\}) |
+    \\(?P<word>[a-zA-Z]{1,32})(?P<param>-?[0-9]{1,10})?[ ]? |
+    \\'(?P<hex>[0-9a-fA-F]{2})? |
+    \\(?P<sym>[\s\S]) |
+    (?P<text>[^{}\\]+)
+    """,
+    re.X,
+)
+
+#: Destination words that make their whole group risky wherever they appear in it
+#: (Word honours them even when they are not the first word of the group).
+RISKY_WORDS = {b"object", b"objdata", b"objclass", b"datastore", b"template"}
+#: Review-comment destinations removed with their group.
+ANNOTATION_DESTS = {
+    b"annotation",
+    b"atnid",
+    b"atnauthor",
+    b"atndate",
+    b"atnicn",
+    b"atnparent",
+    b"atntime",
+    b"atnref",
+    b"atrfstart",
+    b"atrfend",
+}
+REVISION_DESTS = {b"revtbl", b"oldcprops", b"oldpprops", b"oldsprops", b"oldtprops"}
+REVISION_WORDS = {b"revised", b"revauth", b"revdttm", b"revauthdel", b"revdttmdel", b"deleted"}
+#: Text-producing control words dropped inside deleted text.
+TEXT_WORDS = {b"par", b"line", b"tab", b"page", b"sect", b"cell", b"row", b"u"}
+PICT_SIZE_WORDS = {
+    b"picw",
+    b"pich",
+    b"picwgoal",
+    b"pichgoal",
+    b"picscalex",
+    b"picscaley",
+    b"piccropl",
+    b"piccropr",
+    b"piccropt",
+    b"piccropb",
+}
+BLIPS = {b"pngblip": "PNG", b"jpegblip": "JPEG"}
+
+#: Destinations judged by this engine (recognised anywhere in their group).
+DESTINATIONS = (
+    RISKY_WORDS
+    | ANNOTATION_DESTS
+    | REVISION_DESTS
+    | {
+        b"field",
+        b"fldinst",
+        b"fldrslt",
+        b"result",
+        b"pict",
+        b"info",
+        b"userprops",
+        b"mailmerge",
+        b"fontemb",
+    }
+)
+MAX_DEPTH = 10_000
+
+
+class RTFRefused(ValueError):
+    pass
+
+
+@dataclass
+class _Group:
+    start: int
+    mark: int  # len(edits) when the group opened
+    deleted: bool
+    in_dest: bool
+    uc: int
+    dest: bytes | None = None
+    star: bool = False
+    first: bool = True
+    risky: bytes | None = None
+    is_field: bool = False
+    buf: list[str] | None = None  # the field instruction this group's text goes to
+    own_buf: list[str] | None = None  # set on a \fldinst group
+    field_owner: _Group | None = None  # the \field group of a \fldinst
+    instr: str = ""
+    computed: bool = False
+    result: tuple[int, int, int] | None = None  # \fldrslt or \result: (start, end, mark)
+    text: list[bytes] = field(default_factory=list)  # pict: data at this level
+    words: list[tuple[bytes, int | None]] = field(default_factory=list)  # pict: words
+
+
+@dataclass
+class _Edit:
+    start: int
+    end: int
+    repl: bytes
+
+
+class _Disarmer:
+    def __init__(self, data: bytes, report: Report) -> None:
+        self.data = data
+        self.report = report
+        self.edits: list[_Edit] = []
+        self.stack: list[_Group] = []
+        self.end_of_document = -1
+        self.skip = 0  # characters still to skip after \uN
+
+    # ------------------------------------------------------------- tokenising
+
+    def run(self) -> bytes | None:
+        data = self.data
+        pos = 0
+        n = len(data)
+        while pos < n:
+            m = _TOKEN.match(data, pos)
+            if m is None:
+                raise RTFRefused(f"unterminated control word at byte {pos}")
+            start, pos = pos, m.end()
+            if m.group("open"):
+                self._open(start)
+            elif m.group("close"):
+                self._close(start, pos)
+                if not self.stack:
+                    self.end_of_document = pos
+                    break
+            elif m.group("word") is not None:
+                word = m.group("word")
+                param = m.group("param")
+                value = int(param) if param is not None else None
+                if word == b"bin":
+                    length = value or 0
+                    if length < 0 or pos + length > n:
+                        raise RTFRefused(f"\\bin{length} runs past the end of the file")
+                    self._binary(start, pos, pos + length)
+                    pos += length
+                else:
+                    self._word(start, pos, word, value)
+            elif m.group(0).startswith(b"\\'"):
+                self._hex(start, pos, m.group("hex"))
+            elif m.group("sym") is not None:
+                self._symbol(start, pos, m.group("sym"))
+            else:
+                self._text(start, pos, m.group("text"))
+        if self.stack:
+            raise RTFRefused("unterminated group at the end of the file (truncated RTF)")
+        trailing = data[self.end_of_document :]
+        if trailing.strip(b" \t\r\n\x00"):
+            self.report.structure("data after the end of the document")
+            self.edits.append(_Edit(self.end_of_document, len(data), b""))
+        if not self.edits:
+            return None
+        return self._render(0, len(data), 0)
+
+    def _render(self, start: int, end: int, mark: int) -> bytes:
+        out = []
+        pos = start
+        for edit in sorted(
+            (e for e in self.edits[mark:] if e.start >= start and e.end <= end),
+            key=lambda e: e.start,
+        ):
+            if edit.start < pos:
+                continue  # inside an edit already applied
+            out.append(self.data[pos : edit.start])
+            out.append(edit.repl)
+            pos = edit.end
+        out.append(self.data[pos:end])
+        return b"".join(out)
+
+    def _replace_group(self, g: _Group, end: int, repl: bytes) -> None:
+        del self.edits[g.mark :]
+        self.edits.append(_Edit(g.start, end, repl))
+
+    # ----------------------------------------------------------------- events
+
+    def _open(self, start: int) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise RTFRefused("groups nested too deeply")
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append(
+            _Group(
+                start=start,
+                mark=len(self.edits),
+                deleted=parent.deleted if parent else False,
+                in_dest=parent.in_dest if parent else False,
+                uc=parent.uc if parent else 1,
+                buf=parent.buf if parent else None,
+            )
+        )
+
+    def _head(self) -> _Group:
+        return self.stack[-1]
+
+    def _word(self, start: int, end: int, word: bytes, value: int | None) -> None:
+        g = self._head()
+        if word in DESTINATIONS and g.dest not in DESTINATIONS:
+            # like Word (and oletools' rtfobj), a destination word opens its destination
+            # wherever it is in the group, not only first
+            g.dest = word
+            self._destination(g, word)
+        elif g.first:
+            g.dest = word
+            self._destination(g, word)
+        g.first = False
+        if word == b"field":
+            self._field(g)
+        elif word == b"fldinst":
+            self._fldinst(g)
+        if word in RISKY_WORDS and g.risky is None:
+            if len(self.stack) == 1:
+                raise RTFRefused(f"\\{word.decode()} at the top level of the document")
+            g.risky = word
+        if g.dest == b"pict" and len(g.words) < 64:
+            g.words.append((word, value))
+        if word == b"uc" and value is not None:
+            g.uc = max(value, 0)
+        elif word == b"u" and value is not None:
+            self._char(chr(value + 65536 if value < 0 else value % 0x110000))
+            self.skip = g.uc
+        elif word == b"plain":
+            g.deleted = False
+        if word in REVISION_WORDS:
+            if word == b"deleted":
+                g.deleted = value is None or value != 0
+            counted = word in (b"revised", b"deleted") and value != 0
+            if self._review("tracked change" if counted else None):
+                self.edits.append(_Edit(start, end, b""))
+            return
+        if word == b"chatn":
+            if self._review(None):
+                self.edits.append(_Edit(start, end, b""))
+            return
+        if g.deleted and not g.in_dest and word in TEXT_WORDS:
+            self._drop_deleted(start, end)
+        elif word in (b"tab", b"line", b"par", b"emspace", b"enspace"):
+            self._char(" ")
+
+    def _destination(self, g: _Group, word: bytes) -> None:
+        if g.star or word in DESTINATIONS:
+            g.in_dest = True
+
+    def _field(self, g: _Group) -> None:
+        if g.is_field:
+            return
+        g.is_field = True
+        if g.buf is not None and not "".join(g.buf).strip():
+            owner = self._fldinst_owner()
+            if owner is not None:
+                owner.computed = True  # a field computes the keyword of another
+        g.buf = None
+
+    def _fldinst(self, g: _Group) -> None:
+        if g.own_buf is not None:
+            return
+        parent = self.stack[-2] if len(self.stack) > 1 else None
+        g.own_buf = []
+        g.buf = g.own_buf
+        if g.is_field:  # "{\field\fldinst ...}": the instruction in the field's own group
+            g.field_owner = g
+        elif parent is not None and parent.is_field:
+            g.field_owner = parent
+
+    def _fldinst_owner(self) -> _Group | None:
+        for g in reversed(self.stack):
+            if g.own_buf is not None:
+                return g.field_owner
+        return None
+
+    def _symbol(self, start: int, end: int, sym: bytes) -> None:
+        g = self._head()
+        if sym == b"*" and g.first:
+            g.star = True
+            g.in_dest = True
+            return
+        g.first = False
+        if sym in (b"\\", b"{", b"}", b"~", b"-", b"_"):
+            if g.deleted and not g.in_dest:
+                self._drop_deleted(start, end)
+                return
+            if self.skip:
+                self.skip -= 1
+                return
+            self._char({b"~": " ", b"-": "", b"_": "-"}.get(sym, sym.decode("latin-1")))
+
+    def _hex(self, start: int, end: int, value: bytes | None) -> None:
+        g = self._head()
+        g.first = False
+        if g.deleted and not g.in_dest:
+            self._drop_deleted(start, end)
+            return
+        if self.skip:
+            self.skip -= 1
+            return
+        if value is not None:
+            self._char(bytes([int(value, 16)]).decode("cp1252", "replace"))
+
+    def _text(self, start: int, end: int, text: bytes) -> None:
+        g = self._head()
+        if text.strip(b"\r\n"):  # line breaks in RTF are not text
+            g.first = False
+        if g.dest == b"pict":
+            g.text.append(text)
+        if g.deleted and not g.in_dest:
+            self._drop_deleted(start, end)
+            return
+        if g.buf is not None:
+            chars = text.replace(b"\r", b"").replace(b"\n", b"")
+            if self.skip:
+                cut = min(self.skip, len(chars))
+                chars = chars[cut:]
+                self.skip -= cut
+            g.buf.append(chars.decode("cp1252", "replace"))
+
+    def _binary(self, start: int, data_start: int, data_end: int) -> None:
+        g = self._head()
+        g.first = False
+        if g.dest == b"pict":
+            g.text.append(b"\x00BIN" + self.data[data_start:data_end])
+        if g.deleted and not g.in_dest:
+            self._drop_deleted(start, data_end)
+
+    def _char(self, ch: str) -> None:
+        g = self._head()
+        if g.buf is not None:
+            g.buf.append(ch)
+
+    def _drop_deleted(self, start: int, end: int) -> None:
+        # tracked deletions are accepted: the deleted text goes (counted at \deleted)
+        if self.report.policy("review_comments") == "sanitise":
+            self.edits.append(_Edit(start, end, b""))
+
+    def _review(self, kind: str | None) -> bool:
+        """Judge a review group: counted under ``kind``, or silently removed along with
+        the rest (``kind=None``: author tables and the like)."""
+        if kind is not None:
+            return self.report.hit("review_comments", kind)
+        return self.report.policy("review_comments") == "sanitise"
+
+    # -------------------------------------------------------------- closing
+
+    def _close(self, start: int, end: int) -> None:
+        if not self.stack:
+            raise RTFRefused(f"unbalanced closing brace at byte {start}")
+        g = self.stack.pop()
+        parent = self.stack[-1] if self.stack else None
+        dest = g.risky or g.dest
+        report = self.report
+        if g.own_buf is not None and g.field_owner is not None:
+            g.field_owner.instr = "".join(g.own_buf)
+        if dest in (b"fldrslt", b"result") and parent is not None:
+            parent.result = (g.start, end, g.mark)
+        if dest == b"object":
+            if report.hit("embedded_files", "embedded OLE object"):
+                self._replace_group(g, end, self._result_of(g))
+        elif dest in (b"objdata", b"objclass"):
+            if self._inside_object():
+                pass  # judged with the \object group around it
+            elif report.hit("embedded_files", "OLE object data"):
+                self._replace_group(g, end, b"")
+        elif dest == b"datastore":
+            if report.hit("embedded_files", "datastore"):
+                self._replace_group(g, end, b"")
+        elif dest == b"fontemb" and g.star:
+            if report.hit("embedded_files", "embedded font"):
+                self._replace_group(g, end, b"")
+        elif dest == b"template":
+            if report.hit("external_hyperlinks", "remote template"):
+                self._replace_group(g, end, b"")
+        elif dest == b"mailmerge":
+            if report.hit("dynamic_data_exchange", "mail-merge data source"):
+                self._replace_group(g, end, b"")
+        elif g.is_field:
+            verdict = classify_field(g.instr, g.computed)
+            if verdict and report.hit(*verdict, verb="neutralised"):
+                self._replace_group(g, end, self._result_of(g))
+        elif dest == b"info":
+            if re.sub(rb"[\s{}]|\\info", b"", self.data[g.start : end]):
+                if report.hit("metadata", "document information"):
+                    self._replace_group(g, end, b"")
+        elif dest == b"userprops":
+            if report.hit("metadata", "custom properties"):
+                self._replace_group(g, end, b"")
+        elif dest == b"annotation":
+            if self._review("comment"):
+                self._replace_group(g, end, b"")
+        elif dest in ANNOTATION_DESTS:
+            if self._review("comment anchor" if dest == b"atrfstart" else None):
+                self._replace_group(g, end, b"")
+        elif dest in REVISION_DESTS:
+            if self._review(None if dest == b"revtbl" else "formatting change"):
+                self._replace_group(g, end, b"")
+        elif dest == b"pict":
+            self._picture(g, end)
+
+    def _inside_object(self) -> bool:
+        return any(b"object" in (g.dest, g.risky) for g in self.stack)
+
+    def _result_of(self, g: _Group) -> bytes:
+        if g.result is None:
+            return b""
+        start, end, mark = g.result
+        inner = self._render(start, end, mark)
+        # the result group itself: "{\fldrslt ...}" -> "{...}" keeps its formatting scope
+        body = re.sub(rb"^\{(?:\\\*)?\\(?:fldrslt|result)[ ]?", b"{", inner, count=1)
+        return body
+
+    def _picture(self, g: _Group, end: int) -> None:
+        policy = self.report.policy("embedded_images")
+        if policy != "sanitise":
+            self.report.hit("embedded_images", "picture")
+            return
+        words = dict(g.words)
+        fmt = next((BLIPS[w] for w, _ in g.words if w in BLIPS), None)
+        raw = _picture_bytes(g.text)
+        data = _images.reencode(raw, fmt) if fmt and raw else None
+        if data is None:
+            fmt = "PNG"
+            data = _images.PLACEHOLDER_PNG
+            self.report.hit(
+                "embedded_images", "picture replaced by a blank placeholder", "neutralised"
+            )
+            size = b"\\picw1\\pich1" + _display_size(g.words)
+        else:
+            self.report.hit("embedded_images", "picture re-encoded", "neutralised")
+            size = b"".join(
+                b"\\" + w + str(words[w]).encode()
+                for w in (b"picw", b"pich")
+                if words.get(w) is not None
+            )
+        keep = b"".join(
+            b"\\" + w + str(v).encode()
+            for w, v in g.words
+            if w in PICT_SIZE_WORDS - {b"picw", b"pich"} and v is not None
+        )
+        blip = b"\\pngblip" if fmt == "PNG" else b"\\jpegblip"
+        hexdata = binascii.hexlify(data)
+        lines = b"\n".join(hexdata[i : i + 128] for i in range(0, len(hexdata), 128))
+        self._replace_group(g, end, b"{\\pict" + size + keep + blip + b"\n" + lines + b"}")
+
+
+_METAFILES = {b"emfblip", b"wmetafile", b"pmmetafile", b"macpict"}
+
+
+def _display_size(words: list[tuple[bytes, int | None]]) -> bytes:
+    """``\\picwgoal``/``\\pichgoal`` (twips) for a placeholder when the picture only
+    gave its own size: pixels for bitmaps, 0.01 mm for metafiles."""
+    found = dict(words)
+    if found.get(b"picwgoal") is not None or found.get(b"picw") is None:
+        return b""
+    metafile = any(w in _METAFILES for w, _ in words)
+    out = b""
+    for src, goal in ((b"picw", b"picwgoal"), (b"pich", b"pichgoal")):
+        value = found.get(src) or 0
+        twips = value * 1440 // 2540 if metafile else value * 15
+        out += b"\\" + goal + str(twips).encode()
+    return out
+
+
+def _picture_bytes(parts: list[bytes]) -> bytes:
+    binary = [p[4:] for p in parts if p.startswith(b"\x00BIN")]
+    if binary:
+        return b"".join(binary)
+    text = re.sub(rb"[^0-9a-fA-F]", b"", b"".join(parts))
+    if len(text) % 2:
+        text = text[:-1]
+    try:
+        return binascii.unhexlify(text)
+    except binascii.Error:
+        return b""
+
+
+def disarm(request: DisarmRequest) -> DisarmResult:
+    data = request.source.read_bytes()
+    if not data.startswith(b"{\\rt"):
+        return DisarmResult("unprocessable", reason="not an RTF document")
+    report = Report(request.switches)
+    try:
+        out = _Disarmer(data, report).run()
+    except RTFRefused as exc:
+        return DisarmResult("unprocessable", reason=f"malformed RTF: {exc}")
+    except _images.ImageBomb as exc:
+        return DisarmResult("unprocessable", reason=f"image bomb: {exc}")
+    blocked = report.blocked()
+    if blocked is not None:
+        return blocked
+    if out is None or not report.changes:
+        return report.unmodified()
+    request.destination.write_bytes(out)
+    return report.rebuilt()
