@@ -210,17 +210,9 @@ def run(rounds: int = 5) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    rows = run()
-    print(
-        f"{'family':6} {'corpus':20} {'files':>5} {'MB':>6} {'cdr MB/s':>9} {'files/s':>8} "
-        f"{'plain MB/s':>10} {'cdr/plain':>9}"
-    )
-    for r in rows:
-        print(
-            f"{r['family']:6} {r['corpus']:20} {r['files']:>5} {r['mb']:>6.2f} "
-            f"{r['mb'] / r['cdr_s']:>9.1f} {r['files'] / r['cdr_s']:>8.1f} "
-            f"{r['mb'] / r['plain_s']:>10.1f} {r['cdr_s'] / r['plain_s']:>9.2f}"
-        )
+    from bench.engines import print_table
+
+    print_table(run(), [])
 
 
 if __name__ == "__main__":

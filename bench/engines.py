@@ -29,8 +29,10 @@ def collect() -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def print_table(rows: list[dict[str, Any]], skipped: list[str]) -> None:
-    print(f"\n{'family':24} {'files':>6} {'MB':>8} {'CDR MB/s':>9} {'files/s':>8} "
-          f"{'plain MB/s':>10} {'CDR/plain':>9}  target <= {TARGET}")
+    print(
+        f"\n{'family':24} {'files':>6} {'MB':>8} {'CDR MB/s':>9} {'files/s':>8} "
+        f"{'plain MB/s':>10} {'CDR/plain':>9}  target <= {TARGET}"
+    )
     print("-" * 96)
     for row in rows:
         cdr_s, plain_s = float(row["cdr_s"]), float(row["plain_s"])
@@ -38,8 +40,10 @@ def print_table(rows: list[dict[str, Any]], skipped: list[str]) -> None:
         ratio = cdr_s / plain_s if plain_s else float("inf")
         verdict = "met" if ratio <= TARGET else "MISSED"
         label = str(row.get("corpus") or row["family"])[:24]
-        print(f"{label:24} {files:6d} {mb:8.2f} {mb / cdr_s:9.1f} {files / cdr_s:8.1f} "
-              f"{mb / plain_s:10.1f} {ratio:9.2f}  {verdict}")
+        print(
+            f"{label:24} {files:6d} {mb:8.2f} {mb / cdr_s:9.1f} {files / cdr_s:8.1f} "
+            f"{mb / plain_s:10.1f} {ratio:9.2f}  {verdict}"
+        )
     for line in skipped:
         print(f"skipped {line}")
 

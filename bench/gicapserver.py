@@ -61,6 +61,8 @@ class Gicap:
             GICAP_SERVER__PORT=str(self.port),
             GICAP_SERVER__SECURE_PORT=str(self.tls_port or 0),
             GICAP_SERVER__WORKERS=str(self.workers),
+            # Metrics on (the default configuration) on a port of its own.
+            GICAP_METRICS__PORT=str(_proc.free_port()),
             # The benchmark closes its connections before stopping the server; a short
             # drain keeps a stuck shutdown from eating the time budget.
             GICAP_SERVER__DRAIN_TIMEOUT="5",
