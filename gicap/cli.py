@@ -26,7 +26,11 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
-    setup_logging(settings.logging.level)
+    try:
+        setup_logging(settings.logging.level, settings.logging.format, settings.logging.file)
+    except OSError as exc:
+        print(f"gicap: cannot open logging.file: {exc}", file=sys.stderr)
+        return 2
     log.info(
         "gicap %s starting with settings from %s",
         __version__,

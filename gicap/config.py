@@ -23,6 +23,7 @@ SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.toml"
 LEGACY_FLAGS_ENV = "CERTIFICATE__VerificationFlags"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(Exception):
@@ -57,6 +58,17 @@ class ServerSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
+    #: "text" (one line per event, key=value details) or "json" (one object per line).
+    format: str = "text"
+    #: Write the log to this file instead of stderr ("" = stderr, which journald reads).
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    host: str = "127.0.0.1"
+    #: Port of the /metrics, /healthz and /readyz endpoint; 0 = no endpoint, no metrics.
+    port: int = 9090
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class Settings:
     certificate: CertificateSettings = field(default_factory=CertificateSettings)
     cdr: CDRSettings = field(default_factory=CDRSettings)
     policy: Policy = field(default_factory=Policy)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: The file the settings came from ("" for built-in defaults only).
     source: str = ""
 
@@ -89,6 +102,7 @@ class Settings:
                 ("logging", self.logging),
                 ("certificate", self.certificate),
                 ("cdr", self.cdr),
+                ("metrics", self.metrics),
             )
         }
         out["policy"] = {n: p.as_dict() for n, p in self.policy.profiles.items()}
@@ -141,6 +155,10 @@ SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
     ("server.options_ttl", 3600, *_int(1)),
     ("server.preview_size", 4096, *_int(0)),
     ("logging.level", "INFO", lambda v: str(v).upper() in LOG_LEVELS, " | ".join(LOG_LEVELS)),
+    ("logging.format", "text", lambda v: str(v).lower() in LOG_FORMATS, '"text" or "json"'),
+    ("logging.file", "", _str, "a file path or an empty string"),
+    ("metrics.host", "127.0.0.1", _str, "a host name or IP address"),
+    ("metrics.port", 9090, *_PORT),
     ("certificate.certfile", CertificateSettings.certfile, _str, "a file path"),
     ("certificate.keyfile", CertificateSettings.keyfile, _str, "a file path"),
     ("certificate.cafile", CertificateSettings.cafile, _str, "a file path or an empty string"),
@@ -218,7 +236,7 @@ def load_settings(
             raise SettingsError(f"invalid setting: {exc}") from None
         data = {
             section: {k.lower(): v for k, v in (dyn.get(section) or {}).items()}
-            for section in ("server", "logging", "certificate", "cdr")
+            for section in ("server", "logging", "certificate", "cdr", "metrics")
         }
         policy_raw = _plain(dyn.get("policy") or {})
     finally:
@@ -254,7 +272,14 @@ def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source:
         certificate = CertificateSettings.from_mapping(cert)
     except ValueError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
-    level = str(data["logging"].get("level", "INFO")).upper()
+    lg = data["logging"]
+    logging_settings = LoggingSettings(
+        level=str(lg.get("level", "INFO")).upper(),
+        format=str(lg.get("format", "text")).lower(),
+        file=str(lg.get("file", "")),
+    )
+    m = data["metrics"]
+    metrics = MetricsSettings(host=str(m.get("host", "127.0.0.1")), port=int(m.get("port", 9090)))
     cdr = CDRSettings(
         **{k: v for k, v in data["cdr"].items() if k in CDRSettings.__dataclass_fields__}
     )
@@ -262,4 +287,4 @@ def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source:
         policy = build_policy(policy_raw, cdr.default_profile)
     except PolicyError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
-    return Settings(server, LoggingSettings(level), certificate, cdr, policy, source)
+    return Settings(server, logging_settings, certificate, cdr, policy, metrics, source)

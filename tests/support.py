@@ -35,6 +35,8 @@ class GicapProcess:
             "GICAP_SERVER__SECURE_PORT": "0",
             "GICAP_SERVER__WORKERS": "1",
             "GICAP_SERVER__SPOOL_DIR": str(tmp),
+            # Off unless a test asks: the default port 9090 would clash between servers.
+            "GICAP_METRICS__PORT": "0",
             **(env or {}),
         }
         self.port = int(self.env["GICAP_SERVER__PORT"])

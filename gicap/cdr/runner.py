@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,13 +168,28 @@ class _Worker:
 
 class CDRRunner:
     def __init__(
-        self, job: str, workers: int, limits: RunnerLimits, *, initializer: str | None = None
+        self,
+        job: str,
+        workers: int,
+        limits: RunnerLimits,
+        *,
+        initializer: str | None = None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.job, self.initializer, self.limits, self.size = job, initializer, limits, workers
         self._ctx = multiprocessing.get_context("spawn")
         self._all: set[_Worker] = set()
         self._idle: gevent.queue.Queue[_Worker] = gevent.queue.Queue()
         self._running, self._restarts, self._timeouts = False, 0, 0
+        #: Told "timeout" and "restart" as they happen (the metrics count them).
+        self.on_event = on_event
+
+    def _event(self, kind: str) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind)
+            except Exception:
+                pass  # an observer's failure must not fail the job
 
     @property
     def restarts(self) -> int:
@@ -204,7 +220,9 @@ class CDRRunner:
         result = None
         try:
             result = self._run(worker, request)
-            self._timeouts += result.failure == "timeout"
+            if result.failure == "timeout":
+                self._timeouts += 1
+                self._event("timeout")
             return result
         finally:
             # Only a worker whose job merely raised is kept: after a MemoryError its heap
@@ -216,6 +234,7 @@ class CDRRunner:
                 self._all.discard(worker)
                 if self._running:
                     self._restarts += 1
+                    self._event("restart")
                     self._spawn()
 
     def _run(self, worker: _Worker, request: bytes) -> JobResult:

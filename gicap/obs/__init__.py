@@ -1,1 +1,1 @@
-"""Observability: logging (metrics and health arrive with operations work)."""
+"""Observability: logging and the transaction log, metrics, the health endpoint, sd_notify."""

@@ -3,23 +3,58 @@
 Written through a small buffer flushed at least every ``flush_interval`` seconds
 (and at shutdown) instead of through ``logging``: a formatted, locked, unbuffered
 write per transaction cost more than the whole ICAP exchange of a small file.
+
+A line is a summary (client, method, ICAP URI, status, duration) followed by the
+transaction's fields: ``key=value`` in the text format, keys of one JSON object per
+line in the JSON format (``logging.format = "json"``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from gicap.obs.logging import iso_time
+
+
+class Writable(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def _text(value: Any) -> str:
+    """A field as one token of a text line: quoted when it has spaces or is empty."""
+    if isinstance(value, Mapping):
+        # Actions per switch, e.g. javascript:sanitise;metadata:sanitise
+        value = ";".join(f"{k}:{v}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    text = str(value).replace("\n", " ")
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, Mapping | list | tuple) and not value)
 
 
 class TransactionLog:
     def __init__(
-        self, enabled: bool = True, stream: TextIO | None = None, max_buffer: int = 64 * 1024
+        self,
+        enabled: bool = True,
+        stream: Writable | None = None,
+        max_buffer: int = 64 * 1024,
+        *,
+        json_format: bool = False,
     ) -> None:
         self.enabled = enabled
-        self.stream = stream or sys.stderr
+        self.stream: Writable = stream or sys.stderr
         self.max_buffer = max_buffer
+        self.json_format = json_format
         self._lines: list[str] = []
         self._size = 0
         self._second = -1
@@ -36,18 +71,57 @@ class TransactionLog:
         return f"{self._prefix},{int((now - second) * 1000):03d}"
 
     def record(
-        self, peer: str, method: str, uri: str, status: int, millis: float, detail: str = ""
+        self,
+        peer: str,
+        method: str,
+        uri: str,
+        status: int,
+        millis: float,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
+        """One transaction; ``fields`` in the order they should appear, empty ones left out."""
         if not self.enabled:
             return
-        line = (
-            f"{self._timestamp()} INFO gicap[{self._pid}] gicap.transaction: {peer} "
-            f"{method} {uri} -> {status} ({millis:.1f} ms){detail}\n"
-        )
+        if self.json_format:
+            line = self._json(peer, method, uri, status, millis, fields or {})
+        else:
+            detail = (
+                "".join(f" {k}={_text(v)}" for k, v in fields.items() if not _empty(v))
+                if fields
+                else ""
+            )
+            line = (
+                f"{self._timestamp()} INFO gicap[{self._pid}] gicap.transaction: {peer} "
+                f"{method} {uri} -> {status} ({millis:.1f} ms){detail}\n"
+            )
         self._lines.append(line)
         self._size += len(line)
         if self._size >= self.max_buffer:
             self.flush()
+
+    def _json(
+        self,
+        peer: str,
+        method: str,
+        uri: str,
+        status: int,
+        millis: float,
+        fields: Mapping[str, Any],
+    ) -> str:
+        # The same leading keys as ordinary records (gicap.obs.logging.JSONFormatter).
+        out: dict[str, Any] = {
+            "time": iso_time(time.time()),
+            "level": "INFO",
+            "logger": "gicap.transaction",
+            "pid": os.getpid(),
+            "client": peer,
+            "method": method,
+            "icap_uri": uri,
+            "status": status,
+            "ms": round(millis, 1),
+        }
+        out.update((k, v) for k, v in fields.items() if not _empty(v))
+        return json.dumps(out, ensure_ascii=False, default=str) + "\n"
 
     def flush(self) -> None:
         if not self._lines:

@@ -125,6 +125,9 @@ class ICAPConnection:
         self._trailer_lines: list[bytes] = []
         self._trailer_bytes = 0
         self._pending: list[object] = []
+        #: Body bytes (de-chunked) received and sent over the connection's life.
+        self.body_bytes_received = 0
+        self.body_bytes_sent = 0
 
     # ------------------------------------------------------------------ receiving
     def receive_data(self, data: bytes) -> None:
@@ -313,6 +316,7 @@ class ICAPConnection:
                 data = bytes(self._buf[:take])
                 del self._buf[:take]
                 self._chunk_left -= take
+                self.body_bytes_received += take
                 if self._chunk_left == 0:
                     self._chunk = _Chunk.DATA_END
                 if self._in_preview:
@@ -461,6 +465,7 @@ class ICAPConnection:
             raise LocalProtocolError("no response body is being sent")
         if not data:
             return b""
+        self.body_bytes_sent += len(data)
         return b"%x\r\n%b\r\n" % (len(data), data)
 
     def send_end(self) -> bytes:

@@ -34,6 +34,7 @@ from gicap.services.base import Modified, Outcome, Refused, Service, Transaction
 
 if TYPE_CHECKING:
     from gicap.config import ServerSettings
+    from gicap.obs.metrics import Recorder
 
 log = logging.getLogger("gicap.server")
 
@@ -63,6 +64,8 @@ class ServerContext:
     accept_icap_scheme_on_tls: bool = True
     #: Live connections: id -> True while a transaction is in progress.
     connections: dict[object, bool] = field(default_factory=dict)
+    #: This process's metrics (None when metrics.port is 0).
+    metrics: Recorder | None = None
 
 
 class ConnectionHandler:
@@ -222,6 +225,8 @@ class ConnectionHandler:
 
     def _transaction(self, head: RequestHead) -> None:
         started = time.monotonic()
+        conn = self.conn
+        received, sent = conn.body_bytes_received, conn.body_bytes_sent
         self._txn: Transaction | None = None
         status = self._dispatch(head)
         # Whatever we answered, read the rest of the request so the connection stays usable.
@@ -235,17 +240,36 @@ class ConnectionHandler:
                 # the body): the client sends nothing more, and PAUSED would repeat.
                 self.conn.keep_alive = False
                 break
-        detail = ""
-        if self._txn is not None and self._txn.log_fields:
-            detail = "".join(f" {k}={_quote(v)}" for k, v in self._txn.log_fields.items())
-        self.ctx.txlog.record(
-            self.peer,
-            head.method,
-            head.uri,
-            status,
-            (time.monotonic() - started) * 1000,
-            detail,
-        )
+        seconds = time.monotonic() - started
+        received = conn.body_bytes_received - received
+        sent = conn.body_bytes_sent - sent
+        extra = self._txn.log_fields if self._txn is not None else _NO_FIELDS
+        # Client input never becomes a label value: unknown services count as one.
+        service = head.service if head.service in self.ctx.services else "unknown"
+        outcome = extra.get("outcome") or ("error" if status >= 400 else "ok")
+        metrics = self.ctx.metrics
+        if metrics is not None:
+            file_type = extra.get("type") or "none"
+            if file_type == "-":
+                file_type = "none"
+            metrics.transaction(
+                service, head.method, outcome, file_type, status, received, sent, seconds
+            )
+            cdr_ms = extra.get("cdr_ms")
+            if cdr_ms is not None:
+                metrics.cdr_done(service, file_type, cdr_ms / 1000)
+        txlog = self.ctx.txlog
+        if txlog.enabled:
+            fields: dict[str, object] = {
+                "service": service,
+                "identity": self.client_identity,
+                "http_url": _http_url(head),
+            }
+            fields.update(extra)
+            fields["outcome"] = outcome
+            fields["bytes_in"] = received
+            fields["bytes_out"] = sent
+            txlog.record(self.peer, head.method, head.uri, status, seconds * 1000, fields)
 
     def _dispatch(self, head: RequestHead) -> int:
         if head.scheme == "icaps" and not self.secure:
@@ -460,9 +484,20 @@ def add_via(headers: Headers) -> None:
     headers.set("Via", f"{current}, {VIA}" if current else VIA)
 
 
-def _quote(value: object) -> str:
-    text = str(value).replace("\n", " ")
-    return f'"{text}"' if (" " in text or not text) else text
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def _http_url(head: RequestHead) -> str:
+    """The encapsulated HTTP request's URL: as sent when absolute (a proxy's request),
+    else ``//host/path`` from the Host header (the scheme is not known here)."""
+    request = head.http_request
+    if request is None:
+        return ""
+    target = request.target
+    if "://" in target or not target.startswith("/"):
+        return target
+    host = request.headers.get("Host")
+    return f"//{host}{target}" if host else target
 
 
 def _pieces(body: Any) -> Iterable[bytes]:

@@ -12,15 +12,15 @@ import errno
 import logging
 import math
 import os
-import select
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
 
 from gicap.config import Settings, load_settings
-from gicap.obs import sdnotify
+from gicap.obs import metrics, sdnotify
 from gicap.plugins import PluginHost
 
 log = logging.getLogger("gicap.server")
@@ -81,13 +81,20 @@ def run_worker(
     secure: socket.socket | None,
     index: int = 0,
     on_ready: Callable[[], None] | None = None,
+    health: socket.socket | None = None,
 ) -> int:
+    """One worker process. ``health``: the metrics endpoint's socket, when this process
+    is the only one (with several, the master serves the endpoint)."""
     # gevent is imported here, after any fork, so each worker has its own hub.
+    from gicap.obs.logging import log_stream
     from gicap.obs.txlog import TransactionLog
     from gicap.server.handler import ServerContext
     from gicap.server.worker import Worker
 
     s = settings.server
+    # Installed before the services start: the CDR runners report to it.
+    recorder = metrics.Recorder() if settings.metrics.port else None
+    metrics.install(recorder)
     services = host.services(settings)
     per_process = max(1, math.ceil(s.max_connections / s.worker_count))
     ctx = ServerContext(
@@ -96,17 +103,38 @@ def run_worker(
         per_process,
         s.max_connections,
         accept_icap_scheme_on_tls=settings.certificate.accept_icap_scheme,
-        txlog=TransactionLog(enabled=settings.logging.level in ("DEBUG", "INFO")),
+        txlog=TransactionLog(
+            enabled=settings.logging.level in ("DEBUG", "INFO"),
+            stream=log_stream(),
+            json_format=settings.logging.format == "json",
+        ),
+        metrics=recorder,
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.on_ready = on_ready
     worker.settings_loader = lambda: load_settings(settings.source or None)
     worker.plugins = host
+    worker.started_with = settings
+    if health is not None:
+        from gicap.obs.health import serve_gevent
+
+        worker.background.append(lambda: serve_gevent(health, worker.is_ready))
     worker.serve_forever()
     return 0
 
 
 def serve(settings: Settings, host: PluginHost) -> int:
+    # Chosen before any fork and before prometheus-client is imported: every worker
+    # then writes its metric files there.
+    metrics_dir = metrics.create_multiprocess_dir() if settings.metrics.port else None
+    try:
+        return _serve(settings, host)
+    finally:
+        if metrics_dir is not None:
+            metrics.remove_multiprocess_dir(metrics_dir)
+
+
+def _serve(settings: Settings, host: PluginHost) -> int:
     s = settings.server
     plain = reserve(s.host, s.port) if s.port else None
     if plain is not None:
@@ -117,10 +145,24 @@ def serve(settings: Settings, host: PluginHost) -> int:
         _announce_secure(settings)
     else:
         log.info("Secure ICAP is off: server.secure_port is 0")
+    health = None
+    if settings.metrics.port:
+        from gicap.obs.health import listen
+
+        health = listen(settings.metrics.host, settings.metrics.port)
+        log.info(
+            "metrics and health checks on http://%s:%d/ (/metrics, /healthz, /readyz)",
+            settings.metrics.host,
+            health.getsockname()[1],
+        )
+    else:
+        log.info("metrics are off: metrics.port is 0")
     count = s.worker_count
     if count == 1:
-        return run_worker(settings, host, plain, secure, on_ready=_ready_single(settings))
-    return _supervise(settings, host, plain, secure, count)
+        return run_worker(
+            settings, host, plain, secure, on_ready=_ready_single(settings), health=health
+        )
+    return _supervise(settings, host, plain, secure, count, health)
 
 
 def _status(settings: Settings) -> str:
@@ -160,20 +202,82 @@ def _watchdog_thread() -> None:
     threading.Thread(target=ping, name="watchdog", daemon=True).start()
 
 
-def _wait_ready(fd: int, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while seen < count and time.monotonic() < deadline:
-        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not readable:
-            break
-        data = os.read(fd, 64)
-        if not data:
-            break  # every worker closed its end: some died before being ready
-        seen += len(data)
-    os.close(fd)
-    if seen < count:
-        log.warning("only %d of %d workers reported ready", seen, count)
+_PID = struct.Struct("=i")
+
+
+class Readiness:
+    """Which worker processes serve: each writes its pid to a pipe once its listeners
+    are up and its services (the CDR workers) started. Also answers ``/readyz``.
+
+    The pipe stays open for the master's whole life, so a replacement worker reports
+    in the same way; a pid is one write of 4 bytes, which a pipe never splits.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.stopping = False
+        self._live: set[int] = set()
+        self._ready: set[int] = set()
+        self._cond = threading.Condition()
+
+    def spawned(self, pid: int) -> None:
+        with self._cond:
+            self._live.add(pid)
+
+    def exited(self, pid: int) -> None:
+        with self._cond:
+            self._live.discard(pid)
+            self._ready.discard(pid)
+
+    def reported(self, pid: int) -> None:
+        with self._cond:
+            if pid in self._live:  # not one that has died since writing
+                self._ready.add(pid)
+                self._cond.notify_all()
+
+    def serving(self) -> int:
+        with self._cond:
+            return len(self._ready)
+
+    def ready(self) -> bool:
+        with self._cond:
+            return (
+                not self.stopping
+                and len(self._live) == self.count
+                and len(self._ready) == self.count
+            )
+
+    def wait_all(self, timeout: float) -> int:
+        """Wait until every worker has reported (or ``timeout``); how many have."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._ready) >= self.count, timeout)
+            return len(self._ready)
+
+    def read(self, fd: int) -> None:
+        """Thread body: turn what the workers write into :meth:`reported` calls."""
+        pending = b""
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            pending += data
+            while len(pending) >= _PID.size:
+                self.reported(_PID.unpack(pending[: _PID.size])[0])
+                pending = pending[_PID.size :]
+
+
+def _announce_ready(readiness: Readiness, settings: Settings, timeout: float = 120) -> None:
+    """Thread body: READY=1 to systemd once every worker serves (or after ``timeout``)."""
+    seen = readiness.wait_all(timeout)
+    if readiness.stopping:
+        return
+    if seen < readiness.count:
+        log.warning("only %d of %d workers reported ready", seen, readiness.count)
+    sdnotify.notify("READY=1", _status(settings))
+    _watchdog_thread()
 
 
 def _announce_secure(settings: Settings) -> None:
@@ -199,23 +303,32 @@ def _supervise(
     plain: socket.socket | None,
     secure: socket.socket | None,
     count: int,
+    health: socket.socket | None = None,
 ) -> int:
     children: dict[int, int] = {}
     stopping = False
-    # Each worker writes one byte here once its listeners are up and its services
-    # started; systemd hears READY=1 only when all have.
+    # Each worker writes its pid here once its listeners are up and its services
+    # started; systemd hears READY=1 only when all have, and /readyz says so.
+    readiness = Readiness(count)
     ready_r, ready_w = os.pipe()
+    server = None
+    if health is not None:
+        from gicap.obs.health import HealthServer
+
+        server = HealthServer(health, readiness.ready)
 
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             os.close(ready_r)
+            if health is not None:
+                health.close()  # the master's endpoint; a worker must not hold the port
             os.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
 
             def ready() -> None:
                 try:
-                    os.write(ready_w, b"r")
+                    os.write(ready_w, _PID.pack(os.getpid()))
                     os.close(ready_w)
                 except OSError:
                     pass
@@ -230,11 +343,13 @@ def _supervise(
             finally:
                 os._exit(code)
         children[pid] = slot
+        readiness.spawned(pid)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            readiness.stopping = True  # /readyz: 503 while the workers drain
             sdnotify.notify("STOPPING=1", "STATUS=draining")
         for pid in list(children):
             try:
@@ -247,11 +362,15 @@ def _supervise(
     signal.signal(signal.SIGHUP, forward)
     for slot in range(count):
         spawn(slot)
-    os.close(ready_w)
     log.info("started %d worker processes", count)
-    _wait_ready(ready_r, count)
-    sdnotify.notify("READY=1", _status(settings))
-    _watchdog_thread()
+    # Threads only after the first forks; later forks (replacements) happen while they
+    # wait in os.read/select/wait, holding no lock a child could inherit.
+    threading.Thread(target=readiness.read, args=(ready_r,), name="ready", daemon=True).start()
+    threading.Thread(
+        target=_announce_ready, args=(readiness, settings), name="announce", daemon=True
+    ).start()
+    if server is not None:
+        server.start()
     failures: list[float] = []
     while children:
         try:
@@ -260,6 +379,8 @@ def _supervise(
             break
         except InterruptedError:
             continue
+        readiness.exited(pid)
+        metrics.process_exited(pid)
         slot = children.pop(pid, None)
         if slot is None or stopping:
             continue

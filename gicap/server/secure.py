@@ -32,6 +32,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gicap.tls")
 
+# Handshake failures as a few classes, the label of gicap_tls_handshake_failures_total.
+# OpenSSL's verify codes (X509_V_ERR_*) for a client certificate we refused:
+_VERIFY_CLASSES = {
+    2: "unknown_ca",  # unable to get issuer certificate
+    10: "expired",  # certificate has expired
+    18: "unknown_ca",  # self-signed certificate
+    19: "unknown_ca",  # self-signed certificate in chain
+    20: "unknown_ca",  # unable to get local issuer certificate
+    21: "unknown_ca",  # unable to verify the first certificate
+    23: "revoked",  # certificate revoked
+}
+# OpenSSL's reason names: our own refusals, and alerts a client sent about us.
+_REASON_CLASSES = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no_certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "no_certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "unknown_ca",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "expired",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "revoked",
+    "UNSUPPORTED_PROTOCOL": "protocol_version",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
+    "NO_PROTOCOLS_AVAILABLE": "protocol_version",
+    "VERSION_TOO_LOW": "protocol_version",
+    # Not TLS at all, mostly (plain ICAP sent to the TLS port): no version we speak.
+    "WRONG_VERSION_NUMBER": "protocol_version",
+}
+
+
+def failure_class(exc: BaseException) -> str:
+    """no_certificate, unknown_ca, expired, revoked, protocol_version or other."""
+    code = getattr(exc, "verify_code", None)
+    if isinstance(code, int) and code in _VERIFY_CLASSES:
+        return _VERIFY_CLASSES[code]
+    reason = getattr(exc, "reason", None)
+    return _REASON_CLASSES.get(reason, "other") if isinstance(reason, str) else "other"
+
 
 class SecureListener:
     def __init__(
@@ -101,6 +136,8 @@ class SecureListener:
             log.error("certificate set %s refused: %s", certset.describe(), exc)
             return
         self.context = context
+        if self.worker.ctx.metrics is not None:
+            self.worker.ctx.metrics.certificate(certset.not_after.timestamp())
         self._open()
 
     def _open(self) -> None:
@@ -120,6 +157,10 @@ class SecureListener:
         if self.announce:
             log.info("Secure ICAP listening on port %d", self.server.server_port)
 
+    def _failed(self, reason: str) -> None:
+        if self.worker.ctx.metrics is not None:
+            self.worker.ctx.metrics.tls_failure(reason)
+
     def _handle(self, sock: Any, address: Any) -> None:
         context = self.context
         assert context is not None
@@ -134,11 +175,13 @@ class SecureListener:
                 tls.do_handshake()
         except gevent.Timeout:
             log.warning("TLS handshake with %s: no handshake within %ss", peer, s.handshake_timeout)
+            self._failed("timeout")
             tls.close()
             return
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
             log.warning("TLS handshake with %s refused: %s", peer, reason)
+            self._failed(failure_class(exc))
             tls.close()
             return
         identity = client_identity(tls.getpeercert())

@@ -67,6 +67,7 @@ class Worker:
     ) -> None:
         self.ctx = ctx
         self.plain = plain
+        self.index = index
         self.secure: SecureListener | None = None
         if secure is not None and certificate is not None:
             self.secure = SecureListener(self, secure, certificate, announce=index == 0)
@@ -77,9 +78,12 @@ class Worker:
         self.background: list[Callable[[], None]] = []
         #: Called once the listeners are up and the services started.
         self.on_ready: Callable[[], None] | None = None
+        self.ready = False
         #: For SIGHUP: how to read the settings again, and the plugins to rebuild from.
         self.settings_loader: Callable[[], Any] | None = None
         self.plugins: Any = None
+        #: The settings at start (logging and metrics only change at a restart).
+        self.started_with: Any = None
 
     # ----------------------------------------------------------------- connections
     def _handle_plain(self, sock: Any, address: Any) -> None:
@@ -93,14 +97,22 @@ class Worker:
 
     def _run(self, handler: ConnectionHandler) -> None:
         self.handlers[handler] = gevent.getcurrent()
+        metrics = self.ctx.metrics
+        listener = "icaps" if handler.secure else "icap"
+        if metrics is not None:
+            metrics.connections[listener] += 1
         try:
             handler.run()
         finally:
             self.handlers.pop(handler, None)
+            if metrics is not None:
+                metrics.connections[listener] -= 1
 
     def _refuse_if_full(self, sock: Any) -> bool:
         if len(self.handlers) < self.ctx.max_connections and not self.ctx.draining:
             return False
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.refused("draining" if self.ctx.draining else "limit")
         log.warning(
             "connection limit (%d per process) reached: answering 503", self.ctx.max_connections
         )
@@ -139,9 +151,22 @@ class Worker:
         gevent.signal_handler(signal.SIGHUP, self.reload)
 
     def _flush_logs(self) -> None:
+        """The transaction log and the metrics reach their files at most 0.5 s late."""
         while not self.stopped.is_set():
             self.stopped.wait(0.5)
             self.ctx.txlog.flush()
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.flush()
+
+    def _count_reload(self, ok: bool) -> None:
+        # Every worker reloads on the same SIGHUP; the first one counts it, so the
+        # sum over processes is the number of reloads (as it logs certificate events).
+        if self.ctx.metrics is not None and self.index == 0:
+            self.ctx.metrics.reload(ok)
+
+    def is_ready(self) -> bool:
+        """For /readyz in single-process mode: serving, and not draining."""
+        return self.ready and not self.ctx.draining
 
     def reload(self) -> None:
         gevent.spawn(self._reload)
@@ -158,6 +183,7 @@ class Worker:
             services = self.plugins.services(new)
         except Exception as exc:
             log.error("SIGHUP: new settings refused, the running ones stay: %s", exc)
+            self._count_reload(False)
             if self.secure is not None:
                 self.secure.reload()
             return
@@ -165,6 +191,12 @@ class Worker:
         for key in ("host", "port", "secure_port", "workers"):
             if getattr(old_server, key) != getattr(new.server, key):
                 log.warning("SIGHUP: server.%s changed; it takes effect at the next restart", key)
+        for section in ("logging", "metrics") if self.started_with is not None else ():
+            for key, value in vars(getattr(new, section)).items():
+                if key != "level" and getattr(getattr(self.started_with, section), key) != value:
+                    log.warning(
+                        "SIGHUP: %s.%s changed; it takes effect at the next restart", section, key
+                    )
         started = []
         try:
             for service in services.values():
@@ -172,6 +204,7 @@ class Worker:
                 started.append(service)
         except Exception as exc:
             log.error("SIGHUP: a service failed to start, the running ones stay: %s", exc)
+            self._count_reload(False)
             for service in started:
                 service.stop()
             return
@@ -191,12 +224,14 @@ class Worker:
         if self.secure is not None:
             self.secure.update(new.certificate)
         log.info("SIGHUP: settings reloaded from %s", new.source or "built-in defaults")
+        self._count_reload(True)
         # Transactions already running keep the old services until they finish.
         grace = max(self.ctx.settings.drain_timeout, new.cdr.timeout + 5)
         gevent.spawn_later(grace, _stop_all, list(old_services.values()))
 
     def serve_forever(self) -> None:
         self.start()
+        self.ready = True
         if self.on_ready is not None:
             self.on_ready()
         self.stopped.wait()
@@ -236,5 +271,7 @@ class Worker:
             except Exception:
                 log.exception("service %s failed to stop", service.name)
         self.ctx.txlog.flush()
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.flush()
         log.info("drained")
         self.stopped.set()

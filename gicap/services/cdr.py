@@ -24,6 +24,7 @@ from gicap.cdr import multipart
 from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
 from gicap.cdr.types import FileType
+from gicap.obs import metrics
 from gicap.services.base import Outcome, Refused, Service, Transaction, Unmodified
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class CDRService(Service):
                 timeout=c.timeout, memory_mb=c.memory_limit_mb, cpu_seconds=c.cpu_limit_seconds
             ),
             initializer="gicap.cdr.job:init_worker",
+            on_event=_runner_event,
         )
         self.runner.start()
 
@@ -306,23 +308,25 @@ class CDRService(Service):
         return report
 
     def _answer(self, report: FileReport, txn: Transaction, started: float) -> Outcome:
+        cdr_ms = round((time.monotonic() - started) * 1000, 1)
         txn.log_fields.update(
             file_id=report.file_id,
             profile=report.profile,
             type=report.file_type or "-",
             outcome=report.outcome,
             engine=report.engine_outcome or "-",
-            actions=";".join(f"{a['switch']}:{a['action']}" for a in report.actions) or "-",
+            actions=_actions_per_switch(report.actions) or "-",
         )
         if report.reason:
             txn.log_fields["reason"] = report.reason
+        txn.log_fields["cdr_ms"] = cdr_ms
         record = {
             **report.as_dict(),
             "service": self.name,
             "method": txn.head.method,
             "url": report.name,
             "client": txn.client_address,
-            "cdr_ms": round((time.monotonic() - started) * 1000, 1),
+            "cdr_ms": cdr_ms,
         }
         try:
             self.host.manager.hook.gicap_transaction_finished(record=record)
@@ -400,6 +404,24 @@ class CDRService(Service):
         report.size_out = len(body)
         report.outcome = REBUILT
         return self._answer(report, txn, started)
+
+
+def _runner_event(kind: str) -> None:
+    """The runner replaced a worker or timed a job out: count it (when metrics are on)."""
+    recorder = metrics.recorder()
+    if recorder is not None:
+        recorder.cdr_event(kind)
+
+
+def _actions_per_switch(actions: list[dict[str, str]]) -> dict[str, str]:
+    """{switch: action}; a switch acted on differently (several files of a form or an
+    archive) lists its distinct actions joined by ","."""
+    out: dict[str, list[str]] = {}
+    for a in actions:
+        seen = out.setdefault(a.get("switch", "?"), [])
+        if a.get("action", "?") not in seen:
+            seen.append(a.get("action", "?"))
+    return {switch: ",".join(acts) for switch, acts in out.items()}
 
 
 def _is_attachment(message: Any) -> bool:

@@ -334,6 +334,7 @@ def start_gicap(
         "GICAP_SERVER__SECURE_PORT": "0",
         "GICAP_SERVER__WORKERS": str(workers),
         "GICAP_SERVER__SPOOL_DIR": str(spool),
+        "GICAP_METRICS__PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
     overrides.update(env or {})
