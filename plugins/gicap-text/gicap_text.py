@@ -31,8 +31,10 @@ import codecs
 import csv
 import io
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 from gicap import hookimpl
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
@@ -74,7 +76,7 @@ CANDIDATE_DELIMITERS = ",;\t|"
 #: One physical line with its own line break (CRLF, LF or a lone CR), or the last
 #: line without one. ``str.splitlines`` is not used: it also breaks on form feeds,
 #: U+2028 and others, which are ordinary characters inside a CSV cell.
-_LINE = re.compile(r".*?(?:\r\n|\r|\n)|.+", re.DOTALL)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _TERMINATOR = re.compile(r"(?:\r\n|\r|\n)\Z")
 #: Excel's own way of naming the delimiter: a first line ``sep=;``.
 _SEP_LINE = re.compile(r"sep=([^\r\n])(?:\r\n|\r|\n|\Z)")
@@ -177,6 +179,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     formula_cells = [
         (row, col)
         for row, (_raw, cells) in enumerate(records, start=1)
+        if cells is not None
         for col, cell in enumerate(cells, start=1)
         if _is_formula(cell)
     ]
@@ -201,7 +204,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     out: list[str] = []
     try:
         for raw, cells in records:
-            if not any(_is_formula(cell) for cell in cells):
+            if cells is None or not any(_is_formula(cell) for cell in cells):
                 # A record without formulas is copied as it was, quoting and all.
                 out.append(raw)
                 continue
@@ -259,24 +262,83 @@ def _detect_delimiter(text: str) -> str:
         return ","
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[str, list[str]]]:
-    """Yield each CSV record as (its exact source text, its cells).
+def _records(
+    text: str, delimiter: str, fast: bool = True
+) -> Iterator[tuple[str, list[str] | None]]:
+    """Yield each CSV record as (its exact source text, its cells), or (its source
+    text, ``None``) for a record known to hold no formula cell.
 
     ``csv.reader`` takes lines one at a time and asks for the next line only while a
     quoted cell is still open, so the lines it consumed for a record are exactly that
     record's source text. Keeping it lets untouched records be copied byte for byte.
-    """
-    consumed: list[str] = []
 
-    def lines() -> Iterator[str]:
-        for line in _LINE.findall(text):
+    Fast path: a line without any ``"`` that starts a record is that whole record,
+    and its cells are the line split on the delimiter (exactly what ``csv.reader``
+    returns for it). When no cell of it can start with a formula character (checked
+    by one regular expression over the line), it is not parsed at all. Lines with a
+    quote, lines longer than the csv field size limit and odd delimiters always go
+    through ``csv.reader``, and so does every line when ``fast`` is false.
+    """
+    fast = fast and delimiter not in '"\r\n'
+    limit = csv.field_size_limit()
+    all_lines = _LINE.findall(text)
+    if fast and '"' not in text and max(map(len, all_lines), default=0) <= limit:
+        # No quote anywhere: every line is one record. One search over the whole text
+        # finds the lines with a cell starting with a formula character.
+        ends = list(accumulate(map(len, all_lines)))
+        starts = _danger(delimiter, whole=True).finditer(text)
+        hits = {bisect_right(ends, m.end() - 1) for m in starts}
+        if text.startswith(FORMULA_START):
+            hits.add(0)
+        for i, line in enumerate(all_lines):
+            if i in hits:
+                body = line.rstrip("\r\n")
+                yield line, body.split(delimiter) if body else []
+            else:
+                yield line, None
+        return
+
+    consumed: list[str] = []
+    pending: list[str] = []
+    lines = iter(all_lines)
+
+    def feed() -> Iterator[str]:
+        while True:
+            if pending:
+                line = pending.pop()
+            else:
+                line = next(lines, None)
+                if line is None:
+                    return
             consumed.append(line)
             yield line
 
-    for cells in _reader(lines(), delimiter):
+    reader = _reader(feed(), delimiter)
+    danger = _danger(delimiter, whole=False)
+    for line in lines:
+        if fast and '"' not in line and len(line) <= limit:
+            body = line.rstrip("\r\n")
+            if danger.search(body) is None:
+                yield line, None
+            else:
+                yield line, body.split(delimiter) if body else []
+            continue
+        pending.append(line)
+        cells = next(reader)
         raw = "".join(consumed)
         consumed.clear()
         yield raw, cells
+
+
+def _danger(delimiter: str, whole: bool) -> re.Pattern[str]:
+    """A formula character at a cell start of quote-free text: at the start, after the
+    delimiter or (``whole``: text of many lines) after a line break — not at the
+    start of the text, which the caller checks — the match ending on that character.
+    A quote-free line holds no CR or LF but its own line break, so no cell of it
+    starts with one (a CR there ends the record)."""
+    if whole:
+        return re.compile(f"[\\r\\n{re.escape(delimiter)}][=+\\-@\t]")
+    return re.compile(f"(?:\\A|{re.escape(delimiter)})[=+\\-@\t]")
 
 
 def _terminator(raw: str) -> str:
@@ -303,6 +365,6 @@ def _write_record(cells: list[str], delimiter: str, terminator: str) -> str:
     text = buf.getvalue()[:-2] + terminator
     # Defence in depth: the record must read back as exactly these cells, so a quirk of
     # the writer can never turn a neutralised cell back into a live one.
-    if [found for _raw, found in _records(text, delimiter)] != [cells]:
+    if list(_reader(_LINE.findall(text), delimiter)) != [cells]:
         raise csv.Error("a rewritten record does not read back the same")
     return text
