@@ -133,28 +133,41 @@ def _cleaner(data_urls: bool) -> nh3.Cleaner:
 
 
 _CLEANERS = {False: _cleaner(False), True: _cleaner(True)}
-_DATA_URL = re.compile("data:", re.I)
 
 
-def clean(text: str) -> str:
-    """The body of ``text`` (a whole document or a fragment) through nh3."""
+def clean(text: str, lower: str | None = None) -> str:
+    """The body of ``text`` (a whole document or a fragment) through nh3. ``lower``:
+    ``text.lower()``, when the caller already has it."""
     # Without the literal "data:" (any case) nothing can be a data: URL the callback
     # should see; an obfuscated one ("da&#9;ta:") then simply finds data: not allowed.
-    return _CLEANERS[_DATA_URL.search(text) is not None].clean(text)
+    # (A substring test on the lowered text: a case-insensitive regex search costs
+    # a quarter of nh3's own time.)
+    if lower is None:
+        lower = text.lower()
+    return _CLEANERS["data:" in lower].clean(text)
+
+
+def _clean(text: str, data_urls: bool) -> str:
+    """:func:`clean`, told whether "data:" (any case) occurs in ``text``."""
+    return _CLEANERS[data_urls].clean(text)
 
 
 def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
+    lower = text.lower()
     tokens = _TAG_TOKEN.findall(text)
-    counts = Counter(token.lower() for token in tokens)
+    counts: Counter[str] = Counter()
+    for token, n in Counter(tokens).items():  # (counted in C, then merged by case)
+        counts[token.lower()] += n
     depth = _nesting(tokens, counts)
     if depth > MAX_NESTING:
         return DisarmResult(
             "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
         )
-    body = clean(text)
-    title, lang, found = _inventory(text, counts)
+    data_urls = "data:" in lower
+    body = _clean(text, data_urls)
+    title, lang, found = _inventory(text, counts, lower, data_urls)
     document = _document(body, title, lang)
     if _same(raw, text, document):
         return DisarmResult("unmodified")
@@ -242,10 +255,15 @@ def _document(body: str, title: str, lang: str) -> str:
     )
 
 
+_DOCTYPE_FIRST = re.compile(r"\s*<!DOCTYPE html>[\r\n]")
+
+
 def _same(raw: bytes, text: str, document: str) -> bool:
     """True when the input already is the rebuilt document (only line endings and
     trailing whitespace may differ: the HTML tokenizer itself normalises those)."""
     if b"\x00" in raw or b"\x1b" in raw:  # NULs, ISO-2022 escapes: never as they are
+        return False
+    if not _DOCTYPE_FIRST.match(text):  # (cheap, and settles most pages)
         return False
     try:
         raw.decode("utf-8")
@@ -261,27 +279,36 @@ def _same(raw: bytes, text: str, document: str) -> bool:
 # The inventory is a few regular expressions over the source (C speed): parsing the
 # page a second time in Python would cost more than nh3 itself. Counts are therefore
 # approximate (an entity-encoded "javascript:" is removed but not counted).
-_CODE_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", re.I | re.S)
+# (Applied to the lowered text: HTML tag names are ASCII case-insensitive only.)
+_CODE_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", re.S)
 #: Start and end tags ("div", "/div"), for the inventory and the nesting estimate.
 _TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
-# (A leading literal lets the regex engine skip ahead; the character before "on" is
-# checked in Python, far fewer times than a leading character class would be tried.)
-_EVENT_ATTRIBUTE = re.compile(r"on[a-z]{3,}\s*=")
-_BEFORE_ATTRIBUTE = frozenset(" \t\n\r\f\"'/")
+# Matched in the REVERSED text ("onclick=" preceded by a space, quote or slash, read
+# backwards): the leading literal "=" lets the regex engine skip ahead, and the
+# character before "on" is then checked by the regex itself, not once per match in
+# Python.
+_EVENT_ATTRIBUTE_REVERSED = re.compile(r"=\s*[a-z]{3,}no(?:[ \t\n\r\f\"'/]|\Z)")
 # Script-capable URL schemes are looked for with str.find (rare, and much faster than
-# a regular expression tried at every position), then the attribute before them.
-_SCHEMES = ("javascript:", "vbscript:", "data:")
+# a regular expression tried at every position; see _scheme_positions), then the
+# attribute before them.
 _URL_ATTRIBUTE_BEFORE = re.compile(
     r"\b(href|src|action|formaction|data|poster|background)\s*=\s*[\"']?\s*\Z"
 )
-_META_EQUIV = re.compile(r"<meta\b[^>]*\shttp-equiv\s*=\s*[\"']?\s*(?!content-type)", re.I)
+#: Matched (on the lowered text) at each "<meta", found with str.find.
+_META_EQUIV = re.compile(r"<meta\b[^>]*\shttp-equiv\s*=\s*[\"']?\s*(?!content-type)")
 _TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
 _HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?([A-Za-z0-9-]+)", re.I)
 
 
-def _inventory(text: str, counts: Counter[str]) -> tuple[str, str, Counter[tuple[str, str]]]:
+def _inventory(
+    text: str, counts: Counter[str], lower: str | None = None, data_urls: bool = True
+) -> tuple[str, str, Counter[tuple[str, str]]]:
     """The title, the language and (approximately) what the allowlist removes. Only
-    for the report and the rebuilt <head>: nh3 alone decides what the output holds."""
+    for the report and the rebuilt <head>: nh3 alone decides what the output holds.
+    ``lower``: ``text.lower()``, when the caller already has it; ``data_urls``: False
+    when "data:" (any case) is known not to occur in it."""
+    if lower is None:
+        lower = text.lower()
     found: Counter[tuple[str, str]] = Counter()
     comments = text.count("<!--")
     if comments:
@@ -295,23 +322,23 @@ def _inventory(text: str, counts: Counter[str]) -> tuple[str, str, Counter[tuple
             found[("active_content", f"<{name}>")] += n
         else:
             found[("markup", f"<{name}>")] += n
-    refresh = len(_META_EQUIV.findall(text))
+    refresh = 0
+    if counts.get("meta"):
+        at = lower.find("<meta")
+        while at >= 0:
+            refresh += _META_EQUIV.match(lower, at) is not None
+            at = lower.find("<meta", at + 5)
     if refresh:
         found[("active_content", "<meta http-equiv>")] += refresh
     # "x.onclick = f" in a script is not markup
-    lower = _CODE_BLOCKS.sub(" ", text).lower()
-    events = sum(
-        1 for m in _EVENT_ATTRIBUTE.finditer(lower) if lower[m.start() - 1] in _BEFORE_ATTRIBUTE
-    )
+    lower = _CODE_BLOCKS.sub(" ", lower)
+    events = len(_EVENT_ATTRIBUTE_REVERSED.findall(lower[::-1]))
     if events:
         found[("scripts", "event handler attribute")] += events
-    for scheme in _SCHEMES:
-        at = lower.find(scheme)
-        while at >= 0:
-            attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
-            if attribute and _script_url(lower[at : at + 40]):
-                found[("scripts", f"script URL in {attribute.group(1)}")] += 1
-            at = lower.find(scheme, at + len(scheme))
+    for at in _scheme_positions(lower, data_urls):
+        attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
+        if attribute and _script_url(lower[at : at + 40]):
+            found[("scripts", f"script URL in {attribute.group(1)}")] += 1
     srcdoc = lower.count("srcdoc")
     if srcdoc:
         found[("scripts", "srcdoc attribute")] += srcdoc
@@ -319,6 +346,25 @@ def _inventory(text: str, counts: Counter[str]) -> tuple[str, str, Counter[tuple
     title = " ".join(html.unescape(title_match.group(1)).split()) if title_match else ""
     lang_match = _HTML_LANG.search(text)
     return title, lang_match.group(1) if lang_match else "", found
+
+
+def _scheme_positions(lower: str, data_urls: bool) -> list[int]:
+    """Where "javascript:", "vbscript:" (one scan, for "script:") and, with
+    ``data_urls``, "data:" start in ``lower``."""
+    positions = []
+    at = lower.find("script:")
+    while at >= 0:
+        if at >= 4 and lower.startswith("java", at - 4):
+            positions.append(at - 4)
+        elif at >= 2 and lower.startswith("vb", at - 2):
+            positions.append(at - 2)
+        at = lower.find("script:", at + 7)
+    if data_urls:
+        at = lower.find("data:")
+        while at >= 0:
+            positions.append(at)
+            at = lower.find("data:", at + 5)
+    return positions
 
 
 def _script_url(value: str) -> bool:

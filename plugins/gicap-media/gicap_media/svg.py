@@ -256,11 +256,14 @@ def _parse(data: bytes) -> etree._Element:
         text = data.decode(docinfo.encoding or "utf-8", "replace")
         if _INTERNAL_SUBSET.search(text):
             raise Refused("a DOCTYPE with an internal subset (entity or attribute declarations)")
-    if any(isinstance(node, etree._Entity) for node in root.iter()):
+    if next(root.iter(etree.Entity), None) is not None:  # (filtered in C)
         raise Refused("entity references are not accepted")
-    count = sum(1 for _ in root.iter())
-    if count > MAX_ELEMENTS:
-        raise Refused(f"{count} nodes, more than {MAX_ELEMENTS}")
+    # Every node takes at least 3 bytes of the file ("<a/>", "<?a?>"): a small file
+    # cannot hold too many, and is not walked to count them.
+    if len(data) > 3 * MAX_ELEMENTS:
+        count = sum(1 for _ in root.iter())
+        if count > MAX_ELEMENTS:
+            raise Refused(f"{count} nodes, more than {MAX_ELEMENTS}")
     ns, local = _split(root.tag)
     if local != "svg" or ns not in (SVG_NS, None):
         raise Refused(f"the root element is {root.tag!r}, not an SVG <svg>")
@@ -358,6 +361,9 @@ class _Rebuilder:
         )
         new_root.text = root.text
         self._children(root, new_root, foreign=False, in_text=False, depth=1)
+        # A leaf copied whole keeps the namespace declarations of its own start tag
+        # (xmlns:inkscape="..."): those no element or attribute uses are removed.
+        etree.cleanup_namespaces(new_root, keep_ns_prefixes=["xlink"])
         tree = new_root.getroottree()
         for pi in reversed(list(root.itersiblings(preceding=True))):
             if isinstance(pi, etree._ProcessingInstruction) and pi.target == "xml-stylesheet":
@@ -373,8 +379,42 @@ class _Rebuilder:
         if depth > MAX_DEPTH:
             raise Refused(f"elements nested more than {MAX_DEPTH} deep")
         last: etree._Element | None = None  # the last element added to dst
+        plain = _PLAIN_SVG_DEFAULT if self.svg_default else _PLAIN_SVG
         for child in src:
-            if isinstance(child.tag, str):
+            tag = child.tag
+            if not foreign and tag in plain:
+                # Hot path: an allowlisted SVG element with no decision of its own
+                # (what _svg_element does for it, without the checks that cannot apply).
+                # Outside foreign content dst is always an SVG element: no nsmap.
+                local = plain[tag]
+                attributes = self._attributes(child, local, foreign=False)
+                leaf = not len(child)  # (no child nodes of any kind but text)
+                if leaf and tag[0] == "{" and child.prefix is None and depth < MAX_DEPTH:
+                    # A leaf: copied by libxml2 (its text and the very attribute values
+                    # checked above), minus the attributes not kept; a third of the cost
+                    # of creating it. lxml drops the namespace declaration of its tag,
+                    # redundant inside dst (rebuild() removes any other it brings).
+                    added = child.__copy__()
+                    added.tail = None
+                    if len(attributes) != len(child.attrib):
+                        copied = added.attrib
+                        for name in child.keys():
+                            if name not in attributes:
+                                del copied[name]
+                    dst.append(added)
+                else:
+                    added = etree.SubElement(dst, _SVG_TAG[local], attributes)
+                    added.text = child.text
+                if not leaf or depth >= MAX_DEPTH:  # (a leaf has nothing more to copy)
+                    self._children(
+                        child,
+                        added,
+                        foreign=False,
+                        in_text=in_text or local in TEXT_CONTAINERS,
+                        depth=depth + 1,
+                    )
+                last = added
+            elif isinstance(tag, str):
                 added = self._element(child, dst, foreign, in_text, depth)
                 if added is not None:  # (not truth-testing: a leaf element is falsy)
                     last = added
@@ -485,8 +525,9 @@ class _Rebuilder:
         reported)."""
         kept: dict[str, str] = {}
         is_a = tag == "a"
+        kinds = _KINDS[foreign, is_a]
         for name, value in src.items():
-            kind = _KINDS.get((name, foreign, is_a)) or _attribute_kind(name, foreign, is_a)
+            kind = kinds.get(name) or _attribute_kind(name, foreign, is_a)
             if kind == _VALUE:
                 # Only values with ":", "(" or "\\" can hold a URL, a CSS function or
                 # an escape; style is CSS whatever it holds.
@@ -539,12 +580,23 @@ class _Rebuilder:
         kept[name] = value  # external URLs: the foreign content as a whole is allowed
 
 
+# SVG elements _svg_element copies with no decision of its own: by Clark name (and,
+# for a root <svg> without namespace, by bare name too) to their local name.
+_PLAIN_LOCALS = SVG_ELEMENTS - ANIMATIONS - SCRIPT_ELEMENTS - {"a", "foreignObject", "style"}
+_SVG_TAG = {local: f"{{{SVG_NS}}}{local}" for local in SVG_ELEMENTS}
+_PLAIN_SVG = {f"{{{SVG_NS}}}{local}": local for local in _PLAIN_LOCALS}
+_PLAIN_SVG_DEFAULT = {**_PLAIN_SVG, **{local: local for local in _PLAIN_LOCALS}}
+
+
 # -------------------------------------------------------------- attribute decisions
 
 # What to do with an attribute, by its (qualified) name alone; cached per
 # (name, inside foreign content, on an <a>) since documents repeat the same names.
 _DROP, _KEEP, _VALUE, _HREF, _EVENT, _SRCDOC, _FOREIGN_URL = range(1, 8)
-_KINDS: dict[tuple[str, bool, bool], int] = {}
+#: (inside foreign content, on an <a>) -> attribute name -> kind.
+_KINDS: dict[tuple[bool, bool], dict[str, int]] = {
+    (foreign, is_a): {} for foreign in (False, True) for is_a in (False, True)
+}
 _FINDINGS: dict[tuple[str, str], list[tuple[str, str]]] = {}
 _CACHE_LIMIT = 50_000
 
@@ -575,8 +627,9 @@ def _attribute_kind(name: str, foreign: bool, is_a: bool) -> int:
         kind = _VALUE
     else:
         kind = _DROP
-    if len(_KINDS) < _CACHE_LIMIT:
-        _KINDS[(name, foreign, is_a)] = kind
+    cache = _KINDS[foreign, is_a]
+    if len(cache) < _CACHE_LIMIT:
+        cache[name] = kind
     return kind
 
 
