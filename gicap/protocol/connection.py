@@ -397,6 +397,10 @@ class ICAPConnection:
             if self._preview_ieof:
                 self.recv_state = RecvState.DONE
                 self._pending.append(EndOfMessage(trailers))
+            elif self.send_state in (SendState.BODY, SendState.DONE):
+                # We answered before the preview was over: the client waits for that
+                # answer, not for a 100, and sends nothing more.
+                self.recv_state = RecvState.DONE
             else:
                 self.recv_state = RecvState.PREVIEW_WAIT
             return PreviewEnd(ieof=self._preview_ieof)

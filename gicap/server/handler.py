@@ -235,11 +235,6 @@ class ConnectionHandler:
             if isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False
                 break
-            if event is PAUSED:
-                # A preview ended after we had answered (an error sent before reading
-                # the body): the client sends nothing more, and PAUSED would repeat.
-                self.conn.keep_alive = False
-                break
         seconds = time.monotonic() - started
         received = conn.body_bytes_received - received
         sent = conn.body_bytes_sent - sent

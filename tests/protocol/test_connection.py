@@ -450,3 +450,20 @@ def test_cannot_send_body_without_response_head() -> None:
     conn = ICAPConnection()
     with pytest.raises(LocalProtocolError):
         conn.send_data(b"x")
+
+
+def test_answer_before_the_preview_ends_completes_the_request(mode: str) -> None:
+    """An error sent while preview bytes still arrive: the preview's end finishes the
+    request (no 100 may follow), and the next request is read."""
+    conn = ICAPConnection()
+    first = respmod(chunked(b"abcd"), headers="Preview: 4\r\n")
+    head_len = first.index(b"4\r\nabcd")
+    second = respmod(chunked(b"next"))
+    conn.receive_data(first[:head_len])
+    assert isinstance(conn.next_event(), RequestHead)
+    conn.send_response(ICAPResponse(404, Headers([("ISTag", '"t"')])))
+    events, _ = replay(first[head_len:] + second, mode, conn=conn)
+    assert events[:2] == [BodyData(b"abcd", preview=True), PreviewEnd(ieof=False)] or merged(
+        events
+    )[:2] == [BodyData(b"abcd", preview=True), PreviewEnd(ieof=False)]
+    assert any(isinstance(e, RequestHead) for e in events)
