@@ -6,12 +6,41 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.secure.support import Clients, SecureGicap, install
+from tests.tls.pki import PKI, Issued
+
 Samples = list[tuple[str, dict[str, str], float]]
+
+
+@contextmanager
+def two_worker_server(
+    tmp: Path,
+    pki: PKI,
+    server_cert: Issued,
+    clients: Clients,
+    client_a: Issued,
+    env: dict[str, str],
+) -> Iterator[SecureGicap]:
+    """gicap with two workers, plain and Secure ICAP, one CDR worker each, plus ``env``."""
+    install(tmp / "tls", server_cert, pki.root.cert_pem())
+    proc = SecureGicap(
+        tmp,
+        tmp / "tls",
+        {"GICAP_SERVER__WORKERS": "2", "GICAP_CDR__WORKERS": "1", **env},
+        probe=clients.context(client_a),
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -19,10 +19,10 @@ from gicap.client import ICAPClient
 from gicap.obs.logging import AppendFile, JSONFormatter
 from gicap.obs.txlog import TransactionLog
 from gicap.protocol.headers import parse_header_lines, split_lines
-from tests.secure.support import Clients, SecureGicap, install
+from tests.secure.support import Clients, SecureGicap
 from tests.tls.pki import PKI, Issued
 
-from .support import wait_for
+from .support import two_worker_server, wait_for
 
 CSV = b"name,amount\nalice,=1+2\nbob,3\n"
 CSV_REBUILT = b"name,amount\nalice,'=1+2\nbob,3\n"
@@ -41,23 +41,18 @@ def server(
 ) -> Iterator[SecureGicap]:
     """Two workers logging JSON to a file they share."""
     tmp = tmp_path_factory.mktemp("logs")
-    install(tmp / "tls", server_cert, pki.root.cert_pem())
-    proc = SecureGicap(
+    with two_worker_server(
         tmp,
-        tmp / "tls",
+        pki,
+        server_cert,
+        clients,
+        client_a,
         {
-            "GICAP_SERVER__WORKERS": "2",
-            "GICAP_CDR__WORKERS": "1",
             "GICAP_LOGGING__FORMAT": "json",
             "GICAP_LOGGING__FILE": str(tmp / "gicap.jsonl"),
         },
-        probe=clients.context(client_a),
-    )
-    proc.start()
-    try:
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def records(proc: SecureGicap) -> list[dict[str, Any]]:

@@ -13,11 +13,20 @@ import pytest
 
 from gicap.client import ICAPClient
 from gicap.server.secure import failure_class
-from tests.secure.support import Clients, SecureGicap, assert_refused, install
+from tests.secure.support import Clients, SecureGicap, assert_refused
 from tests.support import SETTINGS, GicapProcess, free_port
 from tests.tls.pki import PKI, Issued
 
-from .support import Delta, finish_held, get, held_transaction, scrape, value, wait_for
+from .support import (
+    Delta,
+    finish_held,
+    get,
+    held_transaction,
+    scrape,
+    two_worker_server,
+    value,
+    wait_for,
+)
 
 CSV = b"name,amount\nalice,=1+2\nbob,3\n"
 EXE = b"MZ" + bytes(4000)
@@ -35,22 +44,10 @@ def server(
 ) -> Iterator[SecureGicap]:
     """Two workers, plain and Secure ICAP, metrics on a port of their own."""
     tmp = tmp_path_factory.mktemp("metrics")
-    install(tmp / "tls", server_cert, pki.root.cert_pem())
-    proc = SecureGicap(
-        tmp,
-        tmp / "tls",
-        {
-            "GICAP_SERVER__WORKERS": "2",
-            "GICAP_CDR__WORKERS": "1",
-            "GICAP_METRICS__PORT": str(free_port()),
-        },
-        probe=clients.context(client_a),
-    )
-    proc.start()
-    try:
+    with two_worker_server(
+        tmp, pki, server_cert, clients, client_a, {"GICAP_METRICS__PORT": str(free_port())}
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def mport(proc: GicapProcess) -> int:

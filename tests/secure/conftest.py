@@ -1,9 +1,8 @@
-"""Fixtures: one test PKI per session, gicap processes with their own certificate files."""
+"""Fixtures: gicap processes with their own certificate files (the PKI is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,41 +15,8 @@ StartSecure = Callable[..., SecureGicap]
 
 
 @pytest.fixture(scope="session")
-def pki() -> PKI:
-    return PKI("Secure ICAP Test")
-
-
-@pytest.fixture(scope="session")
-def other_pki() -> PKI:
-    return PKI("Unrelated")
-
-
-@pytest.fixture(scope="session")
-def server_cert(pki: PKI) -> Issued:
-    return pki.server()
-
-
-@pytest.fixture(scope="session")
-def client_a(pki: PKI) -> Issued:
-    return pki.client("client-a")
-
-
-@pytest.fixture(scope="session")
 def client_b(pki: PKI) -> Issued:
     return pki.client("client-b")
-
-
-@pytest.fixture(scope="session")
-def clients(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Clients:
-    return Clients(tmp_path_factory.mktemp("clients"), pki)
-
-
-@pytest.fixture(scope="session")
-def expired(pki: PKI) -> Issued:
-    now = datetime.now(UTC)
-    return pki.client(
-        "expired-client", not_before=now - timedelta(days=30), not_after=now - timedelta(days=1)
-    )
 
 
 @pytest.fixture

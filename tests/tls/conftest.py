@@ -8,23 +8,7 @@ import pytest
 from gicap.tls.certset import build_server_context, load_certificate_set
 from gicap.tls.settings import CertificateSettings
 
-from .pki import PKI, Issued
 from .tlsutil import TLSServer
-
-
-@pytest.fixture(scope="session")
-def pki() -> PKI:
-    return PKI("Test")
-
-
-@pytest.fixture(scope="session")
-def other_pki() -> PKI:
-    return PKI("Other")
-
-
-@pytest.fixture(scope="session")
-def server_cert(pki: PKI) -> Issued:
-    return pki.server()
 
 
 @pytest.fixture
