@@ -80,6 +80,32 @@ def wait_ready(
     raise ServerFailed(f"not ready after {timeout:.0f}s ({last}); log:\n{log_tail(log)}")
 
 
+def launch(
+    cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, output to ``log``."""
+    with open(log, "wb") as out:
+        # Output goes to a file: an unread pipe would eventually block the server.
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def wait_listeners(
+    proc: subprocess.Popen[bytes], port: int, tls_port: int | None, pki: Pki | None, log: Path
+) -> None:
+    """Wait until the plain port and, when set, the mTLS port answer OPTIONS on echo."""
+    wait_ready(proc, port, "echo", log)
+    if tls_port is not None and pki is not None:
+        wait_ready(proc, tls_port, "echo", log, tls_context=tls_client_context(pki))
+
+
 def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the server we started, then SIGKILL its own process group if it lingers.
 

@@ -153,23 +153,11 @@ class CIcap:
             )
         )
         log = self.log = self.workdir / "stdout.log"
-        with open(log, "wb") as out:
-            # Output goes to a file: an unread pipe would eventually block the server.
-            self.proc = subprocess.Popen(
-                [find_binary(), "-f", str(conf), "-N", "-D"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
+        self.proc = _proc.launch(
+            [find_binary(), "-f", str(conf), "-N", "-D"], log, cwd=self.workdir
+        )
         try:
-            _proc.wait_ready(self.proc, self.port, "echo", log)
-            if self.tls_port is not None and self.pki is not None:
-                _proc.wait_ready(
-                    self.proc, self.tls_port, "echo", log,
-                    tls_context=_proc.tls_client_context(self.pki),
-                )  # fmt: skip
+            _proc.wait_listeners(self.proc, self.port, self.tls_port, self.pki, log)
         except BaseException:
             self.__exit__(None, None, None)
             raise

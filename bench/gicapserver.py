@@ -81,24 +81,15 @@ class Gicap:
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-gicap-")
         self.workdir = Path(self._tmp.name)
         log = self.log = self.workdir / "gicap.log"
-        with open(log, "wb") as out:
-            # Output goes to a file: an unread pipe would eventually block the server.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gicap", "serve", "--settings", str(self.settings)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,  # `-m gicap` finds the working tree even if not installed
-                env=self.environment(),
-                start_new_session=True,
-            )
+        # cwd for gicap: `-m gicap` finds the working tree even if not installed.
+        self.proc = _proc.launch(
+            [sys.executable, "-m", "gicap", "serve", "--settings", str(self.settings)],
+            log,
+            cwd=REPO,
+            env=self.environment(),
+        )
         try:
-            _proc.wait_ready(self.proc, self.port, "echo", log)
-            if self.tls_port is not None and self.pki is not None:
-                _proc.wait_ready(
-                    self.proc, self.tls_port, "echo", log,
-                    tls_context=_proc.tls_client_context(self.pki),
-                )  # fmt: skip
+            _proc.wait_listeners(self.proc, self.port, self.tls_port, self.pki, log)
         except BaseException:
             self.__exit__(None, None, None)
             raise
