@@ -276,8 +276,16 @@ class CDRRunner:
         is killed too, and every process is reaped. Safe to call twice."""
         self._running = False
         idle = {self._idle.get_nowait() for _ in range(self._idle.qsize())}
+        # Close every socket first so all idle workers start exiting together. A worker
+        # that never said it was ready may still be importing the engines (seconds on a
+        # loaded machine) and holds no job: it is killed at once, like a busy one.
+        gentle = {w for w in idle if w.ready}
+        for worker in self._all:
+            worker.sock.close()
+            if worker not in gentle and worker.proc.is_alive():
+                worker.proc.kill()
         deadline = time.monotonic() + timeout
         for worker in list(self._all):
-            if not worker.reap(max(0.0, deadline - time.monotonic()), kill=worker not in idle):
+            if not worker.reap(max(0.0, deadline - time.monotonic())):
                 worker.reap(5, kill=True)
             self._all.discard(worker)

@@ -76,6 +76,8 @@ class Worker:
         self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
         #: Extra greenlets started with the worker (e.g. the certificate watcher).
         self.background: list[Callable[[], None]] = []
+        #: Services a reload replaced, still finishing their transactions; drain stops them.
+        self.retired: list[Any] = []
         #: Called once the listeners are up and the services started.
         self.on_ready: Callable[[], None] | None = None
         self.ready = False
@@ -227,7 +229,15 @@ class Worker:
         self._count_reload(True)
         # Transactions already running keep the old services until they finish.
         grace = max(self.ctx.settings.drain_timeout, new.cdr.timeout + 5)
-        gevent.spawn_later(grace, _stop_all, list(old_services.values()))
+        retired = list(old_services.values())
+        self.retired.extend(retired)
+        gevent.spawn_later(grace, self._stop_retired, retired)
+
+    def _stop_retired(self, services: list[Any]) -> None:
+        for service in services:
+            if service in self.retired:
+                self.retired.remove(service)
+        _stop_all(services)
 
     def serve_forever(self) -> None:
         self.start()
@@ -265,11 +275,11 @@ class Worker:
                 break
             gevent.sleep(0.05)
         gevent.killall(list(self.handlers.values()), timeout=2)
-        for service in self.ctx.services.values():
-            try:
-                service.stop()
-            except Exception:
-                log.exception("service %s failed to stop", service.name)
+        # The services (and those a reload retired) stop side by side: each may wait a
+        # little for its CDR worker processes to exit.
+        services = [*self.ctx.services.values(), *self.retired]
+        self.retired.clear()
+        gevent.joinall([gevent.spawn(_stop_all, [service]) for service in services])
         self.ctx.txlog.flush()
         if self.ctx.metrics is not None:
             self.ctx.metrics.flush()
