@@ -25,6 +25,9 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gicap.server.master import remember_hangups, serve
+
+    remember_hangups()
     settings = _load(args)
     try:
         setup_logging(settings.logging.level, settings.logging.format, settings.logging.file)
@@ -39,8 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = create_plugin_host()
     for name, err in host.failed.items():
         log.error("plugin %s not loaded: %s", name, err)
-    from gicap.server.master import serve
-
     try:
         return serve(settings, host)
     except OSError as exc:

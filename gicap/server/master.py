@@ -74,6 +74,13 @@ def open_listener(reserved: socket.socket, backlog: int = 1024) -> socket.socket
     return sock
 
 
+def _describe_exit(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
 def run_worker(
     settings: Settings,
     host: PluginHost,
@@ -82,6 +89,7 @@ def run_worker(
     index: int = 0,
     on_ready: Callable[[], None] | None = None,
     health: socket.socket | None = None,
+    hangup_pending: Callable[[], bool] | None = None,
 ) -> int:
     """One worker process. ``health``: the metrics endpoint's socket, when this process
     is the only one (with several, the master serves the endpoint)."""
@@ -112,6 +120,7 @@ def run_worker(
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.on_ready = on_ready
+    worker.hangup_pending = hangup_pending
     worker.settings_loader = lambda: load_settings(settings.source or None)
     worker.plugins = host
     worker.started_with = settings
@@ -121,6 +130,17 @@ def run_worker(
         worker.background.append(lambda: serve_gevent(health, worker.is_ready))
     worker.serve_forever()
     return 0
+
+
+#: SIGHUPs that arrived before the server could act on them (see remember_hangups).
+_early_hangups: list[int] = []
+
+
+def remember_hangups() -> None:
+    """Called first thing by ``gicap serve``: a SIGHUP (``systemctl reload``) during
+    start-up must not kill the process (the default action); it is remembered and
+    carried out once the workers are up."""
+    signal.signal(signal.SIGHUP, lambda signum, _frame: _early_hangups.append(signum))
 
 
 def serve(settings: Settings, host: PluginHost) -> int:
@@ -160,7 +180,13 @@ def _serve(settings: Settings, host: PluginHost) -> int:
     count = s.worker_count
     if count == 1:
         return run_worker(
-            settings, host, plain, secure, on_ready=_ready_single(settings), health=health
+            settings,
+            host,
+            plain,
+            secure,
+            on_ready=_ready_single(settings),
+            health=health,
+            hangup_pending=lambda: bool(_early_hangups),
         )
     return _supervise(settings, host, plain, secure, count, health)
 
@@ -304,6 +330,7 @@ def _supervise(
     secure: socket.socket | None,
     count: int,
     health: socket.socket | None = None,
+    hangup_pending: Callable[[], bool] | None = None,
 ) -> int:
     children: dict[int, int] = {}
     stopping = False
@@ -317,8 +344,24 @@ def _supervise(
 
         server = HealthServer(health, readiness.ready)
 
+    signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    #: Signals that arrived while a worker was being forked, handled right after.
+    deferred: list[int] = []
+    forking = False
+
     def spawn(slot: int) -> None:
-        pid = os.fork()
+        # Signals wait while we fork: the parent forwards them only once the new pid is
+        # in ``children`` (``forward`` defers them meanwhile; another thread may take
+        # the OS signal), and the child gets them only once its own handlers are set.
+        nonlocal forking
+        forking = True
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            pid = os.fork()
+        except BaseException:
+            forking = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            raise
         if pid == 0:
             code = 1
             os.close(ready_r)
@@ -333,20 +376,36 @@ def _supervise(
                 except OSError:
                     pass
 
+            # A SIGHUP before the worker's own handler is installed must neither kill it
+            # nor be lost: it is remembered and the worker reloads once it is up.
+            hangups: list[int] = []
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                code = run_worker(settings, host, plain, secure, slot, ready)
+                signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
+                # Anything the master had deferred when we forked was meant for it, not us;
+                # the master forwards it to us once we are in its list.
+                deferred.clear()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+                code = run_worker(
+                    settings, host, plain, secure, slot, ready, hangup_pending=lambda: bool(hangups)
+                )
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
                 os._exit(code)
         children[pid] = slot
         readiness.spawned(pid)
+        forking = False
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        while deferred:
+            forward(deferred.pop(0), None)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if forking:
+            deferred.append(signum)
+            return
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
             readiness.stopping = True  # /readyz: 503 while the workers drain
@@ -362,6 +421,8 @@ def _supervise(
     signal.signal(signal.SIGHUP, forward)
     for slot in range(count):
         spawn(slot)
+    if _early_hangups:
+        forward(signal.SIGHUP, None)
     log.info("started %d worker processes", count)
     # Threads only after the first forks; later forks (replacements) happen while they
     # wait in os.read/select/wait, holding no lock a child could inherit.
@@ -384,12 +445,7 @@ def _supervise(
         slot = children.pop(pid, None)
         if slot is None or stopping:
             continue
-        log.error(
-            "worker %d (pid %d) exited with status %d; starting a new one",
-            slot,
-            pid,
-            os.waitstatus_to_exitcode(status),
-        )
+        log.error("worker %d (pid %d) %s; starting a new one", slot, pid, _describe_exit(status))
         now = time.monotonic()
         failures = [t for t in failures if now - t < 10] + [now]
         if len(failures) > 5 * count:
@@ -398,5 +454,7 @@ def _supervise(
             stopping = True
             continue
         time.sleep(0.1 * len(failures))
+        if stopping:  # SIGTERM came while we waited: no new worker
+            continue
         spawn(slot)
     return 0

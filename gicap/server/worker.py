@@ -80,6 +80,8 @@ class Worker:
         self.retired: list[Any] = []
         #: Called once the listeners are up and the services started.
         self.on_ready: Callable[[], None] | None = None
+        #: True when a SIGHUP arrived before the worker's handler was installed.
+        self.hangup_pending: Callable[[], bool] | None = None
         self.ready = False
         #: For SIGHUP: how to read the settings again, and the plugins to rebuild from.
         self.settings_loader: Callable[[], Any] | None = None
@@ -151,6 +153,8 @@ class Worker:
         gevent.signal_handler(signal.SIGTERM, self.drain)
         gevent.signal_handler(signal.SIGINT, self.drain)
         gevent.signal_handler(signal.SIGHUP, self.reload)
+        if self.hangup_pending is not None and self.hangup_pending():
+            self.reload()  # a SIGHUP arrived while this worker was starting
 
     def _flush_logs(self) -> None:
         """The transaction log and the metrics reach their files at most 0.5 s late."""

@@ -46,8 +46,9 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
         )
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: _istag(proc) != before), proc.log()
-        assert _wait_for(lambda: all(_istag(proc) != before for _ in range(6)))
+        # Both workers have reloaded (each logs it) before the file changes again.
+        assert _wait_for(lambda: proc.log().count("SIGHUP: settings reloaded") == 2), proc.log()
+        assert all(_istag(proc) != before for _ in range(6))
         assert _istag(proc, "echo") == echo_before
         assert held.options().status == 200  # the connection from before is still served
         # A broken file is refused; the running policy stays.
@@ -56,10 +57,45 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
             settings.read_text().replace('javascript = "allow"', 'javascript = "sometimes"')
         )
         proc.proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: "new settings refused" in proc.log()), proc.log()
+        assert _wait_for(lambda: proc.log().count("new settings refused") == 2), proc.log()
         assert "policy.strict.pdf.javascript must be allow | sanitise | disallow" in proc.log()
         assert _istag(proc) == current
         assert held.options().status == 200
         held.close()
     finally:
-        assert proc.stop() == 0
+        code = proc.stop()
+        assert code == 0, proc.log()
+
+
+def test_sighup_while_workers_start_neither_kills_them_nor_is_lost(tmp_path: Path) -> None:
+    proc = GicapProcess(tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"})
+    proc.start(wait=False)
+    assert proc.proc is not None
+    try:
+        # The master has forked; the workers are still starting their services.
+        assert _wait_for(lambda: "started 2 worker processes" in proc.log()), proc.log()
+        for _ in range(10):
+            proc.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        proc.wait_ready()
+        assert _wait_for(lambda: proc.log().count("SIGHUP: settings reloaded") >= 2), proc.log()
+        assert "was killed by SIGHUP" not in proc.log()
+        assert "starting a new one" not in proc.log()
+    finally:
+        code = proc.stop()
+        assert code == 0, proc.log()
+
+
+def test_sigterm_while_a_dead_worker_is_being_replaced_stops_the_server(tmp_path: Path) -> None:
+    import os
+
+    proc = GicapProcess(tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"})
+    proc.start()
+    assert proc.proc is not None
+    children = Path(f"/proc/{proc.proc.pid}/task/{proc.proc.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGKILL)
+    # The master logs the death, then waits a moment before starting a replacement:
+    # a SIGTERM now must stop it, not be followed by a fresh worker that never exits.
+    assert _wait_for(lambda: "was killed by SIGKILL" in proc.log(), timeout=5), proc.log()
+    code = proc.stop()
+    assert code == 0, proc.log()
