@@ -1,11 +1,13 @@
 """SVG: an allowlist rebuild with lxml.
 
 The file is parsed with a hardened parser (no DTD loading, no entity expansion, no
-network, libxml2's size limits) and a NEW document is built by walking the parsed
-tree and copying only allowlisted SVG elements and attributes into it. Nothing is
-deleted from the original tree, so an element or attribute this module does not know
-about is simply never copied: comments, processing instructions, DOCTYPEs, editor
-namespaces (Inkscape, Sodipodi, RDF metadata), ``xml:base``, unknown attributes.
+network, libxml2's size limits) and every node of the parsed tree is visited: only
+allowlisted SVG elements and attributes stay, so an element or attribute this module
+does not know about is never in the output: comments, processing instructions,
+DOCTYPEs, editor namespaces (Inkscape, Sodipodi, RDF metadata), ``xml:base``, unknown
+attributes. Allowlisted SVG elements with allowlisted attributes are kept where
+they were parsed (everything else in them removed); an element needing a decision
+of its own (scripts, styles, animations, foreign content) is rebuilt as a new copy.
 
 Policy switches (family ``svg``):
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -220,9 +223,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
             "blocked", actions=actions, reason=f"disallowed by the policy ({reasons})"
         )
 
-    request.destination.write_bytes(
-        etree.tostring(document, xml_declaration=True, encoding="UTF-8") + b"\n"
-    )
+    request.destination.write_bytes(document)
     actions = [
         Action(s, "kept" if rebuilder.policy[s] == "allow" else "removed", rebuilder.detail(s))
         for s in SWITCHES
@@ -256,8 +257,11 @@ def _parse(data: bytes) -> etree._Element:
         text = data.decode(docinfo.encoding or "utf-8", "replace")
         if _INTERNAL_SUBSET.search(text):
             raise Refused("a DOCTYPE with an internal subset (entity or attribute declarations)")
-    if next(root.iter(etree.Entity), None) is not None:  # (filtered in C)
-        raise Refused("entity references are not accepted")
+        # Only a document with a DOCTYPE can hold entity references: without one, a
+        # reference to an undeclared entity is a fatal error (XML's "Entity Declared"
+        # constraint) and only the predefined ones exist, always replaced.
+        if next(root.iter(etree.Entity), None) is not None:  # (filtered in C)
+            raise Refused("entity references are not accepted")
     # Every node takes at least 3 bytes of the file ("<a/>", "<?a?>"): a small file
     # cannot hold too many, and is not walked to count them.
     if len(data) > 3 * MAX_ELEMENTS:
@@ -286,7 +290,11 @@ def classify_url(url: str, element: str = "") -> str:
     """``script``, ``external``, or ``internal`` (a fragment or a raster data: URL)."""
     # Browsers drop tabs and newlines anywhere in a URL and strip leading controls:
     # "java\tscript:" is javascript:.
-    norm = _CONTROL_OR_SPACE.sub("", url).lower()
+    # (Python counts every character of \x00-\x1f and \x7f as not printable: a
+    # printable URL without a space has nothing to strip.)
+    if not url.isprintable() or " " in url:
+        url = _CONTROL_OR_SPACE.sub("", url)
+    norm = url.lower()
     if not norm or norm.startswith("#"):
         return "internal"
     if norm.startswith(SCRIPT_SCHEMES):
@@ -352,7 +360,125 @@ class _Rebuilder:
 
     # -- document
 
-    def rebuild(self, root: etree._Element) -> etree._ElementTree:
+    def rebuild(self, root: etree._Element) -> bytes:
+        """The rebuilt document, UTF-8 XML."""
+        pis = self._stylesheets(root)
+        if root.tag == _SVG_ROOT and root.prefix is None:
+            self._prune(root)
+            body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+        else:
+            body = etree.tostring(self._copy(root), encoding="UTF-8", xml_declaration=False)
+        head = b"".join(etree.tostring(pi, encoding="UTF-8") + b"\n" for pi in pis)
+        return _XML_DECLARATION + head + body + b"\n"
+
+    def _stylesheets(self, root: etree._Element) -> list[etree._Element]:
+        """New copies of the xml-stylesheet instructions before the root the policy
+        keeps (any other node outside the root element is never copied)."""
+        kept = []
+        for pi in reversed(list(root.itersiblings(preceding=True))):
+            if isinstance(pi, etree._ProcessingInstruction) and pi.target == "xml-stylesheet":
+                text = (pi.text or "").lower()
+                switch = "scripts" if "xsl" in text else "foreign_objects"
+                if self.note(switch, "xml-stylesheet instruction"):
+                    kept.append(etree.ProcessingInstruction(pi.target, pi.text))
+        return kept
+
+    def _prune(self, root: etree._Element) -> None:
+        """Allowlist ``root`` (an unprefixed SVG <svg>) where it is: every attribute,
+        element and other node the copy of :meth:`_copy` would leave out is removed
+        from the parsed tree, every element that needs a decision of its own is
+        replaced by its rebuilt copy; the rest (allowlisted SVG elements and their
+        allowlisted attributes, text) stays as parsed."""
+        self._prune_attributes(root, "svg", root.keys(), root.values())
+        self._prune_children(root, in_text=False, depth=1)
+        etree.cleanup_namespaces(root, keep_ns_prefixes=["xlink"])
+
+    def _prune_children(self, parent: etree._Element, in_text: bool, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise Refused(f"elements nested more than {MAX_DEPTH} deep")
+        plain = _PLAIN_SVG
+        for child in list(parent):  # (a snapshot: children are replaced or removed)
+            tag = child.tag
+            local = plain.get(tag)
+            if local is not None:  # an allowlisted SVG element with no decision of its own
+                names = child.keys()
+                if names:
+                    values = child.values()
+                    checked = _value_plan(tuple(names))
+                    if checked is None:
+                        self._prune_attributes(child, local, names, values)
+                    elif "style" in names or not _plain_values("".join(values)):
+                        self._prune_values(child, names, values, checked)
+                if len(child) or depth >= MAX_DEPTH:
+                    self._prune_children(child, in_text or local in TEXT_CONTAINERS, depth + 1)
+                continue
+            if tag == _SVG_A:
+                # What _svg_element does for an <a>, where it is: renamed to a group
+                # when its link goes.
+                renamed = self._link(child, in_text)
+                self._prune_attributes(
+                    child, renamed, child.keys(), child.values(), unlinked=renamed != "a"
+                )
+                if renamed != "a":
+                    child.tag = _SVG_TAG[renamed]
+                self._prune_children(child, in_text, depth + 1)
+                continue
+            # Anything else is rebuilt as _copy does (added at the end of parent, then
+            # put in the place of the original), or removed.
+            tail = child.tail
+            new = (
+                self._element(child, parent, False, in_text, depth)
+                if isinstance(tag, str)
+                else None
+            )
+            if new is not None:
+                parent.replace(child, new)
+                new.tail = tail
+                continue
+            if tail:
+                # The text after a child belongs to the parent: it stays.
+                previous = child.getprevious()
+                if previous is None:
+                    parent.text = (parent.text or "") + tail
+                else:
+                    previous.tail = (previous.tail or "") + tail
+            parent.remove(child)
+
+    def _prune_attributes(
+        self,
+        el: etree._Element,
+        tag: str,
+        names: list[str],
+        values: list[str],
+        unlinked: bool = False,
+    ) -> None:
+        """Remove from ``el`` (an SVG element) the attributes :meth:`_attributes`
+        would not copy; ``names`` and ``values``: its attributes."""
+        kept = self._kept_attributes(zip(names, values, strict=True), tag, False, unlinked)
+        if len(kept) != len(names):
+            attrib = el.attrib
+            for name in names:
+                if name not in kept:
+                    del attrib[name]
+
+    def _prune_values(
+        self, el: etree._Element, names: list[str], values: list[str], checked: tuple[bool, ...]
+    ) -> None:
+        """:meth:`_prune_attributes` for attributes :func:`_value_plan` describes:
+        ``_VALUE`` ones (``checked``) go by their value, ``_KEEP`` ones stay."""
+        for name, value, check in zip(names, values, checked, strict=True):
+            if (
+                check
+                and ("(" in value or ":" in value or "\\" in value or name == "style")
+                and not all(
+                    self.note(switch, what) for switch, what in _value_findings(name, value)
+                )
+            ):
+                del el.attrib[name]
+
+    def _copy(self, root: etree._Element) -> etree._Element:
+        """A new document with the allowlisted copy of ``root`` (a root <svg> without
+        namespace, or with a prefix)."""
         self.svg_default = _split(root.tag)[0] is None
         new_root = etree.Element(
             f"{{{SVG_NS}}}svg",
@@ -364,14 +490,7 @@ class _Rebuilder:
         # A leaf copied whole keeps the namespace declarations of its own start tag
         # (xmlns:inkscape="..."): those no element or attribute uses are removed.
         etree.cleanup_namespaces(new_root, keep_ns_prefixes=["xlink"])
-        tree = new_root.getroottree()
-        for pi in reversed(list(root.itersiblings(preceding=True))):
-            if isinstance(pi, etree._ProcessingInstruction) and pi.target == "xml-stylesheet":
-                text = (pi.text or "").lower()
-                switch = "scripts" if "xsl" in text else "foreign_objects"
-                if self.note(switch, "xml-stylesheet instruction"):
-                    new_root.addprevious(etree.ProcessingInstruction(pi.target, pi.text))
-        return tree
+        return new_root
 
     def _children(
         self, src: etree._Element, dst: etree._Element, foreign: bool, in_text: bool, depth: int
@@ -523,10 +642,16 @@ class _Rebuilder:
         """The allowed attributes of ``src``, to create its copy with. ``unlinked``: an
         <a> rebuilt as a group, whose href is dropped (a script URL in it is still
         reported)."""
+        return self._kept_attributes(src.items(), tag, foreign, unlinked)
+
+    def _kept_attributes(
+        self, items: Iterable[tuple[str, str]], tag: str, foreign: bool, unlinked: bool = False
+    ) -> dict[str, str]:
+        """:meth:`_attributes`, of the (name, value) pairs of an element."""
         kept: dict[str, str] = {}
         is_a = tag == "a"
         kinds = _KINDS[foreign, is_a]
-        for name, value in src.items():
+        for name, value in items:
             kind = kinds.get(name) or _attribute_kind(name, foreign, is_a)
             if kind == _VALUE:
                 # Only values with ":", "(" or "\\" can hold a URL, a CSS function or
@@ -586,6 +711,9 @@ _PLAIN_LOCALS = SVG_ELEMENTS - ANIMATIONS - SCRIPT_ELEMENTS - {"a", "foreignObje
 _SVG_TAG = {local: f"{{{SVG_NS}}}{local}" for local in SVG_ELEMENTS}
 _PLAIN_SVG = {f"{{{SVG_NS}}}{local}": local for local in _PLAIN_LOCALS}
 _PLAIN_SVG_DEFAULT = {**_PLAIN_SVG, **{local: local for local in _PLAIN_LOCALS}}
+_SVG_ROOT = f"{{{SVG_NS}}}svg"
+_SVG_A = f"{{{SVG_NS}}}a"
+_XML_DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
 
 
 # -------------------------------------------------------------- attribute decisions
@@ -647,6 +775,32 @@ def _value_findings(name: str, value: str) -> list[tuple[str, str]]:
         if len(_FINDINGS) < _CACHE_LIMIT:
             _FINDINGS[key] = found
     return found
+
+
+_VALUE_PLANS: dict[tuple[str, ...], tuple[bool, ...] | None] = {}
+
+
+def _value_plan(names: tuple[str, ...]) -> tuple[bool, ...] | None:
+    """For attributes on an SVG element other than <a> outside foreign content: which
+    are ``_VALUE`` (True) and ``_KEEP`` (False) ones, or None when any is of another
+    kind. (Values without any character _plain_values looks for, of attributes
+    other than ``style``, are then all copied as they are.)"""
+    try:
+        return _VALUE_PLANS[names]
+    except KeyError:
+        pass
+    kinds = _KINDS[False, False]
+    found = [kinds.get(name) or _attribute_kind(name, False, False) for name in names]
+    plan = tuple(k == _VALUE for k in found) if set(found) <= {_KEEP, _VALUE} else None
+    if len(_VALUE_PLANS) < _CACHE_LIMIT:
+        _VALUE_PLANS[names] = plan
+    return plan
+
+
+def _plain_values(values: str) -> bool:
+    """True when no value (``values``: all of an element's, joined) holds a character
+    that makes _attributes look into it: "(", ":" or "\\"."""
+    return "(" not in values and ":" not in values and "\\" not in values
 
 
 # ----------------------------------------------------------------------------- tree
