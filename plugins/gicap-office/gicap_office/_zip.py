@@ -28,7 +28,7 @@ MAX_EXPANDED = 1024 * 1024 * 1024
 MAX_RATIO = 100
 RATIO_FLOOR = 1024 * 1024
 
-#: zlib level of the rebuilt zip: 6 is zlib's (and Office's) usual trade-off.
+#: zlib level of the rebuilt zip's deflated (XML) parts: zlib's fastest level.
 COMPRESS_LEVEL = 1
 
 # A fixed timestamp makes the output reproducible (and leaks no clock).

@@ -1020,6 +1020,7 @@ def _metadata(pkg: Package, report: Report) -> None:
 
 def _images_(pkg: Package, report: Report) -> None:
     policy = report.policy("embedded_images")
+    reencode = _images.Reencoder()
     for name in pkg.kept():
         ct = pkg.content_type(name).lower()
         if not ct.startswith("image/"):
@@ -1033,7 +1034,7 @@ def _images_(pkg: Package, report: Report) -> None:
             report.hit("embedded_images", "image")
             continue
         fmt = _images.FORMATS.get(ct)
-        data = _images.reencode(pkg.data[name], fmt) if fmt else None
+        data = reencode(pkg.data[name], fmt) if fmt else None
         if data is None:
             report.hit("embedded_images", "image replaced by a blank placeholder", "neutralised")
             data = _images.PLACEHOLDER_PNG

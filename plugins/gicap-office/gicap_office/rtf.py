@@ -145,6 +145,7 @@ class _Disarmer:
         self.stack: list[_Group] = []
         self.end_of_document = -1
         self.skip = 0  # characters still to skip after \uN
+        self.reencode = _images.Reencoder()
 
     # ------------------------------------------------------------- tokenising
 
@@ -157,14 +158,12 @@ class _Disarmer:
             if m is None:
                 raise RTFRefused(f"unterminated control word at byte {pos}")
             start, pos = pos, m.end()
-            if m.group("open"):
-                self._open(start)
-            elif m.group("close"):
-                self._close(start, pos)
-                if not self.stack:
-                    self.end_of_document = pos
-                    break
-            elif m.group("word") is not None:
+            # the last group matched tells the token: a control word ends with "word"
+            # or "param", and "\\'" without two hex digits matches no group
+            kind = m.lastgroup
+            if kind == "text":
+                self._text(start, pos, m.group("text"))
+            elif kind == "word" or kind == "param":
                 word = m.group("word")
                 param = m.group("param")
                 value = int(param) if param is not None else None
@@ -176,12 +175,17 @@ class _Disarmer:
                     pos += length
                 else:
                     self._word(start, pos, word, value)
-            elif m.group(0).startswith(b"\\'"):
-                self._hex(start, pos, m.group("hex"))
-            elif m.group("sym") is not None:
+            elif kind == "open":
+                self._open(start)
+            elif kind == "close":
+                self._close(start, pos)
+                if not self.stack:
+                    self.end_of_document = pos
+                    break
+            elif kind == "sym":
                 self._symbol(start, pos, m.group("sym"))
-            else:
-                self._text(start, pos, m.group("text"))
+            else:  # "hex", or None for a "\\'" without its two digits
+                self._hex(start, pos, m.group("hex"))
         if self.stack:
             raise RTFRefused("unterminated group at the end of the file (truncated RTF)")
         trailing = data[self.end_of_document :]
@@ -452,7 +456,7 @@ class _Disarmer:
         words = dict(g.words)
         fmt = next((BLIPS[w] for w, _ in g.words if w in BLIPS), None)
         raw = _picture_bytes(g.text)
-        data = _images.reencode(raw, fmt) if fmt and raw else None
+        data = self.reencode(raw, fmt) if fmt and raw else None
         if data is None:
             fmt = "PNG"
             data = _images.PLACEHOLDER_PNG
@@ -496,11 +500,15 @@ def _display_size(words: list[tuple[bytes, int | None]]) -> bytes:
     return out
 
 
+#: Every byte that is not a hex digit (deleted from picture data before decoding it).
+_NOT_HEX = bytes(b for b in range(256) if b not in b"0123456789abcdefABCDEF")
+
+
 def _picture_bytes(parts: list[bytes]) -> bytes:
     binary = [p[4:] for p in parts if p.startswith(b"\x00BIN")]
     if binary:
         return b"".join(binary)
-    text = re.sub(rb"[^0-9a-fA-F]", b"", b"".join(parts))
+    text = b"".join(parts).translate(None, _NOT_HEX)
     if len(text) % 2:
         text = text[:-1]
     try:
