@@ -91,6 +91,12 @@ _LEAF = frozenset(
     """.split()
 )
 _ACTION_LEAF = _LEAF | {"/D"}
+#: Marks that make ``_dict`` act on an action dictionary (``/S`` and ``/JS`` do not:
+#: an action's script is classified by ``_chain``; ``/Filter``, ``/F`` and ``/Type``
+#: count in streams only).
+_ACTION_MARKS = frozenset(
+    {"/Metadata", "/PieceInfo", "/AF", "/EF", "/Dest", "/OnInstantiate", "/Subtype"}
+)
 #: Keys that need more than "walk the value": action slots and the /Names trees.
 _SLOTS = frozenset({"/A", "/PA", "/OpenAction", "/AA", "/Next", "/Names", "/JavaScript", "/EF"})
 #: Keys that make a dictionary worth a closer look once its values are pushed.
@@ -180,6 +186,9 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 #: and comments (COM) are dropped.
 _JPEG_KEEP = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
 _XFA_SCRIPT = re.compile(rb"<(?:[\w.-]+:)?script[\s>/]")
+
+
+_NAME_ANNOT = Name.Annot
 
 
 class _Refused(Exception):
@@ -535,12 +544,17 @@ class _Walker:
         link = self._subtype == "/Link"
 
         def remove_head(holder: Object = holder, key: str = key, action: Object = action) -> None:
+            if action.is_indirect:  # a direct one has no other reference
+                _clear(action)
+            if unlink is None and key == "/A" and link and holder.is_indirect:
+                keys = holder.keys()
+                if "/Dest" not in keys:
+                    self._doom(holder, keys)  # a link that goes nowhere is dropped
+                    return  # (which deletes /A with the rest)
             if unlink is not None:
                 unlink()
             elif key in holder:
                 del holder[key]
-            if action.is_indirect:  # a direct one has no other reference
-                _clear(action)
             if link and "/A" not in holder and "/Dest" not in holder:
                 self._doom(holder)  # a link that goes nowhere is dropped
 
@@ -564,7 +578,15 @@ class _Walker:
         elif context == "open" and switch != "javascript":
             kind = f"{kind} on opening (/OpenAction)"
         self.add(switch, kind, remove)
-        self.push(action, self.IN_ACTION)
+        if (
+            action.is_indirect
+            or action._type_code_int != _T_DICT
+            or keys - _ACTION_LEAF
+            or keys & _ACTION_MARKS
+        ):
+            self.push(action, self.IN_ACTION)
+        # else: a direct action of leaf values only (``/S /GoTo /D [...]``), in which
+        # ``_dict`` would find nothing to push and no mark: not looked at twice.
         if "/Next" not in keys:
             return
         nxt = action.get("/Next")
@@ -670,19 +692,22 @@ class _Walker:
                 jpeg = _strip_jpeg(d.read_raw_bytes())
         self.scan.images.append(_Image(d, width, height, extra, jpeg))
 
-    def _doom(self, annot: Object) -> None:
+    def _doom(self, annot: Object, keys: set[str] | None = None) -> None:
         """Drop an annotation: unlinked from every page's /Annots by ``_finish``, and
-        emptied so that another reference (a structure element) finds nothing."""
-        if not annot.is_indirect:
+        emptied so that another reference (a structure element) finds nothing.
+        ``keys``: the annotation's keys, when the caller has just read them."""
+        og = annot.objgen
+        if not og[0]:
             annot["/GicapDoomed"] = True  # direct: in one /Annots only, filtered there
             return
-        self.doomed.add(annot.objgen)
+        self.doomed.add(og)
         # Delete everything but the keys an emptied annotation keeps (the same result
         # as emptying it and writing them back, with fewer calls into qpdf).
-        keys = annot.keys()
+        if keys is None:
+            keys = annot.keys()
         for key in keys - _EMPTIED_ANNOT:
             del annot[key]
-        annot["/Type"] = Name.Annot
+        annot["/Type"] = _NAME_ANNOT
         if "/Subtype" not in keys:
             annot["/Subtype"] = Name.Text
         if "/Rect" not in keys:
@@ -1210,6 +1235,15 @@ def _sanitise_image(stream: Object, keys: list[str], jpeg: bytes | None) -> None
         stream.write(jpeg, filter=stream.get("/Filter"), decode_parms=stream.get("/DecodeParms"))
 
 
+def _doomed(annot: Any, doomed: set[tuple[int, int]]) -> bool:
+    if type(annot) is not Object:
+        return False
+    og = annot.objgen
+    if og[0]:
+        return og in doomed  # (only direct annotations are marked /GicapDoomed)
+    return annot._type_code_int in (_T_DICT, _T_STREAM) and "/GicapDoomed" in annot
+
+
 def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, str]) -> None:
     """Unlink dropped annotations from the pages; tidy keys the rewrite made stale."""
     for page in pdf.pages:
@@ -1219,11 +1253,7 @@ def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, 
         annots = obj.get("/Annots")
         if type(annots) is not Object or annots._type_code_int != _T_ARRAY:
             continue
-        kept = [
-            a
-            for a in annots
-            if not (_is_dict(a) and ((a.is_indirect and a.objgen in doomed) or "/GicapDoomed" in a))
-        ]
+        kept = [a for a in annots if not _doomed(a, doomed)]
         if len(kept) != len(annots):
             if kept:
                 obj["/Annots"] = Array(kept)
@@ -1247,8 +1277,66 @@ def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, 
         del pdf.trailer["/ID"]
 
 
+#: Every name a finding of ``_Walker`` starts from (a key, or the value of /S,
+#: /Subtype or /Type), as qpdf writes it (names are written in their canonical form,
+#: so ``/J#53`` reads ``/JS``), followed by a delimiter. A dictionary in which none
+#: appears cannot give a finding. /Image and the external-data keys count in
+#: streams only (see ``_quick_verify``).
+_FINDING_NAMES = (
+    "OpenAction A PA AA JavaScript JS EF EmbeddedFile EmbeddedFiles Renditions "
+    "AlternatePresentations Metadata PieceInfo AF Dest OnInstantiate Collection URI "
+    "AcroForm XFA NeedsRendering FileAttachment Sound Movie Screen RichMedia 3D Widget "
+    "GicapDoomed GicapWrapped"
+).split()
+_DELIMITED = rb"(?![^\s()<>\[\]{}/%])"
+_FINDING_TOKEN = re.compile(
+    rb"/(?:" + b"|".join(n.encode() for n in _FINDING_NAMES) + rb")" + _DELIMITED
+)
+_STREAM_TOKEN = re.compile(
+    rb"/(?:"
+    + b"|".join(n.encode() for n in (*_FINDING_NAMES, "Image", "F", "FFilter", "FDecodeParms"))
+    + rb")"
+    + _DELIMITED
+)
+#: pikepdf >= 10.17: the indirect objects reachable from some roots, found in C++.
+_reachable_objects = getattr(pikepdf._core, "_reachable_objects", None)
+
+
+def _quick_verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> bool:
+    """Whether the document certainly holds nothing a finding starts from.
+
+    Every indirect object reachable from the catalog (more than the walk visits) is
+    written out by qpdf, direct objects inside it included, and searched for the
+    names in ``_FINDING_NAMES``: one call per object instead of one per key and
+    value. An image stream is looked at as ``_Walker._image`` would. ``False``
+    (something may be left, or a string merely contains such a name) means: walk.
+    """
+    if _reachable_objects is None:
+        return False
+    info = pdf.trailer.get("/Info")
+    if _is_dict(info) and len(info.keys()):
+        return False
+    root = pdf.Root
+    objects = _reachable_objects(pdf, [root])
+    texts = [root.unparse(resolved=True)]
+    for obj in objects:
+        if obj._type_code_int != _T_STREAM:
+            texts.append(obj.unparse(resolved=True))
+            continue
+        found = _STREAM_TOKEN.findall(obj.stream_dict.unparse())
+        if not found:
+            continue
+        if found.count(b"/Image") != len(found) or _name(obj.get("/Subtype")) != "/Image":
+            return False
+        if switches["embedded_images"] == "sanitise" and obj.keys() - _IMAGE_KEYS:
+            return False
+    return _FINDING_TOKEN.search(b"\n".join(texts)) is None
+
+
 def _verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> None:
     """Walk the rebuilt document again: nothing a sanitise switch covers may be left."""
+    if _quick_verify(pdf, switches):
+        return
     scan = _Walker(pdf, switches, verify=True).run()
     left = {
         f.switch

@@ -1143,3 +1143,56 @@ def test_outline_titles_survive_link_removal(tmp_path: Path) -> None:
             assert [(item.title, item.destination, item.action) for item in tree.root] == [
                 ("Chapter 2", None, None)
             ]
+
+
+@pytest.mark.skipif(gicap_pdf._reachable_objects is None, reason="pikepdf < 10.17")
+def test_quick_verify_only_passes_documents_without_finding_names() -> None:
+    """The check that spares the second walk: any name a finding starts from, in any
+    reachable object (direct ones inside it included), sends the document to the walk."""
+    switches = {s: "sanitise" for s in gicap_pdf.SWITCHES}
+
+    def doc(**extra: object) -> pikepdf.Pdf:
+        pdf = pikepdf.new()
+        pdf.add_blank_page()
+        page = pdf.pages[0].obj
+        image = pdf.make_stream(
+            b"\x00" * 3,
+            Type=Name.XObject,
+            Subtype=Name.Image,
+            Width=1,
+            Height=1,
+            ColorSpace=Name.DeviceRGB,
+            BitsPerComponent=8,
+        )
+        page.Resources = Dictionary(XObject=Dictionary(Im0=image))
+        for key, value in extra.items():
+            if key == "image_key":
+                image[value] = pdf.make_stream(b"x")  # type: ignore[index]
+            else:
+                page[f"/{key}"] = value
+        return pdf
+
+    assert gicap_pdf._quick_verify(doc(), switches)
+    # a direct action deep inside a direct dictionary
+    nested = Dictionary(X=Dictionary(Y=Array([Dictionary(S=Name.JavaScript, JS=String("1"))])))
+    assert not gicap_pdf._quick_verify(doc(Foo=nested), switches)
+    # a name written with an escape in the file is the same name
+    escaped = pikepdf.Object.parse(b"<< /J#53 (1) >>")
+    assert not gicap_pdf._quick_verify(doc(Foo=escaped), switches)
+    # a name that only starts like one is not
+    assert gicap_pdf._quick_verify(doc(Foo=pikepdf.Object.parse(b"<< /JSX (1) >>")), switches)
+    # a string that merely mentions a name: conservative, walked
+    assert not gicap_pdf._quick_verify(doc(Foo=String("see /URI here")), switches)
+    # an image keeping a key outside the allowed ones (its /Metadata here)
+    assert not gicap_pdf._quick_verify(doc(image_key="/Metadata"), switches)
+    assert not gicap_pdf._quick_verify(doc(image_key="/OPI"), switches)
+    # stream data from elsewhere (/F only counts in streams)
+    pdf = doc()
+    pdf.pages[0].obj.Contents = pdf.make_stream(b"", F=String("http://x/y"))
+    assert not gicap_pdf._quick_verify(pdf, switches)
+    pdf = doc(F=4)  # e.g. annotation flags: not stream data
+    assert gicap_pdf._quick_verify(pdf, switches)
+    # a non-empty document information dictionary
+    pdf = doc()
+    pdf.docinfo["/Title"] = "x"
+    assert not gicap_pdf._quick_verify(pdf, switches)
