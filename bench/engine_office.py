@@ -153,10 +153,11 @@ def _rtf(rng: random.Random, work: Path) -> list[Path]:
 
 
 def _legacy(rng: random.Random, work: Path) -> list[Path]:
-    from tests.plugins import test_office
+    from tests.plugins import test_office, test_office_legacy
 
+    files = {**test_office.LEGACY, **test_office_legacy.CASES}
     paths = []
-    for name, (streams, _) in sorted(test_office.LEGACY.items()):
+    for name, (streams, _) in sorted(files.items()):
         path = work / name
         path.write_bytes(test_office.make_ole(streams))
         paths.append(path)

@@ -1,22 +1,36 @@
 """Legacy Office files (OLE compound files: .doc, .xls, .ppt, and other OLE files),
-inspected with oletools.
+inspected with olefile and oletools.
 
 Python cannot rebuild these binary formats, so nothing is ever removed from them:
 when risky content is present the file is ``blocked`` (the reason names it) unless
 every switch concerned is ``allow`` (then it is delivered ``unmodified``); a file
 without risky content is delivered ``unmodified``.
 
-Inspected (independently of the file's own claims, with oletools):
+The file is parsed once (olefile) and every stream read once, orphans included; the
+checks below all work on that reading. Inspected (independently of the file's own
+claims, whichever streams are present):
 
-* ``macros``: VBA projects (``olevba.VBA_Parser.detect_vba_macros``; also any
-  ``Macros``/``_VBA_PROJECT_CUR``/``VBA`` storage), Excel 4 macro sheets in .xls
-  (``detect_xlm_macros``);
+* encryption ([MS-OFFCRYPTO], what msoffcrypto-tool tests): ``EncryptionInfo`` /
+  ``EncryptedPackage`` / ``EncryptedSummary`` streams, Word's ``fEncrypted``, an
+  Excel FilePass record, an encrypted PowerPoint CurrentUserAtom / UserEditAtom;
+  such a file is ``encrypted`` (it cannot be inspected);
+* ``macros``: VBA projects (any ``Macros``/``_VBA_PROJECT_CUR``/``VBA`` storage, or
+  compressed VBA code in any stream, as olevba looks for them), Excel 4 macro and
+  Excel 5 module sheets (BoundSheet8 / BOF records), PowerPoint VBA project storages
+  (ExOleObjStg records the VBAInfoAtom refers to, or holding a VBA project);
 * ``embedded_files``: embedded OLE objects (Word ``ObjectPool``, Excel ``MBD*``
-  storages, PowerPoint ExOleObjStg records via ``oleobj``, any ``\\x01Ole10Native``
-  stream, Outlook attachments);
-* ``dynamic_data_exchange``: DDE fields in Word documents (``msodde``), DDE/OLE data
-  sources in Excel workbooks (SUPBOOK records);
-* ``external_hyperlinks`` (Excel only): links to external workbooks (SUPBOOK records).
+  storages, any ``\\x01Ole10Native`` / ``Package`` stream, Outlook attachments,
+  PowerPoint ExOleObjStg storages other than the VBA project and OLE link caches, and
+  any storage holding an embedded file);
+* ``dynamic_data_exchange``: DDE fields in Word documents (``msodde``'s field scan),
+  DDE/OLE data sources in Excel workbooks (SupBook records), OLE links in PowerPoint
+  (ExOleLinkContainer records);
+* ``external_hyperlinks`` (Excel only): links to external workbooks (SupBook records).
+
+PowerPoint records are walked from the document stream's record tree; ExOleObjStg
+and ExOleLinkContainer headers are also searched for in the streams, as oletools
+does, so records outside the tree are not missed. Reading the storages stops at
+``max_expanded_bytes`` (all of them together): the file is then unprocessable.
 
 Not inspected: hyperlinks, images, metadata and review comments. Those switches are
 not applied to legacy files, except that ``disallow`` on one of them blocks every
@@ -26,15 +40,18 @@ legacy file (its absence cannot be verified).
 from __future__ import annotations
 
 import io
-import warnings
+import re
+import struct
+import zlib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import olefile
+from oletools import msodde
 
 from gicap.cdr.types import DisarmRequest, DisarmResult
 from gicap_office._report import Report
+from gicap_office._zip import MAX_EXPANDED
 
 INSPECTED = ("macros", "embedded_files", "dynamic_data_exchange")
 NOT_INSPECTED = (
@@ -45,6 +62,27 @@ NOT_INSPECTED = (
     "review_comments",
 )
 _VBA_STORAGES = {"macros", "_vba_project_cur", "vba"}
+#: compressed VBA source (MS-OVBA) always holds this; olevba looks for it in every stream
+_VBA_CODE = b"Attribut\x00"
+_PAYLOADS = ("\x01ole10native", "package")
+
+_REC = struct.Struct("<HHI")  # PowerPoint record header: verInstance, type, length
+_U16X2 = struct.Struct("<HH")
+_U32 = struct.Struct("<I")
+# PowerPoint record types ([MS-PPT] 2.13.24)
+_RT_VBA_INFO_ATOM = 0x0400
+_RT_EX_OLE_OBJ_ATOM = 0x0FC3
+_RT_EX_OLE_LINK = 0x0FCE
+_RT_EX_OLE_OBJ_STG = 0x1011
+_RT_PERSIST_DIRECTORY = 0x1772
+_RT_CRYPT_SESSION = 0x2F14
+_PPT_ENCRYPTED_TOKEN = 0xF3D1C4DF
+#: an ExOleObjStg header anywhere (overlapping matches too), as oletools searches for it
+_STG_PATTERN = re.compile(rb"(?=[\x00\x10]\x00\x11\x10)")
+#: more ExOleObjStg records than this: the file is refused (each is decompressed)
+_MAX_PPT_STORAGES = 4096
+#: an ExOleLinkContainer header followed by its ExOleLinkAtom
+_LINK_PATTERN = re.compile(rb"(?=\x0f\x00\xce\x0f[\x00-\xff]{4}\x00\x00\xd1\x0f)")
 
 
 def _legacy_switches(switches: Mapping[str, str]) -> dict[str, str]:
@@ -57,20 +95,24 @@ def _legacy_switches(switches: Mapping[str, str]) -> dict[str, str]:
 
 
 def disarm(request: DisarmRequest) -> DisarmResult:
-    path = request.source
-    data = path.read_bytes()
+    data = request.source.read_bytes()
     if not data.startswith(olefile.MAGIC):
         return DisarmResult("unprocessable", reason="not an OLE compound file")
     kind = request.file_type.name
+    budget = [int(request.limits.get("max_expanded_bytes") or MAX_EXPANDED)]
     try:
-        # a file object: olefile takes short byte strings for file names
+        # a file object: olefile takes short byte strings for file names; the file is
+        # parsed once and every check below works on this one reading of it
         with olefile.OleFileIO(io.BytesIO(data)) as ole:
-            if _encrypted(ole):
+            content = _Content.read(ole)
+            biff = _biff(content) if kind == "xls" or content.root("workbook", "book") else None
+            ppt = _ppt_walk(content, kind)
+            if _encrypted(ole, content, biff, ppt):
                 return DisarmResult(
                     "encrypted", reason=f"password-protected {kind} file: it cannot be inspected"
                 )
             report = Report(_legacy_switches(request.switches))
-            _inspect(ole, path, data, kind, report)
+            _inspect(content, kind, biff, ppt, report, budget)
     except MemoryError:
         raise
     except Exception as exc:  # oletools and olefile raise many kinds on malformed files
@@ -88,95 +130,340 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     return report.unmodified()
 
 
-def _encrypted(ole: olefile.OleFileIO) -> bool:
-    from oletools import crypto
+@dataclass
+class _Content:
+    """Every entry of an OLE file, each stream read once."""
 
-    try:
-        return bool(crypto.is_encrypted(ole))
-    except Exception:
-        return False
+    #: lower-cased path of every stream and storage in the directory tree
+    paths: list[tuple[str, ...]]
+    storages: set[tuple[str, ...]]
+    #: (lower-cased path, data) of every stream in the tree
+    streams: list[tuple[tuple[str, ...], bytes]]
+    #: data of the streams outside the tree (orphans: malformed files hide data there)
+    orphans: list[bytes]
+    ole: olefile.OleFileIO = field(repr=False)
+
+    @classmethod
+    def read(cls, ole: olefile.OleFileIO) -> _Content:
+        paths: list[tuple[str, ...]] = []
+        storages: set[tuple[str, ...]] = set()
+        streams: list[tuple[tuple[str, ...], bytes]] = []
+        # the directory tree as olefile built it (what listdir walks); streams are
+        # read as openstream reads them, from the mini stream when small
+        todo = [((), ole.root)]
+        while todo:
+            prefix, parent = todo.pop()
+            for entry in parent.kids:
+                path = (*prefix, entry.name.lower())
+                paths.append(path)
+                if entry.entry_type == olefile.STGTY_STORAGE:
+                    storages.add(path)
+                    todo.append((path, entry))
+                elif entry.entry_type == olefile.STGTY_STREAM:
+                    streams.append((path, ole._open(entry.isectStart, entry.size).read()))
+        orphans = []
+        directory = ole.directory_fp.getvalue()
+        for sid, entry in enumerate(ole.direntries):
+            # not in the tree: unused or an orphan; the type byte of the raw entry
+            # tells which, before olefile parses it
+            if entry is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
+                entry = ole._load_direntry(sid)
+                orphans.append(ole._open(entry.isectStart, entry.size).read())
+        return cls(paths, storages, streams, orphans, ole)
+
+    def root(self, *names: str) -> bytes | None:
+        """The first of the root streams ``names`` (lower case) that exists."""
+        for name in names:
+            for path, data in self.streams:
+                if path == (name,):
+                    return data
+        return None
+
+    def all_data(self) -> list[bytes]:
+        return [data for _, data in self.streams] + self.orphans
+
+    def vba(self) -> bool:
+        """A VBA project: a VBA storage (olevba's ``find_vba_projects`` looks for no
+        less), or compressed VBA code in any stream, orphans included (olevba's
+        ``detect_vba_macros`` looks there too)."""
+        if any(_VBA_STORAGES & set(path[:-1]) for path in self.paths):
+            return True
+        return any(_VBA_CODE in data for data in self.all_data())
+
+    def payloads(self) -> int:
+        return sum(1 for path in self.paths if path[-1] in _PAYLOADS)
 
 
-def _oletools() -> Any:
-    # oletools' olevba uses pyparsing APIs that now warn on import; the warnings say
-    # nothing about the file and would only clutter the worker's log
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from oletools import msodde, oleobj, olevba, xls_parser
+def _encrypted(
+    ole: olefile.OleFileIO, content: _Content, biff: _Biff | None, ppt: _Ppt | None
+) -> bool:
+    """[MS-OFFCRYPTO]: what msoffcrypto-tool (through oletools' ``crypto``) tests,
+    each format's marker checked whenever its stream is present."""
+    names = {path[0] for path in content.paths if len(path) == 1}
+    if {"encryptioninfo", "encryptedpackage", "encryptedsummary"} & names:
+        return True
+    word = content.root("worddocument")
+    if word is not None and len(word) >= 12 and _U16X2.unpack_from(word, 10)[0] & 0x0100:
+        return True  # FibBase.fEncrypted
+    if biff is not None and biff.filepass:
+        return True
+    if ppt is not None and ppt.encrypted:
+        return True
+    if word is None and biff is None and ppt is None:
+        from oletools import crypto
 
-    return msodde, oleobj, olevba, xls_parser
+        try:
+            return bool(crypto.is_encrypted(ole))
+        except Exception:
+            return False
+    return False
 
 
-def _inspect(ole: olefile.OleFileIO, path: Path, data: bytes, kind: str, report: Report) -> None:
-    msodde, _, olevba, _ = _oletools()
-
-    entries = ole.listdir(streams=True, storages=True)
-    lowered = [[p.lower() for p in entry] for entry in entries]
-
+def _inspect(
+    content: _Content,
+    kind: str,
+    biff: _Biff | None,
+    ppt: _Ppt | None,
+    report: Report,
+    budget: list[int],
+) -> None:
     # -- macros
-    parser = olevba.VBA_Parser(str(path), data=data)
-    try:
-        vba = parser.detect_vba_macros()
-        xlm = kind == "xls" and bool(parser.detect_xlm_macros())
-    finally:
-        parser.close()
-    if vba or any(_VBA_STORAGES & set(entry[:-1]) for entry in lowered):
+    if content.vba():
         report.hit("macros", "VBA project")
-    if xlm:
-        report.hit("macros", "Excel 4 macro sheet")
+    if biff is not None and biff.macro_sheets:
+        report.hit("macros", "Excel 4 macro sheet", n=biff.macro_sheets)
 
     # -- embedded objects
-    storages = {tuple(e) for e in lowered if ole.get_type(list(e)) == olefile.STGTY_STORAGE}
+    storages = content.storages
     objects = 0
     objects += sum(1 for s in storages if len(s) == 2 and s[0] == "objectpool")
     objects += sum(1 for s in storages if len(s) == 1 and s[0].startswith("mbd"))
     objects += sum(1 for s in storages if s[-1].startswith("__attach_version1.0_"))
     if not objects:
-        objects += sum(1 for e in lowered if e[-1] in ("\x01ole10native", "package"))
-    if kind == "ppt":
-        objects += _ppt_objects(path)
+        objects += content.payloads()
+    if ppt is not None:
+        vba, ppt_objects = _ppt_storages(ppt, budget)
+        objects += ppt_objects
+        if vba:
+            report.hit("macros", "VBA project", n=vba)
     if objects:
         report.hit("embedded_files", "embedded OLE object", n=objects)
 
     # -- DDE and external links
-    if kind == "doc" or (kind == "ole" and ["worddocument"] in lowered):
-        links = [line for line in msodde.process_doc(ole).splitlines() if line.strip()]
+    if kind == "doc" or content.root("worddocument") is not None:
+        # a field starts with 0x13: msodde's scan cannot find one in a stream without it
+        links = [
+            link
+            for data in content.all_data()
+            if b"\x13" in data
+            for link in msodde.process_doc_stream(io.BytesIO(data))
+        ]
         if links:
             report.hit("dynamic_data_exchange", "DDE field", n=len(links))
-    elif kind == "xls":
-        dde, external = _xls_links(path)
-        if dde:
-            report.hit("dynamic_data_exchange", "DDE/OLE data source", n=dde)
-        if external:
-            report.hit("external_hyperlinks", "external workbook link", n=external)
+    if biff is not None:
+        if biff.dde:
+            report.hit("dynamic_data_exchange", "DDE/OLE data source", n=biff.dde)
+        if biff.external:
+            report.hit("external_hyperlinks", "external workbook link", n=biff.external)
+    if ppt is not None and ppt.links:
+        report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
 
 
-def _ppt_objects(path: Path) -> int:
-    oleobj = _oletools()[1]
-
-    count = 0
-    for ole in oleobj.find_ole_in_ppt(str(path)):
-        if ole is not None:
-            count += 1
-    return count
+# ------------------------------------------------------------------ Excel (BIFF)
 
 
-def _xls_links(path: Path) -> tuple[int, int]:
-    xls_parser = _oletools()[3]
+@dataclass
+class _Biff:
+    filepass: bool = False
+    macro_sheets: int = 0
+    dde: int = 0
+    external: int = 0
 
-    dde = external = 0
-    xls = xls_parser.XlsFile(str(path))
-    try:
-        for stream in xls.iter_streams():
-            if not isinstance(stream, xls_parser.WorkbookStream):
+
+def _biff(content: _Content) -> _Biff:
+    """One pass over the records of the workbook stream(s) ([MS-XLS] 2.1.4)."""
+    out = _Biff()
+    for name in ("workbook", "book"):
+        stream = content.root(name)
+        if stream is None:
+            continue
+        pos, end = 0, len(stream)
+        while pos + 4 <= end:
+            rtype, size = _U16X2.unpack_from(stream, pos)
+            start = pos + 4
+            pos = start + size
+            if rtype == 0x002F:  # FilePass
+                out.filepass = True
+            elif rtype == 0x0085:  # BoundSheet8: dt 1 macro sheet, 6 VB module
+                if size >= 6 and stream[start + 5] in (1, 6):
+                    out.macro_sheets += 1
+            elif rtype == 0x0809:  # BOF: dt 0x40 macro sheet, 6 VB module
+                if size >= 4 and _U16X2.unpack_from(stream, start)[1] in (0x40, 0x06):
+                    out.macro_sheets += 1
+            elif rtype == 0x01AE:  # SupBook
+                link = _supbook(stream[start:pos])
+                if link == "dde":
+                    out.dde += 1
+                elif link == "external":
+                    out.external += 1
+    return out
+
+
+def _supbook(body: bytes) -> str | None:
+    """The kind of supporting link ([MS-XLS] 2.4.271), as oletools' xls_parser reads
+    it; a malformed virtual path counts as a link (oletools would skip it)."""
+    if len(body) < 4:
+        raise ValueError("SupBook record too short")
+    ctab, cch = _U16X2.unpack_from(body)
+    if cch == 0x0401 or (ctab == 1 and cch == 0x3A01):
+        return None  # this workbook, add-in functions
+    if 0 < cch <= 0xFF and len(body) > 4:
+        wide = body[4] & 1
+        raw = body[5 : 5 + cch * (2 if wide else 1)]
+        path = raw.decode("utf-16-le" if wide else "latin-1", errors="replace")
+        if path in (" ", "\x00"):
+            return None  # unused, same sheet
+    return "dde" if ctab == 0 else "external"
+
+
+# ------------------------------------------------------------ PowerPoint records
+
+
+@dataclass
+class _Ppt:
+    encrypted: bool = False
+    links: int = 0
+    #: (stream number, offset) -> (record instance, stream, body start, body end) of
+    #: every ExOleObjStg; stream 0 is the PowerPoint Document stream
+    storages: dict[tuple[int, int], tuple[int, bytes, int, int]] = field(default_factory=dict)
+    #: those found only by searching (outside the record tree, or in another stream)
+    stray: set[tuple[int, int]] = field(default_factory=set)
+    #: persist id -> offsets in the PowerPoint Document stream (PersistDirectoryAtom)
+    persist: dict[int, set[int]] = field(default_factory=dict)
+    vba_refs: set[int] = field(default_factory=set)
+    link_refs: set[int] = field(default_factory=set)
+    object_refs: set[int] = field(default_factory=set)
+
+
+def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
+    """The records of the PowerPoint Document stream ([MS-PPT] 2.3), containers
+    walked into; then ExOleObjStg headers are searched for in every stream and
+    ExOleLinkContainer headers in the document stream, as oletools does, so that
+    records outside the tree are found too."""
+    doc = content.root("powerpoint document")
+    if doc is None:
+        if kind != "ppt":
+            return None
+        doc = b""
+    out = _Ppt()
+    user = content.root("current user")
+    if user is not None and len(user) >= 20:
+        token, edit = struct.unpack_from("<II", user, 12)
+        if token == _PPT_ENCRYPTED_TOKEN:
+            out.encrypted = True
+        elif edit + 8 <= len(doc):
+            _, rtype, size = _REC.unpack_from(doc, edit)
+            # a UserEditAtom with encryptSessionPersistIdRef
+            out.encrypted = rtype == 0x0FF5 and size == 0x20
+    links: set[int] = set()
+    stack = [(0, len(doc), 0)]
+    while stack:
+        pos, end, parent = stack.pop()
+        while pos + 8 <= end:
+            ver_inst, rtype, size = _REC.unpack_from(doc, pos)
+            start = pos + 8
+            if start + size > end:
+                break
+            if ver_inst & 0xF == 0xF:
+                if rtype == _RT_EX_OLE_LINK:
+                    links.add(pos)
+                elif rtype == _RT_CRYPT_SESSION:
+                    out.encrypted = True
+                stack.append((start, start + size, rtype))
+            elif rtype == _RT_EX_OLE_OBJ_STG:
+                out.storages[0, pos] = (ver_inst >> 4, doc, start, start + size)
+            elif rtype == _RT_VBA_INFO_ATOM and size >= 4:
+                out.vba_refs.add(_U32.unpack_from(doc, start)[0])
+            elif rtype == _RT_EX_OLE_OBJ_ATOM and size >= 20:
+                (link_type,) = _U32.unpack_from(doc, start + 4)
+                (ref,) = _U32.unpack_from(doc, start + 16)
+                linked = parent == _RT_EX_OLE_LINK or link_type == 1
+                (out.link_refs if linked else out.object_refs).add(ref)
+            elif rtype == _RT_PERSIST_DIRECTORY:
+                _persist_entries(doc, start, start + size, out.persist)
+            pos = start + size
+    for match in _LINK_PATTERN.finditer(doc):
+        links.add(match.start())
+    out.links = len(links)
+    others = [data for path, data in content.streams if path != ("powerpoint document",)]
+    for number, stream in enumerate([doc, *others, *content.orphans]):
+        for match in _STG_PATTERN.finditer(stream):
+            pos = match.start()
+            if (number, pos) in out.storages or pos + 8 > len(stream):
                 continue
-            for record in stream.iter_records():
-                if not isinstance(record, xls_parser.XlsRecordSupBook):
-                    continue
-                if record.support_link_type == record.LINK_TYPE_OLE_DDE:
-                    dde += 1
-                elif record.support_link_type == record.LINK_TYPE_EXTERNAL:
-                    external += 1
-    finally:
-        xls.close()
-    return dde, external
+            ver_inst, _, size = _REC.unpack_from(stream, pos)
+            if pos + 8 + size <= len(stream):
+                out.storages[number, pos] = (ver_inst >> 4, stream, pos + 8, pos + 8 + size)
+                out.stray.add((number, pos))
+                if len(out.storages) > _MAX_PPT_STORAGES:
+                    raise ValueError(f"more than {_MAX_PPT_STORAGES} OLE storages")
+    return out
+
+
+def _persist_entries(doc: bytes, pos: int, end: int, persist: dict[int, set[int]]) -> None:
+    while pos + 4 <= end:
+        (head,) = _U32.unpack_from(doc, pos)
+        first, count = head & 0xFFFFF, head >> 20
+        pos += 4
+        for i in range(count):
+            if pos + 4 > end:
+                return
+            persist.setdefault(first + i, set()).add(_U32.unpack_from(doc, pos)[0])
+            pos += 4
+
+
+def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
+    """(VBA projects, embedded objects) among the ExOleObjStg records: a storage the
+    VBAInfoAtom refers to is the VBA project, one only OLE links refer to is the
+    link's cache; any other (ActiveX controls, storages nothing refers to) is an
+    embedded object, and so is any storage holding an embedded file."""
+    vba = objects = 0
+    for key, (instance, stream, start, end) in ppt.storages.items():
+        try:
+            data = _ppt_storage_data(instance, stream, start, end, budget)
+        except zlib.error:
+            if key in ppt.stray:
+                continue  # a chance match of the search
+            raise
+        sub = None
+        if data.startswith(olefile.MAGIC):
+            with olefile.OleFileIO(io.BytesIO(data)) as ole:
+                sub = _Content.read(ole)
+        elif key in ppt.stray:
+            continue  # not a compound file: a chance match of the search
+        ids: set[int] = set()
+        if key[0] == 0:
+            ids = {pid for pid, offsets in ppt.persist.items() if key[1] in offsets}
+        is_vba = bool(ids) and ids <= ppt.vba_refs
+        is_link = bool(ids) and ids <= ppt.link_refs
+        if is_vba or (sub is not None and sub.vba()):
+            vba += 1
+        if not (is_vba or is_link) or (sub is not None and sub.payloads()):
+            objects += 1
+    return vba, objects
+
+
+def _ppt_storage_data(
+    instance: int, stream: bytes, start: int, end: int, budget: list[int]
+) -> bytes:
+    """The storage's bytes, stored or decompressed ([MS-PPT] 2.10.35: decompressedSize,
+    then a zlib stream); every storage counts against ``max_expanded_bytes``."""
+    if instance == 1:
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(memoryview(stream)[start + 4 : end], budget[0] + 1)
+    else:
+        data = stream[start : min(end, start + budget[0] + 1)]
+    if len(data) > budget[0]:
+        raise ValueError("the OLE storages expand beyond max_expanded_bytes")
+    budget[0] -= len(data)
+    return data

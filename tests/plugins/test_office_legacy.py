@@ -1,0 +1,422 @@
+"""gicap-office, legacy OLE files: VBA projects and OLE links in PowerPoint 97-2003,
+DDE links, external workbooks and Excel 4 macro sheets in Excel 97-2003 (BIFF8).
+
+The files are generated here with the compound-file writer of ``test_office`` and
+minimal [MS-PPT] / [MS-XLS] records. Each risky file is first confirmed risky by
+oletools (olevba for VBA, olevba's BIFF plugin for Excel 4 macro sheets, msodde for
+Excel links, oleobj and ppt_record_parser for PowerPoint OLE objects and links,
+msoffcrypto-tool for encryption), so no test can pass on a file that holds nothing;
+then the default policy must block it and ``allow`` on its switch must deliver it
+unmodified.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import olefile
+import pytest
+
+from tests.plugins.test_office import (
+    OLE_OBJECT,
+    VBA_BIN,
+    _fib,
+    _ppt,
+    _write,
+    dde_found,
+    disarm,
+    file_type,
+    make_ole,
+    switches,
+    vba_found,
+)
+
+with warnings.catch_warnings():  # olevba's pyparsing use warns on import
+    warnings.simplefilter("ignore")
+    from oletools import oleobj, ppt_record_parser
+    from oletools.thirdparty.oledump.plugin_biff import cBIFF
+
+# ---------------------------------------------------------------- PowerPoint
+
+#: offset of the first record after the DocumentContainer that ``_ppt`` writes
+_PPT_BASE = 16
+
+
+def rec(rtype: int, body: bytes, ver: int = 0, instance: int = 0) -> bytes:
+    """A PowerPoint record: RecordHeader (recVer, recInstance, recType, recLen)."""
+    return struct.pack("<HHI", ver | instance << 4, rtype, len(body)) + body
+
+
+def persist_directory(*entries: tuple[int, int]) -> bytes:
+    """PersistDirectoryAtom: one PersistDirectoryEntry per (persist id, offset)."""
+    body = b"".join(struct.pack("<II", pid | 1 << 20, offset) for pid, offset in entries)
+    return rec(0x1772, body)
+
+
+def vba_info(persist_id: int) -> bytes:
+    """VBAInfoContainer / VBAInfoAtom (persistIdRef, fHasMacros, version)."""
+    atom = rec(0x0400, struct.pack("<III", persist_id, 1, 2), ver=2)
+    return rec(0x03FF, atom, ver=0xF, instance=1)
+
+
+def storage(cfb: bytes, compressed: bool = False) -> bytes:
+    """ExOleObjStg: a compound file, zlib-compressed after its size or stored."""
+    if compressed:
+        return rec(0x1011, struct.pack("<I", len(cfb)) + zlib.compress(cfb), instance=1)
+    return rec(0x1011, cfb)
+
+
+def ole_link_list(persist_id: int) -> bytes:
+    """ExObjListContainer with one ExOleLinkContainer (a linked OLE object whose
+    cached storage is ``persist_id``)."""
+    link = rec(
+        0x0FCE,
+        rec(0x0FD1, struct.pack("<III", 0, 1, 0))  # ExOleLinkAtom: update always
+        # ExOleObjAtom: drawAspect, type 1 (link), exObjId, subType, persistIdRef
+        + rec(0x0FC3, struct.pack("<IIIIII", 1, 1, 1, 0, persist_id, 0), ver=1)
+        + rec(0x0FBA, "Linked Worksheet".encode("utf-16-le"), instance=1),
+        ver=0xF,
+    )
+    return rec(0x0409, rec(0x040A, struct.pack("<I", 1)) + link, ver=0xF)
+
+
+def _file_moniker(path: str) -> bytes:
+    """A FileMoniker ([MS-OSHARED] 2.3.7.8) with its CLSID."""
+    clsid = bytes.fromhex("0303000000000000c000000000000046")
+    ansi = path.encode("latin-1") + b"\x00"
+    body = struct.pack("<HI", 0, len(ansi)) + ansi + struct.pack("<HH", 0xFFFF, 0xDEAD)
+    return clsid + body + b"\x00" * 16 + struct.pack("<I", 0)
+
+
+def _ole_stream(linked: bool) -> bytes:
+    """The ``\\x01Ole`` stream ([MS-OLEDS] 2.3.3): flag 1 marks a linked object."""
+    head = struct.pack("<IIIII", 0x02000001, 1 if linked else 0, 1, 0, 0)
+    if not linked:
+        return head
+    moniker = _file_moniker("C:\\gicap\\linked.xlsx")
+    return (
+        head
+        + struct.pack("<I", 0)  # no relative moniker
+        + struct.pack("<I", len(moniker))
+        + moniker
+        + struct.pack("<i", -1)
+        + b"\x00" * 16  # clsidIndicator, clsid
+        + struct.pack("<IIIII", 0, 0, 0, 0, 0)  # display name, times
+    )
+
+
+#: the cached storage of a linked object (no data of its own)
+LINK_STORAGE = make_ole(
+    {"\x01Ole": _ole_stream(True), "\x01CompObj": b"\x01\x00\xfe\xff" + b"\x00" * 24}
+)
+#: the same, with an embedded file in it too
+LINK_STORAGE_WITH_FILE = make_ole(
+    {
+        "\x01Ole": _ole_stream(True),
+        "\x01Ole10Native": struct.pack("<I", 28) + b"gicap embedded test payload\n",
+    }
+)
+
+
+def ppt_vba() -> dict[str, bytes]:
+    """A VBA project storage, referred to by the VBAInfoAtom through the persist
+    directory, as PowerPoint writes it."""
+    info = vba_info(1)
+    stg = storage(VBA_BIN)
+    return _ppt(info + stg + persist_directory((1, _PPT_BASE + len(info))))
+
+
+def ppt_link(cache: bytes = LINK_STORAGE) -> dict[str, bytes]:
+    objects = ole_link_list(2)
+    stg = storage(cache, compressed=True)
+    return _ppt(objects + stg + persist_directory((2, _PPT_BASE + len(objects))))
+
+
+def ppt_hidden_vba() -> dict[str, bytes]:
+    """A VBA storage behind bytes that are no record: only a search finds it."""
+    return _ppt(b"\xff\xff\xff" + storage(VBA_BIN))
+
+
+def ppt_record_types(path: Path) -> set[int]:
+    """Every record type oletools' ppt_record_parser reads, containers walked into."""
+    found: set[int] = set()
+
+    def visit(records: list) -> None:
+        for record in records:
+            found.add(record.type)
+            visit(getattr(record, "records", None) or [])
+
+    ppt = ppt_record_parser.PptFile(str(path))
+    try:
+        for stream in ppt.iter_streams():
+            if stream.name == "PowerPoint Document":
+                visit(list(stream.iter_records()))
+    finally:
+        ppt.close()
+    return found
+
+
+def linked_ole_objects(path: Path) -> int:
+    """ExOleObjStg storages (found by oleobj) that say they are linked objects."""
+    count = 0
+    for ole in oleobj.find_ole_in_ppt(str(path)):
+        if ole is not None and ole.exists("\x01Ole"):
+            flags = struct.unpack_from("<I", ole.openstream("\x01Ole").read(), 4)[0]
+            count += flags & 1
+    return count
+
+
+def embedded_files(path: Path) -> int:
+    """ExOleObjStg storages (found by oleobj) holding an embedded file."""
+    count = 0
+    for ole in oleobj.find_ole_in_ppt(str(path)):
+        if ole is not None and ole.exists("\x01Ole10Native"):
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------- Excel
+
+
+def biff(rtype: int, body: bytes) -> bytes:
+    return struct.pack("<HH", rtype, len(body)) + body
+
+
+def bof(dt: int) -> bytes:
+    """BOF (BIFF8): dt 5 workbook globals, 0x10 worksheet."""
+    return biff(0x0809, struct.pack("<HHHH", 0x0600, dt, 0, 0) + b"\x00" * 8)
+
+
+EOF = biff(0x000A, b"")
+
+
+def short_string(text: str) -> bytes:
+    """ShortXLUnicodeString, 8-bit characters."""
+    return bytes([len(text), 0]) + text.encode("latin-1")
+
+
+def supbook(ctab: int, virt_path: str, sheets: tuple[str, ...] = ()) -> bytes:
+    """SupBook: ctab 0 is a DDE/OLE data source, ctab > 0 an external workbook."""
+    body = struct.pack("<HH", ctab, len(virt_path)) + b"\x00" + virt_path.encode("latin-1")
+    for sheet in sheets:
+        body += struct.pack("<HB", len(sheet), 0) + sheet.encode("latin-1")
+    return biff(0x01AE, body)
+
+
+def workbook(globals_: bytes, cells: bytes = b"", sheet_type: int = 0) -> dict[str, bytes]:
+    """A Workbook stream: the globals substream (``globals_``, then one BoundSheet8)
+    and one sheet substream holding ``cells``."""
+    head = bof(5) + globals_
+    name = short_string("Sheet1")
+    bound_size = 4 + 6 + len(name)
+    sheet_at = len(head) + bound_size + len(EOF)
+    bound = biff(0x0085, struct.pack("<IBB", sheet_at, 0, sheet_type) + name)
+    sheet_bof = bof(0x40 if sheet_type == 1 else 0x10)
+    return {"Workbook": head + bound + EOF + sheet_bof + cells + EOF}
+
+
+def xls_dde() -> dict[str, bytes]:
+    """``=cmd|'/c echo gicap'!A0`` as Excel stores it: a DDE SupBook (application and
+    topic), an ExternName (the item), an XTI and a formula referring to the name."""
+    links = (
+        supbook(0, "cmd\x03/c echo gicap")
+        + biff(0x0023, struct.pack("<HI", 0, 0) + short_string("A0"))  # ExternName: DDE
+        + biff(0x0017, struct.pack("<HHHH", 1, 0, 0xFFFE, 0xFFFE))  # ExternSheet
+    )
+    rgce = struct.pack("<BHI", 0x39, 0, 1)  # PtgNameX: XTI 0, name 1
+    formula = struct.pack("<HHH", 0, 0, 15) + b"\x00" * 8 + struct.pack("<HI", 0, 0)
+    cells = biff(0x0006, formula + struct.pack("<H", len(rgce)) + rgce)
+    return workbook(links, cells)
+
+
+def xls_external() -> dict[str, bytes]:
+    links = supbook(1, "\x01C:\\gicap\\other.xls", ("Sheet1",))
+    return workbook(links + biff(0x0017, struct.pack("<HHHH", 1, 0, 0, 0)))
+
+
+def xlm_found(path: Path) -> bool:
+    """An Excel 4 macro sheet, by the BIFF plugin olevba runs (olevba itself only
+    runs it on files whose root CLSID says Excel; the engine does not trust that)."""
+    ole = olefile.OleFileIO(str(path))
+    try:
+        data = ole.openstream("Workbook").read()
+    finally:
+        ole.close()
+    listing = cBIFF(name=["Workbook"], stream=data, options="-o BOUNDSHEET").Analyze()
+    return "Excel 4.0 macro sheet" in "\n".join(listing)
+
+
+# --------------------------------------------------------------------- tests
+
+#: name -> (streams, the switch that must block it or None)
+CASES = {
+    "vba.ppt": (ppt_vba(), "macros"),
+    "link.ppt": (ppt_link(), "dynamic_data_exchange"),
+    "dde.xls": (xls_dde(), "dynamic_data_exchange"),
+    "external.xls": (xls_external(), "external_hyperlinks"),
+    "xlm.xls": (workbook(b"", sheet_type=1), "macros"),
+    "clean-sheet.xls": (workbook(b""), None),
+}
+
+
+def confirm(path: Path, switch: str | None) -> None:
+    """oletools agrees on what is in the file."""
+    name = path.name
+    if name.endswith(".ppt"):
+        assert vba_found(path) == (switch == "macros")
+        links = linked_ole_objects(path)
+        assert bool(links) == (switch == "dynamic_data_exchange")
+        assert (0x0FCE in ppt_record_types(path)) == bool(links)
+        assert embedded_files(path) == 0
+    else:
+        assert vba_found(path) is False
+        assert xlm_found(path) == (switch == "macros")
+        links = dde_found(path)
+        assert bool(links) == (switch in ("dynamic_data_exchange", "external_hyperlinks"))
+        if switch == "dynamic_data_exchange":
+            assert "cmd" in links
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_legacy_ppt_xls(tmp_path: Path, name: str) -> None:
+    streams, switch = CASES[name]
+    path = _write(tmp_path, name, make_ole(streams))
+    assert file_type(path).name == name.rsplit(".", 1)[1]
+    confirm(path, switch)
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    if switch is None:
+        assert result.outcome == "unmodified" and result.actions == []
+        return
+    assert result.outcome == "blocked" and switch in result.reason, result
+    result, _ = disarm(path, tmp_path, switches("sanitise", **{switch: "disallow"}))
+    assert result.outcome == "blocked"
+    result, _ = disarm(path, tmp_path, switches("sanitise", **{switch: "allow"}))
+    assert result.outcome == "unmodified", result
+    assert [a.action for a in result.actions if a.switch == switch] == ["kept"]
+    # no other switch was hit: allowing this one is enough
+    assert {a.switch for a in result.actions} == {switch}
+
+
+def test_ppt_link_cache_holding_a_file_is_an_embedded_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "link-file.ppt", make_ole(ppt_link(LINK_STORAGE_WITH_FILE)))
+    assert linked_ole_objects(path) == 1 and embedded_files(path) == 1
+    result, _ = disarm(path, tmp_path, switches("sanitise", dynamic_data_exchange="allow"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+
+
+def test_ppt_storage_nothing_refers_to_is_an_embedded_object(tmp_path: Path) -> None:
+    """An OLE object storage no VBAInfoAtom or link refers to: an embedded object."""
+    path = _write(tmp_path, "object.ppt", make_ole(_ppt(storage(OLE_OBJECT, compressed=True))))
+    assert embedded_files(path) == 1
+    result, _ = disarm(path, tmp_path, switches("sanitise", macros="allow"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+    result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="allow"))
+    assert result.outcome == "unmodified"
+
+
+def test_ppt_vba_storage_is_not_an_embedded_object_unless_unreferenced(tmp_path: Path) -> None:
+    """Without the VBAInfoAtom's reference the same VBA storage counts twice: as a
+    VBA project (its content) and as an embedded object (nothing says otherwise)."""
+    path = _write(tmp_path, "loose-vba.ppt", make_ole(_ppt(storage(VBA_BIN))))
+    assert vba_found(path)
+    result, _ = disarm(path, tmp_path, switches("sanitise", macros="allow"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+
+
+def test_ppt_vba_storage_outside_the_record_tree(tmp_path: Path) -> None:
+    """olevba searches the stream for storages; so does the engine."""
+    path = _write(tmp_path, "hidden-vba.ppt", make_ole(ppt_hidden_vba()))
+    assert vba_found(path)
+    result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="allow"))
+    assert result.outcome == "blocked" and "macros" in result.reason
+    result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="allow", macros="allow"))
+    assert result.outcome == "unmodified"
+
+
+def test_xls_macro_sheet_and_dde_together(tmp_path: Path) -> None:
+    dde_sheet = workbook(supbook(0, "cmd\x03/c echo gicap"), sheet_type=1)
+    path = _write(tmp_path, "both.xls", make_ole(dde_sheet))
+    assert xlm_found(path) and "cmd" in dde_found(path)
+    result, _ = disarm(path, tmp_path, switches("sanitise", macros="allow"))
+    assert result.outcome == "blocked" and "dynamic_data_exchange" in result.reason
+    result, _ = disarm(
+        path, tmp_path, switches("sanitise", macros="allow", dynamic_data_exchange="allow")
+    )
+    assert result.outcome == "unmodified"
+
+
+def test_vba_code_outside_a_vba_storage(tmp_path: Path) -> None:
+    """Compressed VBA code in any stream, even outside a VBA storage, is a VBA
+    project (olevba says so too)."""
+    code = make_ole(
+        {
+            "WordDocument": _fib(),
+            "1Table": b"\x00" * 64,
+            "Data": b"\x01\x10\xb0\x00Attribut\x00e VB_Name",
+        }
+    )
+    path = _write(tmp_path, "code.doc", code)
+    assert vba_found(path)
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and "macros" in result.reason
+
+
+def test_ppt_storage_in_another_stream(tmp_path: Path) -> None:
+    """oleobj looks for OLE storages in every stream of a .ppt; so does the engine."""
+    streams = {**_ppt(), "Pictures": storage(OLE_OBJECT)}
+    path = _write(tmp_path, "elsewhere.ppt", make_ole(streams))
+    assert embedded_files(path) == 1
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+
+
+def test_ppt_storage_bomb(tmp_path: Path) -> None:
+    cfb = OLE_OBJECT + b"\x00" * 4_000_000
+    path = _write(tmp_path, "bomb.ppt", make_ole(_ppt(storage(cfb, compressed=True))))
+    assert path.stat().st_size < 100_000 and len(cfb) > 1_000_000
+    limits = {"max_file_size": 50 * 2**20, "max_expanded_bytes": 1_000_000}
+    result, _ = disarm(path, tmp_path, switches("allow"), limits)
+    assert result.outcome == "unprocessable" and "max_expanded_bytes" in result.reason
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+
+
+def _msoffcrypto_encrypted(path: Path) -> bool:
+    import msoffcrypto
+
+    with path.open("rb") as file:
+        return bool(msoffcrypto.OfficeFile(file).is_encrypted())
+
+
+def ppt_with_edit(encrypted: bool) -> dict[str, bytes]:
+    """A Current User stream pointing at a UserEditAtom, which has an
+    encryptSessionPersistIdRef when the document is encrypted."""
+    doc = _ppt()["PowerPoint Document"]
+    edit = struct.pack("<IHBBIIIIHH", 0, 0, 0, 3, 0, 0, 1, 2, 0, 0)
+    if encrypted:
+        edit += struct.pack("<I", 3)
+    user = struct.pack("<IIIHHBBH", 0x14, 0xE391C05F, len(doc), 0, 0x03F4, 3, 0, 0)
+    return {
+        "PowerPoint Document": doc + rec(0x0FF5, edit),
+        "Current User": rec(0x0FF6, user + struct.pack("<I", 8)),
+    }
+
+
+def test_encrypted_xls_and_ppt(tmp_path: Path) -> None:
+    """RC4-encrypted BIFF8 (a FilePass record) and an encrypted PowerPoint document
+    (a UserEditAtom with encryptSessionPersistIdRef) cannot be inspected;
+    msoffcrypto-tool agrees, and on the same files without encryption."""
+    filepass = biff(0x002F, struct.pack("<HHH", 1, 1, 1) + b"\x00" * 48)
+    for name, streams, encrypted in (
+        ("locked.xls", workbook(filepass), True),
+        ("locked.ppt", ppt_with_edit(True), True),
+        ("clear.xls", workbook(b""), False),
+        ("clear.ppt", ppt_with_edit(False), False),
+    ):
+        path = _write(tmp_path, name, make_ole(streams))
+        assert _msoffcrypto_encrypted(path) == encrypted
+        result, _ = disarm(path, tmp_path, switches("allow"))
+        assert result.outcome == ("encrypted" if encrypted else "unmodified"), (name, result)
