@@ -242,3 +242,77 @@ def test_gif_comment_dropped() -> None:
     assert out is not None
     assert b"secret gif comment" not in out and TRAILER not in out
     assert _pixels_equal(data, out)
+
+
+# ------------------------------------------------------------------------ TIFF
+
+TIFF_SECRETS = {
+    270: "SECRET-DESCRIPTION",  # ImageDescription
+    305: "SECRET-SOFTWARE",
+    315: "SECRET-ARTIST",
+    33432: "SECRET-COPYRIGHT",
+    700: b"<x:xmpmeta>SECRET-XMP</x:xmpmeta>",
+    33723: b"SECRET-IPTC\x00",
+    34377: b"8BIM\x04\x04\x00\x00SECRET-PHOTOSHOP",
+}
+
+
+def _tiff_with_tags(frames: list[Image.Image]) -> bytes:
+    from PIL import TiffImagePlugin, TiffTags
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, value in TIFF_SECRETS.items():
+        ifd[tag] = value
+    ifd.tagtype[700] = TiffTags.BYTE
+    ifd.tagtype[33723] = TiffTags.UNDEFINED
+    ifd.tagtype[34377] = TiffTags.BYTE
+    ifd[0x0112] = 3  # orientation: applied by Pillow's decoder
+    buf = io.BytesIO()
+    frames[0].save(
+        buf,
+        "TIFF",
+        tiffinfo=ifd,
+        dpi=(200, 200),
+        icc_profile=b"\x00" * 128,
+        save_all=len(frames) > 1,
+        append_images=frames[1:],
+    )
+    return buf.getvalue() + TRAILER
+
+
+def _tiff_frames(data: bytes) -> list[tuple[str, tuple[int, int], bytes, dict[int, object]]]:
+    out = []
+    with Image.open(io.BytesIO(data)) as im:
+        for index in range(getattr(im, "n_frames", 1)):
+            im.seek(index)
+            im.load()
+            out.append((im.mode, im.size, im.tobytes(), dict(im.tag_v2)))
+    return out
+
+
+def test_tiff_tags_of_the_source_not_copied() -> None:
+    rng = random.Random(9)
+    frames = []
+    for mode in ("RGB", "L", "RGBA"):
+        pixels = bytes(rng.randrange(256) for _ in range(600 * len(mode)))
+        frames.append(Image.frombytes(mode, (30, 20), pixels))
+    data = _tiff_with_tags(frames)
+    for value in TIFF_SECRETS.values():
+        assert (value if isinstance(value, bytes) else value.encode()) in data
+    out = _images.reencode(data, "TIFF")
+    assert out is not None
+    for value in TIFF_SECRETS.values():
+        assert (value if isinstance(value, bytes) else value.encode()) not in out
+    assert TRAILER not in out
+    src_frames, out_frames = _tiff_frames(data), _tiff_frames(out)
+    assert len(out_frames) == 3
+    for (mode, size, pixels, _), (omode, osize, opixels, tags) in zip(
+        src_frames, out_frames, strict=True
+    ):
+        assert (omode, osize, opixels) == (mode, size, pixels)
+        assert not set(TIFF_SECRETS) & set(tags)
+    tags = out_frames[0][3]
+    assert tags[34675] == b"\x00" * 128  # ICC profile
+    assert float(tags[282]) == 200 and tags[296] == 2  # 200 dpi
+    # Pillow turns a TIFF upright when it decodes it: the orientation is not kept
+    assert 0x0112 not in tags
