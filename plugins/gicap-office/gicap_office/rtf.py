@@ -5,7 +5,9 @@ words (``\\word-123`` and the one space that ends them), control symbols (``\\*`
 ``\\{``, ``\\\\``...), ``\\'hh`` hex characters, ``\\binN`` followed by N raw bytes
 (which may contain braces), and text. Groups are matched by braces, and each group is
 judged by its destination. Removing a group removes its whole byte span; the rest of
-the document is written back token for token, unchanged.
+the document is written back token for token, unchanged. Runs of text and of control
+words that cannot change anything where they are (see ``_quiet``) are jumped over by a
+regular expression, in the same token boundaries.
 
 What is removed or neutralised, per switch (see the README for the full list):
 
@@ -103,6 +105,44 @@ DESTINATIONS = (
 )
 MAX_DEPTH = 10_000
 
+#: Control words that can change the tokenizer's state in any group (everything else
+#: only matters in a group's first token, in pictures, field instructions and deleted
+#: text); ``\\bin`` is here so that its raw bytes are always jumped over, never scanned.
+_STATE_WORDS = DESTINATIONS | REVISION_WORDS | {b"uc", b"u", b"plain", b"chatn", b"bin"}
+#: One of ``_STATE_WORDS``, as a whole control word (words longer than 32 letters are
+#: cut by ``_TOKEN``, but these are all shorter).
+_STATE_WORD = (
+    rb"(?:"
+    + b"|".join(re.escape(w) for w in sorted(_STATE_WORDS, key=len, reverse=True))
+    + rb")(?![a-zA-Z])"
+)
+
+
+def _quiet(hex_and_escapes: bool) -> re.Pattern[bytes]:
+    """A run of tokens, split exactly as ``_TOKEN`` splits them, that do nothing in a
+    "quiet" group: past its first token, not a picture, no field instruction collected,
+    not deleted text. There text, ``\\'hh`` and control symbols only feed the field
+    instruction (there is none) and control words other than ``_STATE_WORDS`` only
+    matter in the cases excluded. ``hex_and_escapes=False`` while characters are still
+    to be skipped after ``\\uN``: ``\\'hh`` and the escaped characters count them down,
+    so they stop the run."""
+    word = rb"\\(?!" + _STATE_WORD + rb")[a-zA-Z]{1,32}(?:-?[0-9]{1,10})?[ ]?"
+    if hex_and_escapes:
+        others = rb"|\\'(?:[0-9a-fA-F]{2})?|\\[^a-zA-Z']"
+        return re.compile(rb"(?:[^{}\\]+|" + word + others + rb")*")
+    # Skipping: text counts the fallback characters down too, so it stops the run
+    # (line breaks are not text and may stay in it).
+    others = rb"|\\[^a-zA-Z'\\{}~\-_]"
+    return re.compile(rb"(?:[\r\n]+|" + word + others + rb")*")
+
+
+_QUIET = _quiet(True)
+_QUIET_SKIP = _quiet(False)
+#: In a quiet group: an escaped backslash or brace, or a control word that may matter.
+_STOP = re.compile(rb"\\(?:(?P<escape>[\\{}])|" + _STATE_WORD + rb")")
+_SPECIAL = b"{}\\"
+_SPECIAL_BYTES = (b"{", b"}", b"\\")
+
 
 class RTFRefused(ValueError):
     pass
@@ -146,6 +186,7 @@ class _Disarmer:
         self.end_of_document = -1
         self.skip = 0  # characters still to skip after \uN
         self.reencode = _images.Reencoder()
+        self.found = [-1, -1, -1]  # see _next
 
     # ------------------------------------------------------------- tokenising
 
@@ -153,7 +194,25 @@ class _Disarmer:
         data = self.data
         pos = 0
         n = len(data)
+        stack = self.stack
         while pos < n:
+            if stack:
+                g = stack[-1]
+                if (
+                    not g.first
+                    and g.buf is None
+                    and g.dest != b"pict"
+                    and (g.in_dest or not g.deleted)
+                ):
+                    pos = self._quiet_run(pos)
+                    if pos >= n:
+                        break
+                elif g.dest == b"pict" and data[pos] not in _SPECIAL:
+                    # picture data: the text token runs to the next brace or backslash
+                    end = self._next_special(pos)
+                    self._text(pos, end, data[pos:end])
+                    pos = end
+                    continue
             m = _TOKEN.match(data, pos)
             if m is None:
                 raise RTFRefused(f"unterminated control word at byte {pos}")
@@ -196,6 +255,44 @@ class _Disarmer:
             return None
         return self._render(0, len(data), 0)
 
+    def _next(self, i: int, pos: int) -> int:
+        """Where the next ``{`` (i=0), ``}`` (1) or backslash (2) at or after ``pos`` is
+        (``len(data)`` if none). Remembered: ``pos`` only grows, so the document is
+        searched once per byte value, whatever the number of calls."""
+        at = self.found
+        if at[i] < pos:
+            found = self.data.find(_SPECIAL_BYTES[i], pos)
+            at[i] = found if found >= 0 else len(self.data)
+        return at[i]
+
+    def _next_special(self, pos: int) -> int:
+        return min(self._next(0, pos), self._next(1, pos), self._next(2, pos))
+
+    def _quiet_run(self, pos: int) -> int:
+        """The end of the run of tokens from ``pos`` that change nothing in the current
+        (quiet) group: the next real brace, the next control word of ``_STATE_WORDS``
+        or, while ``\\uN`` fallback characters are skipped, the next character token.
+
+        Only a control symbol takes a byte that is a brace or a backslash along with its
+        own backslash, so ``_STOP`` (which starts at a backslash, and takes ``\\\\``,
+        ``\\{`` and ``\\}`` whole) meets every backslash at the start of a token, and a
+        brace it does not take is a group delimiter."""
+        if self.skip:
+            return _QUIET_SKIP.match(self.data, pos).end()
+        brace = min(self._next(0, pos), self._next(1, pos))
+        while True:
+            m = _STOP.search(self.data, pos, brace + 1)
+            if m is None:
+                if brace < len(self.data):
+                    return brace
+                # no group left to close: the tokenizer reports what is wrong
+                return _QUIET.match(self.data, pos).end()
+            if m.lastgroup != "escape":
+                return m.start()
+            pos = m.end()  # "\\", "\{" or "\}": text, nothing to do
+            if pos > brace:
+                brace = min(self._next(0, pos), self._next(1, pos))
+
     def _render(self, start: int, end: int, mark: int) -> bytes:
         out = []
         pos = start
@@ -218,6 +315,10 @@ class _Disarmer:
     # ----------------------------------------------------------------- events
 
     def _open(self, start: int) -> None:
+        # A brace ends the skipping of \uN fallback characters. Should a reader go on
+        # skipping across it, the instruction checked here is longer than the one it
+        # reads: a harmless field may be neutralised, never a risky one missed.
+        self.skip = 0
         if len(self.stack) >= MAX_DEPTH:
             raise RTFRefused("groups nested too deeply")
         parent = self.stack[-1] if self.stack else None
@@ -347,13 +448,16 @@ class _Disarmer:
         if g.deleted and not g.in_dest:
             self._drop_deleted(start, end)
             return
-        if g.buf is not None:
+        if g.buf is not None or self.skip:
             chars = text.replace(b"\r", b"").replace(b"\n", b"")
             if self.skip:
+                # The fallback of \uN is skipped wherever it is, as Word skips it: a
+                # "?" before a field must not eat the first letter of its instruction.
                 cut = min(self.skip, len(chars))
                 chars = chars[cut:]
                 self.skip -= cut
-            g.buf.append(chars.decode("cp1252", "replace"))
+            if g.buf is not None:
+                g.buf.append(chars.decode("cp1252", "replace"))
 
     def _binary(self, start: int, data_start: int, data_end: int) -> None:
         g = self._head()
@@ -383,6 +487,7 @@ class _Disarmer:
     # -------------------------------------------------------------- closing
 
     def _close(self, start: int, end: int) -> None:
+        self.skip = 0  # (see _open)
         if not self.stack:
             raise RTFRefused(f"unbalanced closing brace at byte {start}")
         g = self.stack.pop()
@@ -477,8 +582,7 @@ class _Disarmer:
             if w in PICT_SIZE_WORDS - {b"picw", b"pich"} and v is not None
         )
         blip = b"\\pngblip" if fmt == "PNG" else b"\\jpegblip"
-        hexdata = binascii.hexlify(data)
-        lines = b"\n".join(hexdata[i : i + 128] for i in range(0, len(hexdata), 128))
+        lines = binascii.hexlify(data, b"\n", -64)  # lines of 128 digits
         self._replace_group(g, end, b"{\\pict" + size + keep + blip + b"\n" + lines + b"}")
 
 
@@ -508,7 +612,14 @@ def _picture_bytes(parts: list[bytes]) -> bytes:
     binary = [p[4:] for p in parts if p.startswith(b"\x00BIN")]
     if binary:
         return b"".join(binary)
-    text = b"".join(parts).translate(None, _NOT_HEX)
+    text = b"".join(parts)
+    try:
+        # data without line breaks or spaces decodes as it is (translate would keep it
+        # all); anything else fails here and is cleaned first
+        return binascii.unhexlify(text)
+    except binascii.Error:
+        pass
+    text = text.translate(None, _NOT_HEX)
     if len(text) % 2:
         text = text[:-1]
     try:
