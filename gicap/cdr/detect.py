@@ -174,7 +174,9 @@ _HTML_TAGS = frozenset(
 )
 _CSV_DELIMITERS = (",", ";", "\t")
 _CSV_RECORDS = 50
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+#: Control characters that do not occur in text: C0 but tab, LF, VT, FF and CR; DEL; C1.
+_CONTROLS_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
 
 
 def detect(head: bytes, path: str | None = None, declared: str | None = None) -> FileType | None:
@@ -535,12 +537,16 @@ def _decode_text(head: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         if exc.start < len(data) - tail or "end of data" not in exc.reason:
             return None
-        text = data[: exc.start].decode(codec)
+        data = data[: exc.start]
+        text = data.decode(codec)
     if "\x00" in text:
         return None
-    controls = sum(
-        1 for c in text if (c < " " and c not in _ALLOWED_CONTROLS) or "\x7f" <= c <= "\x9f"
-    )
+    if codec == "utf-8" and b"\xc2" not in data:
+        # No C1 control (U+0080 to U+009F are \xc2 and a byte in UTF-8): the controls
+        # are the bytes of the C0 ones and DEL, which UTF-8 uses for nothing else.
+        controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    else:
+        controls = len(_CONTROLS_RE.findall(text))
     return text if controls <= max(1, len(text) // 100) else None
 
 

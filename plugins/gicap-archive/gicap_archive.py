@@ -13,14 +13,15 @@ data in comments, extra fields or gaps. So the archive is never passed on as it 
 2. Unsafe entries are dropped, with an action each: traversal names (``..``,
    absolute paths, drive letters, backslash forms of those, control characters),
    symbolic links and special files, duplicate names (the first one wins).
-3. Every other member is extracted to a temporary file under the destination's
-   directory (named by us, never by the archive), counting the bytes really expanded
-   against ``max_expanded_bytes`` (shared by every nested archive of one file), and
-   handed to the pipeline: rebuilt bytes are kept (renamed when the type changed,
-   .docm → .docx), unmodified members are kept as they are, a blocked member blocks
-   the archive, and a member that cannot be disarmed (unsupported, unprocessable,
-   encrypted, oversize) follows the profile's fallback for that case: ``relay`` keeps
-   the original member, ``block`` blocks the archive.
+3. Every other member is extracted to a temporary file in a private directory made
+   under the destination's directory by the outermost archive of the file (shared by
+   the archives nested in it; names are ours, never the archive's), counting the
+   bytes really expanded against ``max_expanded_bytes`` (shared by every nested
+   archive of one file), and handed to the pipeline: rebuilt bytes are kept (renamed
+   when the type changed, .docm → .docx), unmodified members are kept as they are, a
+   blocked member blocks the archive, and a member that cannot be disarmed
+   (unsupported, unprocessable, encrypted, oversize) follows the profile's fallback
+   for that case: ``relay`` keeps the original member, ``block`` blocks the archive.
 4. A new archive is written with ``zipfile`` (deflate): the kept members in the same
    order, with the same names and timestamps, and nothing else (no comments, no extra
    fields, no file modes other than plain files and directories).
@@ -92,6 +93,25 @@ class _Budget:
 #: ``max_expanded_bytes`` caps the whole tree, not each level (42.zip multiplies
 #: levels). Set by the outermost archive call and reset when it returns.
 _budget: ContextVar[_Budget | None] = ContextVar("gicap_archive_budget", default=None)
+
+
+@dataclass
+class _Work:
+    """The private directory where the members of one file's archives are extracted."""
+
+    path: Path
+    count: int = 0  # member files named so far
+
+    def names(self, suffix: str) -> tuple[Path, Path]:
+        """Two new file paths: a member as extracted, and as rebuilt by its engine."""
+        self.count += 1
+        return self.path / f"m{self.count}{suffix}", self.path / f"r{self.count}{suffix}"
+
+
+#: The work directory of the file being disarmed: made by the outermost archive under
+#: its destination's directory and removed when it returns; a nested archive (whose
+#: own destination is in it) extracts its members there too, under other names.
+_work: ContextVar[_Work | None] = ContextVar("gicap_archive_work", default=None)
 
 
 @dataclass
@@ -362,34 +382,43 @@ def _rebuild(
     taken = {i.filename.replace("\\", "/").rstrip("/").casefold() for i in plan.keep}
     request.destination.parent.mkdir(parents=True, exist_ok=True)
     # Members are extracted under the destination's directory, with names we choose.
-    work = Path(tempfile.mkdtemp(prefix=".gicap-archive-", dir=request.destination.parent))
+    work = _work.get()
+    token = None
+    if work is None:  # the outermost archive of this file
+        work = _Work(
+            Path(tempfile.mkdtemp(prefix=".gicap-archive-", dir=request.destination.parent))
+        )
+        token = _work.set(work)
     try:
         with zipfile.ZipFile(request.destination, "w", zipfile.ZIP_DEFLATED) as out:
-            for index, info in enumerate(plan.keep):
+            for info in plan.keep:
                 if info.is_dir():
                     _write_dir(out, info)
                     continue
                 suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix
                 suffix = suffix if _SAFE_SUFFIX.match(suffix) else ""
-                src = work / f"m{index}{suffix}"
-                dst = work / f"r{index}{suffix}"
-                _extract(zf, info, src, budget)
-                verdict = _member(request, info, src, dst, limits, fallbacks)
-                actions.extend(verdict.actions)
-                if verdict.stop is not None:
-                    verdict.stop.actions = actions
-                    return verdict.stop
-                name = info.filename
-                if verdict.new_extension:
-                    name = _renamed(name, verdict.new_extension, taken)
-                    actions.append(
-                        Action("file_name", "neutralised", f"{info.filename!r} -> {name!r}")
-                    )
-                _write_file(out, name, info.date_time, verdict.data)
-                src.unlink(missing_ok=True)
-                dst.unlink(missing_ok=True)
+                src, dst = work.names(suffix)
+                try:
+                    _extract(zf, info, src, budget)
+                    verdict = _member(request, info, src, dst, limits, fallbacks)
+                    actions.extend(verdict.actions)
+                    if verdict.stop is not None:
+                        verdict.stop.actions = actions
+                        return verdict.stop
+                    name = info.filename
+                    if verdict.new_extension:
+                        name = _renamed(name, verdict.new_extension, taken)
+                        actions.append(
+                            Action("file_name", "neutralised", f"{info.filename!r} -> {name!r}")
+                        )
+                    _write_file(out, name, info.date_time, verdict.data)
+                finally:
+                    src.unlink(missing_ok=True)
+                    dst.unlink(missing_ok=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if token is not None:
+            _work.reset(token)
+            shutil.rmtree(work.path, ignore_errors=True)
     return DisarmResult("rebuilt", actions=actions)
 
 

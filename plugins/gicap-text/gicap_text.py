@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
-from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import repeat
+from typing import NamedTuple
 
 from gicap import hookimpl
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
@@ -80,6 +79,8 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _TERMINATOR = re.compile(r"(?:\r\n|\r|\n)\Z")
 #: Excel's own way of naming the delimiter: a first line ``sep=;``.
 _SEP_LINE = re.compile(r"sep=([^\r\n])(?:\r\n|\r|\n|\Z)")
+#: ``csv.Sniffer``'s order of preference among delimiters that fit equally well.
+_PREFERRED_DELIMITERS = (",", "\t", ";")
 
 
 # --------------------------------------------------------------------------- hooks
@@ -166,24 +167,36 @@ def _decode(raw: bytes) -> _Decoded:
 # ----------------------------------------------------------------------------- CSV
 
 
+class _Hit(NamedTuple):
+    """A record holding formula cells: where its source text is, and its cells."""
+
+    start: int  # offset of the record's source text in the decoded text
+    end: int  # offset just past it, its line break included
+    terminator: str  # its line break ("" for a last line without one)
+    cells: list[str]
+
+
+@dataclass
+class _Found:
+    """The formula cells of a CSV text."""
+
+    hits: list[_Hit]  # the records holding them, in order
+    count: int
+    first: tuple[int, int] = (0, 0)  # record and column of the first, numbered from 1
+
+
 def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     policy = request.switches.get(FORMULAS_SWITCH, DEFAULT_POLICY)
-    delimiter = _detect_delimiter(decoded.text)
+    text = decoded.text
+    delimiter = _detect_delimiter(text)
     try:
-        records = list(_records(decoded.text, delimiter))
+        found = _formula_records(text, delimiter)
     except csv.Error as exc:
         # Malformed CSV (a stray quote, an unterminated quoted cell, a huge cell):
         # how a spreadsheet would split it is anyone's guess, so we do not deliver it.
         return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
 
-    formula_cells = [
-        (row, col)
-        for row, (_raw, cells) in enumerate(records, start=1)
-        if cells is not None
-        for col, cell in enumerate(cells, start=1)
-        if _is_formula(cell)
-    ]
-    count = len(formula_cells)
+    count = found.count
     if not count:
         return DisarmResult("unmodified")
     cells_text = f"{count} cell{'s' if count != 1 else ''}"
@@ -192,7 +205,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         # Allowed by the policy: deliver the original, but still report what is in it.
         return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", cells_text)])
     if policy == "disallow":
-        row, col = formula_cells[0]
+        row, col = found.first
         return DisarmResult(
             "blocked",
             actions=[Action(FORMULAS_SWITCH, "blocked", cells_text)],
@@ -201,19 +214,26 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         )
     # "sanitise", and any unexpected value: neutralising is the safe default.
 
-    out: list[str] = []
+    hits = found.hits
+    formula, neutraliser = FORMULA_START, NEUTRALISER
     try:
-        for raw, cells in records:
-            if cells is None or not any(_is_formula(cell) for cell in cells):
-                # A record without formulas is copied as it was, quoting and all.
-                out.append(raw)
-                continue
-            fixed = [NEUTRALISER + cell if _is_formula(cell) else cell for cell in cells]
-            out.append(_write_record(fixed, delimiter, _terminator(raw)))
+        rewritten = _write_records(
+            [[neutraliser + c if c.startswith(formula) else c for c in hit.cells] for hit in hits],
+            [hit.terminator for hit in hits],
+            delimiter,
+        )
     except csv.Error as exc:
         return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
 
-    # Write the rebuilt file: same BOM, same encoding, same line breaks.
+    # Records without formulas are copied as they were, quoting and all; the others are
+    # replaced by their rewritten text. Same BOM, same encoding, same line breaks.
+    out: list[str] = []
+    done = 0
+    for hit, record in zip(hits, rewritten, strict=True):
+        out.append(text[done : hit.start])
+        out.append(record)
+        done = hit.end
+    out.append(text[done:])
     request.destination.write_bytes(decoded.encode("".join(out)))
     return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", cells_text)])
 
@@ -222,8 +242,8 @@ def _is_formula(cell: str) -> bool:
     return cell.startswith(FORMULA_START)
 
 
-def _reader(lines: Iterator[str], delimiter: str) -> Iterator[list[str]]:
-    """The CSV format we read (and write, see :func:`_write_record`).
+def _reader(lines: Iterable[str], delimiter: str) -> Iterator[list[str]]:
+    """The CSV format we read (and write, see :func:`_write_records`).
 
     Only the delimiter is taken from the file. The quote character is always ``"``
     because that is the only one spreadsheets honour: reading ``"=1+1"`` with another
@@ -256,10 +276,194 @@ def _detect_delimiter(text: str) -> str:
         cut = max(sample.rfind("\n"), sample.rfind("\r"))
         if cut > 0:
             sample = sample[: cut + 1]  # whole lines only
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=CANDIDATE_DELIMITERS).delimiter
-    except csv.Error:
-        return ","
+    return _sniff_delimiter(sample) or ","
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """The delimiter ``csv.Sniffer().sniff(sample, CANDIDATE_DELIMITERS)`` chooses, or
+    "" when it finds none.
+
+    The Sniffer first looks for quoted cells (its regular expressions all need a ``"``
+    or a ``'``), then, when that found no delimiter, compares how often each
+    character occurs on the lines of successive chunks of 10 lines, over the 127 ASCII
+    characters. Only the candidate delimiters can be chosen, so for a sample without
+    quote characters :func:`_guess_delimiter` does that second step for them alone,
+    with the same arithmetic; any other sample goes through ``csv.Sniffer`` itself.
+    """
+    if '"' in sample or "'" in sample:
+        try:
+            return csv.Sniffer().sniff(sample, delimiters=CANDIDATE_DELIMITERS).delimiter
+        except csv.Error:
+            return ""
+    return _guess_delimiter(sample)
+
+
+def _guess_delimiter(sample: str) -> str:
+    """``csv.Sniffer._guess_delimiter`` restricted to :data:`CANDIDATE_DELIMITERS`.
+
+    For each chunk of 10 more lines: the mode of each candidate's count per line
+    (over all the lines so far, the first count seen winning a tie), less the lines
+    with another count, over the number of lines, must reach a consistency that
+    starts at 1.0 and drops by 0.01 down to 0.9. The first chunk where a candidate
+    qualifies decides: the one candidate, or the Sniffer's preferred one (``,`` then
+    tab then ``;``; two candidates always include one of them) when several qualify.
+    """
+    lines = [line for line in sample.split("\n") if line]
+    chunk = min(10, len(lines))
+    frequencies: dict[str, dict[int, int]] = {c: {} for c in CANDIDATE_DELIMITERS}
+    modes: dict[str, tuple[int, int]] = {}
+    start, iteration = 0, 0
+    while start < len(lines):
+        iteration += 1
+        for line in lines[start : start + chunk]:
+            for char, meta in frequencies.items():
+                count = line.count(char)
+                meta[count] = meta.get(count, 0) + 1
+        for char, meta in frequencies.items():
+            items = list(meta.items())
+            if len(items) == 1 and items[0][0] == 0:
+                continue
+            if len(items) > 1:
+                mode = max(items, key=lambda item: item[1])
+                items.remove(mode)
+                modes[char] = (mode[0], mode[1] - sum(item[1] for item in items))
+            else:
+                modes[char] = items[0]
+        total = float(min(chunk * iteration, len(lines)))
+        consistency = 1.0
+        found: list[str] = []
+        while not found and consistency >= 0.9:
+            found = [
+                char
+                for char, (freq, lines_at) in modes.items()
+                if freq > 0 and lines_at > 0 and lines_at / total >= consistency
+            ]
+            consistency -= 0.01
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return next(d for d in _PREFERRED_DELIMITERS if d in found)
+        start += chunk
+    return ""
+
+
+def _formula_records(text: str, delimiter: str) -> _Found:
+    """The formula cells of ``text`` and the records holding them.
+
+    Fast path, exact: when the text holds no ``"`` (and the delimiter is an ordinary
+    character), every physical line is one record and its cells are the line split on
+    the delimiter — what ``csv.reader`` returns for it. A cell then starts at the
+    start of the text, after a line break or after a delimiter, and never with a CR
+    or LF (they end the line) nor with the delimiter (that cell is empty). So every
+    formula cell but one at the start of the text (checked apart) is a formula
+    character other than the delimiter that follows a line break or the delimiter,
+    found over the whole text by :func:`_cell_formulas`, and the number of those is
+    the number of formula cells. Only the lines holding one are split.
+    A line longer than the csv field size limit sends the text to :func:`_records`,
+    where ``csv.reader`` refuses a cell that long.
+    """
+    limit = csv.field_size_limit()
+    if delimiter in '"\r\n' or '"' in text or not _lines_within(text, limit):
+        return _found_in_records(text, delimiter)
+    starts = _cell_formulas(text, delimiter)
+    if text[:1] in FORMULA_START and text[:1] not in ("", "\r", delimiter):
+        starts.insert(0, 0)
+    if not starts:
+        return _Found([], 0)
+    hits: list[_Hit] = []
+    crlf = "\r" in text  # else every line break is a LF
+    rfind, find = text.rfind, text.find
+    done = -1  # the end of the last line split
+    for at in starts:
+        if at <= done:
+            continue  # in a line already split
+        if crlf:
+            start = max(rfind("\n", 0, at), rfind("\r", 0, at)) + 1
+            ends = [i for i in (find("\r", at), find("\n", at)) if i >= 0]
+            end = min(ends) if ends else len(text)
+            terminator = "\r\n" if text.startswith("\r\n", end) else text[end : end + 1]
+        else:
+            start = rfind("\n", 0, at) + 1
+            end = find("\n", at)
+            end, terminator = (len(text), "") if end < 0 else (end, "\n")
+        hits.append(
+            _Hit(start, end + len(terminator), terminator, text[start:end].split(delimiter))
+        )
+        done = end
+    at = starts[0]
+    column = text.count(delimiter, hits[0].start, at) + 1
+    return _Found(hits, len(starts), (_record_number(text, hits[0].start), column))
+
+
+def _cell_formulas(text: str, delimiter: str) -> list[int]:
+    """The offsets, in order, of the formula characters other than the delimiter that
+    follow a line break or the delimiter in ``text``: those of :func:`_danger`.
+
+    Formula characters are rare in most CSV files: while there are few (one in 64
+    characters at most), each is found with ``str.find`` and the character before it
+    checked; when there are many (a column of dates or negative numbers, seen in the
+    beginning of the text or on the way), one regular expression finds them all.
+    Either way finds the same."""
+    chars = [c for c in "=+-@\t" if c != delimiter and c in text]
+    if not chars:
+        return []
+    probe = min(len(text), 8192)
+    budget = len(text) // 64
+    if sum(text.count(c, 0, probe) for c in chars) * 64 <= probe:
+        before = ("\r", "\n", delimiter)
+        found: list[int] = []
+        seen = 0
+        for char in chars:
+            at = text.find(char, 1)
+            while at >= 0 and seen <= budget:
+                seen += 1
+                if text[at - 1] in before:
+                    found.append(at)
+                at = text.find(char, at + 1)
+        if seen <= budget:
+            found.sort()
+            return found
+    return [m.start() for m in _danger(delimiter).finditer(text)]
+
+
+def _lines_within(text: str, limit: int) -> bool:
+    """Whether every line of ``text``, its line break included, is at most ``limit``
+    characters long.
+
+    Cheap proof first: when every aligned window of ``h`` characters holds a line
+    break, no run without one is ``2h - 1`` long (such a run would hold a whole
+    window), so with ``h = (limit - 2) // 2`` no line is longer than ``limit``.
+    Otherwise the lines are measured.
+    """
+    window = (limit - 2) // 2
+    if window > 0 and all(
+        text.find("\n", i, i + window) >= 0 or text.find("\r", i, i + window) >= 0
+        for i in range(0, len(text) - window + 1, window)
+    ):
+        return True
+    return max(map(len, _LINE.findall(text)), default=0) <= limit
+
+
+def _record_number(text: str, offset: int) -> int:
+    """The number (from 1) of the line starting at ``offset``: in text without a quote
+    character every line is one record."""
+    breaks = text.count("\n", 0, offset) + text.count("\r", 0, offset)
+    return breaks - text.count("\r\n", 0, offset) + 1
+
+
+def _found_in_records(text: str, delimiter: str) -> _Found:
+    found = _Found([], 0)
+    done = 0
+    for row, (raw, cells) in enumerate(_records(text, delimiter), start=1):
+        if cells is not None:
+            columns = [col for col, cell in enumerate(cells, start=1) if _is_formula(cell)]
+            if columns:
+                if not found.hits:
+                    found.first = (row, columns[0])
+                found.hits.append(_Hit(done, done + len(raw), _terminator(raw), cells))
+                found.count += len(columns)
+        done += len(raw)
+    return found
 
 
 def _records(
@@ -281,26 +485,9 @@ def _records(
     """
     fast = fast and delimiter not in '"\r\n'
     limit = csv.field_size_limit()
-    all_lines = _LINE.findall(text)
-    if fast and '"' not in text and max(map(len, all_lines), default=0) <= limit:
-        # No quote anywhere: every line is one record. One search over the whole text
-        # finds the lines with a cell starting with a formula character.
-        ends = list(accumulate(map(len, all_lines)))
-        starts = _danger(delimiter, whole=True).finditer(text)
-        hits = {bisect_right(ends, m.end() - 1) for m in starts}
-        if text.startswith(FORMULA_START):
-            hits.add(0)
-        for i, line in enumerate(all_lines):
-            if i in hits:
-                body = line.rstrip("\r\n")
-                yield line, body.split(delimiter) if body else []
-            else:
-                yield line, None
-        return
-
     consumed: list[str] = []
     pending: list[str] = []
-    lines = iter(all_lines)
+    lines = iter(_LINE.findall(text))
 
     def feed() -> Iterator[str]:
         while True:
@@ -330,14 +517,18 @@ def _records(
         yield raw, cells
 
 
-def _danger(delimiter: str, whole: bool) -> re.Pattern[str]:
-    """A formula character at a cell start of quote-free text: at the start, after the
-    delimiter or (``whole``: text of many lines) after a line break — not at the
-    start of the text, which the caller checks — the match ending on that character.
-    A quote-free line holds no CR or LF but its own line break, so no cell of it
-    starts with one (a CR there ends the record)."""
+def _danger(delimiter: str, whole: bool = True) -> re.Pattern[str]:
+    """A formula character starting a cell of quote-free text, the match being that
+    character. ``whole`` (text of many lines): one other than the delimiter, after the
+    delimiter or a line break — the start of the text is the caller's to check. Else,
+    in one line, one at its start or after the delimiter. A quote-free line holds no
+    CR or LF but its own line break, so no cell of it starts with one (a CR there
+    ends the record)."""
     if whole:
-        return re.compile(f"[\\r\\n{re.escape(delimiter)}][=+\\-@\t]")
+        formula = "".join(c for c in "=+-@\t" if c != delimiter)
+        # The formula character first: it is rarer than delimiters, so the search
+        # skips ahead faster than from a delimiter.
+        return re.compile(f"[{re.escape(formula)}](?<=[\\r\\n{re.escape(delimiter)}].)", re.DOTALL)
     return re.compile(f"(?:\\A|{re.escape(delimiter)})[=+\\-@\t]")
 
 
@@ -347,24 +538,54 @@ def _terminator(raw: str) -> str:
     return found.group(0) if found else ""
 
 
-def _write_record(cells: list[str], delimiter: str, terminator: str) -> str:
-    """One record written by ``csv.writer`` (quoting only where needed), ending with
-    the record's original line break, and checked by reading it back."""
-    buf = io.StringIO()
+class _Lines:
+    """A file-like sink for ``csv.writer``: each record it writes is one item."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.write = self.items.append
+
+
+def _write_records(records: list[list[str]], terminators: list[str], delimiter: str) -> list[str]:
+    """Each record written by ``csv.writer`` (quoting only where needed), ending with
+    that record's original line break, and checked by reading them all back."""
+    sink = _Lines()
     # lineterminator "\r\n" on purpose: csv.writer quotes a cell containing CR or LF
     # only when that character is in its line terminator. It is replaced below.
     writer = csv.writer(
-        buf,
+        sink,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
         quoting=csv.QUOTE_MINIMAL,
         lineterminator="\r\n",
     )
-    writer.writerow(cells)
-    text = buf.getvalue()[:-2] + terminator
-    # Defence in depth: the record must read back as exactly these cells, so a quirk of
-    # the writer can never turn a neutralised cell back into a live one.
-    if list(_reader(_LINE.findall(text), delimiter)) != [cells]:
+    writer.writerows(records)
+    items = sink.items
+    if len(items) != len(records) or not all(map(str.endswith, items, repeat("\r\n"))):
+        raise csv.Error("the CSV writer did not write one line per record")
+    written = [r[:-2] + t for r, t in zip(items, terminators, strict=True)]
+    # Defence in depth: each record must read back as exactly its cells, from exactly
+    # its own lines, so a quirk of the writer can never turn a neutralised cell back
+    # into a live one (nor merge it with the next record).
+    joined = "".join(items)
+    if joined.count("\r") == len(items) == joined.count("\n"):
+        # No line break but the one ending each record (the usual case): one line
+        # each, read by one reader; as many records read from as many lines means
+        # that each record came from its own line.
+        reader = _reader(written, delimiter)
+        if list(reader) != records or reader.line_num != len(written):
+            raise csv.Error("a rewritten record does not read back the same")
+        return written
+    lines: list[str] = []
+    ends: list[int] = []
+    for record in written:
+        lines.extend(_LINE.findall(record))
+        ends.append(len(lines))
+    reader = _reader(lines, delimiter)
+    for cells, end in zip(records, ends, strict=True):
+        if next(reader, None) != cells or reader.line_num != end:
+            raise csv.Error("a rewritten record does not read back the same")
+    if next(reader, None) is not None:
         raise csv.Error("a rewritten record does not read back the same")
-    return text
+    return written

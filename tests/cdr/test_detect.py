@@ -681,3 +681,19 @@ def test_it_answers_the_detect_hook_and_runs_last() -> None:
     assert hook(head=PDF, path=None, declared=None) == FILE_TYPES["pdf"]
     assert hook(head=b"special text", path=None, declared=None) == FILE_TYPES["csv"]
     assert hook(head=bytes(range(256)), path=None, declared=None) is None
+
+
+@pytest.mark.parametrize(
+    ("controls", "kind"),
+    [
+        ("\x0b\x0c" * 50, "text"),  # VT and FF are allowed, like tab, CR and LF
+        ("\x01\x02\x1f", "text"),  # up to 1 % of the characters
+        ("\x01\x02\x1f\x7f", None),
+        ("\x85\x9f\x80", "text"),  # C1 controls count too
+        ("\x85\x9f\x80\x90", None),
+    ],
+)
+def test_text_allows_few_control_characters(controls: str, kind: str | None) -> None:
+    data = ("word " * 60 + controls).encode()  # 300 characters + the controls
+    found = detect(data)
+    assert (found.name if found else None) == kind

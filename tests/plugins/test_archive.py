@@ -614,6 +614,37 @@ def test_members_are_disarmed_one_level_deeper(tmp_path: Path) -> None:
     assert depths == [3]
 
 
+def test_nested_archives_extract_into_the_outermost_work_directory(tmp_path: Path) -> None:
+    # One private directory per file, whatever the nesting: members of the inner
+    # archives are extracted next to the outer ones, under other names.
+    made: list[str] = []
+    seen: list[Path] = []
+    real_mkdtemp = gicap_archive.tempfile.mkdtemp
+    real_disarm_file = job.disarm_file
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    def disarm_file(source: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append(source)
+        return real_disarm_file(source, *args, **kwargs)
+
+    inner = _zip([("deep.csv", FORMULA_CSV), ("n.zip", _zip([("deeper.csv", FORMULA_CSV)]))])
+    request = _request(tmp_path, _zip([("a.csv", FORMULA_CSV), ("inner.zip", inner)]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gicap_archive.tempfile, "mkdtemp", mkdtemp)
+        mp.setattr(job, "disarm_file", disarm_file)
+        assert _disarm(request).outcome == "rebuilt"
+    assert len(made) == 1
+    assert {p.parent for p in seen} == {Path(made[0])}
+    assert len({p.name for p in seen}) == len(seen) == 5  # a.csv, inner.zip and its three
+    assert not Path(made[0]).exists()
+    with zipfile.ZipFile(request.destination) as zf, zf.open("inner.zip") as fh:
+        with zipfile.ZipFile(io.BytesIO(fh.read())) as z2:
+            assert _cells(z2.read("deep.csv")).count("'=cmd|' /C calc'!A0") == 1
+
+
 # --------------------------------------------------------------------------- malformed
 
 

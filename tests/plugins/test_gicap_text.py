@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import random
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -135,11 +136,7 @@ def test_exact_rewrite_keeps_untouched_quoting(tmp_path: Path) -> None:
     request = _request(tmp_path, source)
     assert _disarm(request).outcome == "rebuilt"
     assert request.destination.read_bytes() == (
-        b'"id","name"\r\n'
-        b"1,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\r\n"
-        b"2,'-5\r\n"
-        b'3,"a,b"\r\n'
-        b"4,'@x"
+        b'"id","name"\r\n1,"\'=HYPERLINK(""http://x"",""y"")"\r\n2,\'-5\r\n3,"a,b"\r\n4,\'@x'
     )
 
 
@@ -253,3 +250,128 @@ def test_text_is_unmodified(tmp_path: Path, data: bytes) -> None:
     request = _request(tmp_path, data, TEXT)
     assert _disarm(request) == DisarmResult("unmodified")
     assert not request.destination.exists()
+
+
+# ----------------------------------------------------- exactness of the fast paths
+
+
+def _sniffer(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ""
+
+
+SNIFF_SAMPLES = [
+    "a,b,c\n1,2,3\n4,5,6\n",
+    "a;b;c\n1,5;2;3\n4,5;6;7\n",
+    "a\tb\tc\n1\t2\t3\n",
+    "a|b|c\n1|2|3\n",
+    "a,b;c\n1,2;3\n",  # two candidates: the preferred one
+    "a|b;c\n1|2;3\n",
+    "no delimiter here\nnor here\n",
+    "",
+    "a,b\n" + "x\n" * 30 + "c,d\n" * 15,  # decided in a later chunk of lines
+    "a,b,c\n1,2\n3,4,5,6\n" * 7,
+    "it's,a,test\n1,2,3\n",  # a quote character: csv.Sniffer itself
+    'x;"y";z\n1;"2";3\n',
+]
+
+
+@pytest.mark.parametrize("sample", SNIFF_SAMPLES)
+def test_delimiter_is_csv_sniffers(sample: str) -> None:
+    assert gicap_text._sniff_delimiter(sample) == _sniffer(sample)
+
+
+def test_delimiter_is_csv_sniffers_on_random_samples() -> None:
+    rng = random.Random(7)
+    pieces = ["a", "1", ",", ";", "\t", "|", " ", "x y", ",,", ";;"]
+    for _ in range(1500):
+        lines = [
+            "".join(rng.choice(pieces) for _ in range(rng.randrange(8)))
+            for _ in range(rng.randrange(40))
+        ]
+        sample = rng.choice(["\n", "\r\n"]).join(lines)
+        assert gicap_text._sniff_delimiter(sample) == _sniffer(sample), repr(sample)
+
+
+def _reference(text: str, delimiter: str) -> tuple[int, tuple[int, int] | None, list[list[str]]]:
+    """Formula cells counted, the first located and every record neutralised, by
+    csv.reader over the whole text."""
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    found = [
+        (r, c)
+        for r, row in enumerate(rows, 1)
+        for c, cell in enumerate(row, 1)
+        if cell.startswith(DANGEROUS)
+    ]
+    fixed = [["'" + c if c.startswith(DANGEROUS) else c for c in row] for row in rows]
+    return len(found), (found[0] if found else None), fixed
+
+
+@pytest.mark.parametrize("padding", [0, 400], ids=["dense", "sparse"])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+def test_quote_free_csv_matches_csv_reader(
+    tmp_path: Path, delimiter: str, newline: str, padding: int
+) -> None:
+    # "sparse": formula characters are rare (found one by one), "dense": they are not.
+    rng = random.Random(f"{delimiter}{newline}{padding}")
+    atoms = ["a", "1", "=1+1", "-3", "+x", "@S", "\tq", "", " ", "x=y", "a-b", "=", "é"]
+    atoms = [a for a in atoms if delimiter not in a]
+    for i in range(60):
+        rows = [
+            delimiter.join(rng.choice(atoms) for _ in range(rng.randint(1, 5)))
+            for _ in range(rng.randint(1, 30))
+        ]
+        rows = [f"a{delimiter}b"] * rng.randint(0, padding) + rows + [f"c{delimiter}d"] * padding
+        text = newline.join(rows) + (newline if i % 2 else "")
+        if text.startswith("\r"):
+            continue
+        data = f"sep={delimiter}{newline}{text}".encode()
+        count, first, fixed = _reference(f"sep={delimiter}{newline}{text}", delimiter)
+        request = _request(tmp_path, data)
+        result = _disarm(request)
+        if not count:
+            assert result == DisarmResult("unmodified")
+            continue
+        assert result.outcome == "rebuilt"
+        assert result.actions[0].detail == f"{count} cell{'s' if count != 1 else ''}"
+        out = request.destination.read_bytes()
+        assert _read(out, delimiter=delimiter) == fixed
+        blocked = _disarm(_request(tmp_path, data, switches={"formulas": "disallow"}))
+        assert first is not None
+        assert f"the first at record {first[0]}, column {first[1]})" in blocked.reason
+
+
+def test_tab_delimited_empty_cells_are_not_formulas(tmp_path: Path) -> None:
+    request = _request(tmp_path, b"a\tb\tc\n1\t\t\n2\t\t=x\n3\t\t\n")
+    result = _disarm(request)
+    assert result.actions == [Action("formulas", "neutralised", "1 cell")]
+    assert request.destination.read_bytes() == b"a\tb\tc\n1\t\t\n2\t\t'=x\n3\t\t\n"
+
+
+def test_cell_over_the_field_size_limit_is_unprocessable(tmp_path: Path) -> None:
+    old = csv.field_size_limit(20)
+    try:
+        long_line = _request(tmp_path, b"a,b\n" + b"x" * 30 + b",=1\n")
+        assert "malformed CSV" in _disarm(long_line).reason
+        long_cells = _request(tmp_path, b"a,b\n" + b"x" * 15 + b"," + b"y" * 15 + b",=1\n")
+        assert _disarm(long_cells).outcome == "rebuilt"  # a long line of short cells
+    finally:
+        csv.field_size_limit(old)
+    assert _read(long_cells.destination.read_bytes())[1] == ["x" * 15, "y" * 15, "'=1"]
+
+
+def test_formulas_dense_after_a_sparse_beginning(tmp_path: Path) -> None:
+    # The beginning says formula characters are rare, the rest has many of them.
+    text = "a,b\n" * 3000 + "=1,-2,x-y,@3\n" * 400 + "c,d\n" * 10
+    count, first, fixed = _reference(text, ",")
+    request = _request(tmp_path, text.encode())
+    result = _disarm(request)
+    assert result.actions == [Action("formulas", "neutralised", f"{count} cells")]
+    assert count == 1200
+    assert _read(request.destination.read_bytes()) == fixed
+    blocked = _disarm(_request(tmp_path, text.encode(), switches={"formulas": "disallow"}))
+    assert first == (3001, 1)
+    assert "the first at record 3001, column 1)" in blocked.reason
