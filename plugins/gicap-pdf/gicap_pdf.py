@@ -116,6 +116,8 @@ _MARKS = frozenset(
         "/Type",
     }
 )
+#: The marks a dictionary that is not a stream acts on (the others count in streams).
+_DICT_MARKS = _MARKS - {"/Filter", "/F", "/Subtype", "/Type"}
 
 #: Action types that are followed links rather than "actions" (see ``_classify``).
 _INTERNAL_ACTIONS = frozenset({"/GoTo", "/GoToDp"})
@@ -191,6 +193,10 @@ _XFA_SCRIPT = re.compile(rb"<(?:[\w.-]+:)?script[\s>/]")
 _NAME_ANNOT = Name.Annot
 
 
+class _Retry(Exception):
+    """A shortcut turned out not to apply to this document: start again without it."""
+
+
 class _Refused(Exception):
     """The file cannot be delivered: ``outcome`` and ``reason`` say why."""
 
@@ -224,7 +230,10 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _disarm(request)
+        try:
+            return _disarm(request, defer=_reachable_objects is not None)
+        except _Retry:
+            return _disarm(request, defer=False)
     except _Refused as exc:
         request.destination.unlink(missing_ok=True)
         return DisarmResult(exc.outcome, reason=exc.reason)  # type: ignore[arg-type]
@@ -243,7 +252,7 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
 # ----------------------------------------------------------------------- findings
 
 
-@dataclass
+@dataclass(slots=True)
 class _Finding:
     """One piece of active content: its switch, what it is, and how to remove it."""
 
@@ -334,16 +343,29 @@ class _Walker:
     EF = 16  # a file specification's /EF dictionary
     EF_FILE = 32  # an embedded file reached through /EF (counted there)
 
-    def __init__(self, pdf: pikepdf.Pdf, switches: dict[str, str], verify: bool) -> None:
+    def __init__(
+        self, pdf: pikepdf.Pdf, switches: dict[str, str], verify: bool, defer: bool = False
+    ) -> None:
         self.pdf = pdf
         self.switches = switches
         self.verify = verify
         self.scan = _Scan()
         self.doomed: set[tuple[int, int]] = set()
+        #: ``defer``: dropped indirect annotations are only recorded here, not emptied
+        #: (see ``_doom`` and ``_disarm``).
+        self.defer = defer
+        self.deferred: dict[tuple[int, int], Object] = {}
         self._stack: list[tuple[Object, int]] = []
         self._has_widgets = False
         self._xfa_form: Object | None = None
         self._subtype: str | None = None  # of the dictionary _dict is looking at
+
+    def close(self) -> None:
+        """Drop what the findings' closures reference (they hold the walker): freed by
+        reference counting, not left to the cyclic collector."""
+        self.scan.findings.clear()
+        self.deferred.clear()
+        self._stack.clear()
 
     # -- recording ------------------------------------------------------------
 
@@ -399,21 +421,22 @@ class _Walker:
         keys: set[str] = d.keys()
         stack = self._stack
         keep = flags & self.JS_TREE
-        if d._type_code_int == _T_STREAM:
+        is_stream = d._type_code_int == _T_STREAM
+        if is_stream:
             self.scan.streams.append(d)
         if flags & self.EF:
             keep |= self.EF_FILE
         subtype = self._subtype = _name(d.get("/Subtype")) if "/Subtype" in keys else None
         # Annotations are told by their subtype alone (no other object uses these
         # names): one with a broken /Rect may still be acted on by some viewer.
-        if subtype is not None and keys - _EMPTIED_ANNOT:
+        if (subtype in _EMBEDDING_ANNOTS or subtype == "/Widget") and keys - _EMPTIED_ANNOT:
+            # one with a popup is still referenced by it (its /Parent): emptied at once
+            doom = partial(self._doom, d, "/Popup" in keys)
             if subtype in _EMBEDDING_ANNOTS:
-                self.add(
-                    "embedded_files", f"{subtype.lstrip('/')} annotation", partial(self._doom, d)
-                )
+                self.add("embedded_files", f"{subtype.lstrip('/')} annotation", doom)
             elif subtype == "/Widget":
                 # wherever it is: on a page it is drawn there first (see _widgets)
-                self.add("acroform", "form field widget", partial(self._doom, d))
+                self.add("acroform", "form field widget", doom)
                 self._has_widgets = True
         # in an action, /D is a destination (elsewhere a media clip's data)
         for key in keys - (_ACTION_LEAF if flags & self.IN_ACTION else _LEAF):
@@ -463,7 +486,7 @@ class _Walker:
                         self.add("embedded_files", kind, _deleter(d, tree))
             else:
                 self._catalog(d, keys)
-        marks = keys & _MARKS
+        marks = keys & (_MARKS if is_stream else _DICT_MARKS)
         if not marks:
             return
         if "/Metadata" in marks:
@@ -488,7 +511,7 @@ class _Walker:
             # JavaScript outside any place an action belongs: neutralised wherever it is.
             self.add("javascript", "JavaScript", lambda d=d: _clear(d))
 
-        if d._type_code_int != _T_STREAM:
+        if not is_stream:
             return
         if subtype == "/Image":
             self._image(d, keys)
@@ -547,9 +570,8 @@ class _Walker:
             if action.is_indirect:  # a direct one has no other reference
                 _clear(action)
             if unlink is None and key == "/A" and link and holder.is_indirect:
-                keys = holder.keys()
-                if "/Dest" not in keys:
-                    self._doom(holder, keys)  # a link that goes nowhere is dropped
+                if "/Dest" not in holder:
+                    self._doom(holder)  # a link that goes nowhere is dropped
                     return  # (which deletes /A with the rest)
             if unlink is not None:
                 unlink()
@@ -565,7 +587,8 @@ class _Walker:
     ) -> None:
         # Only indirect objects can make a /Next chain loop; the length cap bounds
         # chains of direct dictionaries, which qpdf's nesting limit also bounds.
-        key = action.objgen if action.is_indirect else len(seen)
+        og = action.objgen  # (0, 0) for a direct action
+        key = og if og[0] else len(seen)
         if key in seen or len(seen) > 1000:
             return
         seen.add(key)
@@ -577,13 +600,8 @@ class _Walker:
             kind = f"automatic {kind} (/AA)"
         elif context == "open" and switch != "javascript":
             kind = f"{kind} on opening (/OpenAction)"
-        self.add(switch, kind, remove)
-        if (
-            action.is_indirect
-            or action._type_code_int != _T_DICT
-            or keys - _ACTION_LEAF
-            or keys & _ACTION_MARKS
-        ):
+        self.scan.findings.append(_Finding(switch, kind, remove))
+        if og[0] or action._type_code_int != _T_DICT or keys - _ACTION_LEAF or keys & _ACTION_MARKS:
             self.push(action, self.IN_ACTION)
         # else: a direct action of leaf values only (``/S /GoTo /D [...]``), in which
         # ``_dict`` would find nothing to push and no mark: not looked at twice.
@@ -613,6 +631,10 @@ class _Walker:
         for trigger, action in list(aa.items()):
 
             def unlink(aa: Object = aa, trigger: str = trigger, holder: Object = holder) -> None:
+                if aa.objgen in self.deferred:
+                    # a dropped annotation serving as an /AA dictionary: what is left
+                    # of it decides below, as when it is emptied at once
+                    raise _Retry
                 if trigger in aa:
                     del aa[trigger]
                 if not len(aa.keys()) and "/AA" in holder:
@@ -692,19 +714,25 @@ class _Walker:
                 jpeg = _strip_jpeg(d.read_raw_bytes())
         self.scan.images.append(_Image(d, width, height, extra, jpeg))
 
-    def _doom(self, annot: Object, keys: set[str] | None = None) -> None:
+    def _doom(self, annot: Object, now: bool = False) -> None:
         """Drop an annotation: unlinked from every page's /Annots by ``_finish``, and
         emptied so that another reference (a structure element) finds nothing.
-        ``keys``: the annotation's keys, when the caller has just read them."""
+
+        With ``defer`` (unless ``now``), an indirect annotation is not emptied here:
+        ``_disarm`` checks once all of them are unlinked that none is still reachable
+        (then emptying them cannot change the output), else it starts again without
+        ``defer``."""
         og = annot.objgen
         if not og[0]:
             annot["/GicapDoomed"] = True  # direct: in one /Annots only, filtered there
             return
         self.doomed.add(og)
+        if self.defer and not now:
+            self.deferred[og] = annot
+            return
         # Delete everything but the keys an emptied annotation keeps (the same result
         # as emptying it and writing them back, with fewer calls into qpdf).
-        if keys is None:
-            keys = annot.keys()
+        keys = annot.keys()
         for key in keys - _EMPTIED_ANNOT:
             del annot[key]
         annot["/Type"] = _NAME_ANNOT
@@ -1118,7 +1146,9 @@ def _has_nulls(pdf: pikepdf.Pdf) -> bool:
     return False
 
 
-def _disarm(request: DisarmRequest) -> DisarmResult:
+def _disarm(request: DisarmRequest, defer: bool) -> DisarmResult:
+    """Disarm one file. ``defer``: see ``_Walker._doom``; raises ``_Retry`` when a
+    dropped annotation is still reachable (the caller runs again without it)."""
     switches = {s: request.switches.get(s, "sanitise") for s in SWITCHES}
     raw = request.source.read_bytes()
     with _open(request.source) as pdf:
@@ -1133,70 +1163,96 @@ def _disarm(request: DisarmRequest) -> DisarmResult:
         if not len(pdf.pages):
             raise _Refused("unprocessable", "the PDF has no pages")
 
-        walker = _Walker(pdf, switches, verify=False)
-        scan = walker.run()
-        if switches["embedded_images"] == "disallow":
-            scan.inline_images = _inline_images(pdf, scan.reached)
+        # Tagged documents reference their annotations from the structure tree as
+        # well: there dropped annotations stay reachable, so do not defer at all.
+        defer = defer and "/StructTreeRoot" not in pdf.Root
+        walker = _Walker(pdf, switches, verify=False, defer=defer)
+        try:
+            return _disarm_document(request, raw, pdf, walker, switches, declared_pages)
+        finally:
+            walker.close()
+
+
+def _disarm_document(
+    request: DisarmRequest,
+    raw: bytes,
+    pdf: pikepdf.Pdf,
+    walker: _Walker,
+    switches: dict[str, str],
+    declared_pages: Any,
+) -> DisarmResult:
+    scan = walker.run()
+    if switches["embedded_images"] == "disallow":
+        scan.inline_images = _inline_images(pdf, scan.reached)
+    qpdf_warnings = _damage(pdf, declared_pages)
+
+    found = scan.by_switch()
+    image_changes = _image_changes(scan) if switches["embedded_images"] == "sanitise" else []
+    n_images = len(scan.images) + scan.inline_images
+
+    # disallow: block on the first switch with content, naming all of them
+    blocked = [s for s in SWITCHES if switches[s] == "disallow" and _present(s, found, n_images)]
+    if blocked:
+        actions = [Action(s, "blocked", _detail(s, found, n_images)) for s in blocked]
+        return DisarmResult(
+            "blocked",
+            actions=actions,
+            reason="the PDF holds content the policy disallows: "
+            + "; ".join(f"{a.switch} ({a.detail})" for a in actions),
+        )
+
+    actions: list[Action] = []
+    todo: list[_Finding] = []
+    # The XFA lives in the /AcroForm: removing the form removes it, allowed or not.
+    xfa_with_form = switches["acroform"] == "sanitise" and switches["xfa"] == "allow"
+    for s in SWITCHES:
+        if not _present(s, found, n_images):
+            continue
+        if s == "xfa" and xfa_with_form:
+            actions.append(Action(s, "removed", "the XFA form goes with the /AcroForm"))
+        elif switches[s] == "allow":
+            actions.append(Action(s, "kept", _detail(s, found, n_images)))
+        elif s == "embedded_images":
+            if image_changes:
+                actions.append(Action(s, "neutralised", _image_detail(image_changes)))
+        else:
+            todo.extend(found.get(s, []))
+            actions.append(Action(s, "removed", _detail(s, found, n_images)))
+
+    notes = _structure(raw, pdf, qpdf_warnings)
+    if not todo and not image_changes and not notes:
+        # About to deliver the original bytes: read every stream's data first, as
+        # a rewrite would. A /Length that qpdf has to correct is damage like any
+        # other (and where parsers could disagree): then the file is rebuilt.
+        for stream in scan.streams:
+            stream.read_raw_bytes()
         qpdf_warnings = _damage(pdf, declared_pages)
-
-        found = scan.by_switch()
-        image_changes = _image_changes(scan) if switches["embedded_images"] == "sanitise" else []
-        n_images = len(scan.images) + scan.inline_images
-
-        # disallow: block on the first switch with content, naming all of them
-        blocked = [
-            s for s in SWITCHES if switches[s] == "disallow" and _present(s, found, n_images)
-        ]
-        if blocked:
-            actions = [Action(s, "blocked", _detail(s, found, n_images)) for s in blocked]
-            return DisarmResult(
-                "blocked",
-                actions=actions,
-                reason="the PDF holds content the policy disallows: "
-                + "; ".join(f"{a.switch} ({a.detail})" for a in actions),
-            )
-
-        actions: list[Action] = []
-        todo: list[_Finding] = []
-        # The XFA lives in the /AcroForm: removing the form removes it, allowed or not.
-        xfa_with_form = switches["acroform"] == "sanitise" and switches["xfa"] == "allow"
-        for s in SWITCHES:
-            if not _present(s, found, n_images):
-                continue
-            if s == "xfa" and xfa_with_form:
-                actions.append(Action(s, "removed", "the XFA form goes with the /AcroForm"))
-            elif switches[s] == "allow":
-                actions.append(Action(s, "kept", _detail(s, found, n_images)))
-            elif s == "embedded_images":
-                if image_changes:
-                    actions.append(Action(s, "neutralised", _image_detail(image_changes)))
-            else:
-                todo.extend(found.get(s, []))
-                actions.append(Action(s, "removed", _detail(s, found, n_images)))
-
         notes = _structure(raw, pdf, qpdf_warnings)
-        if not todo and not image_changes and not notes:
-            # About to deliver the original bytes: read every stream's data first, as
-            # a rewrite would. A /Length that qpdf has to correct is damage like any
-            # other (and where parsers could disagree): then the file is rebuilt.
-            for stream in scan.streams:
-                stream.read_raw_bytes()
-            qpdf_warnings = _damage(pdf, declared_pages)
-            notes = _structure(raw, pdf, qpdf_warnings)
-            if not notes:
-                return DisarmResult("unmodified", actions=actions)
+        if not notes:
+            return DisarmResult("unmodified", actions=actions)
 
-        for finding in sorted(todo, key=lambda f: f.order):
-            if finding.remove is not None:
-                finding.remove()
-        for image, keys, jpeg in image_changes:
-            _sanitise_image(image, keys, jpeg)
-        _finish(pdf, walker.doomed, switches)
-        _verify(pdf, switches)
-        if notes:
-            actions.append(Action(STRUCTURE, "removed", "; ".join(notes)))
-        _save(pdf, request.destination)
-        return DisarmResult("rebuilt", actions=actions)
+    for finding in sorted(todo, key=lambda f: f.order):
+        if finding.remove is not None:
+            finding.remove()
+    for image, keys, jpeg in image_changes:
+        _sanitise_image(image, keys, jpeg)
+    perms = pdf.Root.get("/Perms")
+    if _is_dict(perms) and perms.objgen in walker.deferred:
+        raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
+    _finish(pdf, walker.doomed, switches)
+    reachable = None
+    if walker.deferred:
+        # What qpdf will write: the objects reachable from the trailer. A dropped
+        # annotation that is not among them needs no emptying; one that is makes
+        # the document start again without deferring (see _Walker._doom).
+        reachable = _reachable_objects(pdf, [pdf.trailer])
+        if any(obj.objgen in walker.deferred for obj in reachable):
+            raise _Retry
+    _verify(pdf, switches, reachable)
+    if notes:
+        actions.append(Action(STRUCTURE, "removed", "; ".join(notes)))
+    _save(pdf, request.destination)
+    return DisarmResult("rebuilt", actions=actions)
 
 
 def _present(switch: str, found: dict[str, list[_Finding]], n_images: int) -> bool:
@@ -1302,7 +1358,9 @@ _STREAM_TOKEN = re.compile(
 _reachable_objects = getattr(pikepdf._core, "_reachable_objects", None)
 
 
-def _quick_verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> bool:
+def _quick_verify(
+    pdf: pikepdf.Pdf, switches: dict[str, str], objects: list[Object] | None = None
+) -> bool:
     """Whether the document certainly holds nothing a finding starts from.
 
     Every indirect object reachable from the catalog (more than the walk visits) is
@@ -1310,6 +1368,8 @@ def _quick_verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> bool:
     names in ``_FINDING_NAMES``: one call per object instead of one per key and
     value. An image stream is looked at as ``_Walker._image`` would. ``False``
     (something may be left, or a string merely contains such a name) means: walk.
+    ``objects``: the objects reachable from the trailer when the caller has them (a
+    superset of those reachable from the catalog: more to search, nothing missed).
     """
     if _reachable_objects is None:
         return False
@@ -1317,7 +1377,8 @@ def _quick_verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> bool:
     if _is_dict(info) and len(info.keys()):
         return False
     root = pdf.Root
-    objects = _reachable_objects(pdf, [root])
+    if objects is None:
+        objects = _reachable_objects(pdf, [root])
     texts = [root.unparse(resolved=True)]
     for obj in objects:
         if obj._type_code_int != _T_STREAM:
@@ -1333,9 +1394,11 @@ def _quick_verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> bool:
     return _FINDING_TOKEN.search(b"\n".join(texts)) is None
 
 
-def _verify(pdf: pikepdf.Pdf, switches: dict[str, str]) -> None:
+def _verify(
+    pdf: pikepdf.Pdf, switches: dict[str, str], objects: list[Object] | None = None
+) -> None:
     """Walk the rebuilt document again: nothing a sanitise switch covers may be left."""
-    if _quick_verify(pdf, switches):
+    if _quick_verify(pdf, switches, objects):
         return
     scan = _Walker(pdf, switches, verify=True).run()
     left = {

@@ -1196,3 +1196,98 @@ def test_quick_verify_only_passes_documents_without_finding_names() -> None:
     pdf = doc()
     pdf.docinfo["/Title"] = "x"
     assert not gicap_pdf._quick_verify(pdf, switches)
+
+
+def build_link_kept_alive(where: str) -> bytes:
+    """A URI link whose annotation is also referenced from ``where`` (or nowhere)."""
+    pdf = base()
+    annot = link(pdf, 0, A=Dictionary(S=Name.URI, URI=String("https://gicap.invalid/alive")))
+    if where == "structure":  # a tagged document's link structure element
+        objr = Dictionary(Type=Name.OBJR, Obj=annot, Pg=pdf.pages[0].obj)
+        element = Dictionary(Type=Name.StructElem, S=Name.Link, K=objr, Pg=pdf.pages[0].obj)
+        pdf.Root.StructTreeRoot = pdf.make_indirect(
+            Dictionary(Type=Name.StructTreeRoot, K=pdf.make_indirect(element))
+        )
+    elif where == "popup":  # a kept popup annotation pointing back to its parent
+        popup = pdf.make_indirect(
+            Dictionary(Type=Name.Annot, Subtype=Name.Popup, Rect=[0, 0, 9, 9], Parent=annot)
+        )
+        annot.Popup = popup
+        pdf.pages[0].obj.Annots.append(popup)
+    elif where == "trailer":  # a key of the trailer (qpdf writes it out)
+        pdf.trailer.GicapKeep = annot
+    return to_bytes(pdf)
+
+
+@pytest.mark.parametrize(
+    "where, retried",
+    [("nowhere", False), ("structure", False), ("popup", True), ("trailer", True)],
+)
+def test_dropped_link_annotations_are_emptied_where_still_referenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, retried: bool
+) -> None:
+    """Dropped annotations are emptied only when the rewrite would still write them;
+    finding out late (after the removals) makes the engine start again, emptying them
+    at once (tagged documents do that from the start)."""
+    passes: list[bool] = []
+    real = gicap_pdf._disarm
+
+    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
+        passes.append(defer)
+        return real(request, defer)
+
+    monkeypatch.setattr(gicap_pdf, "_disarm", spy)
+    request = request_for(tmp_path, build_link_kept_alive(where))
+    result = disarm(request)
+    assert result.outcome == "rebuilt"
+    assert [(a.switch, a.action) for a in result.actions] == [("external_hyperlinks", "removed")]
+    if gicap_pdf._reachable_objects is not None:
+        assert passes == ([True, False] if retried else [True])
+    expanded = qdf(request.destination)
+    assert not names_in(expanded, "/URI", "/A")
+    assert b"gicap.invalid" not in expanded
+    with pikepdf.open(request.destination) as pdf:
+        assert "/Annots" not in pdf.pages[0].obj or all(
+            a.Subtype == Name.Popup for a in pdf.pages[0].obj.Annots
+        )
+    if where == "nowhere":
+        assert not names_in(expanded, "/Link")  # not written at all
+    else:  # written, emptied and hidden: nothing to click
+        emptied = re.findall(rb"<<[^<>]*/Subtype /Link[^<>]*>>", expanded)
+        assert len(emptied) == 1
+        names = re.findall(rb"/[A-Za-z]+", emptied[0])
+        assert names == [b"/F", b"/Rect", b"/Subtype", b"/Link", b"/Type", b"/Annot"]
+
+
+def test_dropped_annotation_with_a_popup_is_emptied_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file attachment's popup (kept) points back to it: emptied at once, no restart."""
+    with pikepdf.open(io.BytesIO(build_file_attachment())) as pdf:
+        annot = pdf.pages[0].obj.Annots[0]
+        popup = pdf.make_indirect(
+            Dictionary(Type=Name.Annot, Subtype=Name.Popup, Rect=[0, 0, 9, 9], Parent=annot)
+        )
+        annot.Popup = popup
+        pdf.pages[0].obj.Annots.append(popup)
+        data = to_bytes(pdf)
+    passes: list[bool] = []
+    real = gicap_pdf._disarm
+
+    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
+        passes.append(defer)
+        return real(request, defer)
+
+    monkeypatch.setattr(gicap_pdf, "_disarm", spy)
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome == "rebuilt"
+    if gicap_pdf._reachable_objects is not None:
+        assert passes == [True]
+    expanded = qdf(request.destination)
+    assert b"EICAR" not in expanded
+    assert not names_in(expanded, "/EmbeddedFile", "/FS", "/EF")
+    emptied = re.findall(rb"<<[^<>]*/Subtype /FileAttachment[^<>]*>>", expanded)
+    assert len(emptied) == 1
+    names = re.findall(rb"/[A-Za-z]+", emptied[0])
+    assert names == [b"/F", b"/Rect", b"/Subtype", b"/FileAttachment", b"/Type", b"/Annot"]
