@@ -87,6 +87,7 @@ def _measure(paths: list[Path], work: Path, rounds: int) -> tuple[float, float]:
 
 
 def run(count: int = 12, rounds: int = 2) -> list[dict[str, Any]]:
+    job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     rng = random.Random(42)
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="gicap-bench-archive-"))

@@ -195,6 +195,7 @@ def _measure(
 
 
 def run(rounds: int = 2) -> list[dict[str, Any]]:
+    job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     rng = random.Random(42)
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="gicap-bench-media-"))

@@ -216,6 +216,7 @@ def _measure(
 
 
 def run(rounds: int = 3) -> list[dict[str, Any]]:
+    job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # oletools' pyparsing use
