@@ -426,12 +426,21 @@ def _supervise(
     log.info("started %d worker processes", count)
     # Threads only after the first forks; later forks (replacements) happen while they
     # wait in os.read/select/wait, holding no lock a child could inherit.
-    threading.Thread(target=readiness.read, args=(ready_r,), name="ready", daemon=True).start()
-    threading.Thread(
-        target=_announce_ready, args=(readiness, settings), name="announce", daemon=True
-    ).start()
-    if server is not None:
-        server.start()
+    # They start with our signals blocked, and so do the threads they start (a thread
+    # inherits its creator's mask): the kernel then hands SIGTERM/SIGHUP to this main
+    # thread, whose os.wait() it interrupts so that ``forward`` runs at once. (Taken by
+    # another thread, the signal would wait for os.wait() to return: for the next
+    # worker to exit, which without SIGTERM never comes.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        threading.Thread(target=readiness.read, args=(ready_r,), name="ready", daemon=True).start()
+        threading.Thread(
+            target=_announce_ready, args=(readiness, settings), name="announce", daemon=True
+        ).start()
+        if server is not None:
+            server.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     failures: list[float] = []
     while children:
         try:

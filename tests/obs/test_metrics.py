@@ -188,7 +188,10 @@ def _drain(proc: GicapProcess, port: int) -> None:
     assert held.recv(4096).startswith(b"ICAP/1.0 200")  # the echo streams back at once
     assert proc.proc is not None
     proc.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: get(port, "/readyz")[0] == 503, "not ready while draining")
+    try:
+        wait_for(lambda: get(port, "/readyz")[0] == 503, "not ready while draining")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{proc.log()}") from None
     assert get(port, "/healthz")[0] == 200
     assert proc.proc.poll() is None  # still draining: the transaction is not over
     assert finish_held(held).endswith(b"0\r\n\r\n")
