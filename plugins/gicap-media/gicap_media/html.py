@@ -155,19 +155,17 @@ def _clean(text: str, data_urls: bool) -> str:
 def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
-    lower = text.lower()
-    tokens = _TAG_TOKEN.findall(text)
-    counts: Counter[str] = Counter()
-    for token, n in Counter(tokens).items():  # (counted in C, then merged by case)
-        counts[token.lower()] += n
-    depth = _nesting(tokens, counts)
+    depth = _nesting(text)
     if depth > MAX_NESTING:
         return DisarmResult(
             "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
         )
-    data_urls = "data:" in lower
+    lower = text.lower()
+    # One scan for both "data:" and "javascript:"/"vbscript:" (their endings).
+    schemes = set(_SCHEME_COLON.findall(lower))
+    data_urls = "data" in schemes
     body = _clean(text, data_urls)
-    title, lang, found = _inventory(text, counts, lower, data_urls)
+    title, lang, found = _inventory(text, lower, data_urls, "ript" in schemes)
     document = _document(body, title, lang)
     if _same(raw, text, document):
         return DisarmResult("unmodified")
@@ -192,8 +190,19 @@ _NOT_NESTING = frozenset(
 )
 
 
-def _nesting(tokens: list[str], counts: Counter[str]) -> int:
+def _nesting(text: str) -> int:
     """An upper estimate of how deep the elements nest (0 when it cannot be high)."""
+    # Every start tag is a "<" not followed by "/": when there are few of those, the
+    # elements cannot nest deeper than that, and no tokens are needed.
+    starts = text.count("<")
+    if starts > MAX_NESTING:
+        starts -= text.count("</")
+    if starts <= MAX_NESTING:
+        return 0
+    tokens = _TAG_TOKEN.findall(text)
+    counts: Counter[str] = Counter()
+    for token, n in Counter(tokens).items():  # (counted in C, then merged by case)
+        counts[token.lower()] += n
     opened = sum(n for name, n in counts.items() if name[0] != "/" and name not in _NOT_NESTING)
     if opened <= MAX_NESTING:  # cannot nest deeper than elements are opened: no scan
         return 0
@@ -281,8 +290,39 @@ def _same(raw: bytes, text: str, document: str) -> bool:
 # approximate (an entity-encoded "javascript:" is removed but not counted).
 # (Applied to the lowered text: HTML tag names are ASCII case-insensitive only.)
 _CODE_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", re.S)
-#: Start and end tags ("div", "/div"), for the inventory and the nesting estimate.
+#: Start and end tags ("div", "/div"), for the nesting estimate (and the inventory of
+#: a text whose lowering moves or makes ASCII letters, see _lowers_in_place).
 _TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
+#: Elements the report does not mention (kept, or rebuilt by this module).
+_KEPT = TAGS | STRUCTURE
+
+
+def _alternatives(names: frozenset[str]) -> str:
+    """A regular expression matching exactly ``names``, grouped by first letter (the
+    regex engine then skips a group after comparing one character)."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name[0], []).append(name[1:])
+    # Most frequent first letters of tags first.
+    order = "pabdhstluicmeforvgqwkjnxyz"
+    branches = []
+    for first in sorted(groups, key=lambda c: (order.find(c) % 99, c)):
+        rests = [re.escape(rest) for rest in groups[first] if rest]
+        optional = "?" if "" in groups[first] else ""
+        tails = f"(?:{'|'.join(rests)}){optional}" if rests else ""
+        branches.append(re.escape(first) + tails)
+    return f"(?:{'|'.join(branches)})"
+
+
+#: In the LOWERED text: start tags whose name is not in _KEPT (their name), and comment
+#: openings ("!--"). Tag names as _TAG_TOKEN reads them (the name is all of
+#: [a-z0-9-] after "<").
+_REPORTED_TAG = re.compile(
+    rf"<(?=[a-z!])(?!{_alternatives(_KEPT)}(?![a-z0-9-]))([a-z][a-z0-9-]*|!--)"
+)
+#: In the lowered text: the ":" of "data:" (giving "data") and of "...ript:" (giving
+#: "ript": every "javascript:" and "vbscript:"), tried only at the rare ":".
+_SCHEME_COLON = re.compile(r":(?<=(data|ript):)")
 # Matched in the REVERSED text ("onclick=" preceded by a space, quote or slash, read
 # backwards): the leading literal "=" lets the regex engine skip ahead, and the
 # character before "on" is then checked by the regex itself, not once per match in
@@ -294,27 +334,41 @@ _EVENT_ATTRIBUTE_REVERSED = re.compile(r"=\s*[a-z]{3,}no(?:[ \t\n\r\f\"'/]|\Z)")
 _URL_ATTRIBUTE_BEFORE = re.compile(
     r"\b(href|src|action|formaction|data|poster|background)\s*=\s*[\"']?\s*\Z"
 )
-#: Matched (on the lowered text) at each "<meta", found with str.find.
+#: Matched (on the lowered text) at each "<meta" (where the tag scan found one).
 _META_EQUIV = re.compile(r"<meta\b[^>]*\shttp-equiv\s*=\s*[\"']?\s*(?!content-type)")
 _TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
 _HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?([A-Za-z0-9-]+)", re.I)
 
 
 def _inventory(
-    text: str, counts: Counter[str], lower: str | None = None, data_urls: bool = True
+    text: str, lower: str, data_urls: bool = True, script_colon: bool = True
 ) -> tuple[str, str, Counter[tuple[str, str]]]:
     """The title, the language and (approximately) what the allowlist removes. Only
     for the report and the rebuilt <head>: nh3 alone decides what the output holds.
-    ``lower``: ``text.lower()``, when the caller already has it; ``data_urls``: False
-    when "data:" (any case) is known not to occur in it."""
-    if lower is None:
-        lower = text.lower()
+    ``lower``: ``text.lower()``; ``data_urls``/``script_colon``: False when "data:" /
+    "script:" (any case) is known not to occur in it."""
     found: Counter[tuple[str, str]] = Counter()
-    comments = text.count("<!--")
+    if _lowers_in_place(text):
+        # One scan of the lowered text finds the start tags the allowlist does not
+        # keep and the comments, with where they are: code blocks and <meta>s are
+        # then only tried there (the only places where their expressions can match).
+        places = [(m.start(), m.group(1)) for m in _REPORTED_TAG.finditer(lower)]
+        names = Counter(name for _, name in places)
+        comments = names.pop("!--", 0)
+        metas = [at for at, name in places if name.startswith("meta")]
+        blocks = [at for at, name in places if name.startswith(("script", "style", "!"))]
+    else:  # (the same, found without positions)
+        names = Counter()
+        for token, n in Counter(_TAG_TOKEN.findall(text)).items():
+            if token[0] != "/" and token.lower() not in _KEPT:
+                names[token.lower()] += n
+        comments = text.count("<!--")
+        metas = _find_all(lower, "<meta") if names.get("meta") else []
+        blocks = None
     if comments:
         found[("markup", "comment")] += comments
-    for name, n in counts.items():
-        if name[0] == "/" or name in TAGS or name in STRUCTURE or name == "meta":
+    for name, n in names.items():
+        if name == "meta":
             continue
         if name in SCRIPT_TAGS:
             found[("scripts", f"<{name}>")] += n
@@ -322,23 +376,20 @@ def _inventory(
             found[("active_content", f"<{name}>")] += n
         else:
             found[("markup", f"<{name}>")] += n
-    refresh = 0
-    if counts.get("meta"):
-        at = lower.find("<meta")
-        while at >= 0:
-            refresh += _META_EQUIV.match(lower, at) is not None
-            at = lower.find("<meta", at + 5)
-    if refresh:
-        found[("active_content", "<meta http-equiv>")] += refresh
+    if names.get("meta"):
+        refresh = sum(_META_EQUIV.match(lower, at) is not None for at in metas)
+        if refresh:
+            found[("active_content", "<meta http-equiv>")] += refresh
     # "x.onclick = f" in a script is not markup
-    lower = _CODE_BLOCKS.sub(" ", lower)
+    lower = _CODE_BLOCKS.sub(" ", lower) if blocks is None else _strip(lower, blocks)
     events = len(_EVENT_ATTRIBUTE_REVERSED.findall(lower[::-1]))
     if events:
         found[("scripts", "event handler attribute")] += events
-    for at in _scheme_positions(lower, data_urls):
-        attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
-        if attribute and _script_url(lower[at : at + 40]):
-            found[("scripts", f"script URL in {attribute.group(1)}")] += 1
+    if script_colon or data_urls:
+        for at in _scheme_positions(lower, data_urls):
+            attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
+            if attribute and _script_url(lower[at : at + 40]):
+                found[("scripts", f"script URL in {attribute.group(1)}")] += 1
     srcdoc = lower.count("srcdoc")
     if srcdoc:
         found[("scripts", "srcdoc attribute")] += srcdoc
@@ -346,6 +397,42 @@ def _inventory(
     title = " ".join(html.unescape(title_match.group(1)).split()) if title_match else ""
     lang_match = _HTML_LANG.search(text)
     return title, lang_match.group(1) if lang_match else "", found
+
+
+def _lowers_in_place(text: str) -> bool:
+    """True when ``text.lower()`` only turns A-Z into a-z where they are: no character
+    lowers to two (U+0130 does) or into ASCII (U+0130 and the Kelvin sign U+212A are
+    the only ones), so positions and tag names in the lowered text are the text's."""
+    return text.isascii() or ("\u0130" not in text and "\u212a" not in text)
+
+
+def _find_all(text: str, word: str) -> list[int]:
+    """Where ``word`` (which cannot overlap itself) starts in ``text``."""
+    places = []
+    at = text.find(word)
+    while at >= 0:
+        places.append(at)
+        at = text.find(word, at + len(word))
+    return places
+
+
+def _strip(lower: str, starts: list[int]) -> str:
+    """``_CODE_BLOCKS.sub(" ", lower)`` when ``starts`` (in order) holds every place
+    where _CODE_BLOCKS can match: each is tried as sub would, left to right, skipping
+    those inside a block already replaced."""
+    parts = []
+    done = 0
+    for at in starts:
+        if at < done:
+            continue
+        block = _CODE_BLOCKS.match(lower, at)
+        if block:
+            parts += (lower[done:at], " ")
+            done = block.end()
+    if not parts:
+        return lower
+    parts.append(lower[done:])
+    return "".join(parts)
 
 
 def _scheme_positions(lower: str, data_urls: bool) -> list[int]:

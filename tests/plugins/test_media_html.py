@@ -1,0 +1,185 @@
+"""gicap-media HTML: the report of what was removed, found in one scan of the lowered
+text (with a general path for texts whose lowering moves characters), and the
+nesting limit decided without reading every tag when the "<" count allows it.
+
+Expected counts come from expressions written here (start tags, comments, code
+blocks) and from Unicode itself, not from the engine's scanners.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from gicap_media import html as engine
+
+from gicap.cdr.detect import FILE_TYPES
+from gicap.cdr.types import DisarmRequest, DisarmResult
+
+KEPT = {
+    *"a abbr acronym address article aside b bdi bdo big blockquote br caption center".split(),
+    *"cite code col colgroup dd del details dfn div dl dt em figcaption figure footer".split(),
+    *"h1 h2 h3 h4 h5 h6 header hgroup hr i img ins kbd li main mark nav ol p pre q rp".split(),
+    *"rt ruby s samp section small span strike strong sub summary sup table tbody td".split(),
+    *"tfoot th thead time tr tt u ul var wbr html head body title meta".split(),
+}
+SCRIPTS = {"script", "noscript"}
+ACTIVE = set(
+    "iframe frame frameset object embed applet form input button select textarea base link "
+    "portal svg math template".split()
+)
+
+
+def _disarm(tmp_path: Path, data: bytes) -> tuple[DisarmResult, Path]:
+    source = tmp_path / "in.html"
+    source.write_bytes(data)
+    dest = tmp_path / "out.html"
+    dest.unlink(missing_ok=True)
+    request = DisarmRequest(
+        file_type=FILE_TYPES["html"], source=source, destination=dest, switches={}, limits={}
+    )
+    return engine.disarm(request), dest
+
+
+def _details(result: DisarmResult) -> dict[str, Counter[str]]:
+    groups: dict[str, Counter[str]] = {}
+    for action in result.actions:
+        items = Counter()
+        for item in action.detail.split(", "):
+            n, what = item.split(" × ", 1)
+            items[what] = int(n)
+        groups[action.switch] = items
+    return groups
+
+
+def _expected_tags(text: str) -> dict[str, Counter[str]]:
+    """Start tags as "<" + ASCII name, case-insensitive, grouped as reported."""
+    groups: dict[str, Counter[str]] = {"scripts": Counter(), "active_content": Counter()}
+    groups["markup"] = Counter()
+    for name in re.findall(r"<([A-Za-z][A-Za-z0-9-]*)", text):
+        name = name.lower()
+        if name in KEPT:
+            continue
+        group = "scripts" if name in SCRIPTS else "active_content" if name in ACTIVE else "markup"
+        groups[group][f"<{name}>"] += 1
+    comments = text.count("<!--")
+    if comments:
+        groups["markup"]["comment"] = comments
+    return groups
+
+
+def test_lowering_moves_or_makes_ascii_only_for_two_characters() -> None:
+    # The premise of the one-scan report: elsewhere, lowering keeps every position
+    # and turns only A-Z into ASCII.
+    odd = set()
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        low = char.lower()
+        if len(low) != 1 or (code >= 128 and any(ord(c) < 128 for c in low)):
+            odd.add(char)
+    assert odd == {"\u0130", "\u212a"}
+
+
+TAG_CASES = [
+    "<SCRIPT>a</SCRIPT><Script src=x></Script><IFRAME></IFRAME><p>x</p>",
+    "<custom-el>a</custom-el><x-1><h7>h</h7><blink><scripts><metadata><meta-x>",
+    "<scr<script>ipt>alert(1)</scr</script>ipt><noscript>n</noscript>",
+    "<!-- a --><!----><!--- b ---><!-- never closed <iframe>",
+    "<svg><math><template><portal><object><embed><applet><form><input><button>",
+    "<select><textarea></textarea><base href=x><link rel=x><frameset><frame>",
+    "<a href=x><b><div><span><table><tr><td>cell</td></tr></table></span></div></b></a>",
+    "<p>K\u212a <\u212aeygen> <k\u212a> \u0130 <\u0130frame></p><keygen><SCR\u0130PT>",
+    "<p>é</p><metaé http-equiv=refresh><styleé><scriptü>",
+]
+
+
+@pytest.mark.parametrize("markup", TAG_CASES)
+def test_removed_tags_and_comments_are_counted(tmp_path: Path, markup: str) -> None:
+    result, _ = _disarm(tmp_path, markup.encode())
+    assert result.outcome == "rebuilt"
+    got = _details(result)
+    expected = _expected_tags(markup)
+    for group in ("scripts", "active_content", "markup"):
+        tags = Counter({k: v for k, v in got.get(group, Counter()).items() if k[0] == "<"})
+        tags.pop("<meta http-equiv>", None)
+        if group == "markup":
+            tags["comment"] = got.get(group, Counter())["comment"]
+        assert +tags == +expected[group], group
+
+
+def _strip_reference(lower: str) -> str:
+    return re.sub(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", " ", lower, flags=re.S)
+
+
+BLOCK_CASES = [
+    "<script>a.onclick=f</script><p onclick=x>t</p>",
+    "<script><!--</script><p onclick=x>-->",
+    "<!--<script>--></script><p onclick=y>",
+    "<style><!--</style><script>x</script>--><b onmouseover=z>",
+    "<scriptx onclick=a><script-x onclick=b>c</script-x><style_1 onclick=d>",
+    "<script>never closed onclick=x",
+    "<script>a</script ><style>b</STYLE\n><p onload=c>",
+    "</script><script/><script\n>x</script\n>onclick=x <p onfocus=y>",
+]
+
+
+@pytest.mark.parametrize("markup", BLOCK_CASES)
+def test_code_blocks_are_left_out_as_the_expression_says(tmp_path: Path, markup: str) -> None:
+    stripped = _strip_reference(markup.lower())
+    expected = len(re.findall(r"(?:^|(?<=[ \t\n\r\f\"'/]))on[a-z]{3,}\s*=", stripped))
+    for variant in (markup, markup + "<p>\u212a</p>"):  # one scan, and the general path
+        result, _ = _disarm(tmp_path, variant.encode())
+        events = _details(result).get("scripts", Counter())["event handler attribute"]
+        assert events == expected, variant
+
+
+REFRESH_CASES = [
+    ('<meta http-equiv="refresh" content="0;url=x">', 1),
+    ("<META HTTP-EQUIV=Refresh content=1><meta http-equiv=content-type content=x>", 1),
+    ("<meta-x http-equiv=refresh><meta charset=utf-8>", 1),  # "<meta" then a boundary
+    ("<meta-x http-equiv=refresh>", 0),  # counted only beside a real <meta>
+    ("<metadata http-equiv=refresh><meta_x http-equiv=refresh><meta>", 0),
+    ("<meta <meta http-equiv=refresh>", 2),
+]
+
+
+@pytest.mark.parametrize(("markup", "expected"), REFRESH_CASES)
+def test_meta_http_equiv_counted(tmp_path: Path, markup: str, expected: int) -> None:
+    for variant in (markup, markup + "\u212a"):
+        result, _ = _disarm(tmp_path, variant.encode())
+        got = _details(result).get("active_content", Counter())["<meta http-equiv>"]
+        assert got == expected, variant
+
+
+def test_script_urls_counted_only_where_the_scheme_occurs(tmp_path: Path) -> None:
+    markup = (
+        "<a href='JavaScript:x'>a</a><img src=' vbscript:y'><form action=data:text/html,z>"
+        "<img src='data:image/png;base64,AA'><p>javascript: in text</p>"
+    )
+    result, dest = _disarm(tmp_path, markup.encode())
+    got = _details(result)["scripts"]
+    assert got["script URL in href"] == 1 and got["script URL in src"] == 1
+    assert got["script URL in action"] == 1
+    assert "data:image/png" in dest.read_text("utf-8")
+    result, _ = _disarm(tmp_path, b"<a href='https://e/'>a</a><p>no schemes: here</p>")
+    assert not [a for a in result.actions if "URL" in a.detail]
+
+
+def test_nesting_limit_counts_start_tags_not_angle_brackets(tmp_path: Path) -> None:
+    # Many "<" that open nothing: far fewer start tags than the limit.
+    result, _ = _disarm(tmp_path, ("<p>a < b</p>" * 11_000).encode())
+    assert result.outcome == "rebuilt"
+    result, _ = _disarm(tmp_path, ("</i>" * 30_000 + "<b>x</b>").encode())
+    assert result.outcome == "rebuilt"
+    # Upper-case tags nest as well.
+    deep = ("<B>" * (engine.MAX_NESTING + 1) + "x").encode()
+    result, dest = _disarm(tmp_path, deep)
+    assert result.outcome == "unprocessable" and "nested" in result.reason
+    assert not dest.exists()
+    # Just at the limit: rebuilt.
+    result, _ = _disarm(tmp_path, ("<b>" * engine.MAX_NESTING + "x").encode())
+    assert result.outcome == "rebuilt"
