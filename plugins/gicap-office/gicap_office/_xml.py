@@ -144,18 +144,19 @@ def rattr(el: etree._Element, local: str) -> str | None:
     return None
 
 
-#: XPath returning every relationship-id attribute of a part: any attribute in the
-#: relationships namespaces, plus VML's ``o:relid``.
-_REF_XPATH = etree.XPath(
-    "//@*[namespace-uri()=$r1 or namespace-uri()=$r2 or "
-    "(local-name()='relid' and namespace-uri()=$o)]"
-)
 _R1, _R2 = sorted(R)
+#: XPath returning every relationship-id attribute of a part: any attribute in the
+#: relationships namespaces, plus VML's ``o:relid``. (Namespace node tests, not a
+#: predicate on every attribute: libxml2 evaluates them several times faster.) A union
+#: is returned in document order, like a single path.
+_REF_XPATH = etree.XPath(
+    "//@r1:* | //@r2:* | //@o:relid", namespaces={"r1": _R1, "r2": _R2, "o": O}
+)
 
 
 def rel_refs(tree: etree._ElementTree | etree._Element) -> list[etree._ElementUnicodeResult]:
     """Every relationship-id attribute (value, with ``getparent()``/``attrname``)."""
-    return list(_REF_XPATH(tree, r1=_R1, r2=_R2, o=O))  # type: ignore[arg-type]
+    return list(_REF_XPATH(tree))  # type: ignore[arg-type]
 
 
 def ref_ids(tree: etree._ElementTree | etree._Element) -> set[str]:

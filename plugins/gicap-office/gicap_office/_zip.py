@@ -11,6 +11,7 @@ sizes bound the memory used.
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
 import zlib
@@ -64,11 +65,14 @@ def _check_name(name: str) -> None:
 def read(path: Path, limits: Mapping[str, int]) -> ZipContent:
     max_expanded = int(limits.get("max_expanded_bytes") or MAX_EXPANDED)
     max_ratio = int(limits.get("max_ratio") or MAX_RATIO)
-    size = path.stat().st_size
     try:
-        zf = zipfile.ZipFile(path)
+        # one read of the whole file (its size is bounded by max_file_size): the members
+        # are then cut out of this buffer, with no seek and read per member
+        buf = path.read_bytes()
+        zf = zipfile.ZipFile(io.BytesIO(buf))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ZipRefused(f"not a readable zip: {exc}") from None
+    size = len(buf)
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -104,17 +108,57 @@ def read(path: Path, limits: Mapping[str, int]) -> ZipContent:
         if total > RATIO_FLOOR and total > max_ratio * max(size, 1):
             raise ZipRefused(f"compression ratio over {max_ratio}", bomb=True)
         members: dict[str, bytes] = {}
-        try:
-            for info in infos:
-                if not info.is_dir():
-                    members[info.filename] = zf.read(info)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise ZipRefused(f"corrupt member: {exc}") from None
-        tight = _is_tight(path, zf, infos, size) and not directories
+        for info in infos:
+            if not info.is_dir():
+                members[info.filename] = _read_member(buf, info)
+        tight = _is_tight(buf, zf, infos) and not directories
     return ZipContent(members, tight, directories)
 
 
-def _is_tight(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], size: int) -> bool:
+def _read_member(buf: bytes, info: zipfile.ZipInfo) -> bytes:
+    """A member's data, inflated at most to its declared size and checked against its
+    CRC. (Never its compressed stream: every member written is deflated anew, so no
+    bit of the original encoding reaches the output.)"""
+    name = info.filename
+    offset = info.header_offset
+    header = buf[offset : offset + 30]
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise ZipRefused(f"corrupt member: bad local header for {name!r}")
+    (flags,) = struct.unpack_from("<H", header, 6)
+    nlen, xlen = struct.unpack_from("<HH", header, 26)
+    if flags & 0x61 or info.flag_bits & 0x60:  # encrypted, patched or strongly encrypted
+        raise ZipRefused(f"corrupt member: unsupported flags on {name!r}")
+    try:
+        local_name = buf[offset + 30 : offset + 30 + nlen].decode(
+            "utf-8" if flags & 0x800 else "cp437"
+        )
+    except UnicodeDecodeError:
+        local_name = None
+    if local_name != info.orig_filename:
+        raise ZipRefused(f"corrupt member: local and central names differ for {name!r}")
+    start = offset + 30 + nlen + xlen
+    raw = buf[start : start + info.compress_size]
+    if len(raw) != info.compress_size:
+        raise ZipRefused(f"corrupt member: {name!r} is truncated")
+    # as zipfile reads: never more than the declared size, less only where the data
+    # ends (the CRC then decides)
+    if info.compress_type == zipfile.ZIP_STORED:
+        data = raw[: info.file_size]
+    else:
+        inflater = zlib.decompressobj(-15)
+        try:
+            # never more than the declared size: the size checks bound the memory used
+            data = inflater.decompress(raw, info.file_size)
+        except zlib.error as exc:
+            raise ZipRefused(f"corrupt member: {name!r}: {exc}") from None
+        if len(data) < info.file_size and not inflater.eof:
+            raise ZipRefused(f"corrupt member: {name!r} ends before its end of stream")
+    if zlib.crc32(data) != info.CRC:
+        raise ZipRefused(f"corrupt member: bad CRC-32 for {name!r}")
+    return data
+
+
+def _is_tight(buf: bytes, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> bool:
     """Whether the entries follow each other from offset 0 up to the central directory,
     with the local names equal to the central ones, and the file ends with the end
     record (no comment). Anything else (prepended or appended data, gaps between the
@@ -122,52 +166,105 @@ def _is_tight(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], siz
     on the content, so such a file is always rewritten."""
     if zf.comment:
         return False
+    size = len(buf)
     ordered = sorted(infos, key=lambda i: i.header_offset)
     pos = 0
     try:
-        with open(path, "rb") as fh:
-            for info in ordered:
-                if info.header_offset != pos:
-                    return False
-                fh.seek(pos)
-                header = fh.read(30)
-                if len(header) != 30 or header[:4] != b"PK\x03\x04":
-                    return False
-                nlen, xlen = struct.unpack_from("<HH", header, 26)
-                name = fh.read(nlen)
-                if (
-                    name.decode("utf-8" if info.flag_bits & 0x800 else "cp437")
-                    != info.orig_filename
-                ):
-                    return False
-                pos += 30 + nlen + xlen + info.compress_size
-                if info.flag_bits & 0x8:  # data descriptor after the data
-                    fh.seek(pos)
-                    desc = fh.read(24)
-                    zip64 = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
-                    length = 20 if zip64 else 12
-                    if desc[:4] == b"PK\x07\x08":
-                        length += 4
-                    pos += length
-            start_dir = getattr(zf, "start_dir", None)
-            if start_dir is None or start_dir != pos:
+        for info in ordered:
+            if info.header_offset != pos:
                 return False
-            # the end record follows the central directory (zip64 records allowed)
-            fh.seek(max(size - 22, 0))
-            end = fh.read(22)
-            if end[:4] != b"PK\x05\x06":
+            header = buf[pos : pos + 30]
+            if len(header) != 30 or header[:4] != b"PK\x03\x04":
                 return False
-            cd_size = struct.unpack_from("<I", end, 12)[0]
-            tail = size - (start_dir + cd_size)
-            return tail in (22, 22 + 56 + 20)
-    except (OSError, UnicodeDecodeError, struct.error):
+            nlen, xlen = struct.unpack_from("<HH", header, 26)
+            name = buf[pos + 30 : pos + 30 + nlen]
+            if name.decode("utf-8" if info.flag_bits & 0x800 else "cp437") != info.orig_filename:
+                return False
+            pos += 30 + nlen + xlen + info.compress_size
+            if info.flag_bits & 0x8:  # data descriptor after the data
+                desc = buf[pos : pos + 24]
+                zip64 = info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF
+                length = 20 if zip64 else 12
+                if desc[:4] == b"PK\x07\x08":
+                    length += 4
+                pos += length
+        start_dir = getattr(zf, "start_dir", None)
+        if start_dir is None or start_dir != pos:
+            return False
+        # the end record follows the central directory (zip64 records allowed)
+        end = buf[max(size - 22, 0) :]
+        if end[:4] != b"PK\x05\x06":
+            return False
+        cd_size = struct.unpack_from("<I", end, 12)[0]
+        tail = size - (start_dir + cd_size)
+        return tail in (22, 22 + 56 + 20)
+    except (UnicodeDecodeError, struct.error):
         return False
 
 
+#: Local header, central directory entry and end record (no zip64: see :func:`write`).
+_LOCAL = struct.Struct("<4s5H3L2H")
+_CENTRAL = struct.Struct("<4s4B4H3L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_DOS_DATE = (_EPOCH[0] - 1980) << 9 | _EPOCH[1] << 5 | _EPOCH[2]
+_DOS_TIME = _EPOCH[3] << 11 | _EPOCH[4] << 5 | _EPOCH[5] // 2
+#: Sizes and offsets past this need zip64 records: written by :mod:`zipfile` instead.
+_ZIP32_LIMIT = 0x7FFFFFFF
+#: Central directory: signature, made by version 2.0 on Unix, needs version 2.0.
+_CENTRAL_HEAD = (b"PK\x01\x02", 20, 3, 20, 0)
+_ATTRIBUTES = 0o600 << 16  # -rw-------
+
+
 def write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
-    """A new zip with only these members, deflated (already compressed media stored)."""
+    """A new zip with only these members, each deflated anew (already compressed media
+    stored)."""
+    items = list(members)
+    if len(items) > 0xFFFF or sum(len(d) for _, d in items) > _ZIP32_LIMIT:
+        _write_zip64(path, items)
+        return
+    entries: list[tuple[bytes, int, int, int, int, int, bytes]] = []
+    offset = 0
+    for name, data in items:
+        name_bytes, flags = _encode_name(name)
+        if _precompressed(name, data):
+            method, crc, payload = zipfile.ZIP_STORED, zlib.crc32(data), data
+        else:
+            deflater = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
+            method, crc = zipfile.ZIP_DEFLATED, zlib.crc32(data)
+            payload = deflater.compress(data) + deflater.flush()
+        entries.append((name_bytes, flags, method, crc, len(data), offset, payload))
+        offset += _LOCAL.size + len(name_bytes) + len(payload)
+        if offset > _ZIP32_LIMIT:  # deflated bigger than the data: rare
+            _write_zip64(path, items)
+            return
+    directory = []
+    with open(path, "wb") as fh:
+        for name_bytes, flags, method, crc, size, at, payload in entries:
+            fields = (flags, method, _DOS_TIME, _DOS_DATE, crc, len(payload), size)
+            fh.write(_LOCAL.pack(b"PK\x03\x04", 20, *fields, len(name_bytes), 0))
+            fh.write(name_bytes)
+            fh.write(payload)
+            extra = (len(name_bytes), 0, 0, 0, 0, _ATTRIBUTES, at)
+            directory.append(_CENTRAL.pack(*_CENTRAL_HEAD, *fields, *extra))
+            directory.append(name_bytes)
+        central = b"".join(directory)
+        fh.write(central)
+        count = len(entries)
+        fh.write(_END.pack(b"PK\x05\x06", 0, 0, count, count, len(central), offset, 0))
+
+
+def _encode_name(name: str) -> tuple[bytes, int]:
+    try:
+        return name.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return name.encode("utf-8"), 0x800  # the "language encoding" flag: UTF-8 name
+
+
+def _write_zip64(path: Path, items: list[tuple[str, bytes]]) -> None:
+    """The same package written by :mod:`zipfile`, with zip64 records where needed
+    (every member deflated anew): for packages too big for plain zip records."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members:
+        for name, data in items:
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.external_attr = 0o600 << 16
             stored = _precompressed(name, data)

@@ -61,6 +61,15 @@ MACRO_SHEETS = {"Excel 4 macro sheet", "Excel 5 dialog sheet"}
 #: Workbook names Excel runs on open/close (Excel 4 macros).
 AUTO_NAMES = re.compile(r"^(?:_xlnm\.)?auto_(?:open|close|activate|deactivate)", re.I)
 
+#: Where a part can carry a macro assignment, its bytes hold ``fmlaMacro`` (form
+#: control), ``FmlaMacro`` (VML client data) or a ``macro`` attribute (``macro``, then
+#: ``=`` after optional white space): names cannot be written with character references.
+#: One pattern (with its literal first byte) for the three.
+_MACRO_NAMES = re.compile(rb"m(?:laMacro|acro[ \t\r\n]*=)")
+#: A first test shared by the DrawingML click actions (``hlink...``) and VML links
+#: (``href``): one scan of a part for both.
+_LINK_NAMES = re.compile(rb"h(?:link|ref)")
+
 #: Main-part content type of a macro-enabled file -> its macro-free equivalent.
 MACRO_FREE = {
     "application/vnd.ms-word.document.macroenabled.main+xml": (
@@ -290,7 +299,7 @@ def _macros(pkg: Package, report: Report) -> FileType | None:
     # macro assignments: form controls, drawing shapes, VML client data
     for name in pkg.kept():
         root = pkg.root(name)
-        if root is None or not pkg.mentions(name, b"acro"):
+        if root is None or not pkg.mentions(name, _MACRO_NAMES):
             continue
         found: list[tuple[etree._Element, str | None]] = []
         if split(root.tag)[1] == "formControlPr" and root.get("fmlaMacro"):
@@ -820,7 +829,9 @@ def _drawing_links(pkg: Package, report: Report) -> None:
         t for local in ("hlinkClick", "hlinkHover", "hlinkMouseOver") for t in _xml.clark(A, local)
     ]
     for name in pkg.kept():
-        if name not in pkg.trees or not pkg.mentions(name, b"hlink"):
+        if name not in pkg.trees or not pkg.mentions(name, _LINK_NAMES):
+            continue
+        if not pkg.mentions(name, b"hlink"):
             continue
         root = pkg.root(name)
         assert root is not None
@@ -868,7 +879,9 @@ def _sheet_links(pkg: Package, report: Report) -> None:
 
 def _vml_links(pkg: Package, report: Report) -> None:
     for name in pkg.kept():
-        if name not in pkg.trees or not pkg.mentions(name, b"href"):
+        if name not in pkg.trees or not pkg.mentions(name, _LINK_NAMES):
+            continue
+        if not pkg.mentions(name, b"href"):
             continue
         root = pkg.root(name)
         assert root is not None

@@ -93,6 +93,7 @@ class Package:
     def __init__(self, content: ZipContent) -> None:
         self.order = list(content.members)
         self.data: dict[str, bytes] = dict(content.members)
+        self._searched: dict[tuple[str, bytes], tuple[bytes, bool]] = {}
         self.names = {n.lower(): n for n in self.data}
         ct_name = self.names.get(CONTENT_TYPES)
         if ct_name is None:
@@ -206,14 +207,28 @@ class Package:
             or name.lower().endswith((".xml", ".vml", ".rels"))
         )
 
-    def mentions(self, name: str, *needles: bytes) -> bool:
-        """Whether a part may contain one of these element/attribute names: a cheap
-        test on the bytes before walking the tree. Only trusted for ASCII-compatible
-        encodings: a part in UTF-16 (or any other encoding) is always walked."""
+    def mentions(self, name: str, *needles: bytes | re.Pattern[bytes]) -> bool:
+        """Whether a part may contain one of these element/attribute names (bytes, or
+        a pattern): a cheap test on the bytes before walking the tree. Only trusted for
+        ASCII-compatible encodings: a part in UTF-16 (or any other encoding) is always
+        walked. A pattern's answer is kept for the same bytes (several steps share one
+        pattern as a first test)."""
         data = self.data[name]
         if not _ascii_compatible(data):
             return True
-        return any(n in data for n in needles)
+        for needle in needles:
+            if isinstance(needle, bytes):
+                if needle in data:
+                    return True
+                continue
+            key = (name, needle.pattern)
+            seen = self._searched.get(key)
+            if seen is None or seen[0] is not data:
+                seen = (data, needle.search(data) is not None)
+                self._searched[key] = seen
+            if seen[1]:
+                return True
+        return False
 
     def reachable(self) -> set[str]:
         seen: set[str] = set()
