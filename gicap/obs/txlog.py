@@ -42,6 +42,25 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, Mapping | list | tuple) and not value)
 
 
+def _fields_text(fields: Mapping[str, Any]) -> str:
+    """`` key=value`` for each field that is not empty (what :func:`_text` and
+    :func:`_empty` say, with plain strings and integers, most fields, taken directly)."""
+    parts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            if not value:
+                continue
+            if " " in value or "\n" in value:
+                value = _text(value)
+        elif kind is not int:
+            if _empty(value):
+                continue
+            value = _text(value)
+        parts.append(f" {key}={value}")
+    return "".join(parts)
+
+
 class TransactionLog:
     def __init__(
         self,
@@ -85,11 +104,7 @@ class TransactionLog:
         if self.json_format:
             line = self._json(peer, method, uri, status, millis, fields or {})
         else:
-            detail = (
-                "".join(f" {k}={_text(v)}" for k, v in fields.items() if not _empty(v))
-                if fields
-                else ""
-            )
+            detail = _fields_text(fields) if fields else ""
             line = (
                 f"{self._timestamp()} INFO gicap[{self._pid}] gicap.transaction: {peer} "
                 f"{method} {uri} -> {status} ({millis:.1f} ms){detail}\n"

@@ -167,3 +167,29 @@ def test_append_file_follows_logrotate(tmp_path: Path) -> None:
     f.write("two\n")
     assert (tmp_path / "gicap.log.1").read_text() == "one\n"
     assert path.read_text() == "two\n"
+
+
+def test_text_line_fields_quoting_and_empty_fields() -> None:
+    out = io.StringIO()
+    log = TransactionLog(stream=out)
+    fields = {
+        "service": "resp-cdr-service",
+        "empty": "",
+        "none": None,
+        "zero": 0,
+        "bytes_in": 1024,
+        "reason": "macros removed",
+        "multi": "a\nb",
+        "actions": {"macros": "sanitise", "metadata": "allow"},
+        "nothing": {},
+        "types": ["pdf", "zip"],
+        "flag": True,
+        "ms": 1.5,
+    }
+    log.record("127.0.0.1:1", "RESPMOD", "icap://h/s", 200, 2.0, fields)
+    log.flush()
+    line = out.getvalue()
+    assert line.endswith(
+        " service=resp-cdr-service zero=0 bytes_in=1024 reason=\"macros removed\""
+        ' multi="a b" actions=macros:sanitise;metadata:allow types=pdf,zip flag=True ms=1.5\n'
+    ), line
