@@ -165,3 +165,32 @@ def test_picture_hex_clean_or_broken_into_lines(tmp_path: Path) -> None:
 def test_truncated_documents_are_refused(tmp_path: Path, data: bytes) -> None:
     outcome, _ = _run(tmp_path, data)
     assert outcome == "unprocessable"
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        # \uc2: is "\b" the second fallback character (then the keyword is "DDE") or is
+        # "D" (then it is "DE")? Readers differ; the field is neutralised either way.
+        rb"\uc2\u1234?\b DDE x",
+        rb"\u1234\b DDEAUTO x",
+    ],
+)
+def test_control_word_among_unicode_fallbacks_makes_the_field_risky(
+    tmp_path: Path, instruction: bytes
+) -> None:
+    data = rb"{\rtf1 {\field{\*\fldinst " + instruction + rb"}{\fldrslt r}}\par}"
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"fldinst" not in out and b"DDE" not in out
+
+
+def test_word_style_unicode_in_a_hyperlink_is_not_ambiguous(tmp_path: Path) -> None:
+    # How Word writes a non-ASCII character in an instruction: \uN and its \'hh
+    # fallback. It is read exactly: a bookmark link, not an ambiguous field.
+    data = rb"{\rtf1 {\field{\*\fldinst HYPERLINK \\l \u1234\'3fmark}{\fldrslt r}}\par}"
+    path = _write(tmp_path, "t.rtf", data)
+    result, _dest = disarm(path, tmp_path, switches("sanitise"))
+    hits = {(a.switch, a.detail) for a in result.actions if a.action != "kept"}
+    assert any(sw == "internal_hyperlinks" for sw, _ in hits), result.actions
+    assert not any("ambiguous" in (detail or "") for _, detail in hits), result.actions

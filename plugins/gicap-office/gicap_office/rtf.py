@@ -165,6 +165,7 @@ class _Group:
     field_owner: _Group | None = None  # the \field group of a \fldinst
     instr: str = ""
     computed: bool = False
+    ambiguous: bool = False  # see _Disarmer._word
     result: tuple[int, int, int] | None = None  # \fldrslt or \result: (start, end, mark)
     text: list[bytes] = field(default_factory=list)  # pict: data at this level
     words: list[tuple[bytes, int | None]] = field(default_factory=list)  # pict: words
@@ -338,6 +339,14 @@ class _Disarmer:
 
     def _word(self, start: int, end: int, word: bytes, value: int | None) -> None:
         g = self._head()
+        if self.skip and g.buf is not None:
+            # A control word among the fallback characters of \uN in a field
+            # instruction: readers disagree on whether it counts as one of them, so
+            # which letters of the instruction are skipped is not certain. Word never
+            # writes this; the field is treated as risky whatever its keyword.
+            owner = self._fldinst_owner()
+            if owner is not None:
+                owner.ambiguous = True
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
             # like Word (and oletools' rtfobj), a destination word opens its destination
             # wherever it is in the group, not only first
@@ -519,7 +528,11 @@ class _Disarmer:
             if report.hit("dynamic_data_exchange", "mail-merge data source"):
                 self._replace_group(g, end, b"")
         elif g.is_field:
-            verdict = classify_field(g.instr, g.computed)
+            verdict = (
+                ("dynamic_data_exchange", "field instruction with an ambiguous \\uN fallback")
+                if g.ambiguous
+                else classify_field(g.instr, g.computed)
+            )
             if verdict and report.hit(*verdict, verb="neutralised"):
                 self._replace_group(g, end, self._result_of(g))
         elif dest == b"info":
