@@ -32,7 +32,7 @@ def test_rebuilt_file_is_written_and_reported(tmp_path: Path) -> None:
     assert report["outcome"] == "rebuilt" and report["file_type"] == "csv"
     assert report["actions"][0]["switch"] == "formulas"
     rows = list(csv.reader(io.StringIO(out.read_text())))
-    assert rows[1][0] == "'=HYPERLINK(\"http://x\")" and rows[2] == ["ok", "3"]
+    assert rows[1][0] == '\'=HYPERLINK("http://x")' and rows[2] == ["ok", "3"]
 
 
 def test_blocked_file_exits_3_and_writes_nothing(tmp_path: Path) -> None:

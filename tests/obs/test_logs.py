@@ -190,6 +190,6 @@ def test_text_line_fields_quoting_and_empty_fields() -> None:
     log.flush()
     line = out.getvalue()
     assert line.endswith(
-        " service=resp-cdr-service zero=0 bytes_in=1024 reason=\"macros removed\""
+        ' service=resp-cdr-service zero=0 bytes_in=1024 reason="macros removed"'
         ' multi="a b" actions=macros:sanitise;metadata:allow types=pdf,zip flag=True ms=1.5\n'
     ), line
