@@ -196,3 +196,23 @@ def test_shape_macro_found_whatever_the_spacing(tmp_path: Path, attr: bytes) -> 
     root = etree.fromstring(zipfile.ZipFile(dest).read("xl/drawings/drawing1.xml"))
     shapes = list(root.iter(f"{{{XDR}}}sp"))
     assert shapes and all(sp.get("macro") is None for sp in shapes)
+
+
+def test_member_declaring_zero_bytes_is_not_inflated_past_it(tmp_path: Path) -> None:
+    # A deflated member whose central directory says 0 bytes counts 0 against the
+    # bomb limits: it must not be inflated beyond that (zlib reads a limit of 0 as none).
+    from gicap_office import _zip
+
+    payload = b"\0" * (8 * 1024 * 1024)
+    src = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("word/media/pad.bin", payload)
+    data = bytearray(src.read_bytes())
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (0).to_bytes(4, "little")  # uncompressed size
+    src.write_bytes(bytes(data))
+    try:
+        content = _zip.read(src, {"max_expanded_bytes": 1024 * 1024, "max_ratio": 100})
+    except _zip.ZipRefused:
+        return  # refused (bad CRC for the 0 bytes read): fine
+    assert len(content.members["word/media/pad.bin"]) == 0

@@ -194,3 +194,16 @@ def test_word_style_unicode_in_a_hyperlink_is_not_ambiguous(tmp_path: Path) -> N
     hits = {(a.switch, a.detail) for a in result.actions if a.action != "kept"}
     assert any(sw == "internal_hyperlinks" for sw, _ in hits), result.actions
     assert not any("ambiguous" in (detail or "") for _, detail in hits), result.actions
+
+
+def test_unicode_skip_cut_short_by_a_brace_in_an_instruction_makes_the_field_risky(
+    tmp_path: Path,
+) -> None:
+    # A reader that goes on skipping across "}" skips the X and runs DDEAUTO.
+    data = (
+        rb"{\rtf1\ansi {\field{\*\fldinst {\u32}XDDEAUTO c:\\windows\\system32\\cmd.exe"
+        rb" \"/k calc\"}{\fldrslt x}}\par}"
+    )
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"DDEAUTO" not in out and b"fldinst" not in out

@@ -147,8 +147,9 @@ def _read_member(buf: bytes, info: zipfile.ZipInfo) -> bytes:
     else:
         inflater = zlib.decompressobj(-15)
         try:
-            # never more than the declared size: the size checks bound the memory used
-            data = inflater.decompress(raw, info.file_size)
+            # Never more than the declared size (the size checks bound the memory
+            # used); zlib reads a limit of 0 as "no limit", hence the extra byte, cut.
+            data = inflater.decompress(raw, info.file_size + 1)[: info.file_size]
         except zlib.error as exc:
             raise ZipRefused(f"corrupt member: {name!r}: {exc}") from None
         if len(data) < info.file_size and not inflater.eof:

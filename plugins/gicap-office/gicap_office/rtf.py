@@ -316,10 +316,7 @@ class _Disarmer:
     # ----------------------------------------------------------------- events
 
     def _open(self, start: int) -> None:
-        # A brace ends the skipping of \uN fallback characters. Should a reader go on
-        # skipping across it, the instruction checked here is longer than the one it
-        # reads: a harmless field may be neutralised, never a risky one missed.
-        self.skip = 0
+        self._brace_ends_skip()
         if len(self.stack) >= MAX_DEPTH:
             raise RTFRefused("groups nested too deeply")
         parent = self.stack[-1] if self.stack else None
@@ -333,6 +330,17 @@ class _Disarmer:
                 buf=parent.buf if parent else None,
             )
         )
+
+    def _brace_ends_skip(self) -> None:
+        """A brace ends the skipping of \\uN fallback characters here. Readers differ
+        (one going on across the brace reads other letters), so a field instruction
+        with a skip still pending at a brace is ambiguous, hence risky (see _word);
+        Word always writes the fallback right after \\uN."""
+        if self.skip and self.stack and self.stack[-1].buf is not None:
+            owner = self._fldinst_owner()
+            if owner is not None:
+                owner.ambiguous = True
+        self.skip = 0
 
     def _head(self) -> _Group:
         return self.stack[-1]
@@ -496,7 +504,7 @@ class _Disarmer:
     # -------------------------------------------------------------- closing
 
     def _close(self, start: int, end: int) -> None:
-        self.skip = 0  # (see _open)
+        self._brace_ends_skip()
         if not self.stack:
             raise RTFRefused(f"unbalanced closing brace at byte {start}")
         g = self.stack.pop()
