@@ -15,15 +15,13 @@ import io
 import random
 import shutil
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from bench.engines import measure
 from gicap.cdr import job
 from gicap.cdr.policy import build_profile
-
-MAX_FILE_SIZE = 100 * 1024 * 1024
 
 
 def _csv(rng: random.Random, rows: int, formulas: bool) -> bytes:
@@ -68,27 +66,10 @@ def _plain(source: Path, dest: Path) -> None:
             zout.writestr(info.filename, zin.read(info))
 
 
-def _measure(paths: list[Path], work: Path, rounds: int) -> tuple[float, float]:
-    profile = build_profile("default", {}).as_dict()
-    best_cdr = best_plain = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for i, path in enumerate(paths):
-            answer = job.disarm_file(
-                path, work / f"cdr{i}.zip", profile, "default", "a.zip", MAX_FILE_SIZE
-            )
-            assert answer["outcome"] == "rebuilt", answer
-        best_cdr = min(best_cdr, time.perf_counter() - started)
-        started = time.perf_counter()
-        for i, path in enumerate(paths):
-            _plain(path, work / f"plain{i}.zip")
-        best_plain = min(best_plain, time.perf_counter() - started)
-    return best_cdr, best_plain
-
-
 def run(count: int = 12, rounds: int = 2) -> list[dict[str, Any]]:
     job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     rng = random.Random(42)
+    profile = build_profile("default", {}).as_dict()
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="gicap-bench-archive-"))
     try:
@@ -98,17 +79,17 @@ def run(count: int = 12, rounds: int = 2) -> list[dict[str, Any]]:
                 path = work / f"{kind}{i}.zip"
                 path.write_bytes(_archive(rng, kind))
                 paths.append(path)
-            mb = sum(p.stat().st_size for p in paths) / 1e6
-            cdr_s, plain_s = _measure(paths, work, rounds)
             rows.append(
-                {
-                    "family": "archive",
-                    "corpus": f"zip of {kind} members",
-                    "files": len(paths),
-                    "mb": round(mb, 2),
-                    "cdr_s": round(cdr_s, 3),
-                    "plain_s": round(plain_s, 3),
-                }
+                measure(
+                    "archive",
+                    f"zip of {kind} members",
+                    paths,
+                    work,
+                    _plain,
+                    rounds=rounds,
+                    profile=profile,
+                    declared=lambda path: "a.zip",
+                )
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -21,8 +21,6 @@ import io
 import random
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,9 @@ import nh3
 from lxml import etree
 from PIL import Image, ImageCms, ImageDraw, ImageFilter, PngImagePlugin
 
+from bench.engines import measure
 from gicap.cdr import job
 from gicap.cdr.policy import build_profile
-
-MAX_FILE_SIZE = 100 * 1024 * 1024
-
 
 # --------------------------------------------------------------------------- corpus
 
@@ -174,29 +170,10 @@ def _plain_html(source: Path, dest: Path) -> None:
     dest.write_text(nh3.clean(source.read_text()))
 
 
-def _measure(
-    paths: list[Path], work: Path, rounds: int, plain: Callable[[Path, Path], None]
-) -> tuple[float, float]:
-    profile = build_profile("default", {}).as_dict()
-    best_cdr = best_plain = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for i, path in enumerate(paths):
-            answer = job.disarm_file(
-                path, work / f"cdr{i}{path.suffix}", profile, "default", path.name, MAX_FILE_SIZE
-            )
-            assert answer["outcome"] == "rebuilt", (path.name, answer)
-        best_cdr = min(best_cdr, time.perf_counter() - started)
-        started = time.perf_counter()
-        for i, path in enumerate(paths):
-            plain(path, work / f"plain{i}{path.suffix}")
-        best_plain = min(best_plain, time.perf_counter() - started)
-    return best_cdr, best_plain
-
-
 def run(rounds: int = 2) -> list[dict[str, Any]]:
     job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     rng = random.Random(42)
+    profile = build_profile("default", {}).as_dict()
     rows: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="gicap-bench-media-"))
     try:
@@ -206,18 +183,17 @@ def run(rounds: int = 2) -> list[dict[str, Any]]:
             ("html", "pages with scripts", _htmls, _plain_html),
         )
         for family, corpus, make, plain in corpora:
-            paths = make(rng, work)
-            mb = sum(p.stat().st_size for p in paths) / 1e6
-            cdr_s, plain_s = _measure(paths, work, rounds, plain)
             rows.append(
-                {
-                    "family": family,
-                    "corpus": corpus,
-                    "files": len(paths),
-                    "mb": round(mb, 2),
-                    "cdr_s": round(cdr_s, 3),
-                    "plain_s": round(plain_s, 3),
-                }
+                measure(
+                    family,
+                    corpus,
+                    make(rng, work),
+                    work,
+                    plain,
+                    rounds=rounds,
+                    profile=profile,
+                    declared=lambda path: path.name,
+                )
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -26,7 +26,6 @@ import io
 import random
 import shutil
 import tempfile
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +33,10 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from bench.engines import measure
 from gicap.cdr import job
 from gicap.cdr.policy import build_profile
 
-MAX_FILE_SIZE = 100 * 1024 * 1024
 WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
 
 
@@ -197,24 +196,6 @@ def _plain(source: Path, dest: Path) -> None:
                 out.writestr(info.filename, src.read(info))
 
 
-def _measure(
-    paths: list[Path], work: Path, rounds: int, profile: dict[str, Any]
-) -> tuple[float, float]:
-    best_cdr = best_plain = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for path in paths:
-            dest = work / f"out{path.suffix}"
-            answer = job.disarm_file(path, dest, profile, "default", None, MAX_FILE_SIZE)
-            assert answer["outcome"] in ("rebuilt", "unmodified", "blocked"), (path, answer)
-        best_cdr = min(best_cdr, time.perf_counter() - start)
-        start = time.perf_counter()
-        for path in paths:
-            _plain(path, work / f"plain{path.suffix}")
-        best_plain = min(best_plain, time.perf_counter() - start)
-    return best_cdr, best_plain
-
-
 def run(rounds: int = 3) -> list[dict[str, Any]]:
     job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     import warnings
@@ -236,18 +217,17 @@ def run(rounds: int = 3) -> list[dict[str, Any]]:
         )
         for family, corpus, make, office in corpora:
             profile = build_profile("default", {"office": office}).as_dict()
-            paths = make(random.Random(42), work)
-            mb = sum(p.stat().st_size for p in paths) / 1e6
-            cdr_s, plain_s = _measure(paths, work, rounds, profile)
             rows.append(
-                {
-                    "family": family,
-                    "corpus": corpus,
-                    "files": len(paths),
-                    "mb": round(mb, 3),
-                    "cdr_s": round(cdr_s, 4),
-                    "plain_s": round(plain_s, 4),
-                }
+                measure(
+                    family,
+                    corpus,
+                    make(random.Random(42), work),
+                    work,
+                    _plain,
+                    rounds=rounds,
+                    profile=profile,
+                    outcomes=("rebuilt", "unmodified", "blocked"),
+                )
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

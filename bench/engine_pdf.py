@@ -22,7 +22,6 @@ import io
 import random
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,10 @@ import pikepdf
 from pikepdf import Array, Dictionary, Name, String
 from PIL import Image, ImageDraw, ImageFilter
 
+from bench.engines import measure
 from gicap.cdr import job
 from gicap.cdr.policy import build_profile
 
-MAX_FILE_SIZE = 100 * 1024 * 1024
 WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
 
 
@@ -159,27 +158,6 @@ def _plain(source: Path, dest: Path) -> None:
         pdf.save(dest)
 
 
-def _measure(
-    paths: list[Path], work: Path, rounds: int, profile: dict[str, Any]
-) -> tuple[float, float]:
-    best_cdr = best_plain = float("inf")
-    for r in range(rounds):
-        # Each output is a new file, as in production (saving over an existing file
-        # makes pikepdf write a temporary file and rename it).
-        start = time.perf_counter()
-        for i, path in enumerate(paths):
-            answer = job.disarm_file(
-                path, work / f"out-{r}-{i}.pdf", profile, "default", None, MAX_FILE_SIZE
-            )
-            assert answer["outcome"] in ("rebuilt", "unmodified"), (path, answer)
-        best_cdr = min(best_cdr, time.perf_counter() - start)
-        start = time.perf_counter()
-        for i, path in enumerate(paths):
-            _plain(path, work / f"plain-{r}-{i}.pdf")
-        best_plain = min(best_plain, time.perf_counter() - start)
-    return best_cdr, best_plain
-
-
 def run(rounds: int = 5) -> list[dict[str, Any]]:
     job.init_worker()  # set up as a CDR worker process is (plugins loaded, gc frozen)
     rng = random.Random(42)
@@ -194,18 +172,17 @@ def run(rounds: int = 5) -> list[dict[str, Any]]:
             ("active content", _active),
         )
         for corpus, make in corpora:
-            paths = make(rng, work)
-            mb = sum(p.stat().st_size for p in paths) / 1e6
-            cdr_s, plain_s = _measure(paths, work, rounds, profile)
             rows.append(
-                {
-                    "family": "pdf",
-                    "corpus": corpus,
-                    "files": len(paths),
-                    "mb": round(mb, 2),
-                    "cdr_s": round(cdr_s, 4),
-                    "plain_s": round(plain_s, 4),
-                }
+                measure(
+                    "pdf",
+                    corpus,
+                    make(rng, work),
+                    work,
+                    _plain,
+                    rounds=rounds,
+                    profile=profile,
+                    outcomes=("rebuilt", "unmodified"),
+                )
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

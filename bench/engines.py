@@ -10,10 +10,55 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from gicap.cdr import job
 
 ENGINES = ["engine_pdf", "engine_media", "engine_archive", "engine_office"]
 TARGET = 1.5
+MAX_FILE_SIZE = 100 * 1024 * 1024
+
+
+def measure(
+    family: str,
+    corpus: str,
+    paths: list[Path],
+    work: Path,
+    plain: Callable[[Path, Path], None],
+    *,
+    rounds: int,
+    profile: dict[str, Any],
+    declared: Callable[[Path], str | None] = lambda path: None,
+    outcomes: Iterable[str] = ("rebuilt",),
+) -> dict[str, Any]:
+    """One table row: gicap's own job function (detection and the engine, in this
+    process) against ``plain`` on the same files, side by side, best of ``rounds``.
+    Every output is a new file, as in production (saving over an existing file costs
+    some libraries a temporary file and a rename)."""
+    allowed = set(outcomes)
+    best_cdr = best_plain = float("inf")
+    for r in range(rounds):
+        start = time.perf_counter()
+        for i, path in enumerate(paths):
+            dest = work / f"cdr-{r}-{i}{path.suffix}"
+            answer = job.disarm_file(path, dest, profile, "default", declared(path), MAX_FILE_SIZE)
+            assert answer["outcome"] in allowed, (path.name, answer)
+        best_cdr = min(best_cdr, time.perf_counter() - start)
+        start = time.perf_counter()
+        for i, path in enumerate(paths):
+            plain(path, work / f"plain-{r}-{i}{path.suffix}")
+        best_plain = min(best_plain, time.perf_counter() - start)
+    return {
+        "family": family,
+        "corpus": corpus,
+        "files": len(paths),
+        "mb": round(sum(p.stat().st_size for p in paths) / 1e6, 3),
+        "cdr_s": round(best_cdr, 4),
+        "plain_s": round(best_plain, 4),
+    }
 
 
 def collect() -> tuple[list[dict[str, Any]], list[str]]:
