@@ -14,13 +14,12 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import gicap_media
 import pytest
 from gicap_media import svg
 from lxml import etree
 
-from gicap.cdr.detect import FILE_TYPES
-from gicap.cdr.types import DisarmRequest, DisarmResult
+from gicap.cdr.types import DisarmResult
+from tests.plugins.test_media import _disarm as disarm_file
 
 SVG = "http://www.w3.org/2000/svg"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -143,18 +142,8 @@ CASES = {
 
 
 def _disarm(tmp_path: Path, data: bytes, policy: dict[str, str]) -> tuple[DisarmResult, bytes]:
-    source, dest = tmp_path / "in.svg", tmp_path / "out.svg"
-    source.write_bytes(data)
-    dest.unlink(missing_ok=True)
-    request = DisarmRequest(
-        file_type=FILE_TYPES["svg"],
-        source=source,
-        destination=dest,
-        switches=policy,
-        limits={"max_file_size": 10_000_000},
-    )
-    result = gicap_media.gicap_disarm(request=request)
-    assert result is not None
+    """The engine through its hook (``test_media._disarm``); the rebuilt bytes, if any."""
+    result, dest = disarm_file(tmp_path, data, "svg", policy)
     return result, dest.read_bytes() if result.outcome == "rebuilt" else b""
 
 
