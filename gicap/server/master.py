@@ -89,7 +89,6 @@ def run_worker(
     index: int = 0,
     on_ready: Callable[[], None] | None = None,
     health: socket.socket | None = None,
-    hangup_pending: Callable[[], bool] | None = None,
 ) -> int:
     """One worker process. ``health``: the metrics endpoint's socket, when this process
     is the only one (with several, the master serves the endpoint)."""
@@ -120,7 +119,7 @@ def run_worker(
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.on_ready = on_ready
-    worker.hangup_pending = hangup_pending
+    worker.hangup_pending = lambda: bool(_early_hangups)
     worker.settings_loader = lambda: load_settings(settings.source or None)
     worker.plugins = host
     worker.started_with = settings
@@ -136,11 +135,15 @@ def run_worker(
 _early_hangups: list[int] = []
 
 
+def _remember_hangup(signum: int, _frame: object) -> None:
+    _early_hangups.append(signum)
+
+
 def remember_hangups() -> None:
-    """Called first thing by ``gicap serve``: a SIGHUP (``systemctl reload``) during
-    start-up must not kill the process (the default action); it is remembered and
-    carried out once the workers are up."""
-    signal.signal(signal.SIGHUP, lambda signum, _frame: _early_hangups.append(signum))
+    """Called first thing by ``gicap serve`` (and by each worker process as it starts):
+    a SIGHUP (``systemctl reload``) during start-up must not kill the process (the
+    default action); it is remembered and carried out once the process is up."""
+    signal.signal(signal.SIGHUP, _remember_hangup)
 
 
 def serve(settings: Settings, host: PluginHost) -> int:
@@ -186,7 +189,6 @@ def _serve(settings: Settings, host: PluginHost) -> int:
             secure,
             on_ready=_ready_single(settings),
             health=health,
-            hangup_pending=lambda: bool(_early_hangups),
         )
     return _supervise(settings, host, plain, secure, count, health)
 
@@ -330,7 +332,6 @@ def _supervise(
     secure: socket.socket | None,
     count: int,
     health: socket.socket | None = None,
-    hangup_pending: Callable[[], bool] | None = None,
 ) -> int:
     children: dict[int, int] = {}
     stopping = False
@@ -376,20 +377,17 @@ def _supervise(
                 except OSError:
                     pass
 
-            # A SIGHUP before the worker's own handler is installed must neither kill it
-            # nor be lost: it is remembered and the worker reloads once it is up.
-            hangups: list[int] = []
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
+                # The master's early SIGHUPs are its own (it forwards them to us).
+                _early_hangups.clear()
+                remember_hangups()
                 # Anything the master had deferred when we forked was meant for it, not us;
                 # the master forwards it to us once we are in its list.
                 deferred.clear()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-                code = run_worker(
-                    settings, host, plain, secure, slot, ready, hangup_pending=lambda: bool(hangups)
-                )
+                code = run_worker(settings, host, plain, secure, slot, ready)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
