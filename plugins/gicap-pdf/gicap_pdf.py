@@ -32,22 +32,13 @@ import pikepdf
 from pikepdf import Array, Name, Object
 
 from gicap import hookimpl
+from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
 FILE_TYPES = ("pdf",)
 
 #: The policy switches of the "pdf" family, in the order actions are reported.
-SWITCHES = (
-    "javascript",
-    "actions",
-    "embedded_files",
-    "embedded_images",
-    "acroform",
-    "xfa",
-    "external_hyperlinks",
-    "internal_hyperlinks",
-    "metadata",
-)
+SWITCHES = POLICY_SWITCHES["pdf"]
 #: Not a policy switch: reports what the rewrite itself dropped or repaired
 #: (incremental updates, junk around the file, a damaged xref).
 STRUCTURE = "structure"

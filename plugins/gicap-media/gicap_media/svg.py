@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
-SWITCHES = ("scripts", "foreign_objects", "hyperlinks")
+SWITCHES = POLICY_SWITCHES["svg"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
