@@ -334,13 +334,18 @@ class _Disarmer:
     def _brace_ends_skip(self) -> None:
         """A brace ends the skipping of \\uN fallback characters here. Readers differ
         (one going on across the brace reads other letters), so a field instruction
-        with a skip still pending at a brace is ambiguous, hence risky (see _word);
-        Word always writes the fallback right after \\uN."""
+        with a skip still pending at a brace is ambiguous."""
         if self.skip and self.stack and self.stack[-1].buf is not None:
-            owner = self._fldinst_owner()
-            if owner is not None:
-                owner.ambiguous = True
+            self._ambiguous_instruction()
         self.skip = 0
+
+    def _ambiguous_instruction(self) -> None:
+        """Which letters of the field instruction being read are skipped as \\uN
+        fallbacks is not certain (Word writes the fallback right after \\uN, nothing
+        else): the field is treated as risky whatever its keyword."""
+        owner = self._fldinst_owner()
+        if owner is not None:
+            owner.ambiguous = True
 
     def _head(self) -> _Group:
         return self.stack[-1]
@@ -349,12 +354,8 @@ class _Disarmer:
         g = self._head()
         if self.skip and g.buf is not None:
             # A control word among the fallback characters of \uN in a field
-            # instruction: readers disagree on whether it counts as one of them, so
-            # which letters of the instruction are skipped is not certain. Word never
-            # writes this; the field is treated as risky whatever its keyword.
-            owner = self._fldinst_owner()
-            if owner is not None:
-                owner.ambiguous = True
+            # instruction: readers disagree on whether it counts as one of them.
+            self._ambiguous_instruction()
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
             # like Word (and oletools' rtfobj), a destination word opens its destination
             # wherever it is in the group, not only first
