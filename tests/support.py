@@ -14,10 +14,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ROOT / "settings.toml"
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, and never one this test run was given before:
+    the servers bind them later, so two picks in a row could otherwise coincide (a
+    metrics port equal to the ICAP port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 class GicapProcess:

@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = REPO_ROOT / "settings.toml"
 LOOPBACK = "127.0.0.1"
@@ -80,12 +82,6 @@ def require_tool(name: str) -> str:
     require(path is not None, f"binary {name!r} not found on PATH or in sbin")
     assert path is not None
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def sha256_file(path: Path) -> str:
