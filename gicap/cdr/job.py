@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from gicap.cdr.policy import build_profile
+from gicap.cdr.policy import Profile, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
 from gicap.plugins import PluginHost, create_plugin_host
 
@@ -114,19 +114,31 @@ def disarm_file(
     depth: int = 0,
 ) -> dict[str, Any]:
     """Detect and disarm one file; the answer is plain data for the parent."""
+    profile = build_profile(profile_name, profile_data)
+    return _disarm(source, dest, profile, profile_name, declared, max_file_size, depth)
+
+
+def _disarm(
+    source: Path,
+    dest: Path,
+    profile: Profile,
+    profile_name: str,
+    declared: str | None,
+    max_file_size: int,
+    depth: int,
+) -> dict[str, Any]:
+    """One file (the top-level one or an archive member) under a profile built once
+    per job."""
     ftype = detect(source, declared)
     if ftype is None:
         return {"outcome": "unsupported", "reason": "file type not recognised"}
-    profile = build_profile(profile_name, profile_data)
     limits = dict(profile.archive)
     limits["max_file_size"] = max_file_size
 
     def member(src: Path, dst: Path, member_depth: int) -> DisarmResult:
         # The container engine names ``src`` with the member's extension: a hint that
         # breaks ties (a short .csv is not plain text), never decides alone.
-        answer = disarm_file(
-            src, dst, profile_data, profile_name, src.name, max_file_size, member_depth
-        )
+        answer = _disarm(src, dst, profile, profile_name, src.name, max_file_size, member_depth)
         return _result_from_dict(answer)
 
     request = DisarmRequest(
