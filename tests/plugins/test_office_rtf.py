@@ -207,3 +207,21 @@ def test_unicode_skip_cut_short_by_a_brace_in_an_instruction_makes_the_field_ris
     outcome, out = _run(tmp_path, data)
     assert outcome == "rebuilt"
     assert b"DDEAUTO" not in out and b"fldinst" not in out
+
+
+@pytest.mark.parametrize("default", ["sanitise", "allow"])
+def test_risky_field_at_the_top_level_of_the_document(tmp_path: Path, default: str) -> None:
+    # not what Word writes (a field has its own group), but readers take it: it cannot
+    # be removed without removing the document, so the file is not delivered rebuilt
+    data = rb"{\rtf1\ansi\field{\*\fldinst DDEAUTO c:\\a\\b.exe x}{\fldrslt shown}}"
+    assert dde_found(_write(tmp_path, "src.rtf", data))
+    outcome, out = _run(tmp_path, data, default)
+    if default == "sanitise":
+        assert (outcome, out) == ("unprocessable", b"")
+    else:
+        assert outcome == "unmodified"
+
+
+def test_harmless_field_at_the_top_level_is_kept(tmp_path: Path) -> None:
+    data = rb"{\rtf1\ansi\field{\*\fldinst PAGE}{\fldrslt 1}}"
+    assert _run(tmp_path, data) == ("unmodified", b"")

@@ -542,6 +542,13 @@ class _Disarmer:
                 if g.ambiguous
                 else classify_field(g.instr, g.computed)
             )
+            if verdict and parent is None and report.policy(verdict[0]) == "sanitise":
+                # "{\rtf1\field...}": the field is the document itself (Word always
+                # writes a field in its own group); it cannot go without the document
+                raise RTFRefused(
+                    f"{verdict[1]} at the top level of the document (not in a group of "
+                    "its own): it cannot be removed alone"
+                )
             if verdict and report.hit(*verdict, verb="neutralised"):
                 self._replace_group(g, end, self._result_of(g))
         elif dest == b"info":
