@@ -1,0 +1,137 @@
+"""Rebuilt Office documents open in a real office suite: LibreOffice (headless) loads
+every file the engine writes and shows the same text as the original (less what the
+policy removed). LibreOffice refuses a package with malformed XML or without its
+content types ("source file could not be loaded"), so a rebuild that broke the
+package fails here. Skipped without ``soffice``; a failure with
+``GICAP_REQUIRE_INTEROP=1`` (CI installs LibreOffice)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.test_office import (
+    build_docx,
+    build_pptx,
+    build_rtf,
+    build_xlsx,
+    disarm,
+    switches,
+)
+
+#: LibreOffice's export filter per document kind (presentations go through PDF)
+FILTERS = {"docx": "txt:Text", "xlsx": "csv", "pptx": "pdf", "rtf": "txt:Text"}
+KIND = {
+    "docx": "docx",
+    "docm": "docx",
+    "xlsx": "xlsx",
+    "xlsm": "xlsx",
+    "pptx": "pptx",
+    "pptm": "pptx",
+    "rtf": "rtf",
+}
+SOURCES = {
+    "clean.docx": lambda: build_docx(False),
+    "risky.docm": lambda: build_docx(True),
+    "clean.xlsx": lambda: build_xlsx(False),
+    "risky.xlsm": lambda: build_xlsx(True),
+    "clean.pptx": lambda: build_pptx(False),
+    "risky.pptm": lambda: build_pptx(True),
+    "clean.rtf": lambda: build_rtf(False),
+    "risky.rtf": lambda: build_rtf(True),
+}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"interop prerequisite missing: binary {name!r} not found on PATH"
+        if os.environ.get("GICAP_REQUIRE_INTEROP", "") == "1":
+            pytest.fail(message + " (GICAP_REQUIRE_INTEROP=1)", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def _text(converted: Path) -> list[str]:
+    if converted.suffix == ".pdf":
+        out = subprocess.run(
+            [_tool("pdftotext"), "-layout", str(converted), "-"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+    else:
+        out = converted.read_text(encoding="utf-8-sig", errors="replace")
+    return [" ".join(line.split()) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str] | None]:
+    """Text LibreOffice reads from each original and each rebuilt file (``None``:
+    LibreOffice could not load it)."""
+    soffice = _tool("soffice")
+    base = tmp_path_factory.mktemp("libreoffice")
+    by_kind: dict[str, list[Path]] = {kind: [] for kind in FILTERS}
+    for name, build in SOURCES.items():
+        original = base / name
+        original.write_bytes(build())
+        result, dest = disarm(original, base, switches("sanitise"))
+        assert result.outcome == "rebuilt", (name, result)
+        kind = KIND[original.suffix[1:]]
+        # LibreOffice names its output after the input: keep the two apart
+        for tag, path in (("original", original), ("rebuilt", dest)):
+            target = base / kind / f"{tag}-{original.stem}.{kind}"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(path, target)
+            by_kind[kind].append(target)
+    texts: dict[str, list[str] | None] = {}
+    profile = (base / "profile").as_uri()
+    for kind, paths in by_kind.items():
+        out = base / f"{kind}-out"
+        subprocess.run(
+            [soffice, f"-env:UserInstallation={profile}", "--headless", "--norestore"]
+            + ["--convert-to", FILTERS[kind], "--outdir", str(out)]
+            + [str(p) for p in paths],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        extension = FILTERS[kind].split(":")[0]
+        for path in paths:
+            result = out / f"{path.stem}.{extension}"
+            texts[f"{path.stem}.{kind}"] = _text(result) if result.exists() else None
+    return texts
+
+
+#: What LibreOffice shows of the risky files that the rebuild must no longer show.
+REMOVED = {
+    "risky.docm": ["kept inserteddeleted"],  # the tracked deletion is accepted
+    "risky.xlsm": ["Err:509"],  # the DDE formula (LibreOffice cannot run it)
+    "risky.rtf": ["run me", "kept insertedgone end"],  # MACROBUTTON, a tracked deletion
+    "risky.pptm": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_rebuilt_file_loads_in_libreoffice(converted: dict, name: str) -> None:
+    stem, ext = name.rsplit(".", 1)
+    kind = KIND[ext]
+    original = converted[f"original-{stem}.{kind}"]
+    rebuilt = converted[f"rebuilt-{stem}.{kind}"]
+    assert original is not None, f"LibreOffice cannot load the test file {name}"
+    assert rebuilt is not None, f"LibreOffice cannot load the rebuilt {name}"
+    if stem == "clean":
+        assert rebuilt == original
+        return
+    # the document's own text is all there, whatever the policy removed around it
+    clean = converted[f"original-clean.{kind}"]
+    assert clean is not None
+    missing = [line for line in clean if line not in rebuilt]
+    assert not missing, (missing, rebuilt)
+    for gone in REMOVED[name]:
+        assert any(gone in line for line in original), (gone, original)
+        assert not any(gone in line for line in rebuilt), (gone, rebuilt)
