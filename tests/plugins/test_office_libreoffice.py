@@ -135,3 +135,60 @@ def test_rebuilt_file_loads_in_libreoffice(converted: dict, name: str) -> None:
     for gone in REMOVED[name]:
         assert any(gone in line for line in original), (gone, original)
         assert not any(gone in line for line in rebuilt), (gone, rebuilt)
+
+
+def _photo_docx() -> bytes:
+    """A report with a JPEG photo (EXIF) and a PNG, as the policy re-encodes them."""
+    import io
+
+    import docx
+    from docx.shared import Inches
+    from PIL import Image, ImageDraw
+
+    doc = docx.Document()
+    doc.add_paragraph("Pictures follow.")
+    for fmt, size in (("JPEG", (640, 480)), ("PNG", (300, 200))):
+        im = Image.linear_gradient("L").resize(size).convert("RGB")
+        ImageDraw.Draw(im).ellipse([20, 20, size[0] // 2, size[1] // 2], fill=(200, 30, 30))
+        buf = io.BytesIO()
+        exif = Image.Exif()
+        exif[0x010F] = "Camera"
+        im.save(buf, fmt, exif=exif) if fmt == "JPEG" else im.save(buf, fmt)
+        doc.add_picture(io.BytesIO(buf.getvalue()), width=Inches(3))
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def _pdf_images(pdf: Path) -> list[tuple[str, str]]:
+    """(width, height) of every image on the pages, as poppler's pdfimages lists them."""
+    out = subprocess.run(
+        [_tool("pdfimages"), "-list", str(pdf)], capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    rows = [line.split() for line in out.splitlines()[2:] if line.strip()]
+    return [(row[3], row[4]) for row in rows]
+
+
+def test_rebuilt_pictures_show_in_libreoffice(tmp_path: Path) -> None:
+    soffice = _tool("soffice")
+    original = tmp_path / "photos.docx"
+    original.write_bytes(_photo_docx())
+    result, dest = disarm(original, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt"
+    assert any("re-encoded" in a.detail or a.switch == "embedded_images" for a in result.actions)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copyfile(original, docs / "original.docx")
+    shutil.copyfile(dest, docs / "rebuilt.docx")
+    subprocess.run(
+        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
+        + ["--norestore", "--convert-to", "pdf", "--outdir", str(tmp_path / "pdf")]
+        + [str(docs / "original.docx"), str(docs / "rebuilt.docx")],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    before = _pdf_images(tmp_path / "pdf" / "original.pdf")
+    after = _pdf_images(tmp_path / "pdf" / "rebuilt.pdf")
+    assert before == [("640", "480"), ("300", "200")]
+    assert after == before
