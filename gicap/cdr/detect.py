@@ -14,13 +14,17 @@ any detector a plugin adds.
 
 from __future__ import annotations
 
+import array
 import csv
 import io
 import itertools
+import os
 import re
 import struct
+import sys
 import zipfile
 import zlib
+from collections.abc import Callable
 
 from gicap import hookimpl
 from gicap.cdr.types import FileType
@@ -118,6 +122,18 @@ _MSI_CLSIDS = frozenset(
 )
 _OLE_FREE = 0xFFFFFFFA  # sector ids from here up are special (free, end of chain...)
 _OLE_NOSTREAM = 0xFFFFFFFF
+_OLE_END = 0xFFFFFFFE  # end of a sector chain
+#: Sector ids olefile skips when it checks that no two streams start at the same one.
+_OLE_SPECIAL = frozenset({0xFFFFFFFC, 0xFFFFFFFD, _OLE_END, _OLE_NOSTREAM})
+_OLE_MINI_CUTOFF = 4096  # smaller streams are in the mini stream
+#: Header fields ([MS-CFB] 2.2) from the major version to the DIFAT sector count.
+_OLE_HEADER = struct.Struct("<HHHHHIIIIIIIIII")
+#: Directory entry fields ([MS-CFB] 2.6.1) from the name length to the stream size.
+_OLE_ENTRY = struct.Struct("<HBBIII16s20xIII")
+#: Directories longer than this, and trees deeper than this (in olefile's recursive
+#: calls), are read by olefile.
+_OLE_FAST_DIRECTORY = 256 * 1024
+_OLE_FAST_DEPTH = 100
 
 # Aliases for the declared type (file extension or MIME type) -> type name.
 _EXT_ALIASES = {
@@ -364,7 +380,7 @@ def _inflate_prefix(data: bytes, method: int) -> bytes:
 
 def _ole(head: bytes, path: str | None, hint: str | None) -> str:
     if path is not None:
-        listed = _ole_directory_from_file(path)
+        listed = _ole_directory_from_file(path, head)
         if listed is not None:
             return _ole_kind(*listed) or "ole"
     listed = _ole_directory_from_head(head)
@@ -391,7 +407,25 @@ def _ole_kind(names: set[str], root_clsid: str) -> str | None:
     return None
 
 
-def _ole_directory_from_file(path: str) -> tuple[set[str], str] | None:
+def _ole_directory_from_file(path: str, head: bytes = b"") -> tuple[set[str], str] | None:
+    """The top-level names and root CLSID of the OLE file at ``path`` (``head``: its
+    first bytes, when known), as olefile lists them; ``None`` when olefile fails."""
+    try:
+        filesize = os.stat(path).st_size
+        if filesize == len(head):  # the whole file
+            listed = _ole_directory_plain(head.__getitem__, filesize)
+        else:
+            with open(path, "rb") as fh:
+
+                def read(part: slice) -> bytes:
+                    fh.seek(part.start)
+                    return fh.read(part.stop - part.start)
+
+                listed = _ole_directory_plain(read, filesize)
+    except Exception:  # anything unexpected: olefile decides
+        listed = None
+    if listed is not None:
+        return listed
     try:
         import olefile
     except ImportError:  # pragma: no cover - olefile is a dependency
@@ -407,6 +441,158 @@ def _ole_directory_from_file(path: str) -> tuple[set[str], str] | None:
             return names, clsid or ""
     except Exception:
         return None
+
+
+def _ole_directory_plain(
+    read: Callable[[slice], bytes], filesize: int
+) -> tuple[set[str], str] | None:
+    """The top-level names and root CLSID of a well-formed OLE file, read straight from
+    its header, FAT and directory: what olefile's directory listing gives, without
+    building olefile's objects for the whole file. ``None`` for anything olefile would
+    record as a defect or treats specially (a loop, a sector out of range, a name used
+    twice, a DIFAT, a deep tree, ...): olefile then reads the file. ``read`` gives the
+    bytes of the file in a slice of it (of ``filesize`` bytes)."""
+    if sys.byteorder != "little":
+        return None  # the FAT is read as native integers
+    header = read(slice(0, 512))
+    if len(header) != 512 or not header.startswith(_OLE_MAGIC) or header[8:24].strip(b"\x00"):
+        return None
+    (
+        version,
+        byte_order,
+        shift,
+        mini_shift,
+        reserved1,
+        reserved2,
+        dir_sectors,
+        fat_sectors,
+        first_dir,
+        transaction,
+        cutoff,
+        first_minifat,
+        minifat_sectors,
+        _first_difat,
+        difat_sectors,
+    ) = _OLE_HEADER.unpack_from(header, 26)
+    if (
+        (version, shift) not in ((3, 9), (4, 12))
+        or (byte_order, mini_shift, reserved1, reserved2, transaction) != (0xFFFE, 6, 0, 0, 0)
+        or (shift == 9 and dir_sectors)
+        or cutoff != _OLE_MINI_CUTOFF
+        or difat_sectors
+    ):
+        return None
+    size = 1 << shift
+    n_sectors = (filesize + size - 1) // size - 1
+
+    def sector(sid: int) -> bytes | None:
+        if (sid + 2) * size > filesize:
+            return None  # not wholly in the file
+        data = read(slice((sid + 1) * size, (sid + 2) * size))
+        return data if len(data) == size else None
+
+    # the FAT: the sectors the header lists, up to the first free or end-of-chain entry
+    fat = array.array("I")
+    for sid in array.array("I", header[76:512]):
+        if sid in (_OLE_END, _OLE_NOSTREAM):
+            break
+        data = sector(sid)
+        if data is None:
+            return None
+        fat.frombytes(data)
+    if len(fat) * fat.itemsize != fat_sectors * size:
+        return None
+    del fat[n_sectors:]
+    # the directory: its sector chain, which must end, without a loop, in the FAT
+    chain: dict[int, None] = {}  # in chain order
+    sid = first_dir
+    while sid != _OLE_END:
+        if sid >= len(fat) or sid in chain or len(chain) * size >= _OLE_FAST_DIRECTORY:
+            return None
+        chain[sid] = None
+        sid = fat[sid]
+    parts = []
+    for sid in chain:
+        data = sector(sid)
+        if data is None:
+            return None
+        parts.append(data)
+    directory = b"".join(parts)
+    n_entries = len(directory) // 128
+    # no two streams may start at the same sector (the minifat's chain counts)
+    used_fat: set[int] = set()
+    used_mini: set[int] = set()
+
+    def use(start: int, mini: bool) -> bool:
+        used = used_mini if mini else used_fat
+        if not mini and start in _OLE_SPECIAL:
+            return True
+        if start in used:
+            return False
+        used.add(start)
+        return True
+
+    if not use(first_dir, False) or (minifat_sectors and not use(first_minifat, False)):
+        return None
+
+    def entry(sid: int) -> tuple[str, int, int, int, int, bytes] | None:
+        at = sid * 128
+        nlen, kind, _color, left, right, child, clsid, start, low, high = _OLE_ENTRY.unpack_from(
+            directory, at + 64
+        )
+        if nlen > 64 or (sid and (nlen < 2 or nlen & 1)):
+            return None
+        if shift == 9:
+            if high not in (0, _OLE_NOSTREAM):
+                return None
+            length = low
+        else:
+            length = low + (high << 32)
+        if kind == 1 and length:
+            return None  # a storage with a size
+        if kind in (2, 5) and length and not use(start, kind == 2 and length < _OLE_MINI_CUTOFF):
+            return None
+        name = directory[at : at + nlen - 2].decode("utf-16-le", "replace") if sid else ""
+        return name, kind, left, right, child, clsid
+
+    if n_entries == 0:
+        return None
+    root = entry(0)
+    if root is None or root[1] != 5:
+        return None
+    _, _, _, _, first_child, clsid = root
+    # every storage's red-black tree, as olefile walks it: each entry at most once, in
+    # range, a storage or a stream, the names of a storage's children unique
+    # (case-insensitively); the depth counts olefile's recursive calls
+    top: set[str] = set()
+    todo: list[tuple[int, int, set[str]]] = [(first_child, 1, top)]
+    loaded = {0}
+    while todo:
+        sid, depth, siblings = todo.pop()
+        if sid == _OLE_NOSTREAM:
+            continue
+        if sid >= n_entries or sid in loaded or depth > _OLE_FAST_DEPTH:
+            return None
+        loaded.add(sid)
+        found = entry(sid)
+        if found is None:
+            return None
+        name, kind, left, right, child, _ = found
+        lower = name.lower()
+        if kind not in (1, 2) or lower in siblings or (kind == 2 and child != _OLE_NOSTREAM):
+            return None
+        siblings.add(lower)
+        todo += [(left, depth + 1, siblings), (right, depth + 1, siblings)]
+        if child != _OLE_NOSTREAM:
+            todo.append((child, depth + 2, set()))
+    clsid_text = (
+        "{:08X}-{:04X}-{:04X}-{}-{}".format(
+            *struct.unpack_from("<IHH", clsid), clsid[8:10].hex().upper(), clsid[10:].hex().upper()
+        )
+        if clsid.strip(b"\x00")
+        else ""
+    )
+    return top, clsid_text
 
 
 def _ole_directory_from_head(head: bytes) -> tuple[set[str], str] | None:

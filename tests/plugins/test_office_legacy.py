@@ -12,6 +12,8 @@ unmodified.
 
 from __future__ import annotations
 
+import io
+import random
 import struct
 import warnings
 import zlib
@@ -420,3 +422,147 @@ def test_encrypted_xls_and_ppt(tmp_path: Path) -> None:
         assert _msoffcrypto_encrypted(path) == encrypted
         result, _ = disarm(path, tmp_path, switches("allow"))
         assert result.outcome == ("encrypted" if encrypted else "unmodified"), (name, result)
+
+
+# ------------------------------------------------------- reading and scanning faster
+
+
+def _legacy_files() -> list[bytes]:
+    from tests.plugins.test_office import LEGACY
+
+    files = [make_ole(streams) for streams, _ in (*LEGACY.values(), *CASES.values())]
+    big = {"WordDocument": _fib() + b"w" * 9000, "1Table": b"t" * 4095, "Data": b"d" * 4096}
+    files += [make_ole(big), LINK_STORAGE, LINK_STORAGE_WITH_FILE, make_ole(ppt_hidden_vba())]
+    return files
+
+
+def _olefile_streams(data: bytes, read: bool) -> list[bytes | str]:
+    """Every stream entry of the directory (orphans too), read by olefile itself or by
+    the engine's reader (each read on a fresh parse), or the exception's type."""
+    from gicap_office.legacy import _StreamReader
+
+    out: list[bytes | str] = []
+    with olefile.OleFileIO(data) as ole:
+        reader = _StreamReader(ole, data)
+        for sid in range(len(ole.direntries)):
+            try:
+                entry = ole.direntries[sid] or ole._load_direntry(sid)
+            except Exception:
+                continue
+            if entry.entry_type != olefile.STGTY_STREAM:
+                continue
+            try:
+                if read:
+                    out.append(reader.read(entry.isectStart, entry.size))
+                elif entry.size > len(data):
+                    raise ValueError("more than the file holds: the engine refuses it")
+                else:
+                    out.append(ole._open(entry.isectStart, entry.size).read())
+            except Exception as exc:
+                out.append(type(exc).__name__)
+    return out
+
+
+def test_streams_are_read_as_olefile_reads_them() -> None:
+    """The engine slices streams out of the file through olefile's FAT and MiniFAT:
+    the bytes are olefile's own reading, on well-formed files and on damaged ones
+    (broken chains, sizes past the end, odd sector sizes), except that a stream
+    declaring more bytes than the whole file is refused."""
+    rng = random.Random(99)
+    files = _legacy_files()
+    checked = 0
+    for data in files:
+        assert _olefile_streams(data, True) == _olefile_streams(data, False)
+        for at, value in ((30, 10), (30, 12), (32, 7), (32, 0xFF)):  # sector sizes
+            odd = data[:at] + struct.pack("<H", value) + data[at + 2 :]
+            try:
+                olefile.OleFileIO(odd).close()
+            except Exception:
+                continue
+            assert _olefile_streams(odd, True) == _olefile_streams(odd, False)
+            checked += 1
+        for _ in range(150):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 5)):
+                at = rng.randrange(min(len(damaged), 4096))
+                damaged[at] = rng.choice((0, 1, 0x3F, 0xFE, 0xFF, rng.randrange(256)))
+            try:
+                olefile.OleFileIO(bytes(damaged)).close()
+            except Exception:
+                continue  # the engine stops at olefile's parse too
+            expected = _olefile_streams(bytes(damaged), False)
+            assert _olefile_streams(bytes(damaged), True) == expected
+            checked += 1
+    assert checked > 500 + len(files)
+
+
+def test_dde_scan_of_the_field_bytes_finds_what_msodde_finds() -> None:
+    """The field scan runs on the bytes from the first field begin to the last field
+    end: msodde, run on the whole stream, finds the same fields."""
+    from gicap_office.legacy import _dde_fields
+    from oletools import msodde
+
+    streams = [
+        b"",
+        b"no field",
+        b"\x13 DDEAUTO a b \x15",
+        b"text \x13 DDE x \x14 result \x15 tail \x13 PAGE \x15 \x13 dde y",
+        b"\x15 end first \x13 DDE z \x15\x13 \x00d\x00d\x00e\x00 w \x14\x15",
+        b"\x13" + b"A" * 1500 + b"\x13 DDE late \x15 \x13 unterminated DDE",
+        b"\x13\x13\x14\x14 DDE \x15\x15\x13",
+    ]
+    rng = random.Random(5)
+    pieces = [b"\x13", b"\x14", b"\x15", b"\x00", b"\n", b" ", b"DDE", b"dde", b"D", b"x"]
+    streams += [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(400)]
+    found = 0
+    for data in streams:
+        expected = msodde.process_doc_stream(io.BytesIO(data))
+        assert _dde_fields(data) == expected, data
+        found += bool(expected)
+    assert found > 20
+
+
+def test_the_searches_skip_only_streams_they_cannot_match() -> None:
+    """A stream without an ExOleObjStg (or ExOleLinkContainer) header's fixed bytes is
+    not searched: every match holds them."""
+    from gicap_office import legacy
+
+    rng = random.Random(8)
+    pieces = [b"\x00", b"\x10", b"\x11", b"\x0f", b"\xce", b"\xd1", b"\x00\x11\x10", b"x"]
+    for _ in range(3000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        if any(legacy._STG_PATTERN.finditer(data)):
+            assert legacy._STG_CORE in data
+        if any(legacy._LINK_PATTERN.finditer(data)):
+            assert legacy._LINK_CORE in data
+
+
+def test_looping_stream_chain_with_a_huge_size_is_refused(tmp_path: Path) -> None:
+    """A stream whose sector chain loops back on itself, declaring 3 GB: olefile only
+    logs the loop and reads sector after sector up to the declared size; the engine
+    refuses the file at once (it cannot hold that many bytes)."""
+    data = bytearray(make_ole({"WordDocument": _fib() + b"w" * 5000, "Data": b"d" * 5000}))
+    with olefile.OleFileIO(bytes(data)) as ole:
+        sid = next(i for i, e in enumerate(ole.direntries) if e and e.name == "Data")
+        start = ole.direntries[sid].isectStart
+        fat_sector = struct.unpack_from("<I", data, 76)[0]
+        directory = ole.directory_fp.getvalue()
+        at_dir = bytes(data).find(directory[sid * 128 : sid * 128 + 128])
+    # the stream's first sector points back to itself, and its size is 3 GB
+    struct.pack_into("<I", data, (fat_sector + 1) * 512 + start * 4, start)
+    struct.pack_into("<I", data, at_dir + 120, 3_000_000_000)
+    path = _write(tmp_path, "loop.doc", bytes(data))
+    result, _ = disarm(path, tmp_path, switches("allow"))
+    assert result.outcome == "unprocessable"
+    assert "more than the whole file" in result.reason
+
+
+def test_stream_bytes_count_against_max_expanded_bytes(tmp_path: Path) -> None:
+    streams = {"WordDocument": _fib() + b"w" * 5000, "Data": b"d" * 5000}
+    path = _write(tmp_path, "many.doc", make_ole(streams))
+    limits = {"max_file_size": 2**20, "max_expanded_bytes": 6000}
+    result, _ = disarm(path, tmp_path, switches("allow"), limits)
+    assert result.outcome == "unprocessable"
+    assert "max_expanded_bytes" in result.reason
+    result, _ = disarm(path, tmp_path, switches("allow"), {"max_file_size": 2**20})
+    assert result.outcome == "unmodified"

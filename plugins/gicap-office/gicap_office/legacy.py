@@ -39,11 +39,13 @@ legacy file (its absence cannot be verified).
 
 from __future__ import annotations
 
+import array
 import io
 import re
 import struct
+import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import olefile
@@ -79,10 +81,13 @@ _RT_CRYPT_SESSION = 0x2F14
 _PPT_ENCRYPTED_TOKEN = 0xF3D1C4DF
 #: an ExOleObjStg header anywhere (overlapping matches too), as oletools searches for it
 _STG_PATTERN = re.compile(rb"(?=[\x00\x10]\x00\x11\x10)")
+#: bytes every match of the pattern holds: a stream without them is not searched
+_STG_CORE = b"\x00\x11\x10"
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
 #: an ExOleLinkContainer header followed by its ExOleLinkAtom
 _LINK_PATTERN = re.compile(rb"(?=\x0f\x00\xce\x0f[\x00-\xff]{4}\x00\x00\xd1\x0f)")
+_LINK_CORE = b"\x0f\x00\xce\x0f"
 
 
 def _legacy_switches(switches: Mapping[str, str]) -> dict[str, str]:
@@ -104,7 +109,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         # a file object: olefile takes short byte strings for file names; the file is
         # parsed once and every check below works on this one reading of it
         with olefile.OleFileIO(io.BytesIO(data)) as ole:
-            content = _Content.read(ole)
+            content = _Content.read(ole, data, budget)
             biff = _biff(content) if kind == "xls" or content.root("workbook", "book") else None
             ppt = _ppt_walk(content, kind)
             if _encrypted(ole, content, biff, ppt):
@@ -144,7 +149,10 @@ class _Content:
     ole: olefile.OleFileIO = field(repr=False)
 
     @classmethod
-    def read(cls, ole: olefile.OleFileIO) -> _Content:
+    def read(cls, ole: olefile.OleFileIO, data: bytes, budget: list[int]) -> _Content:
+        """``ole`` parsed from ``data``; every stream read counts against ``budget``
+        (``max_expanded_bytes``)."""
+        reader = _StreamReader(ole, data, budget)
         paths: list[tuple[str, ...]] = []
         storages: set[tuple[str, ...]] = set()
         streams: list[tuple[tuple[str, ...], bytes]] = []
@@ -160,7 +168,7 @@ class _Content:
                     storages.add(path)
                     todo.append((path, entry))
                 elif entry.entry_type == olefile.STGTY_STREAM:
-                    streams.append((path, ole._open(entry.isectStart, entry.size).read()))
+                    streams.append((path, reader.read(entry.isectStart, entry.size)))
         orphans = []
         directory = ole.directory_fp.getvalue()
         for sid, entry in enumerate(ole.direntries):
@@ -168,7 +176,7 @@ class _Content:
             # tells which, before olefile parses it
             if entry is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
                 entry = ole._load_direntry(sid)
-                orphans.append(ole._open(entry.isectStart, entry.size).read())
+                orphans.append(reader.read(entry.isectStart, entry.size))
         return cls(paths, storages, streams, orphans, ole)
 
     def root(self, *names: str) -> bytes | None:
@@ -192,6 +200,82 @@ class _Content:
 
     def payloads(self) -> int:
         return sum(1 for path in self.paths if path[-1] in _PAYLOADS)
+
+
+class _StreamReader:
+    """Streams read as olefile's ``_open`` reads them, through olefile's FAT, without
+    its per-sector work: up to as many sectors as the size needs are followed along
+    the chain, which stops at the first sector number outside the table; each sector
+    is what a read at its offset gives (short or empty past the end); the whole is cut
+    to the size. Small streams are in the mini stream: with the first of them the
+    MiniFAT and the mini stream are read from the FAT as olefile's ``loadminifat``
+    and ``_open`` read them then (the MiniFAT's sectors the header counts, as 32-bit
+    numbers, cut to the mini stream's sectors; the mini stream is the root entry's
+    data). Empty streams, and every stream of a file whose header gives other sector
+    sizes than the format's, are read by olefile.
+
+    A stream cannot hold more bytes than the file: one that declares more is read
+    along a looping chain (olefile would only log it and read on, sector by sector,
+    up to the declared size) and the file is refused; so is a file whose streams
+    together (a sector may be claimed by many streams) go beyond ``budget``."""
+
+    def __init__(
+        self, ole: olefile.OleFileIO, data: bytes, budget: list[int] | None = None
+    ) -> None:
+        self.ole = ole
+        self.data = data
+        self.budget = budget if budget is not None else [MAX_EXPANDED]
+        self.mini: bytes | None = None
+        self.minifat = array.array("I")
+        self.regular = (
+            ole.minisectorsize == 64
+            and ole.sectorsize in (512, 4096)
+            and self.minifat.itemsize == 4
+            and sys.byteorder == "little"
+        )
+
+    def read(self, start: int, size: int) -> bytes:
+        ole = self.ole
+        if size > len(self.data):
+            raise ValueError(
+                f"a stream declares {size} bytes, more than the whole file ({len(self.data)})"
+            )
+        if size > self.budget[0]:
+            raise ValueError("the OLE streams expand beyond max_expanded_bytes")
+        self.budget[0] -= max(size, 0)
+        if size <= 0 or not self.regular:
+            return ole._open(start, size).read()
+        # regular sector n is at (n + 1) * sectorsize (after the header); mini sector
+        # n at n * 64 in the mini stream
+        sector = ole.sectorsize
+        if size >= ole.minisectorcutoff:
+            return _chain(self.data, ole.fat, sector, sector, start, size)
+        if self.mini is None:
+            root = ole.root
+            table = ole.num_mini_fat_sectors * sector
+            # a partial number raises ValueError, as in olefile
+            minifat = array.array(
+                "I", _chain(self.data, ole.fat, sector, sector, ole.minifatsect, table)
+            )
+            self.minifat = minifat[: -(-root.size // 64)]
+            self.mini = _chain(self.data, ole.fat, sector, sector, root.isectStart, root.size)
+        return _chain(self.mini, self.minifat, 64, 0, start, size)
+
+
+def _chain(
+    source: bytes, fat: Sequence[int], sector: int, offset: int, start: int, size: int
+) -> bytes:
+    """``size`` bytes of the chain from ``start`` (see :class:`_StreamReader`)."""
+    end = len(fat)
+    parts = []
+    sid = start
+    for _ in range(-(-size // sector)):
+        if sid >= end:
+            break
+        at = offset + sid * sector
+        parts.append(source[at : at + sector])
+        sid = fat[sid]
+    return b"".join(parts)[:size]
 
 
 def _encrypted(
@@ -251,13 +335,7 @@ def _inspect(
 
     # -- DDE and external links
     if kind == "doc" or content.root("worddocument") is not None:
-        # a field starts with 0x13: msodde's scan cannot find one in a stream without it
-        links = [
-            link
-            for data in content.all_data()
-            if b"\x13" in data
-            for link in msodde.process_doc_stream(io.BytesIO(data))
-        ]
+        links = [link for data in content.all_data() for link in _dde_fields(data)]
         if links:
             report.hit("dynamic_data_exchange", "DDE field", n=len(links))
     if biff is not None:
@@ -267,6 +345,20 @@ def _inspect(
             report.hit("external_hyperlinks", "external workbook link", n=biff.external)
     if ppt is not None and ppt.links:
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
+
+
+def _dde_fields(data: bytes) -> list[str]:
+    """msodde's field scan of one stream, on the bytes from the first field begin
+    (0x13) to the last field end (0x15): the scan ignores everything before a begin,
+    starts afresh at each begin, and reports a field only at its end, so the bytes
+    outside cannot change what it finds."""
+    first = data.find(b"\x13")
+    if first < 0:
+        return []
+    last = data.rfind(b"\x15")
+    if last < first:
+        return []
+    return msodde.process_doc_stream(io.BytesIO(data[first : last + 1]))
 
 
 # ------------------------------------------------------------------ Excel (BIFF)
@@ -392,11 +484,14 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
             elif rtype == _RT_PERSIST_DIRECTORY:
                 _persist_entries(doc, start, start + size, out.persist)
             pos = start + size
-    for match in _LINK_PATTERN.finditer(doc):
-        links.add(match.start())
+    if _LINK_CORE in doc:
+        for match in _LINK_PATTERN.finditer(doc):
+            links.add(match.start())
     out.links = len(links)
     others = [data for path, data in content.streams if path != ("powerpoint document",)]
     for number, stream in enumerate([doc, *others, *content.orphans]):
+        if _STG_CORE not in stream:
+            continue
         for match in _STG_PATTERN.finditer(stream):
             pos = match.start()
             if (number, pos) in out.storages or pos + 8 > len(stream):
@@ -438,7 +533,7 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
         sub = None
         if data.startswith(olefile.MAGIC):
             with olefile.OleFileIO(io.BytesIO(data)) as ole:
-                sub = _Content.read(ole)
+                sub = _Content.read(ole, data, budget)
         elif key in ppt.stray:
             continue  # not a compound file: a chance match of the search
         ids: set[int] = set()
