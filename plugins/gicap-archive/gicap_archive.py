@@ -418,7 +418,7 @@ def _rebuild(
     finally:
         if token is not None:
             _work.reset(token)
-            shutil.rmtree(work.path, ignore_errors=True)
+            _remove_dir(work.path)
     return DisarmResult("rebuilt", actions=actions)
 
 
@@ -496,6 +496,15 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, budget: _Bu
                 )
             writer.write(chunk)
     budget.left -= produced
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove the work directory: usually empty by now (each member's files are
+    removed once written), else with whatever an engine left in it."""
+    try:
+        path.rmdir()
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _renamed(name: str, extension: str, taken: set[str]) -> str:

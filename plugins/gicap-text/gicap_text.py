@@ -32,7 +32,7 @@ import csv
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import NamedTuple
 
 from gicap import hookimpl
@@ -180,14 +180,26 @@ class _Hit(NamedTuple):
 class _Found:
     """The formula cells of a CSV text."""
 
-    hits: list[_Hit]  # the records holding them, in order
+    hits: list[_Hit]  # the records holding them, in order (none when ``starts`` is set)
     count: int
     first: tuple[int, int] = (0, 0)  # record and column of the first, numbered from 1
+    #: Quote-free text (see :func:`_formula_records`): the offset of each formula cell
+    #: (its first character), in order; the records are split only when needed.
+    starts: list[int] | None = None
 
 
 def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     policy = request.switches.get(FORMULAS_SWITCH, DEFAULT_POLICY)
     text = decoded.text
+    if (
+        '"' not in text
+        and not any(c in text for c in FORMULA_START if c != "\r")
+        and _lines_within(text, csv.field_size_limit())
+    ):
+        # No quote and no formula character: every line is one record whose cells are
+        # parts of it, none starting with a formula character (nor with a CR, which
+        # ends the line), whatever the delimiter; no need to find it.
+        return DisarmResult("unmodified")
     delimiter = _detect_delimiter(text)
     try:
         found = _formula_records(text, delimiter)
@@ -213,6 +225,18 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
             f"tab or CR; the first at record {row}, column {col})",
         )
     # "sanitise", and any unexpected value: neutralising is the safe default.
+
+    if found.starts is not None:
+        try:
+            neutralised = _neutralised_at(text, found.starts, delimiter)
+        except csv.Error as exc:
+            return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
+        if neutralised is not None:
+            request.destination.write_bytes(decoded.encode(neutralised))
+            return DisarmResult(
+                "rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", cells_text)]
+            )
+        found.hits = _hits_at(text, found.starts, delimiter)
 
     hits = found.hits
     formula, neutraliser = FORMULA_START, NEUTRALISER
@@ -358,7 +382,8 @@ def _formula_records(text: str, delimiter: str) -> _Found:
     formula cell but one at the start of the text (checked apart) is a formula
     character other than the delimiter that follows a line break or the delimiter,
     found over the whole text by :func:`_cell_formulas`, and the number of those is
-    the number of formula cells. Only the lines holding one are split.
+    the number of formula cells. Their offsets are returned (``starts``); no record is
+    split here (:func:`_hits_at` does it when a rewrite needs the records).
     A line longer than the csv field size limit sends the text to :func:`_records`,
     where ``csv.reader`` refuses a cell that long.
     """
@@ -370,6 +395,15 @@ def _formula_records(text: str, delimiter: str) -> _Found:
         starts.insert(0, 0)
     if not starts:
         return _Found([], 0)
+    at = starts[0]
+    start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
+    column = text.count(delimiter, start, at) + 1
+    return _Found([], len(starts), (_record_number(text, start), column), starts)
+
+
+def _hits_at(text: str, starts: list[int], delimiter: str) -> list[_Hit]:
+    """The records (lines) of quote-free ``text`` holding the formula cells that
+    start at ``starts``, each split on the delimiter."""
     hits: list[_Hit] = []
     crlf = "\r" in text  # else every line break is a LF
     rfind, find = text.rfind, text.find
@@ -390,9 +424,41 @@ def _formula_records(text: str, delimiter: str) -> _Found:
             _Hit(start, end + len(terminator), terminator, text[start:end].split(delimiter))
         )
         done = end
-    at = starts[0]
-    column = text.count(delimiter, hits[0].start, at) + 1
-    return _Found(hits, len(starts), (_record_number(text, hits[0].start), column))
+    return hits
+
+
+def _neutralised_at(text: str, starts: list[int], delimiter: str) -> str | None:
+    """Quote-free ``text`` with the neutraliser put before each formula cell (they
+    start at ``starts``, as found by :func:`_formula_records`), or ``None`` when that
+    is not what ``csv.writer`` would write for the records (see below).
+
+    In quote-free text every line is one record and its cells are the line split on
+    the delimiter. Such a cell holds no quote character, no delimiter and no line
+    break, and neither does it once prefixed: ``csv.writer`` (minimal quoting) then
+    writes each record as its cells joined by the delimiter, so the rewritten record
+    is the line with the neutraliser put before its formula cells, and the records
+    without formulas are the same lines as before. That does not hold when the
+    delimiter is the neutraliser itself, nor when a prefixed cell may exceed the csv
+    field size limit (``csv.reader`` refuses it when the records are read back): those
+    texts take the record by record rewrite.
+
+    Defence in depth: the result is checked to hold no formula cell at all (the same
+    exact scan as :func:`_formula_records`, over the output) and to be the text with
+    exactly one character added per formula cell.
+    """
+    if delimiter == NEUTRALISER or not _lines_within(text, csv.field_size_limit() - 1):
+        return None
+    bounds = [0, *starts, len(text)]
+    out = NEUTRALISER.join([text[a:b] for a, b in pairwise(bounds)])
+    first = out[:1]
+    if (
+        len(out) != len(text) + len(starts)
+        or '"' in out
+        or (first in FORMULA_START and first not in ("", "\r", delimiter))
+        or _cell_formulas(out, delimiter)
+    ):
+        raise csv.Error("the neutralised text is not the text with each formula cell prefixed")
+    return out
 
 
 def _cell_formulas(text: str, delimiter: str) -> list[int]:

@@ -620,21 +620,21 @@ def test_nested_archives_extract_into_the_outermost_work_directory(tmp_path: Pat
     made: list[str] = []
     seen: list[Path] = []
     real_mkdtemp = gicap_archive.tempfile.mkdtemp
-    real_disarm_file = job.disarm_file
+    real_disarm = job._disarm  # every file of the job, nested members included
 
     def mkdtemp(*args: Any, **kwargs: Any) -> str:
         made.append(real_mkdtemp(*args, **kwargs))
         return made[-1]
 
-    def disarm_file(source: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def disarm(source: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
         seen.append(source)
-        return real_disarm_file(source, *args, **kwargs)
+        return real_disarm(source, *args, **kwargs)
 
     inner = _zip([("deep.csv", FORMULA_CSV), ("n.zip", _zip([("deeper.csv", FORMULA_CSV)]))])
     request = _request(tmp_path, _zip([("a.csv", FORMULA_CSV), ("inner.zip", inner)]))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(gicap_archive.tempfile, "mkdtemp", mkdtemp)
-        mp.setattr(job, "disarm_file", disarm_file)
+        mp.setattr(job, "_disarm", disarm)
         assert _disarm(request).outcome == "rebuilt"
     assert len(made) == 1
     assert {p.parent for p in seen} == {Path(made[0])}

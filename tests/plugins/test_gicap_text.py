@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import random
+import re
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -375,3 +376,121 @@ def test_formulas_dense_after_a_sparse_beginning(tmp_path: Path) -> None:
     blocked = _disarm(_request(tmp_path, text.encode(), switches={"formulas": "disallow"}))
     assert first == (3001, 1)
     assert "the first at record 3001, column 1)" in blocked.reason
+
+
+# ------------------------------------------------- quote-free rewrite in one pass
+
+
+def _record_by_record(text: str, delimiter: str) -> str:
+    """Quote-free ``text`` as a record by record rewrite writes it (computed here with
+    the csv module alone): each line holding a formula cell written by ``csv.writer``
+    with those cells prefixed, followed by its own line break; other lines as they are."""
+    out: list[str] = []
+    for line in re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+", text):
+        body = line.rstrip("\r\n")
+        cells = next(csv.reader([body], delimiter=delimiter)) if body else []
+        if not any(c.startswith(DANGEROUS) for c in cells):
+            out.append(line)
+            continue
+        buf = io.StringIO()
+        csv.writer(buf, delimiter=delimiter, lineterminator="\r\n").writerow(
+            ["'" + c if c.startswith(DANGEROUS) else c for c in cells]
+        )
+        out.append(buf.getvalue()[:-2] + line[len(body) :])
+    return "".join(out)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|", " ", "-", "="])
+def test_quote_free_rewrite_is_the_record_by_record_rewrite(tmp_path: Path, delimiter: str) -> None:
+    # Quote-free text is neutralised in one pass over the text: byte for byte what
+    # csv.writer writes for the records holding formula cells, the rest unchanged.
+    rng = random.Random(f"one-pass{delimiter}")
+    atoms = ["a", "1", "=1+1", "-3", "+x", "@S", "\tq", "", "x=y", "'q", "=", "é", "\x0cf"]
+    for i in range(80):
+        lines = [
+            delimiter.join(rng.choice(atoms) for _ in range(rng.randint(1, 5)))
+            for _ in range(rng.randint(1, 25))
+        ]
+        breaks = [rng.choice(["\n", "\r\n", "\r"]) for _ in lines]
+        text = f"sep={delimiter}\n" + "".join(a + b for a, b in zip(lines, breaks, strict=True))
+        if i % 3 == 0:
+            text = text.rstrip("\r\n")
+        assert '"' not in text
+        request = _request(tmp_path, text.encode())
+        result = _disarm(request)
+        expected = _record_by_record(text, delimiter)
+        if expected == text:
+            assert result.outcome == "unmodified"
+            continue
+        assert result.outcome == "rebuilt", (text, result)
+        out = request.destination.read_bytes().decode()
+        assert out == expected, repr(text)
+        count, _first, fixed = _reference(text, delimiter)
+        assert result.actions == [
+            Action("formulas", "neutralised", f"{count} cell{'s' if count != 1 else ''}")
+        ]
+        assert list(csv.reader(io.StringIO(out, newline=""), delimiter=delimiter)) == fixed
+
+
+def test_neutraliser_as_the_delimiter_quotes_the_prefixed_cell(tmp_path: Path) -> None:
+    # With "'" as the delimiter, a prefixed cell holds the delimiter: csv.writer
+    # quotes it (a bare prefix would split the cell in two).
+    request = _request(tmp_path, b"sep='\na'=1\nb'c\n")
+    result = _disarm(request)
+    assert result.actions == [Action("formulas", "neutralised", "1 cell")]
+    out = request.destination.read_bytes()
+    assert out == b"sep='\na'\"'=1\"\nb'c\n"
+    assert _read(out, delimiter="'")[1:] == [["a", "'=1"], ["b", "c"]]
+
+
+@pytest.mark.parametrize("newline", ["", "\n"], ids=["last-line", "LF"])
+def test_prefixed_cell_over_the_field_size_limit_is_unprocessable(
+    tmp_path: Path, newline: str
+) -> None:
+    # Prefixing a cell of exactly the csv field size limit makes it one too long: the
+    # rewritten record would not read back, so the file is not delivered.
+    old = csv.field_size_limit(20)
+    try:
+        at_limit = _disarm(_request(tmp_path, ("=" + "x" * 19 + newline).encode()))
+        below = _request(tmp_path, ("=" + "x" * 18 + newline).encode())
+        below_result = _disarm(below)
+    finally:
+        csv.field_size_limit(old)
+    assert at_limit.outcome == "unprocessable"
+    assert below_result.outcome == "rebuilt"
+    assert below.destination.read_bytes() == ("'=" + "x" * 18 + newline).encode()
+
+
+def test_one_pass_rewrite_is_checked_before_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defence in depth: an output that still holds a formula cell is never written.
+    monkeypatch.setattr(gicap_text, "NEUTRALISER", "")  # "neutralising" changes nothing
+    request = _request(tmp_path, b"a,b\n=1,2\n")
+    result = _disarm(request)
+    assert result.outcome == "unprocessable"
+    assert "cannot rewrite CSV" in result.reason
+    assert not request.destination.exists()
+
+
+def test_csv_without_formula_characters_needs_no_delimiter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No quote and no formula character anywhere: no cell can be a formula, whatever
+    # the delimiter, so the file is delivered without looking for one.
+    def no_sniffing(text: str) -> str:
+        raise AssertionError("the delimiter was looked for")
+
+    monkeypatch.setattr(gicap_text, "_detect_delimiter", no_sniffing)
+    clean = b"id;name,note|x\r\n1;a b,ok|2.5\r\n\xc3\xa9;'q,\x0c|\n"
+    assert _disarm(_request(tmp_path, clean)).outcome == "unmodified"
+    for data in (b"a,b\n1,-2\n", b"a\tb\n1\t2\n", b'a,"b"\n'):  # each needs the delimiter
+        with pytest.raises(AssertionError, match="delimiter was looked for"):
+            _disarm(_request(tmp_path, data))
+    monkeypatch.undo()
+    old = csv.field_size_limit(20)
+    try:  # a line longer than the field size limit is still refused
+        long_line = _disarm(_request(tmp_path, b"a,b\n" + b"x" * 30 + b"\n"))
+    finally:
+        csv.field_size_limit(old)
+    assert long_line.outcome == "unprocessable"
