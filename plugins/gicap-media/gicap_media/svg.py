@@ -189,7 +189,7 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
 _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(\r\n|[\n\r\f])|(.))", re.S)
 _CSS_URL = re.compile(r"url\(\s*(?:\"([^\"]*)\"|'([^']*)'|([^)]*))", re.I)
-_CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(([^)]*)\)", re.I)
+_CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(", re.I)
 _CSS_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 _CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
 
@@ -321,6 +321,20 @@ def css_decode(text: str) -> str:
     return _CSS_ESCAPE.sub(unescape, _CSS_COMMENT.sub("", text)).replace("\x00", "\ufffd")
 
 
+def _function_arguments(css: str) -> list[str]:
+    """What ``(?:image-set|image|cross-fade|src|element)\\(([^)]*)\\)`` finds in ``css``
+    (the arguments of those functions), in linear time: such a match lies in one
+    stretch of text up to a ")", and is the first function in it. (Scanning for the
+    ")" from every function name would read a text of many names without a ")"
+    once per name.)"""
+    found = []
+    for stretch in css.split(")")[:-1]:
+        m = _CSS_STRING_FUNC.search(stretch)
+        if m is not None:
+            found.append(stretch[m.end() :])
+    return found
+
+
 def css_findings(text: str) -> list[tuple[str, str]]:
     """(switch, what) for every risky construct in a piece of CSS."""
     css = css_decode(text)
@@ -328,8 +342,8 @@ def css_findings(text: str) -> list[tuple[str, str]]:
     for m in _CSS_SCRIPT.finditer(css):
         found.append(("scripts", f"CSS {m.group(0).rstrip('(: ').lower()}"))
     urls = [next(g for g in m.groups() if g is not None) for m in _CSS_URL.finditer(css)]
-    for m in _CSS_STRING_FUNC.finditer(css):
-        urls += [a or b for a, b in _CSS_STRING.findall(m.group(1))]
+    for arguments in _function_arguments(css):
+        urls += [a or b for a, b in _CSS_STRING.findall(arguments)]
     for url in urls:
         kind = classify_url(url.strip())
         if kind == "script":
@@ -365,8 +379,10 @@ class _Rebuilder:
         """The rebuilt document, UTF-8 XML."""
         pis = self._stylesheets(root)
         if root.tag == _SVG_ROOT and root.prefix is None:
-            self._prune(root)
-            body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+            body = self._fast(root)
+            if body is None:
+                self._prune(root)
+                body = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
         else:
             body = etree.tostring(self._copy(root), encoding="UTF-8", xml_declaration=False)
         head = b"".join(etree.tostring(pi, encoding="UTF-8") + b"\n" for pi in pis)
@@ -383,6 +399,162 @@ class _Rebuilder:
                 if self.note(switch, "xml-stylesheet instruction"):
                     kept.append(etree.ProcessingInstruction(pi.target, pi.text))
         return kept
+
+    def _fast(self, root: etree._Element) -> bytes | None:
+        """What :meth:`_prune` and the serialisation give for ``root`` (an unprefixed
+        SVG <svg>), or None when this cannot tell (then the walk runs).
+
+        The tree is serialised once by lxml: every start tag is then
+        ``<name name="value"...>`` with ``"``, ``<``, ``>``, ``&`` and control
+        characters escaped in values and ``<``, ``>`` in text, so compiled patterns
+        read it token by token. They skip what the walk keeps unchanged (allowlisted
+        SVG elements whose attributes are all allowlisted, with values the walk does
+        not look into or that provably hold nothing risky) and return only the other
+        start tags. Those are decided as the walk decides them, by name or by value,
+        and removed with lxml operations; anything else (other namespaces, <style>,
+        animations, foreign content, processing instructions, a risky value to
+        remove...) returns None before the tree or the findings are touched."""
+        text = etree.tostring(root, encoding="UTF-8")
+        head = _ROOT_TAG.match(text)
+        if head is None or not set(_XMLNS.findall(head.group(0))) <= _STANDARD_XMLNS:
+            return None
+        # (A processing instruction, or a namespace declaration below the root, is
+        # among the exceptions below: not an allowlisted element or attribute.)
+        lowered = text.lower()
+        if any(word in lowered for word in _CSS_WORDS):
+            return None
+        if not _DEPTH_LIMITED and len(text) > 4 * MAX_DEPTH and _TOO_DEEP(root):
+            return None  # (the walk refuses it)
+        tags = _EXCEPTIONS.findall(text, head.end())
+        policy = self.policy
+        # -- decide (nothing changed yet)
+        scripts: list[str] = []
+        attributes: list[bytes] = []
+        for name, attrs, end in tags:
+            if not end:
+                continue  # (the end of the text)
+            if name in _PLAIN_BYTES:
+                attributes.append(attrs)
+            else:
+                local = name.decode()
+                if local.lower() == "script" or local in SCRIPT_ELEMENTS:
+                    if policy["scripts"] == "allow" or ":" in local or b"xmlns" in attrs:
+                        return None
+                    scripts.append(local)
+                else:
+                    return None
+        found: list[tuple[str, str, int]] = []  # (switch, what, count)
+        strip: list[str] = []
+        pairs = _ATTRIBUTE_EXCEPTIONS.findall(b"".join(attributes))
+        counts = Counter(name for name, _ in pairs if name)
+        checked: dict[bytes, Counter[bytes]] = {}
+        for raw, n in counts.items():
+            name = _clark(raw)
+            if name is None or raw.startswith(b"xmlns"):
+                return None
+            kind = _KINDS[False, False].get(name) or _attribute_kind(name, False, False)
+            if kind == _EVENT:
+                found.append(("scripts", "event handler attribute", n))
+                if policy["scripts"] != "allow":
+                    strip.append(name)
+            elif kind == _DROP:
+                # (Stripped everywhere: an <a> left, only a link, has no such attribute.)
+                strip.append(name)
+            elif kind == _VALUE or kind == _HREF:
+                checked[raw] = Counter(value for key, value in pairs if key == raw)
+            elif kind != _KEEP:
+                return None
+        for raw, values in checked.items():
+            name = _clark(raw) or ""
+            for value, n in values.items():
+                decoded = _unescape(value.decode())
+                if name in ("href", _XLINK_HREF):
+                    if classify_url(decoded, "") != "internal":
+                        return None  # (decided by the element's name)
+                    continue
+                if not ("(" in decoded or ":" in decoded or "\\" in decoded or name == "style"):
+                    continue
+                for switch, what in _value_findings(name, decoded):
+                    found.append((switch, what, n))
+                    if policy[switch] != "allow":
+                        return None  # (removing it: by the walk)
+        # Event attributes were skipped: counted here, in start tags (those of the
+        # root and of removed elements aside).
+        events: Counter[bytes] = Counter()
+        if b" on" in lowered:
+            if _EVENT_IN_TEXT.search(text, head.end() - 1):
+                return None  # (it would be counted as an attribute)
+            events.update(_EVENT_ATTRIBUTES.findall(text, head.end()))
+        for name, attrs, _ in tags:
+            if name not in _PLAIN_BYTES and b" " in attrs:
+                events.subtract(_EVENT_ATTRIBUTES.findall(attrs))
+        if events.total():
+            found.append(("scripts", "event handler attribute", events.total()))
+            if policy["scripts"] != "allow":
+                strip += [raw.decode() for raw, n in events.items() if n]
+        # The elements to change: every <a> (each only a link: the other ones are in
+        # ``tags``) and the scripts; for the links becoming groups, those in a text
+        # container (when an element starts in one).
+        unlink = policy["hyperlinks"] != "allow"
+        links: list[etree._Element] = []
+        removed: list[etree._Element] = []
+        if scripts:  # (one pass for both)
+            for el in root.iter(_SVG_A, *(f"{{{SVG_NS}}}{local}" for local in scripts)):
+                if el.tag == _SVG_A:
+                    links.append(el)
+                elif len(el):
+                    return None  # (what is inside a removed element is not looked at)
+                else:
+                    removed.append(el)
+        else:
+            links = list(root.iter(_SVG_A))
+        in_text: set[etree._Element] = set()
+        if links and unlink and _LINKS_MAY_BE_IN_TEXT.search(text, head.end()):
+            in_text = {el for el in links if next(el.iterancestors(*_TEXT_TAGS), None) is not None}
+        # -- apply
+        count = len(root.attrib)
+        self._prune_attributes(root, "svg", root.keys(), root.values())
+        changed = bool(scripts or strip) or len(root.attrib) != count
+        for switch, what, n in found:
+            self.found[switch][what] += n
+        for el in removed:
+            self.note("scripts", f"<{_split(el.tag)[1]}> element")
+            _remove(el)
+        if links:
+            self.found["hyperlinks"]["link"] += len(links)
+            if unlink:
+                # (When every href is the one of a link, stripped with the rest.)
+                every = text.count(b'href="') == len(links)
+                if every:
+                    strip += [_XLINK_HREF, "href"]
+                self._unlink(links, in_text, remove_href=not every)
+                changed = True
+        if strip:
+            etree.strip_attributes(root, *strip)
+            changed = True
+        if not changed:
+            return text
+        # (Only the root declares namespaces, SVG and xlink: nothing for
+        # cleanup_namespaces to remove.)
+        return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
+
+    @staticmethod
+    def _unlink(
+        links: list[etree._Element], in_text: set[etree._Element], remove_href: bool
+    ) -> None:
+        """What :meth:`_prune_children` does to an <a> that is only a link (one href,
+        not a script URL; allowlisted attributes) when the link goes: the href is
+        removed (here, or by the caller when not ``remove_href``) and the <a> becomes a
+        group (a <tspan> inside text: ``in_text``)."""
+        group, span = _SVG_TAG["g"], _SVG_TAG["tspan"]
+        for el in links:
+            if remove_href:
+                attrib = el.attrib
+                if _XLINK_HREF in attrib:
+                    del attrib[_XLINK_HREF]
+                else:
+                    del attrib["href"]
+            el.tag = span if el in in_text else group
 
     def _prune(self, root: etree._Element) -> None:
         """Allowlist ``root`` (an unprefixed SVG <svg>) where it is: every attribute,
@@ -715,6 +887,162 @@ _PLAIN_SVG_DEFAULT = {**_PLAIN_SVG, **{local: local for local in _PLAIN_LOCALS}}
 _SVG_ROOT = f"{{{SVG_NS}}}svg"
 _SVG_A = f"{{{SVG_NS}}}a"
 _XML_DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
+
+
+# ------------------------------------------------------------- serialised fast path
+
+
+def _trie(words: Iterable[str], first: str = "") -> str:
+    """A pattern matching exactly ``words`` (ASCII), branching on one character at a
+    time instead of trying every word in turn; characters of ``first`` are tried
+    first, in its order (the most frequent ones: the order of branches does not
+    change what matches)."""
+    tree: dict[str, dict] = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    rank = {c: i for i, c in enumerate(first)}
+
+    def pattern(node: dict[str, dict]) -> str:
+        chars = sorted((c for c in node if c), key=lambda c: (rank.get(c, len(rank)), c))
+        branches = [re.escape(c) + pattern(node[c]) for c in chars]
+        optional = "" in node
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if optional:
+            return "(?:" + body + ")?"
+        return body
+
+    return pattern(tree)
+
+
+_XLINK_HREF = f"{{{XLINK_NS}}}href"
+_TEXT_TAGS = tuple(f"{{{SVG_NS}}}{local}" for local in sorted(TEXT_CONTAINERS))
+_PLAIN_BYTES = frozenset(local.encode() for local in _PLAIN_LOCALS)
+_STANDARD_XMLNS = frozenset({(b"", SVG_NS.encode()), (b":xlink", XLINK_NS.encode())})
+#: The start tag of the serialised root, and the namespace declarations in it.
+_ROOT_TAG = re.compile(rb"<svg(?= |/|>)[^>]*+>")
+_XMLNS = re.compile(rb' xmlns(:[^\s=]++)?="([^"]*+)"')
+#: Words of CSS that run something (_CSS_SCRIPT, whose other case, @import, needs an
+#: "@"): where the serialised document holds none, no value can.
+_CSS_WORDS = (b"expression", b"behavior", b"-moz-binding")
+#: A value in which _value_findings finds nothing, whatever the attribute: ASCII
+#: without escapes, comments, quotes or "@" (so what CSS sees is the value as it is),
+#: not starting with a letter of a script scheme, every url() a fragment or empty.
+#: (With _CSS_WORDS absent from the document.)
+_SAFE_VALUE = (
+    rb"(?! *+[jvlmJVLM])"
+    rb"(?:[^\"\\&'@/<>\x00-\x1f\x7f-\xffuU]++|[uU](?![rR][lL]\()|[uU][rR][lL]\( *+[#)])*+"
+)
+_FINE_NAMES = _trie(SVG_ATTRIBUTES - {"style"}, "xydwhrfsctoi").encode()
+#: An attribute the walk keeps unchanged on an SVG element, <a> or not: allowlisted
+#: with a value it does not look into or a safe one, xml:space/xml:lang/xlink:title.
+_FINE_NO_HREF = (
+    rb"(?: (?:" + _FINE_NAMES + rb'|aria-[^\s=:"]++)="(?:[^"(:\\]*+"|' + _SAFE_VALUE + rb'")'
+    rb'| style="' + _SAFE_VALUE + rb'"'
+    rb'| (?:xml:space|xml:lang|xlink:title)="[^"]*+")'
+)
+#: The same, plus, on an element not <a>, a fragment href (an internal reference:
+#: kept) and an event attribute (counted and removed by name).
+_FINE = rb"(?:" + _FINE_NO_HREF + rb'| (?:xlink:)?href="#[^"]*+"| [oO][nN][\w.-]*+="[^"]*+")'
+#: A text container whose content holds a start tag (perhaps of an <a>).
+_LINKS_MAY_BE_IN_TEXT = re.compile(rb"<(?:text|tspan|textPath)(?: [^>]*+)?(?<!/)>[^<]*+<(?!/)")
+#: An event attribute, by name: in a start tag when no text holds the same
+#: (_EVENT_IN_TEXT; every text follows a ">", which is escaped in texts and values),
+#: since a value cannot hold the '"' it needs. Both patterns read each character a
+#: bounded number of times.
+_EVENT_ATTRIBUTES = re.compile(rb' ([oO][nN][\w.-]*+)="')
+_EVENT_IN_TEXT = re.compile(rb'>[^<]*? [oO][nN][\w.-]*+="')
+_PLAIN_NAMES = _trie(_PLAIN_LOCALS, "pgrcteluis").encode()
+#: The attributes of an <a> that is only a link: one href that is not a script URL
+#: (empty, or not starting with a character a script or data: URL can start with),
+#: and fine attributes.
+_LINK_START = re.escape(bytes(c for c in range(0x21, 0x7F) if chr(c) not in "\"&'<>jvlmdJVLMD"))
+_SIMPLE_LINK = (
+    _FINE_NO_HREF
+    + rb'*+ (?:xlink:)?href="(?:['
+    + _LINK_START
+    + rb'][^"]*+)?"'
+    + _FINE_NO_HREF
+    + rb"*+"
+)
+#: Skips text, end tags, start tags of allowlisted SVG elements with fine attributes
+#: and of <a> elements that are only a link; then returns the next other start tag
+#: (name, attributes, its end), or the end of the text (three empty groups).
+_EXCEPTIONS = re.compile(
+    rb"(?:[^<]++|</[^>]++>|<(?:"
+    + _PLAIN_NAMES
+    + rb")"
+    + _FINE
+    + rb"*+/?>|<a(?=[ />])"
+    + _SIMPLE_LINK
+    + rb"/?>)*+(?:<([^\s/>]++)([^>]*?)(/?>)|\Z)"
+)
+#: In attributes of such start tags, run together: each one not fine (name, value).
+_ATTRIBUTE_EXCEPTIONS = re.compile(_FINE + rb'*+(?: ([^\s=]++)="([^"]*+)"|\Z)')
+_TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
+
+
+def _depth_limited() -> bool:
+    """Whether the parser itself refuses an element MAX_DEPTH levels below the root
+    (libxml2 limits depth when huge_tree is off): then no parsed tree is too deep
+    for the walk, and _TOO_DEEP need not look."""
+    nested = "<g>" * MAX_DEPTH + "</g>" * MAX_DEPTH
+    try:
+        root = _parse(f'<svg xmlns="{SVG_NS}">{nested}</svg>'.encode())
+    except etree.XMLSyntaxError:
+        return True
+    return not _TOO_DEEP(root)  # pragma: no cover (a parser without the limit)
+
+
+_DEPTH_LIMITED = _depth_limited()
+
+
+_CHARACTER_REFERENCE = re.compile(r"&(?:#(\d+)|#x([0-9a-fA-F]+)|(lt|gt|amp|quot|apos));")
+_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+def _unescape(value: str) -> str:
+    """An attribute value as parsed, from its serialisation."""
+    if "&" not in value:
+        return value
+
+    def char(m: re.Match[str]) -> str:
+        if m.group(3):
+            return _NAMED[m.group(3)]
+        return chr(int(m.group(1)) if m.group(1) else int(m.group(2), 16))
+
+    return _CHARACTER_REFERENCE.sub(char, value)
+
+
+def _clark(raw: bytes) -> str | None:
+    """The Clark name of a serialised attribute name (only the xml and xlink prefixes
+    are declared on this path), or None."""
+    name = raw.decode()
+    prefix, colon, local = name.partition(":")
+    if not colon:
+        return name
+    if prefix == "xlink":
+        return f"{{{XLINK_NS}}}{local}"
+    if prefix == "xml":
+        return f"{{{XML_NS}}}{local}"
+    return None
+
+
+def _remove(el: etree._Element) -> None:
+    """Remove ``el`` and what is in it, leaving its tail text in place."""
+    parent = el.getparent()
+    tail = el.tail
+    if tail:
+        previous = el.getprevious()
+        if previous is None:
+            parent.text = (parent.text or "") + tail
+        else:
+            previous.tail = (previous.tail or "") + tail
+    parent.remove(el)
 
 
 # -------------------------------------------------------------- attribute decisions
