@@ -216,3 +216,18 @@ def test_member_declaring_zero_bytes_is_not_inflated_past_it(tmp_path: Path) -> 
     except _zip.ZipRefused:
         return  # refused (bad CRC for the 0 bytes read): fine
     assert len(content.members["word/media/pad.bin"]) == 0
+
+
+def test_parts_no_step_reads_get_no_tree(tmp_path: Path) -> None:
+    # styles, fonts, numbering, theme: checked by the parser, never walked
+    from gicap_office import _zip, ooxml
+    from gicap_office._report import Report
+    from gicap_office.package import Package
+
+    src = tmp_path / "in.docm"
+    src.write_bytes(build_docx(True))
+    content = _zip.read(src, {})
+    pkg = Package(content, ooxml.WALKED)
+    ooxml._disarm_package(pkg, Report(switches("sanitise")), content)
+    assert STYLES in pkg.xml_parts and STYLES not in pkg.trees
+    assert "word/document.xml" in pkg.trees  # a Word story is always walked

@@ -4,10 +4,13 @@ Every XML part is parsed with :data:`PARSER`: no entity resolution, no DTD loadi
 network, no "huge tree" (lxml then refuses text nodes over 10 MB and absurd nesting).
 A part that declares a DOCTYPE at all is refused: OOXML never uses one, so a DOCTYPE
 can only be an attempt at entity expansion or external fetches in some other reader.
+:func:`check` gives the same verdict without building a tree when it can.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterable
 
 from lxml import etree
@@ -52,6 +55,123 @@ def parse(data: bytes, name: str, lenient: bool = False) -> etree._ElementTree:
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise XMLRefused(f"{name} declares a DOCTYPE (never used by Office)")
     return tree
+
+
+class _NoTree:
+    """A parser target that builds nothing: libxml2 still checks the whole part
+    (well-formedness, namespaces, limits of the parser itself)."""
+
+    def doctype(self, *args: object) -> None:
+        raise XMLRefused("DOCTYPE")  # the full parse gives the verdict and its message
+
+    def close(self) -> None:
+        return None
+
+
+_local = threading.local()
+
+
+def _checker() -> etree.XMLParser:
+    """:data:`PARSER`'s options, building no tree (see :func:`check`); one per thread,
+    as its error log is read after each parse."""
+    parser = getattr(_local, "checker", None)
+    if parser is None:
+        parser = _local.checker = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_blank_text=False,
+            target=_NoTree(),
+        )
+    return parser
+
+
+#: Largest part :func:`check` reads without a tree. Building the tree also refuses a
+#: text node over 10,000,000 bytes (UTF-8); one input byte gives at most 4 bytes of
+#: UTF-8, so a part up to this size cannot hold one.
+CHECK_LIMIT = 2_500_000
+
+
+def check(data: bytes, name: str, lenient: bool = False) -> etree._ElementTree | None:
+    """Refuse a part exactly as :func:`parse` does, building its tree only when needed
+    to decide: ``None`` when the part is accepted (its tree is parsed later, if some
+    step needs it), else :func:`parse`'s tree (or its :class:`XMLRefused`).
+
+    Without a tree, libxml2 leaves out the checks of its tree builder: the ``xml:id``
+    attributes and the size of text nodes. So a part is read without a tree only when
+    it is in an ASCII-compatible encoding (``xml:id`` is then written as those bytes)
+    with no ``xml:id``, and no bigger than :data:`CHECK_LIMIT`; and it is accepted only
+    when that parse reports nothing at all (no error, no warning, no DOCTYPE). Anything
+    else is parsed into its tree, as before."""
+    if len(data) <= CHECK_LIMIT and b"xml:id" not in data and ascii_compatible(data):
+        checker = _checker()
+        try:
+            etree.fromstring(data, checker)
+        except Exception:  # the full parse below decides
+            pass
+        else:
+            if len(checker.error_log) == 0:
+                return None
+    return parse(data, name, lenient)
+
+
+#: The XML declaration, in full (libxml2 reads the encoding from it).
+_DECLARATION = re.compile(
+    rb"""<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:"[^"<>]*"|'[^'<>]*')"""
+    rb"""(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*"""
+    rb"""(?:"([A-Za-z][A-Za-z0-9._-]*)"|'([A-Za-z][A-Za-z0-9._-]*)'))?"""
+    rb"""(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:"[^"<>]*"|'[^'<>]*'))?[ \t\r\n]*\?>"""
+)
+_ASCII_ENCODINGS = {
+    b"utf-8",
+    b"utf8",
+    b"us-ascii",
+    b"ascii",
+    b"iso-8859-1",
+    b"latin1",
+    b"windows-1252",
+}
+
+
+def ascii_compatible(data: bytes) -> bool:
+    """Whether libxml2 reads ``data`` in an encoding where every ASCII character is
+    its own byte (so element and attribute names, which cannot be written with
+    character references, appear as their bytes). libxml2 takes the encoding from a
+    byte order mark, from the first four bytes (``<\\0?\\0`` is UTF-16, ``<\\0\\0\\0``
+    UCS-4), then from the XML declaration: anything not proven ASCII-compatible
+    (including a declaration this cannot read) answers ``False``."""
+    head = data.removeprefix(b"\xef\xbb\xbf")
+    if not head.startswith(b"<") or head[1:2] == b"\x00":
+        return False
+    if not (head.startswith(b"<?xml") and head[5:6] in (b" ", b"\t", b"\r", b"\n")):
+        return True  # no declaration: UTF-8
+    m = _DECLARATION.match(head)
+    if m is None:
+        return False
+    encoding = m.group(1) or m.group(2)
+    return encoding is None or encoding.lower() in _ASCII_ENCODINGS
+
+
+#: The local name of a well-formed part's root element, from its bytes: after the
+#: prolog (white space, comments, processing instructions; a DOCTYPE is refused). Each
+#: piece of the prolog ends at its first terminator and is never given back (possessive
+#: repetition): linear time whatever the bytes.
+_ROOT_NAME = re.compile(
+    rb"(?:\xef\xbb\xbf)?"
+    rb"(?:[ \t\r\n]|<\?(?:[^?]|\?(?!>))*+\?>|<!--(?:[^-]|-(?!->))*+-->)*+"
+    rb"<(?:[^ \t\r\n/>:]++:)?([A-Za-z_][A-Za-z0-9._-]*+)[ \t\r\n/>]"
+)
+
+
+def root_local(data: bytes) -> str | None:
+    """The local name of the root element of a part that :func:`check` accepted, read
+    from its bytes; ``None`` when it cannot be told that way (another encoding, a
+    name beyond ASCII)."""
+    if not ascii_compatible(data):
+        return None
+    m = _ROOT_NAME.match(data)
+    return m.group(1).decode("ascii") if m else None
 
 
 def serialise(tree: etree._ElementTree) -> bytes:

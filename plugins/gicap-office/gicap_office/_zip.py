@@ -16,7 +16,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Most members an Office package may have (large decks have a few thousand parts).
@@ -52,6 +52,8 @@ class ZipContent:
     tight: bool
     #: directory entries found (dropped from the rebuilt zip)
     directories: int
+    #: member name -> CRC-32 of its data (checked when read)
+    crcs: dict[str, int] = field(default_factory=dict)
 
 
 def _check_name(name: str) -> None:
@@ -108,11 +110,13 @@ def read(path: Path, limits: Mapping[str, int]) -> ZipContent:
         if total > RATIO_FLOOR and total > max_ratio * max(size, 1):
             raise ZipRefused(f"compression ratio over {max_ratio}", bomb=True)
         members: dict[str, bytes] = {}
+        crcs: dict[str, int] = {}
         for info in infos:
             if not info.is_dir():
                 members[info.filename] = _read_member(buf, info)
+                crcs[info.filename] = info.CRC
         tight = _is_tight(buf, zf, infos) and not directories
-    return ZipContent(members, tight, directories)
+    return ZipContent(members, tight, directories, crcs)
 
 
 def _read_member(buf: bytes, info: zipfile.ZipInfo) -> bytes:
@@ -216,10 +220,14 @@ _CENTRAL_HEAD = (b"PK\x01\x02", 20, 3, 20, 0)
 _ATTRIBUTES = 0o600 << 16  # -rw-------
 
 
-def write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
+def write(
+    path: Path, members: Iterable[tuple[str, bytes]], source: ZipContent | None = None
+) -> None:
     """A new zip with only these members, each deflated anew (already compressed media
-    stored)."""
+    stored). ``source``: the zip the members come from; a member that is still the very
+    bytes read from it keeps the CRC-32 checked then."""
     items = list(members)
+    known = source.members if source is not None else {}
     if len(items) > 0xFFFF or sum(len(d) for _, d in items) > _ZIP32_LIMIT:
         _write_zip64(path, items)
         return
@@ -227,12 +235,14 @@ def write(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
     offset = 0
     for name, data in items:
         name_bytes, flags = _encode_name(name)
-        if _precompressed(name, data):
-            method, crc, payload = zipfile.ZIP_STORED, zlib.crc32(data), data
+        if source is not None and known.get(name) is data:
+            crc = source.crcs[name]
         else:
-            deflater = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
-            method, crc = zipfile.ZIP_DEFLATED, zlib.crc32(data)
-            payload = deflater.compress(data) + deflater.flush()
+            crc = zlib.crc32(data)
+        if _precompressed(name, data):
+            method, payload = zipfile.ZIP_STORED, data
+        else:
+            method, payload = zipfile.ZIP_DEFLATED, zlib.compress(data, COMPRESS_LEVEL, -15)
         entries.append((name_bytes, flags, method, crc, len(data), offset, payload))
         offset += _LOCAL.size + len(name_bytes) + len(payload)
         if offset > _ZIP32_LIMIT:  # deflated bigger than the data: rare

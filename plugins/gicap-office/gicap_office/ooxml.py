@@ -1,10 +1,11 @@
 """The OOXML engine: Word, Excel and PowerPoint documents (and their macro-enabled,
 template and show variants) rebuilt from their allowed parts.
 
-The package is read into parts (every XML part parsed with the hardened parser), each
-kind of active content is looked for and, when its switch says ``sanitise``, removed by
-dropping relationships/parts or editing the XML; :class:`~gicap_office.package.Package`
-then repairs every reference and writes a new zip with only the parts still reached.
+The package is read into parts (every XML part read by the hardened parser, its tree
+built when a step needs it), each kind of active content is looked for and, when its
+switch says ``sanitise``, removed by dropping relationships/parts or editing the XML;
+:class:`~gicap_office.package.Package` then repairs every reference and writes a new
+zip with only the parts still reached.
 See the README for exactly what each switch covers.
 """
 
@@ -188,6 +189,12 @@ APP_KEEP = {
 
 WORD_STORIES = ("document", "hdr", "ftr", "footnotes", "endnotes", "comments", "glossaryDocument")
 XDR = "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing"
+#: Root elements of the parts the steps below walk whatever they hold (Word stories and
+#: settings, workbooks and their sheets and external links, comments, properties).
+WALKED = frozenset(
+    {*WORD_STORIES, "settings", "workbook", "worksheet", "externalLink", "cmLst"}
+    | {"coreProperties", "Properties"}
+)
 
 
 # ---------------------------------------------------------------------- engine
@@ -201,7 +208,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         what = "zip bomb" if exc.bomb else "unsafe or malformed zip"
         return DisarmResult("unprocessable", reason=f"{what}: {exc}")
     try:
-        pkg = Package(content)
+        pkg = Package(content, WALKED)
         if pkg.main_part() is None:
             raise PackageRefused("no main document part")
         output_type = _disarm_package(pkg, report, content)
@@ -214,7 +221,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         return blocked
     if not report.changes:
         return report.unmodified()
-    _zip.write(request.destination, pkg.members())
+    _zip.write(request.destination, pkg.members(), content)
     if output_type is not None and output_type.name == request.file_type.name:
         output_type = None
     return report.rebuilt(output_type)
@@ -298,9 +305,10 @@ def _macros(pkg: Package, report: Report) -> FileType | None:
 
     # macro assignments: form controls, drawing shapes, VML client data
     for name in pkg.kept():
-        root = pkg.root(name)
-        if root is None or not pkg.mentions(name, _MACRO_NAMES):
+        if not pkg.is_xml(name) or not pkg.mentions(name, _MACRO_NAMES):
             continue
+        root = pkg.root(name)
+        assert root is not None
         found: list[tuple[etree._Element, str | None]] = []
         if split(root.tag)[1] == "formControlPr" and root.get("fmlaMacro"):
             found.append((root, "fmlaMacro"))
@@ -431,8 +439,7 @@ def _external_rels(pkg: Package, report: Report) -> None:
     for rel in pkg.all_rels():
         if not rel.external or rel.type in MAIL_MERGE_RELS:
             continue
-        source_root = pkg.root(rel.source) if rel.source else None
-        if source_root is not None and is_(source_root, S, "externalLink"):
+        if rel.source and pkg.has_root(rel.source, S, "externalLink"):
             continue  # the whole external link part is judged below
         kind = EXTERNAL_KINDS.get(rel.type, f"external {rel.type} link")
         if report.hit("external_hyperlinks", kind):
@@ -791,8 +798,7 @@ def _review_rels(pkg: Package, report: Report) -> None:
             )
         if report.hit("review_comments", label, n=count):
             pkg.remove_part(rel.part)
-            source_root = pkg.root(rel.source) if rel.source else None
-            if source_root is not None and is_(source_root, S, "worksheet"):
+            if rel.source and pkg.has_root(rel.source, S, "worksheet"):
                 _remove_notes(pkg, rel.source)
     found = found or "review_comments" in report.found
     if found and report.policy("review_comments") == "sanitise":
@@ -822,16 +828,19 @@ def _remove_notes(pkg: Package, sheet: str) -> None:
 # ------------------------------------------------------------- links in drawings
 
 
+_ACTIONS = ("hlinkClick", "hlinkHover", "hlinkMouseOver")
+#: A part holds one of these elements only if its bytes hold the name.
+_ACTION_NAMES = tuple(local.encode() for local in _ACTIONS)
+
+
 def _drawing_links(pkg: Package, report: Report) -> None:
     """DrawingML click/hover actions: internal jumps, macros, OLE verbs. (External
     targets are judged with their relationships.)"""
-    tags = [
-        t for local in ("hlinkClick", "hlinkHover", "hlinkMouseOver") for t in _xml.clark(A, local)
-    ]
+    tags = [t for local in _ACTIONS for t in _xml.clark(A, local)]
     for name in pkg.kept():
-        if name not in pkg.trees or not pkg.mentions(name, _LINK_NAMES):
+        if not pkg.is_xml(name) or not pkg.mentions(name, _LINK_NAMES):
             continue
-        if not pkg.mentions(name, b"hlink"):
+        if not pkg.mentions(name, *_ACTION_NAMES):
             continue
         root = pkg.root(name)
         assert root is not None
@@ -879,7 +888,7 @@ def _sheet_links(pkg: Package, report: Report) -> None:
 
 def _vml_links(pkg: Package, report: Report) -> None:
     for name in pkg.kept():
-        if name not in pkg.trees or not pkg.mentions(name, _LINK_NAMES):
+        if not pkg.is_xml(name) or not pkg.mentions(name, _LINK_NAMES):
             continue
         if not pkg.mentions(name, b"href"):
             continue

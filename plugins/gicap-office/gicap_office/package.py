@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -69,31 +69,16 @@ def _rels_source(name: str) -> str | None:
     return posixpath.join(posixpath.dirname(folder), base[:-5]) if base != ".rels" else ""
 
 
-_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""")
-_ASCII_ENCODINGS = {
-    b"utf-8",
-    b"utf8",
-    b"us-ascii",
-    b"ascii",
-    b"iso-8859-1",
-    b"latin1",
-    b"windows-1252",
-}
-
-
-def _ascii_compatible(data: bytes) -> bool:
-    head = data.removeprefix(b"\xef\xbb\xbf")
-    if not head.startswith(b"<"):
-        return False
-    m = _ENCODING.match(head[:200])
-    return m is None or m.group(1).lower() in _ASCII_ENCODINGS
-
-
 class Package:
-    def __init__(self, content: ZipContent) -> None:
+    def __init__(self, content: ZipContent, walked: Collection[str] = ()) -> None:
+        """``walked``: local names of root elements whose parts the caller walks
+        whatever they hold: parsed into their tree at once (the others are checked by
+        the parser, their tree built when first asked for)."""
         self.order = list(content.members)
         self.data: dict[str, bytes] = dict(content.members)
         self._searched: dict[tuple[str, bytes], tuple[bytes, bool]] = {}
+        self._ascii: dict[str, tuple[bytes, bool]] = {}
+        self._root_locals: dict[str, tuple[bytes, str | None]] = {}
         self.names = {n.lower(): n for n in self.data}
         ct_name = self.names.get(CONTENT_TYPES)
         if ct_name is None:
@@ -122,7 +107,11 @@ class Package:
 
         self.rels_parts: dict[str, str] = {}  # source -> rels part name
         self.rels: dict[str, dict[str, Rel]] = {}
+        #: parsed trees; a part :func:`_xml.check` accepted is parsed when first asked
+        #: for (:meth:`tree`)
         self.trees: dict[str, etree._ElementTree] = {}
+        #: parts read as XML (each one checked, or parsed, here)
+        self.xml_parts: set[str] = set()
         self.parts: list[str] = []
         for name in self.order:
             if name == ct_name:
@@ -137,17 +126,21 @@ class Package:
             self.rels[source] = self._read_rels(source, self.trees[name])
         if "" not in self.rels:
             raise PackageRefused("no _rels/.rels: not an OOXML package")
+        #: parts with relationships when read
+        self._with_rels = {name for name in self.parts if self.rels.get(name)}
+        #: relationship ids each part referred to when read (see :meth:`commit`): taken
+        #: when its tree is parsed, before any change
+        self.refs_before: dict[str, set[str]] = {}
         for name in self.parts:
             if self._is_xml(name):
-                self.trees[name] = _xml.parse(
-                    self.data[name], name, lenient=name.lower().endswith(".vml")
-                )
-        #: relationship ids each part referred to when read (see :meth:`commit`)
-        self.refs_before = {
-            name: _xml.ref_ids(self.trees[name])
-            for name in self.parts
-            if name in self.trees and self.rels.get(name)
-        }
+                self.xml_parts.add(name)
+                data, lenient = self.data[name], self._lenient(name)
+                if self.root_local(name) in walked:
+                    tree: etree._ElementTree | None = _xml.parse(data, name, lenient)
+                else:
+                    tree = _xml.check(data, name, lenient)
+                if tree is not None:
+                    self._add_tree(name, tree)
         self.removed: set[str] = set()
         self.dirty: set[str] = set()
         self.drop: dict[str, set[str]] = {}
@@ -207,15 +200,71 @@ class Package:
             or name.lower().endswith((".xml", ".vml", ".rels"))
         )
 
+    @staticmethod
+    def _lenient(name: str) -> bool:
+        return name.lower().endswith(".vml")
+
+    def _add_tree(self, name: str, tree: etree._ElementTree) -> None:
+        self.trees[name] = tree
+        if name in self._with_rels:
+            self.refs_before[name] = _xml.ref_ids(tree)
+
+    def tree(self, name: str) -> etree._ElementTree | None:
+        """A part's tree (parsed now if it was not yet), ``None`` for a part that is not
+        XML."""
+        tree = self.trees.get(name)
+        if tree is None and name in self.xml_parts:
+            tree = _xml.parse(self.data[name], name, lenient=self._lenient(name))
+            self._add_tree(name, tree)
+        return tree
+
+    def is_xml(self, name: str) -> bool:
+        return name in self.xml_parts
+
+    def ascii_compatible(self, name: str) -> bool:
+        data = self.data[name]
+        seen = self._ascii.get(name)
+        if seen is None or seen[0] is not data:
+            seen = (data, _xml.ascii_compatible(data))
+            self._ascii[name] = seen
+        return seen[1]
+
+    def root_local(self, name: str) -> str | None:
+        """The local name of a part's root element (``None``: not known without its
+        tree)."""
+        tree = self.trees.get(name)
+        if tree is not None:
+            return split(tree.getroot().tag)[1]
+        if name not in self.xml_parts:
+            return None
+        data = self.data[name]
+        seen = self._root_locals.get(name)
+        if seen is None or seen[0] is not data:
+            seen = (data, _xml.root_local(data))
+            self._root_locals[name] = seen
+        return seen[1]
+
+    def has_root(self, name: str, namespaces: frozenset[str], *locals_: str) -> bool:
+        """Whether a part's root element is one of these (its tree is parsed only when
+        its root element's name, read from the bytes, is one of them)."""
+        local = self.root_local(name)
+        if local is not None and local not in locals_:
+            return False
+        root = self.root(name)
+        if root is None:
+            return False
+        ns, local = split(root.tag)
+        return ns in namespaces and local in locals_
+
     def mentions(self, name: str, *needles: bytes | re.Pattern[bytes]) -> bool:
         """Whether a part may contain one of these element/attribute names (bytes, or
         a pattern): a cheap test on the bytes before walking the tree. Only trusted for
         ASCII-compatible encodings: a part in UTF-16 (or any other encoding) is always
         walked. A pattern's answer is kept for the same bytes (several steps share one
         pattern as a first test)."""
-        data = self.data[name]
-        if not _ascii_compatible(data):
+        if not self.ascii_compatible(name):
             return True
+        data = self.data[name]
         for needle in needles:
             if isinstance(needle, bytes):
                 if needle in data:
@@ -260,18 +309,11 @@ class Package:
         return None
 
     def root(self, name: str) -> etree._Element | None:
-        tree = self.trees.get(name)
+        tree = self.tree(name)
         return tree.getroot() if tree is not None else None
 
     def parts_with_root(self, namespaces: frozenset[str], *locals_: str) -> list[str]:
-        out = []
-        for name in self.kept():
-            root = self.root(name)
-            if root is not None:
-                ns, local = split(root.tag)
-                if ns in namespaces and local in locals_:
-                    out.append(name)
-        return out
+        return [name for name in self.kept() if self.has_root(name, namespaces, *locals_)]
 
     # --------------------------------------------------------------- changing
 
@@ -326,8 +368,9 @@ class Package:
                     continue
                 self._remove_rels(source, gone)
                 changed = True
-                if source in self.trees:
-                    cleanup_references(self.trees[source], gone)
+                tree = self.tree(source) if source else None
+                if tree is not None:
+                    cleanup_references(tree, gone)
                     self.dirty.add(source)
             self.drop.clear()
             for name in list(self.dirty):
