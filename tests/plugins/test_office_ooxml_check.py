@@ -290,3 +290,12 @@ def test_root_local_takes_linear_time(data: bytes) -> None:
     start = time.perf_counter()
     assert _xml.root_local(data) is None
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("depth", [258, 300, 5000])
+def test_check_refuses_parts_nested_beyond_the_parser_limit(depth: int) -> None:
+    data = b"<a>" * depth + b"</a>" * depth
+    with pytest.raises(_xml.XMLRefused):
+        _xml.check(data, "deep.xml")
+    with pytest.raises(_xml.XMLRefused):
+        _xml.parse(data, "deep.xml")

@@ -103,7 +103,13 @@ def check(data: bytes, name: str, lenient: bool = False) -> etree._ElementTree |
     it is in an ASCII-compatible encoding (``xml:id`` is then written as those bytes)
     with no ``xml:id``, and no bigger than :data:`CHECK_LIMIT`; and it is accepted only
     when that parse reports nothing at all (no error, no warning, no DOCTYPE). Anything
-    else is parsed into its tree, as before."""
+    else is parsed into its tree, as before.
+
+    One difference is left: libxml2 counts the nesting limit one level further without
+    a tree, so a part nested exactly 257 levels deep passes here where the tree builder
+    refuses it (258 and more are refused by both). Such a part is never walked (a step
+    that reads a part builds its tree, and is refused then) and holds none of the names
+    the prechecks look for; it is written out as read."""
     if len(data) <= CHECK_LIMIT and b"xml:id" not in data and ascii_compatible(data):
         checker = _checker()
         try:
