@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,8 +11,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ROOT / "settings.toml"
+
+
+def require_tool(name: str, packages: str = "") -> str:
+    """Path of the program ``name``: the test is skipped without it, and fails instead
+    with ``GICAP_REQUIRE_INTEROP=1`` (CI installs every tool the tests use)."""
+    path = shutil.which(name)
+    if path is None:
+        what = f"interop prerequisite missing: binary {name!r} not found on PATH"
+        if packages:
+            what += f" (apt packages {packages})"
+        if os.environ.get("GICAP_REQUIRE_INTEROP", "") == "1":
+            pytest.fail(what + " (GICAP_REQUIRE_INTEROP=1)", pytrace=False)
+        pytest.skip(what)
+    return path
 
 
 _given: set[int] = set()

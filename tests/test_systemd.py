@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,18 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, GicapProcess
+from tests.support import ROOT, GicapProcess, require_tool
 
 Start = Callable[..., GicapProcess]
 
 
 def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("GICAP_REQUIRE_INTEROP") == "1":
-            pytest.fail(f"{tool} is required (GICAP_REQUIRE_INTEROP=1) but not installed")
-        pytest.skip(f"{tool} not installed")
-    return path
+    return require_tool(tool, "systemd")
 
 
 def test_unit_file_verifies(tmp_path: Path) -> None:

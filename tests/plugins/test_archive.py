@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import stat
 import struct
@@ -31,6 +30,7 @@ import pytest
 from gicap.cdr import job
 from gicap.cdr.policy import FALLBACKS, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
+from tests.support import require_tool
 
 ZIP = FileType("zip", "archive", "application/zip", "zip")
 DOCX = FileType("docx", "office", "application/vnd.openxmlformats", "docx")
@@ -46,15 +46,7 @@ OPAQUE = b"\x00\x01\x02GICAP-TEST-BLOB\x00" * 64
 
 
 def _require_tool(name: str) -> str:
-    """Path of ``name``; skip without it, fail with GICAP_REQUIRE_INTEROP=1 (the
-    pattern of tests/interop/harness.py)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"interop prerequisite missing: binary {name!r} not found on PATH"
-        if os.environ.get("GICAP_REQUIRE_INTEROP", "") == "1":
-            pytest.fail(message + " (GICAP_REQUIRE_INTEROP=1)", pytrace=False)
-        pytest.skip(message)
-    return path
+    return require_tool(name, "zip, unzip")
 
 
 # --------------------------------------------------------------------------- corpus

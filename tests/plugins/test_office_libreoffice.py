@@ -7,7 +7,6 @@ package fails here. Skipped without ``soffice``; a failure with
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.plugins.test_office import (
     disarm,
     switches,
 )
+from tests.support import require_tool
 
 #: LibreOffice's export filter per document kind (presentations go through PDF)
 FILTERS = {"docx": "txt:Text", "xlsx": "csv", "pptx": "pdf", "rtf": "txt:Text"}
@@ -47,13 +47,7 @@ SOURCES = {
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"interop prerequisite missing: binary {name!r} not found on PATH"
-        if os.environ.get("GICAP_REQUIRE_INTEROP", "") == "1":
-            pytest.fail(message + " (GICAP_REQUIRE_INTEROP=1)", pytrace=False)
-        pytest.skip(message)
-    return path
+    return require_tool(name, "libreoffice-*-nogui, poppler-utils")
 
 
 def _text(converted: Path) -> list[str]:

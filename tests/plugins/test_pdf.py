@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import zlib
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from gicap.cdr.job import run_job
 from gicap.cdr.policy import SWITCHES, build_profile
 from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
 from gicap.plugins import create_plugin_host
+from tests.support import require_tool
 
 PDF = FileType("pdf", "pdf", "application/pdf", "pdf")
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -43,13 +43,7 @@ PDF_SWITCHES = SWITCHES["pdf"]
 
 def _tool(name: str) -> str:
     """Path of a reference tool; skip without it (fail with GICAP_REQUIRE_INTEROP=1)."""
-    path = shutil.which(name)
-    if path is None:
-        what = f"binary {name!r} not found (apt packages qpdf, poppler-utils)"
-        if os.environ.get("GICAP_REQUIRE_INTEROP", "") == "1":
-            pytest.fail(f"interop prerequisite missing: {what}", pytrace=False)
-        pytest.skip(f"interop prerequisite missing: {what}")
-    return path
+    return require_tool(name, "qpdf, poppler-utils")
 
 
 def qdf(path: Path) -> bytes:
