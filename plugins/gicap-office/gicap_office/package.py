@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote
 
 from lxml import etree
@@ -29,6 +30,8 @@ from lxml import etree
 from gicap_office import _xml
 from gicap_office._xml import MC, PKG_RELS, A, P, S, W, is_, split
 from gicap_office._zip import ZipContent
+
+_T = TypeVar("_T")
 
 CONTENT_TYPES = "[content_types].xml"
 
@@ -222,12 +225,7 @@ class Package:
         return name in self.xml_parts
 
     def ascii_compatible(self, name: str) -> bool:
-        data = self.data[name]
-        seen = self._ascii.get(name)
-        if seen is None or seen[0] is not data:
-            seen = (data, _xml.ascii_compatible(data))
-            self._ascii[name] = seen
-        return seen[1]
+        return self._of_bytes(self._ascii, name, _xml.ascii_compatible)
 
     def root_local(self, name: str) -> str | None:
         """The local name of a part's root element (``None``: not known without its
@@ -237,11 +235,17 @@ class Package:
             return split(tree.getroot().tag)[1]
         if name not in self.xml_parts:
             return None
+        return self._of_bytes(self._root_locals, name, _xml.root_local)
+
+    def _of_bytes(
+        self, cache: dict[str, tuple[bytes, _T]], name: str, compute: Callable[[bytes], _T]
+    ) -> _T:
+        """``compute`` of a part's bytes, remembered until the part is replaced."""
         data = self.data[name]
-        seen = self._root_locals.get(name)
+        seen = cache.get(name)
         if seen is None or seen[0] is not data:
-            seen = (data, _xml.root_local(data))
-            self._root_locals[name] = seen
+            seen = (data, compute(data))
+            cache[name] = seen
         return seen[1]
 
     def has_root(self, name: str, namespaces: frozenset[str], *locals_: str) -> bool:
