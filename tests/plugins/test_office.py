@@ -30,6 +30,7 @@ import pytest
 from gicap.cdr.detect import FILE_TYPES, detect
 from gicap.cdr.policy import SWITCHES, build_profile
 from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
+from tests.ole import build, tree_of
 
 docx = pytest.importorskip("docx", reason="python-docx (test dependency) not installed")
 openpyxl = pytest.importorskip("openpyxl", reason="openpyxl (test dependency) not installed")
@@ -66,110 +67,12 @@ def switches(default: str = "allow", **values: str) -> dict[str, str]:
 
 
 # ----------------------------------------------------------- OLE compound files
-# A minimal CFB (v3) writer: olefile only reads. Streams under 4096 bytes go to the
-# mini stream, as the format requires.
-
-_END, _FREE, _FATSECT, _NOSTREAM = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
-
-
-class _Node:
-    def __init__(self, name: str, data: bytes | None = None) -> None:
-        self.name = name
-        self.data = data
-        self.children: dict[str, _Node] = {}
-        self.sid = 0
-        self.start = _END
-        self.right = _NOSTREAM
-        self.child = _NOSTREAM
 
 
 def make_ole(streams: dict[str, bytes]) -> bytes:
-    root = _Node("Root Entry")
-    for path, data in streams.items():
-        node = root
-        *storages, leaf = path.split("/")
-        for part in storages:
-            node = node.children.setdefault(part, _Node(part))
-        node.children[leaf] = _Node(leaf, data)
-    entries: list[_Node] = []
-
-    def visit(node: _Node) -> None:
-        node.sid = len(entries)
-        entries.append(node)
-        kids = sorted(node.children.values(), key=lambda n: (len(n.name), n.name.upper()))
-        for kid in kids:
-            visit(kid)
-        if kids:  # siblings chained to the right: a valid (degenerate) red-black tree
-            node.child = kids[0].sid
-            for left, right in zip(kids, kids[1:], strict=False):
-                left.right = right.sid
-
-    visit(root)
-    mini = bytearray()
-    minifat: list[int] = []
-    big: list[_Node] = []
-    for node in entries[1:]:
-        if not node.data:
-            continue
-        if len(node.data) < 4096:
-            first, count = len(mini) // 64, -(-len(node.data) // 64)
-            node.start = first
-            minifat += [first + i + 1 for i in range(count - 1)] + [_END]
-            mini += node.data.ljust(count * 64, b"\x00")
-        else:
-            big.append(node)
-    n_dir = -(-len(entries) // 4)
-    n_minifat = -(-len(minifat) * 4 // 512)
-    n_mini = -(-len(mini) // 512)
-    n_big = [-(-len(n.data or b"") // 512) for n in big]
-    n_fat = 1
-    while n_fat * 128 < n_fat + n_dir + n_minifat + n_mini + sum(n_big):
-        n_fat += 1
-    fat = [_FATSECT] * n_fat
-
-    def chain(count: int) -> int:
-        if not count:
-            return _END
-        first = len(fat)
-        fat.extend([first + i + 1 for i in range(count - 1)] + [_END])
-        return first
-
-    dir_start, minifat_start, mini_start = chain(n_dir), chain(n_minifat), chain(n_mini)
-    for node, count in zip(big, n_big, strict=True):
-        node.start = chain(count)
-    fat += [_FREE] * (n_fat * 128 - len(fat))
-    body = bytearray(struct.pack(f"<{len(fat)}I", *fat))
-    dirs = bytearray()
-    for node in entries:
-        name = node.name.encode("utf-16-le") + b"\x00\x00"
-        kind = 5 if node is root else (1 if node.data is None else 2)
-        size = len(mini) if node is root else len(node.data or b"")
-        start = mini_start if node is root else node.start
-        dirs += name.ljust(64, b"\x00") + struct.pack(
-            "<HBBIII16sIQQIII", len(name), kind, 1, _NOSTREAM, node.right, node.child,
-            b"\x00" * 16, 0, 0, 0, start, size, 0,
-        )  # fmt: skip
-    empty = b"\x00" * 64 + struct.pack(
-        "<HBBIII16sIQQIII", 0, 0, 0, _NOSTREAM, _NOSTREAM, _NOSTREAM, b"\x00" * 16, 0, 0, 0, 0, 0, 0
-    )
-    while len(dirs) % 512:
-        dirs += empty
-    body += dirs
-    if n_minifat:
-        packed = struct.pack(f"<{len(minifat)}I", *minifat)
-        body += packed + b"\xff" * (n_minifat * 512 - len(packed))
-    body += bytes(mini).ljust(n_mini * 512, b"\x00")
-    for node, count in zip(big, n_big, strict=True):
-        body += (node.data or b"").ljust(count * 512, b"\x00")
-    header = (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-        + b"\x00" * 16
-        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
-        + b"\x00" * 6
-        + struct.pack("<9I", 0, n_fat, dir_start, 0, 4096, minifat_start, n_minifat, _END, 0)
-        + struct.pack("<109I", *(list(range(n_fat)) + [_FREE] * (109 - n_fat)))
-    )
-    return header + bytes(body)
+    """A compound file holding ``{"storage/stream": data}`` (siblings chained to the
+    right: a valid, degenerate red-black tree)."""
+    return build(tree_of(streams), shape="right")
 
 
 def _vba_compress(data: bytes) -> bytes:
