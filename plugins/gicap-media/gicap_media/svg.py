@@ -608,14 +608,7 @@ class _Rebuilder:
                 parent.replace(child, new)
                 new.tail = tail
                 continue
-            if tail:
-                # The text after a child belongs to the parent: it stays.
-                previous = child.getprevious()
-                if previous is None:
-                    parent.text = (parent.text or "") + tail
-                else:
-                    previous.tail = (previous.tail or "") + tail
-            parent.remove(child)
+            _remove(child)  # the text after it belongs to the parent: it stays
 
     def _prune_attributes(
         self,
