@@ -194,8 +194,13 @@ _CSS_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 _CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
 
 
+#: The document's DOCTYPE with an internal subset: matched from the start of the text,
+#: past the XML declaration, comments and processing instructions (each read once,
+#: never given back: linear time; a search for "<!DOCTYPE" anywhere would read the
+#: rest of the text again from every such string in a comment).
 _INTERNAL_SUBSET = re.compile(
-    r"<!DOCTYPE\s+[^\s\[>]+(?:\s+(?:\"[^\"]*\"|'[^']*'|[^\s\[>\"']+))*\s*\["
+    r"\ufeff?(?:\s|<\?(?:[^?]|\?(?!>))*+\?>|<!--(?:[^-]|-(?!->))*+-->)*+"
+    r"<!DOCTYPE\s++[^\s\[>]++(?:\s++(?:\"[^\"]*+\"|'[^']*+'|[^\s\[>\"']++))*+\s*+\["
 )
 
 
@@ -251,12 +256,18 @@ def _parse(data: bytes) -> etree._Element:
         # (not collect_ids=False: with it libxml2 tries to fetch an external DTD)
     )
     root = etree.fromstring(data, parser)
+    # lxml raises only when libxml2's last message is an error: an error followed by a
+    # warning (an undeclared prefix, then xml:space="x") would pass, and attributes
+    # named "xlink:..." in no namespace with it.
+    errors = [e for e in parser.error_log if e.level >= etree.ErrorLevels.ERROR]
+    if errors:
+        raise Refused(f"malformed XML: {errors[0].message} (line {errors[0].line})")
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None:
         # A plain <!DOCTYPE svg PUBLIC "..." "..."> is accepted (and not copied); an
         # internal subset [...] (entities, attribute defaults) is refused outright.
         text = data.decode(docinfo.encoding or "utf-8", "replace")
-        if _INTERNAL_SUBSET.search(text):
+        if _INTERNAL_SUBSET.match(text):
             raise Refused("a DOCTYPE with an internal subset (entity or attribute declarations)")
         # Only a document with a DOCTYPE can hold entity references: without one, a
         # reference to an undeclared entity is a fatal error (XML's "Entity Declared"
@@ -416,8 +427,13 @@ class _Rebuilder:
         remove...) returns None before the tree or the findings are touched."""
         text = etree.tostring(root, encoding="UTF-8")
         head = _ROOT_TAG.match(text)
-        if head is None or not set(_XMLNS.findall(head.group(0))) <= _STANDARD_XMLNS:
+        if head is None:
             return None
+        declared = set(_XMLNS.findall(head.group(0)))
+        if not declared <= _STANDARD_XMLNS:
+            return None
+        if b"xlink:" in text and (b":xlink", XLINK_NS.encode()) not in declared:
+            return None  # (an undeclared prefix: the parser refuses it, never seen here)
         # (A processing instruction, or a namespace declaration below the root, is
         # among the exceptions below: not an allowlisted element or attribute.)
         lowered = text.lower()
@@ -484,6 +500,8 @@ class _Rebuilder:
         if b" on" in lowered:
             if _EVENT_IN_TEXT.search(text, head.end() - 1):
                 return None  # (it would be counted as an attribute)
+            if _EVENT_AT_VALUE_END.search(text, head.end()):
+                return None  # (perhaps a value ending in " onx=": see the pattern)
             events.update(_EVENT_ATTRIBUTES.findall(text, head.end()))
         for name, attrs, _ in tags:
             if name not in _PLAIN_BYTES and b" " in attrs:
@@ -949,6 +967,10 @@ _LINKS_MAY_BE_IN_TEXT = re.compile(rb"<(?:text|tspan|textPath)(?: [^>]*+)?(?<!/)
 #: bounded number of times.
 _EVENT_ATTRIBUTES = re.compile(rb' ([oO][nN][\w.-]*+)="')
 _EVENT_IN_TEXT = re.compile(rb'>[^<]*? [oO][nN][\w.-]*+="')
+#: What _EVENT_ATTRIBUTES also finds at the end of a value (class="a onx="): there
+#: its '"' closes the value, so a space, "/" or ">" follows. An event attribute whose
+#: value starts with one of those looks the same: both go to the walk.
+_EVENT_AT_VALUE_END = re.compile(rb' [oO][nN][\w.-]*+="[ />]')
 _PLAIN_NAMES = _trie(_PLAIN_LOCALS, "pgrcteluis").encode()
 #: The attributes of an <a> that is only a link: one href that is not a script URL
 #: (empty, or not starting with a character a script or data: URL can start with),

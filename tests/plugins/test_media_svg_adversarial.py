@@ -1,0 +1,87 @@
+"""SVG inputs found by an adversarial review of the engine: each is handled the same
+way by the fast path and the walk, and as a user of the engine expects."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.test_media import _svg, _svg_tree
+
+SVG = "http://www.w3.org/2000/svg"
+XLINK = "http://www.w3.org/1999/xlink"
+#: an invalid xml:space value: libxml2 warns after the error before it
+WARNING = '<g xml:space="x"/>'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<rect xlink:onclick="alert(1)"/>',
+        '<clipPath xlink:show="new"/>',
+        '<a xlink:href="https://example.com/">x</a><use href="#a"/>',
+    ],
+)
+def test_undeclared_prefix_is_refused_even_when_a_warning_follows(
+    tmp_path: Path, body: str
+) -> None:
+    # lxml raised only when libxml2's last message was an error: the warning after the
+    # undeclared prefix let the document through, attributes named "xlink:..." with it
+    result, _ = _svg(tmp_path, f'<svg xmlns="{SVG}">{body}{WARNING}</svg>', hyperlinks="sanitise")
+    assert result.outcome == "unprocessable"
+    assert "not defined" in result.reason
+
+
+def test_value_ending_like_an_event_attribute_is_not_one(tmp_path: Path) -> None:
+    text = f'<svg xmlns="{SVG}"><rect class="a onx=" width="1"/></svg>'
+    result, out = _svg(tmp_path, text, scripts="disallow")
+    assert result.outcome == "rebuilt", result  # not blocked: nothing to disallow
+    assert not [a for a in result.actions if a.switch == "scripts"]
+    rect = _svg_tree(out).find(f"{{{SVG}}}rect")
+    assert rect is not None and rect.get("class") == "a onx="
+
+
+def test_event_attribute_whose_value_starts_with_a_space(tmp_path: Path) -> None:
+    text = f'<svg xmlns="{SVG}"><rect onclick=" alert(1)" width="1"/></svg>'
+    result, out = _svg(tmp_path, text, scripts="sanitise")
+    assert result.outcome == "rebuilt"
+    rect = _svg_tree(out).find(f"{{{SVG}}}rect")
+    assert rect is not None and dict(rect.attrib) == {"width": "1"}
+
+
+def test_doctype_strings_in_a_comment_take_linear_time(tmp_path: Path) -> None:
+    # every "<!DOCTYPE a" in the comment used to start a scan of the rest of the text
+    comment = "<!--" + "<!DOCTYPE a " * 40_000 + "-->"
+    text = f'<!DOCTYPE svg>{comment}<svg xmlns="{SVG}"><rect width="1"/></svg>'
+    start = time.perf_counter()
+    result, _ = _svg(tmp_path, text)
+    assert time.perf_counter() - start < 5  # was minutes
+    assert result.outcome in ("unmodified", "rebuilt")
+
+
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        "",
+        "<?xml version='1.0'?>\n<!-- a comment -->\n<?pi data?>\n",
+        "<!-- <!DOCTYPE x> -->",
+    ],
+)
+def test_internal_subset_after_a_prolog_is_refused(tmp_path: Path, prolog: str) -> None:
+    text = f'{prolog}<!DOCTYPE svg [<!ATTLIST svg onload CDATA "alert(1)">]><svg xmlns="{SVG}"/>'
+    result, _ = _svg(tmp_path, text)
+    assert result.outcome == "unprocessable"
+    assert "internal subset" in result.reason
+
+
+def test_doctype_without_internal_subset_is_accepted(tmp_path: Path) -> None:
+    text = (
+        '<!-- <!DOCTYPE x [ -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">'
+        f'<svg xmlns="{SVG}"><rect width="1"/></svg>'
+    )
+    result, out = _svg(tmp_path, text)
+    assert result.outcome in ("unmodified", "rebuilt"), result
+    assert "DOCTYPE" not in out
