@@ -299,3 +299,21 @@ def test_check_refuses_parts_nested_beyond_the_parser_limit(depth: int) -> None:
         _xml.check(data, "deep.xml")
     with pytest.raises(_xml.XMLRefused):
         _xml.parse(data, "deep.xml")
+
+
+@pytest.mark.parametrize("part", ["word/document.xml", "word/styles.xml"])
+def test_undeclared_prefix_followed_by_a_warning_is_refused(tmp_path: Path, part: str) -> None:
+    # lxml raised only when libxml2's last message was an error: a warning after the
+    # undeclared prefix let the part through, with "x:instrText" in no namespace
+    bad = b'<x:instrText> DDEAUTO c:\\\\a.exe </x:instrText><w:p xml:space="x"/>'
+
+    def spoil(data: bytes) -> bytes:
+        at = data.rindex(b"</")
+        return data[:at] + bad + data[at:]
+
+    path = tmp_path / "in.docx"
+    path.write_bytes(rezip(build_docx(False), {part: spoil}))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable", result
+    assert "not defined" in result.reason
+    assert not dest.exists()

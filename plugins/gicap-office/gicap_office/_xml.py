@@ -42,6 +42,12 @@ def parse(data: bytes, name: str, lenient: bool = False) -> etree._ElementTree:
     """Parse one part; :class:`XMLRefused` when malformed or carrying a DOCTYPE."""
     try:
         root = etree.fromstring(data, PARSER)
+        # lxml raises only when libxml2's last message is an error: an error followed
+        # by a warning (an undeclared prefix, then xml:space="x") would pass, with an
+        # element named "w:instrText" in no namespace that Office may read otherwise.
+        errors = [e for e in PARSER.error_log if e.level >= etree.ErrorLevels.ERROR]
+        if errors:
+            raise etree.XMLSyntaxError(errors[0].message, errors[0].type, errors[0].line, 0)
     except etree.XMLSyntaxError as exc:
         if not lenient:
             raise XMLRefused(f"malformed XML in {name}: {exc}") from None
