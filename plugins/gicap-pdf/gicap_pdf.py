@@ -1086,9 +1086,11 @@ def _structure(raw: bytes, pdf: pikepdf.Pdf, qpdf_warnings: list[str]) -> list[s
     sections = raw.count(b"startxref")
     if sections > (2 if linearized else 1) or (not linearized and "/Prev" in pdf.trailer):
         notes.append("earlier revisions (incremental updates)")
-    if qpdf_warnings:
-        notes.append(f"damage repaired ({len(qpdf_warnings)} qpdf warnings)")
-    return notes
+    return notes + _warnings_note(qpdf_warnings)
+
+
+def _warnings_note(qpdf_warnings: list[str]) -> list[str]:
+    return [f"damage repaired ({len(qpdf_warnings)} qpdf warnings)"] if qpdf_warnings else []
 
 
 #: qpdf warnings that mean its repair lost something (an object it could not parse,
@@ -1218,7 +1220,8 @@ def _disarm_document(
         for stream in scan.streams:
             stream.read_raw_bytes()
         qpdf_warnings = _damage(pdf, declared_pages)
-        notes = _structure(raw, pdf, qpdf_warnings)
+        # (the file's own structure showed nothing above: only new warnings can)
+        notes = _warnings_note(qpdf_warnings)
         if not notes:
             return DisarmResult("unmodified", actions=actions)
 
