@@ -401,6 +401,9 @@ def _formula_records(text: str, delimiter: str) -> _Found:
     return _Found([], len(starts), (_record_number(text, start), column), starts)
 
 
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
 def _hits_at(text: str, starts: list[int], delimiter: str) -> list[_Hit]:
     """The records (lines) of quote-free ``text`` holding the formula cells that
     start at ``starts``, each split on the delimiter."""
@@ -411,13 +414,16 @@ def _hits_at(text: str, starts: list[int], delimiter: str) -> list[_Hit]:
     for at in starts:
         if at <= done:
             continue  # in a line already split
+        # Each search stays within the line (back to the end of the last one split, on
+        # to the first line break): the text is read once, whatever its line breaks.
+        low = max(done, 0)
         if crlf:
-            start = max(rfind("\n", 0, at), rfind("\r", 0, at)) + 1
-            ends = [i for i in (find("\r", at), find("\n", at)) if i >= 0]
-            end = min(ends) if ends else len(text)
+            start = max(rfind("\n", low, at), rfind("\r", low, at)) + 1
+            found = _LINE_BREAK.search(text, at)
+            end = found.start() if found else len(text)
             terminator = "\r\n" if text.startswith("\r\n", end) else text[end : end + 1]
         else:
-            start = rfind("\n", 0, at) + 1
+            start = rfind("\n", low, at) + 1
             end = find("\n", at)
             end, terminator = (len(text), "") if end < 0 else (end, "\n")
         hits.append(

@@ -494,3 +494,23 @@ def test_csv_without_formula_characters_needs_no_delimiter(
     finally:
         csv.field_size_limit(old)
     assert long_line.outcome == "unprocessable"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # one line break of the other kind at the end: every line used to search to it
+        "sep='\n" + "=\n" * 150_000 + "\r",
+        "x" * 131_072 + "\n" + "=\r" * 150_000 + "\n",
+    ],
+    ids=["sep-quote-lf-then-cr", "limit-line-cr-then-lf"],
+)
+def test_formula_lines_with_mixed_line_breaks_take_linear_time(tmp_path: Path, text: str) -> None:
+    import time
+
+    request = _request(tmp_path, text.encode())
+    start = time.perf_counter()
+    result = _disarm(request)
+    assert time.perf_counter() - start < 5  # was seconds per 0.3 MB, growing squarely
+    assert result.outcome == "rebuilt", result
+    assert "'=" in request.destination.read_text()
