@@ -456,6 +456,10 @@ def _olefile_streams(data: bytes, read: bool) -> list[bytes | str]:
                     out.append(reader.read(entry.isectStart, entry.size))
                 elif entry.size > len(data):
                     raise ValueError("more than the file holds: the engine refuses it")
+                elif 0 < entry.size < ole.minisectorcutoff and len(data) < max(
+                    ole.root.size, ole.num_mini_fat_sectors * ole.sectorsize
+                ):
+                    raise ValueError("a mini stream or MiniFAT the file cannot hold: refused")
                 else:
                     out.append(ole._open(entry.isectStart, entry.size).read())
             except Exception as exc:
@@ -466,8 +470,9 @@ def _olefile_streams(data: bytes, read: bool) -> list[bytes | str]:
 def test_streams_are_read_as_olefile_reads_them() -> None:
     """The engine slices streams out of the file through olefile's FAT and MiniFAT:
     the bytes are olefile's own reading, on well-formed files and on damaged ones
-    (broken chains, sizes past the end, odd sector sizes), except that a stream
-    declaring more bytes than the whole file is refused."""
+    (broken chains, sizes past the end, odd sector sizes), except that a stream,
+    the mini stream or the MiniFAT declaring more bytes than the whole file is
+    refused."""
     rng = random.Random(99)
     files = _legacy_files()
     checked = 0
@@ -566,3 +571,26 @@ def test_stream_bytes_count_against_max_expanded_bytes(tmp_path: Path) -> None:
     assert "max_expanded_bytes" in result.reason
     result, _ = disarm(path, tmp_path, switches("allow"), {"max_file_size": 2**20})
     assert result.outcome == "unmodified"
+
+
+@pytest.mark.parametrize("field", ["root size", "unknown root size", "minifat count"])
+def test_mini_stream_or_minifat_larger_than_the_file_is_refused(tmp_path: Path, field: str) -> None:
+    """A 3 KB file whose mini stream loops and declares 2 GB (or whose MiniFAT does)
+    would be followed up to that size; the engine refuses it at once."""
+    data = bytearray(make_ole({"WordDocument": _fib() + b"w" * 5000, "Macros/VBA/x": b"x" * 100}))
+    with olefile.OleFileIO(bytes(data)) as ole:
+        root_at = (ole.first_dir_sector + 1) * 512
+        mini_start = ole.root.isectStart
+        fat_at = (struct.unpack_from("<I", data, 76)[0] + 1) * 512
+    if field == "minifat count":
+        struct.pack_into("<I", data, 64, 1 << 20)
+        start = struct.unpack_from("<I", data, 60)[0]
+    else:
+        size = 0x7FFFFFFF if field == "unknown root size" else 1 << 30
+        struct.pack_into("<I", data, root_at + 120, size)
+        start = mini_start
+    struct.pack_into("<I", data, fat_at + start * 4, start)  # the chain loops
+    path = _write(tmp_path, "loop.doc", bytes(data))
+    result, _ = disarm(path, tmp_path, switches("allow"))
+    assert result.outcome == "unprocessable", result
+    assert "more than the whole file" in result.reason

@@ -243,16 +243,19 @@ class _StreamReader:
         if size > self.budget[0]:
             raise ValueError("the OLE streams expand beyond max_expanded_bytes")
         self.budget[0] -= max(size, 0)
+        small = 0 < size < ole.minisectorcutoff
+        if small and self.mini is None:
+            self._check_mini()
         if size <= 0 or not self.regular:
             return ole._open(start, size).read()
         # regular sector n is at (n + 1) * sectorsize (after the header); mini sector
         # n at n * 64 in the mini stream
         sector = ole.sectorsize
-        if size >= ole.minisectorcutoff:
+        if not small:
             return _chain(self.data, ole.fat, sector, sector, start, size)
         if self.mini is None:
             root = ole.root
-            table = ole.num_mini_fat_sectors * sector
+            table = ole.num_mini_fat_sectors * ole.sectorsize
             # a partial number raises ValueError, as in olefile
             minifat = array.array(
                 "I", _chain(self.data, ole.fat, sector, sector, ole.minifatsect, table)
@@ -260,6 +263,24 @@ class _StreamReader:
             self.minifat = minifat[: -(-root.size // 64)]
             self.mini = _chain(self.data, ole.fat, sector, sector, root.isectStart, root.size)
         return _chain(self.mini, self.minifat, 64, 0, start, size)
+
+    def _check_mini(self) -> None:
+        """The mini stream (the root entry's data) and the MiniFAT are read with the
+        first small stream: neither can hold more bytes than the file (a looping chain
+        would be followed up to the size declared, 2 GB for olefile's "unknown"), and
+        both count against the budget."""
+        ole, whole = self.ole, len(self.data)
+        for what, size in (
+            ("mini stream", ole.root.size),
+            ("MiniFAT", ole.num_mini_fat_sectors * ole.sectorsize),
+        ):
+            if size > whole:
+                raise ValueError(
+                    f"the {what} declares {size} bytes, more than the whole file ({whole})"
+                )
+            if size > self.budget[0]:
+                raise ValueError("the OLE streams expand beyond max_expanded_bytes")
+            self.budget[0] -= size
 
 
 def _chain(
