@@ -85,3 +85,29 @@ def test_doctype_without_internal_subset_is_accepted(tmp_path: Path) -> None:
     result, out = _svg(tmp_path, text)
     assert result.outcome in ("unmodified", "rebuilt"), result
     assert "DOCTYPE" not in out
+
+
+@pytest.mark.parametrize("name", ["onx", "data-x", "fill"])
+def test_element_with_many_attributes_takes_linear_time(tmp_path: Path, name: str) -> None:
+    # lxml's values() looks each value up by name: 100,000 attributes took ~25 s
+    attributes = " ".join(f'{name}{i}="a"' for i in range(100_000))
+    text = f'<svg xmlns="{SVG}"><g {attributes}/><foreignObject/></svg>'
+    start = time.perf_counter()
+    result, out = _svg(tmp_path, text)
+    assert time.perf_counter() - start < 10
+    assert result.outcome == "rebuilt"
+    g = _svg_tree(out).find(f"{{{SVG}}}g")
+    assert g is not None and not g.attrib  # none of these names is allowlisted
+
+
+def test_attribute_values_read_through_xpath_are_lxmls() -> None:
+    from gicap_media.svg import _values
+    from lxml import etree
+
+    attributes = " ".join(f'a{i}="v{i}"' for i in range(200))
+    el = etree.fromstring(
+        f'<g xmlns="{SVG}" xmlns:xlink="{XLINK}" {attributes} xlink:href="#x" '
+        'xml:space="preserve" b="&lt;&amp;&#10;"/>'.encode()
+    )
+    assert _values(el) == el.values()
+    assert _values(el, el.keys()) == el.values()

@@ -531,7 +531,7 @@ class _Rebuilder:
             in_text = {el for el in links if next(el.iterancestors(*_TEXT_TAGS), None) is not None}
         # -- apply
         count = len(root.attrib)
-        self._prune_attributes(root, "svg", root.keys(), root.values())
+        self._prune_attributes(root, "svg", root.keys(), _values(root))
         changed = bool(scripts or strip) or len(root.attrib) != count
         for switch, what, n in found:
             self.found[switch][what] += n
@@ -580,7 +580,7 @@ class _Rebuilder:
         from the parsed tree, every element that needs a decision of its own is
         replaced by its rebuilt copy; the rest (allowlisted SVG elements and their
         allowlisted attributes, text) stays as parsed."""
-        self._prune_attributes(root, "svg", root.keys(), root.values())
+        self._prune_attributes(root, "svg", root.keys(), _values(root))
         self._prune_children(root, in_text=False, depth=1)
         etree.cleanup_namespaces(root, keep_ns_prefixes=["xlink"])
 
@@ -594,7 +594,7 @@ class _Rebuilder:
             if local is not None:  # an allowlisted SVG element with no decision of its own
                 names = child.keys()
                 if names:
-                    values = child.values()
+                    values = _values(child, names)
                     checked = _value_plan(tuple(names))
                     if checked is None:
                         self._prune_attributes(child, local, names, values)
@@ -608,7 +608,7 @@ class _Rebuilder:
                 # when its link goes.
                 renamed = self._link(child, in_text)
                 self._prune_attributes(
-                    child, renamed, child.keys(), child.values(), unlinked=renamed != "a"
+                    child, renamed, child.keys(), _values(child), unlinked=renamed != "a"
                 )
                 if renamed != "a":
                     child.tag = _SVG_TAG[renamed]
@@ -826,7 +826,9 @@ class _Rebuilder:
         """The allowed attributes of ``src``, to create its copy with. ``unlinked``: an
         <a> rebuilt as a group, whose href is dropped (a script URL in it is still
         reported)."""
-        return self._kept_attributes(src.items(), tag, foreign, unlinked)
+        names = src.keys()
+        pairs = zip(names, _values(src, names), strict=True)
+        return self._kept_attributes(pairs, tag, foreign, unlinked)
 
     def _kept_attributes(
         self, items: Iterable[tuple[str, str]], tag: str, foreign: bool, unlinked: bool = False
@@ -1045,6 +1047,20 @@ def _clark(raw: bytes) -> str | None:
     if prefix == "xml":
         return f"{{{XML_NS}}}{local}"
     return None
+
+
+#: More attributes than this on one element: their values are read through XPath.
+#: lxml's values() and items() look each value up by its name, which takes time
+#: growing with the square of their number (20,000 attributes: a second).
+_MANY_ATTRIBUTES = 64
+_ATTRIBUTE_VALUES = etree.XPath("@*")
+
+
+def _values(el: etree._Element, names: list[str] | None = None) -> list[str]:
+    """The values of ``el``'s attributes, in the order of ``el.keys()`` (``names``)."""
+    if len(names if names is not None else el.attrib) <= _MANY_ATTRIBUTES:
+        return el.values()
+    return [str(value) for value in _ATTRIBUTE_VALUES(el)]
 
 
 def _remove(el: etree._Element) -> None:
