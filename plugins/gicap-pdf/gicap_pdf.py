@@ -62,14 +62,16 @@ _T_STREAM = 10
 _CONTAINERS = frozenset((_T_ARRAY, _T_DICT, _T_STREAM))
 
 #: Keys whose values are never descended into: numbers, names, strings, rectangles
-#: (fetching them costs as much as fetching a dictionary, for nothing) and back
-#: pointers (``/P``, ``/Prev``, ``/Last``: the objects they point to are reached
-#: through forward links, or are never displayed). Not here, because the same key
+#: (fetching them costs as much as fetching a dictionary, for nothing). Back pointers
+#: (``/P``, ``/Prev``, ``/Last``) are walked: what they point to is usually reached
+#: already (then it costs a lookup), but a crafted one may lead where nothing else
+#: does (an outline item only ``/Last`` names, a page only an annotation's ``/P``
+#: names), and qpdf writes whatever they reach. Not here, because the same key
 #: holds content elsewhere: ``/D`` (a media clip's data), ``/C`` (a rendition's clip),
 #: ``/N`` (an appearance stream), ``/F`` (a file specification).
 _LEAF = frozenset(
     """
-    /Type /Subtype /S /P /Prev /Last /Dest /Length /Filter /JS /URI
+    /Type /Subtype /S /Dest /Length /Filter /JS /URI
     /Widths /W /W2 /DW /DW2 /Differences /FirstChar /LastChar /BaseFont /FontName
     /FontBBox /Flags /ItalicAngle /Ascent /Descent /CapHeight /StemV /StemH /XHeight
     /MissingWidth /AvgWidth /MaxWidth /Leading /CIDSystemInfo
@@ -89,7 +91,9 @@ _ACTION_MARKS = frozenset(
     {"/Metadata", "/PieceInfo", "/AF", "/EF", "/Dest", "/OnInstantiate", "/Subtype"}
 )
 #: Keys that need more than "walk the value": action slots and the /Names trees.
-_SLOTS = frozenset({"/A", "/PA", "/OpenAction", "/AA", "/Next", "/Names", "/JavaScript", "/EF"})
+_SLOTS = frozenset(
+    {"/A", "/PA", "/NA", "/OpenAction", "/AA", "/Next", "/Names", "/JavaScript", "/EF"}
+)
 #: Keys that make a dictionary worth a closer look once its values are pushed.
 _MARKS = frozenset(
     {
@@ -442,18 +446,21 @@ class _Walker:
                 continue
             if key not in _SLOTS:
                 stack.append((value, keep))
-            elif key in ("/A", "/PA"):
-                # An annotation's or outline entry's action, typed or not; elsewhere
-                # (a structure element's attributes) /A is not an action.
-                if code == _T_DICT and (
-                    subtype is not None or "/Title" in keys or "/S" in value.keys()
+            elif key in ("/A", "/PA", "/NA"):
+                # An annotation's, outline entry's or navigation node's action, typed or
+                # not; elsewhere (a structure element's attributes) /A is not an action.
+                if code != _T_ARRAY and (
+                    key != "/A" or subtype is not None or "/Title" in keys or "/S" in value.keys()
                 ):
+                    if code == _T_STREAM:
+                        raise _Refused("unprocessable", f"an action ({key}) given as a stream")
                     self._action_slot(d, key, value, "click")
                 else:
                     stack.append((value, keep))
             elif key == "/AA":
-                if code == _T_DICT:
-                    self._additional_actions(d, value)
+                if code != _T_DICT:
+                    raise _Refused("unprocessable", "additional actions (/AA) not in a dictionary")
+                self._additional_actions(d, value)
             elif key == "/Next":
                 if not flags & self.IN_ACTION:  # in an action, _chain walked it
                     stack.append((value, keep))
@@ -609,6 +616,8 @@ class _Walker:
                     self._chain(item, context, lambda item=item: _clear(item), seen)
 
     def _open_action(self, catalog: Object, value: Any) -> None:
+        if type(value) is Object and value._type_code_int == _T_STREAM:
+            raise _Refused("unprocessable", "the action on opening given as a stream")
         if _is_dict(value):
             self._action_slot(catalog, "/OpenAction", value, "open")
         else:  # a destination (an array, or the name of one): the page shown on opening
@@ -828,10 +837,30 @@ def _xfa_streams(xfa: Any) -> Iterator[Object]:
 
 
 def _xfa_bytes(xfa: Any) -> bytes | None:
+    """The XFA packets joined, each stream decoded once however often the /XFA array
+    lists it, refused beyond ``MAX_STREAM_BYTES`` in all."""
+    parts: list[bytes] = []
+    seen: set[tuple[int, int]] = set()
+    total = 0
     try:
-        return b"".join(s.read_bytes() for s in _xfa_streams(xfa))
+        for stream in _xfa_streams(xfa):
+            og = stream.objgen
+            if og[0]:
+                if og in seen:
+                    continue
+                seen.add(og)
+            data = stream.read_bytes()
+            total += len(data)
+            if total > MAX_STREAM_BYTES:
+                raise _Refused(
+                    "unprocessable",
+                    f"the XFA form decodes to more than {MAX_STREAM_BYTES} bytes "
+                    "(decompression bomb)",
+                )
+            parts.append(data)
     except pikepdf.PdfError:
         return None
+    return b"".join(parts)
 
 
 def _strip_xfa_scripts(pdf: pikepdf.Pdf, form: Object, data: bytes) -> None:
@@ -1086,7 +1115,38 @@ def _structure(raw: bytes, pdf: pikepdf.Pdf, qpdf_warnings: list[str]) -> list[s
     sections = raw.count(b"startxref")
     if sections > (2 if linearized else 1) or (not linearized and "/Prev" in pdf.trailer):
         notes.append("earlier revisions (incremental updates)")
+    extra = _extra_trailer_keys(pdf)
+    if extra:
+        notes.append(f"trailer entries no reader uses ({', '.join(extra)})")
     return notes + _warnings_note(qpdf_warnings)
+
+
+#: What a trailer holds ([ISO 32000] 7.5.5 and 7.5.8: a cross-reference stream's
+#: dictionary is the trailer); anything else is written out by qpdf, and may reach
+#: objects no reader looks at (a JavaScript action, say): dropped.
+_TRAILER_KEYS = frozenset(
+    "/Size /Prev /Root /Encrypt /Info /ID /XRefStm /Type /W /Index /Length /Filter "
+    "/DecodeParms /DL".split()
+)
+
+
+def _extra_trailer_keys(pdf: pikepdf.Pdf) -> list[str]:
+    return sorted(set(pdf.trailer.keys()) - _TRAILER_KEYS)
+
+
+def _readers_may_differ(pdf: pikepdf.Pdf) -> list[str]:
+    """Why the original bytes may read differently elsewhere than in qpdf, which saw
+    nothing to remove: then the file is delivered as qpdf reads it (rewritten), never
+    as it came. A linearized file has a first-page cross-reference section some
+    readers use instead of the last one; a cross-reference stream brings object
+    streams, whose own index readers may follow differently (qpdf keeps the last of
+    two copies of an object, others the one the index names)."""
+    notes = []
+    if pdf.is_linearized:
+        notes.append("linearization (rewritten: readers may use its first-page section)")
+    if "/W" in pdf.trailer:  # the trailer of a cross-reference stream
+        notes.append("cross-reference stream and object streams (rewritten as qpdf reads them)")
+    return notes
 
 
 def _warnings_note(qpdf_warnings: list[str]) -> list[str]:
@@ -1221,7 +1281,7 @@ def _disarm_document(
             stream.read_raw_bytes()
         qpdf_warnings = _damage(pdf, declared_pages)
         # (the file's own structure showed nothing above: only new warnings can)
-        notes = _warnings_note(qpdf_warnings)
+        notes = _warnings_note(qpdf_warnings) + _readers_may_differ(pdf)
         if not notes:
             return DisarmResult("unmodified", actions=actions)
 
@@ -1230,6 +1290,8 @@ def _disarm_document(
             finding.remove()
     for image, keys, jpeg in image_changes:
         _sanitise_image(image, keys, jpeg)
+    for key in _extra_trailer_keys(pdf):
+        del pdf.trailer[key]
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries

@@ -790,7 +790,9 @@ def test_allow_keeps_content(tmp_path: Path, name: str) -> None:
         allowed["acroform"] = "allow"  # the XFA lives in the /AcroForm
     request = request_for(tmp_path, builder(), policy(**allowed))
     result = disarm(request)
-    if name == "js-incremental":  # kept, but the earlier revision is still dropped
+    # kept, but the earlier revision is still dropped, and object streams are written
+    # as qpdf reads them (other readers may follow their index differently)
+    if name in ("js-incremental", "js-object-streams"):
         assert result.outcome == "rebuilt"
         assert names_in(qdf(request.destination), *names) == set(names)
     else:
@@ -1208,14 +1210,14 @@ def build_link_kept_alive(where: str) -> bytes:
         )
         annot.Popup = popup
         pdf.pages[0].obj.Annots.append(popup)
-    elif where == "trailer":  # a key of the trailer (qpdf writes it out)
+    elif where == "trailer":  # a key of the trailer no reader uses: dropped
         pdf.trailer.GicapKeep = annot
     return to_bytes(pdf)
 
 
 @pytest.mark.parametrize(
     "where, retried",
-    [("nowhere", False), ("structure", False), ("popup", True), ("trailer", True)],
+    [("nowhere", False), ("structure", False), ("popup", True), ("trailer", False)],
 )
 def test_dropped_link_annotations_are_emptied_where_still_referenced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, retried: bool
@@ -1234,7 +1236,10 @@ def test_dropped_link_annotations_are_emptied_where_still_referenced(
     request = request_for(tmp_path, build_link_kept_alive(where))
     result = disarm(request)
     assert result.outcome == "rebuilt"
-    assert [(a.switch, a.action) for a in result.actions] == [("external_hyperlinks", "removed")]
+    expected = [("external_hyperlinks", "removed")]
+    if where == "trailer":
+        expected.append(("structure", "removed"))  # the trailer entry
+    assert [(a.switch, a.action) for a in result.actions] == expected
     if gicap_pdf._reachable_objects is not None:
         assert passes == ([True, False] if retried else [True])
     expanded = qdf(request.destination)
@@ -1244,8 +1249,8 @@ def test_dropped_link_annotations_are_emptied_where_still_referenced(
         assert "/Annots" not in pdf.pages[0].obj or all(
             a.Subtype == Name.Popup for a in pdf.pages[0].obj.Annots
         )
-    if where == "nowhere":
-        assert not names_in(expanded, "/Link")  # not written at all
+    if where in ("nowhere", "trailer"):
+        assert not names_in(expanded, "/Link", "/GicapKeep")  # not written at all
     else:  # written, emptied and hidden: nothing to click
         emptied = re.findall(rb"<<[^<>]*/Subtype /Link[^<>]*>>", expanded)
         assert len(emptied) == 1

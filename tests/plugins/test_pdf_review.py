@@ -1,0 +1,257 @@
+"""PDF inputs found by an adversarial review: each one carried JavaScript, a launch
+action or an embedded file past the engine (judged by poppler and by qpdf's expanded
+file, not by the engine), or cost far more than its size."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import gicap_pdf
+import pikepdf
+import pytest
+from pikepdf import Array, Dictionary, Name, String
+
+from tests.plugins.test_pdf import disarm, names_in, qdf, request_for
+from tests.support import require_tool
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+_CONTENT = b"BT 72 700 Td ET"
+BASE = {
+    3: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+    4: b"<< /Type /Page /Parent 3 0 R /MediaBox [0 0 612 792] /Resources << >> /Contents 5 0 R >>",
+    5: b"<< /Length %d >>\nstream\n" % len(_CONTENT) + _CONTENT + b"\nendstream",
+    7: b"<< /S /JavaScript /JS (app.alert\\('gicap-test'\\)) >>",
+    8: b"<< /Type /EmbeddedFile /Length %d >>\nstream\n" % len(EICAR) + EICAR + b"\nendstream",
+    9: b"<< /Type /Filespec /F (eicar.com) /EF << /F 8 0 R >> >>",
+}
+CLEAN = b"<< /Type /Catalog /Pages 3 0 R >>"
+RISKY = (
+    b"<< /Type /Catalog /Pages 3 0 R /OpenAction 7 0 R /Names << /JavaScript << /Names "
+    b"[(a) 7 0 R] >> /EmbeddedFiles << /Names [(eicar.com) 9 0 R] >> >> >>"
+)
+
+
+def fake_linearized() -> bytes:
+    """A file that looks linearized: poppler reads the cross-reference section after
+    the linearization dictionary (the catalog with the script and the file), qpdf the
+    last one (a clean catalog)."""
+
+    def assemble(length: int, room: int) -> tuple[bytearray, bytes, int]:
+        out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+        at = {1: len(out)}
+        out += (
+            b"1 0 obj\n<< /Linearized 1 /L %010d /H [0 0] /O 4 /E 0 /N 1 /T 0 >>\nendobj\n" % length
+        )
+        hole = len(out)
+        out += b"\0" * room
+        for n in (3, 4, 5, 7, 8, 9):
+            at[n] = len(out)
+            out += b"%d 0 obj\n" % n + BASE[n] + b"\nendobj\n"
+        clean = len(out)
+        out += b"2 0 obj\n" + CLEAN + b"\nendobj\n"
+        risky = len(out)
+        out += b"2 0 obj\n" + RISKY + b"\nendobj\n"
+
+        def xref(root: int, prev: int | None = None) -> bytes:
+            table = b"xref\n0 10\n0000000000 65535 f \n"
+            for n in range(1, 10):
+                offset = root if n == 2 else at.get(n)
+                table += b"%010d 00000 n \n" % offset if offset else b"0000000000 65535 f \n"
+            tail = b" /Prev %d" % prev if prev else b""
+            return table + b"trailer\n<< /Size 10 /Root 2 0 R" + tail + b" >>\n"
+
+        main = len(out)
+        out += xref(clean) + b"startxref\n%d\n%%%%EOF\n" % main
+        return out, xref(risky, prev=main) + b"startxref\n0\n%%EOF\n", hole
+
+    length = room = 0
+    for _ in range(6):  # until the sizes written into the file stop changing
+        out, first, hole = assemble(length, room)
+        length, room = len(out), len(first)
+    out[hole : hole + room] = first
+    return bytes(out)
+
+
+def object_stream_with_two_catalogs() -> bytes:
+    """An object stream holding object 2 twice: its index names the risky copy (as
+    poppler reads it), qpdf keeps the last one (clean)."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    at = {}
+    for n, body in BASE.items():
+        at[n] = len(out)
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    data = RISKY + b"\n"
+    head = b"2 0 2 %d\n" % len(data)
+    data += CLEAN + b"\n"
+    at[10] = len(out)
+    out += (
+        b"10 0 obj\n<< /Type /ObjStm /N 2 /First %d /Length %d >>\nstream\n"
+        % (len(head), len(head + data))
+        + head
+        + data
+        + b"\nendstream\nendobj\n"
+    )
+    rows = b""
+    for n in range(12):
+        if n == 2:
+            rows += struct.pack(">BIH", 2, 10, 0)
+        elif n == 11:
+            rows += struct.pack(">BIH", 1, len(out), 0)
+        elif n in at:
+            rows += struct.pack(">BIH", 1, at[n], 0)
+        else:
+            rows += struct.pack(">BIH", 0, 0, 65535 if n == 0 else 0)
+    xref_at = len(out)
+    out += (
+        b"11 0 obj\n<< /Type /XRef /Size 12 /W [1 4 2] /Root 2 0 R /Length %d >>\nstream\n"
+        % len(rows)
+        + rows
+        + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    )
+    return bytes(out)
+
+
+def _poppler(path: Path) -> tuple[bool, str]:
+    js = subprocess.run(
+        [require_tool("pdfinfo", "poppler-utils"), "-js", str(path)],
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    files = subprocess.run(
+        [require_tool("pdfdetach", "poppler-utils"), "-list", str(path)],
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    return b"app.alert" in js, files.decode("latin-1")
+
+
+@pytest.mark.parametrize("build", [fake_linearized, object_stream_with_two_catalogs])
+def test_file_readers_see_differently_is_delivered_as_qpdf_reads_it(
+    tmp_path: Path, build: object
+) -> None:
+    data = build()  # type: ignore[operator]
+    source = tmp_path / "src.pdf"
+    source.write_bytes(data)
+    scripted, files = _poppler(source)
+    assert scripted and "eicar.com" in files  # poppler reads the risky catalog
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result  # never the original bytes
+    scripted, files = _poppler(request.destination)
+    assert not scripted and "eicar.com" not in files
+
+
+def _new() -> pikepdf.Pdf:
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    return pdf
+
+
+def _saved(pdf: pikepdf.Pdf) -> bytes:
+    buf = io.BytesIO()
+    pdf.save(buf, object_stream_mode=pikepdf.ObjectStreamMode.disable, compress_streams=False)
+    return buf.getvalue()
+
+
+def test_navigation_node_actions_are_removed(tmp_path: Path) -> None:
+    pdf = _new()
+    launch = Dictionary(S=Name.Launch, Win=Dictionary(F=String("cmd.exe"), P=String("/c x")))
+    submit = Dictionary(S=Name.SubmitForm, F=Dictionary(FS=Name.URL, F=String("http://x.invalid/")))
+    following = pdf.make_indirect(Dictionary(Type=Name.NavNode, NA=submit))
+    pdf.pages[0].obj.PresSteps = pdf.make_indirect(
+        Dictionary(Type=Name.NavNode, NA=launch, Next=following)
+    )
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert not names_in(qdf(request.destination), "/Launch", "/SubmitForm")
+
+
+def test_actions_given_as_streams_are_refused(tmp_path: Path) -> None:
+    for slot in ("/AA", "/A", "/OpenAction"):
+        pdf = _new()
+        stream = pdf.make_indirect(pikepdf.Stream(pdf, b""))
+        if slot == "/AA":
+            stream.O = Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))
+            pdf.pages[0].obj.AA = stream
+        elif slot == "/A":
+            stream.S = Name.Launch
+            stream.Win = Dictionary(F=String("cmd.exe"))
+            annot = Dictionary(Type=Name.Annot, Subtype=Name.Link, Rect=[0, 0, 9, 9], A=stream)
+            pdf.pages[0].obj.Annots = Array([pdf.make_indirect(annot)])
+        else:
+            stream.S = Name.JavaScript
+            stream.JS = String("app.alert(1)")
+            pdf.Root.OpenAction = stream
+        request = request_for(tmp_path, _saved(pdf))
+        result = disarm(request)
+        assert result.outcome == "unprocessable", (slot, result)
+        assert not request.destination.exists()
+
+
+def test_script_behind_back_pointers_and_trailer_keys_is_removed(tmp_path: Path) -> None:
+    # an outline item only /Last names
+    pdf = _new()
+    script = Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))
+    hidden = pdf.make_indirect(Dictionary(Title=String("h"), A=script))
+    first = pdf.make_indirect(Dictionary(Title=String("a")))
+    outlines = pdf.make_indirect(Dictionary(Type=Name.Outlines, First=first, Last=hidden))
+    first.Parent = hidden.Parent = outlines
+    hidden.Prev = first
+    pdf.Root.Outlines = outlines
+    request = request_for(tmp_path, _saved(pdf))
+    assert disarm(request).outcome == "rebuilt"
+    assert not names_in(qdf(request.destination), "/JS", "/JavaScript")
+    # a trailer entry no reader uses
+    pdf = _new()
+    pdf.trailer.Foo = pdf.make_indirect(script)
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert not names_in(qdf(request.destination), "/JS", "/JavaScript", "/Foo")
+
+
+def test_xfa_stream_listed_many_times_is_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    real = pikepdf.Object.read_bytes
+
+    def counting(self: pikepdf.Object, *args: object, **kwargs: object) -> bytes:
+        data = real(self, *args, **kwargs)
+        decoded.append(len(data))
+        return data
+
+    pdf = _new()
+    stream = pdf.make_indirect(pikepdf.Stream(pdf, zlib.compress(b"<xdp/>" + b" " * 100_000)))
+    stream.Filter = Name.FlateDecode
+    packets: list[object] = []
+    for i in range(50):
+        packets += [String(f"p{i}"), stream]
+    pdf.Root.AcroForm = Dictionary(Fields=Array([]), XFA=Array(packets))
+    request = request_for(tmp_path, _saved(pdf))
+    monkeypatch.setattr(pikepdf.Object, "read_bytes", counting)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert decoded.count(100_006) == 1  # (50 times before)
+
+
+def test_xfa_beyond_the_stream_limit_in_all_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gicap_pdf, "MAX_STREAM_BYTES", 150_000)
+    pdf = _new()
+    packets: list[object] = []
+    for i in range(2):  # two different streams of 100 KB each
+        stream = pdf.make_indirect(pikepdf.Stream(pdf, zlib.compress(b"<xdp/>" + b" " * 100_000)))
+        stream.Filter = Name.FlateDecode
+        packets += [String(f"p{i}"), stream]
+    pdf.Root.AcroForm = Dictionary(Fields=Array([]), XFA=Array(packets))
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == "unprocessable", result
+    assert "XFA" in result.reason
