@@ -142,6 +142,10 @@ _EXT_ALIASES = {
     "tif": "tiff",
     "htm": "html",
     "xhtml": "html",
+    # other names browsers and Windows open as HTML
+    "xht": "html",
+    "shtml": "html",
+    "hta": "html",
     "tsv": "csv",
     "txt": "text",
     "gz": "gzip",
@@ -699,7 +703,7 @@ def _text(head: bytes, hint: str | None) -> str | None:
         return None
     if hint == "html":  # browsers render text served as HTML as HTML
         return "html"
-    if hint == "svg" and "<svg" in text.lower():
+    if hint == "svg":  # a browser renders text served or named as SVG as SVG
         return "svg"
     # Excel opens text served as application/vnd.ms-excel as csv
     if hint in ("csv", "xls") or _looks_like_csv(text):

@@ -211,7 +211,15 @@ def _disarm(request: DisarmRequest, limits: _Limits, budget: _Budget) -> DisarmR
                 return _rebuild(request, zf, plan, limits, budget)
     except _Refused as exc:
         return DisarmResult("unprocessable", reason=str(exc))
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, struct.error) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        ValueError,
+        struct.error,
+        IndexError,
+        OSError,
+    ) as exc:
         return DisarmResult("unprocessable", reason=f"malformed zip: {exc}")
     except NotImplementedError as exc:
         return DisarmResult("unprocessable", reason=f"unsupported zip feature: {exc}")
@@ -301,9 +309,18 @@ def _check_overlap(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
                 f"members {previous.filename!r} and {info.filename!r} overlap (a zip bomb)"
             )
         encoding = "utf-8" if info.flag_bits & FLAG_UTF8 else "cp437"
-        # The local header holds at least the same name (zipfile checks it on open).
+        # The local header holds at least the same name (zipfile checks it on open),
+        # and its own extra field, which the data follows.
         name_len = len(info.orig_filename.encode(encoding, "replace"))
-        previous_end = info.header_offset + _LOCAL_HEADER_SIZE + name_len + info.compress_size
+        extra_len = 0
+        if zf.fp is not None:
+            zf.fp.seek(info.header_offset)
+            local = zf.fp.read(_LOCAL_HEADER_SIZE)
+            if len(local) == _LOCAL_HEADER_SIZE and local.startswith(b"PK\x03\x04"):
+                name_len, extra_len = struct.unpack_from("<HH", local, 26)
+        previous_end = (
+            info.header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len + info.compress_size
+        )
         previous = info
     start_dir = getattr(zf, "start_dir", None)
     if previous is not None and isinstance(start_dir, int) and previous_end > start_dir:
@@ -312,6 +329,15 @@ def _check_overlap(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
 
 def _encrypted(info: zipfile.ZipInfo) -> bool:
     return bool(info.flag_bits & FLAG_ENCRYPTED) or info.compress_type == AES_METHOD
+
+
+def _suffix(name: str) -> str:
+    """The extension of a member's name, as Windows reads it (".csv" is a CSV file
+    named with its extension alone), when it is a plain one (else "")."""
+    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    at = last.rfind(".")
+    suffix = last[at:] if at >= 0 else ""
+    return suffix if _SAFE_SUFFIX.match(suffix) else ""
 
 
 def _unsafe_name(name: str) -> str | None:
@@ -324,6 +350,10 @@ def _unsafe_name(name: str) -> str | None:
     path = name.replace("\\", "/")
     if path.startswith("/"):
         return "absolute path"
+    if any(part.endswith((".", " ")) and part not in (".", "..") for part in path.split("/")):
+        # Windows drops them: "evil.csv." is extracted as "evil.csv", but its type was
+        # judged (and its duplicates looked for) without that extension
+        return "a name ending in a dot or a space"
     if _DRIVE.match(path):
         return "drive letter"
     if ".." in path.split("/"):
@@ -395,8 +425,7 @@ def _rebuild(
                 if info.is_dir():
                     _write_dir(out, info)
                     continue
-                suffix = PurePosixPath(info.filename.replace("\\", "/")).suffix
-                suffix = suffix if _SAFE_SUFFIX.match(suffix) else ""
+                suffix = _suffix(info.filename)
                 src, dst = work.names(suffix)
                 try:
                     _extract(zf, info, src, budget)

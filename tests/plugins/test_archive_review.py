@@ -1,0 +1,142 @@
+"""Archives found by an adversarial review of the ZIP engine: members whose names
+Windows reads otherwise, an SVG hidden from detection, structures that made the
+engine raise, and members overlapping through their local extra field."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import gicap_archive
+import pytest
+
+from gicap.cdr.types import DisarmResult
+from tests.plugins.test_archive import DANGEROUS, _cells, _disarm, _members_of, _request, _zip
+
+FORMULAS = b"=1+1,=2*3\nhello\nworld,foo,bar\n"
+
+
+def _cd(name: bytes, data: bytes, offset: int) -> bytes:
+    return (
+        struct.pack(
+            "<4s4B4HL2L5H2L",
+            b"PK\x01\x02",
+            20,
+            3,
+            20,
+            0,
+            0,
+            0,
+            0,
+            0x5263,
+            zlib.crc32(data),
+            len(data),
+            len(data),
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            offset,
+        )  # fmt: skip
+        + name
+    )
+
+
+def _local(name: bytes, data: bytes, extra: bytes = b"") -> bytes:
+    return (
+        struct.pack(
+            "<4s2B4HL2L2H",
+            b"PK\x03\x04",
+            20,
+            0,
+            0,
+            0,
+            0,
+            0x5263,
+            zlib.crc32(data),
+            len(data),
+            len(data),
+            len(name),
+            len(extra),
+        )  # fmt: skip
+        + name
+        + extra
+        + data
+    )
+
+
+def _end(n: int, directory: bytes, offset: int) -> bytes:
+    return struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, len(directory), offset, 0)
+
+
+@pytest.mark.parametrize("name", ["evil.csv.", "evil.csv ", "docs/evil.csv. ", "a. /b.csv"])
+def test_names_windows_extracts_otherwise_are_removed(tmp_path: Path, name: str) -> None:
+    # Windows drops trailing dots and spaces: "evil.csv." is written as evil.csv
+    request = _request(tmp_path, _zip([(name, FORMULAS), ("ok.txt", b"fine\n")]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    names = [n for n, _ in _members_of(request.destination.read_bytes())]
+    assert names == ["ok.txt"]
+    assert any(a.switch == "unsafe_name" and a.action == "removed" for a in result.actions)
+
+
+@pytest.mark.parametrize("name", [".csv", "docs/.csv"])
+def test_a_name_that_is_only_an_extension_keeps_its_type(tmp_path: Path, name: str) -> None:
+    request = _request(tmp_path, _zip([(name, FORMULAS)]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    data = dict(_members_of(request.destination.read_bytes()))[name]
+    assert not any(c.startswith(DANGEROUS) for c in _cells(data))
+
+
+def test_svg_behind_a_long_comment_is_disarmed_as_svg(tmp_path: Path) -> None:
+    svg = (
+        b"<!--" + b"x" * 9000 + b'-->\n<s:svg xmlns:s="http://www.w3.org/2000/svg" '
+        b'onload="alert(1)"><s:script>alert(2)</s:script><s:rect width="1"/></s:svg>'
+    )
+    request = _request(tmp_path, _zip([("pic.svg", svg)]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = dict(_members_of(request.destination.read_bytes()))["pic.svg"]
+    assert b"alert" not in out and b"onload" not in out and b"script" not in out
+
+
+def test_text_named_as_svg_is_not_delivered_as_text(tmp_path: Path) -> None:
+    # a browser renders it as SVG: the SVG engine judges it (not an SVG: refused)
+    request = _request(tmp_path, _zip([("notes.svg", b"plain words, not markup\n")]))
+    result = _disarm(request)
+    assert result.outcome in ("blocked", "unprocessable"), result
+
+
+def test_member_with_an_empty_name_is_answered(tmp_path: Path) -> None:
+    body = _local(b"", b"x")
+    directory = _cd(b"", b"x", 0)
+    request = _request(tmp_path, body + directory + _end(1, directory, len(body)))
+    result = gicap_archive.gicap_disarm(request=request)
+    assert isinstance(result, DisarmResult)
+    assert result.outcome in ("unprocessable", "rebuilt"), result
+
+
+def test_directory_offset_off_by_one_is_answered(tmp_path: Path) -> None:
+    good = _zip([("a.txt", b"hello\n")])
+    at = good.rfind(b"PK\x05\x06")
+    offset = struct.unpack_from("<L", good, at + 16)[0]
+    bad = good[: at + 16] + struct.pack("<L", offset + 1) + good[at + 20 :]
+    result = gicap_archive.gicap_disarm(request=_request(tmp_path, bad))
+    assert result is not None and result.outcome == "unprocessable", result
+
+
+def test_members_overlapping_through_the_local_extra_field_are_refused(tmp_path: Path) -> None:
+    b_local = _local(b"b.txt", b"hello from b\n")
+    extra = struct.pack("<HH", 0xCAFE, 60) + b"\0" * 60
+    a_local = _local(b"a.txt", b_local, extra)  # A's data is B's whole record
+    directory = _cd(b"a.txt", b_local, 0) + _cd(
+        b"b.txt", b"hello from b\n", len(a_local) - len(b_local)
+    )
+    data = a_local + directory + _end(2, directory, len(a_local))
+    result = gicap_archive.gicap_disarm(request=_request(tmp_path, data))
+    assert result is not None and result.outcome == "unprocessable", result
+    assert "overlap" in result.reason
