@@ -38,6 +38,10 @@ PASS_STATUSES = frozenset({204, 304})
 COPY_SIZE = 256 * 1024
 
 
+#: Types the engines always write in UTF-8 (markup a browser renders).
+_UTF8_OUTPUTS = frozenset({"html", "svg"})
+
+
 class CDRService(Service):
     def __init__(self, name: str, method: str, settings: Settings, host: PluginHost) -> None:
         self.name = name
@@ -287,6 +291,12 @@ class CDRService(Service):
                 report.content_type = out["mime"]
                 report.old_extension = ftype.get("extension", "")
                 report.new_extension = out["extension"]
+            written = out or ftype
+            if written.get("name") in _UTF8_OUTPUTS:
+                # The engine wrote UTF-8 and says so in the document, but a browser takes
+                # the charset of the HTTP header first: one the origin gave (ISO-2022-JP,
+                # say) would read the rebuilt bytes as other markup.
+                report.content_type = f"{written.get('mime') or 'text/html'}; charset=utf-8"
             report.body = open(dest, "rb")  # noqa: SIM115 - closed after sending
             report.size_out = os.fstat(report.body.fileno()).st_size
             report.outcome = REBUILT

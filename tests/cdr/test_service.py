@@ -314,6 +314,26 @@ def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
         assert r.continued  # not relayed as a page: the whole file goes to the engines
 
 
+def test_rebuilt_html_is_declared_utf8_whatever_the_origin_said(srv: GicapProcess) -> None:
+    # A browser takes the HTTP charset before the document's own: left as ISO-2022-JP,
+    # its escape sequences would turn the rebuilt text back into attributes.
+    page = (
+        b'<html><body><p title="\x1b$B">\x1b(B" onmouseover="alert(1)" x=</p>'
+        b"<script>alert(2)</script></body></html>"
+    )
+    head = res_head(
+        page,
+        "text/html; charset=ISO-2022-JP",
+        extra='Content-Disposition: attachment; filename="p.html"\r\n',
+    )
+    with resp(srv) as c:
+        r = c.respmod(page, res_head=head, allow_204=False)
+    assert r.status == 200, (r.status, r.reason)
+    _, h = http(r.http_response)
+    assert h.get("Content-Type") == "text/html; charset=utf-8"
+    assert b"<script" not in (r.body or b"")
+
+
 def test_profile_strict_is_applied(srv: GicapProcess) -> None:
     head = res_head(CSV_FORMULAS, "text/csv")
     with resp(srv, "?profile=strict") as c:
