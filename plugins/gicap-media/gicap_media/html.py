@@ -206,18 +206,39 @@ def _nesting(text: str) -> int:
     opened = sum(n for name, n in counts.items() if name[0] != "/" and name not in _NOT_NESTING)
     if opened <= MAX_NESTING:  # cannot nest deeper than elements are opened: no scan
         return 0
-    depth = peak = 0
+    # An end tag closes the innermost open element of its name and those inside it;
+    # one that closes nothing is ignored, as a browser ignores it ("<div></ul>" over
+    # and over nests divs).
+    stack: list[str] = []
+    open_names: Counter[str] = Counter()
+    peak = 0
     for token in tokens:
-        if token[0] == "/":
-            if depth and token[1:].lower() not in _NOT_NESTING:
-                depth -= 1
-        elif token.lower() not in _NOT_NESTING:
-            depth += 1
-            peak = max(peak, depth)
+        name = token.lower()
+        if name[0] == "/":
+            name = name[1:]
+            if open_names[name]:
+                while True:
+                    top = stack.pop()
+                    open_names[top] -= 1
+                    if top == name:
+                        break
+        elif name not in _NOT_NESTING:
+            stack.append(name)
+            open_names[name] += 1
+            if len(stack) > peak:
+                peak = len(stack)
+                if peak > MAX_NESTING:
+                    return peak  # (refused: no need to read on)
     return peak
 
 
 # ------------------------------------------------------------------------ decoding
+
+
+#: Python codecs that are not what a browser would read a page with.
+_NOT_WEB_ENCODINGS = frozenset(
+    {"utf-7", "punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"}
+)
 
 
 def decode(raw: bytes) -> str:
@@ -240,8 +261,12 @@ def decode(raw: bytes) -> str:
         elif label.startswith("utf-16"):
             label = "utf-8"
         try:
-            return raw.decode(codecs.lookup(label).name, "replace")
-        except LookupError:
+            info = codecs.lookup(label)
+            # (labels no browser knows, or codecs that are not character encodings,
+            # are ignored: the next rules decide)
+            if info._is_text_encoding and info.name not in _NOT_WEB_ENCODINGS:  # type: ignore[attr-defined]
+                return raw.decode(info.name, "replace")
+        except (LookupError, UnicodeError):
             pass
     try:
         return raw.decode("utf-8")

@@ -42,6 +42,8 @@ APPENDED = "appended_data"
 #: Default bomb limits; a profile may override them through ``request.limits``.
 MAX_PIXELS = 100_000_000  # one frame (100 megapixels: 300 MB as RGB)
 MAX_FRAMES = 1_000
+#: A progressive JPEG has about ten scans; thousands cost seconds each to decode.
+MAX_JPEG_SCANS = 256
 MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
 
 #: gicap type -> the Pillow format that reads and writes it.
@@ -289,7 +291,7 @@ def _jpeg_segment(marker: int, payload: bytes) -> str | None:
 
 
 def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
-    pos, size = 2, len(data)
+    pos, size, scans = 2, len(data), 0
     meta: list[str] = []
     while pos + 1 < size:
         if data[pos] != 0xFF:
@@ -310,6 +312,10 @@ def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
                 meta.append(name)
         pos += 2 + length
         if marker == 0xDA:  # SOS: entropy-coded data up to the next real marker
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                # the decoder goes over the whole image again for every scan
+                raise Refused(f"more than {MAX_JPEG_SCANS} scans (a decoding-time bomb)")
             found = _JPEG_MARKER.search(data, pos)
             if not found:
                 return _Layout(None, 1, meta=meta)
