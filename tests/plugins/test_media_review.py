@@ -3,6 +3,7 @@ beyond its size, or made the engine raise."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 from pathlib import Path
@@ -56,3 +57,35 @@ def test_charset_labels_no_browser_reads_are_ignored(tmp_path: Path, label: byte
     result, dest = _disarm(tmp_path, page, "html")
     assert result.outcome == "rebuilt", result
     assert "café" in dest.read_text("utf-8")
+
+
+#: Broken images that made Pillow raise outside the errors the engine expected.
+CRASHERS = {
+    "tiff": (
+        "SUkqADwAAACAAAUDKBQSBwWEQeFQaGQmGwuHRGIROHxWJRaKReNRmORiPRuPx2QSORSWQyeSSiTReAgA"
+        "CgAAAQMAAQAAAAwAAAABAQMAAQAAAAkAAAACAQMAAwAAALoAAAADAQMAAQAAAAUAAAAGAQMAAQAAAAIA"
+        "AAARAQQAAQAAAAgAAAAVAQMAAQAAAAMAAAAWAQMAAQAAAAkAAAAXAQQAAQAAADMAAAAcAQMAAQAAAAEA"
+        "AAD8AAAACAAIAAgASUkqADwAAACAB4UDKBQSBwWEQeFQaGQmGwuHf////3xWJRaKReNRmORiPRuPx2QS"
+        "ORSWQyeSSiTReAgACgAAAQMAAQADAAwAAAABAQMAAQAAAAkAAAACAQMAAwAAAHoBAAADAQMAAQAAAAUA"
+        "AAAGAQMAAQAAAAIAAAARAQQAAQAAAMgAAAMAAQAAAAkAAAAXAQQAAQAAADMAAAAcAQMAAQAAAAEAAAC8"
+        "AQAACAAIAAgASUkqADwAAACADwUDKBQSBwWEQeFQaGQmGwuHRGIROHxWJRaKReNRmORiPRuPx2SwORSW"
+        "QyeSSiTReAgACgAAAQMAAQAAAAwAAAABAQMAAQAAAAkAAAACAQMAAwAAADoCAAADAQMAAQAAAAUAAAAG"
+        "AQMAAQAAAAIAAAARAQQAAQAAAIgBAAAVAQMAAQAAAAMAAAAWAQMAAQAAAAkAAAAXAQQAAQAAADMAAAAc"
+        "AQMAAQAAAAEAAAAAAAAACAAIAAgA"
+    ),
+    "gif": ("R0lGODdhDAAJAIEAAAAAbwAAAAAAAAAAACz//wAADAAJAAAIFAABCBxIsKDBgwgTKlzIsKHDgQEBADs="),
+    "webp": (
+        "UklGRuoAAABXRUJQVlA4WAoAAAACAADRCwAACKEAQU5JTQYAAAAAAAAAAABBTk1GPgAAAAAAAAkAAAsA"
+        "AAgAAAAAAAJWUDggJgAAADABAJ0BKgwACQABQCYliAADcAD++1Xj/O1bH2ff/1q8qvWVdAAAQU5NRjoA"
+        "AAAAAAAAAAALAAAIAAAAAAAAVlA4ICIAAAA0AQCdASoMAAkAAAAmJZQAA3AA/vpXd88bzTR+g+K+AAAA"
+        "QU5NRjYAAAAAAAAAAAALAAAIAAAAAAAAVlA4IB4AAABUAQCdASoMAAkAAAAmJZQABGGAAP75fZf1aTSJ"
+        "AAA="
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CRASHERS))
+def test_broken_images_are_unprocessable_not_raised(tmp_path: Path, kind: str) -> None:
+    result, dest = _disarm(tmp_path, base64.b64decode(CRASHERS[kind]), kind)
+    assert result.outcome == "unprocessable", result
+    assert not dest.exists()

@@ -121,9 +121,22 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         )
     except MemoryError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, struct.error) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        KeyError,
+        IndexError,
+        struct.error,
+        TypeError,
+        OverflowError,
+        RuntimeError,
+    ) as exc:
         # Pillow reports broken files with all of these (SyntaxError for a bad header,
-        # OSError for truncated data). The original is never delivered in their place.
+        # OSError for truncated data, TypeError for a TIFF page without a size,
+        # OverflowError/RuntimeError when a frame's offset grows the canvas past what
+        # the GIF or WebP writer takes). The original is never delivered in their place.
         request.destination.unlink(missing_ok=True)
         return DisarmResult("unprocessable", reason=f"cannot decode the {kind} image: {exc}")
 
