@@ -49,6 +49,8 @@ MAX_PAGES = 10_000
 MAX_IMAGE_PIXELS = 100_000_000
 #: Decoded size of one non-image stream (content, font, form...).
 MAX_STREAM_BYTES = 256 * 1024 * 1024
+#: All streams together, each counted as often as the document uses it.
+MAX_DECODED_TOTAL = 4 * MAX_STREAM_BYTES
 
 # ---------------------------------------------------------------- PDF vocabulary
 
@@ -276,6 +278,8 @@ class _Scan:
     reached: set[tuple[int, int]] = field(default_factory=set)  # walked
     streams: list[Object] = field(default_factory=list)
     big_streams: list[Object] = field(default_factory=list)  # to inflate (bomb check)
+    #: every filtered stream (not an image): [stream, bound of its decoded size, uses]
+    filtered: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
     inline_images: int = 0
 
     def by_switch(self) -> dict[str, list[_Finding]]:
@@ -382,12 +386,16 @@ class _Walker:
             self.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
         self.push(self.pdf.Root, self.CATALOG)
         seen = self.scan.reached
+        filtered = self.scan.filtered
         stack = self._stack
         while stack:
             obj, flags = stack.pop()
             og = obj.objgen  # (0, 0) for a direct object: one call instead of two
             if og[0]:
                 if og in seen:
+                    use = filtered.get(og)
+                    if use is not None:
+                        use[2] += 1  # drawn once more by every reader
                     continue
                 seen.add(og)
             if obj._type_code_int == _T_ARRAY:
@@ -400,8 +408,7 @@ class _Walker:
         if self._has_widgets:
             self._widgets()
         if not self.verify:
-            for stream in self.scan.big_streams:
-                _measure_stream(stream)
+            _check_decoded_sizes(self.scan)
         if self._xfa_form is not None:
             # only now: the XFA is decoded, which the bomb check had to see first
             self._xfa_scripts(self._xfa_form)
@@ -517,6 +524,9 @@ class _Walker:
             bound = _stream_bound(d)
             if bound is None or bound > MAX_STREAM_BYTES:
                 self.scan.big_streams.append(d)
+            og = d.objgen
+            if og[0]:
+                self.scan.filtered[og] = [d, bound, 1]
         if "/F" in marks:
             self.add(
                 "external_hyperlinks",
@@ -946,20 +956,53 @@ def _stream_bound(stream: Object) -> int | None:
     return bound
 
 
-def _measure_stream(stream: Object) -> None:
-    """Refuse a decompression bomb. Called for the streams whose bound is above the
-    limit (large Flate streams, mostly): ASCII filters are decoded, then the first
-    Flate or LZW filter is measured in bounded steps; any filter after it counts with
-    its worst expansion."""
+def _check_decoded_sizes(scan: _Scan) -> None:
+    """Refuse a decompression bomb: a stream whose bound is above the limit is
+    measured; and the streams together, each counted as often as the document uses it
+    (a page's /Contents may list one stream a thousand times, and every reader decodes
+    it each time), must stay within the limit too: bounds first, measured sizes where
+    the bounds are not enough."""
+    sizes: dict[tuple[int, int], int] = {}
+    for stream in scan.big_streams:
+        size = _measure_stream(stream)
+        if stream.objgen[0]:
+            sizes[stream.objgen] = size
+
+    def total() -> int:
+        return sum(
+            uses * (sizes[og] if og in sizes else bound)
+            for og, (_, bound, uses) in scan.filtered.items()
+        )
+
+    limit = MAX_DECODED_TOTAL
+    if total() <= limit:
+        return
+    # the bounds are far above what real streams decode to: measure them all
+    for og, (stream, _, _) in scan.filtered.items():
+        if og not in sizes:
+            sizes[og] = _measure_stream(stream)
+    if total() > limit:
+        raise _Refused(
+            "unprocessable",
+            f"the streams decode to more than {limit} bytes in all, each counted as often "
+            "as the document uses it (decompression bomb)",
+        )
+
+
+def _measure_stream(stream: Object) -> int:
+    """Refuse a decompression bomb; the decoded size (counting the filters after the
+    first with their worst expansion). Called for the streams whose bound is above
+    the limit (large Flate streams, mostly): ASCII filters are decoded, then the first
+    Flate or LZW filter is measured in bounded steps."""
     rest = _filters(stream)
     data = stream.read_raw_bytes()
     try:
         while rest and rest[0] in ("/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"):
             data = _ascii_decode(rest.pop(0), data)
     except ValueError:
-        return  # undecodable: a reader shows nothing, nothing explodes
+        return 0  # undecodable: a reader shows nothing, nothing explodes
     if not rest:
-        return
+        return len(data)
     first = rest.pop(0)
     limit = MAX_STREAM_BYTES + 1
     if first in ("/FlateDecode", "/Fl"):
@@ -975,6 +1018,7 @@ def _measure_stream(stream: Object) -> None:
             "unprocessable",
             f"a stream decodes to more than {MAX_STREAM_BYTES} bytes (decompression bomb)",
         )
+    return size
 
 
 def _inflated_size(data: bytes, limit: int) -> int:

@@ -244,6 +244,7 @@ def test_xfa_beyond_the_stream_limit_in_all_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gicap_pdf, "MAX_STREAM_BYTES", 150_000)
+    monkeypatch.setattr(gicap_pdf, "MAX_DECODED_TOTAL", 10_000_000)
     pdf = _new()
     packets: list[object] = []
     for i in range(2):  # two different streams of 100 KB each
@@ -255,3 +256,38 @@ def test_xfa_beyond_the_stream_limit_in_all_is_refused(
     result = disarm(request)
     assert result.outcome == "unprocessable", result
     assert "XFA" in result.reason
+
+
+def test_stream_used_many_times_counts_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One content stream listed 40 times in a page's /Contents: every reader decodes
+    it 40 times (a 260 KB stream of 255 MB, listed 8 times, kept pdftotext busy 27 s)."""
+    monkeypatch.setattr(gicap_pdf, "MAX_DECODED_TOTAL", 1_000_000)
+    pdf = _new()
+    stream = pdf.make_indirect(pikepdf.Stream(pdf, zlib.compress(b" " * 100_000)))
+    stream.Filter = Name.FlateDecode
+    pdf.pages[0].obj.Contents = Array([stream] * 40)  # 4 MB decoded in all
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome == "unprocessable", result
+    assert "in all" in result.reason
+    pdf.pages[0].obj.Contents = Array([stream] * 5)  # 0.5 MB: fine
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome in ("unmodified", "rebuilt"), result
+
+
+def test_many_pages_of_ordinary_content_are_not_a_bomb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounds (1,032 times the compressed size) add up past the total limit on a long
+    document: then the streams are measured, and real sizes decide."""
+    monkeypatch.setattr(gicap_pdf, "MAX_DECODED_TOTAL", 2_000_000)
+    pdf = pikepdf.new()
+    for n in range(300):
+        pdf.add_blank_page()
+        text = b"BT /F1 10 Tf 56 700 Td (page %d) Tj ET\n" % n
+        content = pdf.make_stream(zlib.compress(text * 20))
+        content.Filter = Name.FlateDecode
+        pdf.pages[-1].obj.Contents = content
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome in ("unmodified", "rebuilt"), result
