@@ -17,55 +17,24 @@ from tests.plugins.test_archive import DANGEROUS, _cells, _disarm, _members_of, 
 FORMULAS = b"=1+1,=2*3\nhello\nworld,foo,bar\n"
 
 
+# fmt: off
 def _cd(name: bytes, data: bytes, offset: int) -> bytes:
-    return (
-        struct.pack(
-            "<4s4B4HL2L5H2L",
-            b"PK\x01\x02",
-            20,
-            3,
-            20,
-            0,
-            0,
-            0,
-            0,
-            0x5263,
-            zlib.crc32(data),
-            len(data),
-            len(data),
-            len(name),
-            0,
-            0,
-            0,
-            0,
-            0o100644 << 16,
-            offset,
-        )  # fmt: skip
-        + name
-    )
+    """A central directory entry for a stored member."""
+    crc, size, attrs = zlib.crc32(data), len(data), 0o100644 << 16
+    return struct.pack(
+        "<4s4B4HL2L5H2L", b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0x5263, crc, size, size,
+        len(name), 0, 0, 0, 0, attrs, offset,
+    ) + name
 
 
 def _local(name: bytes, data: bytes, extra: bytes = b"") -> bytes:
-    return (
-        struct.pack(
-            "<4s2B4HL2L2H",
-            b"PK\x03\x04",
-            20,
-            0,
-            0,
-            0,
-            0,
-            0x5263,
-            zlib.crc32(data),
-            len(data),
-            len(data),
-            len(name),
-            len(extra),
-        )  # fmt: skip
-        + name
-        + extra
-        + data
-    )
+    """A local header and the stored data."""
+    crc, size = zlib.crc32(data), len(data)
+    return struct.pack(
+        "<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0x5263, crc, size, size,
+        len(name), len(extra),
+    ) + name + extra + data
+# fmt: on
 
 
 def _end(n: int, directory: bytes, offset: int) -> bytes:
