@@ -237,14 +237,15 @@ def _count_entries(fp: BinaryIO, size: int, limit: int) -> int:
         return 0
     _sig, _disk, _cd_disk, _n_disk, total, cd_size, cd_offset, _clen = _EOCD.unpack_from(tail, pos)
     end = size - tail_len + pos  # where the directory ends (a zip64 record may follow)
-    if total == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):
-        at = end - _EOCD64_LOCATOR.size - _EOCD64.size
-        if at >= 0:
-            fp.seek(at)
-            rec = fp.read(_EOCD64.size)
-            if rec[:4] == b"PK\x06\x06":
-                total, cd_size, cd_offset = _EOCD64.unpack(rec)[7:10]
-                end = at
+    # A zip64 end record is read whenever its locator comes just before the end
+    # record, as zipfile reads it (not only when the fields above are saturated).
+    at = end - _EOCD64_LOCATOR.size - _EOCD64.size
+    if at >= 0:
+        fp.seek(at)
+        rec = fp.read(_EOCD64.size + _EOCD64_LOCATOR.size)
+        if rec[:4] == b"PK\x06\x06" and rec[_EOCD64.size : _EOCD64.size + 4] == b"PK\x06\x07":
+            total, cd_size, cd_offset = _EOCD64.unpack(rec[: _EOCD64.size])[7:10]
+            end = at
     if total > limit:
         return total
     # The directory ends where the end record starts, even with data prepended to the

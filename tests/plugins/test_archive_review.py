@@ -109,3 +109,21 @@ def test_members_overlapping_through_the_local_extra_field_are_refused(tmp_path:
     result = gicap_archive.gicap_disarm(request=_request(tmp_path, data))
     assert result is not None and result.outcome == "unprocessable", result
     assert "overlap" in result.reason
+
+
+def test_entries_counted_from_a_zip64_end_record_zipfile_reads(tmp_path: Path) -> None:
+    """The 32-bit end record says 1 entry, the zip64 one (which zipfile uses whenever
+    its locator is there) 45,000: the count before zipfile reads the directory sees
+    the zip64 figure."""
+    n = 45_000
+    directory = b"".join(_cd(b"%d" % i, b"", 0) for i in range(n))
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(directory), 0)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(directory), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, 47, len(directory) - 47, 0)
+    data = directory + end64 + locator + end
+    path = tmp_path / "z64.zip"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        assert gicap_archive._count_entries(fh, len(data), 1000) > 1000
+    result = gicap_archive.gicap_disarm(request=_request(tmp_path, data))
+    assert result is not None and result.outcome == "unprocessable", result
