@@ -36,10 +36,29 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
         return None
     keyword = words[0].upper()
     if keyword == "HYPERLINK":
-        args = words[1:]
-        if args and not args[0].startswith("\\"):
-            return ("external_hyperlinks", "HYPERLINK field")
-        if any(a.lower() == "\\l" for a in args):
-            return ("internal_hyperlinks", "HYPERLINK field to a bookmark")
-        return None
+        return _hyperlink(words[1:])
     return FIELDS.get(keyword)
+
+
+#: HYPERLINK switches that take the next word as theirs: \l (a bookmark), \o (a
+#: tooltip), \t (a target frame).
+_SWITCHES_WITH_ARGUMENT = ("\\l", "\\o", "\\t")
+
+
+def _hyperlink(args: list[str]) -> tuple[str, str] | None:
+    """Any word that is neither a switch nor a switch's argument is the link's target
+    (Word takes it wherever it stands: ``HYPERLINK \\o "tip" "http://..."``)."""
+    internal = False
+    i = 0
+    while i < len(args):
+        word = args[i].lower()
+        if word in _SWITCHES_WITH_ARGUMENT and i + 1 < len(args):
+            internal = internal or word == "\\l"
+            i += 2
+        elif word.startswith("\\"):
+            i += 1
+        else:
+            return ("external_hyperlinks", "HYPERLINK field")
+    if internal:
+        return ("internal_hyperlinks", "HYPERLINK field to a bookmark")
+    return None

@@ -164,6 +164,7 @@ class _Group:
     own_buf: list[str] | None = None  # set on a \fldinst group
     field_owner: _Group | None = None  # the \field group of a \fldinst
     instr: str = ""
+    instr_seen: bool = False
     computed: bool = False
     ambiguous: bool = False  # see _Disarmer._word
     result: tuple[int, int, int] | None = None  # \fldrslt or \result: (start, end, mark)
@@ -422,6 +423,8 @@ class _Disarmer:
             g.field_owner = g
         elif parent is not None and parent.is_field:
             g.field_owner = parent
+        else:  # a group deeper in a field (readers may still take it as the instruction)
+            g.field_owner = next((a for a in reversed(self.stack[:-1]) if a.is_field), None)
 
     def _fldinst_owner(self) -> _Group | None:
         for g in reversed(self.stack):
@@ -479,6 +482,10 @@ class _Disarmer:
 
     def _binary(self, start: int, data_start: int, data_end: int) -> None:
         g = self._head()
+        if self.skip and g.buf is not None:
+            # \binN among the \uN fallbacks of an instruction: the specification counts
+            # it as one fallback character, readers may not
+            self._ambiguous_instruction()
         g.first = False
         if g.dest == b"pict":
             g.text.append(b"\x00BIN" + self.data[data_start:data_end])
@@ -513,6 +520,9 @@ class _Disarmer:
         dest = g.risky or g.dest
         report = self.report
         if g.own_buf is not None and g.field_owner is not None:
+            if g.field_owner.instr or g.field_owner.instr_seen:
+                g.field_owner.ambiguous = True  # a second instruction: which one counts?
+            g.field_owner.instr_seen = True
             g.field_owner.instr = "".join(g.own_buf)
         if dest in (b"fldrslt", b"result") and parent is not None:
             parent.result = (g.start, end, g.mark)
@@ -520,8 +530,8 @@ class _Disarmer:
             if report.hit("embedded_files", "embedded OLE object"):
                 self._replace_group(g, end, self._result_of(g))
         elif dest in (b"objdata", b"objclass"):
-            if self._inside_object():
-                pass  # judged with the \object group around it
+            if self._inside_object() and not self._inside_result():
+                pass  # judged with the \object group around it (a result it keeps is not)
             elif report.hit("embedded_files", "OLE object data"):
                 self._replace_group(g, end, b"")
         elif dest == b"datastore":
@@ -538,7 +548,7 @@ class _Disarmer:
                 self._replace_group(g, end, b"")
         elif g.is_field:
             verdict = (
-                ("dynamic_data_exchange", "field instruction with an ambiguous \\uN fallback")
+                ("dynamic_data_exchange", "field instruction readers may read differently")
                 if g.ambiguous
                 else classify_field(g.instr, g.computed)
             )
@@ -572,6 +582,9 @@ class _Disarmer:
 
     def _inside_object(self) -> bool:
         return any(b"object" in (g.dest, g.risky) for g in self.stack)
+
+    def _inside_result(self) -> bool:
+        return any(g.dest in (b"result", b"fldrslt") for g in self.stack)
 
     def _result_of(self, g: _Group) -> bytes:
         if g.result is None:
@@ -657,10 +670,23 @@ def _picture_bytes(parts: list[bytes]) -> bytes:
         return b""
 
 
+#: A control word of more than 32 letters, or a number of more than 10 digits: Word
+#: and oletools read them whole, the tokenizer would cut them (a "\\bin00000000007"
+#: read as \\bin0 and text hides what the real \\bin7 would show).
+_OVERLONG = re.compile(rb"\\[a-zA-Z]{33}|\\[a-zA-Z]{1,32}-?[0-9]{11}")
+
+
 def disarm(request: DisarmRequest) -> DisarmResult:
     data = request.source.read_bytes()
     if not data.startswith(b"{\\rt"):
         return DisarmResult("unprocessable", reason="not an RTF document")
+    overlong = _OVERLONG.search(data)
+    if overlong is not None:
+        return DisarmResult(
+            "unprocessable",
+            reason="malformed RTF: a control word over 32 letters or a number over 10 digits "
+            f"at byte {overlong.start()} (readers split it differently)",
+        )
     report = Report(request.switches)
     try:
         out = _Disarmer(data, report).run()

@@ -1,0 +1,94 @@
+"""RTF inputs found by an adversarial review: each hid an OLE object, a DDE field or
+an external link from the engine but not from oletools (rtfobj, msodde) or
+LibreOffice. Now each is removed, or the file is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.test_office import _ole1_package, _write, dde_found, rtf_objects
+from tests.plugins.test_office_rtf import _run
+
+OBJ = _ole1_package(b"gicap rtf test payload\n").hex().encode()
+OBJECT = rb"{\object\objemb{\*\objclass Package}{\*\objdata " + OBJ + rb"}{\result x}}"
+DDE = rb'{\field{\*\fldinst DDEAUTO c:\\windows\\system32\\cmd.exe "/k echo"}{\fldrslt x}}'
+LINK = rb'{\field{\*\fldinst HYPERLINK "http://example.com/evil"}{\fldrslt click}}'
+
+
+def _bin_hides(payload: bytes) -> bytes:
+    """\\bin with an 11-digit length: read whole by Word and rtfobj (7 bytes skipped,
+    then the payload), cut at 10 digits it hid the payload in a second \\bin."""
+    rest = b"}" + payload + rb"{\*\y "
+    inner = b"\\bin" + str(len(rest)).encode()
+    length = str(len(inner)).encode().rjust(11, b"0")
+    return rb"{\rtf1 A{\*\x\bin" + length + b" " + inner + rest + rb"}B\par}"
+
+
+@pytest.mark.parametrize("payload", [OBJECT, DDE, LINK], ids=["object", "dde", "link"])
+def test_overlong_numbers_are_refused(tmp_path: Path, payload: bytes) -> None:
+    data = _bin_hides(payload)
+    source = _write(tmp_path, "src.rtf", data)
+    assert rtf_objects(source) == 1 if payload is OBJECT else True
+    assert _run(tmp_path, data) == ("unprocessable", b"")
+
+
+def test_overlong_control_word_is_refused(tmp_path: Path) -> None:
+    data = (
+        rb"{\rtf1 a{\field{\*\fldinst \ "[:-1]
+        + b"a" * 40
+        + rb' DDEAUTO c:\\windows\\system32\\cmd.exe "/k echo"}{\fldrslt x}}b\par}'
+    )
+    assert dde_found(_write(tmp_path, "src.rtf", data))
+    assert _run(tmp_path, data) == ("unprocessable", b"")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb"{\rtf1 a{\object\objemb{\*\objclass Package}{\*\objdata "
+        + OBJ
+        + rb"}{\result {\*\objdata "
+        + OBJ
+        + rb"}}}b\par}",
+        rb"{\rtf1 a{\object{\fldrslt{\objemb{\*\objclass Package}{\*\objdata "
+        + OBJ
+        + rb"}}}}b\par}",
+    ],
+    ids=["objdata-in-result", "objdata-in-fldrslt"],
+)
+def test_object_data_in_a_kept_result_is_removed(tmp_path: Path, data: bytes) -> None:
+    assert rtf_objects(_write(tmp_path, "src.rtf", data)) >= 1
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert rtf_objects(_write(tmp_path, "out.rtf", out)) == 0
+
+
+@pytest.mark.parametrize("switch", [rb'\\o "tip" ', rb'\\t "_blank" ', rb"\\m "])
+def test_hyperlink_with_a_switch_before_its_target_is_removed(
+    tmp_path: Path, switch: bytes
+) -> None:
+    data = (
+        rb"{\rtf1 a{\field{\*\fldinst HYPERLINK " + switch + rb'"http://example.com/evil"}'
+        rb"{\fldrslt click}}b\par}"
+    )
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"example.com" not in out and b"click" in out
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb'{\rtf1 a{\field{\*\fldinst DDEAUTO c:\\a.exe "/k x"}{\*\fldinst PAGE}{\fldrslt x}}\par}',
+        rb'{\rtf1 a{\field{{\*\fldinst DDEAUTO c:\\a.exe "/k x"}}{\fldrslt x}}b\par}',
+        rb'{\rtf1 a{\field{\*\fldinst \u68\bin1 xDEAUTO c:\\a.exe "/k x"}{\fldrslt x}}b\par}',
+    ],
+    ids=["two-instructions", "instruction-a-group-deeper", "bin-as-unicode-fallback"],
+)
+def test_instructions_readers_may_read_differently_are_risky(tmp_path: Path, data: bytes) -> None:
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"DEAUTO" not in out
+    assert dde_found(_write(tmp_path, "out.rtf", out)) == ""
