@@ -4,6 +4,7 @@ which ones reach outside the document, run code or jump inside it."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: Field keyword -> (switch, kind). Fields not listed are harmless (PAGE, MERGEFIELD...).
 FIELDS = {
@@ -31,6 +32,8 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
     """
     if computed:
         return ("dynamic_data_exchange", "field with a computed instruction")
+    # invisible format characters (a zero-width space before the keyword) are not read
+    instr = "".join(c for c in instr if unicodedata.category(c) != "Cf")
     words = _WORDS.findall(instr)
     if not words:
         return None

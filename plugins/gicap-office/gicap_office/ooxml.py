@@ -154,9 +154,11 @@ RISKY_FUNCTIONS = {
     "RTD": ("dynamic_data_exchange", "RTD formula"),
     "CALL": ("macros", "CALL formula"),
     "REGISTER.ID": ("macros", "REGISTER.ID formula"),
+    "DDE": ("dynamic_data_exchange", "DDE formula"),
 }
 _FUNCTION = re.compile(
-    r"(?:(?<=_xlfn\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID)\s*\(",
+    r"(?:(?<=_xlfn\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE)"
+    r"\s*\(",
     re.I,
 )
 _CELL_LINK = re.compile(r'HYPERLINK\s*\(\s*"#', re.I)
@@ -312,10 +314,9 @@ def _macros(pkg: Package, report: Report) -> FileType | None:
         found: list[tuple[etree._Element, str | None]] = []
         if split(root.tag)[1] == "formControlPr" and root.get("fmlaMacro"):
             found.append((root, "fmlaMacro"))
-        for el in root.iter(
-            f"{{{XDR}}}sp", f"{{{XDR}}}pic", f"{{{XDR}}}cxnSp", f"{{{XDR}}}graphicFrame"
-        ):
-            if el.get("macro"):
+        # shapes of spreadsheet and chart drawings, transitional or strict
+        for el in root.iter():
+            if isinstance(el.tag, str) and el.get("macro"):
                 found.append((el, "macro"))
         for el in root.iter(f"{{{X}}}FmlaMacro"):
             found.append((el, None))
@@ -593,13 +594,19 @@ class _Field:
         self.code: list[etree._Element] = []
 
 
-def _collect_fields(root: etree._Element) -> list[_Field]:
+#: Runs: of text, and of math (a field's characters may sit in either).
+_RUNS = (*_xml.clark(W, "r"), "{http://schemas.openxmlformats.org/officeDocument/2006/math}r")
+
+
+def _collect_fields(
+    root: etree._Element, orphans: list[etree._Element] | None = None
+) -> list[_Field]:
     """Complex fields (``w:fldChar`` begin/separate/end with ``w:instrText``), in
     document order, nesting included. A field's code region (between begin and
     separate) collects every element in it, nested fields' too."""
     stack: list[_Field] = []
     done: list[_Field] = []
-    for run in list(root.iter(*_xml.clark(W, "r"))):
+    for run in list(root.iter(*_RUNS)):
         for child in list(run):
             ns, local = split(child.tag)
             if ns in W and local == "rPr":
@@ -630,16 +637,50 @@ def _collect_fields(root: etree._Element) -> list[_Field]:
             for f in stack:
                 if f.sep is None:
                     f.code.append(child)
-            if ns in W and local in ("instrText", "delInstrText") and stack:
+            # (text in the code region is the instruction too, however it is written)
+            if ns in W and local in ("instrText", "delInstrText", "t") and stack:
                 if stack[-1].sep is None:
                     stack[-1].instr += child.text or ""
+            elif ns in W and local in ("instrText", "delInstrText") and orphans is not None:
+                orphans.append(child)  # an instruction outside any field's code region
     done.extend(stack)  # fields never closed count too
     return done
 
 
+def _wrapped_field_parts(root: etree._Element) -> list[etree._Element]:
+    """Elements of another namespace inside a run (``mc:AlternateContent``, an
+    ignorable extension) that hold field characters or instruction text: Word reads
+    what they wrap, the field walk of runs does not see into them."""
+    inner = (*_xml.clark(W, "fldChar"), *_xml.clark(W, "instrText"), *_xml.clark(W, "delInstrText"))
+    found = []
+    for run in root.iter(*_RUNS):
+        for child in run:
+            if isinstance(child.tag, str) and split(child.tag)[0] not in W:
+                if next(child.iter(*inner), None) is not None:
+                    found.append(child)
+    return found
+
+
 def _word_fields(root: etree._Element, report: Report) -> bool:
     changed = False
-    for field in _collect_fields(root):
+    wrapped = _wrapped_field_parts(root)
+    if wrapped and report.hit(
+        "dynamic_data_exchange",
+        "field code inside markup-compatibility content",
+        verb="neutralised",
+        n=len(wrapped),
+    ):
+        for el in wrapped:
+            _xml.remove(el)
+        changed = True
+    orphans: list[etree._Element] = []
+    fields = _collect_fields(root, orphans)
+    for instr in orphans:  # (its field's begin was removed above, say)
+        verdict = classify_field(instr.text or "", False)
+        if verdict and report.hit(*verdict, verb="neutralised"):
+            _xml.remove(instr)
+            changed = True
+    for field in fields:
         verdict = classify_field(field.instr, field.computed)
         if verdict and report.hit(*verdict, verb="neutralised"):
             touched: list[etree._Element] = []
@@ -962,10 +1003,16 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
     """(drop the formula?, the formula with external workbook indexes renumbered)."""
     literals = _STRING.findall(text)
     bare = _STRING.sub('""', text)
+    # app|'topic'!item: a DDE remote reference (a "|" outside strings means nothing else)
+    if "|" in bare and report.hit("dynamic_data_exchange", "DDE remote reference formula"):
+        return True, text
+    # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
+    cell_links = len(_CELL_LINK.findall(text))
+    links = sum(1 for m in _FUNCTION.finditer(bare) if m.group(1).upper() == "HYPERLINK")
     for match in _FUNCTION.finditer(bare):
         keyword = match.group(1).upper()
         verdict = RISKY_FUNCTIONS[keyword]
-        if keyword == "HYPERLINK" and _CELL_LINK.search(text):
+        if keyword == "HYPERLINK" and cell_links >= links:
             verdict = ("internal_hyperlinks", "HYPERLINK formula to a cell")
         if report.hit(*verdict):
             return True, text

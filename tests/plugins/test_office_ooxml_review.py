@@ -1,0 +1,113 @@
+"""OOXML inputs found by an adversarial review: field codes Word and LibreOffice read
+but the field walk did not see, DDE in cell formulas, macro assignments in other
+drawing namespaces. Checked in the rebuilt parts themselves and with msodde."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.test_office import (
+    NS,
+    _save,
+    _write,
+    dde_found,
+    disarm,
+    rezip,
+    switches,
+)
+
+MC = (
+    'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+    'xmlns:w14="http://schemas.microsoft.com/office/word/2010/wordml"'
+)
+DDE = ' DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe "/k echo gicap test" '
+BEGIN = '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+SEP = '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>result</w:t></w:r>'
+END = '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
+INSTR = f'<w:instrText xml:space="preserve">{DDE}</w:instrText>'
+MATH = 'xmlns:m="http://schemas.openxmlformats.org/officeDocument/2006/math"'
+
+
+def _docx_with(paragraph: str) -> bytes:
+    import docx
+    from docx.oxml import parse_xml
+
+    doc = docx.Document()
+    doc.add_paragraph("hello")
+    body = doc.element.body
+    body.insert(len(body) - 1, parse_xml(f"<w:p {NS} {MC}>{paragraph}</w:p>"))
+    return _save(doc)
+
+
+CASES = {
+    "instruction-in-mc-choice": BEGIN
+    + f'<w:r><mc:AlternateContent><mc:Choice Requires="w14">{INSTR}</mc:Choice>'
+    "</mc:AlternateContent></w:r>" + SEP + END,
+    "instruction-in-mc-fallback": BEGIN
+    + '<w:r><mc:AlternateContent><mc:Choice Requires="w99">x</mc:Choice>'
+    f"<mc:Fallback>{INSTR}</mc:Fallback></mc:AlternateContent></w:r>" + SEP + END,
+    "begin-in-mc-choice": '<w:r><mc:AlternateContent><mc:Choice Requires="w14">'
+    '<w:fldChar w:fldCharType="begin"/></mc:Choice></mc:AlternateContent></w:r>'
+    f"<w:r>{INSTR}</w:r>" + SEP + END,
+    "code-written-as-text": BEGIN + f'<w:r><w:t xml:space="preserve">{DDE}</w:t></w:r>' + SEP + END,
+    "zero-width-space-before-keyword": BEGIN
+    + f'<w:r><w:instrText xml:space="preserve">\u200b{DDE.strip()}</w:instrText></w:r>'
+    + SEP
+    + END,
+    "field-in-math-runs": f'<m:oMathPara {MATH}><m:oMath><m:r><w:fldChar w:fldCharType="begin"/>'
+    f'</m:r><m:r>{INSTR}</m:r><m:r><w:fldChar w:fldCharType="separate"/></m:r>'
+    '<m:r><m:t>x</m:t></m:r><m:r><w:fldChar w:fldCharType="end"/></m:r></m:oMath></m:oMathPara>',
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hidden_field_codes_are_neutralised(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, "in.docx", _docx_with(CASES[name]))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    document = zipfile.ZipFile(dest).read("word/document.xml").decode()
+    assert "DDEAUTO" not in document
+    assert dde_found(dest) == ""
+
+
+def _xlsx_formula(formula: str) -> bytes:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "value"
+    wb.active["B1"] = 0
+    buf = io.BytesIO()
+    wb.save(buf)
+    cell = f'<c r="B1"><f>{formula}</f><v>0</v></c>'.encode()
+    return rezip(
+        buf.getvalue(),
+        {"xl/worksheets/sheet1.xml": lambda x: re.sub(rb'<c r="B1"[^>]*>.*?</c>', cell, x)},
+    )
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ['DDE("cmd","/c echo gicap","A1")', "cmd|'/c echo gicap'!A1"],
+    ids=["dde-function", "dde-remote-reference"],
+)
+def test_dde_in_cell_formulas_is_removed(tmp_path: Path, formula: str) -> None:
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    assert b"<f>" in zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml")
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"<f>" not in zipfile.ZipFile(dest).read("xl/worksheets/sheet1.xml")
+    assert any(a.switch == "dynamic_data_exchange" for a in result.actions)
+
+
+def test_external_link_beside_a_cell_link_is_external(tmp_path: Path) -> None:
+    formula = 'HYPERLINK("#Sheet!A1","x")&amp;HYPERLINK("http://example.com/evil","y")'
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    policy = switches("sanitise", internal_hyperlinks="allow")
+    result, dest = disarm(path, tmp_path, policy)
+    assert result.outcome == "rebuilt", result
+    assert b"example.com" not in zipfile.ZipFile(dest).read("xl/worksheets/sheet1.xml")
