@@ -594,6 +594,8 @@ class _Field:
         self.code: list[etree._Element] = []
 
 
+#: Word nests fields a few levels deep (a QUOTE inside an IF...); far more is refused.
+MAX_FIELD_NESTING = 256
 #: Runs: of text, and of math (a field's characters may sit in either).
 _RUNS = (*_xml.clark(W, "r"), "{http://schemas.openxmlformats.org/officeDocument/2006/math}r")
 
@@ -614,6 +616,10 @@ def _collect_fields(
             if ns in W and local == "fldChar":
                 kind = wattr(child, "fldCharType")
                 if kind == "begin":
+                    if len(stack) >= MAX_FIELD_NESTING:
+                        # each open field collects what follows: n unclosed begins cost
+                        # n x n (10,000 in 38 KB took 5 s and 500 MB)
+                        raise PackageRefused(f"fields nested more than {MAX_FIELD_NESTING} deep")
                     for f in stack:
                         if f.sep is None:
                             f.code.append(child)
@@ -740,6 +746,7 @@ def _revisions(root: etree._Element) -> list[etree._Element]:
 
 def _accept_revisions(marks: list[etree._Element]) -> None:
     containers: list[etree._Element] = []
+    joins: list[etree._Element] = []
     for el in marks:
         if el.getparent() is None:
             continue
@@ -756,7 +763,7 @@ def _accept_revisions(marks: list[etree._Element]) -> None:
                 ppr = parent.getparent()
                 para = ppr.getparent() if ppr is not None else None
                 if para is not None:
-                    _join_next(para)
+                    joins.append(para)
         elif parent_local == "trPr":
             _xml.remove(el)
             if local == "del":
@@ -765,6 +772,11 @@ def _accept_revisions(marks: list[etree._Element]) -> None:
                     _remove_row(row)
         else:
             containers.append(el)
+    # Joined from the last: a run of deleted marks moves each paragraph's own content
+    # once (joined from the first, the content gathered so far moved again at every
+    # mark: 2,000 marks took 7 s). The text ends up in the same order.
+    for para in reversed(joins):
+        _join_next(para)
     for el in containers:
         if el.getparent() is None:
             continue
