@@ -149,3 +149,29 @@ def test_thousands_of_unclosed_fields_are_refused(tmp_path: Path) -> None:
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "unprocessable", result
     assert "nested" in result.reason
+
+
+def test_macro_action_on_an_external_link_goes_with_macros(tmp_path: Path) -> None:
+    """A click action running a macro, on a link whose target is external: removed
+    under macros=sanitise even when external links are allowed."""
+    import pptx
+    from pptx.oxml import parse_xml
+    from pptx.util import Inches
+
+    from tests.plugins.test_office import R
+
+    prs = pptx.Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])
+    box = slide.shapes.add_textbox(Inches(1), Inches(1), Inches(3), Inches(1))
+    box.text_frame.text = "run"
+    rid = slide.part.relate_to("http://example.com/x", R + "hyperlink", is_external=True)
+    box._element.nvSpPr.cNvPr.append(
+        parse_xml(
+            '<a:hlinkClick xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+            f'xmlns:r="{R[:-1]}" r:id="{rid}" action="ppaction://macro?name=Module1.AutoOpen"/>'
+        )
+    )
+    path = _write(tmp_path, "in.pptx", _save(prs))
+    result, dest = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="allow"))
+    assert result.outcome == "rebuilt", result
+    assert b"ppaction://macro" not in zipfile.ZipFile(dest).read("ppt/slides/slide1.xml")

@@ -886,6 +886,10 @@ _ACTIONS = ("hlinkClick", "hlinkHover", "hlinkMouseOver")
 _ACTION_NAMES = tuple(local.encode() for local in _ACTIONS)
 
 
+#: Click actions that run something, whatever the link they come with.
+_RUNNING_ACTIONS = ("ppaction://macro", "ppaction://ole", "ppaction://program")
+
+
 def _drawing_links(pkg: Package, report: Report) -> None:
     """DrawingML click/hover actions: internal jumps, macros, OLE verbs. (External
     targets are judged with their relationships.)"""
@@ -902,9 +906,11 @@ def _drawing_links(pkg: Package, report: Report) -> None:
         for el in list(root.iter(*tags)):
             rid = rattr(el, "id")
             rel = rels.get(rid) if rid else None
-            if rel is not None and rel.external:
-                continue
             action = (el.get("action") or "").lower()
+            # (an external target alone is judged with its relationship; an action on
+            # top of one is judged here, whatever the link switches say)
+            if rel is not None and rel.external and not action.startswith(_RUNNING_ACTIONS):
+                continue
             if action.startswith("ppaction://macro"):
                 verdict = ("macros", "macro action")
             elif action.startswith("ppaction://ole"):
