@@ -600,8 +600,18 @@ MAX_FIELD_NESTING = 256
 _RUNS = (*_xml.clark(W, "r"), "{http://schemas.openxmlformats.org/officeDocument/2006/math}r")
 
 
+#: What a field is made of, looked for inside run children of other namespaces.
+_FIELD_PARTS = (
+    *_xml.clark(W, "fldChar"),
+    *_xml.clark(W, "instrText"),
+    *_xml.clark(W, "delInstrText"),
+)
+
+
 def _collect_fields(
-    root: etree._Element, orphans: list[etree._Element] | None = None
+    root: etree._Element,
+    orphans: list[etree._Element] | None = None,
+    wrapped: list[etree._Element] | None = None,
 ) -> list[_Field]:
     """Complex fields (``w:fldChar`` begin/separate/end with ``w:instrText``), in
     document order, nesting included. A field's code region (between begin and
@@ -613,6 +623,16 @@ def _collect_fields(
             ns, local = split(child.tag)
             if ns in W and local == "rPr":
                 continue
+            if (
+                wrapped is not None
+                and ns not in W
+                and isinstance(child.tag, str)
+                and next(child.iter(*_FIELD_PARTS), None) is not None
+            ):
+                # another namespace in a run (mc:AlternateContent, an ignorable
+                # extension) holding field characters or instruction text: Word reads
+                # what it wraps, this walk does not see into it
+                wrapped.append(child)
             if ns in W and local == "fldChar":
                 kind = wattr(child, "fldCharType")
                 if kind == "begin":
@@ -653,23 +673,11 @@ def _collect_fields(
     return done
 
 
-def _wrapped_field_parts(root: etree._Element) -> list[etree._Element]:
-    """Elements of another namespace inside a run (``mc:AlternateContent``, an
-    ignorable extension) that hold field characters or instruction text: Word reads
-    what they wrap, the field walk of runs does not see into them."""
-    inner = (*_xml.clark(W, "fldChar"), *_xml.clark(W, "instrText"), *_xml.clark(W, "delInstrText"))
-    found = []
-    for run in root.iter(*_RUNS):
-        for child in run:
-            if isinstance(child.tag, str) and split(child.tag)[0] not in W:
-                if next(child.iter(*inner), None) is not None:
-                    found.append(child)
-    return found
-
-
 def _word_fields(root: etree._Element, report: Report) -> bool:
     changed = False
-    wrapped = _wrapped_field_parts(root)
+    orphans: list[etree._Element] = []
+    wrapped: list[etree._Element] = []
+    fields = _collect_fields(root, orphans, wrapped)
     if wrapped and report.hit(
         "dynamic_data_exchange",
         "field code inside markup-compatibility content",
@@ -679,9 +687,7 @@ def _word_fields(root: etree._Element, report: Report) -> bool:
         for el in wrapped:
             _xml.remove(el)
         changed = True
-    orphans: list[etree._Element] = []
-    fields = _collect_fields(root, orphans)
-    for instr in orphans:  # (its field's begin was removed above, say)
+    for instr in orphans:  # (its field's begin was wrapped, say)
         verdict = classify_field(instr.text or "", False)
         if verdict and report.hit(*verdict, verb="neutralised"):
             _xml.remove(instr)
