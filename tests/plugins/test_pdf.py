@@ -1194,6 +1194,19 @@ def test_quick_verify_only_passes_documents_without_finding_names() -> None:
     assert not gicap_pdf._quick_verify(pdf, switches)
 
 
+def _passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The ``defer`` argument of every pass the engine makes over the document."""
+    passes: list[bool] = []
+    real = gicap_pdf._disarm
+
+    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
+        passes.append(defer)
+        return real(request, defer)
+
+    monkeypatch.setattr(gicap_pdf, "_disarm", spy)
+    return passes
+
+
 def build_link_kept_alive(where: str) -> bytes:
     """A URI link whose annotation is also referenced from ``where`` (or nowhere)."""
     pdf = base()
@@ -1225,14 +1238,7 @@ def test_dropped_link_annotations_are_emptied_where_still_referenced(
     """Dropped annotations are emptied only when the rewrite would still write them;
     finding out late (after the removals) makes the engine start again, emptying them
     at once (tagged documents do that from the start)."""
-    passes: list[bool] = []
-    real = gicap_pdf._disarm
-
-    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
-        passes.append(defer)
-        return real(request, defer)
-
-    monkeypatch.setattr(gicap_pdf, "_disarm", spy)
+    passes = _passes(monkeypatch)
     request = request_for(tmp_path, build_link_kept_alive(where))
     result = disarm(request)
     assert result.outcome == "rebuilt"
@@ -1270,14 +1276,7 @@ def test_dropped_annotation_with_a_popup_is_emptied_in_one_pass(
         annot.Popup = popup
         pdf.pages[0].obj.Annots.append(popup)
         data = to_bytes(pdf)
-    passes: list[bool] = []
-    real = gicap_pdf._disarm
-
-    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
-        passes.append(defer)
-        return real(request, defer)
-
-    monkeypatch.setattr(gicap_pdf, "_disarm", spy)
+    passes = _passes(monkeypatch)
     request = request_for(tmp_path, data)
     result = disarm(request)
     assert result.outcome == "rebuilt"
