@@ -228,9 +228,9 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
     gc.disable()
     try:
         try:
-            return _disarm(request, defer=_reachable_objects is not None)
+            return _disarm(request, defer=_reachable_objects is not None, quick=True)
         except _Retry:
-            return _disarm(request, defer=False)
+            return _disarm(request, defer=False, quick=False)
     except _Refused as exc:
         request.destination.unlink(missing_ok=True)
         return DisarmResult(exc.outcome, reason=exc.reason)  # type: ignore[arg-type]
@@ -1144,8 +1144,9 @@ def _damage(pdf: pikepdf.Pdf, declared_pages: Any) -> list[str]:
     return qpdf_warnings
 
 
-def _structure(raw: bytes, pdf: pikepdf.Pdf, qpdf_warnings: list[str]) -> list[str]:
-    """What the rewrite will drop or repair, for the "structure" action."""
+def _structure(raw: bytes, pdf: pikepdf.Pdf) -> list[str]:
+    """What the rewrite will drop, for the "structure" action (and the damage it
+    repairs: see ``_warnings_note``)."""
     notes = []
     start = raw.find(_PDF_HEADER, 0, 1024)
     if start > 0:
@@ -1162,7 +1163,7 @@ def _structure(raw: bytes, pdf: pikepdf.Pdf, qpdf_warnings: list[str]) -> list[s
     extra = _extra_trailer_keys(pdf)
     if extra:
         notes.append(f"trailer entries no reader uses ({', '.join(extra)})")
-    return notes + _warnings_note(qpdf_warnings)
+    return notes
 
 
 #: What a trailer holds ([ISO 32000] 7.5.5 and 7.5.8: a cross-reference stream's
@@ -1193,8 +1194,8 @@ def _readers_may_differ(pdf: pikepdf.Pdf) -> list[str]:
     return notes
 
 
-def _warnings_note(qpdf_warnings: list[str]) -> list[str]:
-    return [f"damage repaired ({len(qpdf_warnings)} qpdf warnings)"] if qpdf_warnings else []
+def _warnings_note(count: int) -> list[str]:
+    return [f"damage repaired ({count} qpdf warnings)"] if count else []
 
 
 #: qpdf warnings that mean its repair lost something (an object it could not parse,
@@ -1243,9 +1244,10 @@ def _has_nulls(pdf: pikepdf.Pdf) -> bool:
     return False
 
 
-def _disarm(request: DisarmRequest, defer: bool) -> DisarmResult:
-    """Disarm one file. ``defer``: see ``_Walker._doom``; raises ``_Retry`` when a
-    dropped annotation is still reachable (the caller runs again without it)."""
+def _disarm(request: DisarmRequest, defer: bool, quick: bool) -> DisarmResult:
+    """Disarm one file. ``defer``: see ``_Walker._doom``; ``quick``: see
+    ``_token_free_scan``. Raises ``_Retry`` when a shortcut does not apply (the
+    caller runs again without either)."""
     switches = {s: request.switches.get(s, "sanitise") for s in SWITCHES}
     raw = request.source.read_bytes()
     with _open(request.source) as pdf:
@@ -1265,7 +1267,7 @@ def _disarm(request: DisarmRequest, defer: bool) -> DisarmResult:
         defer = defer and "/StructTreeRoot" not in pdf.Root
         walker = _Walker(pdf, switches, verify=False, defer=defer)
         try:
-            return _disarm_document(request, raw, pdf, walker, switches, declared_pages)
+            return _disarm_document(request, raw, pdf, walker, switches, declared_pages, quick)
         finally:
             walker.close()
 
@@ -1277,8 +1279,12 @@ def _disarm_document(
     walker: _Walker,
     switches: dict[str, str],
     declared_pages: Any,
+    quick: bool,
 ) -> DisarmResult:
-    scan = walker.run()
+    scan = _token_free_scan(pdf, walker) if quick else None
+    quick = scan is not None
+    if scan is None:
+        scan = walker.run()
     if switches["embedded_images"] == "disallow":
         scan.inline_images = _inline_images(pdf, scan.reached)
     qpdf_warnings = _damage(pdf, declared_pages)
@@ -1316,18 +1322,19 @@ def _disarm_document(
             todo.extend(found.get(s, []))
             actions.append(Action(s, "removed", _detail(s, found, n_images)))
 
-    notes = _structure(raw, pdf, qpdf_warnings)
-    if not todo and not image_changes and not notes:
-        # About to deliver the original bytes: read every stream's data first, as
-        # a rewrite would. A /Length that qpdf has to correct is damage like any
-        # other (and where parsers could disagree): then the file is rebuilt.
-        for stream in scan.streams:
-            stream.read_raw_bytes()
-        qpdf_warnings = _damage(pdf, declared_pages)
-        # (the file's own structure showed nothing above: only new warnings can)
-        notes = _warnings_note(qpdf_warnings) + _readers_may_differ(pdf)
+    notes = _structure(raw, pdf)
+    warned = len(qpdf_warnings)
+    if not todo and not image_changes and not notes and not warned:
+        notes = _readers_may_differ(pdf)
         if not notes:
-            return DisarmResult("unmodified", actions=actions)
+            # About to deliver the original bytes: read every stream's data first,
+            # as a rewrite would. A /Length that qpdf has to correct is damage like
+            # any other (and where parsers could disagree): then the file is rebuilt.
+            for stream in scan.streams:
+                stream.read_raw_bytes()
+            warned = len(_damage(pdf, declared_pages))
+            if not warned:
+                return DisarmResult("unmodified", actions=actions)
 
     for finding in sorted(todo, key=lambda f: f.order):
         if finding.remove is not None:
@@ -1339,7 +1346,21 @@ def _disarm_document(
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
-    _finish(pdf, walker.doomed, switches)
+    _finish(pdf, walker.doomed, switches, pages=bool(todo))
+    if not quick:
+        # (else nothing was found: the changes above only deleted keys and rewrote
+        # image data, which cannot leave or make anything a verifying walk finds)
+        _verify_rebuilt(pdf, walker, switches)
+    _save(pdf, request.destination)
+    # Writing reads the stream data: what qpdf could not recover there is refused
+    # as any other loss, what it repaired is reported.
+    notes += _warnings_note(warned + len(_damage(pdf, declared_pages)))
+    if notes:
+        actions.append(Action(STRUCTURE, "removed", "; ".join(notes)))
+    return DisarmResult("rebuilt", actions=actions)
+
+
+def _verify_rebuilt(pdf: pikepdf.Pdf, walker: _Walker, switches: dict[str, str]) -> None:
     reachable = None
     if walker.deferred:
         # What qpdf will write: the objects reachable from the trailer. A dropped
@@ -1349,10 +1370,6 @@ def _disarm_document(
         if any(obj.objgen in walker.deferred for obj in reachable):
             raise _Retry
     _verify(pdf, switches, reachable)
-    if notes:
-        actions.append(Action(STRUCTURE, "removed", "; ".join(notes)))
-    _save(pdf, request.destination)
-    return DisarmResult("rebuilt", actions=actions)
 
 
 def _present(switch: str, found: dict[str, list[_Finding]], n_images: int) -> bool:
@@ -1400,9 +1417,12 @@ def _doomed(annot: Any, doomed: set[tuple[int, int]]) -> bool:
     return annot._type_code_int in (_T_DICT, _T_STREAM) and "/GicapDoomed" in annot
 
 
-def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, str]) -> None:
-    """Unlink dropped annotations from the pages; tidy keys the rewrite made stale."""
-    for page in pdf.pages:
+def _finish(
+    pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, str], pages: bool = True
+) -> None:
+    """Unlink dropped annotations from the pages; tidy keys the rewrite made stale.
+    ``pages``: whether findings were removed (only they drop or flatten annotations)."""
+    for page in pdf.pages if pages else ():
         obj = page.obj
         if "/GicapWrapped" in obj:
             del obj["/GicapWrapped"]
@@ -1439,20 +1459,36 @@ def _finish(pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, 
 #: appears cannot give a finding. /Image and the external-data keys count in
 #: streams only (see ``_quick_verify``).
 _FINDING_NAMES = (
-    "OpenAction A PA AA JavaScript JS EF EmbeddedFile EmbeddedFiles Renditions "
+    "OpenAction A PA NA AA JavaScript JS EF EmbeddedFile EmbeddedFiles Renditions "
     "AlternatePresentations Metadata PieceInfo AF Dest OnInstantiate Collection URI "
     "AcroForm XFA NeedsRendering FileAttachment Sound Movie Screen RichMedia 3D Widget "
     "GicapDoomed GicapWrapped"
 ).split()
 _DELIMITED = rb"(?![^\s()<>\[\]{}/%])"
-_FINDING_TOKEN = re.compile(
-    rb"/(?:" + b"|".join(n.encode() for n in _FINDING_NAMES) + rb")" + _DELIMITED
-)
+
+
+def _alternation(names: list[str]) -> bytes:
+    """A pattern matching any of ``names``, written as a tree of shared prefixes
+    (``A(?:A|F|croForm)?``): ``re`` tries the branches of a flat alternation one by
+    one at every ``/`` of the text."""
+    heads: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        heads.setdefault(name[:1], []).append(name[1:])
+    branches = []
+    for head, tails in heads.items():
+        while len(tails) == 1 and tails[0] or len({t[:1] for t in tails}) == 1 and all(tails):
+            head, tails = head + tails[0][0], [t[1:] for t in tails]
+        rest = [t for t in tails if t]
+        branch = re.escape(head).encode()
+        if rest:
+            branch += _alternation(rest) + (b"?" if "" in tails else b"")
+        branches.append(branch)
+    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+
+_FINDING_TOKEN = re.compile(rb"/" + _alternation(_FINDING_NAMES) + _DELIMITED)
 _STREAM_TOKEN = re.compile(
-    rb"/(?:"
-    + b"|".join(n.encode() for n in (*_FINDING_NAMES, "Image", "F", "FFilter", "FDecodeParms"))
-    + rb")"
-    + _DELIMITED
+    rb"/" + _alternation([*_FINDING_NAMES, "Image", "F", "FFilter", "FDecodeParms"]) + _DELIMITED
 )
 #: pikepdf >= 10.17: the indirect objects reachable from some roots, found in C++.
 _reachable_objects = getattr(pikepdf._core, "_reachable_objects", None)
@@ -1492,6 +1528,85 @@ def _quick_verify(
         if switches["embedded_images"] == "sanitise" and obj.keys() - _IMAGE_KEYS:
             return False
     return _FINDING_TOKEN.search(b"\n".join(texts)) is None
+
+
+#: An indirect reference as qpdf writes it (``12 0 R``), searched for in the text
+#: reversed: there it starts with a literal, which ``re`` finds several times faster.
+#: (A string that reads like a reference counts as one more use: never fewer.)
+_REFERENCE_REVERSED = re.compile(rb"R (\d+ \d+)")
+#: A stream dictionary as qpdf writes the usual one (keys sorted, nothing else in it).
+_PLAIN_STREAM = re.compile(rb"<< (?:/Filter /(\w+) )?/Length (\d+) >>")
+
+
+def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
+    """The walk's result, without the walk, for a document in which no finding can
+    start: ``None`` (walk) unless no object qpdf read holds a name from
+    ``_FINDING_NAMES`` (see ``_quick_verify``) and the information dictionary is empty.
+
+    Every object of the file is looked at, orphans and objects the walk would not
+    reach included: more than the walk sees, so nothing is missed. What the walk would
+    still produce without findings comes from the streams: the ones no object
+    references are left out (orphans, object and cross-reference streams); each of
+    the others is counted as used as often as objects reference it (at least as often
+    as the walk would count), and is checked as the walk checks it (image limits and
+    JPEG data, decoded-size bounds). A damaged file (qpdf warned while opening it,
+    or while reading objects the walk would not read) starts again without this
+    shortcut (``_Retry``), so that damage is judged from what the walk reads.
+    """
+    info = pdf.trailer.get("/Info")
+    if _is_dict(info) and len(info.keys()):
+        return None
+    if pdf.get_warnings():  # (which empties qpdf's list): judged by the walk
+        raise _Retry
+    texts = [pdf.trailer.unparse(resolved=True)]
+    streams: list[tuple[Object, bytes]] = []
+    for obj in pdf.objects:
+        if obj is None:  # an object qpdf found nothing for (it warned why)
+            continue
+        code = obj._type_code_int
+        if code == _T_STREAM:
+            streams.append((obj, obj.stream_dict.unparse()))
+        elif code in _CONTAINERS:
+            text = obj.unparse(resolved=True)
+            if _FINDING_TOKEN.search(text):
+                return None  # (as soon as the first one shows: then the walk runs)
+            texts.append(text)
+    if pdf.get_warnings():
+        raise _Retry
+    stream_texts = b"\n".join(text for _, text in streams)
+    if any(t != b"/Image" for t in _STREAM_TOKEN.findall(stream_texts)):
+        return None
+    texts.append(stream_texts)  # (the references streams make count)
+    joined = b"\n".join(texts)
+    if _FINDING_TOKEN.search(texts[0]):  # the trailer
+        return None
+    uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+    scan = walker.scan
+    for stream, text in streams:
+        og = stream.objgen
+        count = uses.get((b"%d %d" % og)[::-1], 0)
+        if not count:
+            continue
+        scan.reached.add(og)  # (inline images are counted in the streams reached)
+        scan.streams.append(stream)
+        plain = _PLAIN_STREAM.fullmatch(text)
+        if plain is not None:
+            if plain[1] is None:
+                continue  # not filtered
+            bound = int(plain[2]) * _FILTER_EXPANSION.get("/" + plain[1].decode(), 1)
+        else:
+            keys = stream.keys()
+            if b"/Image" in text and _name(stream.get("/Subtype")) == "/Image":
+                walker._image(stream, keys)
+                continue
+            if "/Filter" not in keys:
+                continue
+            bound = _stream_bound(stream)
+        if bound is None or bound > MAX_STREAM_BYTES:
+            scan.big_streams.append(stream)
+        scan.filtered[og] = [stream, bound, count]
+    _check_decoded_sizes(scan)
+    return scan
 
 
 def _verify(

@@ -1005,6 +1005,72 @@ def test_lossless_repair_is_rebuilt(tmp_path: Path, broken: Callable[[], bytes])
     assert text_of(request.destination) == text_of(tmp_path / "in.pdf")
 
 
+def test_damage_repaired_while_writing_is_reported(tmp_path: Path) -> None:
+    """A stream whose /Length qpdf corrects only when writing the rebuilt file (the
+    walk does not read stream data) is reported like damage found before."""
+    data = build_js_open_action()
+    length = re.search(rb"/Length (\d+) ", data)
+    assert length is not None
+    data = data.replace(length[0], b"/Length %d " % (int(length[1]) - 3), 1)
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert [(a.switch, a.action) for a in result.actions] == [
+        ("javascript", "removed"),
+        ("structure", "removed"),
+    ]
+    assert "damage repaired" in result.actions[-1].detail
+    qpdf_check(request.destination)
+
+
+def _walked(data: bytes) -> bool:
+    """Whether the engine walks the document (else it is judged by the shortcut for
+    documents without active content: ``_token_free_scan``)."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        switches = dict.fromkeys(SWITCHES["pdf"], "sanitise")
+        walker = gicap_pdf._Walker(pdf, switches, verify=False)
+        return gicap_pdf._token_free_scan(pdf, walker) is None
+
+
+@pytest.mark.parametrize("name", sorted(RISKY))
+def test_documents_with_active_content_are_walked(name: str) -> None:
+    builder, _, _ = RISKY[name]
+    assert _walked(builder())
+
+
+@pytest.mark.parametrize("slot", ["/A", "/PA", "/NA", "/AA", "/OpenAction"])
+def test_an_action_in_any_slot_is_walked_and_removed(tmp_path: Path, slot: str) -> None:
+    """Every key the walk takes as an action slot keeps a document off the shortcut,
+    wherever the dictionary holding it is."""
+    pdf = base()
+    launch = Dictionary(S=Name.Launch, F=String("calc.exe"))
+    value = Dictionary(O=launch) if slot == "/AA" else launch
+    pdf.pages[0].obj.PresSteps = pdf.make_indirect(Dictionary({"/Type": Name.NavNode, slot: value}))
+    data = to_bytes(pdf)
+    assert _walked(data)
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert ("actions", "removed") in [(a.switch, a.action) for a in result.actions]
+    assert not names_in(qdf(request.destination), "/Launch")
+
+
+def test_documents_without_active_content_take_the_shortcut(tmp_path: Path) -> None:
+    """Clean documents, with or without pictures, are judged without the walk, and
+    their pictures are still cleaned as the walk would (EXIF dropped)."""
+    assert not _walked(build_clean())
+    data = build_image(exif=True, extra_key=True)
+    assert not _walked(data)
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert [(a.switch, a.action) for a in result.actions] == [("embedded_images", "neutralised")]
+    expanded = qdf(request.destination)
+    assert b"gicap-exif-description" not in expanded
+    assert b"gicap-appended-after-eoi" not in expanded
+    assert b"/GicapPrivate" not in expanded
+
+
 def test_pixel_bomb_is_unprocessable(tmp_path: Path) -> None:
     for value in ("sanitise", "allow"):
         request = request_for(tmp_path, build_pixel_bomb(), policy(embedded_images=value))
@@ -1199,9 +1265,9 @@ def _passes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     passes: list[bool] = []
     real = gicap_pdf._disarm
 
-    def spy(request: DisarmRequest, defer: bool) -> DisarmResult:
+    def spy(request: DisarmRequest, defer: bool, quick: bool) -> DisarmResult:
         passes.append(defer)
-        return real(request, defer)
+        return real(request, defer, quick)
 
     monkeypatch.setattr(gicap_pdf, "_disarm", spy)
     return passes
