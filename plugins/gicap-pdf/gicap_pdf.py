@@ -18,11 +18,13 @@ bounded measure of large Flate and LZW streams) before any reader decodes them.
 from __future__ import annotations
 
 import gc
+import mmap
 import re
 import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -1144,9 +1146,24 @@ def _damage(pdf: pikepdf.Pdf, declared_pages: Any) -> list[str]:
     return qpdf_warnings
 
 
-def _structure(raw: bytes, pdf: pikepdf.Pdf) -> list[str]:
+@contextmanager
+def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes, mapped (the structure checks look at its two ends, and only
+    sometimes at the rest: see ``_appended_revisions``)."""
+    with open(path, "rb") as f:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            yield b""
+            return
+        with mapped:
+            yield mapped
+
+
+def _structure(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
     """What the rewrite will drop, for the "structure" action (and the damage it
-    repairs: see ``_warnings_note``)."""
+    repairs: see ``_warnings_note``). Earlier revisions are told here by the trailer's
+    /Prev only (see ``_appended_revisions``)."""
     notes = []
     start = raw.find(_PDF_HEADER, 0, 1024)
     if start > 0:
@@ -1156,14 +1173,27 @@ def _structure(raw: bytes, pdf: pikepdf.Pdf) -> list[str]:
         notes.append("no %%EOF marker")
     elif raw[eof + len(_EOF_MARK) :].strip(b"\r\n\t \x00"):
         notes.append(f"{len(raw) - eof - len(_EOF_MARK)} bytes after %%EOF")
-    linearized = pdf.is_linearized
-    sections = raw.count(b"startxref")
-    if sections > (2 if linearized else 1) or (not linearized and "/Prev" in pdf.trailer):
-        notes.append("earlier revisions (incremental updates)")
+    if not pdf.is_linearized and "/Prev" in pdf.trailer:
+        notes.append(_EARLIER_REVISIONS)
     extra = _extra_trailer_keys(pdf)
     if extra:
         notes.append(f"trailer entries no reader uses ({', '.join(extra)})")
     return notes
+
+
+_EARLIER_REVISIONS = "earlier revisions (incremental updates)"
+
+
+def _appended_revisions(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
+    """Revisions appended without a /Prev to the earlier ones: told by counting the
+    cross-reference sections (two in a linearized file). This reads the whole file,
+    so it is only asked when nothing else makes the file rewritten, which drops them
+    anyway: then only the original bytes, delivered as they are, would keep them."""
+    sections, pos = 0, raw.find(b"startxref")
+    while pos >= 0:
+        sections += 1
+        pos = raw.find(b"startxref", pos + 1)
+    return [_EARLIER_REVISIONS] if sections > (2 if pdf.is_linearized else 1) else []
 
 
 #: What a trailer holds ([ISO 32000] 7.5.5 and 7.5.8: a cross-reference stream's
@@ -1249,8 +1279,7 @@ def _disarm(request: DisarmRequest, defer: bool, quick: bool) -> DisarmResult:
     ``_token_free_scan``. Raises ``_Retry`` when a shortcut does not apply (the
     caller runs again without either)."""
     switches = {s: request.switches.get(s, "sanitise") for s in SWITCHES}
-    raw = request.source.read_bytes()
-    with _open(request.source) as pdf:
+    with _mapped(request.source) as raw, _open(request.source) as pdf:
         pages = pdf.Root.get("/Pages")
         count = pages.get("/Count") if _is_dict(pages) else None
         # read before pdf.pages: qpdf corrects the count of a damaged tree
@@ -1274,7 +1303,7 @@ def _disarm(request: DisarmRequest, defer: bool, quick: bool) -> DisarmResult:
 
 def _disarm_document(
     request: DisarmRequest,
-    raw: bytes,
+    raw: bytes | mmap.mmap,
     pdf: pikepdf.Pdf,
     walker: _Walker,
     switches: dict[str, str],
@@ -1325,7 +1354,7 @@ def _disarm_document(
     notes = _structure(raw, pdf)
     warned = len(qpdf_warnings)
     if not todo and not image_changes and not notes and not warned:
-        notes = _readers_may_differ(pdf)
+        notes = _appended_revisions(raw, pdf) or _readers_may_differ(pdf)
         if not notes:
             # About to deliver the original bytes: read every stream's data first,
             # as a rewrite would. A /Length that qpdf has to correct is damage like

@@ -394,6 +394,26 @@ def build_js_left_in_old_revision() -> bytes:
     return incremental_update(base_pdf, {root: catalog}, root=root)
 
 
+def build_js_left_in_revision_without_prev() -> bytes:
+    """As ``build_js_left_in_old_revision``, but the new revision's cross-reference
+    section lists every object and its trailer has no /Prev: only a scan of the whole
+    file shows the old revision is there."""
+    base_pdf = build_js_open_action()
+    root, pages = catalog_numbers(base_pdf)
+    with pikepdf.open(io.BytesIO(base_pdf)) as pdf:
+        offsets = {og[0]: entry.offset for og, entry in pdf.get_xref_table().items()}
+    out = bytearray(base_pdf if base_pdf.endswith(b"\n") else base_pdf + b"\n")
+    offsets[root] = len(out)
+    out += b"%d 0 obj\n<< /Type /Catalog /Pages %d 0 R >>\nendobj\n" % (root, pages)
+    xref = len(out)
+    size = max(offsets) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for num in range(1, size):
+        out += b"%010d 00000 n \n" % offsets[num] if num in offsets else b"0000000000 65535 f \n"
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, root, xref)
+    return bytes(out)
+
+
 def build_with_trailing_payload() -> bytes:
     return build_clean() + b"<html><script>alert('gicap-polyglot')</script></html>\n"
 
@@ -836,10 +856,15 @@ def test_removed_strings_are_gone_from_the_raw_bytes(tmp_path: Path) -> None:
         assert needle not in request.destination.read_bytes(), builder.__name__
 
 
-def test_earlier_revision_javascript_is_dropped(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "builder", [build_js_left_in_old_revision, build_js_left_in_revision_without_prev]
+)
+def test_earlier_revision_javascript_is_dropped(
+    tmp_path: Path, builder: Callable[[], bytes]
+) -> None:
     """The current revision is clean, yet the old one's script is still in the bytes:
     the rebuild writes only the live objects, so it is gone."""
-    request = request_for(tmp_path, build_js_left_in_old_revision())
+    request = request_for(tmp_path, builder())
     assert b"gicap-test" in request.source.read_bytes()
     result = disarm(request)
     assert result.outcome == "rebuilt"
