@@ -390,6 +390,8 @@ class _Walker:
         seen = self.scan.reached
         filtered = self.scan.filtered
         stack = self._stack
+        #: indirect arrays reached again (a /Contents array pages share): how often
+        shared: dict[tuple[int, int], list[Any]] = {}
         while stack:
             obj, flags = stack.pop()
             og = obj.objgen  # (0, 0) for a direct object: one call instead of two
@@ -398,6 +400,8 @@ class _Walker:
                     use = filtered.get(og)
                     if use is not None:
                         use[2] += 1  # drawn once more by every reader
+                    elif obj._type_code_int == _T_ARRAY:
+                        shared.setdefault(og, [obj, 0])[1] += 1
                     continue
                 seen.add(og)
             if obj._type_code_int == _T_ARRAY:
@@ -407,6 +411,13 @@ class _Walker:
                             stack.append((item, flags & self.JS_TREE))
             else:
                 self._dict(obj, flags)
+        for array, again in shared.values():
+            # each stream in it is drawn once more for every further use of the array
+            for item in array:
+                if type(item) is Object and item._type_code_int == _T_STREAM:
+                    use = filtered.get(item.objgen)
+                    if use is not None:
+                        use[2] += again
         if self._has_widgets:
             self._widgets()
         if not self.verify:
@@ -901,7 +912,8 @@ def _strip_jpeg(data: bytes) -> bytes | None:
     there is nothing to drop (or it is not a JPEG we can follow: left as it is)."""
     if not data.startswith(b"\xff\xd8"):
         return None
-    out = [b"\xff\xd8"]
+    out: list[bytes | memoryview] = [b"\xff\xd8"]
+    view = memoryview(data)  # (the entropy-coded data is copied once, by the join)
     pos, end, changed = 2, len(data), False
     while True:
         if pos >= end or data[pos] != 0xFF:
@@ -938,7 +950,7 @@ def _strip_jpeg(data: bytes) -> bytes | None:
             m = _JPEG_MARKER.search(data, pos)
             if m is None:
                 return None
-            out.append(data[pos : m.start()])
+            out.append(view[pos : m.start()])
             pos = m.start()
     return b"".join(out) if changed else None
 
@@ -1177,7 +1189,7 @@ def _structure(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
         notes.append(_EARLIER_REVISIONS)
     extra = _extra_trailer_keys(pdf)
     if extra:
-        notes.append(f"trailer entries no reader uses ({', '.join(extra)})")
+        notes.append(f"trailer entries no reader uses or that reach objects ({', '.join(extra)})")
     return notes
 
 
@@ -1206,7 +1218,27 @@ _TRAILER_KEYS = frozenset(
 
 
 def _extra_trailer_keys(pdf: pikepdf.Pdf) -> list[str]:
-    return sorted(set(pdf.trailer.keys()) - _TRAILER_KEYS)
+    """The trailer entries the rewrite drops: keys no reader uses, an /Info that is
+    not a dictionary (the walk looks at none other), and the other keys whose value
+    reaches an object (their values are numbers, names, strings or direct arrays and
+    dictionaries of those: a reference, written out by qpdf, could lead anywhere)."""
+    trailer = pdf.trailer
+    extra = []
+    for key in trailer.keys():
+        if key not in _TRAILER_KEYS:
+            extra.append(key)
+        elif key == "/Info":
+            if not _is_dict(trailer.get(key)):
+                extra.append(key)
+        elif key not in ("/Root", "/Encrypt"):
+            value = trailer.get(key)
+            if (
+                type(value) is Object
+                and value._type_code_int in _CONTAINERS
+                and (value.is_indirect or b" R" in value.unparse(resolved=True))
+            ):
+                extra.append(key)
+    return sorted(extra)
 
 
 def _readers_may_differ(pdf: pikepdf.Pdf) -> list[str]:
@@ -1546,7 +1578,10 @@ def _quick_verify(
         objects = _reachable_objects(pdf, [root])
     texts = [root.unparse(resolved=True)]
     for obj in objects:
-        if obj._type_code_int != _T_STREAM:
+        code = obj._type_code_int
+        if code == _T_NAME:
+            return False  # (see _token_free_scan)
+        if code != _T_STREAM:
             texts.append(obj.unparse(resolved=True))
             continue
         found = _STREAM_TOKEN.findall(obj.stream_dict.unparse())
@@ -1589,6 +1624,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
         raise _Retry
     texts = [pdf.trailer.unparse(resolved=True)]
     streams: list[tuple[Object, bytes]] = []
+    arrays: list[tuple[Object, bytes]] = []
     for obj in pdf.objects:
         if obj is None:  # an object qpdf found nothing for (it warned why)
             continue
@@ -1600,6 +1636,12 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             if _FINDING_TOKEN.search(text):
                 return None  # (as soon as the first one shows: then the walk runs)
             texts.append(text)
+            if code == _T_ARRAY and b" R" in text:
+                arrays.append((obj, text))
+        elif code == _T_NAME:
+            # A name as an object of its own (``/Subtype 7 0 R``): the text of what
+            # references it does not show it. Rare enough to leave to the walk.
+            return None
     if pdf.get_warnings():
         raise _Retry
     stream_texts = b"\n".join(text for _, text in streams)
@@ -1610,6 +1652,12 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     if _FINDING_TOKEN.search(texts[0]):  # the trailer
         return None
     uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+    for array, text in arrays:
+        # what an array several objects share holds is used once more by each
+        again = uses.get((b"%d %d" % array.objgen)[::-1], 0) - 1
+        if again > 0:
+            for ref in _REFERENCE_REVERSED.findall(text[::-1]):
+                uses[ref] += again
     scan = walker.scan
     for stream, text in streams:
         og = stream.objgen

@@ -291,3 +291,72 @@ def test_many_pages_of_ordinary_content_are_not_a_bomb(
         pdf.pages[-1].obj.Contents = content
     result = disarm(request_for(tmp_path, _saved(pdf)))
     assert result.outcome in ("unmodified", "rebuilt"), result
+
+
+# -- found by a review of the shortcut for documents without active content
+
+
+def _indirect_name_cases() -> dict[str, tuple[pikepdf.Pdf, str]]:
+    """A document whose telling name (a /Subtype, a /Type) is an object of its own,
+    referenced as ``7 0 R``: the text of the dictionary does not show it."""
+    cases = {}
+    pdf = _new()
+    bomb = pdf.make_stream(zlib.compress(b"\0" * 1000), Filter=Name.FlateDecode)
+    bomb.Subtype = pdf.make_indirect(Name.Image)
+    bomb.update({"/Type": Name.XObject, "/Width": 200_000, "/Height": 200_000})
+    bomb.update({"/BitsPerComponent": 8, "/ColorSpace": Name.DeviceGray})
+    pdf.pages[0].obj.Resources = Dictionary(XObject=Dictionary(Im0=bomb))
+    cases["pixel-bomb"] = (pdf, "unprocessable")
+    pdf = _new()
+    u3d = pdf.make_stream(b"U3D\0" + bytes(64), Subtype=Name("/U3D"))
+    annot = Dictionary(Type=Name.Annot, Rect=[72, 72, 300, 300], **{"/3DD": u3d})
+    annot.Subtype = pdf.make_indirect(Name("/3D"))
+    pdf.pages[0].obj.Annots = Array([pdf.make_indirect(annot)])
+    cases["3d-annotation"] = (pdf, "rebuilt")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["pixel-bomb", "3d-annotation"])
+def test_names_given_as_objects_of_their_own_are_seen(tmp_path: Path, case: str) -> None:
+    pdf, outcome = _indirect_name_cases()[case]
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == outcome, result
+    if outcome == "rebuilt":
+        assert [(a.switch, a.action) for a in result.actions] == [("embedded_files", "removed")]
+        assert b"U3D" not in qdf(request.destination)
+
+
+def test_streams_in_an_array_pages_share_count_for_each_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six pages share one /Contents array: every reader decodes its stream six
+    times. Counted so with or without active content elsewhere (walked or not)."""
+    monkeypatch.setattr(gicap_pdf, "MAX_DECODED_TOTAL", 1_000_000)
+    for script in (False, True):
+        pdf = pikepdf.new()
+        for _ in range(6):
+            pdf.add_blank_page()
+        stream = pdf.make_stream(zlib.compress(b" " * 200_000), Filter=Name.FlateDecode)
+        shared = pdf.make_indirect(Array([stream]))
+        for page in pdf.pages:
+            page.obj.Contents = shared  # 1.2 MB decoded in all
+        if script:
+            pdf.Root.OpenAction = Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))
+        result = disarm(request_for(tmp_path, _saved(pdf)))
+        assert result.outcome == "unprocessable", (script, result)
+        assert "in all" in result.reason
+
+
+@pytest.mark.parametrize("key", ["/Info", "/DL"])
+def test_trailer_entries_reaching_a_script_are_dropped(tmp_path: Path, key: str) -> None:
+    """An /Info that is an array, or a cross-reference key (/DL) given a dictionary:
+    no reader runs what they reach, but qpdf would write it out."""
+    pdf = _new()
+    action = pdf.make_indirect(Dictionary(S=Name.JavaScript, JS=String("app.alert(1)")))
+    pdf.trailer[key] = pdf.make_indirect(Array([action])) if key == "/Info" else action
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert key in result.actions[-1].detail
+    assert not names_in(qdf(request.destination), "/JavaScript", "/JS")
