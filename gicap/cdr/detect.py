@@ -86,6 +86,8 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("exe", "executable", "application/vnd.microsoft.portable-executable", "exe"),
         FileType("elf", "executable", "application/x-executable", "elf"),
         FileType("msi", "executable", "application/x-msi", "msi"),
+        # text a desktop runs or acts on when it is opened (see SCRIPT_EXTENSIONS)
+        FileType("script", "script", "application/x-gicap-script", "js"),
     )
 }
 
@@ -135,6 +137,15 @@ _OLE_ENTRY = struct.Struct("<HBBIII16s20xIII")
 _OLE_FAST_DIRECTORY = 256 * 1024
 _OLE_FAST_DEPTH = 100
 
+#: File names that make text a script or a command a desktop runs when the file is
+#: opened (Windows Script Host, PowerShell, cmd.exe, the registry editor, shell
+#: links and commands, Unix shells): told by the name alone, since their text
+#: looks like any other. Web pages load scripts by Content-Type, never named so.
+SCRIPT_EXTENSIONS = frozenset(
+    "js jse mjs vbs vbe vb wsf wsh wsc sct ps1 psm1 psd1 bat cmd reg url scf inf "
+    "sh bash zsh command desktop".split()
+)
+
 # Aliases for the declared type (file extension or MIME type) -> type name.
 _EXT_ALIASES = {
     "jpg": "jpeg",
@@ -162,7 +173,11 @@ _MIME_ALIASES = {
     "application/x-zip-compressed": "zip",
     "application/x-msdownload": "exe",
 }
-_BY_EXT = {t.extension: t.name for t in FILE_TYPES.values()} | _EXT_ALIASES
+_BY_EXT = (
+    {t.extension: t.name for t in FILE_TYPES.values()}
+    | _EXT_ALIASES
+    | dict.fromkeys(SCRIPT_EXTENSIONS, "script")
+)
 _BY_MIME = {t.mime.lower(): t.name for t in FILE_TYPES.values()} | _MIME_ALIASES
 
 _CONTENT_TYPE_RE = re.compile(rb"""ContentType\s*=\s*["']([^"']{1,200})["']""", re.I)
@@ -210,7 +225,7 @@ def detect(head: bytes, path: str | None = None, declared: str | None = None) ->
         Never raises.
     """
     try:
-        name = _detect(bytes(head[:_HEAD_LIMIT]), path, _declared_name(declared))
+        name = _detect(bytes(head[:_HEAD_LIMIT]), path, declared_name(declared))
     except Exception:  # malformed input must never break a transaction
         return None
     return FILE_TYPES[name] if name else None
@@ -705,6 +720,8 @@ def _text(head: bytes, hint: str | None) -> str | None:
         return "html"
     if hint == "svg":  # a browser renders text served or named as SVG as SVG
         return "svg"
+    if hint == "script":  # named as a script: the desktop runs it
+        return "script"
     # Excel opens text served as application/vnd.ms-excel as csv
     if hint in ("csv", "xls") or _looks_like_csv(text):
         return "csv"
@@ -759,7 +776,7 @@ def _looks_like_csv(text: str) -> bool:
     return False
 
 
-def _declared_name(declared: str | None) -> str | None:
+def declared_name(declared: str | None) -> str | None:
     """The type name a ``Content-Type``, file name or ``filename=`` parameter suggests."""
     if not declared or not isinstance(declared, str):
         return None

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 import gicap
 from gicap.cdr import multipart
+from gicap.cdr.detect import declared_name
 from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
 from gicap.cdr.types import FileType
@@ -227,7 +228,9 @@ class CDRService(Service):
             source,
             workdir / "rebuilt",
             encoding,
-            message.headers.get("Content-Type"),
+            _declared(
+                message.headers.get("Content-Type"), message.headers.get("Content-Disposition")
+            ),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -389,7 +392,7 @@ class CDRService(Service):
                 source,
                 workdir / f"rebuilt-{index}",
                 None,
-                part.headers.get("Content-Type"),
+                _declared(part.headers.get("Content-Type"), part.filename),
             )
             types.append(sub.file_type or "?")
             report.actions.extend(sub.actions)
@@ -432,6 +435,16 @@ def _actions_per_switch(actions: list[dict[str, str]]) -> dict[str, str]:
         if a.get("action", "?") not in seen:
             seen.append(a.get("action", "?"))
     return {switch: ",".join(acts) for switch, acts in out.items()}
+
+
+def _declared(content_type: str | None, name: str | None) -> str | None:
+    """What a message says its file is, for detection to break ties: the file name
+    (a ``Content-Disposition`` or a form part's) when it names a type, since the
+    user's desktop opens the saved file by it (Excel a ``.csv`` served as text/plain,
+    Windows Script Host a ``.js``); else the ``Content-Type``."""
+    if name and declared_name(name) is not None:
+        return name
+    return content_type
 
 
 def _is_attachment(message: Any) -> bool:

@@ -568,6 +568,24 @@ def test_declared_html_breaks_the_tie_for_text() -> None:
     assert name_of(detect(b"plain", None, "page.htm")) == "html"
 
 
+@pytest.mark.parametrize(
+    "declared",
+    ["invoice.js", 'attachment; filename="Invoice.VBS"', "run.wsf", "setup.bat", "a.ps1", "x.url"],
+)
+def test_text_named_as_a_script_is_a_script(declared: str) -> None:
+    """A desktop runs these when they are opened (Windows Script Host, cmd.exe...)."""
+    assert name_of(detect(b'WScript.Echo "hi"\n', None, declared)) == "script"
+    assert name_of(detect(b"<job><script>x</script></job>", None, declared)) == "script"
+
+
+def test_scripts_a_page_loads_are_text() -> None:
+    """Web pages load scripts by Content-Type: they stay text (delivered, as browsing
+    needs), and only the bytes decide what a file named as a script is."""
+    for content_type in ("text/javascript", "application/javascript"):
+        assert name_of(detect(b"alert(1)\n", None, content_type)) == "text"
+    assert name_of(detect(PDF, None, "invoice.js")) == "pdf"
+
+
 # -- things recognised but not processed ---------------------------------------------------
 
 ELF = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHI", 2, 0x3E, 1) + bytes(100)

@@ -299,6 +299,37 @@ def test_unsupported_file_relayed_when_the_policy_says_so(
         assert_untouched(r, head, EXE, allow_204)
 
 
+SCRIPT = b'var s = new ActiveXObject("WScript.Shell"); s.Run("calc.exe");\n'
+
+
+def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
+    """Windows Script Host runs a downloaded .js when it is opened; a page loads its
+    scripts by Content-Type, and those pass."""
+    download = res_head(
+        SCRIPT,
+        "application/octet-stream",
+        extra='Content-Disposition: attachment; filename="invoice.js"\r\n',
+    )
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=download, preview=PREVIEW)
+        file_id = assert_blocked(r, "unsupported", original=b"ActiveXObject")
+        page_script = c.respmod(SCRIPT, res_head=res_head(SCRIPT, "text/javascript"))
+        assert page_script.status == 204
+    assert "type=script" in log_line(srv, file_id)
+
+
+def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapProcess) -> None:
+    """Excel opens a saved .csv as CSV: the name decides, not text/plain (one column
+    of formulas is not CSV to a sniffer)."""
+    body = b"=cmd|' /C calc'!A0\r\n=1+1\r\n"
+    head = res_head(
+        body, "text/plain", extra='Content-Disposition: attachment; filename="report.csv"\r\n'
+    )
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head)
+    assert_rebuilt(r, b"'=cmd|' /C calc'!A0\r\n'=1+1\r\n", "text/plain")
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
@@ -548,6 +579,19 @@ def test_multipart_upload_rebuilds_only_the_csv_part(srv: GicapProcess) -> None:
     with req(srv) as c:
         r = c.reqmod(clean, req_head=req_head(clean, content_type), preview=PREVIEW)
     assert r.status == 204
+
+
+def test_multipart_upload_of_a_script_is_blocked(srv: GicapProcess) -> None:
+    part = (
+        'Content-Disposition: form-data; name="f"; filename="run.vbs"\r\n'
+        "Content-Type: application/octet-stream",
+        SCRIPT,
+    )
+    body = multipart(TEXT_FIELD, part)
+    head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}")
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    assert_blocked(r, "run.vbs", "unsupported", original=b"ActiveXObject")
 
 
 def test_multipart_upload_with_an_unsupported_file_is_blocked_whole(srv: GicapProcess) -> None:

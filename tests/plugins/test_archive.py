@@ -533,6 +533,16 @@ def test_unsupported_member_blocks_by_default(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["tools/run.js", "Invoice.pdf.vbs", "setup.bat", "open.url"])
+def test_script_members_are_blocked(tmp_path: Path, name: str) -> None:
+    """Text a desktop runs when it is opened from the archive: not a text file."""
+    script = b'var s = new ActiveXObject("WScript.Shell"); s.Run("calc.exe");\n'
+    request = _request(tmp_path, _zip([("a.txt", b"a\n"), (name, script)]))
+    result = _disarm(request)
+    assert result.outcome == "blocked"
+    assert result.reason == f"member {name!r} unsupported: no engine handles script files"
+
+
 def test_unsupported_member_relayed_with_unsupported_relay(tmp_path: Path) -> None:
     profile = _profile(unsupported="relay")
     request = _request(
