@@ -183,3 +183,30 @@ def test_nesting_limit_counts_start_tags_not_angle_brackets(tmp_path: Path) -> N
     # Just at the limit: rebuilt.
     result, _ = _disarm(tmp_path, ("<b>" * engine.MAX_NESTING + "x").encode())
     assert result.outcome == "rebuilt"
+
+
+@pytest.mark.parametrize(
+    "style",
+    [
+        "width: expression(alert(1)); color: red",
+        "width: expr\\65 ssion(alert(1))",
+        "width: EXPRESSION(alert(1))",
+        "font-family: expression(alert(1))",
+    ],
+)
+def test_styles_that_run_something_are_dropped(style: str) -> None:
+    """Allowlisted properties keep their values in nh3: an expression() (run by old
+    Internet Explorer) goes with its style attribute."""
+    out = engine.clean(f'<p style="{style}">text</p><p style="color: red">more</p>')
+    assert out == '<p>text</p><p style="color:red">more</p>'
+
+
+def test_behaviors_and_bindings_are_not_allowlisted() -> None:
+    for style in ("behavior: url(evil.htc)", "-moz-binding: url(evil.xml#x)"):
+        out = engine.clean(f'<p style="color: red; {style}">text</p>')
+        assert out == '<p style="color:red">text</p>'
+
+
+def test_words_of_such_styles_in_text_are_kept() -> None:
+    text = '<p style="color: red">a regular expression</p>'
+    assert engine.clean(text) == '<p style="color:red">a regular expression</p>'

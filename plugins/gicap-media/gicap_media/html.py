@@ -25,6 +25,7 @@ from collections import Counter
 import nh3
 
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
+from gicap_media.svg import css_decode
 
 #: Elements kept (their attributes: see ATTRIBUTES). Everything else is unwrapped
 #: (its text kept) or, for CONTENT_REMOVED, dropped with its content.
@@ -117,14 +118,32 @@ def _data_url_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-def _cleaner(data_urls: bool) -> nh3.Cleaner:
+#: CSS that runs something in old Internet Explorer (``expression()``) or attaches a
+#: behaviour or binding: nh3 keeps the value of an allowlisted property as it is.
+_CSS_SCRIPT_WORDS = ("expression", "behavior", "-moz-binding")
+
+
+def _style_filter(tag: str, attribute: str, value: str) -> str | None:
+    """A style attribute holding CSS that runs something is dropped whole (decoded
+    as the browser's tokenizer reads it: comments and escapes cannot hide it)."""
+    if attribute == "style":
+        decoded = css_decode(value).lower()
+        if any(word in decoded for word in _CSS_SCRIPT_WORDS):
+            return None
+    elif attribute in ("href", "src"):
+        return _data_url_filter(tag, attribute, value)
+    return value
+
+
+def _cleaner(data_urls: bool, styles: bool = False) -> nh3.Cleaner:
+    attribute_filter = _style_filter if styles else _data_url_filter if data_urls else None
     return nh3.Cleaner(
         tags=set(TAGS),
         clean_content_tags=set(CONTENT_REMOVED),
         attributes={k: set(v) for k, v in ATTRIBUTES.items()},
         # A Python callback per attribute costs about half of nh3's time: only used
         # (with the data: scheme) when the document has a data: URL at all.
-        attribute_filter=_data_url_filter if data_urls else None,
+        attribute_filter=attribute_filter,
         strip_comments=True,
         link_rel="noopener noreferrer",
         url_schemes=set(URL_SCHEMES | {"data"} if data_urls else URL_SCHEMES),
@@ -132,7 +151,8 @@ def _cleaner(data_urls: bool) -> nh3.Cleaner:
     )
 
 
-_CLEANERS = {False: _cleaner(False), True: _cleaner(True)}
+_CLEANERS = {data_urls: _cleaner(data_urls) for data_urls in (False, True)}
+_STYLE_CLEANERS = {data_urls: _cleaner(data_urls, styles=True) for data_urls in (False, True)}
 
 
 def clean(text: str, lower: str | None = None) -> str:
@@ -144,12 +164,18 @@ def clean(text: str, lower: str | None = None) -> str:
     # a quarter of nh3's own time.)
     if lower is None:
         lower = text.lower()
-    return _CLEANERS["data:" in lower].clean(text)
+    return _clean(text, "data:" in lower)
 
 
 def _clean(text: str, data_urls: bool) -> str:
     """:func:`clean`, told whether "data:" (any case) occurs in ``text``."""
-    return _CLEANERS[data_urls].clean(text)
+    out = _CLEANERS[data_urls].clean(text)
+    cleaned = out.lower()
+    if "\\" in cleaned or any(word in cleaned for word in _CSS_SCRIPT_WORDS):
+        # (nh3 writes a kept style with its escapes decoded: a word that shows
+        # nowhere in an output without backslashes is in no kept style either)
+        out = _STYLE_CLEANERS[data_urls].clean(text)
+    return out
 
 
 def disarm(request: DisarmRequest) -> DisarmResult:
