@@ -1598,6 +1598,7 @@ def _quick_verify(
 #: reversed: there it starts with a literal, which ``re`` finds several times faster.
 #: (A string that reads like a reference counts as one more use: never fewer.)
 _REFERENCE_REVERSED = re.compile(rb"R (\d+ \d+)")
+_SEARCHED_TOGETHER = 32
 #: A stream dictionary as qpdf writes the usual one (keys sorted, nothing else in it).
 _PLAIN_STREAM = re.compile(rb"<< (?:/Filter /(\w+) )?/Length (\d+) >>")
 
@@ -1623,8 +1624,11 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     if pdf.get_warnings():  # (which empties qpdf's list): judged by the walk
         raise _Retry
     texts = [pdf.trailer.unparse(resolved=True)]
+    if _FINDING_TOKEN.search(texts[0] + pdf.Root.unparse(resolved=True)):
+        return None  # (the catalog: where most documents with active content show it)
     streams: list[tuple[Object, bytes]] = []
     arrays: list[tuple[Object, bytes]] = []
+    searched = len(texts)
     for obj in pdf.objects:
         if obj is None:  # an object qpdf found nothing for (it warned why)
             continue
@@ -1633,24 +1637,27 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             streams.append((obj, obj.stream_dict.unparse()))
         elif code in _CONTAINERS:
             text = obj.unparse(resolved=True)
-            if _FINDING_TOKEN.search(text):
-                return None  # (as soon as the first one shows: then the walk runs)
             texts.append(text)
             if code == _T_ARRAY and b" R" in text:
                 arrays.append((obj, text))
+            if len(texts) - searched == _SEARCHED_TOGETHER:
+                # (searched a few dozen at a time: the walk runs as soon as one shows)
+                if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
+                    return None
+                searched = len(texts)
         elif code == _T_NAME:
             # A name as an object of its own (``/Subtype 7 0 R``): the text of what
             # references it does not show it. Rare enough to leave to the walk.
             return None
     if pdf.get_warnings():
         raise _Retry
+    if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
+        return None
     stream_texts = b"\n".join(text for _, text in streams)
     if any(t != b"/Image" for t in _STREAM_TOKEN.findall(stream_texts)):
         return None
     texts.append(stream_texts)  # (the references streams make count)
     joined = b"\n".join(texts)
-    if _FINDING_TOKEN.search(texts[0]):  # the trailer
-        return None
     uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
     for array, text in arrays:
         # what an array several objects share holds is used once more by each
