@@ -119,6 +119,27 @@ CASES = {
         '<g inkscape:label="L"><rect inkscape:x="1" x="1"/></g><metadata>'
         '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></metadata></svg>'
     ),
+    "inkscape-drawing": (
+        '<svg width="210mm" height="297mm" viewBox="0 0 210 297" id="svg5"'
+        ' inkscape:version="1.3.2" sodipodi:docname="drawing.svg"'
+        ' xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"'
+        ' xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"'
+        f' xmlns="{SVG}" xmlns:svg="{SVG}" xmlns:xlink="{XLINK}"'
+        ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        ' xmlns:cc="http://creativecommons.org/ns#" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        '<sodipodi:namedview id="nv" pagecolor="#ffffff" inkscape:zoom="0.7">'
+        '<inkscape:page x="0" y="0" width="210" height="297" id="page1"/></sodipodi:namedview>'
+        '<defs id="defs2"/><metadata><rdf:RDF><cc:Work rdf:about="">'
+        "<dc:format>image/svg+xml</dc:format></cc:Work></rdf:RDF></metadata>"
+        '<g inkscape:label="Layer 1" inkscape:groupmode="layer" id="layer1">'
+        + "".join(
+            f'<path style="fill:#{n:03x};stroke:#000000;stroke-width:0.26" d="m {n},1 10,10 z"'
+            f' id="path{n}" sodipodi:nodetypes="ccc" inkscape:label="p{n}"/>'
+            for n in range(20)
+        )
+        + '<a xlink:href="https://e/"><text onclick="go()">t</text></a>'
+        "<script>alert(1)</script></g></svg>"
+    ),
     "namespace-declarations": (
         f'<svg xmlns="{SVG}" xmlns:svg="{SVG}"><svg:rect/><svg:a href="https://e">x</svg:a>'
         f'<rect xmlns="urn:other"/><g xmlns=""><rect/></g><x:rect xmlns:x="{SVG}" x:width="1"/>'
@@ -278,6 +299,23 @@ _VALUES = [
     "translate(1,2) rotate(3)", "onclick", "  #x", "\u00e9:x",
 ]  # fmt: skip
 _TEXTS = ["", "", "", "label", ' onclick="x" ', "a > b", 'q"uote', "xmlns", "&<>", "\n"]
+#: What drawing editors add (Inkscape's namespaces, some of their elements and
+#: attributes), and some of what no editor writes there.
+_EDITOR_NAMESPACES = {
+    "inkscape": "http://www.inkscape.org/namespaces/inkscape",
+    "sodipodi": "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "cc": "http://creativecommons.org/ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+}
+_EDITOR_ELEMENTS = [
+    "sodipodi:namedview", "inkscape:grid", "rdf:RDF", "cc:Work", "dc:format",
+    "inkscape:SCRIPT", "inkscape:page",
+]  # fmt: skip
+_EDITOR_NAMES = [
+    "inkscape:label", "sodipodi:nodetypes", "inkscape:groupmode", "inkscape:onclick",
+    "rdf:about", "sodipodi:type",
+]  # fmt: skip
 
 
 def _escape(value: str, attribute: bool) -> str:
@@ -295,14 +333,20 @@ def _document(rng: random.Random, plain: bool | None = None) -> str:
         plain = rng.random() < 0.7
     elements = _ELEMENTS[:18] if plain else _ELEMENTS
     names = _NAMES[:22] if plain else _NAMES
+    editor = rng.random() < 0.25
+    if editor:
+        elements = elements + _EDITOR_ELEMENTS * 2
+        names = names + _EDITOR_NAMES
 
     def pick() -> str:
         if plain:  # (no CSS that runs something: any such word sends all to the walk)
             return rng.choice(_VALUES[:12] + _VALUES[22:27] + _VALUES[-8:] + _VALUES[12:22])
         return rng.choice(_VALUES)
 
-    def element(depth: int) -> None:
+    def element(depth: int, inside_editor: bool = False) -> None:
         tag = rng.choice(elements if depth < 4 else ["rect", "path", "script", "a"])
+        if inside_editor and rng.random() < 0.8:
+            tag = rng.choice(_EDITOR_ELEMENTS[:5])
         attributes = []
         for name in rng.sample(names, rng.choice([0, 1, 1, 2, 3])):
             attributes.append(f' {name}="{_escape(pick(), True)}"')
@@ -322,7 +366,7 @@ def _document(rng: random.Random, plain: bool | None = None) -> str:
         else:
             parts.append(">" + _escape(rng.choice(_TEXTS), False))
             for _ in range(rng.choice([0, 0, 1, 2, 3])):
-                element(depth + 1)
+                element(depth + 1, inside_editor or tag in _EDITOR_ELEMENTS)
                 parts.append(_escape(rng.choice(_TEXTS), False))
             if rng.random() < 0.05:
                 parts.append(
@@ -338,6 +382,10 @@ def _document(rng: random.Random, plain: bool | None = None) -> str:
         for name in rng.sample(["width", "onload", "style", "xml:base", "fill"], 2)
     )
     xlink = f' xmlns:xlink="{XLINK}"' if plain or rng.random() < 0.9 else ""
+    if editor:
+        extra = extra.replace(f' xmlns:inkscape="{_EDITOR_NAMESPACES["inkscape"]}"', "")
+        extra += "".join(f' xmlns:{p}="{uri}"' for p, uri in _EDITOR_NAMESPACES.items())
+        extra += ' inkscape:version="1.3" sodipodi:docname="d.svg"'
     if rng.random() < (0.02 if plain else 0.1):
         extra += f' xmlns:svg="{SVG}"'
     parts.append(f'<svg xmlns="{SVG}"{xlink}{extra}{root_attributes}>')
@@ -414,6 +462,18 @@ def test_fast_path_decides_a_plain_drawing() -> None:
         fast, walk, used = _both(data, policy)
         assert fast == walk, policy
         assert used or policy["scripts"] == "allow", policy
+
+
+def test_fast_path_decides_an_editor_drawing() -> None:
+    """A drawing as Inkscape saves it (its own namespaces, elements and attributes,
+    <metadata>) is decided by the fast path too, with what the walk gives."""
+    data = CASES["inkscape-drawing"].encode()
+    for policy in POLICIES:
+        fast, walk, used = _both(data, policy)
+        assert fast == walk, policy
+        assert used or policy["scripts"] == "allow", policy
+    out = svg._Rebuilder(dict(POLICIES[13])).rebuild(svg._parse(data))
+    assert b"inkscape" not in out and b"sodipodi" not in out and b"rdf" not in out
 
 
 def test_each_switch_is_honoured_on_generated_drawings(tmp_path: Path) -> None:

@@ -430,7 +430,8 @@ class _Rebuilder:
         if head is None:
             return None
         declared = set(_XMLNS.findall(head.group(0)))
-        if not declared <= _STANDARD_XMLNS:
+        editors = _editor_namespaces(declared - _STANDARD_XMLNS)
+        if editors is None:
             return None
         if b"xlink:" in text and (b":xlink", XLINK_NS.encode()) not in declared:
             return None  # (an undeclared prefix: the parser refuses it, never seen here)
@@ -446,6 +447,7 @@ class _Rebuilder:
         # -- decide (nothing changed yet)
         scripts: list[str] = []
         attributes: list[bytes] = []
+        unknown: set[str] = set()  # SVG elements the allowlist does not know
         for name, attrs, end in tags:
             if not end:
                 continue  # (the end of the text)
@@ -453,19 +455,28 @@ class _Rebuilder:
                 attributes.append(attrs)
             else:
                 local = name.decode()
+                prefix, colon, rest = local.partition(":")
                 if local.lower() == "script" or local in SCRIPT_ELEMENTS:
                     if policy["scripts"] == "allow" or ":" in local or b"xmlns" in attrs:
                         return None
                     scripts.append(local)
-                else:
+                elif b"xmlns" in attrs or (rest if colon else local).lower() == "script":
                     return None
+                elif colon:
+                    if prefix not in editors:
+                        return None
+                    # (an editor's element: removed below with what it holds)
+                elif local in SVG_ELEMENTS or not _ELEMENT_NAME.fullmatch(local):
+                    return None  # (or a comment, a processing instruction)
+                else:
+                    unknown.add(local)  # (removed below with what it holds)
         found: list[tuple[str, str, int]] = []  # (switch, what, count)
         strip: list[str] = []
         pairs = _ATTRIBUTE_EXCEPTIONS.findall(b"".join(attributes))
         counts = Counter(name for name, _ in pairs if name)
         checked: dict[bytes, Counter[bytes]] = {}
         for raw, n in counts.items():
-            name = _clark(raw)
+            name = _clark(raw, editors)
             if name is None or raw.startswith(b"xmlns"):
                 return None
             kind = _KINDS[False, False].get(name) or _attribute_kind(name, False, False)
@@ -473,6 +484,8 @@ class _Rebuilder:
                 found.append(("scripts", "event handler attribute", n))
                 if policy["scripts"] != "allow":
                     strip.append(name)
+                elif name[0] == "{" and not name.startswith(_XLINK_CLARK):
+                    return None  # (kept, in a namespace whose other attributes go)
             elif kind == _DROP:
                 # (Stripped everywhere: an <a> left, only a link, has no such attribute.)
                 strip.append(name)
@@ -529,10 +542,28 @@ class _Rebuilder:
         in_text: set[etree._Element] = set()
         if links and unlink and _LINKS_MAY_BE_IN_TEXT.search(text, head.end()):
             in_text = {el for el in links if next(el.iterancestors(*_TEXT_TAGS), None) is not None}
+        # An editor's elements (Inkscape, Sodipodi, RDF metadata) are removed with what
+        # they hold, which the walk never looks at: only when they hold nothing else.
+        # So are SVG elements the allowlist does not know (<metadata>).
+        dropped: list[etree._Element] = []
+        if editors or unknown:
+            uris = tuple(f"{{{uri}}}" for uri in set(editors.values()))
+            names = {f"{{{SVG_NS}}}{local}" for local in unknown}
+            for el in root.iter(*(f"{uri}*" for uri in uris), *names):
+                parent = el.getparent()
+                if parent is not None and (parent.tag in names or parent.tag.startswith(uris)):
+                    continue  # (inside another one: goes with it)
+                for inner in el.iterdescendants():
+                    tag = inner.tag
+                    if not isinstance(tag, str) or not (tag in names or tag.startswith(uris)):
+                        return None
+                dropped.append(el)
         # -- apply
         count = len(root.attrib)
         self._prune_attributes(root, "svg", root.keys(), _values(root))
-        changed = bool(scripts or strip) or len(root.attrib) != count
+        changed = bool(scripts or strip or dropped) or len(root.attrib) != count
+        for el in dropped:
+            _remove(el)
         for switch, what, n in found:
             self.found[switch][what] += n
         for el in removed:
@@ -550,10 +581,17 @@ class _Rebuilder:
         if strip:
             etree.strip_attributes(root, *strip)
             changed = True
+        if declared - _STANDARD_XMLNS:
+            # Attributes with those prefixes were skipped (_PREFIXED): dropped. Then
+            # only the root declares namespaces: the others than SVG and xlink are
+            # unused, and removed as the walk removes them.
+            etree.strip_attributes(
+                root, *{f"{{{uri.decode()}}}*" for _, uri in declared - _STANDARD_XMLNS}
+            )
+            etree.cleanup_namespaces(root, keep_ns_prefixes=["xlink"])
+            changed = True
         if not changed:
             return text
-        # (Only the root declares namespaces, SVG and xlink: nothing for
-        # cleanup_namespaces to remove.)
         return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
 
     @staticmethod
@@ -933,6 +971,7 @@ def _trie(words: Iterable[str], first: str = "") -> str:
 
 
 _XLINK_HREF = f"{{{XLINK_NS}}}href"
+_XLINK_CLARK = f"{{{XLINK_NS}}}"
 _TEXT_TAGS = tuple(f"{{{SVG_NS}}}{local}" for local in sorted(TEXT_CONTAINERS))
 _PLAIN_BYTES = frozenset(local.encode() for local in _PLAIN_LOCALS)
 _STANDARD_XMLNS = frozenset({(b"", SVG_NS.encode()), (b":xlink", XLINK_NS.encode())})
@@ -951,12 +990,16 @@ _SAFE_VALUE = (
     rb"(?:[^\"\\&'@/<>\x00-\x1f\x7f-\xffuU]++|[uU](?![rR][lL]\()|[uU][rR][lL]\( *+[#)])*+"
 )
 _FINE_NAMES = _trie(SVG_ATTRIBUTES - {"style"}, "xydwhrfsctoi").encode()
+#: An attribute with a prefix other than xml, xmlns and xlink, not an event: the walk
+#: drops it whatever its value (an editor's, inkscape:label say), and so does the
+#: fast path, by namespace (the root declares every prefix on this path).
+_PREFIXED = rb'| (?!xlink:|[xX][mM][lL])[A-Za-z_][\w.-]*+:(?![oO][nN])[\w.-]++="[^"]*+"'
 #: An attribute the walk keeps unchanged on an SVG element, <a> or not: allowlisted
 #: with a value it does not look into or a safe one, xml:space/xml:lang/xlink:title.
 _FINE_NO_HREF = (
     rb"(?: (?:" + _FINE_NAMES + rb'|aria-[^\s=:"]++)="(?:[^"(:\\]*+"|' + _SAFE_VALUE + rb'")'
     rb'| style="' + _SAFE_VALUE + rb'"'
-    rb'| (?:xml:space|xml:lang|xlink:title)="[^"]*+")'
+    rb'| (?:xml:space|xml:lang|xlink:title)="[^"]*+"' + _PREFIXED + rb")"
 )
 #: The same, plus, on an element not <a>, a fragment href (an internal reference:
 #: kept) and an event attribute (counted and removed by name).
@@ -1000,6 +1043,8 @@ _EXCEPTIONS = re.compile(
 )
 #: In attributes of such start tags, run together: each one not fine (name, value).
 _ATTRIBUTE_EXCEPTIONS = re.compile(_FINE + rb'*+(?: ([^\s=]++)="([^"]*+)"|\Z)')
+#: An element's name with no prefix, as the serialisation writes it.
+_ELEMENT_NAME = re.compile(r"[A-Za-z_][\w.-]*+")
 _TOO_DEEP = etree.XPath("boolean(" + "/".join(["*"] * MAX_DEPTH) + ")")
 
 
@@ -1035,9 +1080,9 @@ def _unescape(value: str) -> str:
     return _CHARACTER_REFERENCE.sub(char, value)
 
 
-def _clark(raw: bytes) -> str | None:
-    """The Clark name of a serialised attribute name (only the xml and xlink prefixes
-    are declared on this path), or None."""
+def _clark(raw: bytes, editors: dict[str, str] | None = None) -> str | None:
+    """The Clark name of a serialised attribute name (only the xml, xlink and the
+    ``editors`` prefixes are declared on this path), or None."""
     name = raw.decode()
     prefix, colon, local = name.partition(":")
     if not colon:
@@ -1046,7 +1091,27 @@ def _clark(raw: bytes) -> str | None:
         return f"{{{XLINK_NS}}}{local}"
     if prefix == "xml":
         return f"{{{XML_NS}}}{local}"
+    if editors and prefix in editors:
+        return f"{{{editors[prefix]}}}{local}"
     return None
+
+
+def _editor_namespaces(extra: set[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    """Prefix -> URI of the namespaces the root declares besides SVG and xlink, when
+    each is an editor's (Inkscape, Sodipodi, RDF...: elements and attributes the
+    walk never copies), or a prefix for SVG (``xmlns:svg``, whose use the fast path
+    leaves to the walk); None for anything else (a second default namespace, XHTML
+    or MathML, the xlink namespace under another prefix)."""
+    editors: dict[str, str] = {}
+    for prefix, raw in extra:
+        uri = raw.decode()
+        if not prefix or uri in (XLINK_NS, XML_NS, "") or uri in FOREIGN_NAMESPACES:
+            return None
+        if "&" in uri:
+            return None  # (escaped in the serialisation: not the name lxml matches)
+        if uri != SVG_NS:
+            editors[prefix[1:].decode()] = uri
+    return editors
 
 
 #: More attributes than this on one element: their values are read through XPath.
