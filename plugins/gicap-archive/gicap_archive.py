@@ -562,11 +562,32 @@ def _write_file(
     out: zipfile.ZipFile, name: str, date_time: tuple[int, int, int, int, int, int], data: Path
 ) -> None:
     zi = zipfile.ZipInfo(name, date_time)
-    zi.compress_type = zipfile.ZIP_DEFLATED
+    with open(data, "rb") as reader:
+        head = reader.read(12)
+    zi.compress_type = zipfile.ZIP_STORED if _compressed(head) else zipfile.ZIP_DEFLATED
     zi.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain file, no exec or set-id bits
     zi.file_size = data.stat().st_size  # lets zipfile choose zip64 up front when needed
     with open(data, "rb") as reader, out.open(zi, "w") as writer:
         shutil.copyfileobj(reader, writer, CHUNK)
+
+
+#: Formats whose data is compressed already: deflating them again costs as much as
+#: any other data for a percent or two (zip archives and OOXML, JPEG, PNG, GIF, WebP,
+#: gzip, 7z, rar).
+_COMPRESSED_MAGIC = (
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\xff\xd8\xff",
+    b"\x89PNG",
+    b"GIF8",
+    b"\x1f\x8b",
+    b"7z\xbc\xaf",
+    b"Rar!",
+)
+
+
+def _compressed(head: bytes) -> bool:
+    return head.startswith(_COMPRESSED_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _names(names: list[str], most: int = 3) -> str:
