@@ -140,6 +140,21 @@ CASES = {
         + '<a xlink:href="https://e/"><text onclick="go()">t</text></a>'
         "<script>alert(1)</script></g></svg>"
     ),
+    # found by review: a root value reading like a declaration in the serialisation
+    # (class="a xmlns:svg=") made the fast path take svg: elements for an editor's
+    "declaration-in-a-value": (
+        f'<svg xmlns="{SVG}" xmlns:svg="{SVG}" xmlns:xlink="{XLINK}" class="a xmlns:svg="'
+        ' width="9"><svg:rect onclick="alert(1)"/>'
+        '<svg:a href="javascript:alert(1)"><svg:text>click</svg:text></svg:a>'
+        '<svg:image xlink:href="https://evil.example/x.png" onload="alert(2)"/>'
+        '<svg:set attributeName="href" to="javascript:alert(3)"/></svg>'
+    ),
+    "editor-declaration-in-a-value": (
+        f'<svg xmlns="{SVG}" xmlns:ink="http://www.inkscape.org/namespaces/inkscape"'
+        ' class="x xmlns:ink=" width="9"><ink:foo onclick="alert(1)"'
+        ' style="fill:url(http://evil/)"><rect/></ink:foo></svg>'
+    ),
+    "wildcard-namespace": f'<svg xmlns="{SVG}" xmlns:e="*" width="10"><e:meta/></svg>',
     "namespace-declarations": (
         f'<svg xmlns="{SVG}" xmlns:svg="{SVG}"><svg:rect/><svg:a href="https://e">x</svg:a>'
         f'<rect xmlns="urn:other"/><g xmlns=""><rect/></g><x:rect xmlns:x="{SVG}" x:width="1"/>'

@@ -429,11 +429,12 @@ class _Rebuilder:
         head = _ROOT_TAG.match(text)
         if head is None:
             return None
-        declared = set(_XMLNS.findall(head.group(0)))
-        editors = _editor_namespaces(declared - _STANDARD_XMLNS)
+        # (the root's declarations as parsed: a value can read like one in the text)
+        extra = {p: uri for p, uri in root.nsmap.items() if (p, uri) not in _STANDARD_NSMAP}
+        editors = _editor_namespaces(extra)
         if editors is None:
             return None
-        if b"xlink:" in text and (b":xlink", XLINK_NS.encode()) not in declared:
+        if b"xlink:" in text and root.nsmap.get("xlink") != XLINK_NS:
             return None  # (an undeclared prefix: the parser refuses it, never seen here)
         # (A processing instruction, or a namespace declaration below the root, is
         # among the exceptions below: not an allowlisted element or attribute.)
@@ -448,6 +449,7 @@ class _Rebuilder:
         scripts: list[str] = []
         attributes: list[bytes] = []
         unknown: set[str] = set()  # SVG elements the allowlist does not know
+        removed_tags = 0  # of editors' elements and unknown SVG ones
         for name, attrs, end in tags:
             if not end:
                 continue  # (the end of the text)
@@ -465,11 +467,12 @@ class _Rebuilder:
                 elif colon:
                     if prefix not in editors:
                         return None
-                    # (an editor's element: removed below with what it holds)
+                    removed_tags += 1  # (an editor's element: removed below)
                 elif local in SVG_ELEMENTS or not _ELEMENT_NAME.fullmatch(local):
                     return None  # (or a comment, a processing instruction)
                 else:
                     unknown.add(local)  # (removed below with what it holds)
+                    removed_tags += 1
         found: list[tuple[str, str, int]] = []  # (switch, what, count)
         strip: list[str] = []
         pairs = _ATTRIBUTE_EXCEPTIONS.findall(b"".join(attributes))
@@ -546,10 +549,13 @@ class _Rebuilder:
         # they hold, which the walk never looks at: only when they hold nothing else.
         # So are SVG elements the allowlist does not know (<metadata>).
         dropped: list[etree._Element] = []
-        if editors or unknown:
+        if removed_tags:
             uris = tuple(f"{{{uri}}}" for uri in set(editors.values()))
             names = {f"{{{SVG_NS}}}{local}" for local in unknown}
-            for el in root.iter(*(f"{uri}*" for uri in uris), *names):
+            found_elements = list(root.iter(*(f"{uri}*" for uri in uris), *names))
+            if len(found_elements) != removed_tags:
+                return None  # (the tree does not say what the text said)
+            for el in found_elements:
                 parent = el.getparent()
                 if parent is not None and (parent.tag in names or parent.tag.startswith(uris)):
                     continue  # (inside another one: goes with it)
@@ -581,13 +587,11 @@ class _Rebuilder:
         if strip:
             etree.strip_attributes(root, *strip)
             changed = True
-        if declared - _STANDARD_XMLNS:
+        if extra:
             # Attributes with those prefixes were skipped (_PREFIXED): dropped. Then
             # only the root declares namespaces: the others than SVG and xlink are
             # unused, and removed as the walk removes them.
-            etree.strip_attributes(
-                root, *{f"{{{uri.decode()}}}*" for _, uri in declared - _STANDARD_XMLNS}
-            )
+            etree.strip_attributes(root, *{f"{{{uri}}}*" for uri in extra.values()})
             etree.cleanup_namespaces(root, keep_ns_prefixes=["xlink"])
             changed = True
         if not changed:
@@ -974,10 +978,10 @@ _XLINK_HREF = f"{{{XLINK_NS}}}href"
 _XLINK_CLARK = f"{{{XLINK_NS}}}"
 _TEXT_TAGS = tuple(f"{{{SVG_NS}}}{local}" for local in sorted(TEXT_CONTAINERS))
 _PLAIN_BYTES = frozenset(local.encode() for local in _PLAIN_LOCALS)
-_STANDARD_XMLNS = frozenset({(b"", SVG_NS.encode()), (b":xlink", XLINK_NS.encode())})
-#: The start tag of the serialised root, and the namespace declarations in it.
+#: The namespace declarations of a root the fast path takes as they are.
+_STANDARD_NSMAP = frozenset({(None, SVG_NS), ("xlink", XLINK_NS)})
+#: The start tag of the serialised root.
 _ROOT_TAG = re.compile(rb"<svg(?= |/|>)[^>]*+>")
-_XMLNS = re.compile(rb' xmlns(:[^\s=]++)?="([^"]*+)"')
 #: Words of CSS that run something (_CSS_SCRIPT, whose other case, @import, needs an
 #: "@"): where the serialised document holds none, no value can.
 _CSS_WORDS = (b"expression", b"behavior", b"-moz-binding")
@@ -1096,21 +1100,21 @@ def _clark(raw: bytes, editors: dict[str, str] | None = None) -> str | None:
     return None
 
 
-def _editor_namespaces(extra: set[tuple[bytes, bytes]]) -> dict[str, str] | None:
+def _editor_namespaces(extra: dict[str | None, str]) -> dict[str, str] | None:
     """Prefix -> URI of the namespaces the root declares besides SVG and xlink, when
     each is an editor's (Inkscape, Sodipodi, RDF...: elements and attributes the
     walk never copies), or a prefix for SVG (``xmlns:svg``, whose use the fast path
     leaves to the walk); None for anything else (a second default namespace, XHTML
-    or MathML, the xlink namespace under another prefix)."""
+    or MathML, the xlink namespace or prefix bound otherwise, a URI lxml would read
+    as a wildcard)."""
     editors: dict[str, str] = {}
-    for prefix, raw in extra:
-        uri = raw.decode()
-        if not prefix or uri in (XLINK_NS, XML_NS, "") or uri in FOREIGN_NAMESPACES:
+    for prefix, uri in extra.items():
+        if prefix is None or prefix in ("xlink", "xml") or "*" in uri:
             return None
-        if "&" in uri:
-            return None  # (escaped in the serialisation: not the name lxml matches)
+        if uri in (XLINK_NS, XML_NS, "") or uri in FOREIGN_NAMESPACES:
+            return None
         if uri != SVG_NS:
-            editors[prefix[1:].decode()] = uri
+            editors[prefix] = uri
     return editors
 
 
