@@ -228,9 +228,7 @@ class CDRService(Service):
             source,
             workdir / "rebuilt",
             encoding,
-            _declared(
-                message.headers.get("Content-Type"), message.headers.get("Content-Disposition")
-            ),
+            _declared(message.headers.get("Content-Type"), _saved_as(message)),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -445,6 +443,13 @@ def _declared(content_type: str | None, name: str | None) -> str | None:
     if name and declared_name(name) is not None:
         return name
     return content_type
+
+
+def _saved_as(message: Any) -> str | None:
+    """The ``Content-Disposition`` of a download saved as a file (``attachment``):
+    the name it is opened by. Shown ``inline``, the browser goes by the Content-Type."""
+    disposition = message.headers.get("Content-Disposition") or ""
+    return disposition if disposition.strip().lower().startswith("attachment") else None
 
 
 def _is_attachment(message: Any) -> bool:

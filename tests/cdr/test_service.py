@@ -330,6 +330,19 @@ def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapPr
     assert_rebuilt(r, b"'=cmd|' /C calc'!A0\r\n'=1+1\r\n", "text/plain")
 
 
+def test_a_file_shown_inline_goes_by_its_content_type(srv: GicapProcess) -> None:
+    """Shown inline, a browser renders text served as text/html as HTML whatever
+    file name the disposition gives: the HTML engine cleans it."""
+    page = b"Quarterly figures <script>alert(1)</script> <b>bold</b>\n"
+    head = res_head(
+        page, "text/html", extra='Content-Disposition: inline; filename="report.csv"\r\n'
+    )
+    with resp(srv) as c:
+        r = c.respmod(page, res_head=head, allow_204=False)
+    assert r.status == 200, (r.status, r.reason)
+    assert b"<script" not in (r.body or b"") and b"<b>bold</b>" in (r.body or b"")
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
