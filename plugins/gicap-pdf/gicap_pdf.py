@@ -1407,7 +1407,7 @@ def _disarm_document(
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
-    _finish(pdf, walker.doomed, switches, pages=bool(todo))
+    _finish(pdf, walker.doomed, switches, pages=bool(todo) and not quick)
     if not quick:
         # (else nothing was found: the changes above only deleted keys and rewrote
         # image data, which cannot leave or make anything a verifying walk finds)
@@ -1601,12 +1601,16 @@ _REFERENCE_REVERSED = re.compile(rb"R (\d+ \d+)")
 _SEARCHED_TOGETHER = 32
 #: A stream dictionary as qpdf writes the usual one (keys sorted, nothing else in it).
 _PLAIN_STREAM = re.compile(rb"<< (?:/Filter /(\w+) )?/Length (\d+) >>")
+#: The same for an XMP metadata stream: its /Metadata is the value of /Type.
+_XMP_STREAM = re.compile(rb"<< (?:/Filter /\w+ )?/Length \d+ /Subtype /XML /Type /Metadata >>")
 
 
 def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     """The walk's result, without the walk, for a document in which no finding can
-    start: ``None`` (walk) unless no object qpdf read holds a name from
-    ``_FINDING_NAMES`` (see ``_quick_verify``) and the information dictionary is empty.
+    start but document metadata: ``None`` (walk) unless no object qpdf read holds a
+    name from ``_FINDING_NAMES`` (see ``_quick_verify``), but for the catalog's
+    /Metadata key (once, and its XMP stream as qpdf writes the usual one). The
+    information dictionary and that key then give the walk's metadata findings.
 
     Every object of the file is looked at, orphans and objects the walk would not
     reach included: more than the walk sees, so nothing is missed. What the walk would
@@ -1618,14 +1622,17 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     or while reading objects the walk would not read) starts again without this
     shortcut (``_Retry``), so that damage is judged from what the walk reads.
     """
-    info = pdf.trailer.get("/Info")
-    if _is_dict(info) and len(info.keys()):
-        return None
     if pdf.get_warnings():  # (which empties qpdf's list): judged by the walk
         raise _Retry
-    texts = [pdf.trailer.unparse(resolved=True)]
-    if _FINDING_TOKEN.search(texts[0] + pdf.Root.unparse(resolved=True)):
-        return None  # (the catalog: where most documents with active content show it)
+    trailer, root = pdf.trailer, pdf.Root
+    texts = [trailer.unparse(resolved=True)]
+    root_text = root.unparse(resolved=True)
+    # (the catalog first: where most documents with active content show it)
+    tokens = _FINDING_TOKEN.findall(texts[0] + b"\n" + root_text)
+    xmp = tokens == [b"/Metadata"] and "/Metadata" in root.keys()
+    if tokens and not xmp:
+        return None
+    unsearched: list[bytes] = []  # (the catalog's text, searched above)
     streams: list[tuple[Object, bytes]] = []
     arrays: list[tuple[Object, bytes]] = []
     searched = len(texts)
@@ -1637,6 +1644,9 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             streams.append((obj, obj.stream_dict.unparse()))
         elif code in _CONTAINERS:
             text = obj.unparse(resolved=True)
+            if xmp and text == root_text and obj.objgen == root.objgen:
+                unsearched.append(text)
+                continue
             texts.append(text)
             if code == _T_ARRAY and b" R" in text:
                 arrays.append((obj, text))
@@ -1654,8 +1664,14 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
         return None
     stream_texts = b"\n".join(text for _, text in streams)
-    if any(t != b"/Image" for t in _STREAM_TOKEN.findall(stream_texts)):
+    found = _STREAM_TOKEN.findall(stream_texts)
+    if found and any(t != b"/Image" and t != b"/Metadata" for t in found):
         return None
+    if b"/Metadata" in found:
+        # only as the /Type of XMP streams (a stream holding nothing else)
+        if found.count(b"/Metadata") != sum(1 for _, t in streams if _XMP_STREAM.fullmatch(t)):
+            return None
+    texts += unsearched
     texts.append(stream_texts)  # (the references streams make count)
     joined = b"\n".join(texts)
     uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
@@ -1690,6 +1706,11 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             scan.big_streams.append(stream)
         scan.filtered[og] = [stream, bound, count]
     _check_decoded_sizes(scan)
+    info = trailer.get("/Info")
+    if _is_dict(info) and len(info.keys()):  # (in the walk's order)
+        walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
+    if xmp:
+        walker.add("metadata", "XMP metadata stream", _deleter(root, "/Metadata"))
     return scan
 
 

@@ -1030,6 +1030,56 @@ def test_lossless_repair_is_rebuilt(tmp_path: Path, broken: Callable[[], bytes])
     assert text_of(request.destination) == text_of(tmp_path / "in.pdf")
 
 
+def build_metadata_only(xmp: bool = True, object_streams: bool = False) -> bytes:
+    """Clean pages with an information dictionary and (``xmp``) the catalog's XMP
+    metadata: what most producers write."""
+    pdf = base()
+    pdf.docinfo["/Producer"] = "gicap-test producer"
+    if xmp:
+        with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta["dc:title"] = "gicap-test title"
+    return to_bytes(pdf, object_streams=object_streams)
+
+
+def _as_walked(request: DisarmRequest) -> DisarmResult:
+    """The engine's result with the shortcut turned off."""
+    try:
+        return gicap_pdf._disarm(request, defer=False, quick=False)
+    except gicap_pdf._Refused as exc:
+        return DisarmResult(exc.outcome, reason=exc.reason)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [
+        build_clean,
+        build_image,
+        build_metadata_only,
+        lambda: build_metadata_only(object_streams=True),
+        lambda: build_metadata_only(xmp=False),
+    ],
+)
+@pytest.mark.parametrize("value", ["sanitise", "allow", "disallow"])
+def test_the_shortcut_gives_what_the_walk_gives(
+    tmp_path: Path, builder: Callable[[], bytes], value: str
+) -> None:
+    data = builder()
+    assert not _walked(data)
+    switches = policy(metadata=value, embedded_images=value)
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "walked").mkdir()
+    quick = request_for(tmp_path / "quick", data, switches)
+    walked = request_for(tmp_path / "walked", data, switches)
+    result = disarm(quick)
+    assert result == _as_walked(walked)
+    if result.outcome == "rebuilt":
+        same = re.compile(rb"/ID \[<[0-9a-f]*><[0-9a-f]*>\]")
+        assert same.sub(b"", qdf(quick.destination)) == same.sub(b"", qdf(walked.destination))
+    if value == "sanitise" and builder is build_metadata_only:
+        expanded = qdf(quick.destination)
+        assert b"gicap-test producer" not in expanded and b"gicap-test title" not in expanded
+
+
 def test_damage_repaired_while_writing_is_reported(tmp_path: Path) -> None:
     """A stream whose /Length qpdf corrects only when writing the rebuilt file (the
     walk does not read stream data) is reported like damage found before."""
