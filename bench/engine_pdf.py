@@ -4,7 +4,10 @@ The corpus is generated with pikepdf and Pillow:
 
 * text: 40-page documents, compressed content and object streams, an outline and
   links between pages (removed by the default policy: ``internal_hyperlinks``);
-* clean text: the same documents without links or outline (delivered unmodified);
+* clean text: the same documents without links or outline (rewritten: they have a
+  cross-reference stream);
+* text + metadata: clean text as producers write it, with an information dictionary
+  and XMP metadata (removed by the default policy: ``metadata``);
 * scans: pages that are photo-like JPEGs with EXIF (stripped by the default policy);
 * active: the test corpus of tests/plugins/test_pdf.py (scripts, actions, embedded
   files, forms, links, metadata), one file per kind.
@@ -134,10 +137,19 @@ def _scans(rng: random.Random, work: Path) -> list[Path]:
     return paths
 
 
-def _texts(links: bool) -> Callable[[random.Random, Path], list[Path]]:
+def _texts(links: bool, metadata: bool = False) -> Callable[[random.Random, Path], list[Path]]:
     def make(rng: random.Random, work: Path) -> list[Path]:
-        tag = "linked" if links else "clean"
-        return [_save(_document(rng, 40, links), work / f"{tag}{i}.pdf") for i in range(6)]
+        tag = "linked" if links else "meta" if metadata else "clean"
+        paths = []
+        for i in range(6):
+            pdf = _document(rng, 40, links)
+            if metadata:
+                pdf.docinfo["/Producer"] = "LibreOffice 7.4"
+                pdf.docinfo["/Creator"] = "Writer"
+                with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+                    meta["dc:title"] = f"Report {i}"
+            paths.append(_save(pdf, work / f"{tag}{i}.pdf"))
+        return paths
 
     return make
 
@@ -168,6 +180,7 @@ def run(rounds: int = 5) -> list[dict[str, Any]]:
         corpora = (
             ("text + links", _texts(True)),
             ("clean text", _texts(False)),
+            ("text + metadata", _texts(False, metadata=True)),
             ("jpeg scans + exif", _scans),
             ("active content", _active),
         )
