@@ -508,7 +508,7 @@ class _Walker:
         if not marks:
             return
         if "/Metadata" in marks:
-            self.add("metadata", "XMP metadata stream", _deleter(d, "/Metadata"))
+            self.add("metadata", "XMP metadata stream", _metadata_deleter(d))
         if "/PieceInfo" in marks:
             self.add(
                 "metadata",
@@ -794,6 +794,20 @@ def _deleter(d: Object, *keys: str) -> Callable[[], None]:
         for key in keys:
             if key in d:
                 del d[key]
+
+    return remove
+
+
+def _metadata_deleter(d: Object) -> Callable[[], None]:
+    """Remove ``d``'s /Metadata; an XMP stream (indirect) is emptied too, so that a
+    second reference to it (another key, another object) keeps nothing."""
+    delete = _deleter(d, "/Metadata")
+
+    def remove() -> None:
+        value = d.get("/Metadata")
+        if type(value) is Object and value._type_code_int == _T_STREAM and value.is_indirect:
+            _emptier(value)()
+        delete()
 
     return remove
 
@@ -1637,7 +1651,9 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     arrays: list[tuple[Object, bytes]] = []
     searched = len(texts)
     for obj in pdf.objects:
-        if obj is None:  # an object qpdf found nothing for (it warned why)
+        if type(obj) is not Object:
+            # a number or boolean as an object of its own (an indirect /Length), or
+            # None: an object qpdf found nothing for (it warned why)
             continue
         code = obj._type_code_int
         if code == _T_STREAM:
@@ -1710,7 +1726,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     if _is_dict(info) and len(info.keys()):  # (in the walk's order)
         walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
     if xmp:
-        walker.add("metadata", "XMP metadata stream", _deleter(root, "/Metadata"))
+        walker.add("metadata", "XMP metadata stream", _metadata_deleter(root))
     return scan
 
 
