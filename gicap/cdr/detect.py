@@ -25,6 +25,10 @@ import sys
 import zipfile
 import zlib
 from collections.abc import Callable
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import collapse_rfc2231_value
+from urllib.parse import unquote
 
 from gicap import hookimpl
 from gicap.cdr.types import FileType
@@ -143,7 +147,17 @@ _OLE_FAST_DEPTH = 100
 #: looks like any other. Web pages load scripts by Content-Type, never named so.
 SCRIPT_EXTENSIONS = frozenset(
     "js jse mjs vbs vbe vb wsf wsh wsc sct ps1 psm1 psd1 bat cmd reg url scf inf "
-    "sh bash zsh command desktop".split()
+    "sh bash zsh command desktop msc rdp website theme appref-ms library-ms "
+    "searchconnector-ms settingcontent-ms slk iqy dqy oqy rqy".split()
+)
+#: Content types of scripts: a download saved with one and a name without an
+#: extension is given the script's (browsers add it).
+SCRIPT_TYPES = frozenset(
+    """
+    text/javascript application/javascript application/x-javascript text/ecmascript
+    application/ecmascript text/vbscript application/x-sh application/x-shellscript
+    text/x-sh application/x-csh application/x-bat
+    """.split()
 )
 
 # Aliases for the declared type (file extension or MIME type) -> type name.
@@ -183,7 +197,6 @@ _BY_MIME = {t.mime.lower(): t.name for t in FILE_TYPES.values()} | _MIME_ALIASES
 _CONTENT_TYPE_RE = re.compile(rb"""ContentType\s*=\s*["']([^"']{1,200})["']""", re.I)
 _OVERRIDE_RE = re.compile(rb"<(?:\w+:)?(?:Override|Default)\b[^>]*>", re.I)
 _PART_NAME_RE = re.compile(rb"""PartName\s*=\s*["']([^"']{1,500})["']""", re.I)
-_FILENAME_RE = re.compile(r"""filename\*?\s*=\s*(?:[\w-]*'[\w-]*')?["']?([^"';]+)""", re.I)
 _DOCTYPE_RE = re.compile(r"<!doctype\s+([^\s>\[]+)", re.I)
 _TAG_RE = re.compile(r"<([a-z][\w.:-]*)", re.I)
 _EARLY_HTML_RE = re.compile(r"<!doctype\s+html|<html[\s>]", re.I)
@@ -245,6 +258,12 @@ def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
     pos = head.find(b"%PDF-", 0, 1024 + 5)
     if pos >= 0 and head[pos + 5 : pos + 6].isdigit():
         return "pdf"
+    if hint in ("script", "csv"):
+        # Text named so is opened by its name (the desktop runs a script, Excel
+        # opens a CSV file), whatever markup it also reads as.
+        named = _text(head, hint)
+        if named is not None:
+            return named
     return _markup(head) or _text(head, hint)
 
 
@@ -781,13 +800,59 @@ def declared_name(declared: str | None) -> str | None:
     if not declared or not isinstance(declared, str):
         return None
     value = declared.strip()
-    m = _FILENAME_RE.search(value)
-    if m:
-        value = m.group(1)
-    value = value.split(";", 1)[0].strip().lower()
-    if value in _BY_MIME:
-        return _BY_MIME[value]
-    leaf = value.replace("\\", "/").rsplit("/", 1)[-1]
+    if "filename" in value.lower():
+        name = telling_name(file_names(value))
+        return _name_type(name) if name is not None else None
+    mime = value.split(";", 1)[0].strip().lower()
+    if mime in _BY_MIME:
+        return _BY_MIME[mime]
+    return _name_type(value)
+
+
+def file_names(disposition: str) -> list[str]:
+    """Every name a ``Content-Disposition`` may have its file saved under: both
+    ``filename`` and ``filename*`` (RFC 6266, RFC 5987, RFC 2231 continuations),
+    RFC 2047 encoded words and percent-encoding decoded too (browsers differ)."""
+    message = Message()
+    try:
+        message["Content-Disposition"] = disposition
+        params = message.get_params(header="content-disposition") or []
+    except Exception:
+        return []
+    names: list[str] = []
+    for key, raw in params[1:]:
+        if key.lower() != "filename":
+            continue
+        value = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else str(raw)
+        names.append(value)
+        if "=?" in value:
+            try:
+                names.append(str(make_header(decode_header(value))))
+            except Exception:
+                pass
+        if "%" in value:
+            names.append(unquote(value))
+    return names
+
+
+def telling_name(names: list[str]) -> str | None:
+    """Of the names a file may be saved under, the one detection should take as its
+    hint: a script's first, then a CSV file's (what a desktop runs, what Excel
+    opens), then any naming a known type."""
+    typed = [(_name_type(name), name) for name in names]
+    for wanted in ("script", "csv"):
+        for kind, name in typed:
+            if kind == wanted:
+                return name
+    return next((name for kind, name in typed if kind is not None), None)
+
+
+def _name_type(name: str) -> str | None:
+    """The type a file name's extension names, as Windows reads the name: the last
+    path component, an NTFS stream (``x.js:zone``) and trailing dots and spaces off,
+    percent-encoding decoded."""
+    leaf = unquote(name).replace("\\", "/").rsplit("/", 1)[-1].split(":", 1)[0]
+    leaf = leaf.rstrip(". ").lower()
     if "." in leaf:
         return _BY_EXT.get(leaf.rsplit(".", 1)[1])
     return None

@@ -17,11 +17,11 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import gicap
 from gicap.cdr import multipart
-from gicap.cdr.detect import declared_name
+from gicap.cdr.detect import SCRIPT_TYPES, file_names, telling_name
 from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
 from gicap.cdr.types import FileType
@@ -228,7 +228,7 @@ class CDRService(Service):
             source,
             workdir / "rebuilt",
             encoding,
-            _declared(message.headers.get("Content-Type"), _saved_as(message)),
+            _declared(message.headers.get("Content-Type"), _saved_names(message, report.name)),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -390,7 +390,9 @@ class CDRService(Service):
                 source,
                 workdir / f"rebuilt-{index}",
                 None,
-                _declared(part.headers.get("Content-Type"), part.filename),
+                _declared(
+                    part.headers.get("Content-Type"), [part.filename] if part.filename else []
+                ),
             )
             types.append(sub.file_type or "?")
             report.actions.extend(sub.actions)
@@ -435,21 +437,43 @@ def _actions_per_switch(actions: list[dict[str, str]]) -> dict[str, str]:
     return {switch: ",".join(acts) for switch, acts in out.items()}
 
 
-def _declared(content_type: str | None, name: str | None) -> str | None:
-    """What a message says its file is, for detection to break ties: the file name
-    (a ``Content-Disposition`` or a form part's) when it names a type, since the
-    user's desktop opens the saved file by it (Excel a ``.csv`` served as text/plain,
-    Windows Script Host a ``.js``); else the ``Content-Type``."""
-    if name and declared_name(name) is not None:
-        return name
-    return content_type
+def _declared(content_type: str | None, names: list[str] | None) -> str | None:
+    """What a message says its file is, for detection to break ties: a name the
+    file is saved under when one names a type (a script's or a CSV file's first:
+    see ``telling_name``), since the user's desktop opens the saved file by it
+    (Excel a ``.csv`` served as text/plain, Windows Script Host a ``.js``); else
+    the ``Content-Type``."""
+    name = telling_name(names) if names else None
+    return name if name is not None else content_type
 
 
-def _saved_as(message: Any) -> str | None:
-    """The ``Content-Disposition`` of a download saved as a file (``attachment``):
-    the name it is opened by. Shown ``inline``, the browser goes by the Content-Type."""
-    disposition = message.headers.get("Content-Disposition") or ""
-    return disposition if disposition.strip().lower().startswith("attachment") else None
+#: Content types a browser does not show: it saves such a file, under its name.
+_SAVED_TYPES = frozenset(
+    {"", "application/octet-stream", "binary/octet-stream", "application/force-download",
+     "application/download", "application/x-download"}
+)  # fmt: skip
+
+
+def _saved_names(message: Any, url: str) -> list[str] | None:
+    """The names a browser may save a download under, or None when it shows it
+    (then its Content-Type decides what it is). A download is saved when its
+    ``Content-Disposition`` is any type but ``inline`` (RFC 6266 treats unknown
+    ones as ``attachment``), or when its Content-Type is not one a browser shows;
+    it is named by the disposition's file names, else by the last segment of the
+    URL's path, and a script's content type adds the script's extension to a name
+    without one."""
+    disposition = (message.headers.get("Content-Disposition") or "").strip()
+    content_type = (message.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    kind = disposition.split(";", 1)[0].strip().lower()
+    if (not disposition or kind == "inline") and content_type not in _SAVED_TYPES:
+        return None
+    names = file_names(disposition) if disposition else []
+    if not names:
+        segment = urlsplit(url).path.rsplit("/", 1)[-1]
+        names = [unquote(segment)] if segment else []
+    if content_type in SCRIPT_TYPES and not any("." in name for name in names):
+        names.append("download.js")
+    return names
 
 
 def _is_attachment(message: Any) -> bool:

