@@ -106,6 +106,11 @@ def res_head(
     return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{length}{extra}\r\n").encode()
 
 
+def saved_as(name: str) -> str:
+    """The extra header of a download saved under ``name``."""
+    return f'Content-Disposition: attachment; filename="{name}"\r\n'
+
+
 def req_head(body: bytes, content_type: str, *, method: str = "POST") -> bytes:
     return (
         f"{method} http://origin.example/upload HTTP/1.1\r\nHost: origin.example\r\n"
@@ -275,9 +280,7 @@ def test_clean_file_passes_unmodified(
 
 @pytest.mark.parametrize("preview", [None, PREVIEW], ids=["nopreview", "preview"])
 def test_file_without_an_engine_is_blocked(srv: GicapProcess, preview: int | None) -> None:
-    head = res_head(
-        EXE, "application/octet-stream", extra='Content-Disposition: attachment; filename="x"\r\n'
-    )
+    head = res_head(EXE, "application/octet-stream", extra=saved_as("x"))
     with resp(srv) as c:
         r = c.respmod(EXE, res_head=head, preview=preview)
     file_id = assert_blocked(r, "unsupported", "no engine handles elf files")
@@ -305,11 +308,7 @@ SCRIPT = b'var s = new ActiveXObject("WScript.Shell"); s.Run("calc.exe");\n'
 def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
     """Windows Script Host runs a downloaded .js when it is opened; a page loads its
     scripts by Content-Type, and those pass."""
-    download = res_head(
-        SCRIPT,
-        "application/octet-stream",
-        extra='Content-Disposition: attachment; filename="invoice.js"\r\n',
-    )
+    download = res_head(SCRIPT, "application/octet-stream", extra=saved_as("invoice.js"))
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=download, preview=PREVIEW)
         file_id = assert_blocked(r, "unsupported", original=b"ActiveXObject")
@@ -344,9 +343,7 @@ def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapPr
     """Excel opens a saved .csv as CSV: the name decides, not text/plain (one column
     of formulas is not CSV to a sniffer)."""
     body = b"=cmd|' /C calc'!A0\r\n=1+1\r\n"
-    head = res_head(
-        body, "text/plain", extra='Content-Disposition: attachment; filename="report.csv"\r\n'
-    )
+    head = res_head(body, "text/plain", extra=saved_as("report.csv"))
     with resp(srv) as c:
         r = c.respmod(body, res_head=head)
     assert_rebuilt(r, b"'=cmd|' /C calc'!A0\r\n'=1+1\r\n", "text/plain")
@@ -373,9 +370,7 @@ def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
         r = c.respmod(HTML_PAGE, res_head=head, allow_204=False)
         assert_untouched(r, head, HTML_PAGE, False)
         # A page downloaded as an attachment is a file.
-        download = res_head(
-            HTML_PAGE, "text/html", extra='Content-Disposition: attachment; filename="p.html"\r\n'
-        )
+        download = res_head(HTML_PAGE, "text/html", extra=saved_as("p.html"))
         r = c.respmod(HTML_PAGE, res_head=download, preview=PREVIEW)
         assert r.continued  # not relayed as a page: the whole file goes to the engines
 
@@ -387,11 +382,7 @@ def test_rebuilt_html_is_declared_utf8_whatever_the_origin_said(srv: GicapProces
         b'<html><body><p title="\x1b$B">\x1b(B" onmouseover="alert(1)" x=</p>'
         b"<script>alert(2)</script></body></html>"
     )
-    head = res_head(
-        page,
-        "text/html; charset=ISO-2022-JP",
-        extra='Content-Disposition: attachment; filename="p.html"\r\n',
-    )
+    head = res_head(page, "text/html; charset=ISO-2022-JP", extra=saved_as("p.html"))
     with resp(srv) as c:
         r = c.respmod(page, res_head=head, allow_204=False)
     assert r.status == 200, (r.status, r.reason)
