@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from gicap import __version__
 from gicap.config import Settings, SettingsError, load_settings
@@ -117,7 +119,16 @@ def cmd_client(args: argparse.Namespace) -> int:
             elif args.method == "REQMOD":
                 result = client.reqmod(body, preview=args.preview, allow_204=not args.no204)
             else:
-                result = client.respmod(body, preview=args.preview, allow_204=not args.no204)
+                # the download as a browser would fetch the file: by its name
+                name = quote(os.path.basename(args.file)) if args.file else "file"
+                req_head = f"GET http://origin.example/{name} HTTP/1.1\r\n"
+                req_head += "Host: origin.example\r\n\r\n"
+                result = client.respmod(
+                    body,
+                    req_head=req_head.encode(),
+                    preview=args.preview,
+                    allow_204=not args.no204,
+                )
     except (OSError, ICAPClientError) as exc:
         print(f"gicap client: {exc}", file=sys.stderr)
         return 1

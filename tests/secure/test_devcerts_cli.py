@@ -44,6 +44,14 @@ def test_dev_certificates_serve_icaps_to_gicap_client(tmp_path: Path) -> None:
         status = sent.stdout.splitlines()[0]
         assert status.startswith(("ICAP/1.0 200", "ICAP/1.0 204")), sent.stdout
 
+        # a RESPMOD is the download of the file by its name: a script is blocked
+        script = tmp_path / "invoice.js"
+        script.write_bytes(b'var s = new ActiveXObject("WScript.Shell");\n')
+        cdr = url.replace("/echo", "/resp-cdr-service")
+        blocked = _gicap("client", cdr, str(script), *client, *tls)
+        assert blocked.returncode == 0, blocked.stderr
+        assert "HTTP/1.1 403 Forbidden" in blocked.stdout, blocked.stdout
+
         options = _gicap("client", url, "--method", "OPTIONS", *client, *tls)
         assert options.returncode == 0, options.stderr
         assert options.stdout.startswith("ICAP/1.0 200")
