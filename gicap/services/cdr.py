@@ -113,7 +113,7 @@ class CDRService(Service):
                 file_type=file_type,
                 policy=profile,
                 http_status=head.http_response.status if head.http_response else None,
-                attachment=_is_attachment(message),
+                attachment=_is_attachment(message, head),
                 supported_types=self.supported,
             )
         except Exception:
@@ -210,7 +210,7 @@ class CDRService(Service):
             if (
                 guess is not None
                 and guess.family == "html"
-                and not _is_attachment(message)
+                and not _is_attachment(message, head)
                 and profile.fallback("web_pages") == "relay"
             ):
                 report.file_type = guess.name
@@ -476,11 +476,18 @@ def _saved_names(message: Any, url: str) -> list[str] | None:
     return names
 
 
-def _is_attachment(message: Any) -> bool:
+def _is_attachment(message: Any, head: Any) -> bool:
+    """Whether the message is a file rather than a page: one with a file name, or
+    one a browser saves (see ``_saved_names``: a page served as
+    ``application/octet-stream`` is saved, and opened later from disk with its
+    scripts)."""
     if message is None:
         return False
     disposition = (message.headers.get("Content-Disposition") or "").lower()
-    return disposition.startswith("attachment") or "filename" in disposition
+    if disposition.startswith("attachment") or "filename" in disposition:
+        return True
+    url = head.http_request.target if head.http_request is not None else ""
+    return _saved_names(message, url) is not None
 
 
 def _first(spool: Any, n: int) -> list[bytes]:

@@ -362,6 +362,18 @@ def test_a_file_shown_inline_goes_by_its_content_type(srv: GicapProcess) -> None
     assert b"<script" not in (r.body or b"") and b"<b>bold</b>" in (r.body or b"")
 
 
+def test_a_page_a_browser_saves_is_a_file(srv: GicapProcess) -> None:
+    """Served as application/octet-stream, page.html is saved, then opened from disk
+    with its scripts: not relayed as a page, cleaned as a file."""
+    page = HTML_PAGE.replace(b"</body>", b"<script>alert(1)</script></body>")
+    head = res_head(page, "application/octet-stream")
+    request = b"GET http://origin.example/page.html HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+    with resp(srv) as c:
+        r = c.respmod(page, res_head=head, req_head=request, preview=PREVIEW, allow_204=False)
+    assert r.status == 200, (r.status, r.reason)
+    assert b"<script" not in (r.body or b"") and b"Some paragraph" in (r.body or b"")
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
