@@ -186,6 +186,7 @@ _MIME_ALIASES = {
     "text/rtf": "rtf",
     "application/x-zip-compressed": "zip",
     "application/x-msdownload": "exe",
+    "application/hta": "html",  # Windows saves it as .hta: mshta runs it
 }
 _BY_EXT = (
     {t.extension: t.name for t in FILE_TYPES.values()}
@@ -809,17 +810,28 @@ def declared_name(declared: str | None) -> str | None:
     return _name_type(value)
 
 
+_LOOSE_FILENAME = re.compile(r"""filename\*?\s*=\s*(?:"([^"]*)"|([^;,\s"]+))""", re.I)
+
+
 def file_names(disposition: str) -> list[str]:
     """Every name a ``Content-Disposition`` may have its file saved under: both
     ``filename`` and ``filename*`` (RFC 6266, RFC 5987, RFC 2231 continuations),
     RFC 2047 encoded words and percent-encoding decoded too (browsers differ)."""
+    names: list[str] = []
+    # As browsers scan it too: a name up to its closing quote, or up to ";", ","
+    # or white space; "filename*" apart from its continuations; NUL ends it.
+    for quoted, bare in _LOOSE_FILENAME.findall(disposition):
+        value = quoted or bare
+        if "''" in value:
+            value = value.split("''", 1)[1]
+        names.append(value)
+        names.append(unquote(value).split("\x00", 1)[0])
     message = Message()
     try:
         message["Content-Disposition"] = disposition
         params = message.get_params(header="content-disposition") or []
     except Exception:
-        return []
-    names: list[str] = []
+        return names
     for key, raw in params[1:]:
         if key.lower() != "filename":
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -228,7 +229,9 @@ class CDRService(Service):
             source,
             workdir / "rebuilt",
             encoding,
-            _declared(message.headers.get("Content-Type"), _saved_names(message, report.name)),
+            _declared(
+                message.headers.get("Content-Type"), _saved_names(message, head.http_request)
+            ),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -447,29 +450,73 @@ def _declared(content_type: str | None, names: list[str] | None) -> str | None:
     return name if name is not None else content_type
 
 
-#: Content types a browser does not show: it saves such a file, under its name.
-_SAVED_TYPES = frozenset(
-    {"", "application/octet-stream", "binary/octet-stream", "application/force-download",
-     "application/download", "application/x-download"}
-)  # fmt: skip
+#: Content types browsers show (or use) rather than save, besides text, images,
+#: audio, video and fonts; of text, the types they save (a spreadsheet, a card).
+_SHOWN_TYPES = frozenset(
+    """
+    application/pdf application/json application/ld+json application/manifest+json
+    application/xml application/xhtml+xml application/rss+xml application/atom+xml
+    application/javascript application/x-javascript application/ecmascript
+    application/wasm application/font-woff application/x-font-woff
+    application/vnd.ms-fontobject application/x-font-ttf
+    """.split()
+)
+_SAVED_TEXT = frozenset(
+    """
+    text/csv text/x-csv text/comma-separated-values text/tab-separated-values
+    text/calendar text/vcard text/x-vcard text/directory
+    """.split()
+)
+#: Sec-Fetch-Dest values of what a page uses (a script, a style sheet, a font...):
+#: never a download saved to disk.
+_SUBRESOURCES = frozenset(
+    """
+    script style font image audio video track worker sharedworker serviceworker
+    manifest xslt audioworklet paintworklet report
+    """.split()
+)
 
 
-def _saved_names(message: Any, url: str) -> list[str] | None:
-    """The names a browser may save a download under, or None when it shows it
-    (then its Content-Type decides what it is). A download is saved when its
-    ``Content-Disposition`` is any type but ``inline`` (RFC 6266 treats unknown
-    ones as ``attachment``), or when its Content-Type is not one a browser shows;
-    it is named by the disposition's file names, else by the last segment of the
-    URL's path, and a script's content type adds the script's extension to a name
-    without one."""
+def _content_type(message: Any) -> str:
+    """The media type a browser takes: the last one given (of repeated headers or a
+    comma list), lower case, without parameters; "" when there is none."""
+    values = message.headers.get_all("Content-Type")
+    if not values:
+        return ""
+    return values[-1].split(",")[-1].split(";", 1)[0].strip().lower()
+
+
+def _shown(content_type: str) -> bool:
+    if content_type in _SHOWN_TYPES or not content_type:  # (none: sniffed and shown)
+        return True
+    if content_type.startswith("text/"):
+        return content_type not in _SAVED_TEXT
+    return content_type.startswith(("image/", "audio/", "video/", "font/"))
+
+
+def _saved_names(message: Any, request: Any) -> list[str] | None:
+    """The names a browser may save a download under, or None when it shows or uses
+    it (then its Content-Type decides what it is). A response to a page's request
+    for a script, a style sheet, a font, an image... (``Sec-Fetch-Dest``) is used,
+    never saved. Else a download is saved when its ``Content-Disposition`` is any
+    type but ``inline`` (RFC 6266 treats unknown ones as ``attachment``; the type
+    ends at ``;`` or ``,``), or when its Content-Type is not one browsers show; it is
+    named by the disposition's file names, else by the last segment of the URL's
+    path, and a script's content type adds the script's extension to a name without
+    one."""
+    if request is not None:
+        destination = (request.headers.get("Sec-Fetch-Dest") or "").strip().lower()
+        if destination in _SUBRESOURCES:
+            return None
     disposition = (message.headers.get("Content-Disposition") or "").strip()
-    content_type = (message.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-    kind = disposition.split(";", 1)[0].strip().lower()
-    if (not disposition or kind == "inline") and content_type not in _SAVED_TYPES:
+    content_type = _content_type(message)
+    kind = re.split(r"[;,]", disposition, maxsplit=1)[0].strip().lower()
+    if (not disposition or kind == "inline") and _shown(content_type):
         return None
     names = file_names(disposition) if disposition else []
     if not names:
-        segment = urlsplit(url).path.rsplit("/", 1)[-1]
+        url = request.target if request is not None else ""
+        segment = urlsplit(url).path.rsplit("/", 1)[-1].split(";", 1)[0]
         names = [unquote(segment)] if segment else []
     if content_type in SCRIPT_TYPES and not any("." in name for name in names):
         names.append("download.js")
@@ -486,8 +533,7 @@ def _is_attachment(message: Any, head: Any) -> bool:
     disposition = (message.headers.get("Content-Disposition") or "").lower()
     if disposition.startswith("attachment") or "filename" in disposition:
         return True
-    url = head.http_request.target if head.http_request is not None else ""
-    return _saved_names(message, url) is not None
+    return _saved_names(message, head.http_request) is not None
 
 
 def _first(spool: Any, n: int) -> list[bytes]:

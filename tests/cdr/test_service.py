@@ -326,6 +326,14 @@ def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
         ("application/octet-stream", "", "/files/invoice.js"),
         ("text/plain", "attachment", "/files/invoice.js?x=1"),
         ("text/javascript", "attachment; filename=invoice", "/d?id=1"),
+        # (found by a second review) as browsers read headers and URLs
+        ("text/plain", "attachment, filename=invoice.js", "/d?id=1"),
+        ("application/octet-stream", "filename=invoice.js", "/d?id=1"),
+        ("text/plain", 'attachment; filename="invoice.js" (Q3)', "/d?id=1"),
+        ("text/plain", "attachment; filename*=UTF-8''invoice.js%00.txt", "/d?id=1"),
+        ("text/plain, application/octet-stream", "", "/files/invoice.js"),
+        ("application/x-unknown", "", "/files/invoice.js"),
+        ("application/octet-stream", "", "/dl/invoice.js;jsessionid=ABC"),
     ],
 )
 def test_downloads_saved_as_scripts_are_blocked(
@@ -337,6 +345,19 @@ def test_downloads_saved_as_scripts_are_blocked(
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=head, req_head=request.encode(), preview=PREVIEW)
     assert_blocked(r, "unsupported", original=b"ActiveXObject")
+
+
+def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
+    """A script a page loads (Sec-Fetch-Dest: script) runs in the page, whatever
+    Content-Type a misconfigured server gives it: it is not a download to block."""
+    head = res_head(SCRIPT, "binary/octet-stream")
+    request = (
+        b"GET http://bucket.example/static/app.js HTTP/1.1\r\nHost: bucket.example\r\n"
+        b"Sec-Fetch-Dest: script\r\n\r\n"
+    )
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 204, (r.status, r.http_response)
 
 
 def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapProcess) -> None:
@@ -362,14 +383,21 @@ def test_a_file_shown_inline_goes_by_its_content_type(srv: GicapProcess) -> None
     assert b"<script" not in (r.body or b"") and b"<b>bold</b>" in (r.body or b"")
 
 
-def test_a_page_a_browser_saves_is_a_file(srv: GicapProcess) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "url"),
+    [("application/octet-stream", "/page.html"), ("application/hta", "/update")],
+)
+def test_a_page_a_browser_saves_is_a_file(srv: GicapProcess, content_type: str, url: str) -> None:
     """Served as application/octet-stream, page.html is saved, then opened from disk
-    with its scripts: not relayed as a page, cleaned as a file."""
+    with its scripts (as application/hta, Windows saves update.hta, which mshta
+    runs): not relayed as a page, cleaned as a file."""
     page = HTML_PAGE.replace(b"</body>", b"<script>alert(1)</script></body>")
-    head = res_head(page, "application/octet-stream")
-    request = b"GET http://origin.example/page.html HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+    head = res_head(page, content_type)
+    request = f"GET http://origin.example{url} HTTP/1.1\r\nHost: origin.example\r\n\r\n"
     with resp(srv) as c:
-        r = c.respmod(page, res_head=head, req_head=request, preview=PREVIEW, allow_204=False)
+        r = c.respmod(
+            page, res_head=head, req_head=request.encode(), preview=PREVIEW, allow_204=False
+        )
     assert r.status == 200, (r.status, r.reason)
     assert b"<script" not in (r.body or b"") and b"Some paragraph" in (r.body or b"")
 
