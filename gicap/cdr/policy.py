@@ -48,6 +48,8 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "image": ("metadata",),
     "svg": ("scripts", "foreign_objects", "hyperlinks"),
     "text": ("formulas",),
+    # text a desktop runs when it is opened: allow delivers it, anything else blocks
+    "script": ("scripts",),
 }
 # Families that share another family's switches.
 SWITCH_ALIASES = {"office_legacy": "office", "rtf": "office"}

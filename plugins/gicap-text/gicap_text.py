@@ -19,6 +19,11 @@ What it does:
   makes Excel and LibreOffice show it as text. The ``formulas`` switch of the policy
   chooses between ``allow`` (keep them), ``sanitise`` (neutralise them, the default)
   and ``disallow`` (block the file when there is one).
+* **script**: text saved under a name a desktop runs or acts on when it is opened
+  (``invoice.js``, ``run.bat``, ``open.url``...: see gicap's detector). Nothing can
+  be removed from a script but all of it, so the ``scripts`` switch of the policy
+  either delivers it (``allow``) or blocks it (``sanitise``, the default, and
+  ``disallow``).
 
 ``gicap_disarm`` runs in an isolated worker process with a time and memory limit, so
 plain blocking code is fine here. Raising is allowed too (the file is then reported
@@ -40,7 +45,7 @@ from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
 #: The file type names this plugin claims. They are the names gicap's detector (or
 #: a ``gicap_detect_file_type`` plugin) gives to files, not extensions.
-FILE_TYPES = ("csv", "text")
+FILE_TYPES = ("csv", "text", "script")
 
 #: The policy switch this plugin honours for CSV files, and its default.
 FORMULAS_SWITCH = "formulas"
@@ -124,7 +129,21 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
         # Nothing to remove from plain text: the strict decode was the check, and
         # "unmodified" tells gicap to deliver the original bytes.
         return DisarmResult("unmodified")
+    if kind == "script":
+        return _disarm_script(request)
     return _disarm_csv(request, decoded)
+
+
+def _disarm_script(request: DisarmRequest) -> DisarmResult:
+    value = request.switches.get("scripts", "sanitise")
+    what = "a script a desktop runs when the file is opened"
+    if value == "allow":
+        return DisarmResult("unmodified", actions=[Action("scripts", "kept", what)])
+    return DisarmResult(
+        "blocked",
+        actions=[Action("scripts", "blocked", what)],
+        reason=f"{what}: nothing of it can be kept without running it (scripts={value})",
+    )
 
 
 # ------------------------------------------------------------------------ decoding

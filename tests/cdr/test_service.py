@@ -311,7 +311,7 @@ def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
     download = res_head(SCRIPT, "application/octet-stream", extra=saved_as("invoice.js"))
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=download, preview=PREVIEW)
-        file_id = assert_blocked(r, "unsupported", original=b"ActiveXObject")
+        file_id = assert_blocked(r, "a script a desktop runs", original=b"ActiveXObject")
         page_script = c.respmod(SCRIPT, res_head=res_head(SCRIPT, "text/javascript"))
         assert page_script.status == 204
     assert "type=script" in log_line(srv, file_id)
@@ -344,7 +344,7 @@ def test_downloads_saved_as_scripts_are_blocked(
     request = f"GET http://origin.example{url} HTTP/1.1\r\nHost: origin.example\r\n\r\n"
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=head, req_head=request.encode(), preview=PREVIEW)
-    assert_blocked(r, "unsupported", original=b"ActiveXObject")
+    assert_blocked(r, "a script a desktop runs", original=b"ActiveXObject")
 
 
 def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
@@ -657,7 +657,7 @@ def test_multipart_upload_of_a_script_is_blocked(srv: GicapProcess) -> None:
     head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}")
     with req(srv) as c:
         r = c.reqmod(body, req_head=head, preview=PREVIEW)
-    assert_blocked(r, "run.vbs", "unsupported", original=b"ActiveXObject")
+    assert_blocked(r, "run.vbs", "a script a desktop runs", original=b"ActiveXObject")
 
 
 def test_multipart_upload_with_an_unsupported_file_is_blocked_whole(srv: GicapProcess) -> None:

@@ -537,12 +537,17 @@ def test_unsupported_member_blocks_by_default(tmp_path: Path) -> None:
     "name", ["tools/run.js", "Invoice.pdf.vbs", "setup.bat", "open.url", "s.searchConnector-ms"]
 )
 def test_script_members_are_blocked(tmp_path: Path, name: str) -> None:
-    """Text a desktop runs when it is opened from the archive: not a text file."""
+    """Text a desktop runs when it is opened from the archive: not a text file.
+    Blocked under the default policy; ``scripts = "allow"`` keeps it."""
     script = b'var s = new ActiveXObject("WScript.Shell"); s.Run("calc.exe");\n'
     request = _request(tmp_path, _zip([("a.txt", b"a\n"), (name, script)]))
     result = _disarm(request)
     assert result.outcome == "blocked"
-    assert result.reason == f"member {name!r} unsupported: no engine handles script files"
+    assert result.reason.startswith(f"member {name!r}: a script a desktop runs")
+    allowed = _profile(script={"scripts": "allow"})
+    request = _request(tmp_path, _zip([("a.txt", b"a\n"), (name, script)]), profile=allowed)
+    assert _disarm(request).outcome == "rebuilt"
+    assert dict(_members(request.destination))[name] == script
 
 
 def test_unsupported_member_relayed_with_unsupported_relay(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gicap_text
 import pytest
 
+from gicap.cdr.detect import FILE_TYPES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
 from gicap.plugins import create_plugin_host
 
@@ -69,8 +70,8 @@ def _read(data: bytes, encoding: str = "utf-8-sig", delimiter: str = ",") -> lis
     return list(csv.reader(io.StringIO(data.decode(encoding), newline=""), delimiter=delimiter))
 
 
-def test_claims_csv_and_text_only(tmp_path: Path) -> None:
-    assert gicap_text.gicap_file_types() == ["csv", "text"]
+def test_claims_csv_text_and_scripts_only(tmp_path: Path) -> None:
+    assert gicap_text.gicap_file_types() == ["csv", "text", "script"]
     for name in ("docx", "pdf", "zip"):
         other = FileType(name, "other", "application/octet-stream", name)
         assert gicap_text.gicap_disarm(request=_request(tmp_path, b"=1+1\n", other)) is None
@@ -81,7 +82,20 @@ def test_found_through_the_gicap_entry_point() -> None:
     assert found.get("text") == "gicap_text"
     host = create_plugin_host()
     assert host.loaded["text"] == "gicap_text"
-    assert ["csv", "text"] in host.manager.hook.gicap_file_types()
+    assert ["csv", "text", "script"] in host.manager.hook.gicap_file_types()
+
+
+@pytest.mark.parametrize("value", ["sanitise", "disallow"])
+def test_scripts_are_blocked_unless_allowed(tmp_path: Path, value: str) -> None:
+    script = FILE_TYPES["script"]
+    data = b'WScript.Echo "hi"\n'
+    result = _disarm(_request(tmp_path, data, script, {"scripts": value}))
+    assert result.outcome == "blocked"
+    assert result.actions == [Action("scripts", "blocked", result.actions[0].detail)]
+    assert "a script a desktop runs" in result.reason
+    kept = _disarm(_request(tmp_path, data, script, {"scripts": "allow"}))
+    assert kept.outcome == "unmodified"
+    assert [(a.switch, a.action) for a in kept.actions] == [("scripts", "kept")]
 
 
 def test_the_plugin_host_routes_csv_to_it(tmp_path: Path) -> None:
