@@ -802,8 +802,10 @@ def declared_name(declared: str | None) -> str | None:
         return None
     value = declared.strip()
     if "filename" in value.lower():
-        name = telling_name(file_names(value))
-        return _name_type(name) if name is not None else None
+        names = file_names(value)
+        if names:  # (else a bare name that merely holds the word)
+            name = telling_name(names)
+            return _name_type(name) if name is not None else None
     mime = value.split(";", 1)[0].strip().lower()
     if mime in _BY_MIME:
         return _BY_MIME[mime]

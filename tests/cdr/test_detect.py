@@ -596,6 +596,7 @@ def test_text_named_as_a_script_is_a_script(declared: str) -> None:
         ("prices.slk", "script"),
         ("query.iqy", "script"),
         ("attachment; filename=\"a.txt\"; filename*=UTF-8''report.csv", "csv"),
+        ("filename_list.csv", "csv"),  # a bare name holding the word
     ],
 )
 def test_the_names_a_file_is_saved_under(declared: str, kind: str) -> None:
