@@ -799,13 +799,19 @@ def _deleter(d: Object, *keys: str) -> Callable[[], None]:
 
 
 def _metadata_deleter(d: Object) -> Callable[[], None]:
-    """Remove ``d``'s /Metadata; an XMP stream (indirect) is emptied too, so that a
-    second reference to it (another key, another object) keeps nothing."""
+    """Remove ``d``'s /Metadata; an XMP stream (indirect, typed as metadata or XML)
+    is emptied too, so that a second reference to it (another key, another object)
+    keeps nothing. Any other stream is only unlinked: it may be content too."""
     delete = _deleter(d, "/Metadata")
 
     def remove() -> None:
         value = d.get("/Metadata")
-        if type(value) is Object and value._type_code_int == _T_STREAM and value.is_indirect:
+        if (
+            type(value) is Object
+            and value._type_code_int == _T_STREAM
+            and value.is_indirect
+            and (_name(value.get("/Type")) == "/Metadata" or _name(value.get("/Subtype")) == "/XML")
+        ):
             _emptier(value)()
         delete()
 

@@ -1083,6 +1083,17 @@ def build_producer_style(xmp_shared: bool = False) -> bytes:
     )
 
 
+def test_metadata_pointing_at_page_content_keeps_the_page(tmp_path: Path) -> None:
+    """A catalog /Metadata naming the page's content stream (crafted): the key goes,
+    the page keeps its text (only XMP streams are emptied)."""
+    data = build_producer_style().replace(b"/Metadata 5 0 R", b"/Metadata 6 0 R")
+    request = request_for(tmp_path, data)
+    assert "Hello" in text_of(request.source)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert text_of(request.destination) == text_of(request.source)
+
+
 def _as_walked(request: DisarmRequest) -> DisarmResult:
     """The engine's result with the shortcut turned off."""
     try:
