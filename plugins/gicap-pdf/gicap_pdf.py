@@ -34,6 +34,7 @@ import pikepdf
 from pikepdf import Array, Name, Object
 
 from gicap import hookimpl
+from gicap.cdr.patterns import trie
 from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
@@ -1548,28 +1549,9 @@ _FINDING_NAMES = (
 _DELIMITED = rb"(?![^\s()<>\[\]{}/%])"
 
 
-def _alternation(names: list[str]) -> bytes:
-    """A pattern matching any of ``names``, written as a tree of shared prefixes
-    (``A(?:A|F|croForm)?``): ``re`` tries the branches of a flat alternation one by
-    one at every ``/`` of the text."""
-    heads: dict[str, list[str]] = {}
-    for name in sorted(set(names)):
-        heads.setdefault(name[:1], []).append(name[1:])
-    branches = []
-    for head, tails in heads.items():
-        while len(tails) == 1 and tails[0] or len({t[:1] for t in tails}) == 1 and all(tails):
-            head, tails = head + tails[0][0], [t[1:] for t in tails]
-        rest = [t for t in tails if t]
-        branch = re.escape(head).encode()
-        if rest:
-            branch += _alternation(rest) + (b"?" if "" in tails else b"")
-        branches.append(branch)
-    return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
-
-
-_FINDING_TOKEN = re.compile(rb"/" + _alternation(_FINDING_NAMES) + _DELIMITED)
+_FINDING_TOKEN = re.compile(rb"/" + trie(_FINDING_NAMES).encode() + _DELIMITED)
 _STREAM_TOKEN = re.compile(
-    rb"/" + _alternation([*_FINDING_NAMES, "Image", "F", "FFilter", "FDecodeParms"]) + _DELIMITED
+    rb"/" + trie([*_FINDING_NAMES, "Image", "F", "FFilter", "FDecodeParms"]).encode() + _DELIMITED
 )
 #: pikepdf >= 10.17: the indirect objects reachable from some roots, found in C++.
 _reachable_objects = getattr(pikepdf._core, "_reachable_objects", None)

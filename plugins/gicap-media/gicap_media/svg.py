@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from gicap.cdr.patterns import trie as _trie
 from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
@@ -945,33 +946,6 @@ _XML_DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
 
 
 # ------------------------------------------------------------- serialised fast path
-
-
-def _trie(words: Iterable[str], first: str = "") -> str:
-    """A pattern matching exactly ``words`` (ASCII), branching on one character at a
-    time instead of trying every word in turn; characters of ``first`` are tried
-    first, in its order (the most frequent ones: the order of branches does not
-    change what matches)."""
-    tree: dict[str, dict] = {}
-    for word in words:
-        node = tree
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-    rank = {c: i for i, c in enumerate(first)}
-
-    def pattern(node: dict[str, dict]) -> str:
-        chars = sorted((c for c in node if c), key=lambda c: (rank.get(c, len(rank)), c))
-        branches = [re.escape(c) + pattern(node[c]) for c in chars]
-        optional = "" in node
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if optional:
-            return "(?:" + body + ")?"
-        return body
-
-    return pattern(tree)
 
 
 _XLINK_HREF = f"{{{XLINK_NS}}}href"
