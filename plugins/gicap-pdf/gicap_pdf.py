@@ -1678,6 +1678,18 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     texts += unsearched
     texts.append(stream_texts)  # (the references streams make count)
     joined = b"\n".join(texts)
+    scan = walker.scan
+    images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
+    if not arrays and not images:
+        top = _greatest_bound(stream_texts, len(streams))
+        # A stream is used at most as often as references are written (but for what a
+        # shared array holds: none here): when even the greatest bound that often
+        # stays within the limits, no stream needs counting or measuring. Every
+        # stream is then read before the original bytes are delivered.
+        if top is not None and top * max(1, joined.count(b" R")) <= MAX_DECODED_TOTAL:
+            scan.streams.extend(stream for stream, _ in streams)
+            _metadata_findings(walker, trailer, root, xmp)
+            return scan
     uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
     for array, text in arrays:
         # what an array several objects share holds is used once more by each
@@ -1685,7 +1697,6 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
         if again > 0:
             for ref in _REFERENCE_REVERSED.findall(text[::-1]):
                 uses[ref] += again
-    scan = walker.scan
     for stream, text in streams:
         og = stream.objgen
         count = uses.get((b"%d %d" % og)[::-1], 0)
@@ -1710,12 +1721,53 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             scan.big_streams.append(stream)
         scan.filtered[og] = [stream, bound, count]
     _check_decoded_sizes(scan)
+    _metadata_findings(walker, trailer, root, xmp)
+    return scan
+
+
+def _metadata_findings(walker: _Walker, trailer: Object, root: Object, xmp: bool) -> None:
+    """The walk's findings for a document whose only ones are document metadata."""
     info = trailer.get("/Info")
     if _is_dict(info) and len(info.keys()):  # (in the walk's order)
         walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
     if xmp:
         walker.add("metadata", "XMP metadata stream", _metadata_deleter(root))
-    return scan
+
+
+#: The dictionary of a usual stream, an XMP stream or an object stream, as qpdf writes
+#: them (keys sorted), one per line of the joined stream dictionaries.
+_PLAIN_STREAM_LINE = re.compile(
+    rb"^<< (?:/DecodeParms << (?:/\w+ \d+ )*>> )?(?:/Filter /(\w+) )?(?:/First \d+ )?"
+    rb"/Length (\d+) (?:/N \d+ /Type /ObjStm |/Subtype /XML /Type /Metadata )?>>$",
+    re.M,
+)
+#: The same for a cross-reference stream (qpdf decoded it when opening the file).
+_XREF_STREAM_LINE = re.compile(
+    rb"^<< (?:/DecodeParms << (?:/\w+ \d+ )*>> )?/Filter /FlateDecode "
+    rb"(?:/ID \[ <[0-9a-f]*> <[0-9a-f]*> \] )?(?:/Index \[ [\d ]*\] )?(?:/Info \d+ \d+ R )?"
+    rb"/Length (\d+) (?:/Prev \d+ )?/Root \d+ \d+ R /Size \d+ /Type /XRef /W \[ \d+ \d+ \d+ \] >>$",
+    re.M,
+)
+
+
+def _greatest_bound(stream_texts: bytes, count: int) -> int | None:
+    """The most bytes any of ``count`` streams decodes to, when each dictionary (a line
+    of ``stream_texts``) is a usual one (``_PLAIN_STREAM_LINE``), ``None`` otherwise;
+    0 for a stream without a filter (not counted by the bomb check)."""
+    if not count:
+        return 0
+    if stream_texts.count(b"\n") != count - 1:
+        return None
+    found = _PLAIN_STREAM_LINE.findall(stream_texts)
+    if len(found) != count:
+        found += [(b"FlateDecode", n) for n in _XREF_STREAM_LINE.findall(stream_texts)]
+        if len(found) != count:
+            return None
+    top = 0
+    for name, length in found:
+        if name:
+            top = max(top, int(length) * _FILTER_EXPANSION.get("/" + name.decode(), 1))
+    return top if top <= MAX_STREAM_BYTES else None
 
 
 def _verify(

@@ -348,6 +348,30 @@ def test_streams_in_an_array_pages_share_count_for_each_page(
         assert "in all" in result.reason
 
 
+def test_a_stream_listed_often_in_an_array_pages_share_counts_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six pages share one /Contents array listing one stream 20 times: readers decode
+    it 120 times, far more often than references to it are written (26). A bound
+    from the written references alone would let it through."""
+    monkeypatch.setattr(gicap_pdf, "MAX_DECODED_TOTAL", 10_000_000)
+    pdf = pikepdf.new()
+    for _ in range(6):
+        pdf.add_blank_page()
+    stream = pdf.make_stream(zlib.compress(b" " * 200_000), Filter=Name.FlateDecode)
+    shared = pdf.make_indirect(Array([stream] * 20))
+    for page in pdf.pages:
+        page.obj.Contents = shared  # 24 MB decoded in all
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome == "unprocessable", result
+    assert "in all" in result.reason
+    shared = pdf.make_indirect(Array([stream] * 2))
+    for page in pdf.pages:
+        page.obj.Contents = shared  # 2.4 MB: fine
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome in ("unmodified", "rebuilt"), result
+
+
 @pytest.mark.parametrize("key", ["/Info", "/DL"])
 def test_trailer_entries_reaching_a_script_are_dropped(tmp_path: Path, key: str) -> None:
     """An /Info that is an array, or a cross-reference key (/DL) given a dictionary:
