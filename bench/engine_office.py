@@ -13,9 +13,9 @@ The corpus is generated with python-docx, openpyxl, python-pptx and Pillow:
 "cdr" is gicap's own job function (detection and the engine, default policy) in this
 process; "plain" is python-docx ``Document().save()``, openpyxl ``load_workbook().save()``,
 python-pptx ``Presentation().save()`` of the same file (a zip read + rewrite for the
-macro-enabled files those libraries refuse, oletools' RTF parser for RTF, olefile
-reading every stream for legacy files). Best of
-``rounds``.
+macro-enabled files those libraries refuse, oletools' RTF parser for RTF with the
+parsed bytes written out (oletools has no RTF writer), olefile reading every stream
+for legacy files: those are never rebuilt, so neither side writes). Best of ``rounds``.
 
     python -m bench.engine_office
 """
@@ -186,7 +186,11 @@ def _plain(source: Path, dest: Path) -> None:
     elif suffix == ".rtf":
         from oletools import rtfobj
 
-        rtfobj.RtfObjParser(source.read_bytes()).parse()
+        # oletools reads RTF but writes none: the plain rewrite writes the bytes it
+        # parsed, as the CDR side writes its rebuilt document
+        data = source.read_bytes()
+        rtfobj.RtfObjParser(data).parse()
+        dest.write_bytes(data)
     else:  # the macro-enabled files python-docx & co. refuse: a zip read + rewrite
         with (
             zipfile.ZipFile(source) as src,

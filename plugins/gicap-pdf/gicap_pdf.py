@@ -1428,11 +1428,14 @@ def _disarm_document(
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
-    _finish(pdf, walker.doomed, switches, pages=bool(todo) and not quick)
+    _finish(pdf, walker.doomed, switches, pages=bool(todo) and (not quick or bool(walker.doomed)))
     if not quick:
-        # (else nothing was found: the changes above only deleted keys and rewrote
-        # image data, which cannot leave or make anything a verifying walk finds)
         _verify_rebuilt(pdf, walker, switches)
+    elif walker.deferred:
+        # (else the shortcut's findings were removed, which only deleted keys, dropped
+        # links and rewrote image data: nothing a verifying walk would find is left,
+        # once no dropped link is reachable any more)
+        _check_unreachable(pdf, walker)
     _save(pdf, request.destination)
     # Writing reads the stream data: what qpdf could not recover there is refused
     # as any other loss, what it repaired is reported.
@@ -1443,15 +1446,18 @@ def _disarm_document(
 
 
 def _verify_rebuilt(pdf: pikepdf.Pdf, walker: _Walker, switches: dict[str, str]) -> None:
-    reachable = None
-    if walker.deferred:
-        # What qpdf will write: the objects reachable from the trailer. A dropped
-        # annotation that is not among them needs no emptying; one that is makes
-        # the document start again without deferring (see _Walker._doom).
-        reachable = _reachable_objects(pdf, [pdf.trailer])
-        if any(obj.objgen in walker.deferred for obj in reachable):
-            raise _Retry
+    reachable = _check_unreachable(pdf, walker) if walker.deferred else None
     _verify(pdf, switches, reachable)
+
+
+def _check_unreachable(pdf: pikepdf.Pdf, walker: _Walker) -> list[Object]:
+    """What qpdf will write: the objects reachable from the trailer. A dropped
+    annotation that is not among them needs no emptying; one that is makes the
+    document start again without deferring (see _Walker._doom)."""
+    reachable = _reachable_objects(pdf, [pdf.trailer])
+    if any(obj.objgen in walker.deferred for obj in reachable):
+        raise _Retry
+    return reachable
 
 
 def _present(switch: str, found: dict[str, list[_Finding]], n_images: int) -> bool:
@@ -1631,12 +1637,21 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     root_text = root.unparse(resolved=True)
     # (the catalog first: where most documents with active content show it)
     tokens = _FINDING_TOKEN.findall(texts[0] + b"\n" + root_text)
-    xmp = tokens == [b"/Metadata"] and "/Metadata" in root.keys()
-    if tokens and not xmp:
+    if len(set(tokens)) != len(tokens) or not set(tokens) <= _CATALOG_TOKENS:
+        return None
+    keys = root.keys() if tokens else set()
+    xmp = b"/Metadata" in tokens
+    opening = b"/OpenAction" in tokens
+    if (xmp and "/Metadata" not in keys) or (
+        # a destination (the page shown on opening), not an action
+        opening and ("/OpenAction" not in keys or _is_dict(root.get("/OpenAction")))
+    ):
         return None
     unsearched: list[bytes] = []  # (the catalog's text, searched above)
     streams: list[tuple[Object, bytes]] = []
     arrays: list[tuple[Object, bytes]] = []
+    holders: list[Object | None] = [None]  # the object of each text (texts[0]: trailer)
+    links: list[tuple[Object, re.Match[bytes]]] = []
     searched = len(texts)
     for obj in pdf.objects:
         if type(obj) is not Object:
@@ -1648,16 +1663,18 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             streams.append((obj, obj.stream_dict.unparse()))
         elif code in _CONTAINERS:
             text = obj.unparse(resolved=True)
-            if xmp and text == root_text and obj.objgen == root.objgen:
+            if tokens and text == root_text and obj.objgen == root.objgen:
                 unsearched.append(text)
                 continue
             texts.append(text)
+            holders.append(obj)
             if code == _T_ARRAY and b" R" in text:
                 arrays.append((obj, text))
             if len(texts) - searched == _SEARCHED_TOGETHER:
                 # (searched a few dozen at a time: the walk runs as soon as one shows)
-                if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
-                    return None
+                if _shows_finding_name(b"\n".join(texts[searched:])):
+                    if not _links(texts, holders, searched, links):
+                        return None
                 searched = len(texts)
         elif code == _T_NAME:
             # A name as an object of its own (``/Subtype 7 0 R``): the text of what
@@ -1665,8 +1682,9 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             return None
     if pdf.get_warnings():
         raise _Retry
-    if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
-        return None
+    if _shows_finding_name(b"\n".join(texts[searched:])):
+        if not _links(texts, holders, searched, links):
+            return None
     stream_texts = b"\n".join(text for _, text in streams)
     found = _STREAM_TOKEN.findall(stream_texts)
     if found and any(t != b"/Image" and t != b"/Metadata" for t in found):
@@ -1680,6 +1698,11 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     joined = b"\n".join(texts)
     scan = walker.scan
     images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
+    if links:
+        uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+        for obj, shape in links:
+            if uses.get((b"%d %d" % obj.objgen)[::-1]):  # (else an orphan: never seen)
+                _link_findings(walker, obj, shape)
     if not arrays and not images:
         top = _greatest_bound(stream_texts, len(streams))
         # A stream is used at most as often as references are written (but for what a
@@ -1688,9 +1711,10 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
         # stream is then read before the original bytes are delivered.
         if top is not None and top * max(1, joined.count(b" R")) <= MAX_DECODED_TOTAL:
             scan.streams.extend(stream for stream, _ in streams)
-            _metadata_findings(walker, trailer, root, xmp)
+            _catalog_findings(walker, trailer, root, xmp, opening)
             return scan
-    uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+    if not links:
+        uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
     for array, text in arrays:
         # what an array several objects share holds is used once more by each
         again = uses.get((b"%d %d" % array.objgen)[::-1], 0) - 1
@@ -1721,52 +1745,175 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             scan.big_streams.append(stream)
         scan.filtered[og] = [stream, bound, count]
     _check_decoded_sizes(scan)
-    _metadata_findings(walker, trailer, root, xmp)
+    _catalog_findings(walker, trailer, root, xmp, opening)
     return scan
 
 
-def _metadata_findings(walker: _Walker, trailer: Object, root: Object, xmp: bool) -> None:
-    """The walk's findings for a document whose only ones are document metadata."""
+#: The names the catalog may show and still be judged without the walk.
+_CATALOG_TOKENS = frozenset({b"/Metadata", b"/OpenAction"})
+
+
+def _catalog_findings(
+    walker: _Walker, trailer: Object, root: Object, xmp: bool, opening: bool
+) -> None:
+    """The walk's findings for the document metadata and the page shown on opening."""
     info = trailer.get("/Info")
     if _is_dict(info) and len(info.keys()):  # (in the walk's order)
         walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
+    if opening:
+        walker.add(
+            "internal_hyperlinks",
+            "destination on opening (/OpenAction)",
+            _deleter(root, "/OpenAction"),
+        )
     if xmp:
         walker.add("metadata", "XMP metadata stream", _metadata_deleter(root))
 
 
-#: The dictionary of a usual stream, an XMP stream or an object stream, as qpdf writes
-#: them (keys sorted), one per line of the joined stream dictionaries.
-_PLAIN_STREAM_LINE = re.compile(
-    rb"^<< (?:/DecodeParms << (?:/\w+ \d+ )*>> )?(?:/Filter /(\w+) )?(?:/First \d+ )?"
-    rb"/Length (\d+) (?:/N \d+ /Type /ObjStm |/Subtype /XML /Type /Metadata )?>>$",
-    re.M,
+# Link annotations and outline items as qpdf writes them (keys sorted, one space
+# between tokens), with nothing in them but what a link or an outline item holds and
+# a direct action that goes to a page or opens a URI. In a document whose only
+# findings are these (and the catalog's), the shortcut gives the walk's findings.
+_NUM = rb"-?(?:\d+\.?\d*|\.\d+)"
+_REF = rb"\d+ \d+ R"
+#: A literal string (qpdf escapes every parenthesis and backslash in it) or a hex one.
+_STR = rb"(?:\((?:[^\\()]|\\[\s\S])*\)|<[0-9a-fA-F]*>)"
+_NUMS = rb"\[ (?:" + _NUM + rb" )*\]"
+_DEST = (
+    rb"(?:\[ "
+    + _REF
+    + rb" /(?:XYZ|Fit|FitH|FitV|FitR|FitB|FitBH|FitBV)(?: (?:"
+    + _NUM
+    + rb"|null))* \]|"
+    + _STR
+    + rb"|/[^\s()<>\[\]{}/%]+)"
 )
-#: The same for a cross-reference stream (qpdf decoded it when opening the file).
-_XREF_STREAM_LINE = re.compile(
-    rb"^<< (?:/DecodeParms << (?:/\w+ \d+ )*>> )?/Filter /FlateDecode "
-    rb"(?:/ID \[ <[0-9a-f]*> <[0-9a-f]*> \] )?(?:/Index \[ [\d ]*\] )?(?:/Info \d+ \d+ R )?"
-    rb"/Length (\d+) (?:/Prev \d+ )?/Root \d+ \d+ R /Size \d+ /Type /XRef /W \[ \d+ \d+ \d+ \] >>$",
-    re.M,
+_GOTO = rb"<< /D " + _DEST + rb" /S /GoTo (?:/Type /Action )?>>"
+_URI = rb"<< /S /URI (?:/Type /Action )?/URI " + _STR + rb" >>"
+#: An action that only goes to a page of the document or opens a URI (no /Next).
+_ACTION = re.compile(_GOTO + rb"|" + _URI)
+_LINK_ACTION = rb"(?:/A (?:(?P<goto>" + _GOTO + rb")|" + _URI + rb"|(?P<ref>" + _REF + rb")) )?"
+_LINK_ANNOT = re.compile(
+    rb"<< " + _LINK_ACTION + rb"(?:/BS << (?:/\w+ (?:/\w+|" + _NUM + rb"|" + _NUMS + rb") )*>> )?"
+    rb"(?:/Border \[ (?:" + _NUM + rb" )*(?:" + _NUMS + rb" )?\] )?(?:/C " + _NUMS + rb" )?"
+    rb"(?:/Contents " + _STR + rb" )?(?P<dest>/Dest " + _DEST + rb" )?(?:/F \d+ )?"
+    rb"(?:/H /[INOP] )?(?:/M " + _STR + rb" )?(?:/NM " + _STR + rb" )?(?:/P " + _REF + rb" )?"
+    rb"(?:/QuadPoints " + _NUMS + rb" )?/Rect " + _NUMS + rb" (?:/StructParent \d+ )?"
+    rb"/Subtype /Link (?:/Type /Annot )?>>"
 )
+_OUTLINE_ITEM = re.compile(
+    rb"<< " + _LINK_ACTION + rb"(?:/C " + _NUMS + rb" )?(?:/Count -?\d+ )?"
+    rb"(?P<dest>/Dest " + _DEST + rb" )?(?:/F \d+ )?(?:/First " + _REF + rb" )?"
+    rb"(?:/Last " + _REF + rb" )?(?:/Next " + _REF + rb" )?/Parent " + _REF + rb" "
+    rb"(?:/Prev "
+    + _REF
+    + rb" )?(?:/SE "
+    + _REF
+    + rb" )?/Title (?:"
+    + _STR
+    + rb"|"
+    + _REF
+    + rb") >>"
+)
+
+
+def _links(
+    texts: list[bytes],
+    holders: list[Object | None],
+    start: int,
+    links: list[tuple[Object, re.Match[bytes]]],
+) -> bool:
+    """Add to ``links`` the objects from ``texts[start:]`` that show a name from
+    ``_FINDING_NAMES``, when every one of them is a link annotation or an outline
+    item (``_LINK_ANNOT``, ``_OUTLINE_ITEM``); ``False`` when one is not."""
+    for i in range(start, len(texts)):
+        text = texts[i]
+        if not _shows_finding_name(text) or _ACTION.fullmatch(text):
+            # (an action object of its own: the link or outline item holding it gives
+            # the finding, and it gives none wherever else it is)
+            continue
+        holder = holders[i]
+        shape = _LINK_ANNOT.fullmatch(text) or _OUTLINE_ITEM.fullmatch(text)
+        if shape is None or holder is None:
+            return False
+        if shape["ref"] is not None:
+            # an action of its own: one that only goes to a page or opens a URI
+            action = holder.get("/A")
+            if not (
+                type(action) is Object
+                and action._type_code_int == _T_DICT
+                and _ACTION.fullmatch(action.unparse(resolved=True))
+            ):
+                return False
+        links.append((holder, shape))
+    return True
+
+
+#: What the walk never reads as a name: the text of a string (qpdf escapes every
+#: parenthesis and backslash in it), and the glyph names of a font encoding's
+#: /Differences (a /CharSet string or a glyph named "A" is not an action).
+_NOT_NAMES = re.compile(
+    rb"\((?:[^\\()]|\\[\s\S])*\)|/Differences \[ (?:(?:-?\d+|/[^\s()<>\[\]{}/%]*) )*\]"
+)
+
+
+def _shows_finding_name(text: bytes) -> bool:
+    """Whether ``text`` holds a name from ``_FINDING_NAMES`` outside ``_NOT_NAMES``."""
+    return _FINDING_TOKEN.search(text) is not None and (
+        _FINDING_TOKEN.search(_NOT_NAMES.sub(b"()", text)) is not None
+    )
+
+
+def _link_findings(walker: _Walker, obj: Object, shape: re.Match[bytes]) -> None:
+    """The findings the walk records for one link annotation or outline item (see
+    ``_Walker._dict`` and ``_Walker._action_slot``)."""
+    annot = shape.re is _LINK_ANNOT
+    action: tuple[str, str] | None = None
+    if shape["ref"] is not None:
+        # an action of its own, maybe shared: as the walk records it (emptied)
+        walker._subtype = "/Link" if annot else None
+        walker._action_slot(obj, "/A", obj.get("/A"), "click")
+    elif shape["goto"] is not None:
+        action = ("internal_hyperlinks", "GoTo action")
+    elif shape.group().startswith(b"<< /A "):
+        action = ("external_hyperlinks", "URI action")
+    if action is not None:
+        if annot and shape["dest"] is None:
+            # the link goes nowhere without its action: dropped (see remove_head)
+            remove = partial(walker._doom, obj)
+        elif annot:
+            walker._subtype = "/Link"
+            walker._action_slot(obj, "/A", obj.get("/A"), "click")
+            remove = None
+        else:
+            remove = _deleter(obj, "/A")
+        if remove is not None:
+            walker.scan.findings.append(_Finding(action[0], action[1], remove))
+    if shape["dest"] is not None:
+        walker.add("internal_hyperlinks", "link destination", walker._unlink_dest(obj))
+
+
+#: A stream's /Length, its /Filter (when one name), and a /Length given as a reference.
+_STREAM_LENGTH = re.compile(rb"/Length (\d+)")
+_STREAM_FILTER = re.compile(rb"/Filter /([^\s()<>\[\]{}/%]+)")
+_INDIRECT_LENGTH = re.compile(rb"/Length \d+ \d+ R")
 
 
 def _greatest_bound(stream_texts: bytes, count: int) -> int | None:
-    """The most bytes any of ``count`` streams decodes to, when each dictionary (a line
-    of ``stream_texts``) is a usual one (``_PLAIN_STREAM_LINE``), ``None`` otherwise;
-    0 for a stream without a filter (not counted by the bomb check)."""
+    """A bound of what any of ``count`` streams decodes to, from their dictionaries
+    (``stream_texts``): the greatest /Length written times the worst expansion of any
+    filter named; ``None`` when a stream's /Length is not written there (a reference)
+    or filters are chained (an array), or the bound is above ``MAX_STREAM_BYTES``."""
     if not count:
         return 0
-    if stream_texts.count(b"\n") != count - 1:
+    if b"/Filter [" in stream_texts or _INDIRECT_LENGTH.search(stream_texts):
         return None
-    found = _PLAIN_STREAM_LINE.findall(stream_texts)
-    if len(found) != count:
-        found += [(b"FlateDecode", n) for n in _XREF_STREAM_LINE.findall(stream_texts)]
-        if len(found) != count:
-            return None
-    top = 0
-    for name, length in found:
-        if name:
-            top = max(top, int(length) * _FILTER_EXPANSION.get("/" + name.decode(), 1))
+    lengths = _STREAM_LENGTH.findall(stream_texts)
+    if len(lengths) < count:  # (more: /Length in a nested dictionary, counted too)
+        return None
+    names = set(_STREAM_FILTER.findall(stream_texts))
+    factor = max((_FILTER_EXPANSION.get("/" + n.decode("latin-1"), 1) for n in names), default=1)
+    top = max(map(int, lengths)) * factor
     return top if top <= MAX_STREAM_BYTES else None
 
 
