@@ -1642,10 +1642,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     keys = root.keys() if tokens else set()
     xmp = b"/Metadata" in tokens
     opening = b"/OpenAction" in tokens
-    if (xmp and "/Metadata" not in keys) or (
-        # a destination (the page shown on opening), not an action
-        opening and ("/OpenAction" not in keys or _is_dict(root.get("/OpenAction")))
-    ):
+    if (xmp and "/Metadata" not in keys) or (opening and not _opens_page(root, keys)):
         return None
     unsearched: list[bytes] = []  # (the catalog's text, searched above)
     streams: list[tuple[Object, bytes]] = []
@@ -1753,6 +1750,17 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
 _CATALOG_TOKENS = frozenset({b"/Metadata", b"/OpenAction"})
 
 
+def _opens_page(root: Object, keys: set[str]) -> bool:
+    """Whether the catalog's /OpenAction is a destination (the page shown on opening),
+    or an action that only goes to a page or opens a URI (``_ACTION``)."""
+    if "/OpenAction" not in keys:
+        return False
+    value = root.get("/OpenAction")
+    if not _is_dict(value):
+        return True
+    return value._type_code_int == _T_DICT and bool(_ACTION.fullmatch(value.unparse(resolved=True)))
+
+
 def _catalog_findings(
     walker: _Walker, trailer: Object, root: Object, xmp: bool, opening: bool
 ) -> None:
@@ -1761,11 +1769,7 @@ def _catalog_findings(
     if _is_dict(info) and len(info.keys()):  # (in the walk's order)
         walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
     if opening:
-        walker.add(
-            "internal_hyperlinks",
-            "destination on opening (/OpenAction)",
-            _deleter(root, "/OpenAction"),
-        )
+        walker._open_action(root, root.get("/OpenAction"))
     if xmp:
         walker.add("metadata", "XMP metadata stream", _metadata_deleter(root))
 

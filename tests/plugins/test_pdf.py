@@ -1173,13 +1173,16 @@ def test_documents_with_active_content_are_walked(name: str) -> None:
     assert _walked(builder())
 
 
-def build_links(tagged: bool = False, shared: bool = False, orphan: bool = False) -> bytes:
+def build_links(
+    tagged: bool = False, shared: bool = False, orphan: bool = False, opening: str = "page"
+) -> bytes:
     """Links and outline items as producers write them: a URI link with a border,
     colour, highlight mode, page, name and a hex /Contents; a link with both an action
     and a destination; outline items with a URI action, a GoTo action and a
     destination; the first page shown on opening. ``tagged``: the structure tree
     references the links too; ``shared``: one link is also referenced from a page
-    key; ``orphan``: a link annotation nothing references."""
+    key; ``orphan``: a link annotation nothing references; ``opening``: what the
+    document opens (a page, a GoTo action, a URI action of its own)."""
     pdf = base(3)
     pages = [p.obj for p in pdf.pages]
     uri = pdf.make_indirect(
@@ -1236,7 +1239,11 @@ def build_links(tagged: bool = False, shared: bool = False, orphan: bool = False
         a.Next, b.Prev = b, a
     outlines.First, outlines.Last = items[0], items[-1]
     pdf.Root.Outlines = outlines
-    pdf.Root.OpenAction = Array([pages[0], Name.Fit])
+    pdf.Root.OpenAction = {
+        "page": Array([pages[0], Name.Fit]),
+        "goto": Dictionary(S=Name.GoTo, D=[pages[1], Name.Fit]),
+        "uri": pdf.make_indirect(Dictionary(S=Name.URI, URI=String("https://gicap.invalid/o"))),
+    }[opening]
     if tagged:
         objr = Dictionary(Type=Name.OBJR, Obj=uri, Pg=pages[0])
         element = pdf.make_indirect(Dictionary(S=Name.Link, K=objr, Pg=pages[0]))
@@ -1341,6 +1348,8 @@ def build_tex_style(chained: Dictionary | None = None, glyphs: list[object] = ()
         lambda: build_links(tagged=True),
         lambda: build_links(shared=True),
         lambda: build_links(orphan=True),
+        lambda: build_links(opening="goto"),
+        lambda: build_links(opening="uri"),
     ],
 )
 @pytest.mark.parametrize(
@@ -1413,10 +1422,17 @@ def _link_with(action: bytes) -> bytes:
         build_tex_style(chained=Dictionary(S=Name.Launch, F=String("calc.exe"))),
         # a glyph list holding more than names and numbers
         build_tex_style(glyphs=[1, Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))]),
-        # the catalog opening an action, not a page
+        # the catalog opening an action that does more than show a page or a URI
         _resaved(
             build_internal_links().replace(
-                b"/Type /Catalog", b"/OpenAction << /S /GoTo /D [ 3 0 R /Fit ] >> /Type /Catalog"
+                b"/Type /Catalog", b"/OpenAction << /F (calc.exe) /S /Launch >> /Type /Catalog"
+            )
+        ),
+        _resaved(
+            build_internal_links().replace(
+                b"/Type /Catalog",
+                b"/OpenAction << /D [ 3 0 R /Fit ] /Next << /S /Launch >> /S /GoTo >> "
+                b"/Type /Catalog",
             )
         ),
     ],
