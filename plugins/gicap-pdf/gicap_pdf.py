@@ -284,6 +284,9 @@ class _Scan:
     #: every filtered stream (not an image): [stream, bound of its decoded size, uses]
     filtered: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
     inline_images: int = 0
+    #: how often each object is referenced in qpdf's text of the file, when the
+    #: shortcut counted it (keys: "gen num" reversed, see _REFERENCE_REVERSED)
+    references: Counter[bytes] | None = None
 
     def by_switch(self) -> dict[str, list[_Finding]]:
         out: dict[str, list[_Finding]] = {}
@@ -1428,10 +1431,12 @@ def _disarm_document(
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
-    _finish(pdf, walker.doomed, switches, pages=bool(todo) and (not quick or bool(walker.doomed)))
+    unlinked: Counter[tuple[int, int]] = Counter()
+    pages = bool(todo) and (not quick or bool(walker.doomed))
+    _finish(pdf, walker.doomed, switches, pages, unlinked if quick else None)
     if not quick:
         _verify_rebuilt(pdf, walker, switches)
-    elif walker.deferred:
+    elif walker.deferred and not _unlinked_everywhere(walker, scan.references, unlinked):
         # (else the shortcut's findings were removed, which only deleted keys, dropped
         # links and rewrote image data: nothing a verifying walk would find is left,
         # once no dropped link is reachable any more)
@@ -1448,6 +1453,18 @@ def _disarm_document(
 def _verify_rebuilt(pdf: pikepdf.Pdf, walker: _Walker, switches: dict[str, str]) -> None:
     reachable = _check_unreachable(pdf, walker) if walker.deferred else None
     _verify(pdf, switches, reachable)
+
+
+def _unlinked_everywhere(
+    walker: _Walker, references: Counter[bytes] | None, unlinked: Counter[tuple[int, int]]
+) -> bool:
+    """Whether every dropped annotation was taken out of pages' /Annots as often as
+    the file's text references it: then nothing references it any more. (An /Annots
+    array of its own that something else references too counts once more for each
+    reference: see _token_free_scan.)"""
+    if references is None:
+        return False
+    return all(references.get((b"%d %d" % og)[::-1], 0) == unlinked[og] for og in walker.deferred)
 
 
 def _check_unreachable(pdf: pikepdf.Pdf, walker: _Walker) -> list[Object]:
@@ -1506,10 +1523,16 @@ def _doomed(annot: Any, doomed: set[tuple[int, int]]) -> bool:
 
 
 def _finish(
-    pdf: pikepdf.Pdf, doomed: set[tuple[int, int]], switches: dict[str, str], pages: bool = True
+    pdf: pikepdf.Pdf,
+    doomed: set[tuple[int, int]],
+    switches: dict[str, str],
+    pages: bool = True,
+    unlinked: Counter[tuple[int, int]] | None = None,
 ) -> None:
     """Unlink dropped annotations from the pages; tidy keys the rewrite made stale.
-    ``pages``: whether findings were removed (only they drop or flatten annotations)."""
+    ``pages``: whether findings were removed (only they drop or flatten annotations).
+    ``unlinked`` counts how often each dropped annotation was taken out of a page's
+    /Annots."""
     for page in pdf.pages if pages else ():
         obj = page.obj
         if "/GicapWrapped" in obj:
@@ -1518,6 +1541,10 @@ def _finish(
         if type(annots) is not Object or annots._type_code_int != _T_ARRAY:
             continue
         kept = [a for a in annots if not _doomed(a, doomed)]
+        if unlinked is not None and len(kept) != len(annots):
+            for a in annots:
+                if type(a) is Object and a.objgen in doomed:
+                    unlinked[a.objgen] += 1
         if len(kept) != len(annots):
             if kept:
                 obj["/Annots"] = Array(kept)
@@ -1696,7 +1723,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     scan = walker.scan
     images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
     if links:
-        uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+        uses = scan.references = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
         for obj, shape in links:
             if uses.get((b"%d %d" % obj.objgen)[::-1]):  # (else an orphan: never seen)
                 _link_findings(walker, obj, shape)
@@ -1837,9 +1864,13 @@ def _links(
             # the finding, and it gives none wherever else it is)
             continue
         holder = holders[i]
-        shape = _LINK_ANNOT.fullmatch(text) or _OUTLINE_ITEM.fullmatch(text)
-        if shape is None or holder is None:
+        if holder is None:
             return False
+        shape = _LINK_ANNOT.fullmatch(text) or _OUTLINE_ITEM.fullmatch(text)
+        if shape is None:
+            if not _only_attributes(text, holder):
+                return False
+            continue
         if shape["ref"] is not None:
             # an action of its own: one that only goes to a page or opens a URI
             action = holder.get("/A")
@@ -1851,6 +1882,27 @@ def _links(
                 return False
         links.append((holder, shape))
     return True
+
+
+#: A structure element's attribute objects (/A, first of the keys qpdf sorts).
+_ATTRIBUTES = re.compile(rb"<< /A (?:" + _REF + rb"|\[ (?:" + _REF + rb" )*\]) ")
+
+
+def _only_attributes(text: bytes, holder: Object) -> bool:
+    """Whether the only name from ``_FINDING_NAMES`` in an object is an /A that the
+    walk does not take as an action: attribute objects of a tagged document's
+    structure element (an array of them, or a dictionary without /S, in a dictionary
+    without /Subtype or /Title: see ``_Walker._dict``)."""
+    if not _ATTRIBUTES.match(text) or b"/Subtype" in text or b"/Title" in text:
+        return False
+    if _FINDING_TOKEN.findall(_NOT_NAMES.sub(b"()", text)) != [b"/A"]:
+        return False
+    value = holder.get("/A")
+    if type(value) is not Object:
+        return False
+    if value._type_code_int == _T_ARRAY:
+        return True
+    return value._type_code_int == _T_DICT and "/S" not in value.keys()
 
 
 #: What the walk never reads as a name: the text of a string (qpdf escapes every

@@ -1174,15 +1174,22 @@ def test_documents_with_active_content_are_walked(name: str) -> None:
 
 
 def build_links(
-    tagged: bool = False, shared: bool = False, orphan: bool = False, opening: str = "page"
+    tagged: bool = False,
+    shared: str = "",
+    orphan: bool = False,
+    opening: str = "page",
+    attributes: str = "",
 ) -> bytes:
     """Links and outline items as producers write them: a URI link with a border,
     colour, highlight mode, page, name and a hex /Contents; a link with both an action
     and a destination; outline items with a URI action, a GoTo action and a
     destination; the first page shown on opening. ``tagged``: the structure tree
-    references the links too; ``shared``: one link is also referenced from a page
-    key; ``orphan``: a link annotation nothing references; ``opening``: what the
-    document opens (a page, a GoTo action, a URI action of its own)."""
+    references the links too; ``shared``: a link ("link") or a page's /Annots array
+    ("annots") is also referenced from a page key; ``orphan``: a link annotation
+    nothing references; ``opening``: what the document opens (a page, a GoTo action,
+    a URI action of its own); ``attributes``: a structure element's /A when
+    ``tagged`` ("launch": an action of its own, "uri": a direct one, else attribute
+    objects)."""
     pdf = base(3)
     pages = [p.obj for p in pdf.pages]
     uri = pdf.make_indirect(
@@ -1207,24 +1214,21 @@ def build_links(
             Subtype=Name.Link,
             Rect=[72, 500, 300, 530],
             Dest=[pages[2], Name.XYZ, 0, 792, None],
+            Contents=String("to chapter 2"),
             A=Dictionary(S=Name.GoTo, D=String("chapter.2")),
         )
     )
     pages[0].Annots = Array([uri, both])
-    pages[1].Annots = pdf.make_indirect(
-        Array(
-            [
-                pdf.make_indirect(
-                    Dictionary(
-                        Type=Name.Annot,
-                        Subtype=Name.Link,
-                        Rect=[10.5, -2, 0.25, 3],
-                        Dest=Name("/chapter.3"),
-                    )
-                )
-            ]
-        )
+    chapter = Dictionary(
+        Type=Name.Annot,
+        Subtype=Name.Link,
+        Rect=[10.5, -2, 0.25, 3],
+        Dest=Name("/chapter.3"),
+        Contents=String("to chapter 3"),
     )
+    annots = Array([pdf.make_indirect(chapter)])
+    # (an /Annots array of its own when another key shares it)
+    pages[1].Annots = pdf.make_indirect(annots) if shared == "annots" else annots
     outlines = pdf.make_indirect(Dictionary(Type=Name.Outlines, Count=3))
     entries: list[dict[str, object]] = [
         {"A": Dictionary(S=Name.URI, URI=String("https://gicap.invalid/toc"))},
@@ -1245,12 +1249,31 @@ def build_links(
         "uri": pdf.make_indirect(Dictionary(S=Name.URI, URI=String("https://gicap.invalid/o"))),
     }[opening]
     if tagged:
+        # structure elements with attribute objects (/A: not actions), as LibreOffice
+        # writes them, one of them holding the URI link
+        layout = pdf.make_indirect(Dictionary(O=Name.Layout, Placement=Name.Block))
         objr = Dictionary(Type=Name.OBJR, Obj=uri, Pg=pages[0])
-        element = pdf.make_indirect(Dictionary(S=Name.Link, K=objr, Pg=pages[0]))
-        pdf.Root.StructTreeRoot = pdf.make_indirect(Dictionary(Type=Name.StructTreeRoot, K=element))
-        element.P = pdf.Root.StructTreeRoot
-    if shared:
+        element = pdf.make_indirect(
+            Dictionary(Type=Name.StructElem, S=Name.Link, K=objr, Pg=pages[0], A=layout)
+        )
+        text = pdf.make_indirect(
+            Dictionary(
+                Type=Name.StructElem,
+                S=Name.P,
+                K=[0],
+                Pg=pages[0],
+                A={
+                    "launch": pdf.make_indirect(Dictionary(S=Name.Launch, F=String("calc.exe"))),
+                    "uri": Dictionary(S=Name.URI, URI=String("https://gicap.invalid/x")),
+                }.get(attributes, Array([layout])),
+            )
+        )
+        root = pdf.make_indirect(Dictionary(Type=Name.StructTreeRoot, K=[element, text]))
+        element.P = text.P = pdf.Root.StructTreeRoot = root
+    if shared == "link":
         pages[2].PieceInfoX = both
+    elif shared == "annots":
+        pages[2].PieceInfoY = pages[1].Annots
     data = to_bytes(pdf)
     if orphan:
         # appended as an update that nothing references (qpdf writes no such object)
@@ -1346,7 +1369,8 @@ def build_tex_style(chained: Dictionary | None = None, glyphs: list[object] = ()
         build_tex_style,
         build_links,
         lambda: build_links(tagged=True),
-        lambda: build_links(shared=True),
+        lambda: build_links(shared="link"),
+        lambda: build_links(shared="annots"),
         lambda: build_links(orphan=True),
         lambda: build_links(opening="goto"),
         lambda: build_links(opening="uri"),
@@ -1422,6 +1446,9 @@ def _link_with(action: bytes) -> bytes:
         build_tex_style(chained=Dictionary(S=Name.Launch, F=String("calc.exe"))),
         # a glyph list holding more than names and numbers
         build_tex_style(glyphs=[1, Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))]),
+        # a structure element's /A that is an action (it has /S), not attributes
+        build_links(tagged=True, attributes="launch"),
+        build_links(tagged=True, attributes="uri"),
         # the catalog opening an action that does more than show a page or a URI
         _resaved(
             build_internal_links().replace(
