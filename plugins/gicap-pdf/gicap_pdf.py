@@ -1696,7 +1696,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
                 arrays.append((obj, text))
             if len(texts) - searched == _SEARCHED_TOGETHER:
                 # (searched a few dozen at a time: the walk runs as soon as one shows)
-                if _shows_finding_name(b"\n".join(texts[searched:])):
+                if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
                     if not _links(texts, holders, searched, links):
                         return None
                 searched = len(texts)
@@ -1706,7 +1706,7 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             return None
     if pdf.get_warnings():
         raise _Retry
-    if _shows_finding_name(b"\n".join(texts[searched:])):
+    if _FINDING_TOKEN.search(b"\n".join(texts[searched:])):
         if not _links(texts, holders, searched, links):
             return None
     stream_texts = b"\n".join(text for _, text in streams)
@@ -1854,23 +1854,24 @@ def _links(
     start: int,
     links: list[tuple[Object, re.Match[bytes]]],
 ) -> bool:
-    """Add to ``links`` the objects from ``texts[start:]`` that show a name from
-    ``_FINDING_NAMES``, when every one of them is a link annotation or an outline
-    item (``_LINK_ANNOT``, ``_OUTLINE_ITEM``); ``False`` when one is not."""
+    """Add to ``links`` the link annotations and outline items (``_LINK_ANNOT``,
+    ``_OUTLINE_ITEM``) among the objects of ``texts[start:]``; ``False`` when another
+    of them shows a name from ``_FINDING_NAMES`` (outside ``_NOT_NAMES``), but for
+    actions of their own (``_ACTION``) and structure elements' attribute objects."""
     for i in range(start, len(texts)):
         text = texts[i]
-        if not _shows_finding_name(text) or _ACTION.fullmatch(text):
-            # (an action object of its own: the link or outline item holding it gives
-            # the finding, and it gives none wherever else it is)
-            continue
         holder = holders[i]
-        if holder is None:
-            return False
         shape = _LINK_ANNOT.fullmatch(text) or _OUTLINE_ITEM.fullmatch(text)
         if shape is None:
-            if not _only_attributes(text, holder):
+            if not _shows_finding_name(text) or _ACTION.fullmatch(text):
+                # (an action object of its own: the link or outline item holding it
+                # gives the finding, and it gives none wherever else it is)
+                continue
+            if holder is None or not _only_attributes(text, holder):
                 return False
             continue
+        if holder is None:
+            return False
         if shape["ref"] is not None:
             # an action of its own: one that only goes to a page or opens a URI
             action = holder.get("/A")
