@@ -1721,6 +1721,13 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     texts.append(stream_texts)  # (the references streams make count)
     joined = b"\n".join(texts)
     scan = walker.scan
+    if opening:
+        action = root.get("/OpenAction")
+        ref = rb"(?<!\d)%d %d R" % action.objgen
+        if action.is_indirect and len(re.findall(ref, joined)) > 1:
+            # an action on opening that a link or outline item holds too: removing it
+            # (switch actions) would leave theirs empty; the walk judges that
+            return None
     images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
     if links:
         uses = scan.references = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
@@ -1796,6 +1803,7 @@ def _catalog_findings(
     if _is_dict(info) and len(info.keys()):  # (in the walk's order)
         walker.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
     if opening:
+        walker._subtype = None  # (the catalog's: a link's may be left from before)
         walker._open_action(root, root.get("/OpenAction"))
     if xmp:
         walker.add("metadata", "XMP metadata stream", _metadata_deleter(root))
@@ -1959,16 +1967,20 @@ _INDIRECT_LENGTH = re.compile(rb"/Length \d+ \d+ R")
 def _greatest_bound(stream_texts: bytes, count: int) -> int | None:
     """A bound of what any of ``count`` streams decodes to, from their dictionaries
     (``stream_texts``): the greatest /Length written times the worst expansion of any
-    filter named; ``None`` when a stream's /Length is not written there (a reference)
-    or filters are chained (an array), or the bound is above ``MAX_STREAM_BYTES``."""
+    filter named; ``None`` when a stream's /Length or /Filter is not written there as
+    a number or a name (a reference, an array of filters), or the bound is above
+    ``MAX_STREAM_BYTES``."""
     if not count:
         return 0
-    if b"/Filter [" in stream_texts or _INDIRECT_LENGTH.search(stream_texts):
+    if _INDIRECT_LENGTH.search(stream_texts):
         return None
     lengths = _STREAM_LENGTH.findall(stream_texts)
     if len(lengths) < count:  # (more: /Length in a nested dictionary, counted too)
         return None
-    names = set(_STREAM_FILTER.findall(stream_texts))
+    filters = _STREAM_FILTER.findall(stream_texts)
+    if len(filters) != stream_texts.count(b"/Filter"):
+        return None  # a chain of filters, or one given as a reference (4 0 R)
+    names = set(filters)
     factor = max((_FILTER_EXPANSION.get("/" + n.decode("latin-1"), 1) for n in names), default=1)
     top = max(map(int, lengths)) * factor
     return top if top <= MAX_STREAM_BYTES else None

@@ -1374,6 +1374,8 @@ def build_tex_style(chained: Dictionary | None = None, glyphs: list[object] = ()
         lambda: build_links(orphan=True),
         lambda: build_links(opening="goto"),
         lambda: build_links(opening="uri"),
+        # (a review found the catalog dropped as a link: opened after a link's action)
+        lambda: build_links(opening="goto", tagged=True),
     ],
 )
 @pytest.mark.parametrize(
@@ -1404,6 +1406,14 @@ def test_links_take_the_shortcut_and_give_what_the_walk_gives(
         left = qdf(quick.destination)
         assert not names_in(left, "/URI", "/GoTo", "/Dest", "/OpenAction")
         assert b"gicap.invalid" not in left
+
+
+def build_shared_opening() -> bytes:
+    pdf = base()
+    action = pdf.make_indirect(Dictionary(S=Name.URI, URI=String("https://gicap.invalid/x")))
+    outline(pdf, A=action)
+    pdf.Root.OpenAction = action
+    return to_bytes(pdf)
 
 
 def _resaved(data: bytes) -> bytes:
@@ -1449,6 +1459,9 @@ def _link_with(action: bytes) -> bytes:
         # a structure element's /A that is an action (it has /S), not attributes
         build_links(tagged=True, attributes="launch"),
         build_links(tagged=True, attributes="uri"),
+        # an action on opening that an outline item holds too (a review found the
+        # item's action left empty when the policy removes the one and keeps the other)
+        build_shared_opening(),
         # the catalog opening an action that does more than show a page or a URI
         _resaved(
             build_internal_links().replace(

@@ -372,6 +372,41 @@ def test_a_stream_listed_often_in_an_array_pages_share_counts_every_time(
     assert result.outcome in ("unmodified", "rebuilt"), result
 
 
+@pytest.mark.parametrize("linked", [False, True])
+def test_a_chain_of_filters_given_as_a_reference_is_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linked: bool
+) -> None:
+    """A stream whose /Filter is ``4 0 R``, an array of two Flate filters: its text
+    names no filter, so a bound from the written names would be its length alone (a
+    review found a 635-byte stream of 300 MB delivered as it came, or decoded by the
+    rewrite when a link was removed)."""
+    monkeypatch.setattr(gicap_pdf, "MAX_STREAM_BYTES", 1_000_000)
+    pdf = _new()
+    stream = pdf.make_stream(b"")
+    stream.write(
+        zlib.compress(zlib.compress(b"\0" * 3_000_000, 9), 9),
+        filter=Array([Name.FlateDecode, Name.FlateDecode]),
+    )
+    stream.Filter = pdf.make_indirect(Array([Name.FlateDecode, Name.FlateDecode]))
+    pdf.Root.Extra = stream
+    if linked:
+        pdf.pages[0].obj.Annots = Array(
+            [
+                pdf.make_indirect(
+                    Dictionary(
+                        Type=Name.Annot,
+                        Subtype=Name.Link,
+                        Rect=[0, 0, 10, 10],
+                        A=Dictionary(S=Name.URI, URI=String("https://gicap.invalid/")),
+                    )
+                )
+            ]
+        )
+    result = disarm(request_for(tmp_path, _saved(pdf)))
+    assert result.outcome == "unprocessable", result
+    assert "decompression bomb" in result.reason
+
+
 @pytest.mark.parametrize("key", ["/Info", "/DL"])
 def test_trailer_entries_reaching_a_script_are_dropped(tmp_path: Path, key: str) -> None:
     """An /Info that is an array, or a cross-reference key (/DL) given a dictionary:
