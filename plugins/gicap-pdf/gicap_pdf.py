@@ -1721,10 +1721,9 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     texts.append(stream_texts)  # (the references streams make count)
     joined = b"\n".join(texts)
     scan = walker.scan
-    if opening:
-        action = root.get("/OpenAction")
-        ref = rb"(?<!\d)%d %d R" % action.objgen
-        if action.is_indirect and len(re.findall(ref, joined)) > 1:
+    action = root.get("/OpenAction") if opening else None
+    if type(action) is Object and action.is_indirect:
+        if len(re.findall(rb"(?<!\d)%d %d R" % action.objgen, joined)) > 1:
             # an action on opening that a link or outline item holds too: removing it
             # (switch actions) would leave theirs empty; the walk judges that
             return None
@@ -1811,8 +1810,9 @@ def _catalog_findings(
 
 # Link annotations and outline items as qpdf writes them (keys sorted, one space
 # between tokens), with nothing in them but what a link or an outline item holds and
-# a direct action that goes to a page or opens a URI. In a document whose only
-# findings are these (and the catalog's), the shortcut gives the walk's findings.
+# an action that goes to a page or opens a URI (in them, or an object of its own that
+# _ACTION matches). In a document whose only findings are these (and the catalog's),
+# the shortcut gives the walk's findings.
 _NUM = rb"-?(?:\d+\.?\d*|\.\d+)"
 _REF = rb"\d+ \d+ R"
 #: A literal string (qpdf escapes every parenthesis and backslash in it) or a hex one.
@@ -1831,28 +1831,27 @@ _GOTO = rb"<< /D " + _DEST + rb" /S /GoTo (?:/Type /Action )?>>"
 _URI = rb"<< /S /URI (?:/Type /Action )?/URI " + _STR + rb" >>"
 #: An action that only goes to a page of the document or opens a URI (no /Next).
 _ACTION = re.compile(_GOTO + rb"|" + _URI)
-_LINK_ACTION = rb"(?:/A (?:(?P<goto>" + _GOTO + rb")|" + _URI + rb"|(?P<ref>" + _REF + rb")) )?"
+_PARTS = {
+    b"num": _NUM,
+    b"nums": _NUMS,
+    b"ref": _REF,
+    b"str": _STR,
+    b"dest": _DEST,
+    b"action": b"".join(
+        [rb"(?:/A (?:(?P<goto>", _GOTO, rb")|(?P<uri>", _URI, rb")|(?P<ref>", _REF, rb")) )?"]
+    ),
+}
 _LINK_ANNOT = re.compile(
-    rb"<< " + _LINK_ACTION + rb"(?:/BS << (?:/\w+ (?:/\w+|" + _NUM + rb"|" + _NUMS + rb") )*>> )?"
-    rb"(?:/Border \[ (?:" + _NUM + rb" )*(?:" + _NUMS + rb" )?\] )?(?:/C " + _NUMS + rb" )?"
-    rb"(?:/Contents " + _STR + rb" )?(?P<dest>/Dest " + _DEST + rb" )?(?:/F \d+ )?"
-    rb"(?:/H /[INOP] )?(?:/M " + _STR + rb" )?(?:/NM " + _STR + rb" )?(?:/P " + _REF + rb" )?"
-    rb"(?:/QuadPoints " + _NUMS + rb" )?/Rect " + _NUMS + rb" (?:/StructParent \d+ )?"
-    rb"/Subtype /Link (?:/Type /Annot )?>>"
+    rb"<< %(action)s(?:/BS << (?:/\w+ (?:/\w+|%(num)s|%(nums)s) )*>> )?"
+    rb"(?:/Border \[ (?:%(num)s )*(?:%(nums)s )?\] )?(?:/C %(nums)s )?(?:/Contents %(str)s )?"
+    rb"(?P<dest>/Dest %(dest)s )?(?:/F \d+ )?(?:/H /[INOP] )?(?:/M %(str)s )?(?:/NM %(str)s )?"
+    rb"(?:/P %(ref)s )?(?:/QuadPoints %(nums)s )?/Rect %(nums)s (?:/StructParent \d+ )?"
+    rb"/Subtype /Link (?:/Type /Annot )?>>" % _PARTS
 )
 _OUTLINE_ITEM = re.compile(
-    rb"<< " + _LINK_ACTION + rb"(?:/C " + _NUMS + rb" )?(?:/Count -?\d+ )?"
-    rb"(?P<dest>/Dest " + _DEST + rb" )?(?:/F \d+ )?(?:/First " + _REF + rb" )?"
-    rb"(?:/Last " + _REF + rb" )?(?:/Next " + _REF + rb" )?/Parent " + _REF + rb" "
-    rb"(?:/Prev "
-    + _REF
-    + rb" )?(?:/SE "
-    + _REF
-    + rb" )?/Title (?:"
-    + _STR
-    + rb"|"
-    + _REF
-    + rb") >>"
+    rb"<< %(action)s(?:/C %(nums)s )?(?:/Count -?\d+ )?(?P<dest>/Dest %(dest)s )?(?:/F \d+ )?"
+    rb"(?:/First %(ref)s )?(?:/Last %(ref)s )?(?:/Next %(ref)s )?/Parent %(ref)s "
+    rb"(?:/Prev %(ref)s )?(?:/SE %(ref)s )?/Title (?:%(str)s|%(ref)s) >>" % _PARTS
 )
 
 
@@ -1940,7 +1939,7 @@ def _link_findings(walker: _Walker, obj: Object, shape: re.Match[bytes]) -> None
         walker._action_slot(obj, "/A", obj.get("/A"), "click")
     elif shape["goto"] is not None:
         action = ("internal_hyperlinks", "GoTo action")
-    elif shape.group().startswith(b"<< /A "):
+    elif shape["uri"] is not None:
         action = ("external_hyperlinks", "URI action")
     if action is not None:
         if annot and shape["dest"] is None:

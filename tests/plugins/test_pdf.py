@@ -1187,7 +1187,7 @@ def build_links(
     references the links too; ``shared``: a link ("link") or a page's /Annots array
     ("annots") is also referenced from a page key; ``orphan``: a link annotation
     nothing references; ``opening``: what the document opens (a page, a GoTo action,
-    a URI action of its own); ``attributes``: a structure element's /A when
+    a URI action of its own, a number); ``attributes``: a structure element's /A when
     ``tagged`` ("launch": an action of its own, "uri": a direct one, else attribute
     objects)."""
     pdf = base(3)
@@ -1247,6 +1247,7 @@ def build_links(
         "page": Array([pages[0], Name.Fit]),
         "goto": Dictionary(S=Name.GoTo, D=[pages[1], Name.Fit]),
         "uri": pdf.make_indirect(Dictionary(S=Name.URI, URI=String("https://gicap.invalid/o"))),
+        "number": 5,  # (not a destination: the walk takes it as one all the same)
     }[opening]
     if tagged:
         # structure elements with attribute objects (/A: not actions), as LibreOffice
@@ -1374,6 +1375,7 @@ def build_tex_style(chained: Dictionary | None = None, glyphs: list[object] = ()
         lambda: build_links(orphan=True),
         lambda: build_links(opening="goto"),
         lambda: build_links(opening="uri"),
+        lambda: build_links(opening="number"),
         # (a review found the catalog dropped as a link: opened after a link's action)
         lambda: build_links(opening="goto", tagged=True),
     ],
