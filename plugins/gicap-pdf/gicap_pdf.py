@@ -1813,17 +1813,20 @@ def _catalog_findings(
 # an action that goes to a page or opens a URI (in them, or an object of its own that
 # _ACTION matches). In a document whose only findings are these (and the catalog's),
 # the shortcut gives the walk's findings.
-_NUM = rb"-?(?:\d+\.?\d*|\.\d+)"
-_REF = rb"\d+ \d+ R"
+#: A number, matched one way only, and no repetition below gives back what it took:
+#: a failed match never backtracks through the choices (a highlight's 24 integer
+#: /QuadPoints next to a link took days with ``\d+\.?\d*``).
+_NUM = rb"-?(?:\d++(?:\.\d*+)?+|\.\d++)"
+_REF = rb"\d++ \d++ R"
 #: A literal string (qpdf escapes every parenthesis and backslash in it) or a hex one.
-_STR = rb"(?:\((?:[^\\()]|\\[\s\S])*\)|<[0-9a-fA-F]*>)"
-_NUMS = rb"\[ (?:" + _NUM + rb" )*\]"
+_STR = rb"(?:\((?:[^\\()]|\\[\s\S])*+\)|<[0-9a-fA-F]*+>)"
+_NUMS = rb"\[ (?:" + _NUM + rb" )*+\]"
 _DEST = (
     rb"(?:\[ "
     + _REF
     + rb" /(?:XYZ|Fit|FitH|FitV|FitR|FitB|FitBH|FitBV)(?: (?:"
     + _NUM
-    + rb"|null))* \]|"
+    + rb"|null))*+ \]|"
     + _STR
     + rb"|/[^\s()<>\[\]{}/%]+)"
 )
@@ -1842,8 +1845,8 @@ _PARTS = {
     ),
 }
 _LINK_ANNOT = re.compile(
-    rb"<< %(action)s(?:/BS << (?:/\w+ (?:/\w+|%(num)s|%(nums)s) )*>> )?"
-    rb"(?:/Border \[ (?:%(num)s )*(?:%(nums)s )?\] )?(?:/C %(nums)s )?(?:/Contents %(str)s )?"
+    rb"<< %(action)s(?:/BS << (?:/\w++ (?:/\w++|%(num)s|%(nums)s) )*+>> )?"
+    rb"(?:/Border \[ (?:%(num)s )*+(?:%(nums)s )?\] )?(?:/C %(nums)s )?(?:/Contents %(str)s )?"
     rb"(?P<dest>/Dest %(dest)s )?(?:/F \d+ )?(?:/H /[INOP] )?(?:/M %(str)s )?(?:/NM %(str)s )?"
     rb"(?:/P %(ref)s )?(?:/QuadPoints %(nums)s )?/Rect %(nums)s (?:/StructParent \d+ )?"
     rb"/Subtype /Link (?:/Type /Annot )?>>" % _PARTS
@@ -1893,7 +1896,7 @@ def _links(
 
 
 #: A structure element's attribute objects (/A, first of the keys qpdf sorts).
-_ATTRIBUTES = re.compile(rb"<< /A (?:" + _REF + rb"|\[ (?:" + _REF + rb" )*\]) ")
+_ATTRIBUTES = re.compile(rb"<< /A (?:" + _REF + rb"|\[ (?:" + _REF + rb" )*+\]) ")
 
 
 def _only_attributes(text: bytes, holder: Object) -> bool:
@@ -1917,7 +1920,7 @@ def _only_attributes(text: bytes, holder: Object) -> bool:
 #: parenthesis and backslash in it), and the glyph names of a font encoding's
 #: /Differences (a /CharSet string or a glyph named "A" is not an action).
 _NOT_NAMES = re.compile(
-    rb"\((?:[^\\()]|\\[\s\S])*\)|/Differences \[ (?:(?:-?\d+|/[^\s()<>\[\]{}/%]*) )*\]"
+    rb"\((?:[^\\()]|\\[\s\S])*+\)|/Differences \[ (?:(?:-?\d++|/[^\s()<>\[\]{}/%]*+) )*+\]"
 )
 
 
