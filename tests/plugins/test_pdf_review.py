@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.plugins.test_pdf import disarm, names_in, qdf, request_for
+from tests.plugins.test_pdf import disarm, link, names_in, qdf, request_for
 from tests.support import require_tool
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -390,18 +390,7 @@ def test_a_chain_of_filters_given_as_a_reference_is_measured(
     stream.Filter = pdf.make_indirect(Array([Name.FlateDecode, Name.FlateDecode]))
     pdf.Root.Extra = stream
     if linked:
-        pdf.pages[0].obj.Annots = Array(
-            [
-                pdf.make_indirect(
-                    Dictionary(
-                        Type=Name.Annot,
-                        Subtype=Name.Link,
-                        Rect=[0, 0, 10, 10],
-                        A=Dictionary(S=Name.URI, URI=String("https://gicap.invalid/")),
-                    )
-                )
-            ]
-        )
+        link(pdf, 0, A=Dictionary(S=Name.URI, URI=String("https://gicap.invalid/")))
     result = disarm(request_for(tmp_path, _saved(pdf)))
     assert result.outcome == "unprocessable", result
     assert "decompression bomb" in result.reason
