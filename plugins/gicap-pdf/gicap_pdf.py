@@ -60,6 +60,7 @@ MAX_DECODED_TOTAL = 4 * MAX_STREAM_BYTES
 # Object type codes (pikepdf.ObjectType values). ``_type_code_int`` is read instead of
 # ``isinstance(x, pikepdf.Dictionary)``: the walk does it for every object and the
 # metaclass check costs several times more.
+_T_STRING = 6
 _T_NAME = 7
 _T_ARRAY = 8
 _T_DICT = 9
@@ -619,7 +620,8 @@ class _Walker:
         seen.add(key)
         keys = action.keys()
         s = _name(action.get("/S")) if "/S" in keys else None
-        switch = self._classify(s, "/JS" in keys, context)
+        script = "/JS" in keys or (s == "/URI" and _script_uri(action.get("/URI")))
+        switch = self._classify(s, script, context)
         kind = "JavaScript action" if switch == "javascript" else f"{(s or '/untyped')[1:]} action"
         if context == "trigger" and switch != "javascript":
             kind = f"automatic {kind} (/AA)"
@@ -977,6 +979,27 @@ def _strip_jpeg(data: bytes) -> bytes | None:
             out.append(view[pos : m.start()])
             pos = m.start()
     return b"".join(out) if changed else None
+
+
+#: URL schemes that run a script where the URL is opened (as browsers read them).
+_SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
+
+
+def _script_uri(value: Any) -> bool:
+    """Whether a URI action's /URI runs a script when opened (``javascript:``...),
+    read as a browser reads a URL: C0 controls and spaces around it, and tabs and
+    line breaks in it, do not count; text strings may be UTF-16."""
+    if type(value) is not Object or value._type_code_int != _T_STRING:
+        return False
+    raw = bytes(value)
+    text = (
+        raw[2:].decode("utf-16-be", "replace") if raw[:2] == b"\xfe\xff" else raw.decode("latin-1")
+    )
+    text = text.strip("".join(map(chr, range(0x21)))).translate(_URL_IGNORED).lower()
+    return text.startswith(_SCRIPT_SCHEMES)
+
+
+_URL_IGNORED = dict.fromkeys(map(ord, "\t\n\r"))
 
 
 # ---------------------------------------------------------------------- streams
@@ -1935,27 +1958,22 @@ def _link_findings(walker: _Walker, obj: Object, shape: re.Match[bytes]) -> None
     """The findings the walk records for one link annotation or outline item (see
     ``_Walker._dict`` and ``_Walker._action_slot``)."""
     annot = shape.re is _LINK_ANNOT
-    action: tuple[str, str] | None = None
-    if shape["ref"] is not None:
-        # an action of its own, maybe shared: as the walk records it (emptied)
-        walker._subtype = "/Link" if annot else None
-        walker._action_slot(obj, "/A", obj.get("/A"), "click")
-    elif shape["goto"] is not None:
-        action = ("internal_hyperlinks", "GoTo action")
-    elif shape["uri"] is not None:
-        action = ("external_hyperlinks", "URI action")
-    if action is not None:
-        if annot and shape["dest"] is None:
-            # the link goes nowhere without its action: dropped (see remove_head)
-            remove = partial(walker._doom, obj)
-        elif annot:
-            walker._subtype = "/Link"
+    #: a direct action the walk classifies by its type alone
+    plain: tuple[str, str] | None = None
+    if shape["goto"] is not None:
+        plain = ("internal_hyperlinks", "GoTo action")
+    elif shape["uri"] is not None and not _script_uri(obj.get("/A").get("/URI")):
+        plain = ("external_hyperlinks", "URI action")
+    if shape["ref"] is not None or shape["uri"] is not None or shape["goto"] is not None:
+        if plain is None or (annot and shape["dest"] is not None):
+            # As the walk records it: an action of its own (maybe shared: emptied), a
+            # script URL, a link that keeps its destination when the action goes.
+            walker._subtype = "/Link" if annot else None
             walker._action_slot(obj, "/A", obj.get("/A"), "click")
-            remove = None
         else:
-            remove = _deleter(obj, "/A")
-        if remove is not None:
-            walker.scan.findings.append(_Finding(action[0], action[1], remove))
+            # a link that goes nowhere without its action is dropped (see remove_head)
+            remove = partial(walker._doom, obj) if annot else _deleter(obj, "/A")
+            walker.scan.findings.append(_Finding(plain[0], plain[1], remove))
     if shape["dest"] is not None:
         walker.add("internal_hyperlinks", "link destination", walker._unlink_dest(obj))
 

@@ -1425,6 +1425,49 @@ def _resaved(data: bytes) -> bytes:
         return to_bytes(pdf)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        b"javascript:app.alert(1)",
+        b"  JavaScript:app.alert(1)",
+        b"\x01java\tscript:app.alert(1)",
+        b"\xfe\xff" + "vbscript:msgbox(1)".encode("utf-16-be"),
+    ],
+)
+@pytest.mark.parametrize("where", ["link", "outline", "opening"])
+def test_a_script_url_is_javascript(tmp_path: Path, url: bytes, where: str) -> None:
+    """A URI action opening a javascript: or vbscript: URL (as browsers read URLs) is
+    JavaScript: removed when links are allowed and JavaScript is not, by the shortcut
+    as by the walk."""
+    pdf = base()
+    action = Dictionary(S=Name.URI, URI=String(url))
+    if where == "link":
+        link(pdf, 0, A=action)
+    elif where == "outline":
+        outline(pdf, A=action)
+    else:
+        pdf.Root.OpenAction = pdf.make_indirect(action)  # (in the catalog: walked)
+    data = to_bytes(pdf)
+    assert not _walked(data)
+    switches = policy(external_hyperlinks="allow", actions="allow")
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "walked").mkdir()
+    quick = request_for(tmp_path / "quick", data, switches)
+    result = disarm(quick)
+    assert result == _as_walked(request_for(tmp_path / "walked", data, switches))
+    assert ("javascript", "removed") in [(a.switch, a.action) for a in result.actions]
+    assert b"script:" not in qdf(quick.destination).replace(b"\x00", b"")
+
+
+def test_a_web_url_naming_javascript_is_a_link(tmp_path: Path) -> None:
+    pdf = base()
+    link(pdf, 0, A=Dictionary(S=Name.URI, URI=String("https://gicap.invalid/javascript:")))
+    request = request_for(tmp_path, to_bytes(pdf), policy(external_hyperlinks="allow"))
+    result = disarm(request)
+    assert result.outcome == "unmodified", result
+    assert [(a.switch, a.action) for a in result.actions] == [("external_hyperlinks", "kept")]
+
+
 #: Texts that match a shape up to the last key: a failed match must not try every
 #: way of reading the numbers before it (a review found a highlight with 12 integer
 #: /QuadPoints next to a link took 7 s, each further number 3 times as long).
