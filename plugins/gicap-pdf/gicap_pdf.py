@@ -988,17 +988,21 @@ _SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
 def _script_uri(value: Any) -> bool:
     """Whether a URI action's /URI runs a script when opened (``javascript:``...),
     read as a browser reads a URL: C0 controls and spaces around it, and tabs and
-    line breaks in it, do not count; text strings may be UTF-16."""
+    line breaks in it, do not count; a text string may be UTF-16 or UTF-8 (its BOM)."""
     if type(value) is not Object or value._type_code_int != _T_STRING:
         return False
     raw = bytes(value)
-    text = (
-        raw[2:].decode("utf-16-be", "replace") if raw[:2] == b"\xfe\xff" else raw.decode("latin-1")
-    )
-    text = text.strip("".join(map(chr, range(0x21)))).translate(_URL_IGNORED).lower()
+    if raw[:2] == b"\xfe\xff":
+        text = raw[2:].decode("utf-16-be", "replace")
+    elif raw[:3] == b"\xef\xbb\xbf":
+        text = raw[3:].decode("utf-8", "replace")
+    else:
+        text = raw.decode("latin-1")
+    text = text.strip(_URL_TRIMMED).translate(_URL_IGNORED).lower()
     return text.startswith(_SCRIPT_SCHEMES)
 
 
+_URL_TRIMMED = "".join(map(chr, range(0x21)))
 _URL_IGNORED = dict.fromkeys(map(ord, "\t\n\r"))
 
 

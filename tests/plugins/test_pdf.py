@@ -1432,6 +1432,7 @@ def _resaved(data: bytes) -> bytes:
         b"  JavaScript:app.alert(1)",
         b"\x01java\tscript:app.alert(1)",
         b"\xfe\xff" + "vbscript:msgbox(1)".encode("utf-16-be"),
+        b"\xef\xbb\xbf javascript:app.alert(1)",
     ],
 )
 @pytest.mark.parametrize("where", ["link", "outline", "opening"])
