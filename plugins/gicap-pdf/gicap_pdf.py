@@ -1567,11 +1567,16 @@ def _finish(
         annots = obj.get("/Annots")
         if type(annots) is not Object or annots._type_code_int != _T_ARRAY:
             continue
-        kept = [a for a in annots if not _doomed(a, doomed)]
-        if unlinked is not None and len(kept) != len(annots):
+        if unlinked is None:
+            kept = [a for a in annots if not _doomed(a, doomed)]
+        else:  # (the same, counting what goes in one pass)
+            kept = []
             for a in annots:
-                if type(a) is Object and a.objgen in doomed:
-                    unlinked[a.objgen] += 1
+                og = a.objgen if type(a) is Object else (0, 0)
+                if og in doomed:
+                    unlinked[og] += 1
+                elif og[0] or not _doomed(a, doomed):
+                    kept.append(a)
         if len(kept) != len(annots):
             if kept:
                 obj["/Annots"] = Array(kept)
