@@ -1938,7 +1938,8 @@ def _only_attributes(text: bytes, holder: Object) -> bool:
     without /Subtype or /Title: see ``_Walker._dict``)."""
     if not _ATTRIBUTES.match(text) or b"/Subtype" in text or b"/Title" in text:
         return False
-    if _FINDING_TOKEN.findall(_NOT_NAMES.sub(b"()", text)) != [b"/A"]:
+    names = _FINDING_TOKEN.findall(text)  # (more when strings hold names: stripped)
+    if names != [b"/A"] and _FINDING_TOKEN.findall(_NOT_NAMES.sub(b"()", text)) != [b"/A"]:
         return False
     value = holder.get("/A")
     if type(value) is not Object:

@@ -1263,6 +1263,7 @@ def build_links(
                 Type=Name.StructElem,
                 S=Name.P,
                 K=[0],
+                Alt=String("names in a string: /JS /AA /EF"),
                 Pg=pages[0],
                 A={
                     "launch": pdf.make_indirect(Dictionary(S=Name.Launch, F=String("calc.exe"))),
