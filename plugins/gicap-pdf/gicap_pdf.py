@@ -2003,7 +2003,7 @@ def _greatest_bound(stream_texts: bytes, count: int) -> int | None:
     if not count:
         return 0
     if _INDIRECT_LENGTH.search(stream_texts):
-        return None
+        return None  # (qpdf writes the length it read in its place: defensive)
     lengths = _STREAM_LENGTH.findall(stream_texts)
     if len(lengths) < count:  # (more: /Length in a nested dictionary, counted too)
         return None

@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.plugins.test_pdf import disarm, link, names_in, qdf, request_for
+from tests.plugins.test_pdf import classic_pdf, disarm, link, names_in, qdf, request_for
 from tests.support import require_tool
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -370,6 +370,28 @@ def test_a_stream_listed_often_in_an_array_pages_share_counts_every_time(
         page.obj.Contents = shared  # 2.4 MB: fine
     result = disarm(request_for(tmp_path, _saved(pdf)))
     assert result.outcome in ("unmodified", "rebuilt"), result
+
+
+def test_a_bomb_whose_length_is_an_object_of_its_own_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/Length 6 0 R``, as LibreOffice, cairo and Ghostscript write it: the bound
+    comes from the length itself, never from the number of the object holding it."""
+    monkeypatch.setattr(gicap_pdf, "MAX_STREAM_BYTES", 1_000_000)
+    data = zlib.compress(b"\0" * 3_000_000, 9)
+    pdf = classic_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 2 0 R /Extra 5 0 R >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+            5: b"<< /Filter /FlateDecode /Length 6 0 R >>\nstream\n" + data + b"\nendstream",
+            6: b"%d" % len(data),
+        },
+        b"<< /Root 1 0 R >>",
+    )
+    result = disarm(request_for(tmp_path, pdf))
+    assert result.outcome == "unprocessable", result
+    assert "decompression bomb" in result.reason
 
 
 @pytest.mark.parametrize("linked", [False, True])
