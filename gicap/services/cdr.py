@@ -114,7 +114,8 @@ class CDRService(Service):
                 file_type=file_type,
                 policy=profile,
                 http_status=head.http_response.status if head.http_response else None,
-                attachment=_is_attachment(message, head),
+                attachment=message is not None
+                and _is_attachment(message, _saved_names(message, head.http_request)),
                 supported_types=self.supported,
             )
         except Exception:
@@ -206,12 +207,13 @@ class CDRService(Service):
         encoding = (message.headers.get("Content-Encoding") or "").strip() or None
         if encoding == "identity":
             encoding = None
+        saved = _saved_names(message, head.http_request)
         if not encoding:
             guess = self._guess(b"".join(_first(txn.body, 4096)), message)
             if (
                 guess is not None
                 and guess.family == "html"
-                and not _is_attachment(message, head)
+                and not _is_attachment(message, saved)
                 and profile.fallback("web_pages") == "relay"
             ):
                 report.file_type = guess.name
@@ -229,9 +231,7 @@ class CDRService(Service):
             source,
             workdir / "rebuilt",
             encoding,
-            _declared(
-                message.headers.get("Content-Type"), _saved_names(message, head.http_request)
-            ),
+            _declared(message.headers.get("Content-Type"), saved),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -523,17 +523,13 @@ def _saved_names(message: Any, request: Any) -> list[str] | None:
     return names
 
 
-def _is_attachment(message: Any, head: Any) -> bool:
+def _is_attachment(message: Any, saved: list[str] | None) -> bool:
     """Whether the message is a file rather than a page: one with a file name, or
-    one a browser saves (see ``_saved_names``: a page served as
+    one a browser saves (``saved``, from ``_saved_names``: a page served as
     ``application/octet-stream`` is saved, and opened later from disk with its
     scripts)."""
-    if message is None:
-        return False
     disposition = (message.headers.get("Content-Disposition") or "").lower()
-    if disposition.startswith("attachment") or "filename" in disposition:
-        return True
-    return _saved_names(message, head.http_request) is not None
+    return disposition.startswith("attachment") or "filename" in disposition or saved is not None
 
 
 def _first(spool: Any, n: int) -> list[bytes]:
