@@ -1491,7 +1491,7 @@ def _unlinked_everywhere(
     reference: see _token_free_scan.)"""
     if references is None:
         return False
-    return all(references.get((b"%d %d" % og)[::-1], 0) == unlinked[og] for og in walker.deferred)
+    return all(references[_ref_key(og)] == unlinked[og] for og in walker.deferred)
 
 
 def _check_unreachable(pdf: pikepdf.Pdf, walker: _Walker) -> list[Object]:
@@ -1611,7 +1611,11 @@ _FINDING_NAMES = (
     "AcroForm XFA NeedsRendering FileAttachment Sound Movie Screen RichMedia 3D Widget "
     "GicapDoomed GicapWrapped"
 ).split()
-_DELIMITED = rb"(?![^\s()<>\[\]{}/%])"
+#: A character a name may hold as qpdf writes names (delimiters and white space are
+#: written as #xx), and a literal string (every parenthesis and backslash escaped).
+_NAME_CHAR = rb"[^\s()<>\[\]{}/%]"
+_LITERAL = rb"\((?:[^\\()]|\\[\s\S])*+\)"
+_DELIMITED = rb"(?!" + _NAME_CHAR + rb")"
 
 
 _FINDING_TOKEN = re.compile(rb"/" + trie(_FINDING_NAMES).encode() + _DELIMITED)
@@ -1665,6 +1669,18 @@ def _quick_verify(
 #: reversed: there it starts with a literal, which ``re`` finds several times faster.
 #: (A string that reads like a reference counts as one more use: never fewer.)
 _REFERENCE_REVERSED = re.compile(rb"R (\d+ \d+)")
+
+
+def _references(text: bytes) -> Counter[bytes]:
+    """How often each object is referenced in ``text``, by ``_ref_key``."""
+    return Counter(_REFERENCE_REVERSED.findall(text[::-1]))
+
+
+def _ref_key(og: tuple[int, int]) -> bytes:
+    """An object's key in ``_references``."""
+    return (b"%d %d" % og)[::-1]
+
+
 _SEARCHED_TOGETHER = 32
 #: A stream dictionary as qpdf writes the usual one (keys sorted, nothing else in it).
 _PLAIN_STREAM = re.compile(rb"<< (?:/Filter /(\w+) )?/Length (\d+) >>")
@@ -1754,16 +1770,18 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     joined = b"\n".join(texts)
     scan = walker.scan
     action = root.get("/OpenAction") if opening else None
-    if type(action) is Object and action.is_indirect:
-        if len(re.findall(rb"(?<!\d)%d %d R" % action.objgen, joined)) > 1:
-            # an action on opening that a link or outline item holds too: removing it
-            # (switch actions) would leave theirs empty; the walk judges that
-            return None
+    shared_opening = type(action) is Object and action.is_indirect
+    # (counted only when needed: see the bound below)
+    uses = _references(joined) if links or shared_opening else None
+    if shared_opening and uses is not None and uses[_ref_key(action.objgen)] > 1:
+        # an action on opening that a link or outline item holds too: removing it
+        # (switch actions) would leave theirs empty; the walk judges that
+        return None
     images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
     if links:
-        uses = scan.references = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+        scan.references = uses
         for obj, shape in links:
-            if uses.get((b"%d %d" % obj.objgen)[::-1]):  # (else an orphan: never seen)
+            if uses[_ref_key(obj.objgen)]:  # (else an orphan: never seen)
                 _link_findings(walker, obj, shape)
     if not arrays and not images:
         top = _greatest_bound(stream_texts, len(streams))
@@ -1775,17 +1793,17 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             scan.streams.extend(stream for stream, _ in streams)
             _catalog_findings(walker, trailer, root, xmp, opening)
             return scan
-    if not links:
-        uses = Counter(_REFERENCE_REVERSED.findall(joined[::-1]))
+    if uses is None:
+        uses = _references(joined)
     for array, text in arrays:
         # what an array several objects share holds is used once more by each
-        again = uses.get((b"%d %d" % array.objgen)[::-1], 0) - 1
+        again = uses[_ref_key(array.objgen)] - 1
         if again > 0:
             for ref in _REFERENCE_REVERSED.findall(text[::-1]):
                 uses[ref] += again
     for stream, text in streams:
         og = stream.objgen
-        count = uses.get((b"%d %d" % og)[::-1], 0)
+        count = uses[_ref_key(og)]
         if not count:
             continue
         scan.reached.add(og)  # (inline images are counted in the streams reached)
@@ -1850,8 +1868,7 @@ def _catalog_findings(
 #: /QuadPoints next to a link took days with ``\d+\.?\d*``).
 _NUM = rb"-?(?:\d++(?:\.\d*+)?+|\.\d++)"
 _REF = rb"\d++ \d++ R"
-#: A literal string (qpdf escapes every parenthesis and backslash in it) or a hex one.
-_STR = rb"(?:\((?:[^\\()]|\\[\s\S])*+\)|<[0-9a-fA-F]*+>)"
+_STR = rb"(?:" + _LITERAL + rb"|<[0-9a-fA-F]*+>)"
 _NUMS = rb"\[ (?:" + _NUM + rb" )*+\]"
 _DEST = (
     rb"(?:\[ "
@@ -1860,7 +1877,9 @@ _DEST = (
     + _NUM
     + rb"|null))*+ \]|"
     + _STR
-    + rb"|/[^\s()<>\[\]{}/%]+)"
+    + rb"|/"
+    + _NAME_CHAR
+    + rb"+)"
 )
 _GOTO = rb"<< /D " + _DEST + rb" /S /GoTo (?:/Type /Action )?>>"
 _URI = rb"<< /S /URI (?:/Type /Action )?/URI " + _STR + rb" >>"
@@ -1952,9 +1971,7 @@ def _only_attributes(text: bytes, holder: Object) -> bool:
 #: What the walk never reads as a name: the text of a string (qpdf escapes every
 #: parenthesis and backslash in it), and the glyph names of a font encoding's
 #: /Differences (a /CharSet string or a glyph named "A" is not an action).
-_NOT_NAMES = re.compile(
-    rb"\((?:[^\\()]|\\[\s\S])*+\)|/Differences \[ (?:(?:-?\d++|/[^\s()<>\[\]{}/%]*+) )*+\]"
-)
+_NOT_NAMES = re.compile(_LITERAL + rb"|/Differences \[ (?:(?:-?\d++|/" + _NAME_CHAR + rb"*+) )*+\]")
 
 
 def _shows_finding_name(text: bytes) -> bool:
@@ -1990,7 +2007,7 @@ def _link_findings(walker: _Walker, obj: Object, shape: re.Match[bytes]) -> None
 
 #: A stream's /Length, its /Filter (when one name), and a /Length given as a reference.
 _STREAM_LENGTH = re.compile(rb"/Length (\d+)")
-_STREAM_FILTER = re.compile(rb"/Filter /([^\s()<>\[\]{}/%]+)")
+_STREAM_FILTER = re.compile(rb"/Filter /(" + _NAME_CHAR + rb"+)")
 _INDIRECT_LENGTH = re.compile(rb"/Length \d+ \d+ R")
 
 
