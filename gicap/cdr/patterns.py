@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+#: URL schemes that run a script where the URL is opened (browsers, PDF viewers).
+SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
+
 
 def trie(words: Iterable[str], first: str = "") -> str:
     """A pattern matching exactly ``words`` (ASCII), branching on one character at a

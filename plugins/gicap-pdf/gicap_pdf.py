@@ -34,7 +34,7 @@ import pikepdf
 from pikepdf import Array, Name, Object
 
 from gicap import hookimpl
-from gicap.cdr.patterns import trie
+from gicap.cdr.patterns import SCRIPT_SCHEMES, trie
 from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
@@ -981,10 +981,6 @@ def _strip_jpeg(data: bytes) -> bytes | None:
     return b"".join(out) if changed else None
 
 
-#: URL schemes that run a script where the URL is opened (as browsers read them).
-_SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
-
-
 def _script_uri(value: Any) -> bool:
     """Whether a URI action's /URI runs a script when opened (``javascript:``...),
     read as a browser reads a URL: C0 controls and spaces around it, and tabs and
@@ -999,7 +995,7 @@ def _script_uri(value: Any) -> bool:
     else:
         text = raw.decode("latin-1")
     text = text.strip(_URL_TRIMMED).translate(_URL_IGNORED).lower()
-    return text.startswith(_SCRIPT_SCHEMES)
+    return text.startswith(SCRIPT_SCHEMES)
 
 
 _URL_TRIMMED = "".join(map(chr, range(0x21)))

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from gicap.cdr.patterns import SCRIPT_SCHEMES
 from gicap.cdr.patterns import trie as _trie
 from gicap.cdr.policy import SWITCHES as POLICY_SWITCHES
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
@@ -183,7 +184,6 @@ SAFE_DATA_TYPES = frozenset(
         "image/avif",
     }  # fmt: skip
 )
-SCRIPT_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]+")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
