@@ -1835,9 +1835,17 @@ def _opens_page(root: Object, keys: set[str]) -> bool:
     if "/OpenAction" not in keys:
         return False
     value = root.get("/OpenAction")
-    if not _is_dict(value):
-        return True
-    return value._type_code_int == _T_DICT and bool(_ACTION.fullmatch(value.unparse(resolved=True)))
+    return not _is_dict(value) or _plain_action(value)
+
+
+def _plain_action(value: Any) -> bool:
+    """Whether ``value`` is an action dictionary that only goes to a page or opens a
+    URI (``_ACTION``: no /Next)."""
+    return (
+        type(value) is Object
+        and value._type_code_int == _T_DICT
+        and _ACTION.fullmatch(value.unparse(resolved=True)) is not None
+    )
 
 
 def _catalog_findings(
@@ -1931,12 +1939,7 @@ def _links(
             return False
         if shape["ref"] is not None:
             # an action of its own: one that only goes to a page or opens a URI
-            action = holder.get("/A")
-            if not (
-                type(action) is Object
-                and action._type_code_int == _T_DICT
-                and _ACTION.fullmatch(action.unparse(resolved=True))
-            ):
+            if not _plain_action(holder.get("/A")):
                 return False
         links.append((holder, shape))
     return True
