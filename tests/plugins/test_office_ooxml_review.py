@@ -13,12 +13,20 @@ import pytest
 
 from tests.plugins.test_office import (
     NS,
+    VBA_BIN,
     _save,
     _write,
+    add_rels,
+    assert_consistent,
+    build_docx,
+    build_xlsx,
     dde_found,
     disarm,
+    member,
+    names,
     rezip,
     switches,
+    vba_found,
 )
 
 MC = (
@@ -196,3 +204,103 @@ def test_web_publishing_destination_is_removed(tmp_path: Path) -> None:
     import openpyxl
 
     openpyxl.load_workbook(dest)  # still a workbook a reader opens
+
+
+# --------------------------------------------------- macro code and DDE off the usual path
+
+_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+_S = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_DDE_LINK = (
+    f'<externalLink xmlns="{_S}"><ddeLink ddeService="cmd" ddeTopic="/c echo gicap">'
+    '<ddeItems><ddeItem name="dde topic" advise="1"/></ddeItems></ddeLink></externalLink>'
+).encode()
+
+
+@pytest.mark.parametrize(
+    "rel_type, target",
+    [
+        (_R + "customXml", "stuff.bin"),
+        (_R + "printerSettings", "printerSettings/settings1.bin"),
+        ("http://example.com/unknown", "data/blob.bin"),
+        (_R + "oleObject", "embeddings/oleObject1.bin"),
+    ],
+)
+def test_a_vba_project_under_another_name_or_relationship_goes(
+    tmp_path: Path, rel_type: str, target: str
+) -> None:
+    """A VBA project reached by a relationship of another type, under another name and
+    content type, is macro code all the same (olevba finds it in any part): removed
+    when macros are not allowed, even when the other switches allow everything."""
+    data = rezip(
+        build_docx(False),
+        {
+            f"word/{target}": VBA_BIN,
+            "word/_rels/document.xml.rels": add_rels(("rIdX", rel_type, target, False)),
+        },
+    )
+    path = _write(tmp_path, "hidden-vba.docx", data)
+    assert vba_found(path)
+    result, dest = disarm(path, tmp_path, switches("allow", macros="sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert [a.switch for a in result.actions if a.action == "removed"] == ["macros"]
+    assert not vba_found(dest) and f"word/{target}" not in names(dest)
+    assert_consistent(dest)
+    dest.unlink()
+    result, _ = disarm(path, tmp_path, switches("allow", macros="disallow"))
+    assert result.outcome == "blocked"
+    result, _ = disarm(path, tmp_path, switches("allow"))
+    assert result.outcome == "unmodified"  # macros allowed: nothing to do
+
+
+def _xlsx_with_stray_dde(changes: dict[str, bytes]) -> bytes:
+    return rezip(build_xlsx(False), changes)
+
+
+def test_a_dde_link_a_worksheet_refers_to_goes(tmp_path: Path) -> None:
+    """An external link part holding a DDE link, referred to by a worksheet rather
+    than the workbook, is judged as the workbook's are."""
+    sheet_rels = "xl/worksheets/_rels/sheet1.xml.rels"
+    data = _xlsx_with_stray_dde(
+        {
+            "xl/externalLinks/externalLink9.xml": _DDE_LINK,
+            sheet_rels: add_rels(
+                ("rIdX", _R + "externalLink", "../externalLinks/externalLink9.xml", False)
+            ),
+        }
+    )
+    path = _write(tmp_path, "stray-dde.xlsx", data)
+    assert dde_found(path)
+    result, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert [(a.switch, a.detail) for a in result.actions if a.action == "removed"] == [
+        ("dynamic_data_exchange", "DDE link")
+    ]
+    assert dde_found(dest) == "" and "xl/externalLinks/externalLink9.xml" not in names(dest)
+    assert_consistent(dest)
+    dest.unlink()
+    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="disallow"))
+    assert result.outcome == "blocked"
+
+
+def test_dde_link_elements_in_any_part_go(tmp_path: Path) -> None:
+    """A ``ddeLink`` element in another part (a custom XML part), in any letter case:
+    msodde reports it, so it is reported and removed."""
+    item = (
+        b'<root xmlns="urn:example"><DDELINK ddeService="cmd" ddeTopic="/c echo gicap"/>'
+        b"<keep>data</keep></root>"
+    )
+    data = rezip(
+        build_docx(False),
+        {
+            "customXml/item1.xml": item,
+        },
+    )
+    path = _write(tmp_path, "custom-dde.docx", data)
+    assert "customXml/item1.xml" in names(path)
+    result, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert ("dynamic_data_exchange", "removed") in [(a.switch, a.action) for a in result.actions]
+    assert b"DDELINK" not in member(dest, "customXml/item1.xml")
+    assert b"<keep>data</keep>" in member(dest, "customXml/item1.xml")
+    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="allow"))
+    assert result.outcome == "unmodified"

@@ -63,6 +63,8 @@ NOT_INSPECTED = (
     "metadata",
     "review_comments",
 )
+#: The first bytes of an OLE compound file.
+OLE_MAGIC: bytes = olefile.MAGIC
 _VBA_STORAGES = {"macros", "_vba_project_cur", "vba"}
 #: compressed VBA source (MS-OVBA) always holds this; olevba looks for it in every stream
 _VBA_CODE = b"Attribut\x00"
@@ -133,6 +135,19 @@ def disarm(request: DisarmRequest) -> DisarmResult:
             "which the policy disallows",
         )
     return report.unmodified()
+
+
+def holds_vba(data: bytes, budget: int = MAX_EXPANDED) -> bool:
+    """Whether an OLE compound file (``data``: a part of an OOXML package, say) holds a
+    VBA project as olevba finds one: a VBA storage, or compressed VBA code in any
+    stream. A file that cannot be read cannot be shown to hold none: True."""
+    try:
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+            return _Content.read(ole, data, [budget]).vba()
+    except MemoryError:
+        raise
+    except Exception:  # olefile raises many kinds on malformed files
+        return True
 
 
 @dataclass

@@ -21,6 +21,7 @@ from gicap_office import _images, _xml, _zip
 from gicap_office._fields import classify_field
 from gicap_office._report import Report
 from gicap_office._xml import VML, A, S, W, X, is_, rattr, split, wattr
+from gicap_office.legacy import OLE_MAGIC, holds_vba
 from gicap_office.package import Package, PackageRefused, Rel, prune_up
 
 # ----------------------------------------------------------------- vocabularies
@@ -244,6 +245,7 @@ def _disarm_package(pkg: Package, report: Report, content: _zip.ZipContent) -> F
     _embedded(pkg, report)
     _external_rels(pkg, report)
     ext_map = _external_workbooks(pkg, report)
+    _stray_dde_links(pkg, report)
     _connections(pkg, report)
     _word_stories(pkg, report)
     _word_settings(pkg, report)
@@ -277,6 +279,12 @@ def _macro_label(pkg: Package, name: str, incoming: list[Rel]) -> str | None:
         label = next((MACRO_RELS[r.type] for r in incoming if r.type in MACRO_RELS), None)
     if label is None and name.lower().endswith("vbaproject.bin"):
         label = "VBA project"
+    if label is None and pkg.data[name].startswith(OLE_MAGIC) and holds_vba(pkg.data[name]):
+        # A VBA project under another name, type or relationship (a custom XML or
+        # printer settings part, an embedded document with macros): Office does not run
+        # it from there, but it is macro code all the same, and olevba finds it.
+        embedded = any(r.type in EMBED_RELS for r in incoming) or "/embeddings/" in name.lower()
+        label = "VBA project in an embedded object" if embedded else "VBA project"
     return label
 
 
@@ -486,10 +494,54 @@ def _external_workbooks(pkg: Package, report: Report) -> dict[int, int | None]:
     return mapping if removed else {}
 
 
+def _stray_dde_links(pkg: Package, report: Report) -> None:
+    """DDE links anywhere else: external link parts a part other than the workbook
+    refers to (a worksheet, say), and ``ddeLink`` elements in any other part. Excel
+    reads neither from there, but each is a DDE command all the same (msodde finds
+    every ``ddeLink`` element of a package, whatever its part or letter case)."""
+    main = pkg.main_part()
+    judged = {r.part for r in pkg.rels_of(main or "").values() if r.type == "externalLink"}
+    for name in pkg.kept():
+        if not pkg.is_xml(name) or name in judged:
+            continue
+        # (names cannot be written with character references: a part in an
+        # ASCII-compatible encoding that does not spell the name holds no such element)
+        if pkg.ascii_compatible(name) and b"ddelink" not in pkg.data[name].lower():
+            continue
+        root = pkg.root(name)
+        if root is None:
+            continue
+        if is_(root, S, "externalLink"):
+            if _judge_external_part(pkg, report, name):
+                pkg.remove_part(name)
+            continue
+        found = [
+            el
+            for el in root.iter()
+            if isinstance(el.tag, str) and split(el.tag)[1].lower() == "ddelink"
+        ]
+        if found and report.hit("dynamic_data_exchange", "DDE link", n=len(found)):
+            for el in found:
+                if el is root:
+                    pkg.remove_part(name)
+                    break
+                _xml.remove(el)
+            else:
+                pkg.touch(name)
+
+
 def _judge_external_link(pkg: Package, report: Report, rel: Rel | None) -> bool:
-    if rel is None or rel.part is None or rel.part in pkg.removed:
+    if rel is None or rel.part is None:
         return False
-    root = pkg.root(rel.part)
+    return _judge_external_part(pkg, report, rel.part)
+
+
+def _judge_external_part(pkg: Package, report: Report, part: str) -> bool:
+    """Report an external link part (a DDE link, an OLE link or a link to another
+    workbook); True when its switch removes it."""
+    if part in pkg.removed:
+        return False
+    root = pkg.root(part)
     if root is None:
         return False
     kinds = {split(c.tag)[1] for c in root}
