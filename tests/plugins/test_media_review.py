@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +93,83 @@ def test_broken_images_are_unprocessable_not_raised(tmp_path: Path, kind: str) -
     result, dest = _disarm(tmp_path, base64.b64decode(CRASHERS[kind]), kind)
     assert result.outcome == "unprocessable", result
     assert not dest.exists()
+
+
+def _huge_canvas(fmt: str, width: int, height: int) -> bytes:
+    """Two 2x2 frames with different colours on a canvas of ``width`` x ``height``
+    (a small file: every frame is composited onto the whole canvas when decoded)."""
+    buf = io.BytesIO()
+    if fmt == "GIF":
+        a = Image.new("P", (2, 2), 1)
+        a.putpalette([i % 256 for i in range(768)])
+        b = Image.new("P", (2, 2), 2)
+        b.putpalette([(i * 7) % 256 for i in range(768)])
+        a.save(buf, "GIF", save_all=True, append_images=[b], duration=100)
+        data = bytearray(buf.getvalue())
+        data[6:10] = struct.pack("<HH", width, height)  # the logical screen
+        return bytes(data)
+    a = Image.new("RGBA", (2, 2), (1, 2, 3, 128))
+    b = Image.new("RGBA", (2, 2), (9, 2, 3, 255))
+    a.save(buf, "WEBP", save_all=True, append_images=[b], duration=100, lossless=True)
+    data = bytearray(buf.getvalue())
+    at = data.index(b"VP8X") + 12  # the canvas, 24 bits each, minus one
+    data[at : at + 6] = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+_IN_A_WORKER = """
+import json, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (1024 << 20, 1024 << 20))  # memory_limit_mb = 1024
+from gicap.cdr import job
+from gicap.cdr.policy import build_profile
+job.init_worker()
+profile = build_profile("default", {}).as_dict()
+answers = []
+for name in sys.argv[1:]:
+    source = Path(name)
+    try:
+        answer = job.disarm_file(
+            source, source.with_suffix(".out"), profile, "default", source.name, 1 << 30
+        )
+    except MemoryError:
+        answer = {"outcome": "MemoryError"}
+    answers.append([answer["outcome"], answer.get("reason") or ""])
+print(json.dumps(answers))
+"""
+
+
+def test_an_animation_too_big_for_the_worker_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Animations within the pixel limits (two frames of 100 megapixels: 200 in all)
+    whose canvas takes more memory to decode than a worker of 1024 MiB has: refused
+    with a reason before decoding, not a MemoryError half-way (the worker would be
+    replaced and the reason lost). A smaller animation in the same worker is rebuilt."""
+    files = []
+    for name, data in [
+        ("canvas.gif", _huge_canvas("GIF", 10000, 10000)),
+        ("canvas.webp", _huge_canvas("WEBP", 10000, 10000)),
+        ("small.gif", _huge_canvas("GIF", 300, 200)),
+        ("small.webp", _huge_canvas("WEBP", 300, 200)),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        files.append(str(tmp_path / name))
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_A_WORKER, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answers = json.loads(out.stdout.strip().splitlines()[-1])
+    for outcome, reason in answers[:2]:
+        assert outcome == "unprocessable", (outcome, reason)
+        assert "MiB left to this worker (cdr.memory_limit_mb)" in reason
+    assert [outcome for outcome, _ in answers[2:]] == ["rebuilt", "rebuilt"]
+
+
+def test_a_webp_canvas_over_the_pixel_limit_is_refused_from_its_header(tmp_path: Path) -> None:
+    """Pillow's animation decoder allocates the canvas (twice) when the file is
+    opened, before its own size check: the canvas is read from the header first."""
+    result, _ = _disarm(tmp_path, _huge_canvas("WEBP", 16383, 16383), "webp")
+    assert result.outcome == "unprocessable"
+    assert "(max_image_pixels)" in result.reason

@@ -16,7 +16,8 @@ has any.
 
 Bombs are refused from the headers, before anything is decoded: a frame over
 ``max_image_pixels`` pixels, more than ``max_image_frames`` frames, or more than
-``max_image_total_pixels`` pixels over all frames.
+``max_image_total_pixels`` pixels over all frames, or (in a worker with a memory
+limit) more memory to decode and re-encode than the worker has left.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import re
+import resource
 import struct
 import warnings
 from collections.abc import Iterator
@@ -198,6 +200,14 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
     layout = _layout(request.source, fmt, limits.frames)
     if layout.frames > limits.frames:
         raise Refused(f"more than {limits.frames} frames (max_image_frames)")
+    if layout.canvas is not None and layout.frames > 1:
+        # (Pillow's own size check comes after the canvas is allocated)
+        width, height = layout.canvas
+        if width * height > limits.pixels:
+            raise Refused(
+                f"{width}x{height} pixels is more than {limits.pixels} (max_image_pixels)"
+            )
+        _check_memory(fmt, layout.frames, layout.frames * width * height, layout.canvas)
 
     # 2. Headers: Image.open reads them and decodes nothing yet.
     with Image.open(request.source, formats=[fmt]) as img:
@@ -260,6 +270,9 @@ class _Layout:
     chunks: dict[bytes, int] = field(default_factory=dict)
     #: JPEG, GIF: the kinds of metadata segments/extensions seen anywhere in the file.
     meta: list[str] = field(default_factory=list)
+    #: WebP: the canvas of an extended file (VP8X), which Pillow's animation decoder
+    #: allocates (twice) as soon as the file is opened.
+    canvas: tuple[int, int] | None = None
 
 
 def _layout(path: Path, fmt: str, max_frames: int) -> _Layout:
@@ -395,9 +408,15 @@ def _scan_webp(data: Any, _max_frames: int) -> _Layout:
     (riff_size,) = struct.unpack_from("<I", data, 4)
     end = 8 + riff_size + (riff_size & 1)
     pos, frames, first = 12, 0, b""
+    canvas: tuple[int, int] | None = None
     while pos + 8 <= min(end, len(data)):
         ctype, length = struct.unpack_from("<4sI", data, pos)
-        if ctype == b"ANMF":
+        if ctype == b"VP8X" and canvas is None and length >= 10:
+            canvas = (
+                int.from_bytes(data[pos + 12 : pos + 15], "little") + 1,
+                int.from_bytes(data[pos + 15 : pos + 18], "little") + 1,
+            )
+        elif ctype == b"ANMF":
             frames += 1
             if not first:  # the frame's own chunks follow its 16-byte header
                 sub = pos + 24
@@ -408,7 +427,7 @@ def _scan_webp(data: Any, _max_frames: int) -> _Layout:
         elif ctype in (b"VP8 ", b"VP8L") and not first:
             first = ctype
         pos += 8 + length + (length & 1)
-    return _Layout(end, max(frames, 1), {first: 1} if first else {})
+    return _Layout(end, max(frames, 1), {first: 1} if first else {}, canvas=canvas)
 
 
 def _scan_tiff(data: Any, max_frames: int) -> _Layout:
@@ -477,7 +496,53 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits) -> int:
             f"{frames} frames of {total} pixels in all, more than {limits.total} "
             "(max_image_total_pixels)"
         )
+    _check_memory(fmt, frames, total, img.size)
     return frames
+
+
+def _check_memory(fmt: str, frames: int, total: int, canvas: tuple[int, int]) -> None:
+    """Refuse an image whose decoding would not fit in what this worker has left."""
+    need = _decode_bytes(fmt, frames, total, canvas)
+    left = _memory_left()
+    if left is not None and need > left:
+        width, height = canvas
+        raise Refused(
+            f"decoding {frames} frame(s) of {width}x{height} pixels takes about "
+            f"{need >> 20} MiB, more than the {max(left, 0) >> 20} MiB left to this worker "
+            "(cdr.memory_limit_mb)"
+        )
+
+
+#: Bytes that decoding and re-encoding take, per pixel of all frames and per pixel of
+#: the canvas the frames of an animation are composited on (Pillow keeps the canvas,
+#: the frame before it, the decoded frames and the encoder's copies). Measured upper
+#: bounds; one frame of any format takes 8 bytes per pixel.
+_DECODE_BYTES = {"GIF": (10, 4), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (6, 0)}
+_ONE_FRAME_BYTES = 8
+
+
+def _decode_bytes(fmt: str, frames: int, total: int, canvas: tuple[int, int]) -> int:
+    """About how many bytes decoding and re-encoding an image takes at most."""
+    if frames == 1:
+        return _ONE_FRAME_BYTES * total
+    per_pixel, per_canvas_pixel = _DECODE_BYTES.get(fmt, (_ONE_FRAME_BYTES, 0))
+    return per_pixel * total + per_canvas_pixel * canvas[0] * canvas[1]
+
+
+def _memory_left() -> int | None:
+    """Bytes of address space this process may still take (a CDR worker runs under
+    ``RLIMIT_AS``: ``cdr.memory_limit_mb``), or None when it is not limited. An image
+    that cannot fit is refused before decoding, with the reason, rather than failing
+    the worker half-way."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+    return soft - used
 
 
 # ------------------------------------------------------------------------- metadata
