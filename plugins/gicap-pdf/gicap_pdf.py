@@ -739,7 +739,7 @@ class _Walker:
         extra = sorted(keys - _IMAGE_KEYS)
         jpeg = None
         if self.switches.get("embedded_images") == "sanitise" and not self.verify:
-            if _filters(d) in (["/DCTDecode"], ["/DCT"]):
+            if "/Filter" in keys and _filters(d) in (["/DCTDecode"], ["/DCT"]):
                 jpeg = _strip_jpeg(d.read_raw_bytes())
         self.scan.images.append(_Image(d, width, height, extra, jpeg))
 
@@ -1219,7 +1219,9 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
             yield mapped
 
 
-def _structure(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
+def _structure(
+    raw: bytes | mmap.mmap, pdf: pikepdf.Pdf, extra: list[str] | None = None
+) -> list[str]:
     """What the rewrite will drop, for the "structure" action (and the damage it
     repairs: see ``_warnings_note``). Earlier revisions are told here by the trailer's
     /Prev only (see ``_appended_revisions``)."""
@@ -1234,7 +1236,8 @@ def _structure(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
         notes.append(f"{len(raw) - eof - len(_EOF_MARK)} bytes after %%EOF")
     if not pdf.is_linearized and "/Prev" in pdf.trailer:
         notes.append(_EARLIER_REVISIONS)
-    extra = _extra_trailer_keys(pdf)
+    if extra is None:
+        extra = _extra_trailer_keys(pdf)
     if extra:
         notes.append(f"trailer entries no reader uses or that reach objects ({', '.join(extra)})")
     return notes
@@ -1365,9 +1368,10 @@ def _disarm(request: DisarmRequest, defer: bool, quick: bool) -> DisarmResult:
         declared_pages = count
         if isinstance(count, int) and count > MAX_PAGES:
             raise _Refused("unprocessable", f"{count} pages, more than the limit of {MAX_PAGES}")
-        if len(pdf.pages) > MAX_PAGES:
+        n_pages = len(pdf.pages)
+        if n_pages > MAX_PAGES:
             raise _Refused("unprocessable", f"more than the limit of {MAX_PAGES} pages")
-        if not len(pdf.pages):
+        if not n_pages:
             raise _Refused("unprocessable", "the PDF has no pages")
 
         # Tagged documents reference their annotations from the structure tree as
@@ -1430,7 +1434,9 @@ def _disarm_document(
             todo.extend(found.get(s, []))
             actions.append(Action(s, "removed", _detail(s, found, n_images)))
 
-    notes = _structure(raw, pdf)
+    # (what the rewrite drops from the trailer: no finding's removal touches those keys)
+    extra_keys = _extra_trailer_keys(pdf)
+    notes = _structure(raw, pdf, extra_keys)
     warned = len(qpdf_warnings)
     if not todo and not image_changes and not notes and not warned:
         notes = _appended_revisions(raw, pdf) or _readers_may_differ(pdf)
@@ -1449,8 +1455,10 @@ def _disarm_document(
             finding.remove()
     for image, keys, jpeg in image_changes:
         _sanitise_image(image, keys, jpeg)
-    for key in _extra_trailer_keys(pdf):
-        del pdf.trailer[key]
+    trailer = pdf.trailer
+    for key in extra_keys:
+        if key in trailer:
+            del trailer[key]
     perms = pdf.Root.get("/Perms")
     if _is_dict(perms) and perms.objgen in walker.deferred:
         raise _Retry  # _finish reads what is left of it, as of /AA dictionaries
@@ -1533,7 +1541,14 @@ def _sanitise_image(stream: Object, keys: list[str], jpeg: bytes | None) -> None
         if key in stream:
             del stream[key]
     if jpeg is not None:
-        stream.write(jpeg, filter=stream.get("/Filter"), decode_parms=stream.get("/DecodeParms"))
+        filter_ = stream.get("/Filter")
+        parms = stream.get("/DecodeParms")
+        if parms is None and type(filter_) is Object and filter_._type_code_int == _T_NAME:
+            # what pikepdf's type check would pass on unchanged (a name, no
+            # parameters): its isinstance checks cost more than the write
+            stream.write(jpeg, filter=filter_, type_check=False)
+        else:
+            stream.write(jpeg, filter=filter_, decode_parms=parms)
 
 
 def _doomed(annot: Any, doomed: set[tuple[int, int]]) -> bool:
