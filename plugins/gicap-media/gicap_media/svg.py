@@ -515,9 +515,12 @@ class _Rebuilder:
         # root and of removed elements aside).
         events: Counter[bytes] = Counter()
         if b" on" in lowered:
-            if _EVENT_IN_TEXT.search(text, head.end() - 1):
+            # (_EVENT_IN_TEXT needs a '"' in a text: looked for first, more cheaply)
+            if _QUOTE_IN_TEXT.search(text, head.end() - 1) and _EVENT_IN_TEXT.search(
+                text, head.end() - 1
+            ):
                 return None  # (it would be counted as an attribute)
-            if _EVENT_AT_VALUE_END.search(text, head.end()):
+            if _EVENT_AT_VALUE_END_LOWER.search(lowered, head.end()):
                 return None  # (perhaps a value ending in " onx=": see the pattern)
             events.update(_EVENT_ATTRIBUTES.findall(text, head.end()))
         for name, attrs, _ in tags:
@@ -993,7 +996,11 @@ _EVENT_IN_TEXT = re.compile(rb'>[^<]*? [oO][nN][\w.-]*+="')
 #: What _EVENT_ATTRIBUTES also finds at the end of a value (class="a onx="): there
 #: its '"' closes the value, so a space, "/" or ">" follows. An event attribute whose
 #: value starts with one of those looks the same: both go to the walk.
-_EVENT_AT_VALUE_END = re.compile(rb' [oO][nN][\w.-]*+="[ />]')
+#: Searched in the lowercased text (bytes.lower() maps A-Z to a-z only: it matches
+#: where ' [oO][nN][\w.-]*+="[ />]' would in the text, and faster).
+_EVENT_AT_VALUE_END_LOWER = re.compile(rb' on[\w.-]*+="[ />]')
+#: Where _EVENT_IN_TEXT matches, this does too (at the same ">", up to the first '"').
+_QUOTE_IN_TEXT = re.compile(rb'>[^<"]*+"')
 _PLAIN_NAMES = _trie(_PLAIN_LOCALS, "pgrcteluis").encode()
 #: The attributes of an <a> that is only a link: one href that is not a script URL
 #: (empty, or not starting with a character a script or data: URL can start with),
