@@ -796,6 +796,22 @@ def _looks_like_csv(text: str) -> bool:
     return False
 
 
+#: Types whose text a desktop or a browser reads whatever the bytes are, when the file
+#: is named (or served) as one of them: a script host runs any line of a ``.bat``,
+#: mshta and browsers run a ``<script>`` found among binary bytes in an ``.hta`` or
+#: ``.html``, Excel reads any text of a ``.csv`` as cells.
+OPENED_AS_TEXT = frozenset({"script", "html", "svg", "csv"})
+
+
+def opened_as(declared: str | None) -> str | None:
+    """The type of :data:`OPENED_AS_TEXT` a file is named or served as (``declared``:
+    as for :func:`detect`), or None. A file whose content is another type would be
+    opened as that text all the same (a picture whose pixels hold a script, saved as
+    ``page.hta``): the caller refuses it rather than deliver a polyglot."""
+    name = declared_name(declared)
+    return name if name in OPENED_AS_TEXT else None
+
+
 def declared_name(declared: str | None) -> str | None:
     """The type name a ``Content-Type``, file name or ``filename=`` parameter suggests."""
     if not declared or not isinstance(declared, str):

@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from gicap.cdr.detect import opened_as
 from gicap.cdr.policy import Profile, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
 from gicap.plugins import PluginHost, create_plugin_host
@@ -148,6 +149,16 @@ def _disarm(
     ftype = detect(source, declared)
     if ftype is None:
         return {"outcome": "unsupported", "reason": "file type not recognised"}
+    opened = opened_as(declared)
+    if opened is not None and ftype.name != opened:
+        # (a rebuilt picture or archive keeps bytes of the attacker's choosing: pixels,
+        # member names; named so, the desktop reads them as that text)
+        return {
+            "outcome": "blocked",
+            "file_type": _ft(ftype),
+            "reason": f"the content is a {ftype.name} file but it is named or served as "
+            f"{opened}, and opened as {opened} whatever it holds",
+        }
     limits = dict(profile.archive)
     limits["max_file_size"] = max_file_size
 
