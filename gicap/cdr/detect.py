@@ -90,6 +90,9 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("exe", "executable", "application/vnd.microsoft.portable-executable", "exe"),
         FileType("elf", "executable", "application/x-executable", "elf"),
         FileType("msi", "executable", "application/x-msi", "msi"),
+        # Office 2003 XML and flat XML documents (SpreadsheetML, WordprocessingML):
+        # Windows opens them in Excel or Word, formulas, macros and all
+        FileType("office_xml", "office_xml", "application/xml", "xml"),
         # text a desktop runs or acts on when it is opened (see SCRIPT_EXTENSIONS)
         FileType("script", "script", "application/x-gicap-script", "js"),
     )
@@ -729,7 +732,20 @@ def _markup_text(s: str) -> str | None:
         return doctype
     if doctype == "html" or _EARLY_HTML_RE.search(s, 0, 1024):
         return "html"
+    if _OFFICE_XML_RE.search(s, 0, i + 4096):
+        return "office_xml"
     return None
+
+
+#: What makes XML an Office document: the processing instruction Windows opens it by
+#: (``<?mso-application progid="Excel.Sheet"?>``), or the namespace of an Office 2003
+#: spreadsheet or Word document or of a flat OPC package, in the prolog or the root
+#: element's start tag.
+_OFFICE_XML_RE = re.compile(
+    r"<\?mso-application[\s?]|urn:schemas-microsoft-com:office:spreadsheet"
+    r"|schemas\.microsoft\.com/office/(?:word/2003/wordml|2006/xmlpackage)",
+    re.I,
+)
 
 
 def _text(head: bytes, hint: str | None) -> str | None:

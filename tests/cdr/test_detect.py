@@ -219,6 +219,7 @@ def test_the_table_names_every_type_with_its_family() -> None:
         "text": {"csv", "text"},
         "archive_other": {"gzip", "7z", "rar", "tar"},
         "executable": {"exe", "elf", "msi"},
+        "office_xml": {"office_xml"},
     }
     for family, names in families.items():
         for name in names:
@@ -750,3 +751,44 @@ def test_text_allows_few_control_characters(controls: str, kind: str | None) -> 
     data = ("word " * 60 + controls).encode()  # 300 characters + the controls
     found = detect(data)
     assert (found.name if found else None) == kind
+
+
+# -- Office XML ---------------------------------------------------------------------------
+
+_SPREADSHEET = (
+    b'<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" '
+    b'xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="S"><Table>'
+    b'<Row><Cell ss:Formula="=cmd|\' /C calc\'!A0"><Data ss:Type="Number">1</Data></Cell>'
+    b"</Row></Table></Worksheet></Workbook>\n"
+)
+_PI = b'<?xml version="1.0"?>\n<?mso-application progid="Excel.Sheet"?>\n'
+_WORD_2003 = (
+    b'<?xml version="1.0"?><w:wordDocument '
+    b'xmlns:w="http://schemas.microsoft.com/office/word/2003/wordml"><w:body/></w:wordDocument>'
+)
+_FLAT_OPC = (
+    b'<?xml version="1.0"?><?mso-application progid="Word.Document"?>'
+    b'<pkg:package xmlns:pkg="http://schemas.microsoft.com/office/2006/xmlPackage"/>'
+)
+
+
+@pytest.mark.parametrize(
+    "data", [_PI + _SPREADSHEET, _SPREADSHEET, _WORD_2003, _FLAT_OPC], ids=lambda d: d[:30]
+)
+@pytest.mark.parametrize("declared", [None, "book.xls", "book.xml", "doc.doc", "text/xml"])
+def test_office_xml_documents_are_their_own_type(data: bytes, declared: str | None) -> None:
+    """Windows opens them in Excel or Word (by the processing instruction, or by the
+    name when it says .xls or .doc), formulas and macros included: never text or CSV
+    (no engine rebuilds them: the policy for unsupported types decides)."""
+    found = detect(data, None, declared)
+    assert found is not None and found.name == "office_xml"
+
+
+def test_other_xml_and_office_html_are_not_office_xml() -> None:
+    assert detect(b'<?xml version="1.0"?><rss><channel/></rss>\n', None, None).name == "text"
+    excel_html = (
+        b'<html xmlns:o="urn:schemas-microsoft-com:office:office" '
+        b'xmlns:x="urn:schemas-microsoft-com:office:excel"><body><table/></body></html>'
+    )
+    assert detect(excel_html, None, "book.xls").name == "html"
+    assert detect(_PI + _SPREADSHEET, None, "book.csv").name == "csv"  # (Excel reads a .csv)
