@@ -181,10 +181,17 @@ def _clean(text: str, data_urls: bool) -> str:
 def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
-    depth = _nesting(text)
+    depth, starts = _nesting(text)
     if depth > MAX_NESTING:
         return DisarmResult(
             "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
+        )
+    if depth * starts > MAX_PARSE_WORK:
+        return DisarmResult(
+            "unprocessable",
+            reason=f"{starts} start tags in elements nested up to {depth} deep: parsing "
+            f"would search the open elements {depth * starts} times, more than "
+            f"{MAX_PARSE_WORK}",
         )
     lower = text.lower()
     # One scan for both "data:" and "javascript:"/"vbscript:" (their endings).
@@ -205,33 +212,50 @@ def disarm(request: DisarmRequest) -> DisarmResult:
 #: start tag, so a page of N nested <div>s costs N² (100,000 of them: 20 s). Files
 #: nested deeper than this are refused; browsers flatten beyond 512 levels anyway.
 MAX_NESTING = 10_000
+#: And every start tag may search the whole stack (for a <p> to close, say): a page
+#: whose start tags times its depth is more than this is refused too (9,999 nested
+#: <div>s and then a million <li>s would take minutes). About a second of parsing.
+MAX_PARSE_WORK = 200_000_000
 #: Elements that never stay open: void elements and those whose end tag is implied
-#: by the next sibling (an unclosed <li> does not nest the next <li>).
+#: by the next sibling (an unclosed <td> does not nest the next <td>). List items are
+#: apart: see _ITEMS.
 _NOT_NESTING = frozenset(
     """
     area base br col embed hr img input link meta source track wbr param keygen frame
-    p li dt dd tr td th option optgroup rb rt rp rtc tbody thead tfoot colgroup caption
+    p tr td th option optgroup rb rt rp rtc tbody thead tfoot colgroup caption
     html head body
     """.split()
 )
+#: A list item closes the open item of its own list (an unclosed <li> does not nest
+#: the next <li>), but stays open inside a list it holds (<ul><li><ul><li>... nests):
+#: item -> (the items it closes, the lists that stop the search).
+_ITEMS = {
+    "li": (frozenset({"li"}), frozenset({"ul", "ol", "menu"})),
+    "dd": (frozenset({"dd", "dt"}), frozenset({"dl"})),
+    "dt": (frozenset({"dd", "dt"}), frozenset({"dl"})),
+}
+#: How far down the stack the scan looks for the item a new one closes; further down
+#: it assumes none (an over-estimate of the depth, never an under-estimate).
+_ITEM_SEARCH = 8
 
 
-def _nesting(text: str) -> int:
-    """An upper estimate of how deep the elements nest (0 when it cannot be high)."""
+def _nesting(text: str) -> tuple[int, int]:
+    """An upper estimate of how deep the elements nest (0 when neither it nor the
+    parsing work can be high), and an upper estimate of the start tags."""
     # Every start tag is a "<" not followed by "/": when there are few of those, the
     # elements cannot nest deeper than that, and no tokens are needed.
     starts = text.count("<")
     if starts > MAX_NESTING:
         starts -= text.count("</")
     if starts <= MAX_NESTING:
-        return 0
+        return 0, starts
     tokens = _TAG_TOKEN.findall(text)
     counts: Counter[str] = Counter()
     for token, n in Counter(tokens).items():  # (counted in C, then merged by case)
         counts[token.lower()] += n
     opened = sum(n for name, n in counts.items() if name[0] != "/" and name not in _NOT_NESTING)
-    if opened <= MAX_NESTING:  # cannot nest deeper than elements are opened: no scan
-        return 0
+    if opened <= MAX_NESTING and opened * starts <= MAX_PARSE_WORK:
+        return 0, starts  # cannot nest deeper than elements are opened: no scan
     # An end tag closes the innermost open element of its name and those inside it;
     # one that closes nothing is ignored, as a browser ignores it ("<div></ul>" over
     # and over nests divs).
@@ -249,13 +273,24 @@ def _nesting(text: str) -> int:
                     if top == name:
                         break
         elif name not in _NOT_NESTING:
+            item = _ITEMS.get(name)
+            if item is not None:
+                closes, lists = item
+                for k in range(len(stack) - 1, max(len(stack) - 1 - _ITEM_SEARCH, -1), -1):
+                    if stack[k] in closes:
+                        for top in stack[k:]:
+                            open_names[top] -= 1
+                        del stack[k:]
+                        break
+                    if stack[k] in lists:
+                        break
             stack.append(name)
             open_names[name] += 1
             if len(stack) > peak:
                 peak = len(stack)
                 if peak > MAX_NESTING:
-                    return peak  # (refused: no need to read on)
-    return peak
+                    return peak, starts  # (refused: no need to read on)
+    return peak, starts
 
 
 # ------------------------------------------------------------------------ decoding
