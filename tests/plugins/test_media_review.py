@@ -95,9 +95,14 @@ def test_broken_images_are_unprocessable_not_raised(tmp_path: Path, kind: str) -
     assert not dest.exists()
 
 
-def _huge_canvas(fmt: str, width: int, height: int) -> bytes:
-    """Two 2x2 frames with different colours on a canvas of ``width`` x ``height``
-    (a small file: every frame is composited onto the whole canvas when decoded)."""
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return tag + struct.pack("<I", len(body)) + body + (b"\0" if len(body) & 1 else b"")
+
+
+def _huge_canvas(fmt: str, width: int, height: int, frames: int = 2) -> bytes:
+    """``frames`` 2x2 frames with different colours on a canvas of ``width`` x
+    ``height`` (a small file: every frame is composited onto the whole canvas when
+    decoded)."""
     buf = io.BytesIO()
     if fmt == "GIF":
         a = Image.new("P", (2, 2), 1)
@@ -110,7 +115,17 @@ def _huge_canvas(fmt: str, width: int, height: int) -> bytes:
         return bytes(data)
     a = Image.new("RGBA", (2, 2), (1, 2, 3, 128))
     b = Image.new("RGBA", (2, 2), (9, 2, 3, 255))
-    a.save(buf, "WEBP", save_all=True, append_images=[b], duration=100, lossless=True)
+    if frames == 1:
+        # (Pillow writes one frame as a simple file: an animation of one, by hand)
+        a.save(buf, "WEBP", lossless=True)
+        bitstream = buf.getvalue()[12:]  # the VP8L chunk
+        zero = bytes(3)
+        frame = zero * 4 + (100).to_bytes(3, "little") + b"\0" + bitstream
+        body = b"WEBP" + _chunk(b"VP8X", b"\x12" + zero + zero + zero)  # (sizes below)
+        body += _chunk(b"ANIM", bytes(6)) + _chunk(b"ANMF", frame)
+        buf = io.BytesIO(b"RIFF" + struct.pack("<I", len(body)) + body)
+    else:
+        a.save(buf, "WEBP", save_all=True, append_images=[b], duration=100, lossless=True)
     data = bytearray(buf.getvalue())
     at = data.index(b"VP8X") + 12  # the canvas, 24 bits each, minus one
     data[at : at + 6] = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
@@ -148,6 +163,7 @@ def test_an_animation_too_big_for_the_worker_is_refused_before_decoding(tmp_path
     for name, data in [
         ("canvas.gif", _huge_canvas("GIF", 10000, 10000)),
         ("canvas.webp", _huge_canvas("WEBP", 10000, 10000)),
+        ("one-frame.webp", _huge_canvas("WEBP", 7500, 7500, frames=1)),
         ("small.gif", _huge_canvas("GIF", 300, 200)),
         ("small.webp", _huge_canvas("WEBP", 300, 200)),
     ]:
@@ -161,10 +177,10 @@ def test_an_animation_too_big_for_the_worker_is_refused_before_decoding(tmp_path
         check=True,
     )
     answers = json.loads(out.stdout.strip().splitlines()[-1])
-    for outcome, reason in answers[:2]:
+    for outcome, reason in answers[:3]:
         assert outcome == "unprocessable", (outcome, reason)
         assert "MiB left to this worker (cdr.memory_limit_mb)" in reason
-    assert [outcome for outcome, _ in answers[2:]] == ["rebuilt", "rebuilt"]
+    assert [outcome for outcome, _ in answers[3:]] == ["rebuilt", "rebuilt"]
 
 
 def test_a_webp_canvas_over_the_pixel_limit_is_refused_from_its_header(tmp_path: Path) -> None:
@@ -173,3 +189,32 @@ def test_a_webp_canvas_over_the_pixel_limit_is_refused_from_its_header(tmp_path:
     result, _ = _disarm(tmp_path, _huge_canvas("WEBP", 16383, 16383), "webp")
     assert result.outcome == "unprocessable"
     assert "(max_image_pixels)" in result.reason
+
+
+def _still_webp(lossless: bool) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, "WEBP", lossless=lossless)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_a_still_webp_is_sized_from_its_header_before_it_is_opened(
+    tmp_path: Path, lossless: bool
+) -> None:
+    """Pillow decodes every WebP through its animation decoder, which allocates the
+    canvas when the file is opened: a simple file's size comes from its bitstream
+    header (VP8 key frame or VP8L), before Pillow reads it."""
+    data = bytearray(_still_webp(lossless))
+    at = data.index(b"VP8L" if lossless else b"VP8 ") + 8
+    if lossless:
+        bits = int.from_bytes(data[at + 1 : at + 5], "little")
+        bits = (bits & ~0xFFFFFFF) | 16382 | (16382 << 14)  # 16383 x 16383
+        data[at + 1 : at + 5] = bits.to_bytes(4, "little")
+    else:
+        assert data[at + 3 : at + 6] == b"\x9d\x01\x2a"
+        data[at + 6 : at + 10] = struct.pack("<HH", 16383, 16383)
+    result, _ = _disarm(tmp_path, bytes(data), "webp")
+    assert result.outcome == "unprocessable"
+    assert "16383x16383 pixels is more than" in result.reason
+    result, _ = _disarm(tmp_path, _still_webp(lossless), "webp")
+    assert result.outcome == "rebuilt"

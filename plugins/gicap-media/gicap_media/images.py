@@ -196,25 +196,29 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
     file_size = request.source.stat().st_size
     if file_size == 0:
         raise Refused("empty file")
+    # (before Pillow allocates anything: see _check_memory)
+    left = _memory_left()
     # 1. Structure, from the bytes alone: where the image ends, how many frames.
     layout = _layout(request.source, fmt, limits.frames)
     if layout.frames > limits.frames:
         raise Refused(f"more than {limits.frames} frames (max_image_frames)")
-    if layout.canvas is not None and layout.frames > 1:
-        # (Pillow's own size check comes after the canvas is allocated)
+    if layout.canvas is not None:
+        # A WebP: Pillow's decoder allocates its canvas (twice) when the file is
+        # opened, before Pillow's own size check.
         width, height = layout.canvas
         if width * height > limits.pixels:
             raise Refused(
                 f"{width}x{height} pixels is more than {limits.pixels} (max_image_pixels)"
             )
-        _check_memory(fmt, layout.frames, layout.frames * width * height, layout.canvas)
+        total = layout.frames * width * height
+        _check_memory(fmt, layout.frames, total, layout.canvas, False, left)
 
     # 2. Headers: Image.open reads them and decodes nothing yet.
     with Image.open(request.source, formats=[fmt]) as img:
         if img.format not in ACCEPTED.get(fmt, {fmt}):
             raise Refused(f"Pillow reads this file as {img.format}, not {fmt}")
         info = dict(img.info)  # the first frame's; img.info follows the frames read
-        frames = _check_sizes(img, fmt, limits)
+        frames = _check_sizes(img, fmt, limits, left)
 
         # 3. What metadata is there (before decoding: for "disallow" nothing is decoded).
         found = _metadata(img, info, fmt, layout)
@@ -270,8 +274,8 @@ class _Layout:
     chunks: dict[bytes, int] = field(default_factory=dict)
     #: JPEG, GIF: the kinds of metadata segments/extensions seen anywhere in the file.
     meta: list[str] = field(default_factory=list)
-    #: WebP: the canvas of an extended file (VP8X), which Pillow's animation decoder
-    #: allocates (twice) as soon as the file is opened.
+    #: WebP: the canvas (of an extended file, VP8X, else the image's size), which
+    #: Pillow's decoder allocates (twice) as soon as the file is opened.
     canvas: tuple[int, int] | None = None
 
 
@@ -416,6 +420,16 @@ def _scan_webp(data: Any, _max_frames: int) -> _Layout:
                 int.from_bytes(data[pos + 12 : pos + 15], "little") + 1,
                 int.from_bytes(data[pos + 15 : pos + 18], "little") + 1,
             )
+        elif ctype == b"VP8 " and canvas is None and length >= 10:
+            # a simple lossy file: the key frame's header (start code, 14-bit sizes)
+            if data[pos + 11 : pos + 14] == b"\x9d\x01\x2a":
+                width, height = struct.unpack_from("<HH", data, pos + 14)
+                canvas = (width & 0x3FFF, height & 0x3FFF)
+        elif ctype == b"VP8L" and canvas is None and length >= 5:
+            # a simple lossless file: signature, then 14-bit sizes minus one
+            if data[pos + 8] == 0x2F:
+                (bits,) = struct.unpack_from("<I", data, pos + 9)
+                canvas = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
         elif ctype == b"ANMF":
             frames += 1
             if not first:  # the frame's own chunks follow its 16-byte header
@@ -463,7 +477,7 @@ _SCANNERS = {
 # ---------------------------------------------------------------------- bomb checks
 
 
-def _check_sizes(img: Image.Image, fmt: str, limits: _Limits) -> int:
+def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) -> int:
     """Refuse bombs from the headers; return the number of frames to rebuild."""
     if fmt == "JPEG":
         frames = 1  # an MPO's extra pictures are dropped, never decoded
@@ -496,14 +510,23 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits) -> int:
             f"{frames} frames of {total} pixels in all, more than {limits.total} "
             "(max_image_total_pixels)"
         )
-    _check_memory(fmt, frames, total, img.size)
+    # (an EXIF orientation is applied to the pixels: one more copy of them)
+    turned = frames == 1 and img.getexif().get(_ORIENTATION_TAG, 1) != 1
+    _check_memory(fmt, frames, total, img.size, turned, left)
     return frames
 
 
-def _check_memory(fmt: str, frames: int, total: int, canvas: tuple[int, int]) -> None:
-    """Refuse an image whose decoding would not fit in what this worker has left."""
-    need = _decode_bytes(fmt, frames, total, canvas)
-    left = _memory_left()
+def _check_memory(
+    fmt: str,
+    frames: int,
+    total: int,
+    canvas: tuple[int, int],
+    turned: bool,
+    left: int | None,
+) -> None:
+    """Refuse an image whose decoding would not fit in what this worker had left
+    before the file was opened (``left``: :func:`_memory_left`)."""
+    need = _decode_bytes(fmt, frames, total, canvas, turned)
     if left is not None and need > left:
         width, height = canvas
         raise Refused(
@@ -513,18 +536,26 @@ def _check_memory(fmt: str, frames: int, total: int, canvas: tuple[int, int]) ->
         )
 
 
-#: Bytes that decoding and re-encoding take, per pixel of all frames and per pixel of
-#: the canvas the frames of an animation are composited on (Pillow keeps the canvas,
-#: the frame before it, the decoded frames and the encoder's copies). Measured upper
-#: bounds; one frame of any format takes 8 bytes per pixel.
-_DECODE_BYTES = {"GIF": (10, 4), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (6, 0)}
+#: Bytes that decoding and re-encoding an animation take, per pixel of all frames and
+#: per pixel of the canvas they are composited on (Pillow keeps the canvas, the frame
+#: before it, the decoded frames and the encoder's copies). Measured upper bounds.
+_DECODE_BYTES = {"GIF": (6, 16), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (6, 0)}
+#: One frame: decoded and copied (8 bytes per pixel), turned by its EXIF orientation
+#: (12); a WebP is decoded through Pillow's animation decoder, with its two canvases.
 _ONE_FRAME_BYTES = 8
+_TURNED_FRAME_BYTES = 12
+_WEBP_FRAME_BYTES = 30
+_ORIENTATION_TAG = 0x0112
 
 
-def _decode_bytes(fmt: str, frames: int, total: int, canvas: tuple[int, int]) -> int:
+def _decode_bytes(
+    fmt: str, frames: int, total: int, canvas: tuple[int, int], turned: bool = False
+) -> int:
     """About how many bytes decoding and re-encoding an image takes at most."""
     if frames == 1:
-        return _ONE_FRAME_BYTES * total
+        if fmt == "WEBP":
+            return _WEBP_FRAME_BYTES * total
+        return (_TURNED_FRAME_BYTES if turned else _ONE_FRAME_BYTES) * total
     per_pixel, per_canvas_pixel = _DECODE_BYTES.get(fmt, (_ONE_FRAME_BYTES, 0))
     return per_pixel * total + per_canvas_pixel * canvas[0] * canvas[1]
 
