@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from tests.plugins.test_office import (
     assert_consistent,
     build_docx,
     build_xlsx,
+    content_types,
     dde_found,
     disarm,
+    insert,
     member,
     names,
     rezip,
@@ -282,25 +285,138 @@ def test_a_dde_link_a_worksheet_refers_to_goes(tmp_path: Path) -> None:
     assert result.outcome == "blocked"
 
 
-def test_dde_link_elements_in_any_part_go(tmp_path: Path) -> None:
-    """A ``ddeLink`` element in another part (a custom XML part), in any letter case:
-    msodde reports it, so it is reported and removed."""
-    item = (
-        b'<root xmlns="urn:example"><DDELINK ddeService="cmd" ddeTopic="/c echo gicap"/>'
-        b"<keep>data</keep></root>"
-    )
-    data = rezip(
-        build_docx(False),
+_CT_XLSX_PRINTER = "application/vnd.openxmlformats-officedocument.spreadsheetml.printerSettings"
+
+
+def _xlsx_with_part(name: str, data: bytes, rel_type: str, content_type: str) -> bytes:
+    """The clean workbook with one more part, referred to by the first worksheet."""
+    return rezip(
+        build_xlsx(False),
         {
-            "customXml/item1.xml": item,
+            f"xl/{name}": data,
+            "xl/worksheets/_rels/sheet1.xml.rels": add_rels(
+                ("rIdX", rel_type, f"../{name}", False)
+            ),
+            "[Content_Types].xml": content_types({f"/xl/{name}": content_type}),
         },
     )
-    path = _write(tmp_path, "custom-dde.docx", data)
-    assert "customXml/item1.xml" in names(path)
+
+
+def _xlsb_dde_record() -> bytes:
+    """An XLSB external link record (BrtBeginSupBook, type 360) of a DDE link."""
+
+    def text(value: str) -> bytes:
+        return struct.pack("<I", len(value)) + value.encode("utf-16-le")
+
+    body = struct.pack("<H", 1) + text("cmd") + text("/c calc")
+    return bytes([0xE8, 0x02, len(body)]) + body
+
+
+_DDE_IN_PARTS = {
+    # a ddeLink element in another part, in any letter case (msodde lowers names:
+    # the last letter may be the Kelvin sign, U+212A, which lowers to "k")
+    "custom-xml": (
+        "custom/item1.xml",
+        b'<root xmlns="urn:example"><DDELINK ddeService="cmd" ddeTopic="/c calc"/>'
+        b"<keep>data</keep></root>",
+        _R + "customXml",
+        "application/xml",
+    ),
+    "kelvin-sign": (
+        "custom/item1.xml",
+        '<root xmlns="urn:example"><ddeLin\u212a ddeService="cmd" ddeTopic="/c calc"/>'
+        "<keep>data</keep></root>".encode(),
+        _R + "customXml",
+        "application/xml",
+    ),
+    # binary parts msodde reads as XML, or as XLSB records
+    "xml-in-a-binary-part": (
+        "printerSettings/printerSettings1.bin",
+        b'<x><ddeLink ddeService="cmd" ddeTopic="/c calc"/></x>',
+        _R + "printerSettings",
+        _CT_XLSX_PRINTER,
+    ),
+    "xlsb-record": (
+        "printerSettings/printerSettings1.bin",
+        _xlsb_dde_record(),
+        _R + "printerSettings",
+        _CT_XLSX_PRINTER,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_DDE_IN_PARTS))
+def test_dde_links_anywhere_in_a_workbook_go(tmp_path: Path, case: str) -> None:
+    """msodde reads every part of a workbook, as XML and then as XLSB records: a DDE
+    link it finds in any of them is reported and removed (Excel does not read them
+    from there, but each is a DDE command all the same)."""
+    path = _write(tmp_path, f"{case}.xlsx", _xlsx_with_part(*_DDE_IN_PARTS[case]))
+    assert dde_found(path)
     result, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
     assert result.outcome == "rebuilt", result
-    assert ("dynamic_data_exchange", "removed") in [(a.switch, a.action) for a in result.actions]
-    assert b"DDELINK" not in member(dest, "customXml/item1.xml")
-    assert b"<keep>data</keep>" in member(dest, "customXml/item1.xml")
-    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="allow"))
+    assert "dynamic_data_exchange" in [a.switch for a in result.actions if a.action == "removed"]
+    assert dde_found(dest) == ""
+    if case in ("custom-xml", "kelvin-sign"):
+        assert b"<keep>data</keep>" in member(dest, "xl/custom/item1.xml")
+    assert_consistent(dest)
+    dest.unlink()
+    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="disallow"))
+    assert result.outcome == "blocked"
+    result, _ = disarm(path, tmp_path, switches("allow"))
     assert result.outcome == "unmodified"
+
+
+@pytest.mark.parametrize("where", ["rels", "content-types"])
+def test_elements_that_are_no_relationship_or_content_type_are_dropped(
+    tmp_path: Path, where: str
+) -> None:
+    """Nothing but entries belongs in relationship and content types parts; what
+    else is there is dropped (msodde finds a ddeLink element there too)."""
+    stray = '<ddeLink xmlns="urn:x" ddeService="cmd" ddeTopic="/c calc"/>'
+    if where == "rels":
+        change = {"xl/_rels/workbook.xml.rels": insert("</Relationships>", stray)}
+    else:
+        change = {"[Content_Types].xml": insert("</Types>", stray)}
+    path = _write(tmp_path, f"stray-{where}.xlsx", rezip(build_xlsx(False), change))
+    assert dde_found(path)
+    result, dest = disarm(path, tmp_path, switches("allow"))
+    assert result.outcome == "rebuilt", result
+    assert [(a.switch, a.detail) for a in result.actions if a.action == "removed"] == [
+        ("structure", "element that is no relationship or content type")
+    ]
+    assert dde_found(dest) == "" and b"ddeLink" not in b"".join(
+        member(dest, n) for n in names(dest) if n.endswith((".rels", ".xml"))
+    )
+    assert_consistent(dest)
+
+
+def test_dde_link_elements_outside_workbooks_are_not_dde(tmp_path: Path) -> None:
+    """Word and PowerPoint read DDE from fields; a ddeLink element in a document's
+    custom XML part is data (msodde does not report it either)."""
+    item = b'<root xmlns="urn:example"><ddeLink ddeService="cmd"/><keep>data</keep></root>'
+    path = _write(
+        tmp_path, "custom-dde.docx", rezip(build_docx(False), {"customXml/item1.xml": item})
+    )
+    assert dde_found(path) == ""
+    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="disallow"))
+    assert result.outcome == "unmodified", result
+    assert "dynamic_data_exchange" not in [a.switch for a in result.actions]
+
+
+def test_ole_parts_are_read_one_stream_at_a_time_within_a_budget() -> None:
+    """A part that is an OLE file is searched for a VBA project stream by stream,
+    against one budget for the whole package (a sector many streams claim is read for
+    each: 250 streams of the same 4 MB took a gigabyte when they were all kept)."""
+    from gicap_office.legacy import UNREADABLE_OLE, VBA_PROJECT, vba_label
+
+    from tests.plugins.test_office import make_ole
+
+    assert vba_label(VBA_BIN, [1 << 30]) == VBA_PROJECT
+    code = make_ole({"data": b"x" * 5000 + b"Attribut\x00e VB_Name" + b"x" * 5000})
+    assert vba_label(code, [1 << 30]) == VBA_PROJECT  # (compressed VBA code in any stream)
+    clean = make_ole({"data": b"x" * 10_000})
+    assert vba_label(clean, [1 << 30]) is None
+    budget = [15_000]
+    assert vba_label(clean, budget) is None and budget[0] == 5_000
+    assert vba_label(clean, budget) == UNREADABLE_OLE  # (over the budget: not shown clean)
+    assert vba_label(VBA_BIN[:700], [1 << 30]) == UNREADABLE_OLE

@@ -137,17 +137,46 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     return report.unmodified()
 
 
-def holds_vba(data: bytes, budget: int = MAX_EXPANDED) -> bool:
+#: What :func:`vba_label` calls a VBA project, and an OLE file it cannot read.
+VBA_PROJECT = "VBA project"
+UNREADABLE_OLE = "OLE storage that cannot be read (it may hold a VBA project)"
+
+
+def vba_label(data: bytes, budget: list[int]) -> str | None:
     """Whether an OLE compound file (``data``: a part of an OOXML package, say) holds a
-    VBA project as olevba finds one: a VBA storage, or compressed VBA code in any
-    stream. A file that cannot be read cannot be shown to hold none: True."""
+    VBA project as olevba finds one: a storage of a VBA project's name, or compressed
+    VBA code in any stream, orphans included (:meth:`_Content.vba`); ``VBA_PROJECT``,
+    ``UNREADABLE_OLE`` for a file that cannot be read (it cannot be shown to hold
+    none), else None. Streams are read one at a time, none kept, each counted against
+    ``budget`` (shared by the caller's files: a sector many streams claim is read for
+    each)."""
     try:
         with olefile.OleFileIO(io.BytesIO(data)) as ole:
-            return _Content.read(ole, data, [budget]).vba()
+            reader = _StreamReader(ole, data, budget)
+            streams = []
+            todo = [ole.root]
+            while todo:
+                for entry in todo.pop().kids:
+                    if entry.entry_type == olefile.STGTY_STORAGE:
+                        if entry.name.lower() in _VBA_STORAGES:
+                            return VBA_PROJECT
+                        todo.append(entry)
+                    elif entry.entry_type == olefile.STGTY_STREAM:
+                        streams.append(entry)
+            for entry in streams:
+                if _VBA_CODE in reader.read(entry.isectStart, entry.size):
+                    return VBA_PROJECT
+            directory = ole.directory_fp.getvalue()
+            for sid, found in enumerate(ole.direntries):
+                if found is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
+                    entry = ole._load_direntry(sid)
+                    if _VBA_CODE in reader.read(entry.isectStart, entry.size):
+                        return VBA_PROJECT
     except MemoryError:
         raise
     except Exception:  # olefile raises many kinds on malformed files
-        return True
+        return UNREADABLE_OLE
+    return None
 
 
 @dataclass

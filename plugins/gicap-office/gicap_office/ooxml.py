@@ -21,7 +21,7 @@ from gicap_office import _images, _xml, _zip
 from gicap_office._fields import classify_field
 from gicap_office._report import Report
 from gicap_office._xml import VML, A, S, W, X, is_, rattr, split, wattr
-from gicap_office.legacy import OLE_MAGIC, holds_vba
+from gicap_office.legacy import OLE_MAGIC, vba_label
 from gicap_office.package import Package, PackageRefused, Rel, prune_up
 
 # ----------------------------------------------------------------- vocabularies
@@ -68,6 +68,9 @@ AUTO_NAMES = re.compile(r"^(?:_xlnm\.)?auto_(?:open|close|activate|deactivate)",
 #: ``=`` after optional white space): names cannot be written with character references.
 #: One pattern (with its literal first byte) for the three.
 _MACRO_NAMES = re.compile(rb"m(?:laMacro|acro[ \t\r\n]*=)")
+#: An XLSB external link record (BrtBeginSupBook, type 360) of a DDE link: the
+#: record type, its size (1 to 4 bytes) and the link type 1, as msodde reads it.
+_XLSB_DDE = re.compile(rb"\xe8\x02(?:[\x80-\xff]{0,3}[\x00-\x7f]|[\x80-\xff]{4})\x01\x00")
 #: A first test shared by the DrawingML click actions (``hlink...``) and VML links
 #: (``href``): one scan of a part for both.
 _LINK_NAMES = re.compile(rb"h(?:link|ref)")
@@ -205,6 +208,8 @@ WALKED = frozenset(
 
 def disarm(request: DisarmRequest) -> DisarmResult:
     report = Report(request.switches)
+    # (what reading OLE parts for VBA may expand to, all of them together)
+    budget = [int(request.limits.get("max_expanded_bytes") or _zip.MAX_EXPANDED)]
     try:
         content = _zip.read(request.source, request.limits)
     except _zip.ZipRefused as exc:
@@ -214,7 +219,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         pkg = Package(content, WALKED)
         if pkg.main_part() is None:
             raise PackageRefused("no main document part")
-        output_type = _disarm_package(pkg, report, content)
+        output_type = _disarm_package(pkg, report, content, budget)
     except (PackageRefused, _xml.XMLRefused) as exc:
         return DisarmResult("unprocessable", reason=str(exc))
     except _images.ImageBomb as exc:
@@ -230,18 +235,24 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     return report.rebuilt(output_type)
 
 
-def _disarm_package(pkg: Package, report: Report, content: _zip.ZipContent) -> FileType | None:
+def _disarm_package(
+    pkg: Package, report: Report, content: _zip.ZipContent, budget: list[int] | None = None
+) -> FileType | None:
+    if budget is None:
+        budget = [_zip.MAX_EXPANDED]
     if content.directories:
         report.structure("directory entry", content.directories)
     elif not content.tight:
         report.structure("data outside the zip entries")
     for name in pkg.initial_orphans:
-        if _macro_label(pkg, name, []) and report.policy("macros") == "disallow":
+        if report.policy("macros") == "disallow" and _macro_label(pkg, name, [], budget):
             report.hit("macros", "unreferenced VBA project")
         report.structure("unreferenced part")
     pkg.removed.update(pkg.initial_orphans)  # never looked at again
+    if pkg.strays:
+        report.structure("element that is no relationship or content type", pkg.strays)
 
-    output_type = _macros(pkg, report)
+    output_type = _macros(pkg, report, budget)
     _embedded(pkg, report)
     _external_rels(pkg, report)
     ext_map = _external_workbooks(pkg, report)
@@ -273,28 +284,30 @@ def _incoming(pkg: Package) -> dict[str, list[Rel]]:
 # ---------------------------------------------------------------------- macros
 
 
-def _macro_label(pkg: Package, name: str, incoming: list[Rel]) -> str | None:
+def _macro_label(pkg: Package, name: str, incoming: list[Rel], budget: list[int]) -> str | None:
     label = MACRO_CONTENT_TYPES.get(pkg.content_type(name).lower())
     if label is None:
         label = next((MACRO_RELS[r.type] for r in incoming if r.type in MACRO_RELS), None)
     if label is None and name.lower().endswith("vbaproject.bin"):
         label = "VBA project"
-    if label is None and pkg.data[name].startswith(OLE_MAGIC) and holds_vba(pkg.data[name]):
+    if label is None and pkg.data[name].startswith(OLE_MAGIC):
         # A VBA project under another name, type or relationship (a custom XML or
         # printer settings part, an embedded document with macros): Office does not run
         # it from there, but it is macro code all the same, and olevba finds it.
+        label = vba_label(pkg.data[name], budget)
         embedded = any(r.type in EMBED_RELS for r in incoming) or "/embeddings/" in name.lower()
-        label = "VBA project in an embedded object" if embedded else "VBA project"
+        if label is not None and embedded:
+            label = f"{label} in an embedded object"
     return label
 
 
-def _macros(pkg: Package, report: Report) -> FileType | None:
+def _macros(pkg: Package, report: Report, budget: list[int]) -> FileType | None:
     incoming = _incoming(pkg)
     removed = False
     sheet_parts: set[str] = set()
     reach = pkg.reachable()
     for name in [n for n in pkg.parts if n in reach]:
-        label = _macro_label(pkg, name, incoming.get(name, []))
+        label = _macro_label(pkg, name, incoming.get(name, []), budget)
         if label is None:
             continue
         if report.hit("macros", label):
@@ -495,18 +508,29 @@ def _external_workbooks(pkg: Package, report: Report) -> dict[int, int | None]:
 
 
 def _stray_dde_links(pkg: Package, report: Report) -> None:
-    """DDE links anywhere else: external link parts a part other than the workbook
-    refers to (a worksheet, say), and ``ddeLink`` elements in any other part. Excel
-    reads neither from there, but each is a DDE command all the same (msodde finds
-    every ``ddeLink`` element of a package, whatever its part or letter case)."""
+    """DDE links of a workbook anywhere else: external link parts a part other than
+    the workbook refers to (a worksheet, say), ``ddeLink`` elements in any other part,
+    and binary parts holding one (as XML text, or as an XLSB external link record).
+    Excel reads none of them from there, but each is a DDE command all the same:
+    msodde reads every part of a workbook, as XML (every ``ddeLink`` element, in any
+    letter case) and, when that fails, as XLSB records."""
     main = pkg.main_part()
-    judged = {r.part for r in pkg.rels_of(main or "").values() if r.type == "externalLink"}
+    if main is None or pkg.root_local(main) not in (None, "workbook"):
+        return  # (Word and PowerPoint read DDE from fields, not from such elements)
+    judged = {r.part for r in pkg.rels_of(main).values() if r.type == "externalLink"}
     for name in pkg.kept():
-        if not pkg.is_xml(name) or name in judged:
+        data = pkg.data[name]
+        if not pkg.is_xml(name):
+            if b"ddelin" in data.lower() or _XLSB_DDE.search(data):
+                if report.hit("dynamic_data_exchange", "DDE link in a binary part"):
+                    pkg.remove_part(name)
+            continue
+        if name in judged:
             continue
         # (names cannot be written with character references: a part in an
-        # ASCII-compatible encoding that does not spell the name holds no such element)
-        if pkg.ascii_compatible(name) and b"ddelink" not in pkg.data[name].lower():
+        # ASCII-compatible encoding that does not spell the name holds no such element;
+        # "ddelin": its "k" may be the Kelvin sign, which lowers to "k" too)
+        if pkg.ascii_compatible(name) and b"ddelin" not in data.lower():
             continue
         root = pkg.root(name)
         if root is None:
@@ -545,7 +569,9 @@ def _judge_external_part(pkg: Package, report: Report, part: str) -> bool:
     if root is None:
         return False
     kinds = {split(c.tag)[1] for c in root}
-    if "ddeLink" in kinds:
+    if "ddeLink" in kinds or any(
+        isinstance(el.tag, str) and split(el.tag)[1].lower() == "ddelink" for el in root.iter()
+    ):
         return report.hit("dynamic_data_exchange", "DDE link")
     if "oleLink" in kinds:
         return report.hit("external_hyperlinks", "OLE link")

@@ -91,6 +91,9 @@ class Package:
         self.defaults: dict[str, etree._Element] = {}
         self.overrides: dict[str, etree._Element] = {}
         self.ct_dirty = False
+        #: elements of the content types and relationship parts that are no entry of
+        #: theirs (or inside one), dropped
+        self.strays = 0
         for el in list(self.ct_tree.getroot()):
             _, local = split(el.tag)
             if local == "Default" and el.get("Extension"):
@@ -98,7 +101,17 @@ class Package:
             elif local == "Override" and el.get("PartName"):
                 table, key = self.overrides, unquote(el.get("PartName", "")).lstrip("/").lower()
             else:
+                # (nothing else belongs there; a reader of every element, msodde, finds
+                # what it holds: dropped, as the children of the entries below)
+                _xml.remove(el)
+                self.ct_dirty = True
+                self.strays += 1
                 continue
+            if len(el):
+                for child in list(el):
+                    el.remove(child)
+                self.ct_dirty = True
+                self.strays += 1
             if key in table:
                 # two content types for one part: readers may pick either one
                 if table[key].get("ContentType") != el.get("ContentType"):
@@ -147,6 +160,18 @@ class Package:
         self.removed: set[str] = set()
         self.dirty: set[str] = set()
         self.drop: dict[str, set[str]] = {}
+        for name in self.rels_parts.values():
+            root = self.trees[name].getroot()
+            for el in list(root):
+                if not is_(el, PKG_RELS, "Relationship"):
+                    root.remove(el)
+                elif len(el):
+                    for child in list(el):
+                        el.remove(child)
+                else:
+                    continue
+                self.strays += 1
+                self.dirty.add(name)
         reach = self.reachable()
         self.initial_orphans = [n for n in self.parts if n not in reach]
 
