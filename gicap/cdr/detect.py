@@ -174,6 +174,8 @@ _EXT_ALIASES = {
     "xht": "html",
     "shtml": "html",
     "hta": "html",
+    "mht": "html",
+    "mhtml": "html",
     "tsv": "csv",
     "txt": "text",
     "gz": "gzip",
@@ -689,8 +691,9 @@ def _ole_directory_from_head(head: bytes) -> tuple[set[str], str] | None:
 
 
 def _markup(head: bytes) -> str | None:
-    """SVG or HTML, judged by the first element after the prolog (any charset)."""
-    chunk = head[:8192]
+    """SVG, HTML or Office XML, judged by the first element after the prolog (any
+    charset)."""
+    chunk = head
     if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = chunk[2 : len(chunk) & ~1].decode(
             "utf-16-le" if chunk[0] == 0xFF else "utf-16-be", "replace"
@@ -701,12 +704,13 @@ def _markup(head: bytes) -> str | None:
 
 
 def _markup_text(s: str) -> str | None:
-    n, i, doctype = len(s), 0, None
+    n, i, doctype, office = len(s), 0, None, False
     while True:
         while i < n and s[i] in " \t\r\n\f\ufeff":
             i += 1
         if s.startswith("<?", i):  # XML declaration, processing instruction
             end = s.find("?>", i + 2)
+            office = office or _MSO_APPLICATION.match(s, i) is not None
             i = end + 2 if end >= 0 else n
         elif s.startswith("<!--", i):
             end = s.find("-->", i + 4)
@@ -732,20 +736,34 @@ def _markup_text(s: str) -> str | None:
         return doctype
     if doctype == "html" or _EARLY_HTML_RE.search(s, 0, 1024):
         return "html"
-    if _OFFICE_XML_RE.search(s, 0, i + 4096):
+    if m and (office or _office_root(s, i)):
         return "office_xml"
     return None
 
 
 #: What makes XML an Office document: the processing instruction Windows opens it by
-#: (``<?mso-application progid="Excel.Sheet"?>``), or the namespace of an Office 2003
-#: spreadsheet or Word document or of a flat OPC package, in the prolog or the root
-#: element's start tag.
-_OFFICE_XML_RE = re.compile(
-    r"<\?mso-application[\s?]|urn:schemas-microsoft-com:office:spreadsheet"
+#: (``<?mso-application progid="Excel.Sheet"?>``) before the root element, or the
+#: namespace of an Office 2003 spreadsheet or Word document or of a flat OPC package
+#: declared on the root element.
+_MSO_APPLICATION = re.compile(r"<\?mso-application[\s?]", re.I)
+_OFFICE_NAMESPACE = re.compile(
+    r"urn:schemas-microsoft-com:office:spreadsheet"
     r"|schemas\.microsoft\.com/office/(?:word/2003/wordml|2006/xmlpackage)",
     re.I,
 )
+_CHARACTER_REFERENCE = re.compile(r"&#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}));")
+
+
+def _office_root(s: str, i: int) -> bool:
+    """Whether the root element's start tag (at ``i``) declares an Office namespace
+    (character references in it read as the parser reads them)."""
+    end = s.find(">", i)
+    tag = s[i : end if end >= 0 else len(s)]
+    if "&#" in tag:
+        tag = _CHARACTER_REFERENCE.sub(
+            lambda m: chr(min(int(m[1], 16) if m[1] else int(m[2]), 0x10FFFF)), tag
+        )
+    return _OFFICE_NAMESPACE.search(tag) is not None
 
 
 def _text(head: bytes, hint: str | None) -> str | None:
@@ -826,6 +844,26 @@ def opened_as(declared: str | None) -> str | None:
     ``page.hta``): the caller refuses it rather than deliver a polyglot."""
     name = declared_name(declared)
     return name if name in OPENED_AS_TEXT else None
+
+
+def opened_as_saved(names: list[str], content_type: str | None) -> str | None:
+    """:func:`opened_as` for a file saved under one of ``names`` (browsers differ on
+    which: ``filename*`` or ``filename``...): the first type of
+    :data:`OPENED_AS_TEXT` any of them names; when none names any type, the type
+    ``content_type`` names (a browser adds its extension to the name)."""
+    kinds = [_name_type(name) for name in names]
+    for kind in ("script", "html", "svg", "csv"):
+        if kind in kinds:
+            return kind
+    if any(kinds):
+        return None
+    return opened_as(content_type)
+
+
+def mismatch(detected: str, opened: str | None) -> bool:
+    """Whether a file detected as ``detected`` is opened as another type of text
+    (``opened``, from :func:`opened_as`): an SVG is HTML too (inline SVG)."""
+    return opened is not None and detected != opened and (detected, opened) != ("svg", "html")
 
 
 def declared_name(declared: str | None) -> str | None:

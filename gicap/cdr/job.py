@@ -13,9 +13,10 @@ import logging
 import os
 import zlib
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
-from gicap.cdr.detect import opened_as
+from gicap.cdr.detect import mismatch, opened_as
 from gicap.cdr.policy import Profile, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
 from gicap.plugins import PluginHost, create_plugin_host
@@ -114,10 +115,16 @@ def disarm_file(
     declared: str | None,
     max_file_size: int,
     depth: int = 0,
+    opened: str | None | EllipsisType = ...,
 ) -> dict[str, Any]:
-    """Detect and disarm one file; the answer is plain data for the parent."""
+    """Detect and disarm one file; the answer is plain data for the parent.
+    ``opened``: the type of text the file is opened as (``detect.opened_as``), when
+    the caller knows better than ``declared`` tells (a download saved under one of
+    several names, or a page's image); by default, what ``declared`` names."""
     profile = _profile(profile_name, profile_data)
-    return _disarm(source, dest, profile, profile_name, declared, max_file_size, depth)
+    if opened is ...:
+        opened = opened_as(declared)
+    return _disarm(source, dest, profile, profile_name, declared, max_file_size, depth, opened)
 
 
 #: The last profile built in this worker, with a copy of the data it was built from:
@@ -143,14 +150,14 @@ def _disarm(
     declared: str | None,
     max_file_size: int,
     depth: int,
+    opened: str | None,
 ) -> dict[str, Any]:
     """One file (the top-level one or an archive member) under a profile built once
     per job."""
     ftype = detect(source, declared)
     if ftype is None:
         return {"outcome": "unsupported", "reason": "file type not recognised"}
-    opened = opened_as(declared)
-    if opened is not None and ftype.name != opened:
+    if mismatch(ftype.name, opened):
         # (a rebuilt picture or archive keeps bytes of the attacker's choosing: pixels,
         # member names; named so, the desktop reads them as that text)
         return {
@@ -165,7 +172,16 @@ def _disarm(
     def member(src: Path, dst: Path, member_depth: int) -> DisarmResult:
         # The container engine names ``src`` with the member's extension: a hint that
         # breaks ties (a short .csv is not plain text), never decides alone.
-        answer = _disarm(src, dst, profile, profile_name, src.name, max_file_size, member_depth)
+        answer = _disarm(
+            src,
+            dst,
+            profile,
+            profile_name,
+            src.name,
+            max_file_size,
+            member_depth,
+            opened_as(src.name),
+        )
         return _result_from_dict(answer)
 
     request = DisarmRequest(
@@ -260,7 +276,13 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     if os.path.getsize(source) > limit:
         return {"outcome": "oversize", "reason": f"larger than {limit} bytes"}
     answer = disarm_file(
-        source, dest, payload["profile"], payload["profile_name"], payload.get("declared"), limit
+        source,
+        dest,
+        payload["profile"],
+        payload["profile_name"],
+        payload.get("declared"),
+        limit,
+        opened=payload.get("opened", ...),
     )
     answer["decoded"] = decoded
     answer["decoded_path"] = str(source) if decoded else ""

@@ -22,7 +22,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import gicap
 from gicap.cdr import multipart
-from gicap.cdr.detect import SCRIPT_TYPES, file_names, telling_name
+from gicap.cdr.detect import (
+    SCRIPT_TYPES,
+    file_names,
+    opened_as,
+    opened_as_saved,
+    telling_name,
+)
 from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
 from gicap.cdr.types import FileType
@@ -225,13 +231,15 @@ class CDRService(Service):
             )
         source = workdir / "original"
         _copy_spool(txn.body, source)
+        content_type = _content_type(message) or None
         return self._disarm(
             report,
             profile,
             source,
             workdir / "rebuilt",
             encoding,
-            _declared(message.headers.get("Content-Type"), saved),
+            _declared(content_type, saved),
+            _opened(content_type, saved, head.http_request),
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -250,7 +258,9 @@ class CDRService(Service):
             )
         source = workdir / "original"
         shutil.copyfile(path, source)
-        return self._disarm(report, profile, source, workdir / "rebuilt", None, path.name)
+        return self._disarm(
+            report, profile, source, workdir / "rebuilt", None, path.name, opened_as(path.name)
+        )
 
     def _disarm(
         self,
@@ -260,6 +270,7 @@ class CDRService(Service):
         dest: Path,
         encoding: str | None,
         declared: str | None,
+        opened: str | None,
     ) -> FileReport:
         assert self.runner is not None, "CDR service used before start()"
         payload = {
@@ -267,6 +278,7 @@ class CDRService(Service):
             "dest": str(dest),
             "encoding": encoding,
             "declared": declared,
+            "opened": opened,
             "max_file_size": self.settings.cdr.max_file_size,
             "profile": _profile_data(profile),
             "profile_name": profile.name,
@@ -387,15 +399,15 @@ class CDRService(Service):
             source.write_bytes(part.content)
             sub = self._new_report(txn, profile)
             sub.name = part.filename or ""
+            names = [part.filename] if part.filename else []
             sub = self._disarm(
                 sub,
                 profile,
                 source,
                 workdir / f"rebuilt-{index}",
                 None,
-                _declared(
-                    part.headers.get("Content-Type"), [part.filename] if part.filename else []
-                ),
+                _declared(part.headers.get("Content-Type"), names),
+                opened_as_saved(names, part.headers.get("Content-Type")),
             )
             types.append(sub.file_type or "?")
             report.actions.extend(sub.actions)
@@ -438,6 +450,25 @@ def _actions_per_switch(actions: list[dict[str, str]]) -> dict[str, str]:
         if a.get("action", "?") not in seen:
             seen.append(a.get("action", "?"))
     return {switch: ",".join(acts) for switch, acts in out.items()}
+
+
+def _opened(content_type: str | None, saved: list[str] | None, request: Any) -> str | None:
+    """The type of text (script, HTML, SVG, CSV: ``detect.OPENED_AS_TEXT``) the
+    browser or the desktop reads the download as, whatever it holds: by any name it
+    may be saved under (``saved``), else by the Content-Type browsers take; None for
+    what a page uses (an image, a script, a style sheet...: ``Sec-Fetch-Dest``),
+    which the page reads as what it asked for."""
+    if saved is not None:
+        return opened_as_saved(saved, content_type)
+    if _subresource(request):
+        return None
+    return opened_as(content_type)
+
+
+def _subresource(request: Any) -> bool:
+    if request is None:
+        return False
+    return (request.headers.get("Sec-Fetch-Dest") or "").strip().lower() in _SUBRESOURCES
 
 
 def _declared(content_type: str | None, names: list[str] | None) -> str | None:
@@ -504,10 +535,8 @@ def _saved_names(message: Any, request: Any) -> list[str] | None:
     named by the disposition's file names, else by the last segment of the URL's
     path, and a script's content type adds the script's extension to a name without
     one."""
-    if request is not None:
-        destination = (request.headers.get("Sec-Fetch-Dest") or "").strip().lower()
-        if destination in _SUBRESOURCES:
-            return None
+    if _subresource(request):
+        return None
     disposition = (message.headers.get("Content-Disposition") or "").strip()
     content_type = _content_type(message)
     kind = re.split(r"[;,]", disposition, maxsplit=1)[0].strip().lower()

