@@ -181,19 +181,18 @@ def _clean(text: str, data_urls: bool) -> str:
 def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
-    depth, starts = _nesting(text)
+    lower = text.lower()
+    depth, work = _nesting(lower)
     if depth > MAX_NESTING:
         return DisarmResult(
             "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
         )
-    if depth * starts > MAX_PARSE_WORK:
+    if work > MAX_PARSE_WORK:
         return DisarmResult(
             "unprocessable",
-            reason=f"{starts} start tags in elements nested up to {depth} deep: parsing "
-            f"would search the open elements {depth * starts} times, more than "
-            f"{MAX_PARSE_WORK}",
+            reason=f"elements nested up to {depth} deep: parsing would search or rebuild "
+            f"open elements about {work} times, more than {MAX_PARSE_WORK}",
         )
-    lower = text.lower()
     # One scan for both "data:" and "javascript:"/"vbscript:" (their endings).
     schemes = set(_SCHEME_COLON.findall(lower))
     data_urls = "data" in schemes
@@ -212,85 +211,224 @@ def disarm(request: DisarmRequest) -> DisarmResult:
 #: start tag, so a page of N nested <div>s costs N² (100,000 of them: 20 s). Files
 #: nested deeper than this are refused; browsers flatten beyond 512 levels anyway.
 MAX_NESTING = 10_000
-#: And every start tag may search the whole stack (for a <p> to close, say): a page
-#: whose start tags times its depth is more than this is refused too (9,999 nested
-#: <div>s and then a million <li>s would take minutes). About a second of parsing.
-MAX_PARSE_WORK = 200_000_000
+#: And many tags make html5ever search the whole stack (for a <p> to close, say), or
+#: rebuild the formatting elements left open (<b>, <font>... closed by another
+#: element's end tag): a page whose tags times its depth, plus its tags times those
+#: formatting elements, is more than this is refused too (9,999 nested <div>s and
+#: then a million <li>s would take minutes). About five seconds of parsing (a page
+#: of 10 MB nested 50 deep is half of it).
+MAX_PARSE_WORK = 1_000_000_000
 #: Elements that never stay open: void elements and those whose end tag is implied
-#: by the next sibling (an unclosed <td> does not nest the next <td>). List items are
-#: apart: see _ITEMS.
+#: by the next sibling. List items, cells and rows, ruby text and option groups are
+#: apart (see _ITEMS): they do nest in some places.
 _NOT_NESTING = frozenset(
     """
     area base br col embed hr img input link meta source track wbr param keygen frame
-    p tr td th option optgroup rb rt rp rtc tbody thead tfoot colgroup caption
-    html head body
+    p option tbody thead tfoot colgroup caption html head body
     """.split()
 )
-#: A list item closes the open item of its own list (an unclosed <li> does not nest
-#: the next <li>), but stays open inside a list it holds (<ul><li><ul><li>... nests):
-#: item -> (the items it closes, the lists that stop the search).
-_ITEMS = {
-    "li": (frozenset({"li"}), frozenset({"ul", "ol", "menu"})),
-    "dd": (frozenset({"dd", "dt"}), frozenset({"dl"})),
-    "dt": (frozenset({"dd", "dt"}), frozenset({"dl"})),
+#: What a start tag's own name ends at in a browser's reading (a "/" of "<svg/>").
+_PHRASING = frozenset(
+    """
+    a abbr b bdi bdo big cite code data dfn em font i kbd mark nobr q s samp small span
+    strike strong sub sup time tt u var address div p
+    """.split()
+)
+#: An item that closes the open item of its kind when it starts (an unclosed <li>
+#: does not nest the next <li>), but stays open inside a list it holds (<ul><li><ul>
+#: <li>... nests): item -> (the items it closes, the elements that stop the search,
+#: whether it passes only phrasing elements (and address, div, p: the HTML spec's
+#: list item rule) or anything, how far down it looks, the element that must be open
+#: for it to close anything: ruby text outside a <ruby>, or an option group outside a
+#: <select>, nest). Beyond that it is taken as nesting: an over-estimate, never an
+#: under-estimate.
+_ITEMS: dict[str, tuple[frozenset[str], frozenset[str], bool, int, str | None]] = {
+    "li": (frozenset({"li"}), frozenset({"ul", "ol", "menu"}), True, 16, None),
+    "dd": (frozenset({"dd", "dt"}), frozenset({"dl"}), True, 16, None),
+    "dt": (frozenset({"dd", "dt"}), frozenset({"dl"}), True, 16, None),
+    # a cell closes the row's open cell and what is in it; a row the open row
+    "td": (frozenset({"td", "th"}), frozenset({"tr", "table", "template"}), False, 32, "table"),
+    "th": (frozenset({"td", "th"}), frozenset({"tr", "table", "template"}), False, 32, "table"),
+    "tr": (frozenset({"tr"}), frozenset({"table", "template"}), False, 32, "table"),
+    # only when it is the current element
+    "rb": (frozenset({"rb", "rt", "rp", "rtc"}), frozenset(), False, 1, "ruby"),
+    "rt": (frozenset({"rb", "rt", "rp"}), frozenset(), False, 1, "ruby"),
+    "rp": (frozenset({"rb", "rt", "rp"}), frozenset(), False, 1, "ruby"),
+    "rtc": (frozenset({"rb", "rt", "rp", "rtc"}), frozenset(), False, 1, "ruby"),
+    "optgroup": (frozenset({"optgroup"}), frozenset(), False, 1, "select"),
 }
-#: How far down the stack the scan looks for the item a new one closes; further down
-#: it assumes none (an over-estimate of the depth, never an under-estimate).
-_ITEM_SEARCH = 8
+#: Formatting elements: left open when another element's end tag closes them, the
+#: parser rebuilds them for every later tag and text, until a marker (a cell, a
+#: caption...) that was open before closes; at most three alike (same attributes).
+_FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
+_MARKERS = frozenset("td th caption object applet marquee template".split())
+_ALIKE = 3
+#: What rebuilding one formatting element costs, in steps of a search of the stack
+#: (creating an element: measured about 200 times as long).
+REBUILD_COST = 200
+#: Foreign content, where "/>" closes an element.
+_FOREIGN = frozenset({"svg", "math"})
 
 
-def _nesting(text: str) -> tuple[int, int]:
-    """An upper estimate of how deep the elements nest (0 when neither it nor the
-    parsing work can be high), and an upper estimate of the start tags."""
-    # Every start tag is a "<" not followed by "/": when there are few of those, the
-    # elements cannot nest deeper than that, and no tokens are needed.
-    starts = text.count("<")
-    if starts > MAX_NESTING:
-        starts -= text.count("</")
-    if starts <= MAX_NESTING:
-        return 0, starts
-    tokens = _TAG_TOKEN.findall(text)
-    counts: Counter[str] = Counter()
-    for token, n in Counter(tokens).items():  # (counted in C, then merged by case)
-        counts[token.lower()] += n
-    opened = sum(n for name, n in counts.items() if name[0] != "/" and name not in _NOT_NESTING)
-    if opened <= MAX_NESTING and opened * starts <= MAX_PARSE_WORK:
-        return 0, starts  # cannot nest deeper than elements are opened: no scan
+def _nesting(lower: str) -> tuple[int, int]:
+    """Upper estimates of how deep the elements of ``lower`` (the lowered page) nest
+    and of the parsing work (in steps of a search of the stack: the tags times the
+    depth, and the formatting elements rebuilt); (0, 0) when neither can be high."""
+    # Every tag is a "<": when there are few of those, the elements cannot nest
+    # deeper than that, nor the work be more than their square; no tokens needed.
+    tags = lower.count("<")
+    if tags <= MAX_NESTING:
+        return 0, 0
+    # At most three formatting elements alike (same name and attributes) are left
+    # for the parser to rebuild, and one <a>: how many there can be.
+    alike = len(set(_FORMATTING_TAG.findall(lower)))
+    if (_ALIKE * alike + 1) * tags * REBUILD_COST <= MAX_PARSE_WORK:
+        # Elements cannot nest deeper than start tags are written ("<" not "</")...
+        opened = tags - lower.count("</")
+        if opened <= MAX_NESTING and opened * tags <= MAX_PARSE_WORK:
+            return 0, 0
+        # ... nor than elements that stay open are opened (no tokens needed so far)
+        tokens = Counter(_TAG_TOKEN.findall(lower))  # (counted in C)
+        opened = sum(n for name, n in tokens.items() if name[0] != "/" and name not in _NOT_NESTING)
+        if opened <= MAX_NESTING and opened * tags <= MAX_PARSE_WORK:
+            return 0, 0
+    # (script and style text and comments hold no tags: counted above, which only
+    # over-estimates, and left out of the scan)
+    text = _CODE_BLOCKS.sub(" ", lower)
+    return _scan(text, list(_TAG_TOKEN.finditer(text)))
+
+
+#: A formatting start tag but <a> (see _FORMATTING), as written.
+_FORMATTING_TAG = re.compile(
+    r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\s/>])[^>]*+>?"
+)
+
+
+class _Formatting:
+    """The formatting elements the parser rebuilds (see _FORMATTING): how many, at
+    most three alike, each with the number of markers open when it was left."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, str, str]] = []  # (markers, name, start tag)
+        self.alike: Counter[str] = Counter()
+        self.count = 0
+
+    def leave(self, markers: int, name: str, tag: str) -> None:
+        self.entries.append((markers, name, tag))
+        self.alike[tag] += 1
+        if self.alike[tag] <= _ALIKE:
+            self.count += 1
+
+    def _drop(self, index: int) -> None:
+        _, _, tag = self.entries.pop(index)
+        self.alike[tag] -= 1
+        if self.alike[tag] < _ALIKE:
+            self.count -= 1
+
+    def end_tag(self, name: str) -> None:
+        """Its own end tag: the last one of the name is no longer rebuilt."""
+        for i in range(len(self.entries) - 1, max(len(self.entries) - 64, -1), -1):
+            if self.entries[i][1] == name:
+                self._drop(i)
+                return
+
+    def marker_closed(self, markers: int) -> None:
+        """A marker closed, ``markers`` still open: what was left inside it goes."""
+        while self.entries and self.entries[-1][0] > markers:
+            self._drop(len(self.entries) - 1)
+
+
+#: The rest of a start tag, quoted values read whole, up to its ">" (looked for over
+#: a bounded stretch: a tag it does not end in is taken as open).
+_TAG_REST = re.compile(r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+_TAG_REST_LIMIT = 65_536
+
+
+def _self_closing(text: str, at: int) -> bool:
+    """Whether the start tag whose name ends at ``at`` ends with "/>"."""
+    end = text.find(">", at)
+    if end < 0:
+        return False
+    rest = text[at:end]
+    if rest.count('"') % 2 or rest.count("'") % 2:  # (a ">" in a quoted value)
+        m = _TAG_REST.match(text, at, min(len(text), at + _TAG_REST_LIMIT))
+        if m is None:
+            return False
+        end = m.end() - 1
+    return text[end - 1] == "/"
+
+
+def _scan(text: str, found: list[re.Match[str]]) -> tuple[int, int]:
+    """:func:`_nesting` of the tags ``found`` in ``text``, read one by one (the work
+    is left at 0 once the depth is over the limit)."""
     # An end tag closes the innermost open element of its name and those inside it;
     # one that closes nothing is ignored, as a browser ignores it ("<div></ul>" over
     # and over nests divs).
-    stack: list[str] = []
+    stack: list[tuple[str, str]] = []  # (name, start tag of a formatting element)
     open_names: Counter[str] = Counter()
     peak = 0
-    for token in tokens:
-        name = token.lower()
+    left = _Formatting()
+    rebuilt = 0
+
+    def close(k: int) -> None:
+        """Close stack[k] (by its end tag, or another item's start) and what it holds:
+        the formatting elements it holds are left for the parser to rebuild, but for
+        those inside a marker (a cell...) that closes too."""
+        popped = stack[k:]
+        del stack[k:]
+        for name, _ in popped:
+            open_names[name] -= 1
+        markers = sum(open_names[n] for n in _MARKERS)  # (still open)
+        lowest = next((i for i, (name, _) in enumerate(popped) if name in _MARKERS), None)
+        for name, tag in popped[1 : lowest if lowest is not None else len(popped)]:
+            if name in _FORMATTING:
+                left.leave(markers, name, tag)
+        if lowest is not None:
+            left.marker_closed(markers)
+
+    searched = 0
+    for m in found:
+        name = m[1]
+        rebuilt += left.count
+        searched += len(stack)
         if name[0] == "/":
             name = name[1:]
             if open_names[name]:
-                while True:
-                    top = stack.pop()
-                    open_names[top] -= 1
-                    if top == name:
+                k = len(stack) - 1
+                while stack[k][0] != name:
+                    k -= 1
+                close(k)
+            elif name in _FORMATTING:
+                left.end_tag(name)
+            continue
+        if name in _NOT_NESTING:
+            continue
+        if (name in _FOREIGN or open_names["svg"] or open_names["math"]) and _self_closing(
+            text, m.end()
+        ):
+            continue  # ("/>" closes it at once in foreign content)
+        item = _ITEMS.get(name)
+        if item is not None:
+            closes, stops, phrasing_only, depth, context = item
+            if context is None or open_names[context]:
+                for k in range(len(stack) - 1, max(len(stack) - 1 - depth, -1), -1):
+                    below = stack[k][0]
+                    if below in closes:
+                        close(k)
                         break
-        elif name not in _NOT_NESTING:
-            item = _ITEMS.get(name)
-            if item is not None:
-                closes, lists = item
-                for k in range(len(stack) - 1, max(len(stack) - 1 - _ITEM_SEARCH, -1), -1):
-                    if stack[k] in closes:
-                        for top in stack[k:]:
-                            open_names[top] -= 1
-                        del stack[k:]
+                    if below in stops or (phrasing_only and below not in _PHRASING):
                         break
-                    if stack[k] in lists:
-                        break
-            stack.append(name)
-            open_names[name] += 1
-            if len(stack) > peak:
-                peak = len(stack)
-                if peak > MAX_NESTING:
-                    return peak, starts  # (refused: no need to read on)
-    return peak, starts
+        key = ""
+        if name in _FORMATTING:
+            end = text.find(">", m.end())
+            key = text[m.start() : end if end >= 0 else len(text)]
+        stack.append((name, key))
+        open_names[name] += 1
+        if len(stack) > peak:
+            peak = len(stack)
+            if peak > MAX_NESTING:
+                return peak, 0  # (refused: no need to read on)
+    return peak, searched + rebuilt * REBUILD_COST
 
 
 # ------------------------------------------------------------------------ decoding
@@ -375,7 +513,14 @@ def _same(raw: bytes, text: str, document: str) -> bool:
 # page a second time in Python would cost more than nh3 itself. Counts are therefore
 # approximate (an entity-encoded "javascript:" is removed but not counted).
 # (Applied to the lowered text: HTML tag names are ASCII case-insensitive only.)
-_CODE_BLOCKS = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?(?:-->|\Z)", re.S)
+#: (An end tag is its name then white space, "/" or ">", as the tokenizer reads it;
+#: without one, or without the start tag's ">", the block runs to the end: every
+#: match either ends at the first end tag or takes the rest, so the text is read
+#: once however many start tags it holds.)
+_CODE_BLOCKS = re.compile(
+    r"<(script|style)(?=[\s/>]|\Z)(?:[^>]*+>(?:.*?</\1(?=[\s/>])[^>]*+>?|.*)|.*)|<!--.*?(?:-->|\Z)",
+    re.S,
+)
 #: Start and end tags ("div", "/div"), for the nesting estimate (and the inventory of
 #: a text whose lowering moves or makes ASCII letters, see _lowers_in_place).
 _TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
@@ -421,9 +566,11 @@ _URL_ATTRIBUTE_BEFORE = re.compile(
     r"\b(href|src|action|formaction|data|poster|background)\s*=\s*[\"']?\s*\Z"
 )
 #: Matched (on the lowered text) at each "<meta" (where the tag scan found one).
+#: (Matched within one start tag: see _start_tag_end.)
 _META_EQUIV = re.compile(r"<meta\b[^>]*\shttp-equiv\s*=\s*[\"']?\s*(?!content-type)")
-_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
-_HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?([A-Za-z0-9-]+)", re.I)
+_HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?([A-Za-z0-9-]+)")
+#: What ends a tag name.
+_NAME_END = frozenset("\t\n\f\r />")
 
 
 def _inventory(
@@ -463,7 +610,13 @@ def _inventory(
         else:
             found[("markup", f"<{name}>")] += n
     if names.get("meta"):
-        refresh = sum(_META_EQUIV.match(lower, at) is not None for at in metas)
+        refresh = 0
+        done = -1
+        for at in metas:  # (each tag read once: a "<meta" inside one is its text)
+            if at < done:
+                continue
+            done = _start_tag_end(lower, at)
+            refresh += _META_EQUIV.match(lower, at, done) is not None
         if refresh:
             found[("active_content", "<meta http-equiv>")] += refresh
     # "x.onclick = f" in a script is not markup
@@ -479,10 +632,40 @@ def _inventory(
     srcdoc = lower.count("srcdoc")
     if srcdoc:
         found[("scripts", "srcdoc attribute")] += srcdoc
-    title_match = _TITLE.search(text)
-    title = " ".join(html.unescape(title_match.group(1)).split()) if title_match else ""
-    lang_match = _HTML_LANG.search(text)
-    return title, lang_match.group(1) if lang_match else "", found
+    title = ""
+    at = _first_start_tag(lower, "title")
+    if at is not None:
+        start = lower.find(">", at)
+        if start >= 0:  # (RCDATA up to "</title", or to the end)
+            end = lower.find("</title", start)
+            raw = text[start + 1 : end if end >= 0 else len(text)]
+            title = " ".join(html.unescape(raw).split())
+    lang = ""
+    at = _first_start_tag(lower, "html")
+    if at is not None:
+        lang_match = _HTML_LANG.match(lower, at, _start_tag_end(lower, at))
+        if lang_match:
+            lang = text[lang_match.start(1) : lang_match.end(1)]
+    return title, lang, found
+
+
+def _first_start_tag(lower: str, name: str) -> int | None:
+    """Where the first ``<name`` start tag is in ``lower`` (its name ended as the
+    tokenizer ends it), or None."""
+    word = "<" + name
+    at = lower.find(word)
+    while at >= 0:
+        after = at + len(word)
+        if after >= len(lower) or lower[after] in _NAME_END:
+            return at
+        at = lower.find(word, after)
+    return None
+
+
+def _start_tag_end(lower: str, at: int) -> int:
+    """Where the start tag at ``at`` ends (its ">", or the end of the text)."""
+    end = lower.find(">", at)
+    return end if end >= 0 else len(lower)
 
 
 def _lowers_in_place(text: str) -> bool:
