@@ -218,3 +218,21 @@ def test_a_still_webp_is_sized_from_its_header_before_it_is_opened(
     assert "16383x16383 pixels is more than" in result.reason
     result, _ = _disarm(tmp_path, _still_webp(lossless), "webp")
     assert result.outcome == "rebuilt"
+
+
+def test_progressive_jpegs_count_their_coefficients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libjpeg keeps the whole image's coefficients to decode a progressive JPEG and
+    again to write it: counted, so a picture that fits as a baseline JPEG may not as
+    a progressive one (a worker with 100 MiB left, here)."""
+    from gicap_media import images
+
+    monkeypatch.setattr(images, "_memory_left", lambda: 100 << 20)
+    picture = Image.new("RGB", (3000, 3000), (10, 20, 30))
+    for progressive, outcome in ((False, "rebuilt"), (True, "unprocessable")):
+        buf = io.BytesIO()
+        picture.save(buf, "JPEG", progressive=progressive, quality=50)
+        result, _ = _disarm(tmp_path, buf.getvalue(), "jpeg")
+        assert result.outcome == outcome, (progressive, result.reason)
+    assert "left to this worker" in result.reason

@@ -512,7 +512,13 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) 
         )
     # (an EXIF orientation is applied to the pixels: one more copy of them)
     turned = frames == 1 and img.getexif().get(_ORIENTATION_TAG, 1) != 1
-    _check_memory(fmt, frames, total, img.size, turned, left)
+    # (the pages of a TIFF are decoded one at a time, the largest one at most)
+    canvas = max(sizes, key=lambda size: size[0] * size[1]) if fmt == "TIFF" else img.size
+    if fmt == "JPEG" and ("progressive" in img.info or "progression" in img.info):
+        # libjpeg keeps the whole image's coefficients to decode progressive scans,
+        # and again to write them: about twice the pixels (more for CMYK)
+        fmt = "JPEG-CMYK-PROGRESSIVE" if img.mode == "CMYK" else "JPEG-PROGRESSIVE"
+    _check_memory(fmt, frames, total, canvas, turned, left)
     return frames
 
 
@@ -539,12 +545,14 @@ def _check_memory(
 #: Bytes that decoding and re-encoding an animation take, per pixel of all frames and
 #: per pixel of the canvas they are composited on (Pillow keeps the canvas, the frame
 #: before it, the decoded frames and the encoder's copies). Measured upper bounds.
-_DECODE_BYTES = {"GIF": (6, 16), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (6, 0)}
+_DECODE_BYTES = {"GIF": (6, 16), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (4, 4)}
 #: One frame: decoded and copied (8 bytes per pixel), turned by its EXIF orientation
 #: (12); a WebP is decoded through Pillow's animation decoder, with its two canvases.
 _ONE_FRAME_BYTES = 8
 _TURNED_FRAME_BYTES = 12
-_WEBP_FRAME_BYTES = 30
+_WEBP_FRAME_BYTES = 25
+#: One progressive JPEG frame (see _check_sizes).
+_PROGRESSIVE_FRAME_BYTES = {"JPEG-PROGRESSIVE": 16, "JPEG-CMYK-PROGRESSIVE": 20}
 _ORIENTATION_TAG = 0x0112
 
 
@@ -555,6 +563,8 @@ def _decode_bytes(
     if frames == 1:
         if fmt == "WEBP":
             return _WEBP_FRAME_BYTES * total
+        if fmt in _PROGRESSIVE_FRAME_BYTES:
+            return (_PROGRESSIVE_FRAME_BYTES[fmt] + (4 if turned else 0)) * total
         return (_TURNED_FRAME_BYTES if turned else _ONE_FRAME_BYTES) * total
     per_pixel, per_canvas_pixel = _DECODE_BYTES.get(fmt, (_ONE_FRAME_BYTES, 0))
     return per_pixel * total + per_canvas_pixel * canvas[0] * canvas[1]
