@@ -369,7 +369,25 @@ def _excel_danger(text: str, delimiter: str | None, decoded: _Decoded) -> bool:
         return False
     if text[:1] and text[0] in _EXCEL_FORMULA:
         return True
-    return any(_EXCEL_DANGER[d].search(text) for d in others)
+    return any(_danger_after(text, d) for d in others)
+
+
+def _danger_after(text: str, delimiter: str) -> bool:
+    """Whether a formula character follows ``delimiter``, a line break or a quote in
+    ``text`` (``_EXCEL_DANGER``): each found with ``str.find`` while they are few,
+    else by the pattern."""
+    before = (delimiter, "\r", "\n", '"')
+    budget = len(text) // 32
+    for char in _EXCEL_FORMULA:
+        at = text.find(char, 1)
+        while at >= 0:
+            if text[at - 1] in before:
+                return True
+            budget -= 1
+            if budget < 0:
+                return _EXCEL_DANGER[delimiter].search(text) is not None
+            at = text.find(char, at + 1)
+    return False
 
 
 def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tuple[str, int, bool]:
@@ -393,9 +411,7 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
     for _ in range(3):
         changed = False
         for other in others:
-            if not (text[:1] and text[0] in _EXCEL_FORMULA) and not _EXCEL_DANGER[other].search(
-                text
-            ):
+            if not (text[:1] and text[0] in _EXCEL_FORMULA) and not _danger_after(text, other):
                 continue  # (no field start of this reading is followed by one)
             at = _excel_fields(text, other)
             if at:
