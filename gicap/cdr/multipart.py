@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gicap.cdr.detect import file_names
 from gicap.protocol.headers import Headers, parse_header_lines, split_lines
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
-_PARAM = re.compile(r'(\w+)\*?=(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
+_PARAM = re.compile(r'(\w+)\*?\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
 
 
 class MultipartError(ValueError):
@@ -30,6 +31,14 @@ class Part:
             for m in _PARAM.finditer(disposition)
         }
         return params.get("filename")
+
+    @property
+    def filenames(self) -> list[str]:
+        """Every name the part may be stored under (``filename*`` and ``filename``,
+        each one given, encodings decoded: see ``gicap.cdr.detect.file_names``)."""
+        disposition = self.headers.get("Content-Disposition") or ""
+        names = file_names(disposition)
+        return names or ([self.filename] if self.filename is not None else [])
 
     @property
     def is_file(self) -> bool:

@@ -29,6 +29,8 @@ class FileReport:
     body: BinaryIO | None = None
     #: Set when the rebuild changed the type (a .docm delivered as .docx).
     content_type: str = ""
+    #: Sent with ``X-Content-Type-Options: nosniff`` (its Content-Type was corrected).
+    nosniff: bool = False
     old_extension: str = ""
     new_extension: str = ""
     file_id_header: bool = True

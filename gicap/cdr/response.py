@@ -90,7 +90,10 @@ def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
         headers.remove(name)
     headers.add("Content-Length", str(size))
     if report.content_type:
+        headers.remove("Content-Type")  # (every one: browsers take the last)
         headers.set("Content-Type", report.content_type)
+    if report.nosniff:
+        headers.set("X-Content-Type-Options", "nosniff")
     if report.new_extension:
         disposition = headers.get("Content-Disposition")
         if disposition:

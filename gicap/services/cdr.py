@@ -25,6 +25,7 @@ from gicap.cdr import multipart
 from gicap.cdr.detect import (
     SCRIPT_TYPES,
     file_names,
+    mismatch,
     opened_as,
     opened_as_saved,
     telling_name,
@@ -232,6 +233,7 @@ class CDRService(Service):
         source = workdir / "original"
         _copy_spool(txn.body, source)
         content_type = _content_type(message) or None
+        opened = _opened(content_type, saved, head.http_request)
         return self._disarm(
             report,
             profile,
@@ -239,7 +241,10 @@ class CDRService(Service):
             workdir / "rebuilt",
             encoding,
             _declared(content_type, saved),
-            _opened(content_type, saved, head.http_request),
+            opened,
+            # (what a page uses is never opened as that text, but a cache may serve it
+            # to a later navigation: its Content-Type is set to what it is)
+            opened_as(content_type) if opened is None and saved is None else None,
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:
@@ -271,6 +276,7 @@ class CDRService(Service):
         encoding: str | None,
         declared: str | None,
         opened: str | None,
+        served_as: str | None = None,
     ) -> FileReport:
         assert self.runner is not None, "CDR service used before start()"
         payload = {
@@ -313,11 +319,20 @@ class CDRService(Service):
                 # the charset of the HTTP header first: one the origin gave (ISO-2022-JP,
                 # say) would read the rebuilt bytes as other markup.
                 report.content_type = f"{written.get('mime') or 'text/html'}; charset=utf-8"
+            if mismatch(written.get("name", ""), served_as):
+                report.content_type, report.nosniff = written.get("mime", ""), True
             report.body = open(dest, "rb")  # noqa: SIM115 - closed after sending
             report.size_out = os.fstat(report.body.fileno()).st_size
             report.outcome = REBUILT
             return report
         if outcome == "unmodified":
+            if mismatch(report.file_type, served_as):
+                # delivered as it is, but under the Content-Type of what it is
+                report.content_type, report.nosniff = ftype.get("mime", ""), True
+                report.body = open(d.get("decoded_path") or source, "rb")  # noqa: SIM115
+                report.size_out = os.fstat(report.body.fileno()).st_size
+                report.outcome = REBUILT
+                return report
             report.outcome = UNMODIFIED
             return report
         if outcome == "blocked":
@@ -399,7 +414,7 @@ class CDRService(Service):
             source.write_bytes(part.content)
             sub = self._new_report(txn, profile)
             sub.name = part.filename or ""
-            names = [part.filename] if part.filename else []
+            names = part.filenames
             sub = self._disarm(
                 sub,
                 profile,
@@ -509,12 +524,23 @@ _SUBRESOURCES = frozenset(
 
 
 def _content_type(message: Any) -> str:
-    """The media type a browser takes: the last one given (of repeated headers or a
-    comma list), lower case, without parameters; "" when there is none."""
-    values = message.headers.get_all("Content-Type")
-    if not values:
-        return ""
-    return values[-1].split(",")[-1].split(";", 1)[0].strip().lower()
+    """The media type a browser takes (Fetch's "extract a MIME type"): of every
+    Content-Type header, split on commas outside quoted strings, the last value that
+    is a type/subtype and not ``*/*``; lower case, without parameters; "" when there
+    is none."""
+    essence = ""
+    for header in message.headers.get_all("Content-Type") or []:
+        for value in _COMMA_LIST.findall(header):
+            mime = value.split(";", 1)[0].strip(" \t\r\n").lower()
+            if _MIME_TYPE.fullmatch(mime) and mime != "*/*":
+                essence = mime
+    return essence
+
+
+#: The items of a comma list, a quoted string (with its commas) kept whole.
+_COMMA_LIST = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*+"?)++')
+_TOKEN = r"[!#$%&'*+.^_`|~0-9a-z-]+"
+_MIME_TYPE = re.compile(f"{_TOKEN}/{_TOKEN}")
 
 
 def _shown(content_type: str) -> bool:
@@ -537,16 +563,19 @@ def _saved_names(message: Any, request: Any) -> list[str] | None:
     one."""
     if _subresource(request):
         return None
-    disposition = (message.headers.get("Content-Disposition") or "").strip()
+    dispositions = [d.strip() for d in message.headers.get_all("Content-Disposition") or []]
     content_type = _content_type(message)
-    kind = re.split(r"[;,]", disposition, maxsplit=1)[0].strip().lower()
-    if (not disposition or kind == "inline") and _shown(content_type):
+    kinds = [re.split(r"[;,]", d, maxsplit=1)[0].strip().lower() for d in dispositions if d]
+    if all(kind == "inline" for kind in kinds) and _shown(content_type):
         return None
-    names = file_names(disposition) if disposition else []
+    # (several dispositions: clients differ on which one they take)
+    names = [name for d in dispositions if d for name in file_names(d)]
     if not names:
         url = request.target if request is not None else ""
-        segment = urlsplit(url).path.rsplit("/", 1)[-1].split(";", 1)[0]
-        names = [unquote(segment)] if segment else []
+        segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        # (browsers cut path parameters at the first or the last ";", or not at all)
+        variants = [segment.split(";", 1)[0], segment.rsplit(";", 1)[0], segment]
+        names = list(dict.fromkeys(name for name in variants if name))
     if content_type in SCRIPT_TYPES and not any("." in name for name in names):
         names.append("download.js")
     return names

@@ -429,17 +429,20 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
     else:
         raise csv.Error("cells split on another delimiter still start a formula")
     sylk = text.startswith(SYLK_START)
+    own = delimiter
     if sylk:
-        first = re.match(r'[^,;\t|\r\n"]*+', text)
-        assert first is not None
-        cell = first.group(0)
-        if text[len(cell) : len(cell) + 1] in ("", ",", ";", "\t", "|", "\r", "\n"):
-            text = f'"{cell}"{text[len(cell) :]}'
-        else:  # (a quote in it: no quoting possible)
-            text = NEUTRALISER + text
-    if count and delimiter is not None:
+        # The first cell, up to the file's own delimiter or a line break, quoted: the
+        # same value, and the file no longer starts with "ID".
+        own = own if own is not None else _detect_delimiter(text)
+        end = len(text)
+        for stop in (own, "\r", "\n"):
+            at = text.find(stop)
+            if 0 <= at < end:
+                end = at
+        text = '"' + text[:end].replace('"', '""') + '"' + text[end:]
+    if (count or sylk) and own is not None:
         # (the file's own reading: still valid CSV, still no formula cell)
-        if _formula_records(text, delimiter).count:
+        if _formula_records(text, own).count:
             raise csv.Error("a neutralised cell of another delimiter starts a formula")
     return text, count, sylk
 

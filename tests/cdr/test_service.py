@@ -817,6 +817,12 @@ POLYGLOT = _bmp_spelling(b"\r\n<script>alert(document.domain)</script>\r\n")
         'Content-Disposition: attachment; filename="filename=x.bmp;.hta"\r\n',
         # the last Content-Type is the one browsers take
         "Content-Type: text/html\r\n",
+        # ... the last that is a type: "*/*" and what does not parse are skipped, and
+        # a comma in a quoted parameter splits nothing
+        "Content-Type: text/html, */*\r\n",
+        'Content-Type: text/html; charset="utf-8,image/bmp"\r\n',
+        # a second disposition names the file too
+        "Content-Disposition: inline\r\nContent-Disposition: attachment; filename=x.hta\r\n",
     ],
 )
 def test_a_picture_saved_or_shown_as_a_page_is_blocked(srv: GicapProcess, extra: str) -> None:
@@ -838,5 +844,22 @@ def test_a_picture_a_page_shows_is_not_a_page(srv: GicapProcess) -> None:
     with resp(srv) as c:
         r = c.respmod(picture, res_head=head, req_head=request, preview=PREVIEW)
     assert r.status == 200 and r.http_response is not None
-    start, _ = http(r.http_response)
+    start, h = http(r.http_response)
     assert start.split(" ", 2)[1] == "200", start
+    # (a cache may serve it to a later navigation: it says what it is)
+    assert h.get_all("Content-Type") == ["image/bmp"]
+    assert h.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_an_upload_is_judged_by_every_name_it_has(srv: GicapProcess) -> None:
+    """A server may store the file under ``filename`` or ``filename*``."""
+    part = (
+        'Content-Disposition: form-data; name="f"; filename="x.html"; '
+        "filename*=UTF-8''x.bmp\r\nContent-Type: image/bmp",
+        POLYGLOT,
+    )
+    body = multipart(part)
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=req_head(body, content_type), preview=PREVIEW)
+    assert_blocked(r, "opened as", original=b"<script>alert", reqmod=True)

@@ -606,8 +606,15 @@ def test_a_file_excel_reads_as_sylk_is_quoted(tmp_path: Path) -> None:
     result = _disarm(request)
     assert result.outcome == "rebuilt", result
     out = request.destination.read_bytes()
-    assert not out.startswith(b"ID") and out.startswith(b'"ID"')
-    assert _read(out, delimiter=";") == _read(data, delimiter=";")
+    assert not out.startswith(b"ID") and out.startswith(b'"ID')
+    own = gicap_text._detect_delimiter(data.decode())
+    assert _read(out, delimiter=own) == _read(data, delimiter=own)
+    # the first cell ends at the file's own delimiter, whatever else it holds
+    mixed = b"ID|Code,Name\r\n1|A,alice\r\n"
+    request = _request(tmp_path, mixed)
+    assert _disarm(request).outcome == "rebuilt"
+    out = request.destination.read_bytes()
+    assert out.startswith(b'"ID|Code",') and _read(out) == _read(mixed)
     plain = b"ID,name\n1,a\n2,b\n"
     request = _request(tmp_path, plain)
     assert _disarm(request).outcome == "rebuilt"
