@@ -269,6 +269,10 @@ def test_words_of_such_styles_in_text_are_kept() -> None:
     ],
 )
 def test_parsing_work_is_bounded(tmp_path: Path, markup: str, why: str) -> None:
+    _refused(tmp_path, markup, why)
+
+
+def _refused(tmp_path: Path, markup: str, why: str) -> None:
     result, dest = _disarm(tmp_path, markup.encode())
     assert result.outcome == "unprocessable" and why in result.reason, result
     assert not dest.exists()
@@ -322,3 +326,44 @@ def test_many_unclosed_openers_are_read_once() -> None:
         [sys.executable, "-c", _MANY_OPENERS], capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == "done", out.stderr
+
+
+N = 12_000
+#: What a second review found the model let through (each took 14 s to 90 s, or
+#: aborted the worker): where html5ever keeps elements open or rebuilds them.
+KEPT_OPEN = {
+    # an end tag does not close past a special element (nor past a scope boundary)
+    "span-div": "<span><div></span>" * N,
+    "a-div": "<a><div></a>" * N,
+    "object-scope": "<div><object></div>" * N,
+    # names as the tokenizer reads them
+    "end-tag-name": "<div></div_x>" * N,
+    "p-name": "<p_x>" * N,
+    # foreign content: everything nests; "/>" after an unquoted value is the value's
+    "svg-col": "<svg>" + "<col>" * N,
+    "svg-unquoted-slash": "<svg>" + "<g a=x/>" * N,
+    "svg-style": "<svg><style>" + "<g>" * N,
+    # HTML inside an integration point: "/>" means nothing
+    "foreign-object": "<svg><foreignobject>" + "<div/>" * N,
+    "math-breakout": "<math>" + "<div/>" * N,
+    # ruby text with no <ruby> in scope, option groups in a template in a select
+    "ruby-scope": "<ruby><object>" + "<rt>" * N,
+    "select-template": "<select><template>" + "<optgroup>" * N,
+    # "<!-->" is a whole comment
+    "empty-comment": "<!-->" + "<div>" * N,
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEPT_OPEN))
+def test_what_the_parser_keeps_open_is_counted(tmp_path: Path, name: str) -> None:
+    _refused(tmp_path, KEPT_OPEN[name], "nested")
+
+
+def test_rebuilt_formatting_elements_count_with_their_attributes(tmp_path: Path) -> None:
+    """Few tags, but each rebuilds thousands of formatting elements (distinct ones,
+    or three alike with ten thousand attributes each): the worker ran out of memory."""
+    distinct = "<div>" + "".join(f"<b c={i}>" for i in range(4_000)) + "</div>"
+    _refused(tmp_path, distinct + "<div>x</div>" * 2_990, "rebuild")  # (under 10,000 tags)
+    attributes = " ".join(f"a{i}" for i in range(10_000))
+    alike = "<div>" + f"<b {attributes}>" * 3 + "</div>"
+    _refused(tmp_path, alike + "<div>x</div>" * 1_000, "rebuild")

@@ -272,163 +272,272 @@ _FOREIGN = frozenset({"svg", "math"})
 
 def _nesting(lower: str) -> tuple[int, int]:
     """Upper estimates of how deep the elements of ``lower`` (the lowered page) nest
-    and of the parsing work (in steps of a search of the stack: the tags times the
-    depth, and the formatting elements rebuilt); (0, 0) when neither can be high."""
-    # Every tag is a "<": when there are few of those, the elements cannot nest
-    # deeper than that, nor the work be more than their square; no tokens needed.
+    and of the parsing work (in steps of a search of the stack: the depth at every
+    tag, and the formatting elements rebuilt); (0, 0) when neither can be high."""
     tags = lower.count("<")
-    if tags <= MAX_NESTING:
+    if tags <= 64:
         return 0, 0
-    # At most three formatting elements alike (same name and attributes) are left
-    # for the parser to rebuild, and one <a>: how many there can be.
-    alike = len(set(_FORMATTING_TAG.findall(lower)))
-    if (_ALIKE * alike + 1) * tags * REBUILD_COST <= MAX_PARSE_WORK:
-        # Elements cannot nest deeper than start tags are written ("<" not "</")...
-        opened = tags - lower.count("</")
-        if opened <= MAX_NESTING and opened * tags <= MAX_PARSE_WORK:
-            return 0, 0
-        # ... nor than elements that stay open are opened (no tokens needed so far)
-        tokens = Counter(_TAG_TOKEN.findall(lower))  # (counted in C)
-        opened = sum(n for name, n in tokens.items() if name[0] != "/" and name not in _NOT_NESTING)
-        if opened <= MAX_NESTING and opened * tags <= MAX_PARSE_WORK:
-            return 0, 0
-    # (script and style text and comments hold no tags: counted above, which only
-    # over-estimates, and left out of the scan)
-    text = _CODE_BLOCKS.sub(" ", lower)
-    return _scan(text, list(_TAG_TOKEN.finditer(text)))
+    # The formatting elements the parser may rebuild for every tag: three alike (same
+    # name and attributes) at most, and one <a>; each costs with its attributes.
+    rebuild = REBUILD_COST + _ALIKE * sum(
+        REBUILD_COST + ATTRIBUTE_COST * len(tag) for tag in set(_FORMATTING_TAG.findall(lower))
+    )
+    # Elements cannot nest deeper than start tags are written ("<" not "</") and
+    # formatting elements rebuilt (counted twice: <a>s, one per cell, are rebuilt too).
+    opened = tags - lower.count("</")
+    if opened <= MAX_NESTING and (2 * opened + rebuild) * tags <= MAX_PARSE_WORK:
+        return 0, 0
+    # Else the tags are read one by one, as the parser reads them. (Comments hold no
+    # tags, nor do script and style text outside SVG and MathML, where they are not
+    # raw text: kept when a page has any.)
+    blocks = _COMMENTS if "<svg" in lower or "<math" in lower else _CODE_BLOCKS_EXACT
+    text = blocks.sub(" ", lower)
+    return _scan(text, list(_NESTING_TOKEN.finditer(text)))
 
 
+#: A tag's name as the tokenizer reads it (up to white space, "/" or ">").
+_NESTING_TOKEN = re.compile(r"<(/?[a-z][^\t\n\f\r />]*+)")
+#: Comments as the tokenizer ends them ("<!-->" and "<!--->" are whole comments).
+_COMMENT = r"<!--(?:>|->|.*?(?:--!?>|\Z))"
+_COMMENTS = re.compile(_COMMENT, re.S)
+_CODE_BLOCKS_EXACT = re.compile(
+    r"<(script|style)(?=[\s/>]|\Z)(?:[^>]*+>(?:.*?</\1(?=[\s/>])[^>]*+>?|.*)|.*)|" + _COMMENT,
+    re.S,
+)
+#: What a rebuilt formatting element costs per character of its start tag (its
+#: attributes are copied each time).
+ATTRIBUTE_COST = 10
 #: A formatting start tag but <a> (see _FORMATTING), as written.
 _FORMATTING_TAG = re.compile(
     r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\s/>])[^>]*+>?"
 )
+#: The HTML spec's special elements: an end tag of another element does not close
+#: them (nor what they hold); a formatting end tag above one runs the adoption agency.
+_SPECIAL = frozenset(
+    """
+    address applet area article aside base basefont bgsound blockquote body br button
+    caption center col colgroup dd details dir div dl dt embed fieldset figcaption figure
+    footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img
+    input keygen li link listing main marquee menu meta nav noembed noframes noscript
+    object ol p param plaintext pre script search section select source style summary
+    table tbody td template textarea tfoot th thead title tr track ul wbr xmp
+    mi mo mn ms mtext annotation-xml foreignobject desc
+    """.split()
+)
+#: What ends the default scope (an end tag of a special element closes nothing
+#: beyond it), with ol/ul and button for the list item and button scopes.
+_SCOPE = frozenset(
+    """
+    applet caption html table td th marquee object template mi mo mn ms mtext
+    annotation-xml foreignobject desc title ol ul button
+    """.split()
+)
+#: HTML integration points, where foreign content holds HTML again.
+_INTEGRATION = frozenset("foreignobject desc title mi mo mn ms mtext annotation-xml".split())
+#: Start tags that leave foreign content (the parser pops it): "/>" means nothing then.
+_BREAKOUT = frozenset(
+    """
+    b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr
+    i img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup
+    table tt u ul var font
+    """.split()
+)
+#: How far down the stack an end tag looks for its element (further: not closed,
+#: an over-estimate).
+_END_SEARCH = 64
+
+
+#: The rest of a start tag as the tokenizer reads it: attributes (quoted values read
+#: whole, an unquoted value up to white space or ">", so "a=x/" ends in "x/") and
+#: stray "/"s, then "/>" or ">" (looked for over a bounded stretch).
+_TAG_REST = re.compile(
+    r"""(?:\s++|/(?!>)|[^\s"'>/=][^\s"'>/=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]++))?)*+"""
+    r"(/?)>"
+)
+_TAG_REST_LIMIT = 65_536
+
+
+def _self_closing(text: str, at: int) -> bool:
+    """Whether the start tag whose name ends at ``at`` ends with "/>" (as the
+    tokenizer reads it; when unsure, not)."""
+    m = _TAG_REST.match(text, at, min(len(text), at + _TAG_REST_LIMIT))
+    return m is not None and m.group(1) == "/"
 
 
 class _Formatting:
-    """The formatting elements the parser rebuilds (see _FORMATTING): how many, at
-    most three alike, each with the number of markers open when it was left."""
+    """The formatting elements the parser may rebuild (see _FORMATTING): every one
+    opened and not yet closed by its own end tag (the parser's list holds no others),
+    but for those opened inside a marker (a cell...) that has closed since; their
+    cost, at most three alike (same start tag) counted."""
 
     def __init__(self) -> None:
         self.entries: list[tuple[int, str, str]] = []  # (markers, name, start tag)
         self.alike: Counter[str] = Counter()
-        self.count = 0
+        self.cost = 0
 
-    def leave(self, markers: int, name: str, tag: str) -> None:
+    @staticmethod
+    def _cost(tag: str) -> int:
+        return REBUILD_COST + ATTRIBUTE_COST * len(tag)
+
+    def opened(self, markers: int, name: str, tag: str) -> None:
         self.entries.append((markers, name, tag))
         self.alike[tag] += 1
         if self.alike[tag] <= _ALIKE:
-            self.count += 1
+            self.cost += self._cost(tag)
 
     def _drop(self, index: int) -> None:
         _, _, tag = self.entries.pop(index)
         self.alike[tag] -= 1
         if self.alike[tag] < _ALIKE:
-            self.count -= 1
+            self.cost -= self._cost(tag)
 
     def end_tag(self, name: str) -> None:
-        """Its own end tag: the last one of the name is no longer rebuilt."""
+        """Its own end tag: the last one of the name is no longer rebuilt (looked for
+        among the last few: else left, an over-estimate)."""
         for i in range(len(self.entries) - 1, max(len(self.entries) - 64, -1), -1):
             if self.entries[i][1] == name:
                 self._drop(i)
                 return
 
     def marker_closed(self, markers: int) -> None:
-        """A marker closed, ``markers`` still open: what was left inside it goes."""
+        """A marker closed, ``markers`` still open: what was opened inside it goes."""
         while self.entries and self.entries[-1][0] > markers:
             self._drop(len(self.entries) - 1)
 
 
-#: The rest of a start tag, quoted values read whole, up to its ">" (looked for over
-#: a bounded stretch: a tag it does not end in is taken as open).
-_TAG_REST = re.compile(r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
-_TAG_REST_LIMIT = 65_536
+class _Stack:
+    """The stack of open elements as the model keeps it, with where each name, each
+    special element, each scope boundary and each foreign element and integration
+    point is on it (so that no question costs a walk down the stack)."""
 
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.at: dict[str, list[int]] = {}
+        self.special: list[int] = []
+        self.scope: list[int] = []
+        self.foreign: list[int] = []
+        self.integration: list[int] = []
+        self.markers = 0
 
-def _self_closing(text: str, at: int) -> bool:
-    """Whether the start tag whose name ends at ``at`` ends with "/>"."""
-    end = text.find(">", at)
-    if end < 0:
-        return False
-    rest = text[at:end]
-    if rest.count('"') % 2 or rest.count("'") % 2:  # (a ">" in a quoted value)
-        m = _TAG_REST.match(text, at, min(len(text), at + _TAG_REST_LIMIT))
-        if m is None:
+    def push(self, name: str) -> None:
+        k = len(self.names)
+        self.names.append(name)
+        self.at.setdefault(name, []).append(k)
+        if name in _SPECIAL:
+            self.special.append(k)
+        if name in _SCOPE:
+            self.scope.append(k)
+        if name in _FOREIGN:
+            self.foreign.append(k)
+        if name in _INTEGRATION:
+            self.integration.append(k)
+        if name in _MARKERS:
+            self.markers += 1
+
+    def pop_to(self, k: int) -> bool:
+        """Close names[k:]; whether a marker closed."""
+        marker = False
+        for name in reversed(self.names[k:]):
+            self.at[name].pop()
+            if name in _MARKERS:
+                self.markers -= 1
+                marker = True
+        del self.names[k:]
+        for indexes in (self.special, self.scope, self.foreign, self.integration):
+            while indexes and indexes[-1] >= k:
+                indexes.pop()
+        return marker
+
+    def innermost(self, name: str) -> int | None:
+        where = self.at.get(name)
+        return where[-1] if where else None
+
+    def in_foreign(self) -> bool:
+        """Whether the current element is SVG or MathML content (not an integration
+        point, where HTML is read again)."""
+        return bool(self.foreign) and (
+            not self.integration or self.integration[-1] < self.foreign[-1]
+        )
+
+    def context_open(self, name: str) -> bool:
+        """Whether an item whose context is ``name`` closes its siblings: a table in
+        table scope (no template above it), a select in select scope (only option
+        groups and options above it), ruby in the default scope."""
+        k = self.innermost(name)
+        if k is None:
             return False
-        end = m.end() - 1
-    return text[end - 1] == "/"
+        if name == "table":
+            template = self.innermost("template")
+            return template is None or template < k
+        if name == "select":
+            return all(n in ("optgroup", "option") for n in self.names[k + 1 :][-16:]) and (
+                len(self.names) - k - 1 <= 16
+            )
+        return not (self.scope and self.scope[-1] > k)
 
 
 def _scan(text: str, found: list[re.Match[str]]) -> tuple[int, int]:
     """:func:`_nesting` of the tags ``found`` in ``text``, read one by one (the work
-    is left at 0 once the depth is over the limit)."""
-    # An end tag closes the innermost open element of its name and those inside it;
-    # one that closes nothing is ignored, as a browser ignores it ("<div></ul>" over
-    # and over nests divs).
-    stack: list[tuple[str, str]] = []  # (name, start tag of a formatting element)
-    open_names: Counter[str] = Counter()
+    is left at 0 once the depth is over the limit). Where the model cannot tell what
+    the parser does, elements stay open: the estimates only err upwards."""
+    stack = _Stack()
     peak = 0
     left = _Formatting()
-    rebuilt = 0
+    rebuilt = searched = 0
 
     def close(k: int) -> None:
-        """Close stack[k] (by its end tag, or another item's start) and what it holds:
-        the formatting elements it holds are left for the parser to rebuild, but for
-        those inside a marker (a cell...) that closes too."""
-        popped = stack[k:]
-        del stack[k:]
-        for name, _ in popped:
-            open_names[name] -= 1
-        markers = sum(open_names[n] for n in _MARKERS)  # (still open)
-        lowest = next((i for i, (name, _) in enumerate(popped) if name in _MARKERS), None)
-        for name, tag in popped[1 : lowest if lowest is not None else len(popped)]:
-            if name in _FORMATTING:
-                left.leave(markers, name, tag)
-        if lowest is not None:
-            left.marker_closed(markers)
+        if stack.pop_to(k):
+            left.marker_closed(stack.markers)
 
-    searched = 0
     for m in found:
         name = m[1]
-        rebuilt += left.count
-        searched += len(stack)
+        rebuilt += left.cost
+        depth = len(stack.names)
+        searched += depth
         if name[0] == "/":
             name = name[1:]
-            if open_names[name]:
-                k = len(stack) - 1
-                while stack[k][0] != name:
-                    k -= 1
-                close(k)
-            elif name in _FORMATTING:
+            if name in _FORMATTING:
                 left.end_tag(name)
+            k = stack.innermost(name)
+            if k is None:
+                continue
+            if name in _SPECIAL:
+                if stack.scope and stack.scope[-1] > k:
+                    continue  # (not in scope: ignored)
+            elif stack.special and stack.special[-1] > k:
+                if name in _FORMATTING:
+                    searched += 8 * depth  # (the adoption agency's passes)
+                continue  # (ignored, or what the adoption agency leaves open)
+            close(k)
             continue
-        if name in _NOT_NESTING:
+        if stack.foreign and name not in _BREAKOUT and stack.in_foreign():
+            # foreign content: every element nests, "/>" closes it at once
+            if _self_closing(text, m.end()):
+                continue
+        elif name in _NOT_NESTING:
             continue
-        if (name in _FOREIGN or open_names["svg"] or open_names["math"]) and _self_closing(
-            text, m.end()
-        ):
-            continue  # ("/>" closes it at once in foreign content)
-        item = _ITEMS.get(name)
-        if item is not None:
-            closes, stops, phrasing_only, depth, context = item
-            if context is None or open_names[context]:
-                for k in range(len(stack) - 1, max(len(stack) - 1 - depth, -1), -1):
-                    below = stack[k][0]
-                    if below in closes:
-                        close(k)
-                        break
-                    if below in stops or (phrasing_only and below not in _PHRASING):
-                        break
-        key = ""
-        if name in _FORMATTING:
-            end = text.find(">", m.end())
-            key = text[m.start() : end if end >= 0 else len(text)]
-        stack.append((name, key))
-        open_names[name] += 1
-        if len(stack) > peak:
-            peak = len(stack)
+        else:
+            item = _ITEMS.get(name)
+            if item is not None:
+                closes, stops, phrasing_only, reach, context = item
+                if context is None or stack.context_open(context):
+                    names = stack.names
+                    for k in range(depth - 1, max(depth - 1 - reach, -1), -1):
+                        below = names[k]
+                        if below in closes:
+                            close(k)
+                            break
+                        if below in stops or (phrasing_only and below not in _PHRASING):
+                            break
+            if name in _FORMATTING:
+                end = text.find(">", m.end())
+                left.opened(stack.markers, name, text[m.start() : end if end >= 0 else len(text)])
+        stack.push(name)
+        if len(stack.names) > peak:
+            peak = len(stack.names)
             if peak > MAX_NESTING:
                 return peak, 0  # (refused: no need to read on)
-    return peak, searched + rebuilt * REBUILD_COST
+    return peak, searched + rebuilt
 
 
 # ------------------------------------------------------------------------ decoding
