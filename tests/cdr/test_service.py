@@ -10,7 +10,6 @@ Content-Encoding, size limits, multipart uploads, and engines that raise, hang o
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import pytest
 
 from gicap.client import ICAPClient, ICAPResult
 from gicap.protocol.headers import Headers, parse_header_lines, split_lines
+from tests.cdr.test_job_polyglot import _bmp_holding
 from tests.support import GicapProcess
 
 Start = Callable[..., GicapProcess]
@@ -110,6 +110,12 @@ def res_head(
 def saved_as(name: str) -> str:
     """The extra header of a download saved under ``name``."""
     return f'Content-Disposition: attachment; filename="{name}"\r\n'
+
+
+def page_request(url: str, destination: str) -> bytes:
+    """The request of what a page uses (``Sec-Fetch-Dest``: script, image...)."""
+    host = url.split("/")[2]
+    return f"GET {url} HTTP/1.1\r\nHost: {host}\r\nSec-Fetch-Dest: {destination}\r\n\r\n".encode()
 
 
 def req_head(body: bytes, content_type: str, *, method: str = "POST") -> bytes:
@@ -352,10 +358,7 @@ def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
     """A script a page loads (Sec-Fetch-Dest: script) runs in the page, whatever
     Content-Type a misconfigured server gives it: it is not a download to block."""
     head = res_head(SCRIPT, "binary/octet-stream")
-    request = (
-        b"GET http://bucket.example/static/app.js HTTP/1.1\r\nHost: bucket.example\r\n"
-        b"Sec-Fetch-Dest: script\r\n\r\n"
-    )
+    request = page_request("http://bucket.example/static/app.js", "script")
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
     assert r.status == 204, (r.status, r.http_response)
@@ -793,18 +796,7 @@ def test_work_files_are_deleted(srv: GicapProcess) -> None:
 # ------------------------------------------------- what a download is opened as
 
 
-def _bmp_spelling(payload: bytes) -> bytes:
-    """A BMP whose row of pixels is ``payload`` (BMP stores BGR)."""
-    from PIL import Image
-
-    padded = payload + b" " * (-len(payload) % 3)
-    bgr = b"".join(padded[i : i + 3][::-1] for i in range(0, len(padded), 3))
-    buf = io.BytesIO()
-    Image.frombytes("RGB", (len(padded) // 3, 1), bgr).save(buf, "BMP")
-    return buf.getvalue()
-
-
-POLYGLOT = _bmp_spelling(b"\r\n<script>alert(document.domain)</script>\r\n")
+POLYGLOT = _bmp_holding(b"\r\n<script>alert(document.domain)</script>\r\n")
 
 
 @pytest.mark.parametrize(
@@ -835,12 +827,9 @@ def test_a_picture_saved_or_shown_as_a_page_is_blocked(srv: GicapProcess, extra:
 def test_a_picture_a_page_shows_is_not_a_page(srv: GicapProcess) -> None:
     """An image a script sends with PHP's default text/html, fetched by an <img>
     (Sec-Fetch-Dest: image), is shown as an image: rebuilt, not blocked."""
-    picture = _bmp_spelling(b"plain pixels")
+    picture = _bmp_holding(b"plain pixels")
     head = res_head(picture, "text/html")
-    request = (
-        b"GET http://origin.example/captcha.php HTTP/1.1\r\nHost: origin.example\r\n"
-        b"Sec-Fetch-Dest: image\r\n\r\n"
-    )
+    request = page_request("http://origin.example/captcha.php", "image")
     with resp(srv) as c:
         r = c.respmod(picture, res_head=head, req_head=request, preview=PREVIEW)
     assert r.status == 200 and r.http_response is not None
