@@ -182,7 +182,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
     lower = text.lower()
-    depth, work = _nesting(lower)
+    depth, work = _nesting(text, lower)
     if depth > MAX_NESTING:
         return DisarmResult(
             "unprocessable", reason=f"elements nested {depth} deep, more than {MAX_NESTING}"
@@ -224,7 +224,7 @@ MAX_PARSE_WORK = 1_000_000_000
 _NOT_NESTING = frozenset(
     """
     area base br col embed hr img input link meta source track wbr param keygen frame
-    p option tbody thead tfoot colgroup caption html head body
+    tbody thead tfoot colgroup caption html head body
     """.split()
 )
 #: What a start tag's own name ends at in a browser's reading (a "/" of "<svg/>").
@@ -255,7 +255,6 @@ _ITEMS: dict[str, tuple[frozenset[str], frozenset[str], bool, int, str | None]] 
     "rt": (frozenset({"rb", "rt", "rp"}), frozenset(), False, 1, "ruby"),
     "rp": (frozenset({"rb", "rt", "rp"}), frozenset(), False, 1, "ruby"),
     "rtc": (frozenset({"rb", "rt", "rp", "rtc"}), frozenset(), False, 1, "ruby"),
-    "optgroup": (frozenset({"optgroup"}), frozenset(), False, 1, "select"),
 }
 #: Formatting elements: left open when another element's end tag closes them, the
 #: parser rebuilds them for every later tag and text, until a marker (a cell, a
@@ -270,47 +269,56 @@ REBUILD_COST = 200
 _FOREIGN = frozenset({"svg", "math"})
 
 
-def _nesting(lower: str) -> tuple[int, int]:
-    """Upper estimates of how deep the elements of ``lower`` (the lowered page) nest
-    and of the parsing work (in steps of a search of the stack: the depth at every
-    tag, and the formatting elements rebuilt); (0, 0) when neither can be high."""
+def _nesting(text: str, lower: str) -> tuple[int, int]:
+    """Upper estimates of how deep the elements of a page nest (``text``, and
+    ``lower``: it lowered) and of the parsing work (in steps of a search of the
+    stack: the depth at every tag, and the formatting elements rebuilt); (0, 0) when
+    neither can be high."""
     tags = lower.count("<")
     if tags <= 64:
         return 0, 0
-    # The formatting elements the parser may rebuild for every tag: three alike (same
-    # name and attributes) at most, and one <a>; each costs with its attributes.
-    rebuild = REBUILD_COST + _ALIKE * sum(
-        REBUILD_COST + ATTRIBUTE_COST * len(tag) for tag in set(_FORMATTING_TAG.findall(lower))
-    )
-    # Elements cannot nest deeper than start tags are written ("<" not "</") and
-    # formatting elements rebuilt (counted twice: <a>s, one per cell, are rebuilt too).
-    opened = tags - lower.count("</")
-    if opened <= MAX_NESTING and (2 * opened + rebuild) * tags <= MAX_PARSE_WORK:
-        return 0, 0
-    # Else the tags are read one by one, as the parser reads them. (Comments hold no
-    # tags, nor do script and style text outside SVG and MathML, where they are not
-    # raw text: kept when a page has any.)
-    blocks = _COMMENTS if "<svg" in lower or "<math" in lower else _CODE_BLOCKS_EXACT
-    text = blocks.sub(" ", lower)
-    return _scan(text, list(_NESTING_TOKEN.finditer(text)))
+    # (names are read in the lowered text; attributes, which the parser compares as
+    # written, in the text: the same places unless lowering moves characters)
+    same_places = _lowers_in_place(text)
+    if same_places:
+        # The formatting elements the parser may rebuild for every tag: three alike
+        # (same name and attributes) at most, and one <a> (the longest); each costs
+        # with its attributes.
+        # (names are found in the lowered text, attributes compared as written)
+        alike = {text[m.start() : m.end()] for m in _FORMATTING_TAG.finditer(lower)}
+        longest_a = _SHORT_A
+        if _LONG_A_TAG.search(lower):
+            longest_a = max(m.end() - m.start() for m in _A_TAG.finditer(lower))
+        rebuild = REBUILD_COST + ATTRIBUTE_COST * longest_a
+        rebuild += _ALIKE * sum(REBUILD_COST + ATTRIBUTE_COST * len(tag) for tag in alike)
+        # Elements cannot nest deeper than start tags are written ("<" not "</") and
+        # formatting elements rebuilt (counted twice: <a>s, one a cell, are too).
+        opened = tags - lower.count("</")
+        if opened <= MAX_NESTING and (2 * opened + rebuild) * tags <= MAX_PARSE_WORK:
+            return 0, 0
+    # Else the tags are read one by one, as the parser reads them.
+    return _scan(text if same_places else None, lower, list(_NESTING_TOKEN.finditer(lower)))
 
 
 #: A tag's name as the tokenizer reads it (up to white space, "/" or ">").
 _NESTING_TOKEN = re.compile(r"<(/?[a-z][^\t\n\f\r />]*+)")
-#: Comments as the tokenizer ends them ("<!-->" and "<!--->" are whole comments).
-_COMMENT = r"<!--(?:>|->|.*?(?:--!?>|\Z))"
-_COMMENTS = re.compile(_COMMENT, re.S)
-_CODE_BLOCKS_EXACT = re.compile(
-    r"<(script|style)(?=[\s/>]|\Z)(?:[^>]*+>(?:.*?</\1(?=[\s/>])[^>]*+>?|.*)|.*)|" + _COMMENT,
-    re.S,
-)
+#: The attributes of a start tag as the tokenizer reads them (quoted values whole).
+_ATTRIBUTES = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>?"""
 #: What a rebuilt formatting element costs per character of its start tag (its
 #: attributes are copied each time).
 ATTRIBUTE_COST = 10
-#: A formatting start tag but <a> (see _FORMATTING), as written.
+#: A formatting start tag but <a> (see _FORMATTING), an <a> start tag, and one of
+#: more than _SHORT_A characters, in the lowered page.
 _FORMATTING_TAG = re.compile(
-    r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\s/>])[^>]*+>?"
+    r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\t\n\f\r />])" + _ATTRIBUTES
 )
+_A_TAG = re.compile(r"<a(?=[\t\n\f\r />])" + _ATTRIBUTES)
+_SHORT_A = 256
+_LONG_A_TAG = re.compile(
+    r"<a(?=[\t\n\f\r />])(?:[^>\"']|\"[^\"]*+\"|'[^']*+'){" + str(_SHORT_A - 2) + "}"
+)
+#: Elements whose text the tokenizer reads as text up to their end tag (in HTML).
+_RAW_TEXT = frozenset("script style textarea title xmp iframe noembed noframes".split())
 #: The HTML spec's special elements: an end tag of another element does not close
 #: them (nor what they hold); a formatting end tag above one runs the adoption agency.
 _SPECIAL = frozenset(
@@ -347,21 +355,16 @@ _BREAKOUT = frozenset(
 _END_SEARCH = 64
 
 
-#: The rest of a start tag as the tokenizer reads it: attributes (quoted values read
-#: whole, an unquoted value up to white space or ">", so "a=x/" ends in "x/") and
-#: stray "/"s, then "/>" or ">" (looked for over a bounded stretch).
+#: The rest of a tag as the tokenizer reads it: attributes (a name, then perhaps
+#: "=" and a value: quoted values read whole, an unquoted one up to white space or
+#: ">", so "a=x/" ends in "x/"), white space and stray "/"s, then "/>" or ">".
+#: Without a match the tag runs to the end of the page (a quote or the tag never
+#: closes): the tokenizer reads no tag after it.
 _TAG_REST = re.compile(
-    r"""(?:\s++|/(?!>)|[^\s"'>/=][^\s"'>/=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]++))?)*+"""
+    r"""(?:[\t\n\f\r ]++|/(?!>)|[^\t\n\f\r />][^\t\n\f\r />=]*+"""
+    r"""(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:"[^"]*+"|'[^']*+'|[^\t\n\f\r >]++))?)*+"""
     r"(/?)>"
 )
-_TAG_REST_LIMIT = 65_536
-
-
-def _self_closing(text: str, at: int) -> bool:
-    """Whether the start tag whose name ends at ``at`` ends with "/>" (as the
-    tokenizer reads it; when unsure, not)."""
-    m = _TAG_REST.match(text, at, min(len(text), at + _TAG_REST_LIMIT))
-    return m is not None and m.group(1) == "/"
 
 
 class _Formatting:
@@ -371,30 +374,31 @@ class _Formatting:
     cost, at most three alike (same start tag) counted."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[int, str, str]] = []  # (markers, name, start tag)
+        #: (markers open, name, start tag as written (or a key of its own), cost)
+        self.entries: list[tuple[int, str, str, int]] = []
         self.alike: Counter[str] = Counter()
         self.cost = 0
 
-    @staticmethod
-    def _cost(tag: str) -> int:
-        return REBUILD_COST + ATTRIBUTE_COST * len(tag)
-
-    def opened(self, markers: int, name: str, tag: str) -> None:
-        self.entries.append((markers, name, tag))
+    def opened(self, markers: int, name: str, tag: str, length: int) -> None:
+        cost = REBUILD_COST + ATTRIBUTE_COST * length
+        self.entries.append((markers, name, tag, cost))
         self.alike[tag] += 1
         if self.alike[tag] <= _ALIKE:
-            self.cost += self._cost(tag)
+            self.cost += cost
 
     def _drop(self, index: int) -> None:
-        _, _, tag = self.entries.pop(index)
+        _, _, tag, cost = self.entries.pop(index)
         self.alike[tag] -= 1
         if self.alike[tag] < _ALIKE:
-            self.cost -= self._cost(tag)
+            self.cost -= cost
 
-    def end_tag(self, name: str) -> None:
-        """Its own end tag: the last one of the name is no longer rebuilt (looked for
-        among the last few: else left, an over-estimate)."""
-        for i in range(len(self.entries) - 1, max(len(self.entries) - 64, -1), -1):
+    def end_tag(self, name: str, markers: int) -> None:
+        """Its own end tag: the last one of the name opened since the last marker
+        (``markers`` open) is no longer rebuilt (looked for among the last few: else
+        left, an over-estimate)."""
+        for i in range(len(self.entries) - 1, max(len(self.entries) - 16, -1), -1):
+            if self.entries[i][0] < markers:
+                return  # (behind a marker: the parser does not see it)
             if self.entries[i][1] == name:
                 self._drop(i)
                 return
@@ -476,30 +480,40 @@ class _Stack:
         return not (self.scope and self.scope[-1] > k)
 
 
-def _scan(text: str, found: list[re.Match[str]]) -> tuple[int, int]:
-    """:func:`_nesting` of the tags ``found`` in ``text``, read one by one (the work
-    is left at 0 once the depth is over the limit). Where the model cannot tell what
-    the parser does, elements stay open: the estimates only err upwards."""
+def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
+    """:func:`_nesting` of the tags ``found`` in ``lower``, read one by one (the work
+    is left at 0 once the depth is over the limit); ``text``: the page, where
+    attributes are compared as written (None: every formatting element counts apart).
+    Where the model cannot tell what the parser does, elements stay open and tags
+    count: the estimates only err upwards."""
     stack = _Stack()
     peak = 0
     left = _Formatting()
     rebuilt = searched = 0
+    skip = 0  # (the end of the last tag read, or of raw text: no tag before it)
+    limit = len(lower)
 
     def close(k: int) -> None:
         if stack.pop_to(k):
             left.marker_closed(stack.markers)
 
-    for m in found:
+    for count, m in enumerate(found):
+        if m.start() < skip:
+            continue  # (in an attribute value, or raw text)
         name = m[1]
+        rest = _TAG_REST.match(lower, m.end())
+        if rest is None:
+            break  # (the tag never ends: no tag after it)
+        tag_end = skip = rest.end()
         rebuilt += left.cost
         depth = len(stack.names)
         searched += depth
         if name[0] == "/":
             name = name[1:]
-            if name in _FORMATTING:
-                left.end_tag(name)
             k = stack.innermost(name)
             if k is None:
+                if name in _FORMATTING:
+                    left.end_tag(name, stack.markers)
                 continue
             if name in _SPECIAL:
                 if stack.scope and stack.scope[-1] > k:
@@ -508,20 +522,37 @@ def _scan(text: str, found: list[re.Match[str]]) -> tuple[int, int]:
                 if name in _FORMATTING:
                     searched += 8 * depth  # (the adoption agency's passes)
                 continue  # (ignored, or what the adoption agency leaves open)
+            if name in _FORMATTING:
+                left.end_tag(name, stack.markers)
             close(k)
             continue
-        if stack.foreign and name not in _BREAKOUT and stack.in_foreign():
+        foreign = bool(stack.foreign) and name not in _BREAKOUT and stack.in_foreign()
+        if foreign:
             # foreign content: every element nests, "/>" closes it at once
-            if _self_closing(text, m.end()):
+            if rest.group(1) == "/":
                 continue
         elif name in _NOT_NESTING:
             continue
         else:
+            if name in ("option", "optgroup") and stack.names and stack.names[-1] == "option":
+                close(depth - 1)  # (only an option that is the current element)
+            if (
+                name == "optgroup"
+                and stack.names
+                and stack.names[-1] == "optgroup"
+                and stack.context_open("select")
+            ):
+                close(len(stack.names) - 1)  # (in a select only: elsewhere they nest)
+            elif name == "p":
+                k = stack.innermost("p")
+                if k is not None and not (stack.scope and stack.scope[-1] > k):
+                    close(k)  # (a p in button scope)
             item = _ITEMS.get(name)
             if item is not None:
                 closes, stops, phrasing_only, reach, context = item
                 if context is None or stack.context_open(context):
                     names = stack.names
+                    depth = len(names)
                     for k in range(depth - 1, max(depth - 1 - reach, -1), -1):
                         below = names[k]
                         if below in closes:
@@ -530,14 +561,30 @@ def _scan(text: str, found: list[re.Match[str]]) -> tuple[int, int]:
                         if below in stops or (phrasing_only and below not in _PHRASING):
                             break
             if name in _FORMATTING:
-                end = text.find(">", m.end())
-                left.opened(stack.markers, name, text[m.start() : end if end >= 0 else len(text)])
+                tag = text[m.start() : tag_end] if text is not None else f"#{count}"
+                left.opened(stack.markers, name, tag, tag_end - m.start())
+            if name in _RAW_TEXT or name == "plaintext":
+                # its text is no tags, up to its end tag (plaintext: to the end)
+                skip = limit if name == "plaintext" else _raw_text_end(lower, name, tag_end)
         stack.push(name)
         if len(stack.names) > peak:
             peak = len(stack.names)
             if peak > MAX_NESTING:
                 return peak, 0  # (refused: no need to read on)
     return peak, searched + rebuilt
+
+
+def _raw_text_end(lower: str, name: str, at: int) -> int:
+    """Where the raw text of a ``name`` element starting at ``at`` ends: at its end
+    tag (the name, then white space, "/" or ">"), or the end of the page."""
+    word = "</" + name
+    end = lower.find(word, at)
+    while end >= 0:
+        after = end + len(word)
+        if after >= len(lower) or lower[after] in "\t\n\f\r />":
+            return end
+        end = lower.find(word, after)
+    return len(lower)
 
 
 # ------------------------------------------------------------------------ decoding
