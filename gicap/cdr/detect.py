@@ -833,8 +833,9 @@ def _looks_like_csv(text: str) -> bool:
 #: Types whose text a desktop or a browser reads whatever the bytes are, when the file
 #: is named (or served) as one of them: a script host runs any line of a ``.bat``,
 #: mshta and browsers run a ``<script>`` found among binary bytes in an ``.hta`` or
-#: ``.html``, Excel reads any text of a ``.csv`` as cells.
-OPENED_AS_TEXT = frozenset({"script", "html", "svg", "csv"})
+#: ``.html``, Excel reads any text of a ``.csv`` as cells. (In the order a file saved
+#: under names of several of them is taken as one.)
+OPENED_AS_TEXT = ("script", "html", "svg", "csv")
 
 
 def opened_as(declared: str | None) -> str | None:
@@ -852,7 +853,7 @@ def opened_as_saved(names: list[str], content_type: str | None) -> str | None:
     :data:`OPENED_AS_TEXT` any of them names; when none names any type, the type
     ``content_type`` names (a browser adds its extension to the name)."""
     kinds = [_name_type(name) for name in names]
-    for kind in ("script", "html", "svg", "csv"):
+    for kind in OPENED_AS_TEXT:
         if kind in kinds:
             return kind
     if any(kinds):

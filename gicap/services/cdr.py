@@ -244,7 +244,7 @@ class CDRService(Service):
             opened,
             # (what a page uses is never opened as that text, but a cache may serve it
             # to a later navigation: its Content-Type is set to what it is)
-            opened_as(content_type) if opened is None and saved is None else None,
+            opened_as(content_type) if _subresource(head.http_request) else None,
         )
 
     def disarm_path(self, path: Path, workdir: Path, profile: Profile) -> FileReport:

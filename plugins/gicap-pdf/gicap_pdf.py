@@ -1219,12 +1219,10 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
             yield mapped
 
 
-def _structure(
-    raw: bytes | mmap.mmap, pdf: pikepdf.Pdf, extra: list[str] | None = None
-) -> list[str]:
+def _structure(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf, extra: list[str]) -> list[str]:
     """What the rewrite will drop, for the "structure" action (and the damage it
     repairs: see ``_warnings_note``). Earlier revisions are told here by the trailer's
-    /Prev only (see ``_appended_revisions``)."""
+    /Prev only (see ``_appended_revisions``); ``extra``: ``_extra_trailer_keys``."""
     notes = []
     start = raw.find(_PDF_HEADER, 0, 1024)
     if start > 0:
@@ -1236,8 +1234,6 @@ def _structure(
         notes.append(f"{len(raw) - eof - len(_EOF_MARK)} bytes after %%EOF")
     if not pdf.is_linearized and "/Prev" in pdf.trailer:
         notes.append(_EARLIER_REVISIONS)
-    if extra is None:
-        extra = _extra_trailer_keys(pdf)
     if extra:
         notes.append(f"trailer entries no reader uses or that reach objects ({', '.join(extra)})")
     return notes

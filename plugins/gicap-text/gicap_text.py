@@ -230,7 +230,7 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     count = found.count
     if not count:
         return _excel_only(request, decoded, text, delimiter, policy)
-    cells_text = f"{count} cell{'s' if count != 1 else ''}"
+    cells_text = _cells(count)
 
     if policy == "allow":
         # Allowed by the policy: deliver the original, but still report what is in it.
@@ -288,14 +288,23 @@ def _write_csv(
         return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
     count += extra
     request.destination.write_bytes(decoded.encode(text))
-    what = f"{count} cell{'s' if count != 1 else ''}"
-    actions = [Action(FORMULAS_SWITCH, "neutralised", what)]
+    actions = [Action(FORMULAS_SWITCH, "neutralised", _cells(count))]
     if sylk:
         actions.append(Action(FORMULAS_SWITCH, "neutralised", _SYLK_WHAT))
     return DisarmResult("rebuilt", actions=actions)
 
 
 _SYLK_WHAT = "first cell ID quoted (Excel reads a file starting with ID as SYLK)"
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell{'s' if n != 1 else ''}"
+
+
+def _neutralise_at(text: str, starts: list[int]) -> str:
+    """``text`` with the neutraliser put at each of ``starts`` (in order)."""
+    bounds = [0, *starts, len(text)]
+    return NEUTRALISER.join([text[a:b] for a, b in pairwise(bounds)])
 
 
 def _excel_only(
@@ -314,7 +323,7 @@ def _excel_only(
             return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
         if not extra:
             return DisarmResult("unmodified")
-        what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
+        what = f"{_cells(extra)} as Excel splits the file"
         return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", what)])
     if not _excel_danger(text, delimiter, decoded) and not text.startswith(SYLK_START):
         return DisarmResult("unmodified")
@@ -324,7 +333,7 @@ def _excel_only(
         return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
     actions = []
     if extra:
-        what = f"{extra} cell{'s' if extra != 1 else ''} as Excel splits the file"
+        what = f"{_cells(extra)} as Excel splits the file"
         if policy == "disallow":
             return DisarmResult(
                 "blocked",
@@ -364,18 +373,15 @@ def _excel_danger(text: str, delimiter: str | None, decoded: _Decoded) -> bool:
     """Whether a field of Excel's reading on another delimiter may start a formula:
     a formula character at the start of the text, or after that delimiter, a line
     break or a quote (a first test: :func:`_excel_fields` tells)."""
-    others = _other_delimiters(text, delimiter, decoded)
-    if not others:
-        return False
-    if text[:1] and text[0] in _EXCEL_FORMULA:
-        return True
-    return any(_danger_after(text, d) for d in others)
+    return any(_danger_after(text, d) for d in _other_delimiters(text, delimiter, decoded))
 
 
 def _danger_after(text: str, delimiter: str) -> bool:
-    """Whether a formula character follows ``delimiter``, a line break or a quote in
-    ``text`` (``_EXCEL_DANGER``): each found with ``str.find`` while they are few,
-    else by the pattern."""
+    """Whether a formula character starts ``text`` or follows ``delimiter``, a line
+    break or a quote in it (``_EXCEL_DANGER``): each found with ``str.find`` while
+    they are few, else by the pattern."""
+    if text[:1] and text[0] in _EXCEL_FORMULA:
+        return True
     before = (delimiter, "\r", "\n", '"')
     budget = len(text) // 32
     for char in _EXCEL_FORMULA:
@@ -411,17 +417,11 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
     for _ in range(3):
         changed = False
         for other in others:
-            if not (text[:1] and text[0] in _EXCEL_FORMULA) and not _danger_after(text, other):
+            if not _danger_after(text, other):
                 continue  # (no field start of this reading is followed by one)
             at = _excel_fields(text, other)
             if at:
-                pieces = []
-                done = 0
-                for a in at:
-                    pieces.append(text[done:a])
-                    done = a
-                pieces.append(text[done:])
-                text = NEUTRALISER.join(pieces)
+                text = _neutralise_at(text, at)
                 count += len(at)
                 changed = True
         if not changed:
@@ -693,8 +693,7 @@ def _neutralised_at(text: str, starts: list[int], delimiter: str) -> str | None:
     """
     if delimiter == NEUTRALISER or not _lines_within(text, csv.field_size_limit() - 1):
         return None
-    bounds = [0, *starts, len(text)]
-    out = NEUTRALISER.join([text[a:b] for a, b in pairwise(bounds)])
+    out = _neutralise_at(text, starts)
     first = out[:1]
     if (
         len(out) != len(text) + len(starts)

@@ -227,7 +227,8 @@ _NOT_NESTING = frozenset(
     tbody thead tfoot colgroup caption html head body
     """.split()
 )
-#: What a start tag's own name ends at in a browser's reading (a "/" of "<svg/>").
+#: Elements a list item passes looking for the open item it closes (the HTML spec's
+#: list item rule: any but special elements, and address, div, p).
 _PHRASING = frozenset(
     """
     a abbr b bdi bdo big cite code data dfn em font i kbd mark nobr q s samp small span
@@ -237,11 +238,10 @@ _PHRASING = frozenset(
 #: An item that closes the open item of its kind when it starts (an unclosed <li>
 #: does not nest the next <li>), but stays open inside a list it holds (<ul><li><ul>
 #: <li>... nests): item -> (the items it closes, the elements that stop the search,
-#: whether it passes only phrasing elements (and address, div, p: the HTML spec's
-#: list item rule) or anything, how far down it looks, the element that must be open
-#: for it to close anything: ruby text outside a <ruby>, or an option group outside a
-#: <select>, nest). Beyond that it is taken as nesting: an over-estimate, never an
-#: under-estimate.
+#: whether it passes only _PHRASING elements or anything, how far down it looks, the
+#: element that must be open for it to close anything (ruby text outside a <ruby>
+#: nests; see _Stack.context_open). Beyond that it is taken as nesting: an
+#: over-estimate, never an under-estimate. (Options and option groups: in _scan.)
 _ITEMS: dict[str, tuple[frozenset[str], frozenset[str], bool, int, str | None]] = {
     "li": (frozenset({"li"}), frozenset({"ul", "ol", "menu"}), True, 16, None),
     "dd": (frozenset({"dd", "dt"}), frozenset({"dl"}), True, 16, None),
@@ -283,8 +283,8 @@ def _nesting(text: str, lower: str) -> tuple[int, int]:
     if same_places:
         # The formatting elements the parser may rebuild for every tag: three alike
         # (same name and attributes) at most, and one <a> (the longest); each costs
-        # with its attributes.
-        # (names are found in the lowered text, attributes compared as written)
+        # with its attributes. (Names found in the lowered text, attributes compared
+        # as written.)
         alike = {text[m.start() : m.end()] for m in _FORMATTING_TAG.finditer(lower)}
         longest_a = _SHORT_A
         if _LONG_A_TAG.search(lower):
@@ -350,11 +350,6 @@ _BREAKOUT = frozenset(
     table tt u ul var font
     """.split()
 )
-#: How far down the stack an end tag looks for its element (further: not closed,
-#: an over-estimate).
-_END_SEARCH = 64
-
-
 #: The rest of a tag as the tokenizer reads it: attributes (a name, then perhaps
 #: "=" and a value: quoted values read whole, an unquoted one up to white space or
 #: ">", so "a=x/" ends in "x/"), white space and stray "/"s, then "/>" or ">".
@@ -565,7 +560,8 @@ def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int
                 left.opened(stack.markers, name, tag, tag_end - m.start())
             if name in _RAW_TEXT or name == "plaintext":
                 # its text is no tags, up to its end tag (plaintext: to the end)
-                skip = limit if name == "plaintext" else _raw_text_end(lower, name, tag_end)
+                end = _find_tag(lower, "</" + name, tag_end)
+                skip = limit if name == "plaintext" or end is None else end
         stack.push(name)
         if len(stack.names) > peak:
             peak = len(stack.names)
@@ -574,17 +570,16 @@ def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int
     return peak, searched + rebuilt
 
 
-def _raw_text_end(lower: str, name: str, at: int) -> int:
-    """Where the raw text of a ``name`` element starting at ``at`` ends: at its end
-    tag (the name, then white space, "/" or ">"), or the end of the page."""
-    word = "</" + name
-    end = lower.find(word, at)
-    while end >= 0:
-        after = end + len(word)
-        if after >= len(lower) or lower[after] in "\t\n\f\r />":
-            return end
-        end = lower.find(word, after)
-    return len(lower)
+def _find_tag(lower: str, opening: str, at: int = 0) -> int | None:
+    """Where the first tag that starts with ``opening`` ("<title", "</script") is in
+    ``lower`` from ``at``, its name ended as the tokenizer ends it, or None."""
+    found = lower.find(opening, at)
+    while found >= 0:
+        after = found + len(opening)
+        if after >= len(lower) or lower[after] in _NAME_END:
+            return found
+        found = lower.find(opening, after)
+    return None
 
 
 # ------------------------------------------------------------------------ decoding
@@ -677,8 +672,8 @@ _CODE_BLOCKS = re.compile(
     r"<(script|style)(?=[\s/>]|\Z)(?:[^>]*+>(?:.*?</\1(?=[\s/>])[^>]*+>?|.*)|.*)|<!--.*?(?:-->|\Z)",
     re.S,
 )
-#: Start and end tags ("div", "/div"), for the nesting estimate (and the inventory of
-#: a text whose lowering moves or makes ASCII letters, see _lowers_in_place).
+#: Start and end tags ("div", "/div"), for the inventory of a text whose lowering
+#: moves or makes ASCII letters (see _lowers_in_place).
 _TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
 #: Elements the report does not mention (kept, or rebuilt by this module).
 _KEPT = TAGS | STRUCTURE
@@ -789,7 +784,7 @@ def _inventory(
     if srcdoc:
         found[("scripts", "srcdoc attribute")] += srcdoc
     title = ""
-    at = _first_start_tag(lower, "title")
+    at = _find_tag(lower, "<title")
     if at is not None:
         start = lower.find(">", at)
         if start >= 0:  # (RCDATA up to "</title", or to the end)
@@ -797,25 +792,12 @@ def _inventory(
             raw = text[start + 1 : end if end >= 0 else len(text)]
             title = " ".join(html.unescape(raw).split())
     lang = ""
-    at = _first_start_tag(lower, "html")
+    at = _find_tag(lower, "<html")
     if at is not None:
         lang_match = _HTML_LANG.match(lower, at, _start_tag_end(lower, at))
         if lang_match:
             lang = text[lang_match.start(1) : lang_match.end(1)]
     return title, lang, found
-
-
-def _first_start_tag(lower: str, name: str) -> int | None:
-    """Where the first ``<name`` start tag is in ``lower`` (its name ended as the
-    tokenizer ends it), or None."""
-    word = "<" + name
-    at = lower.find(word)
-    while at >= 0:
-        after = at + len(word)
-        if after >= len(lower) or lower[after] in _NAME_END:
-            return at
-        at = lower.find(word, after)
-    return None
 
 
 def _start_tag_end(lower: str, at: int) -> int:

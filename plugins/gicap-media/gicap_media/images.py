@@ -211,7 +211,7 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
                 f"{width}x{height} pixels is more than {limits.pixels} (max_image_pixels)"
             )
         total = layout.frames * width * height
-        _check_memory(fmt, layout.frames, total, layout.canvas, False, left)
+        _check_memory(fmt, layout.frames, total, layout.canvas, 0, left)
 
     # 2. Headers: Image.open reads them and decodes nothing yet.
     with Image.open(request.source, formats=[fmt]) as img:
@@ -510,15 +510,16 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) 
             f"{frames} frames of {total} pixels in all, more than {limits.total} "
             "(max_image_total_pixels)"
         )
-    # (an EXIF orientation is applied to the pixels: one more copy of them)
-    turned = frames == 1 and img.getexif().get(_ORIENTATION_TAG, 1) != 1
     # (the pages of a TIFF are decoded one at a time, the largest one at most)
     canvas = max(sizes, key=lambda size: size[0] * size[1]) if fmt == "TIFF" else img.size
+    extra = 0  # bytes per pixel one frame takes besides its decoding and copy
+    if frames == 1 and img.getexif().get(_ORIENTATION_TAG, 1) != 1:
+        extra += 4  # (an EXIF orientation is applied to the pixels: one more copy)
     if fmt == "JPEG" and ("progressive" in img.info or "progression" in img.info):
         # libjpeg keeps the whole image's coefficients to decode progressive scans,
         # and again to write them: about twice the pixels (more for CMYK)
-        fmt = "JPEG-CMYK-PROGRESSIVE" if img.mode == "CMYK" else "JPEG-PROGRESSIVE"
-    _check_memory(fmt, frames, total, canvas, turned, left)
+        extra += 12 if img.mode == "CMYK" else 8
+    _check_memory(fmt, frames, total, canvas, extra, left)
     return frames
 
 
@@ -527,12 +528,12 @@ def _check_memory(
     frames: int,
     total: int,
     canvas: tuple[int, int],
-    turned: bool,
+    extra: int,
     left: int | None,
 ) -> None:
     """Refuse an image whose decoding would not fit in what this worker had left
     before the file was opened (``left``: :func:`_memory_left`)."""
-    need = _decode_bytes(fmt, frames, total, canvas, turned)
+    need = _decode_bytes(fmt, frames, total, canvas, extra)
     if left is not None and need > left:
         width, height = canvas
         raise Refused(
@@ -546,26 +547,23 @@ def _check_memory(
 #: per pixel of the canvas they are composited on (Pillow keeps the canvas, the frame
 #: before it, the decoded frames and the encoder's copies). Measured upper bounds.
 _DECODE_BYTES = {"GIF": (6, 16), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (4, 4)}
-#: One frame: decoded and copied (8 bytes per pixel), turned by its EXIF orientation
-#: (12); a WebP is decoded through Pillow's animation decoder, with its two canvases.
+#: One frame: decoded and copied (8 bytes per pixel), plus what _check_sizes adds (a
+#: turned picture, progressive JPEG); a WebP is decoded through Pillow's animation
+#: decoder, with its two canvases, whatever else.
 _ONE_FRAME_BYTES = 8
-_TURNED_FRAME_BYTES = 12
 _WEBP_FRAME_BYTES = 25
-#: One progressive JPEG frame (see _check_sizes).
-_PROGRESSIVE_FRAME_BYTES = {"JPEG-PROGRESSIVE": 16, "JPEG-CMYK-PROGRESSIVE": 20}
 _ORIENTATION_TAG = 0x0112
 
 
 def _decode_bytes(
-    fmt: str, frames: int, total: int, canvas: tuple[int, int], turned: bool = False
+    fmt: str, frames: int, total: int, canvas: tuple[int, int], extra: int = 0
 ) -> int:
-    """About how many bytes decoding and re-encoding an image takes at most."""
+    """About how many bytes decoding and re-encoding an image takes at most
+    (``extra``: bytes per pixel one frame takes besides)."""
     if frames == 1:
         if fmt == "WEBP":
             return _WEBP_FRAME_BYTES * total
-        if fmt in _PROGRESSIVE_FRAME_BYTES:
-            return (_PROGRESSIVE_FRAME_BYTES[fmt] + (4 if turned else 0)) * total
-        return (_TURNED_FRAME_BYTES if turned else _ONE_FRAME_BYTES) * total
+        return (_ONE_FRAME_BYTES + extra) * total
     per_pixel, per_canvas_pixel = _DECODE_BYTES.get(fmt, (_ONE_FRAME_BYTES, 0))
     return per_pixel * total + per_canvas_pixel * canvas[0] * canvas[1]
 

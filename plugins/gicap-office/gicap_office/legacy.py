@@ -45,8 +45,9 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import olefile
 from oletools import msodde
@@ -154,29 +155,43 @@ def vba_label(data: bytes, budget: list[int]) -> str | None:
         with olefile.OleFileIO(io.BytesIO(data)) as ole:
             reader = _StreamReader(ole, data, budget)
             streams = []
-            todo = [ole.root]
-            while todo:
-                for entry in todo.pop().kids:
-                    if entry.entry_type == olefile.STGTY_STORAGE:
-                        if entry.name.lower() in _VBA_STORAGES:
-                            return VBA_PROJECT
-                        todo.append(entry)
-                    elif entry.entry_type == olefile.STGTY_STREAM:
-                        streams.append(entry)
-            for entry in streams:
+            for path, entry in _tree(ole):
+                if entry.entry_type == olefile.STGTY_STORAGE:
+                    if path[-1] in _VBA_STORAGES:
+                        return VBA_PROJECT
+                elif entry.entry_type == olefile.STGTY_STREAM:
+                    streams.append(entry)
+            for entry in (*streams, *_orphan_streams(ole)):
                 if _VBA_CODE in reader.read(entry.isectStart, entry.size):
                     return VBA_PROJECT
-            directory = ole.directory_fp.getvalue()
-            for sid, found in enumerate(ole.direntries):
-                if found is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
-                    entry = ole._load_direntry(sid)
-                    if _VBA_CODE in reader.read(entry.isectStart, entry.size):
-                        return VBA_PROJECT
     except MemoryError:
         raise
     except Exception:  # olefile raises many kinds on malformed files
         return UNREADABLE_OLE
     return None
+
+
+def _tree(ole: olefile.OleFileIO) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every entry of the directory tree as olefile built it (what listdir walks),
+    with its lower-cased path."""
+    todo: list[tuple[tuple[str, ...], Any]] = [((), ole.root)]
+    while todo:
+        prefix, parent = todo.pop()
+        for entry in parent.kids:
+            path = (*prefix, entry.name.lower())
+            yield path, entry
+            if entry.entry_type == olefile.STGTY_STORAGE:
+                todo.append((path, entry))
+
+
+def _orphan_streams(ole: olefile.OleFileIO) -> Iterator[Any]:
+    """The stream entries outside the tree (malformed files hide data there)."""
+    directory = ole.directory_fp.getvalue()
+    for sid, entry in enumerate(ole.direntries):
+        # not in the tree: unused or an orphan; the type byte of the raw entry tells
+        # which, before olefile parses it
+        if entry is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
+            yield ole._load_direntry(sid)
 
 
 @dataclass
@@ -200,27 +215,14 @@ class _Content:
         paths: list[tuple[str, ...]] = []
         storages: set[tuple[str, ...]] = set()
         streams: list[tuple[tuple[str, ...], bytes]] = []
-        # the directory tree as olefile built it (what listdir walks); streams are
-        # read as openstream reads them, from the mini stream when small
-        todo = [((), ole.root)]
-        while todo:
-            prefix, parent = todo.pop()
-            for entry in parent.kids:
-                path = (*prefix, entry.name.lower())
-                paths.append(path)
-                if entry.entry_type == olefile.STGTY_STORAGE:
-                    storages.add(path)
-                    todo.append((path, entry))
-                elif entry.entry_type == olefile.STGTY_STREAM:
-                    streams.append((path, reader.read(entry.isectStart, entry.size)))
-        orphans = []
-        directory = ole.directory_fp.getvalue()
-        for sid, entry in enumerate(ole.direntries):
-            # not in the tree: unused or an orphan; the type byte of the raw entry
-            # tells which, before olefile parses it
-            if entry is None and directory[sid * 128 + 66] == olefile.STGTY_STREAM:
-                entry = ole._load_direntry(sid)
-                orphans.append(reader.read(entry.isectStart, entry.size))
+        # streams are read as openstream reads them, from the mini stream when small
+        for path, entry in _tree(ole):
+            paths.append(path)
+            if entry.entry_type == olefile.STGTY_STORAGE:
+                storages.add(path)
+            elif entry.entry_type == olefile.STGTY_STREAM:
+                streams.append((path, reader.read(entry.isectStart, entry.size)))
+        orphans = [reader.read(e.isectStart, e.size) for e in _orphan_streams(ole)]
         return cls(paths, storages, streams, orphans, ole)
 
     def root(self, *names: str) -> bytes | None:

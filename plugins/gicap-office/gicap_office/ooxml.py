@@ -539,11 +539,7 @@ def _stray_dde_links(pkg: Package, report: Report) -> None:
             if _judge_external_part(pkg, report, name):
                 pkg.remove_part(name)
             continue
-        found = [
-            el
-            for el in root.iter()
-            if isinstance(el.tag, str) and split(el.tag)[1].lower() == "ddelink"
-        ]
+        found = _dde_link_elements(root)
         if found and report.hit("dynamic_data_exchange", "DDE link", n=len(found)):
             for el in found:
                 if el is root:
@@ -552,6 +548,16 @@ def _stray_dde_links(pkg: Package, report: Report) -> None:
                 _xml.remove(el)
             else:
                 pkg.touch(name)
+
+
+def _dde_link_elements(root: etree._Element) -> list[etree._Element]:
+    """The ``ddeLink`` elements of a part, in any namespace and letter case (as msodde
+    finds them)."""
+    return [
+        el
+        for el in root.iter()
+        if isinstance(el.tag, str) and split(el.tag)[1].lower() == "ddelink"
+    ]
 
 
 def _judge_external_link(pkg: Package, report: Report, rel: Rel | None) -> bool:
@@ -568,11 +574,9 @@ def _judge_external_part(pkg: Package, report: Report, part: str) -> bool:
     root = pkg.root(part)
     if root is None:
         return False
-    kinds = {split(c.tag)[1] for c in root}
-    if "ddeLink" in kinds or any(
-        isinstance(el.tag, str) and split(el.tag)[1].lower() == "ddelink" for el in root.iter()
-    ):
+    if _dde_link_elements(root):
         return report.hit("dynamic_data_exchange", "DDE link")
+    kinds = {split(c.tag)[1] for c in root}
     if "oleLink" in kinds:
         return report.hit("external_hyperlinks", "OLE link")
     return report.hit("external_hyperlinks", "external workbook link")
