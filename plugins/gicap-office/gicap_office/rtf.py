@@ -105,6 +105,44 @@ DESTINATIONS = (
     }
 )
 MAX_DEPTH = 10_000
+#: The destinations of the RTF specification (1.9.1): a group that starts with one of
+#: them (or with ``\\*``) holds no text of a field instruction it is in (a bookmark
+#: name in ``{\\*\\bkmkstart X}`` is not part of ``DDEAUTO``), for Word and
+#: LibreOffice alike.
+RTF_DESTINATIONS = frozenset(
+    b"""
+    aftncn aftnsep aftnsepc annotation atnauthor atndate atnicn atnid atnparent atnref
+    atntime atrfend atrfstart author background bkmkend bkmkstart blipuid buptim category
+    colorschememapping colortbl comment company creatim datafield datastore defchp defpap
+    do doccomm docvar dptxbxtext ebcend ebcstart factoidname falt fchars ffdeftext
+    ffentrymcr ffexitmcr ffformat ffhelptext ffl ffname ffstattext field file filetbl
+    fldinst fldrslt fldtype fname fontemb fontfile fonttbl footer footerf footerl footerr
+    footnote formfield ftncn ftnsep ftnsepc g generator gridtbl header headerf headerl
+    headerr hl hlfr hlinkbase hlloc hlsrc hsv htmltag info keycode keywords latentstyles
+    lchars levelnumbers leveltext lfolevel linkval list listlevel listname listoverride
+    listoverridetable listpicture liststylename listtable listtext lsdlockedexcept macc
+    maccPr mailmerge maln malnScr manager margPr mbar mbarPr mbaseJc mbegChr mborderBox
+    mborderBoxPr mbox mboxPr mchr mcount mctrlPr md mdeg mdegHide mden mdiff mdPr me
+    mendChr meqArr meqArrPr mf mfName mfPr mfunc mfuncPr mgroupChr mgroupChrPr mgrow
+    mhideBot mhideLeft mhideRight mhideTop mhtmltag mlim mlimloc mlimlow mlimlowPr mlimupp
+    mlimuppPr mm mmaddfieldname mmath mmathPict mmathPr mmaxdist mmc mmcJc mmconnectstr
+    mmconnectstrdata mmcPr mmcs mmdatasource mmheadersource mmmailsubject mmodso
+    mmodsofilter mmodsofldmpdata mmodsomappedname mmodsoname mmodsorecipdata mmodsosort
+    mmodsosrc mmodsotable mmodsoudl mmodsoudldata mmodsouniquetag mmPr mmquery mmr mnary
+    mnaryPr mnoBreak mnum mobjDist moMath moMathPara moMathParaPr mopEmu mphant mphantPr
+    mplcHide mpos mr mrad mradPr mrPr msepChr mshow mshp msPre msPrePr msSub msSubPr
+    msSubSup msSubSupPr msSup msSupPr mstrikeBLTR mstrikeH mstrikeTLBR mstrikeV msub
+    msubHide msup msupHide mtransp mtype mvertJc mvfmf mvfml mvtof mvtol mzeroAsc
+    mzeroDesc mzeroWid nesttableprops nextfile nonesttables objalias objclass objdata
+    object objname objsect objtime oldcprops oldpprops oldsprops oldtprops oleclsid
+    operator panose password passwordhash pgp pgptbl picprop pict pn pnseclvl pntext
+    pntxta pntxtb printim private propname protend protstart protusertbl pxe result revtbl
+    revtim rsidtbl rxe shp shpgrp shpinst shppict shprslt shptxt sn sp staticval
+    stylesheet subject sv svb tc template themedata title txe ud upr userprops
+    wgrffmtfilter windowcaption writereservation writereservhash xe xform xmlattrname
+    xmlattrvalue xmlclose xmlname xmlnstbl xmlopen
+    """.split()
+)
 
 #: Control words that can change the tokenizer's state in any group (everything else
 #: only matters in a group's first token, in pictures, field instructions and deleted
@@ -127,7 +165,7 @@ def _quiet(hex_and_escapes: bool) -> re.Pattern[bytes]:
     so they stop the run."""
     word = rb"\\(?!" + _STATE_WORD + rb")[a-zA-Z]{1,32}(?:-?[0-9]{1,10})?[ ]?"
     if hex_and_escapes:
-        others = rb"|\\'(?:[0-9a-fA-F]{2})?|\\[^a-zA-Z']"
+        others = rb"|\\'[0-9a-fA-F]{2}|\\[^a-zA-Z']"
         return re.compile(rb"(?:[^{}\\]+|" + word + others + rb")*")
     # Skipping: text counts the fallback characters down too, so it stops the run
     # (line breaks are not text and may stay in it).
@@ -137,8 +175,9 @@ def _quiet(hex_and_escapes: bool) -> re.Pattern[bytes]:
 
 _QUIET = _quiet(True)
 _QUIET_SKIP = _quiet(False)
-#: In a quiet group: an escaped backslash or brace, or a control word that may matter.
-_STOP = re.compile(rb"\\(?:(?P<escape>[\\{}])|" + _STATE_WORD + rb")")
+#: In a quiet group: an escaped backslash or brace, a control word that may matter, or
+#: a "\\'" without its two digits (refused by the tokenizer).
+_STOP = re.compile(rb"\\(?:(?P<escape>[\\{}])|'(?![0-9a-fA-F]{2})|" + _STATE_WORD + rb")")
 _SPECIAL = b"{}\\"
 _SPECIAL_BYTES = (b"{", b"}", b"\\")
 
@@ -167,6 +206,13 @@ class _Group:
     computed: bool = False
     ambiguous: bool = False  # see _Disarmer._word
     result: tuple[int, int, int] | None = None  # \fldrslt or \result: (start, end, mark)
+    # Of the groups around this one (they cannot change while it is open), set when it
+    # opens: a closing group is judged without searching the whole stack.
+    in_object: bool = False  # an enclosing group is an \object
+    in_result: bool = False  # an enclosing group is a \result or \fldrslt
+    instruction: _Group | None = None  # the nearest \fldinst group, this one included
+    field_around: _Group | None = None  # the nearest enclosing \field group
+    instr_text: bool = False  # (on a \fldinst group) non-blank text collected
     text: list[bytes] = field(default_factory=list)  # pict: data at this level
     words: list[tuple[bytes, int | None]] = field(default_factory=list)  # pict: words
 
@@ -320,14 +366,23 @@ class _Disarmer:
         if len(self.stack) >= MAX_DEPTH:
             raise RTFRefused("groups nested too deeply")
         parent = self.stack[-1] if self.stack else None
+        if parent is None:
+            self.stack.append(
+                _Group(start=start, mark=len(self.edits), deleted=False, in_dest=False, uc=1)
+            )
+            return
         self.stack.append(
             _Group(
                 start=start,
                 mark=len(self.edits),
-                deleted=parent.deleted if parent else False,
-                in_dest=parent.in_dest if parent else False,
-                uc=parent.uc if parent else 1,
-                buf=parent.buf if parent else None,
+                deleted=parent.deleted,
+                in_dest=parent.in_dest,
+                uc=parent.uc,
+                buf=parent.buf,
+                in_object=parent.in_object or b"object" in (parent.dest, parent.risky),
+                in_result=parent.in_result or parent.dest in (b"result", b"fldrslt"),
+                instruction=parent.instruction,
+                field_around=parent if parent.is_field else parent.field_around,
             )
         )
 
@@ -356,6 +411,8 @@ class _Disarmer:
             # A control word among the fallback characters of \uN in a field
             # instruction: readers disagree on whether it counts as one of them.
             self._ambiguous_instruction()
+        if g.first and word in RTF_DESTINATIONS:
+            self._leave_instruction(g)
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
             # like Word (and oletools' rtfobj), a destination word opens its destination
             # wherever it is in the group, not only first
@@ -406,7 +463,7 @@ class _Disarmer:
         if g.is_field:
             return
         g.is_field = True
-        if g.buf is not None and not "".join(g.buf).strip():
+        if g.buf is not None and g.instruction is not None and not g.instruction.instr_text:
             owner = self._fldinst_owner()
             if owner is not None:
                 owner.computed = True  # a field computes the keyword of another
@@ -415,27 +472,31 @@ class _Disarmer:
     def _fldinst(self, g: _Group) -> None:
         if g.own_buf is not None:
             return
-        parent = self.stack[-2] if len(self.stack) > 1 else None
         g.own_buf = []
         g.buf = g.own_buf
+        g.instruction = g
         if g.is_field:  # "{\field\fldinst ...}": the instruction in the field's own group
             g.field_owner = g
-        elif parent is not None and parent.is_field:
-            g.field_owner = parent
-        else:  # a group deeper in a field (readers may still take it as the instruction)
-            g.field_owner = next((a for a in reversed(self.stack[:-1]) if a.is_field), None)
+        else:  # the field around it; a group deeper in a field (readers may still take
+            # it as the instruction) too
+            g.field_owner = g.field_around
 
     def _fldinst_owner(self) -> _Group | None:
-        for g in reversed(self.stack):
-            if g.own_buf is not None:
-                return g.field_owner
-        return None
+        g = self.stack[-1].instruction if self.stack else None
+        return g.field_owner if g is not None else None
+
+    def _leave_instruction(self, g: _Group) -> None:
+        """``g`` (at its first token) is a destination: none of its text is part of a
+        field instruction around it (RTF readers skip it, or read it as what it is)."""
+        if g.own_buf is None:
+            g.buf = None
 
     def _symbol(self, start: int, end: int, sym: bytes) -> None:
         g = self._head()
         if sym == b"*" and g.first:
             g.star = True
             g.in_dest = True
+            self._leave_instruction(g)
             return
         g.first = False
         if sym in (b"\\", b"{", b"}", b"~", b"-", b"_"):
@@ -448,6 +509,11 @@ class _Disarmer:
             self._char({b"~": " ", b"-": "", b"_": "-"}.get(sym, sym.decode("latin-1")))
 
     def _hex(self, start: int, end: int, value: bytes | None) -> None:
+        if value is None:
+            # Word (and oletools' rtfobj) take the next two characters as the digits
+            # whatever they are ("\\'a\\\\objdata" is then the word \\objdata), other
+            # readers do not: no reading can be trusted.
+            raise RTFRefused(f"\\' not followed by two hex digits at byte {start}")
         g = self._head()
         g.first = False
         if g.deleted and not g.in_dest:
@@ -456,8 +522,7 @@ class _Disarmer:
         if self.skip:
             self.skip -= 1
             return
-        if value is not None:
-            self._char(bytes([int(value, 16)]).decode("cp1252", "replace"))
+        self._char(bytes([int(value, 16)]).decode("cp1252", "replace"))
 
     def _text(self, start: int, end: int, text: bytes) -> None:
         g = self._head()
@@ -477,7 +542,7 @@ class _Disarmer:
                 chars = chars[cut:]
                 self.skip -= cut
             if g.buf is not None:
-                g.buf.append(chars.decode("cp1252", "replace"))
+                self._collect(g, chars.decode("cp1252", "replace"))
 
     def _binary(self, start: int, data_start: int, data_end: int) -> None:
         g = self._head()
@@ -494,7 +559,15 @@ class _Disarmer:
     def _char(self, ch: str) -> None:
         g = self._head()
         if g.buf is not None:
-            g.buf.append(ch)
+            self._collect(g, ch)
+
+    @staticmethod
+    def _collect(g: _Group, text: str) -> None:
+        """Add ``text`` to the field instruction ``g`` collects for."""
+        assert g.buf is not None
+        g.buf.append(text)
+        if g.instruction is not None and not g.instruction.instr_text and text.strip():
+            g.instruction.instr_text = True
 
     def _drop_deleted(self, start: int, end: int) -> None:
         # tracked deletions are accepted: the deleted text goes (counted at \deleted)
@@ -529,7 +602,7 @@ class _Disarmer:
             if report.hit("embedded_files", "embedded OLE object"):
                 self._replace_group(g, end, self._result_of(g))
         elif dest in (b"objdata", b"objclass"):
-            if self._inside_object() and not self._inside_result():
+            if g.in_object and not g.in_result:
                 pass  # judged with the \object group around it (a result it keeps is not)
             elif report.hit("embedded_files", "OLE object data"):
                 self._replace_group(g, end, b"")
@@ -578,12 +651,6 @@ class _Disarmer:
                 self._replace_group(g, end, b"")
         elif dest == b"pict":
             self._picture(g, end)
-
-    def _inside_object(self) -> bool:
-        return any(b"object" in (g.dest, g.risky) for g in self.stack)
-
-    def _inside_result(self) -> bool:
-        return any(g.dest in (b"result", b"fldrslt") for g in self.stack)
 
     def _result_of(self, g: _Group) -> bytes:
         if g.result is None:
