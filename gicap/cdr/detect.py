@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 from gicap import hookimpl
 from gicap.cdr.types import FileType
+from gicap.cdr.zipdir import count_entries
 
 _OOXML_WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml"
 _OOXML_SHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml"
@@ -328,11 +329,20 @@ def _is_tar(head: bytes) -> bool:
 # -- zip / OOXML ---------------------------------------------------------------------
 
 
+#: A zip file with more entries than this is a zip, not an Office package (which has
+#: tens to a few thousand parts): zipfile is then not asked to read its directory.
+MAX_PACKAGE_ENTRIES = 65_535
+
+
 def _zip(head: bytes, path: str | None, hint: str | None) -> str:
     if path is not None:
         try:
-            with zipfile.ZipFile(path) as zf:
-                return _ooxml_from_zip(zf) or "zip"
+            with open(path, "rb") as fp:
+                size = os.fstat(fp.fileno()).st_size
+                if count_entries(fp, size, MAX_PACKAGE_ENTRIES) > MAX_PACKAGE_ENTRIES:
+                    return "zip"  # (the archive engine refuses it by max_members)
+                with zipfile.ZipFile(fp) as zf:
+                    return _ooxml_from_zip(zf) or "zip"
         except Exception:
             pass  # unreadable central directory: guess from the local headers
     return _ooxml_from_head(head, hint) or "zip"

@@ -66,6 +66,7 @@ FALLBACKS: dict[str, str] = {
 ARCHIVE_LIMITS: dict[str, int] = {
     "max_depth": 3,
     "max_members": 1000,
+    "max_total_members": 10_000,
     "max_expanded_bytes": 1024 * 1024 * 1024,
     "max_ratio": 100,
 }

@@ -59,7 +59,8 @@ class DisarmRequest:
 
     ``switches`` is the policy of the file's family (``switch -> allow|sanitise|disallow``),
     ``limits`` holds numeric limits (``max_file_size`` and, for archives, ``max_depth``,
-    ``max_members``, ``max_expanded_bytes``, ``max_ratio``). ``disarm_member`` lets a
+    ``max_members``, ``max_total_members``, ``max_expanded_bytes``, ``max_ratio``).
+    ``disarm_member`` lets a
     container engine hand a member file back to the pipeline (detection, engine choice,
     policy) — it returns the member's :class:`DisarmResult`. ``fallbacks`` is the
     profile's answer (``relay`` | ``block``) for members that cannot be disarmed, per

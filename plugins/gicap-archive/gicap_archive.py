@@ -40,11 +40,11 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from gicap import hookimpl
 from gicap.cdr.policy import ARCHIVE_LIMITS
 from gicap.cdr.types import DEFAULT_FALLBACKS, Action, DisarmRequest, DisarmResult, Outcome
+from gicap.cdr.zipdir import count_entries
 
 #: The file types this plugin claims (names given by gicap's detector).
 FILE_TYPES = ("zip",)
@@ -67,10 +67,6 @@ CHUNK = 1024 * 1024
 FLAG_ENCRYPTED = 0x1
 FLAG_UTF8 = 0x800
 
-_EOCD = struct.Struct("<4s4H2LH")
-_EOCD64_LOCATOR = struct.Struct("<4sLQL")
-_EOCD64 = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL_HEADER_SIZE = 46
 _LOCAL_HEADER_SIZE = 30
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9][A-Za-z0-9-]{0,23}$")
@@ -82,10 +78,13 @@ class _Refused(Exception):
 
 @dataclass
 class _Budget:
-    """Bytes that may still be expanded for the file being disarmed."""
+    """Bytes that may still be expanded, and members still disarmed, for the file
+    being disarmed."""
 
     total: int  # max_expanded_bytes of the outermost archive
     left: int
+    members_total: int  # max_total_members of the outermost archive
+    members_left: int
 
 
 #: The expansion budget of the file being disarmed, shared by the archives nested in it
@@ -118,6 +117,7 @@ _work: ContextVar[_Work | None] = ContextVar("gicap_archive_work", default=None)
 class _Limits:
     max_depth: int
     max_members: int
+    max_total_members: int
     max_expanded_bytes: int
     max_ratio: int
     max_file_size: int  # 0: no limit
@@ -127,6 +127,9 @@ class _Limits:
         return cls(
             max_depth=int(limits.get("max_depth", ARCHIVE_LIMITS["max_depth"])),
             max_members=int(limits.get("max_members", ARCHIVE_LIMITS["max_members"])),
+            max_total_members=int(
+                limits.get("max_total_members", ARCHIVE_LIMITS["max_total_members"])
+            ),
             max_expanded_bytes=int(
                 limits.get("max_expanded_bytes", ARCHIVE_LIMITS["max_expanded_bytes"])
             ),
@@ -159,7 +162,12 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
     budget = _budget.get()
     token = None
     if budget is None:  # the outermost archive of this file
-        budget = _Budget(limits.max_expanded_bytes, limits.max_expanded_bytes)
+        budget = _Budget(
+            limits.max_expanded_bytes,
+            limits.max_expanded_bytes,
+            limits.max_total_members,
+            limits.max_total_members,
+        )
         token = _budget.set(budget)
     try:
         result = _disarm(request, limits, budget)
@@ -195,9 +203,15 @@ def _disarm(request: DisarmRequest, limits: _Limits, budget: _Budget) -> DisarmR
         with open(request.source, "rb") as fp:
             # Counted from the raw central directory first: zipfile builds an object per
             # entry, and a few MB of directory can describe millions of them.
-            count = _count_entries(fp, size, limits.max_members)
+            count = count_entries(fp, size, limits.max_members)
             if count > limits.max_members:
                 raise _Refused(f"more than max_members {limits.max_members} members")
+            if count > budget.members_left:
+                raise _Refused(
+                    f"more than max_total_members {budget.members_total} members in the "
+                    "archives of this file together"
+                )
+            budget.members_left -= count
             with zipfile.ZipFile(fp) as zf:
                 infos = zf.infolist()
                 _check_directory(zf, infos, limits, budget)
@@ -223,46 +237,6 @@ def _disarm(request: DisarmRequest, limits: _Limits, budget: _Budget) -> DisarmR
         return DisarmResult("unprocessable", reason=f"malformed zip: {exc}")
     except NotImplementedError as exc:
         return DisarmResult("unprocessable", reason=f"unsupported zip feature: {exc}")
-
-
-def _count_entries(fp: BinaryIO, size: int, limit: int) -> int:
-    """Entries of the central directory, counted up to ``limit + 1`` from the raw
-    headers (the declared total when it is already larger). 0 when the end record is
-    not found: zipfile then reports the archive as malformed."""
-    tail_len = min(size, _EOCD.size + 0xFFFF)
-    fp.seek(size - tail_len)
-    tail = fp.read(tail_len)
-    pos = tail.rfind(b"PK\x05\x06")
-    if pos < 0 or tail_len - pos < _EOCD.size:
-        return 0
-    _sig, _disk, _cd_disk, _n_disk, total, cd_size, cd_offset, _clen = _EOCD.unpack_from(tail, pos)
-    end = size - tail_len + pos  # where the directory ends (a zip64 record may follow)
-    # A zip64 end record is read whenever its locator comes just before the end
-    # record, as zipfile reads it (not only when the fields above are saturated).
-    at = end - _EOCD64_LOCATOR.size - _EOCD64.size
-    if at >= 0:
-        fp.seek(at)
-        rec = fp.read(_EOCD64.size + _EOCD64_LOCATOR.size)
-        if rec[:4] == b"PK\x06\x06" and rec[_EOCD64.size : _EOCD64.size + 4] == b"PK\x06\x07":
-            total, cd_size, cd_offset = _EOCD64.unpack(rec[: _EOCD64.size])[7:10]
-            end = at
-    if total > limit:
-        return total
-    # The directory ends where the end record starts, even with data prepended to the
-    # archive (zipfile finds it the same way).
-    start = end - cd_size
-    if start < 0:
-        return 0
-    count = 0
-    fp.seek(start)
-    while count <= limit:
-        header = fp.read(_CENTRAL_HEADER_SIZE)
-        if len(header) < _CENTRAL_HEADER_SIZE or header[:4] != b"PK\x01\x02":
-            break
-        name_len, extra_len, comment_len = struct.unpack_from("<3H", header, 28)
-        fp.seek(name_len + extra_len + comment_len, 1)
-        count += 1
-    return count
 
 
 def _check_directory(

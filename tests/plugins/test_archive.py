@@ -436,6 +436,20 @@ def test_expansion_budget_is_shared_by_nested_archives(tmp_path: Path) -> None:
     assert _disarm(request).outcome == "rebuilt"
 
 
+def test_member_count_is_shared_by_nested_archives(tmp_path: Path) -> None:
+    # Each archive is within max_members; together they hold more than
+    # max_total_members: every member is a disarm, however small.
+    inner = _zip([(f"f{i}.txt", b"") for i in range(40)])
+    source = _zip([(f"inner{i}.zip", inner) for i in range(3)])
+    request = _request(tmp_path, source, limits={"max_total_members": 100})
+    result = _disarm(request)
+    assert result.outcome == "unprocessable"
+    assert "member 'inner2.zip' unprocessable" in result.reason
+    assert "more than max_total_members 100 members" in result.reason
+    request = _request(tmp_path, source, limits={"max_total_members": 123})
+    assert _disarm(request).outcome == "rebuilt"
+
+
 def test_bytes_really_expanded_are_counted(tmp_path: Path) -> None:
     # The declared sizes fit, but the nested archive spends the budget first: the next
     # member is stopped while it expands.
