@@ -147,12 +147,21 @@ _OLE_FAST_DEPTH = 100
 
 #: File names that make text a script or a command a desktop runs when the file is
 #: opened (Windows Script Host, PowerShell, cmd.exe, the registry editor, shell
-#: links and commands, Unix shells): told by the name alone, since their text
-#: looks like any other. Web pages load scripts by Content-Type, never named so.
+#: links and commands, Unix shells, the interpreters installers associate with their
+#: scripts, launchers that run what an XML file names: Java Web Start, ClickOnce,
+#: App Installer, Windows Sandbox, macOS Terminal settings and location files): told
+#: by the name alone, since their text looks like any other. Web pages load scripts
+#: by Content-Type, never named so.
 SCRIPT_EXTENSIONS = frozenset(
-    "js jse mjs vbs vbe vb wsf wsh wsc sct ps1 psm1 psd1 bat cmd reg url scf inf "
-    "sh bash zsh command desktop msc rdp website theme appref-ms library-ms "
-    "searchconnector-ms settingcontent-ms slk iqy dqy oqy rqy".split()
+    """
+    js jse mjs vbs vbe vb wsf wsh wsc ws sct ps1 psm1 psd1 ps1xml ps2 ps2xml psc1 psc2
+    msh msh1 msh2 mshxml msh1xml msh2xml bat cmd reg url scf inf ins isp
+    sh bash zsh csh tcsh ksh fish command tool terminal fileloc inetloc webloc desktop
+    py pyw pyz pyzw pl rb tcl
+    jnlp application appinstaller appref-ms wsb xbap
+    msc rdp website theme themepack library-ms searchconnector-ms search-ms
+    settingcontent-ms slk iqy dqy oqy rqy
+    """.split()
 )
 #: Content types of scripts: a download saved with one and a name without an
 #: extension is given the script's (browsers add it).

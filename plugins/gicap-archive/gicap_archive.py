@@ -34,6 +34,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -336,7 +337,34 @@ def _unsafe_name(name: str) -> str | None:
         return "a colon in the name"
     if ".." in path.split("/"):
         return "parent directory (..) in the path"
+    if any(part.split(".", 1)[0].rstrip(" ").casefold() in _DEVICES for part in path.split("/")):
+        # "aux.txt" opens the AUX device on Windows, whatever the extension
+        return "a Windows device name"
+    if _BIDI.search(name):
+        # "invoice\u202egpj.exe" shows as "invoiceexe.jpg"
+        return "a bidirectional control character in the name"
+    if sum(map(unicodedata.normalize("NFKC", name).count, "/\\.:")) > sum(map(name.count, "/\\.:")):
+        # fullwidth "．．／" is "../" to extractors that map names to a code page
+        return "a character read as a separator, dot or colon once mapped to ASCII"
     return None
+
+
+#: Windows device names (with or without an extension, any case).
+_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul", "conin$", "conout$"]
+    + [f"{dev}{n}" for dev in ("com", "lpt") for n in "123456789\u00b9\u00b2\u00b3"]
+)
+#: Bidirectional formatting characters (they reorder how a name is shown).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _name_key(name: str) -> str:
+    """What ``name`` is on a case-insensitive file system that normalises Unicode
+    (macOS, Windows): either separator, empty and "." segments dropped, NFC, folded.
+    Two members with one key land on the same file."""
+    path = unicodedata.normalize("NFC", name.replace("\\", "/"))
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return unicodedata.normalize("NFC", "/".join(parts).casefold())
 
 
 def _plan(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> _Plan:
@@ -360,8 +388,8 @@ def _plan(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> _Plan:
             plan.actions.append(Action("special_file", "removed", f"{name!r}: directory with data"))
             continue
         # Names that land on the same file when extracted on Windows or macOS
-        # (case-insensitive, either separator) count as duplicates.
-        key = name.replace("\\", "/").rstrip("/").casefold()
+        # count as duplicates.
+        key = _name_key(name)
         if key in seen:
             plan.actions.append(Action("duplicate_name", "removed", f"{name!r}"))
             continue
@@ -387,7 +415,7 @@ def _rebuild(
 ) -> DisarmResult:
     fallbacks = request.fallbacks or DEFAULT_FALLBACKS
     actions = list(plan.actions)
-    taken = {i.filename.replace("\\", "/").rstrip("/").casefold() for i in plan.keep}
+    taken = {_name_key(i.filename) for i in plan.keep}
     request.destination.parent.mkdir(parents=True, exist_ok=True)
     # Members are extracted under the destination's directory, with names we choose.
     work = _work.get()
@@ -521,10 +549,10 @@ def _renamed(name: str, extension: str, taken: set[str]) -> str:
     stem = name[: len(name) - len(path.suffix)] if path.suffix else name
     candidate = f"{stem}.{extension}"
     n = 1
-    while candidate.casefold() in taken:
+    while _name_key(candidate) in taken:
         candidate = f"{stem}-{n}.{extension}"
         n += 1
-    taken.add(candidate.casefold())
+    taken.add(_name_key(candidate))
     return candidate
 
 

@@ -579,6 +579,31 @@ def test_text_named_as_a_script_is_a_script(declared: str) -> None:
     assert name_of(detect(b"<job><script>x</script></job>", None, declared)) == "script"
 
 
+#: (a review found these passing as text, in archives too)
+_LAUNCHED = {
+    "run.py": b"import os\nos.system('calc')\n",
+    "run.pyw": b"import os\nos.system('calc')\n",
+    "app.jnlp": b'<?xml version="1.0"?>\n<jnlp codebase="http://x.example/"></jnlp>\n',
+    "open.terminal": b"<plist><dict><key>CommandString</key><string>x</string></dict></plist>",
+    "box.wsb": b"<Configuration><LogonCommand><Command>cmd</Command></LogonCommand>"
+    b"</Configuration>\n",
+    "setup.application": b'<?xml version="1.0"?><assembly></assembly>\n',
+    "app.appinstaller": b'<?xml version="1.0"?><AppInstaller></AppInstaller>\n',
+    "x.fileloc": b"<plist><dict><key>URL</key><string>file:///x</string></dict></plist>",
+    "run.pl": b"system('calc');\n",
+    "console.psc1": b"<PSConsoleFile></PSConsoleFile>\n",
+    "run.ksh": b"calc\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAUNCHED))
+def test_text_a_launcher_runs_is_a_script(name: str) -> None:
+    """Interpreters installers associate with their scripts, and launchers that run
+    what an XML file names (Java Web Start, ClickOnce, Windows Sandbox, macOS
+    Terminal), run these when they are opened."""
+    assert name_of(detect(_LAUNCHED[name], None, name)) == "script"
+
+
 @pytest.mark.parametrize(
     ("declared", "kind"),
     [

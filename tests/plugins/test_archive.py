@@ -338,6 +338,44 @@ def test_unsafe_entries_are_dropped(tmp_path: Path) -> None:
     assert all(a.action == "removed" for a in result.actions)
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("CON", "a Windows device name"),
+        ("aux.txt", "a Windows device name"),
+        ("d/NUL.csv", "a Windows device name"),
+        ("com1 .log", "a Windows device name"),
+        ("LPT\u00b9.txt", "a Windows device name"),
+        ("invoice\u202egpj.exe", "a bidirectional control character in the name"),
+        ("\uff0e\uff0e\uff0fevil.txt", "a character read as a separator, dot or colon"),
+        ("a\uff3cb.txt", "a character read as a separator, dot or colon"),
+    ],
+)
+def test_names_windows_reads_otherwise_are_dropped(tmp_path: Path, name: str, why: str) -> None:
+    """Device names open a device, bidirectional controls disguise the extension, and
+    fullwidth dots and slashes become "../" where names are mapped to a code page."""
+    request = _request(tmp_path, _zip([("ok.txt", b"ok\n"), (name, b"x\n")]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt"
+    assert _members(request.destination) == [("ok.txt", b"ok\n")]
+    (action,) = result.actions
+    assert action.switch == "unsafe_name" and why in action.detail
+
+
+@pytest.mark.parametrize(
+    "twin",
+    ["cafe\u0301.txt", "d//caf\u00e9.txt", "./d/caf\u00e9.txt", "d/./CAF\u00c9.txt"],
+)
+def test_names_one_file_system_folds_together_are_duplicates(tmp_path: Path, twin: str) -> None:
+    """Unicode forms (macOS stores NFD), empty and "." segments land on one file."""
+    first = "d/caf\u00e9.txt" if "/" in twin else "caf\u00e9.txt"
+    request = _request(tmp_path, _zip([(first, b"first\n"), (twin, b"second\n")]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt"
+    assert _members(request.destination) == [(first, b"first\n")]
+    assert [a.switch for a in result.actions] == ["duplicate_name"]
+
+
 def test_unzip_sees_only_the_kept_entries(tmp_path: Path) -> None:
     unzip = _require_tool("unzip")
     entries: list[tuple[str | zipfile.ZipInfo, bytes]] = [(n, b"x\n") for n in TRAVERSAL]
@@ -548,7 +586,18 @@ def test_unsupported_member_blocks_by_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["tools/run.js", "Invoice.pdf.vbs", "setup.bat", "open.url", "s.searchConnector-ms"]
+    "name",
+    [
+        "tools/run.js",
+        "Invoice.pdf.vbs",
+        "setup.bat",
+        "open.url",
+        "s.searchConnector-ms",
+        "run.py",
+        "app.jnlp",
+        "box.wsb",
+        "open.terminal",
+    ],
 )
 def test_script_members_are_blocked(tmp_path: Path, name: str) -> None:
     """Text a desktop runs when it is opened from the archive: not a text file.
