@@ -309,6 +309,33 @@ def test_ppt_link_cache_holding_a_file_is_an_embedded_file(tmp_path: Path) -> No
     assert result.outcome == "blocked" and "embedded_files" in result.reason
 
 
+def test_ppt_object_said_linked_in_an_embedding_container_is_an_embedded_object(
+    tmp_path: Path,
+) -> None:
+    """An ExOleObjAtom of type 1 ("linked") in an ExOleEmbedContainer, with no link
+    container anywhere: its storage is an embedded object (oleobj extracts it), not
+    the cache of a link (a review's Equation Editor object passed as clean)."""
+    atom = rec(0x0FC3, struct.pack("<IIIIII", 1, 1, 1, 0, 2, 0), ver=1)
+    embed = rec(0x0FCC, atom + rec(0x0FCD, struct.pack("<IBBBB", 0, 0, 0, 0, 0)), ver=0xF)
+    objects = rec(0x0409, rec(0x040A, struct.pack("<I", 1)) + embed, ver=0xF)
+    # an Equation Editor object: no embedded file in it, only its native data
+    equation = make_ole(
+        {
+            "\x01Ole": _ole_stream(False),
+            "\x01CompObj": b"\x01\x00\xfe\xff" + b"\x00" * 24,
+            "Equation Native": struct.pack("<HIHII", 0x1C, 0x20, 0, 0, 0) + b"A" * 48,
+        }
+    )
+    stg = storage(equation, compressed=True)
+    data = make_ole(_ppt(objects + stg + persist_directory((2, _PPT_BASE + len(objects)))))
+    path = _write(tmp_path, "said-linked.ppt", data)
+    found = [ole for ole in oleobj.find_ole_in_ppt(str(path)) if ole is not None]
+    assert [ole.exists("Equation Native") for ole in found] == [True]
+    assert 0x0FCE not in ppt_record_types(path)
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason
+
+
 def test_ppt_storage_nothing_refers_to_is_an_embedded_object(tmp_path: Path) -> None:
     """An OLE object storage no VBAInfoAtom or link refers to: an embedded object."""
     path = _write(tmp_path, "object.ppt", make_ole(_ppt(storage(OLE_OBJECT, compressed=True))))
@@ -501,15 +528,12 @@ def test_streams_are_read_as_olefile_reads_them() -> None:
     assert checked > 500 + len(files)
 
 
-def test_dde_scan_of_the_field_bytes_finds_what_msodde_finds() -> None:
-    """The field scan runs on the bytes from the first field begin to the last field
-    end: msodde, run on the whole stream, finds the same fields."""
-    from gicap_office.legacy import _dde_fields
+def test_word_field_scan_finds_what_msodde_finds() -> None:
+    """Every DDE field msodde's scan finds in a stream, the engine's scan finds too."""
+    from gicap_office.legacy import _word_fields
     from oletools import msodde
 
     streams = [
-        b"",
-        b"no field",
         b"\x13 DDEAUTO a b \x15",
         b"text \x13 DDE x \x14 result \x15 tail \x13 PAGE \x15 \x13 dde y",
         b"\x15 end first \x13 DDE z \x15\x13 \x00d\x00d\x00e\x00 w \x14\x15",
@@ -517,14 +541,48 @@ def test_dde_scan_of_the_field_bytes_finds_what_msodde_finds() -> None:
         b"\x13\x13\x14\x14 DDE \x15\x15\x13",
     ]
     rng = random.Random(5)
-    pieces = [b"\x13", b"\x14", b"\x15", b"\x00", b"\n", b" ", b"DDE", b"dde", b"D", b"x"]
+    pieces = [b"\x13", b"\x14", b"\x15", b"\x00", b"\n", b" ", b"DDE ", b"dde ", b"D", b"x"]
     streams += [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(400)]
     found = 0
     for data in streams:
-        expected = msodde.process_doc_stream(io.BytesIO(data))
-        assert _dde_fields(data) == expected, data
-        found += bool(expected)
+        if msodde.process_doc_stream(io.BytesIO(data)):
+            found += 1
+            assert any(switch == "dynamic_data_exchange" for switch, _ in _word_fields(data)), data
     assert found > 20
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        # Word writes a space before the keyword; UTF-16 text shows it as " \x00"
+        " DDEAUTO c:\\x.exe /k".encode("utf-16-le"),
+        b"\tDDEAUTO c:\\x.exe /k",  # (msodde read the tab as "?")
+        b' DDEAUTO"c:\\x.exe" /k',  # a quote ends the keyword
+        b" \x13 QUOTE 68 68 69 \x14DDEAUTO\x15 c:\\x.exe /k",  # computed by a nested field
+    ],
+    ids=["utf16-space", "tab", "quote", "computed"],
+)
+def test_word_dde_fields_msodde_missed_are_found(field: bytes) -> None:
+    from gicap_office.legacy import _word_fields
+
+    verdicts = _word_fields(b"text \x13" + field + b"\x14result\x15 more")
+    assert verdicts and verdicts[0][0] == "dynamic_data_exchange"
+
+
+def test_word_fields_that_fetch_from_outside_are_found() -> None:
+    """INCLUDEPICTURE, INCLUDETEXT, LINK... fetch when the document is opened or
+    updated; a HYPERLINK is a link to click, not judged here."""
+    from gicap_office.legacy import _word_fields
+
+    data = (
+        b'\x13 INCLUDEPICTURE "http://x.example/p.png" \\d \x14\x15'
+        b'\x13 LINK Excel.Sheet.8 "c:\\\\a.xls" \x14\x15'
+        b'\x13 HYPERLINK "http://x.example/" \x14link\x15\x13 PAGE \x15'
+    )
+    assert _word_fields(data) == [
+        ("external_hyperlinks", "INCLUDEPICTURE field"),
+        ("external_hyperlinks", "LINK field (OLE link)"),
+    ]
 
 
 def test_the_searches_skip_only_streams_they_cannot_match() -> None:

@@ -165,3 +165,20 @@ def test_many_groups_deep_in_the_document_are_judged_without_the_stack(tmp_path:
         cwd=Path(__file__).parents[2],
     )
     assert out.stdout.strip() == "rebuilt", out.stderr
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        rb'DDEAUTO"c:\\windows\\system32\\cmd.exe" "/k calc"',
+        rb'INCLUDEPICTURE"http://x.example/t.png" \\d',
+    ],
+    ids=["dde", "includepicture"],
+)
+def test_a_quote_right_after_the_keyword_ends_it(tmp_path: Path, instruction: bytes) -> None:
+    """Word reads the keyword up to the quote; read as one word with it, the field
+    passed as harmless."""
+    data = rb"{\rtf1 a{\field{\*\fldinst " + instruction + rb"}{\fldrslt x}}b\par}"
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert instruction.split(b'"')[0] not in out and b"x" in out

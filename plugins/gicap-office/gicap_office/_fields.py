@@ -21,6 +21,10 @@ FIELDS = {
     "GOTOBUTTON": ("internal_hyperlinks", "GOTOBUTTON field"),
 }
 _WORDS = re.compile(r'"[^"]*"|\S+')
+#: The keyword: the letters after white space, control characters (a Word stream read
+#: byte by byte shows the NULs of its UTF-16 text) and an opening quote; a quote or a
+#: backslash right after it ends it (``DDEAUTO"c:\\x.exe"`` is DDEAUTO to Word).
+_KEYWORD = re.compile(r'[\s"\x00-\x1f\x7f]*+([A-Za-z]++)')
 
 
 def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
@@ -34,12 +38,12 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
         return ("dynamic_data_exchange", "field with a computed instruction")
     # invisible format characters (a zero-width space before the keyword) are not read
     instr = "".join(c for c in instr if unicodedata.category(c) != "Cf")
-    words = _WORDS.findall(instr)
-    if not words:
+    found = _KEYWORD.match(instr)
+    if found is None:
         return None
-    keyword = words[0].upper()
+    keyword = found.group(1).upper()
     if keyword == "HYPERLINK":
-        return _hyperlink(words[1:])
+        return _hyperlink(_WORDS.findall(instr, found.end()))
     return FIELDS.get(keyword)
 
 

@@ -22,10 +22,12 @@ claims, whichever streams are present):
   storages, any ``\\x01Ole10Native`` / ``Package`` stream, Outlook attachments,
   PowerPoint ExOleObjStg storages other than the VBA project and OLE link caches, and
   any storage holding an embedded file);
-* ``dynamic_data_exchange``: DDE fields in Word documents (``msodde``'s field scan),
-  DDE/OLE data sources in Excel workbooks (SupBook records), OLE links in PowerPoint
-  (ExOleLinkContainer records);
-* ``external_hyperlinks`` (Excel only): links to external workbooks (SupBook records).
+* ``dynamic_data_exchange``: DDE, DDEAUTO and DATABASE fields in Word documents (and
+  fields whose keyword a nested field computes), DDE/OLE data sources in Excel
+  workbooks (SupBook records), OLE links in PowerPoint (ExOleLinkContainer records);
+* ``external_hyperlinks``: Word fields that fetch from outside when the document is
+  opened or updated (INCLUDETEXT, INCLUDEPICTURE, INCLUDE, IMPORT, LINK, RD; not
+  HYPERLINK, a link to click), links to external workbooks (SupBook records).
 
 PowerPoint records are walked from the document stream's record tree; ExOleObjStg
 and ExOleLinkContainer headers are also searched for in the streams, as oletools
@@ -45,14 +47,15 @@ import re
 import struct
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import olefile
-from oletools import msodde
 
 from gicap.cdr.types import DisarmRequest, DisarmResult
+from gicap_office._fields import FIELDS, classify_field
 from gicap_office._report import Report
 from gicap_office._zip import MAX_EXPANDED
 
@@ -402,9 +405,9 @@ def _inspect(
 
     # -- DDE and external links
     if kind == "doc" or content.root("worddocument") is not None:
-        links = [link for data in content.all_data() for link in _dde_fields(data)]
-        if links:
-            report.hit("dynamic_data_exchange", "DDE field", n=len(links))
+        fields = Counter(field for data in content.all_data() for field in _word_fields(data))
+        for (switch, what), n in sorted(fields.items()):
+            report.hit(switch, what, n=n)
     if biff is not None:
         if biff.dde:
             report.hit("dynamic_data_exchange", "DDE/OLE data source", n=biff.dde)
@@ -414,18 +417,38 @@ def _inspect(
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
 
 
-def _dde_fields(data: bytes) -> list[str]:
-    """msodde's field scan of one stream, on the bytes from the first field begin
-    (0x13) to the last field end (0x15): the scan ignores everything before a begin,
-    starts afresh at each begin, and reports a field only at its end, so the bytes
-    outside cannot change what it finds."""
-    first = data.find(b"\x13")
-    if first < 0:
-        return []
-    last = data.rfind(b"\x15")
-    if last < first:
-        return []
-    return msodde.process_doc_stream(io.BytesIO(data[first : last + 1]))
+#: A field in a Word stream: its begin character (0x13), then its instruction up to
+#: its separator (0x14), its end (0x15) or a nested field's begin (0x13, looked at, not
+#: taken: it begins a field of its own). Read byte by byte, for 8-bit and UTF-16 text
+#: alike (the NULs of UTF-16 are dropped); the keyword is in the first bytes.
+_FIELD = re.compile(rb"\x13([^\x13\x14\x15]{0,1024})(?=(\x13)?)")
+#: What may stand before a keyword (see _fields._KEYWORD).
+_BLANK = " \t\r\n\x0b\x0c\x00\x01\x02\x03\x04\x05\x06\x07\x08\"'"
+#: Fields that reach outside the document when it is opened or updated (DDE, DDEAUTO,
+#: DATABASE; INCLUDETEXT, INCLUDEPICTURE, INCLUDE, IMPORT, LINK, RD): a link to click
+#: (HYPERLINK) is not judged here.
+_OPENING_FIELDS = frozenset(
+    FIELDS[key]
+    for key in ("DDE", "DDEAUTO", "DATABASE", "INCLUDETEXT", "INCLUDEPICTURE", "INCLUDE")
+    + ("IMPORT", "LINK", "RD")
+)
+
+
+def _word_fields(data: bytes) -> list[tuple[str, str]]:
+    """(switch, kind) of every field of one Word stream that reaches outside the
+    document, read as :func:`classify_field` reads OOXML and RTF fields: a keyword
+    after white space or controls, ended by a quote too, and a keyword computed by a
+    nested field (the field's instruction starts with another field) counted as DDE.
+    (msodde's scan missed a keyword after a space in UTF-16 text, where Word writes
+    one, and a computed one.)"""
+    found = []
+    for m in _FIELD.finditer(data):
+        raw = m.group(1).replace(b"\x00", b"")
+        computed = m.group(2) is not None and not raw.strip(_BLANK.encode("latin-1"))
+        verdict = classify_field(raw.decode("cp1252", "replace"), computed)
+        if verdict is not None and (computed or verdict in _OPENING_FIELDS):
+            found.append(verdict)
+    return found
 
 
 # ------------------------------------------------------------------ Excel (BIFF)
@@ -546,7 +569,10 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
             elif rtype == _RT_EX_OLE_OBJ_ATOM and size >= 20:
                 (link_type,) = _U32.unpack_from(doc, start + 4)
                 (ref,) = _U32.unpack_from(doc, start + 16)
-                linked = parent == _RT_EX_OLE_LINK or link_type == 1
+                # Linked only inside an ExOleLinkContainer: an atom saying "linked"
+                # in an embedding container (or anywhere else) holds an object that
+                # PowerPoint may still activate.
+                linked = parent == _RT_EX_OLE_LINK and link_type == 1
                 (out.link_refs if linked else out.object_refs).add(ref)
             elif rtype == _RT_PERSIST_DIRECTORY:
                 _persist_entries(doc, start, start + size, out.persist)
@@ -607,7 +633,7 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
         if key[0] == 0:
             ids = {pid for pid, offsets in ppt.persist.items() if key[1] in offsets}
         is_vba = bool(ids) and ids <= ppt.vba_refs
-        is_link = bool(ids) and ids <= ppt.link_refs
+        is_link = bool(ids) and ids <= ppt.link_refs and not ids & ppt.object_refs
         if is_vba or (sub is not None and sub.vba()):
             vba += 1
         if not (is_vba or is_link) or (sub is not None and sub.payloads()):
