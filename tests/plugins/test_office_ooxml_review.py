@@ -420,3 +420,131 @@ def test_ole_parts_are_read_one_stream_at_a_time_within_a_budget() -> None:
     assert vba_label(clean, budget) is None and budget[0] == 5_000
     assert vba_label(clean, budget) == UNREADABLE_OLE  # (over the budget: not shown clean)
     assert vba_label(VBA_BIN[:700], [1 << 30]) == UNREADABLE_OLE
+
+
+# A fourth review: markup a reader may skip changing which instruction a field has,
+# target modes readers trim, Office add-ins.
+
+_CHOICE = (
+    '<mc:AlternateContent><mc:Choice Requires="zz">{}</mc:Choice>'
+    "<mc:Fallback/></mc:AlternateContent>"
+)
+_EXTENSION = '<zz:wrap xmlns:zz="urn:gicap:extension">{}</zz:wrap>'
+_FAKE_SEPARATE = '<w:r><w:fldChar w:fldCharType="separate"/></w:r>'
+_HARMLESS_FIRST = '<w:r><w:instrText xml:space="preserve"> PAGE </w:instrText></w:r>'
+PARTIAL_MARKUP = {
+    "separate-in-mc-choice": _CHOICE.format(_FAKE_SEPARATE),
+    "separate-in-an-extension": _EXTENSION.format(_FAKE_SEPARATE),
+    "keyword-first-in-mc-choice": _CHOICE.format(_HARMLESS_FIRST),
+    "keyword-first-in-an-extension": _EXTENSION.format(_HARMLESS_FIRST),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTIAL_MARKUP))
+def test_field_parts_a_reader_may_skip_do_not_hide_the_instruction(
+    tmp_path: Path, name: str
+) -> None:
+    """A separator, or a harmless keyword, in markup Word and LibreOffice skip (an
+    mc:Choice they do not take, an ignorable extension): the walk read the field as
+    ending before DDEAUTO, or as PAGE. The markup goes and the field is judged
+    without it."""
+    paragraph = BEGIN + PARTIAL_MARKUP[name] + f"<w:r>{INSTR}</w:r>" + SEP + END
+    path = _write(tmp_path, "in.docx", _docx_with(paragraph))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    document = zipfile.ZipFile(dest).read("word/document.xml").decode()
+    assert "DDEAUTO" not in document and "result" in document
+    assert dde_found(dest) == ""
+
+
+def test_whole_fields_in_markup_a_reader_may_skip_are_kept(tmp_path: Path) -> None:
+    """A whole field in each branch (a page number in a text box, say) changes no
+    other field: it stays."""
+    whole = BEGIN + _HARMLESS_FIRST + SEP + END
+    paragraph = (
+        '<mc:AlternateContent><mc:Choice Requires="w14">' + whole + "</mc:Choice>"
+        "<mc:Fallback>" + whole + "</mc:Fallback></mc:AlternateContent>"
+    )
+    path = _write(tmp_path, "in.docx", _docx_with(paragraph))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert not any(a.switch == "dynamic_data_exchange" for a in result.actions), result
+    document = zipfile.ZipFile(dest if dest.exists() else path).read("word/document.xml")
+    assert document.count(b" PAGE ") == 2
+
+
+@pytest.mark.parametrize("mode", [" External", "External ", "&#9;External", "&#10;External&#10;"])
+def test_an_external_target_mode_with_white_space_is_external(tmp_path: Path, mode: str) -> None:
+    """LibreOffice trims the target mode: the picture was fetched from the rebuilt file."""
+    rel = (
+        '<Relationship Id="rIdX" Type="http://schemas.openxmlformats.org/officeDocument/'
+        f'2006/relationships/image" Target="http://x.example/p.png" TargetMode="{mode}"/>'
+    )
+    data = _docx_with("<w:r><w:t>x</w:t></w:r>")
+    data = rezip(data, {"word/_rels/document.xml.rels": insert("</Relationships>", rel)})
+    path = _write(tmp_path, "in.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"x.example" not in zipfile.ZipFile(dest).read("word/_rels/document.xml.rels")
+
+
+def test_an_unknown_target_mode_is_refused(tmp_path: Path) -> None:
+    rel = (
+        '<Relationship Id="rIdX" Type="http://schemas.openxmlformats.org/officeDocument/'
+        '2006/relationships/image" Target="media/x.png" TargetMode="Externally"/>'
+    )
+    data = _docx_with("<w:r><w:t>x</w:t></w:r>")
+    data = rezip(data, {"word/_rels/document.xml.rels": insert("</Relationships>", rel)})
+    result, _ = disarm(_write(tmp_path, "in.docx", data), tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable" and "target mode" in (result.reason or "")
+
+
+_OFFICE_CT = "application/vnd.ms-office."
+
+
+def test_office_add_ins_are_removed(tmp_path: Path) -> None:
+    """A task pane names an add-in Office offers to load (web content from a store or
+    a catalog the document names)."""
+    ms = "http://schemas.microsoft.com/office/2011/relationships"
+    panes = (
+        '<wetp:taskpanes xmlns:wetp="http://schemas.microsoft.com/office/webextensions/'
+        'taskpanes/2010/11" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/'
+        'relationships"><wetp:taskpane dockstate="right" visibility="1" width="350" row="1">'
+        '<wetp:webextensionref r:id="rId1"/></wetp:taskpane></wetp:taskpanes>'
+    )
+    extension = (
+        '<we:webextension xmlns:we="http://schemas.microsoft.com/office/webextensions/'
+        'webextension/2010/11" id="{00000000-0000-0000-0000-000000000001}">'
+        '<we:reference id="wa1" version="1.0.0.0" store="\\\\x.example\\addins" '
+        'storeType="Filesystem"/></we:webextension>'
+    )
+    rels = (
+        '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+        f'package/2006/relationships"><Relationship Id="rId1" Type="{ms}/webextension" '
+        'Target="webextension1.xml"/></Relationships>'
+    )
+    data = rezip(
+        _docx_with("<w:r><w:t>x</w:t></w:r>"),
+        {
+            "_rels/.rels": insert(
+                "</Relationships>",
+                f'<Relationship Id="rIdW" Type="{ms}/webextensiontaskpanes" '
+                'Target="word/webextensions/taskpanes.xml"/>',
+            ),
+            "[Content_Types].xml": content_types(
+                {
+                    "/word/webextensions/taskpanes.xml": f"{_OFFICE_CT}webextensiontaskpanes+xml",
+                    "/word/webextensions/webextension1.xml": f"{_OFFICE_CT}webextension+xml",
+                }
+            ),
+            "word/webextensions/taskpanes.xml": panes.encode(),
+            "word/webextensions/_rels/taskpanes.xml.rels": rels.encode(),
+            "word/webextensions/webextension1.xml": extension.encode(),
+        },
+    )
+    path = _write(tmp_path, "in.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert not [n for n in names(dest) if "webextension" in n]
+    assert b"webextension" not in zipfile.ZipFile(dest).read("_rels/.rels")
+    result, dest = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="allow"))
+    assert [n for n in names(dest if dest.exists() else path) if "webextension" in n]

@@ -255,6 +255,7 @@ def _disarm_package(
     output_type = _macros(pkg, report, budget)
     _embedded(pkg, report)
     _external_rels(pkg, report)
+    _add_ins(pkg, report)
     ext_map = _external_workbooks(pkg, report)
     _stray_dde_links(pkg, report)
     _connections(pkg, report)
@@ -466,6 +467,20 @@ def _external_rels(pkg: Package, report: Report) -> None:
         kind = EXTERNAL_KINDS.get(rel.type, f"external {rel.type} link")
         if report.hit("external_hyperlinks", kind):
             pkg.drop_rel(rel)
+
+
+#: Office add-ins a document asks for (task panes, content add-ins): web content Office
+#: offers to load, from the store or a catalog the document names.
+ADD_IN_RELS = {"webextensiontaskpanes": "Office add-in task pane", "webextension": "Office add-in"}
+
+
+def _add_ins(pkg: Package, report: Report) -> None:
+    for rel in list(pkg.all_rels()):
+        if rel.type in ADD_IN_RELS and not rel.external:
+            if report.hit("external_hyperlinks", ADD_IN_RELS[rel.type]):
+                pkg.drop_rel(rel)
+                if rel.part and rel.part not in pkg.removed:
+                    pkg.remove_part(rel.part)
 
 
 def _external_workbooks(pkg: Package, report: Report) -> dict[int, int | None]:
@@ -700,7 +715,18 @@ def _collect_fields(
     separate) collects every element in it, nested fields' too."""
     stack: list[_Field] = []
     done: list[_Field] = []
+    # Field characters under other markup than WordprocessingML's that do not make
+    # whole fields there (a lone "separate" in an mc:Choice, instruction text in an
+    # ignorable extension): readers differ on whether they read them, so they would
+    # change which instruction a field has. Those elements go (reported as wrapped),
+    # and the fields are read without them, as the output reads.
+    outside = _partial_field_markup(root)
+    if wrapped is not None:
+        wrapped.extend(outside)
+    skip = {run for el in outside for run in el.iter(*_RUNS)}
     for run in list(root.iter(*_RUNS)):
+        if run in skip:
+            continue
         for child in list(run):
             ns, local = split(child.tag)
             if ns in W and local == "rPr":
@@ -709,6 +735,7 @@ def _collect_fields(
                 wrapped is not None
                 and ns not in W
                 and isinstance(child.tag, str)
+                and child not in outside
                 and next(child.iter(*_FIELD_PARTS), None) is not None
             ):
                 # another namespace in a run (mc:AlternateContent, an ignorable
@@ -746,13 +773,69 @@ def _collect_fields(
                 if f.sep is None:
                     f.code.append(child)
             # (text in the code region is the instruction too, however it is written)
-            if ns in W and local in ("instrText", "delInstrText", "t") and stack:
-                if stack[-1].sep is None:
-                    stack[-1].instr += child.text or ""
+            if (
+                ns in W
+                and local in ("instrText", "delInstrText", "t")
+                and stack
+                and stack[-1].sep is None
+            ):
+                stack[-1].instr += child.text or ""
             elif ns in W and local in ("instrText", "delInstrText") and orphans is not None:
-                orphans.append(child)  # an instruction outside any field's code region
+                # an instruction outside any field's code region (after its separator
+                # too): judged on its own
+                orphans.append(child)
     done.extend(stack)  # fields never closed count too
     return done
+
+
+_MC_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
+
+
+def _partial_field_markup(root: etree._Element) -> list[etree._Element]:
+    """The outermost elements of other namespaces than WordprocessingML's (markup
+    compatibility content, an ignorable extension, a drawing) whose field characters
+    and instruction text do not make whole fields by themselves (each branch of an
+    mc:AlternateContent on its own: a reader takes one)."""
+    found: list[etree._Element] = []
+    seen: set[etree._Element] = set()
+    for part in root.iter(*_FIELD_PARTS):
+        top = None
+        for ancestor in part.iterancestors():
+            if ancestor is root:
+                break
+            if isinstance(ancestor.tag, str) and split(ancestor.tag)[0] not in W:
+                top = ancestor
+        if top is None or top in seen:
+            continue
+        seen.add(top)
+        branches = list(top) if top.tag == _MC_ALTERNATE else [top]
+        if not all(_whole_fields(branch) for branch in branches):
+            found.append(top)
+    return found
+
+
+def _whole_fields(element: etree._Element) -> bool:
+    """Whether the field characters and instruction text in ``element`` make whole
+    fields: each begin with at most one separate and its end, instruction text only
+    between a begin and its separate."""
+    separated: list[bool] = []  # open fields: separated yet?
+    for part in element.iter(*_FIELD_PARTS):
+        if split(part.tag)[1] != "fldChar":
+            if not separated or separated[-1]:
+                return False  # instruction text outside a field's code
+            continue
+        kind = wattr(part, "fldCharType")
+        if kind == "begin":
+            separated.append(False)
+        elif kind == "separate":
+            if not separated or separated[-1]:
+                return False
+            separated[-1] = True
+        elif kind == "end":
+            if not separated:
+                return False
+            separated.pop()
+    return not separated
 
 
 def _word_fields(root: etree._Element, report: Report) -> bool:

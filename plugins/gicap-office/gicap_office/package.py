@@ -36,6 +36,11 @@ _T = TypeVar("_T")
 CONTENT_TYPES = "[content_types].xml"
 
 
+#: A relationship target that names something outside the package: a URL (a scheme
+#: and ":"), a network path ("\\\\host", "//host") or a drive ("c:").
+_LOOKS_EXTERNAL = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9+.-]*:|[\\/]{2})")
+
+
 class PackageRefused(ValueError):
     """The package is malformed beyond repair (or cannot be rebuilt)."""
 
@@ -187,8 +192,18 @@ class Package:
                 raise PackageRefused(f"incomplete relationship in {rels_name(source)}")
             if rid in out:
                 raise PackageRefused(f"duplicate relationship id {rid} in {rels_name(source)}")
-            external = (el.get("TargetMode") or "").lower() == "external"
+            mode = (el.get("TargetMode") or "internal").strip().lower()
+            if mode not in ("internal", "external"):
+                # readers trim, fold or refuse it differently: " External" is
+                # external to LibreOffice
+                raise PackageRefused(
+                    f"relationship {rid} in {rels_name(source)} has the target mode "
+                    f"{el.get('TargetMode')!r}"
+                )
+            external = mode == "external"
             part = None if external else self.resolve(source, target)
+            if part is None and _LOOKS_EXTERNAL.match(target):
+                external = True  # (a URL or a network path no part answers to)
             out[rid] = Rel(source, rid, short_type(rtype), target, external, el, part)
         return out
 
