@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import mmap
 import re
+import struct
 import warnings
 import zlib
 from collections import Counter
@@ -54,6 +55,8 @@ MAX_IMAGE_PIXELS = 100_000_000
 MAX_STREAM_BYTES = 256 * 1024 * 1024
 #: All streams together, each counted as often as the document uses it.
 MAX_DECODED_TOTAL = 4 * MAX_STREAM_BYTES
+#: Actions in one /Next chain: more is refused (what lies beyond is not judged).
+MAX_CHAIN = 1000
 
 # ---------------------------------------------------------------- PDF vocabulary
 
@@ -178,6 +181,12 @@ _FILTER_EXPANSION = {
     "/AHx": 1,
 }
 
+#: Filters of image data: what they decode to is told by the image's size (for CCITT
+#: also its /Columns and /Rows), not by the length of the data.
+_IMAGE_FILTERS = frozenset(
+    {"/CCITTFaxDecode", "/CCF", "/JBIG2Decode", "/DCTDecode", "/DCT", "/JPXDecode"}
+)
+
 _PDF_HEADER = b"%PDF-"
 _EOF_MARK = b"%%EOF"
 #: Where entropy-coded JPEG data ends: a 0xFF not followed by a stuffed zero or a
@@ -284,6 +293,8 @@ class _Scan:
     big_streams: list[Object] = field(default_factory=list)  # to inflate (bomb check)
     #: every filtered stream (not an image): [stream, bound of its decoded size, uses]
     filtered: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
+    #: every image: [image, bytes it decodes to, uses]
+    pixels: dict[tuple[int, int], list[Any]] = field(default_factory=dict)
     inline_images: int = 0
     #: how often each object is referenced in qpdf's text of the file, when the
     #: shortcut counted it (keys: "gen num" reversed, see _REFERENCE_REVERSED)
@@ -401,6 +412,7 @@ class _Walker:
         self.push(self.pdf.Root, self.CATALOG)
         seen = self.scan.reached
         filtered = self.scan.filtered
+        pixels = self.scan.pixels
         stack = self._stack
         #: indirect arrays reached again (a /Contents array pages share): how often
         shared: dict[tuple[int, int], list[Any]] = {}
@@ -409,7 +421,7 @@ class _Walker:
             og = obj.objgen  # (0, 0) for a direct object: one call instead of two
             if og[0]:
                 if og in seen:
-                    use = filtered.get(og)
+                    use = filtered.get(og) or pixels.get(og)
                     if use is not None:
                         use[2] += 1  # drawn once more by every reader
                     elif obj._type_code_int == _T_ARRAY:
@@ -622,8 +634,11 @@ class _Walker:
         # chains of direct dictionaries, which qpdf's nesting limit also bounds.
         og = action.objgen  # (0, 0) for a direct action
         key = og if og[0] else len(seen)
-        if key in seen or len(seen) > 1000:
+        if key in seen:
             return
+        if len(seen) >= MAX_CHAIN:
+            # (what lies beyond would be neither judged nor removed)
+            raise _Refused("unprocessable", f"an action chain (/Next) of more than {MAX_CHAIN}")
         seen.add(key)
         keys = action.keys()
         s = _name(action.get("/S")) if "/S" in keys else None
@@ -649,7 +664,7 @@ class _Walker:
         elif nxt._type_code_int == _T_ARRAY:
             for item in nxt:
                 if _is_dict(item):
-                    self._chain(item, context, lambda item=item: _clear(item), seen)
+                    self._chain(item, context, _next_item_remover(action, item), seen)
 
     def _open_action(self, catalog: Object, value: Any) -> None:
         if type(value) is Object and value._type_code_int == _T_STREAM:
@@ -743,11 +758,29 @@ class _Walker:
                 f"an image of {width} x {height} pixels exceeds the limit of "
                 f"{MAX_IMAGE_PIXELS} pixels (decompression bomb)",
             )
+        og = d.objgen
+        if og[0]:
+            self.scan.pixels[og] = [d, _image_bytes(d, width, height), 1]
         extra = sorted(keys - _IMAGE_KEYS)
         jpeg = None
-        if self.switches.get("embedded_images") == "sanitise" and not self.verify:
-            if "/Filter" in keys and _filters(d) in (["/DCTDecode"], ["/DCT"]):
-                jpeg = _strip_jpeg(d.read_raw_bytes())
+        if "/Filter" in keys and not self.verify:
+            filters = _filters(d)
+            if _IMAGE_FILTERS.intersection(filters):
+                data = d.read_raw_bytes()
+                coded = _coded_size(filters, data)
+                if coded is not None and (coded[0] > width or coded[1] > height):
+                    # readers allocate what the data says (poppler: 449 MB for a
+                    # 40-byte JBIG2 image declared 64 x 64)
+                    raise _Refused(
+                        "unprocessable",
+                        f"an image declared {width} x {height} pixels holds data of "
+                        f"{coded[0]} x {coded[1]} (decompression bomb)",
+                    )
+                if self.switches.get("embedded_images") == "sanitise" and filters in (
+                    ["/DCTDecode"],
+                    ["/DCT"],
+                ):
+                    jpeg = _strip_jpeg(data)
         self.scan.images.append(_Image(d, width, height, extra, jpeg))
 
     def _doom(self, annot: Object, now: bool = False) -> None:
@@ -837,6 +870,24 @@ def _emptier(stream: Object) -> Callable[[], None]:
         for key in list(stream.keys()):
             if key != "/Length":
                 del stream[key]
+
+    return remove
+
+
+def _next_item_remover(action: Object, item: Object) -> Callable[[], None]:
+    """Remove one action of a /Next array: emptied (for any other reference to it),
+    and the emptied ones out of the array (an empty action would read as one of no
+    type), the array with them when nothing is left."""
+
+    def remove() -> None:
+        _clear(item)
+        nxt = action.get("/Next")
+        if type(nxt) is Object and nxt._type_code_int == _T_ARRAY:
+            kept = [x for x in nxt if not (_is_dict(x) and not len(x.keys()))]
+            if kept:
+                action["/Next"] = Array(kept)
+            else:
+                del action["/Next"]
 
     return remove
 
@@ -1014,14 +1065,169 @@ _URL_IGNORED = dict.fromkeys(map(ord, "\t\n\r"))
 
 def _stream_bound(stream: Object) -> int | None:
     """The most bytes a non-image stream can decode to, from its /Length and the
-    worst expansion of each of its filters; ``None`` when unknown."""
+    worst expansion of each of its filters (with an image filter: from the size it
+    gives, see _pixel_bound); ``None`` when unknown."""
+    filters = _filters(stream)
+    if _IMAGE_FILTERS.intersection(filters):
+        return _pixel_bound(stream)
     length = stream.get("/Length")
     if not isinstance(length, int):
         return None
     bound = length
-    for name in _filters(stream):
+    for name in filters:
         bound *= _FILTER_EXPANSION.get(name, 1)
     return bound
+
+
+def _pixel_bound(stream: Object) -> int | None:
+    """What a stream coded with an image filter (a thumbnail, or data that is no image
+    at all) decodes to at most: 8 bytes (4 components of 16 bits) per pixel of its
+    /Width and /Height, else a CCITT fax of /Columns and /Rows (1 bit per pixel);
+    ``None`` when nothing gives its size (a reader decodes it all the same)."""
+    width, height = _int(stream.get("/Width")), _int(stream.get("/Height"))
+    if width > 0 and height > 0:
+        return width * height * 8
+    parms = stream.get("/DecodeParms")
+    if type(parms) is Object and parms._type_code_int == _T_ARRAY:
+        parms = next((p for p in parms if _is_dict(p) and "/Rows" in p), None)
+    if _is_dict(parms):
+        columns = _int(parms.get("/Columns")) if "/Columns" in parms else 1728
+        rows = _int(parms.get("/Rows"))
+        if columns > 0 and rows > 0:
+            return (columns * rows + 7) // 8
+    return None
+
+
+#: Components of an image's colour spaces (others: 4, the most).
+_COMPONENTS = {
+    "/DeviceGray": 1,
+    "/G": 1,
+    "/CalGray": 1,
+    "/Indexed": 1,
+    "/I": 1,
+    "/Separation": 1,
+    "/Pattern": 1,
+    "/DeviceRGB": 3,
+    "/RGB": 3,
+    "/CalRGB": 3,
+    "/Lab": 3,
+    "/DeviceCMYK": 4,
+    "/CMYK": 4,
+}
+
+
+def _image_bytes(image: Object, width: int, height: int) -> int:
+    """What an image decodes to: its rows of /Width pixels of its components and
+    /BitsPerComponent (16 and 4 components when they cannot be told)."""
+    bits = 1 if image.get("/ImageMask") is True else _int(image.get("/BitsPerComponent"))
+    if bits not in (1, 2, 4, 8, 16):
+        bits = 16
+    space = image.get("/ColorSpace")
+    components = 4
+    if type(space) is Object and space._type_code_int == _T_ARRAY and len(space):
+        family = _name(space[0])
+        if family == "/ICCBased" and len(space) > 1 and _is_dict(space[1]):
+            n = _int(space[1].get("/N"))
+            components = n if 0 < n <= 4 else 4
+        elif family == "/DeviceN" and len(space) > 1:
+            names = space[1]
+            count = len(names) if type(names) is Object and names._type_code_int == _T_ARRAY else 0
+            components = count if count > 0 else 4
+        elif family is not None:
+            components = _COMPONENTS.get(family, 4)
+    elif image.get("/ImageMask") is True:
+        components = 1
+    else:
+        components = _COMPONENTS.get(_name(space) or "", 4)
+    return (width * components * bits + 7) // 8 * height
+
+
+def _coded_size(filters: list[str], data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image's coded data says it has, for JPEG (its frame
+    header), JPEG 2000 (the codestream's SIZ or the JP2 header box) and JBIG2 (its
+    page information segment); ``None`` when not told or not found."""
+    if "/DCTDecode" in filters or "/DCT" in filters:
+        return _jpeg_size(data)
+    if "/JPXDecode" in filters:
+        return _jpx_size(data)
+    if "/JBIG2Decode" in filters:
+        return _jbig2_size(data)
+    return None
+
+
+#: JPEG start-of-frame markers (SOF0 to SOF15 but DHT, JPG and DAC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2 if data.startswith(b"\xff\xd8") else -1
+    while 0 <= pos and pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1  # a fill byte
+            continue
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2  # (markers without a length)
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF and pos + 9 <= len(data):
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return width, height
+        if marker in (0xD9, 0xDA) or length < 2:
+            return None  # (no frame header before the scan)
+        pos += 2 + length
+    return None
+
+
+def _jpx_size(data: bytes) -> tuple[int, int] | None:
+    at = data.find(b"\xff\x4f\xff\x51")  # SOC then SIZ, in the codestream
+    if at >= 0 and at + 24 <= len(data):
+        xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", data, at + 8)
+        return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+    at = data.find(b"ihdr")  # the JP2 image header box: height, then width
+    if at >= 0 and at + 12 <= len(data):
+        height, width = struct.unpack_from(">2I", data, at + 4)
+        return width, height
+    return None
+
+
+def _jbig2_size(data: bytes) -> tuple[int, int] | None:
+    """The page information segment (type 48) of an embedded JBIG2 stream (segment
+    headers, [ITU T.88] 7.2); a page of unknown height (0xFFFFFFFF, striped) gives its
+    width only."""
+    pos = 0
+    while pos + 6 <= len(data):
+        number = int.from_bytes(data[pos : pos + 4], "big")
+        flags = data[pos + 4]
+        kind, wide_page = flags & 0x3F, bool(flags & 0x40)
+        pos += 5
+        count = data[pos] >> 5
+        if count == 7:  # the long form of the referred-to segment count
+            if pos + 4 > len(data):
+                return None
+            count = int.from_bytes(data[pos : pos + 4], "big") & 0x1FFFFFFF
+            pos += 4 + (count + 8) // 8
+        else:
+            pos += 1
+        size = 1 if number <= 256 else 2 if number <= 65536 else 4
+        pos += count * size + (4 if wide_page else 1)
+        if pos + 4 > len(data):
+            return None
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+        if kind == 48:
+            if pos + 8 > len(data):
+                return None
+            width = int.from_bytes(data[pos : pos + 4], "big")
+            height = int.from_bytes(data[pos + 4 : pos + 8], "big")
+            return width, (0 if height == 0xFFFFFFFF else height)
+        if length == 0xFFFFFFFF:
+            return None  # (an immediate region of unknown length: stop here)
+        pos += length
+    return None
 
 
 def _check_decoded_sizes(scan: _Scan) -> None:
@@ -1036,8 +1242,10 @@ def _check_decoded_sizes(scan: _Scan) -> None:
         if stream.objgen[0]:
             sizes[stream.objgen] = size
 
+    pictures = sum(uses * size for _, size, uses in scan.pixels.values())
+
     def total() -> int:
-        return sum(
+        return pictures + sum(
             uses * (sizes[og] if og in sizes else bound)
             for og, (_, bound, uses) in scan.filtered.items()
         )
@@ -1052,8 +1260,8 @@ def _check_decoded_sizes(scan: _Scan) -> None:
     if total() > limit:
         raise _Refused(
             "unprocessable",
-            f"the streams decode to more than {limit} bytes in all, each counted as often "
-            "as the document uses it (decompression bomb)",
+            f"the streams and images decode to more than {limit} bytes in all, each "
+            "counted as often as the document uses it (decompression bomb)",
         )
 
 
@@ -1063,6 +1271,15 @@ def _measure_stream(stream: Object) -> int:
     the limit (large Flate streams, mostly): ASCII filters are decoded, then the first
     Flate or LZW filter is measured in bounded steps."""
     rest = _filters(stream)
+    if _IMAGE_FILTERS.intersection(rest):
+        bound = _pixel_bound(stream)
+        if bound is None or bound > MAX_STREAM_BYTES:
+            raise _Refused(
+                "unprocessable",
+                "a stream that is no image is coded with an image filter, and may decode "
+                f"to more than {MAX_STREAM_BYTES} bytes (decompression bomb)",
+            )
+        return bound
     data = stream.read_raw_bytes()
     try:
         while rest and rest[0] in ("/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"):
@@ -1835,11 +2052,17 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
         if plain is not None:
             if plain[1] is None:
                 continue  # not filtered
-            bound = int(plain[2]) * _FILTER_EXPANSION.get("/" + plain[1].decode(), 1)
+            name = "/" + plain[1].decode()
+            if name in _IMAGE_FILTERS:
+                bound = _stream_bound(stream)
+            else:
+                bound = int(plain[2]) * _FILTER_EXPANSION.get(name, 1)
         else:
             keys = stream.keys()
             if b"/Image" in text and _name(stream.get("/Subtype")) == "/Image":
                 walker._image(stream, keys)
+                if og in scan.pixels:
+                    scan.pixels[og][2] = count
                 continue
             if "/Filter" not in keys:
                 continue
@@ -2053,8 +2276,10 @@ def _greatest_bound(stream_texts: bytes, count: int) -> int | None:
     filters = _STREAM_FILTER.findall(stream_texts)
     if len(filters) != stream_texts.count(b"/Filter"):
         return None  # a chain of filters, or one given as a reference (4 0 R)
-    names = set(filters)
-    factor = max((_FILTER_EXPANSION.get("/" + n.decode("latin-1"), 1) for n in names), default=1)
+    names = {"/" + n.decode("latin-1") for n in filters}
+    if names & _IMAGE_FILTERS:
+        return None  # (bounded by an image's size, not by the data's length)
+    factor = max((_FILTER_EXPANSION.get(n, 1) for n in names), default=1)
     top = max(map(int, lengths)) * factor
     return top if top <= MAX_STREAM_BYTES else None
 

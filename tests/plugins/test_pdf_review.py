@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 from pikepdf import Array, Dictionary, Name, String
 
-from tests.plugins.test_pdf import classic_pdf, disarm, link, names_in, qdf, request_for
+from tests.plugins.test_pdf import classic_pdf, disarm, link, names_in, policy, qdf, request_for
 from tests.support import require_tool
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -430,3 +430,162 @@ def test_trailer_entries_reaching_a_script_are_dropped(tmp_path: Path, key: str)
     assert result.outcome == "rebuilt", result
     assert key in result.actions[-1].detail
     assert not names_in(qdf(request.destination), "/JavaScript", "/JS")
+
+
+# A fourth review: sizes an image filter or an image's own data gives, images in the
+# budget of all streams, long /Next chains.
+
+
+def _page_with(content_ref: bytes, extra: dict[int, bytes], resources: bytes = b"<< >>") -> bytes:
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+        + resources
+        + b" /Contents "
+        + content_ref
+        + b" >>",
+    }
+    return classic_pdf(objects | extra, b"/Root 1 0 R")
+
+
+def _stream(head: bytes, data: bytes) -> bytes:
+    return b"<< " + head + b" /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"/Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns 100000 /Rows 524288 >>",
+        b"/Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns 100000 >>",
+        b"/Filter /JBIG2Decode",
+        b"/Filter /DCTDecode",
+    ],
+    ids=["ccitt-6-gb", "ccitt-no-rows", "jbig2", "dct"],
+)
+def test_image_filters_on_other_streams_are_bounded(tmp_path: Path, head: bytes) -> None:
+    """A page's content coded as a CCITT fax: 64 KiB of all-white rows declaring 6.6
+    GB (poppler was still decoding it after 15 s). It was counted 1:1, never measured."""
+    data = _page_with(b"4 0 R", {4: _stream(head, b"\xff" * 65536)})
+    result = disarm(request_for(tmp_path, data))
+    assert result.outcome == "unprocessable", result
+    assert "image filter" in (result.reason or "")
+
+
+def test_a_small_fax_stream_is_not_a_bomb(tmp_path: Path) -> None:
+    data = _page_with(
+        b"4 0 R",
+        {4: _stream(b"/Filter /CCITTFaxDecode /DecodeParms << /K -1 /Columns 8 /Rows 8 >>", b"x")},
+    )
+    assert disarm(request_for(tmp_path, data)).outcome in ("rebuilt", "unmodified")
+
+
+def test_images_count_in_the_budget_of_all_streams(tmp_path: Path) -> None:
+    """Twelve images of 100 Mpx, 16-bit CMYK: 9.6 GB decoded from a 9 MB file, each
+    within the pixel limit, none in the 1 GiB budget of all streams."""
+    width = height = 10_000
+    compressor = zlib.compressobj(9)
+    row = bytes(width * 8)
+    pixels = b"".join([compressor.compress(row) for _ in range(height)] + [compressor.flush()])
+    head = (
+        b"/Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceCMYK "
+        b"/BitsPerComponent 16 /Filter /FlateDecode" % (width, height)
+    )
+    images = {10 + i: _stream(head, pixels) for i in range(12)}
+    names = b" ".join(b"/Im%d %d 0 R" % (i, 10 + i) for i in range(12))
+    draw = b"".join(b"q 612 0 0 792 0 0 cm /Im%d Do Q\n" % i for i in range(12))
+    data = _page_with(
+        b"4 0 R", images | {4: _stream(b"", draw)}, b"<< /XObject << " + names + b" >> >>"
+    )
+    result = disarm(request_for(tmp_path, data))
+    assert result.outcome == "unprocessable", result
+    assert "streams and images decode to more than" in (result.reason or "")
+    one = _page_with(
+        b"4 0 R",
+        {10: images[10], 4: _stream(b"", b"q 612 0 0 792 0 0 cm /Im0 Do Q\n")},
+        b"<< /XObject << /Im0 10 0 R >> >>",
+    )
+    assert disarm(request_for(tmp_path, one)).outcome == "rebuilt"
+
+
+def _jbig2_page(width: int, height: int) -> bytes:
+    """An embedded JBIG2 stream: a page information segment, then end of page."""
+    info = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes(8) + b"\x00\x00\x00"
+
+    def segment(number: int, kind: int, body: bytes) -> bytes:
+        return number.to_bytes(4, "big") + bytes([kind, 0, 1]) + len(body).to_bytes(4, "big") + body
+
+    return segment(0, 48, info) + segment(1, 49, b"")
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (width, height)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("filter_", "coded", "ok"),
+    [
+        (b"/JBIG2Decode", _jbig2_page(60000, 60000), False),
+        (b"/JBIG2Decode", _jbig2_page(64, 64), True),
+        (b"/DCTDecode", _jpeg(640, 64), False),
+        (b"/DCTDecode", _jpeg(64, 64), True),
+    ],
+    ids=["jbig2-larger", "jbig2-same", "jpeg-larger", "jpeg-same"],
+)
+def test_an_image_whose_data_is_larger_than_declared_is_refused(
+    tmp_path: Path, filter_: bytes, coded: bytes, ok: bool
+) -> None:
+    """Readers allocate the size the data gives: poppler took 449 MB for a 40-byte
+    JBIG2 image declared 64 x 64 whose page is 60000 x 60000."""
+    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray "
+    head += b"/BitsPerComponent " + (b"1" if b"JBIG2" in filter_ else b"8") + b" /Filter " + filter_
+    data = _page_with(
+        b"4 0 R",
+        {5: _stream(head, coded), 4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n")},
+        b"<< /XObject << /Im0 5 0 R >> >>",
+    )
+    result = disarm(request_for(tmp_path, data))
+    if ok:
+        assert result.outcome in ("rebuilt", "unmodified"), result
+    else:
+        assert result.outcome == "unprocessable", result
+        assert "holds data of" in (result.reason or "")
+
+
+def _link_with_next(actions: bytes) -> bytes:
+    return _page_with(
+        b"4 0 R",
+        {
+            4: _stream(b"", b""),
+            5: b"<< /Type /Annot /Subtype /Link /Rect [0 0 612 792] /A << /S /URI "
+            b"/URI (https://example.com/) /Next [ " + actions + b" ] >> >>",
+        },
+    ).replace(b"/Contents 4 0 R", b"/Contents 4 0 R /Annots [5 0 R]")
+
+
+_SCRIPT = b"<< /S /JavaScript /JS (app.alert\\('gicap-test'\\)) >>"
+
+
+def test_a_script_beyond_a_long_action_chain_is_refused(tmp_path: Path) -> None:
+    """With links kept, a script after 1,001 actions of a /Next array was neither
+    judged nor removed."""
+    filler = b" ".join([b"<< /S /URI /URI (https://example.com/) >>"] * 1001)
+    kept = policy(external_hyperlinks="allow")
+    result = disarm(request_for(tmp_path, _link_with_next(filler + b" " + _SCRIPT), kept))
+    assert result.outcome == "unprocessable", result
+    assert "/Next" in (result.reason or "")
+
+
+def test_a_kept_link_loses_only_the_script_it_chains_to(tmp_path: Path) -> None:
+    kept = policy(external_hyperlinks="allow")
+    request = request_for(tmp_path, _link_with_next(_SCRIPT), kept)
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    with pikepdf.open(request.destination) as pdf:
+        action = pdf.pages[0].obj.Annots[0].A
+        assert str(action.URI) == "https://example.com/" and "/Next" not in action
+    assert b"gicap-test" not in qdf(request.destination)
