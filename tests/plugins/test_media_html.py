@@ -382,3 +382,38 @@ def test_rebuilt_formatting_elements_count_with_their_attributes(tmp_path: Path)
     attributes = " ".join(f"a{i}" for i in range(10_000))
     alike = "<div>" + f"<b {attributes}>" * 3 + "</div>"
     _refused(tmp_path, alike + "<div>x</div>" * 1_000, "rebuild")
+
+
+@pytest.mark.parametrize("shift", ["\u0130", "\u212a"])
+def test_the_language_and_title_are_read_where_they_stand(tmp_path: Path, shift: str) -> None:
+    """U+0130 lowers to two characters and the Kelvin sign into "k": positions found in
+    the lowered page pointed elsewhere in the page, and a language read so put page
+    text, a script, into the rebuilt <html> tag, before the CSP."""
+    payload = '"><script>alert(document.domain)</script><x y="'
+    page = (
+        shift * len(payload)
+        + "<html lang="
+        + "a" * (len(payload) + 2)
+        + payload
+        + "><head><title>The Title</title></head><body><p>hello</p></body></html>"
+    )
+    result, out = _disarm(tmp_path, page.encode("utf-8"))
+    assert result.outcome == "rebuilt", result
+    head = out.read_text().split("<body>")[0]
+    assert "<script" not in head.lower() and "alert" not in head
+    assert "<title>The Title</title>" in head
+    assert engine.lowered("\u0130\u212aA") == "\u0131\u00e5a"
+
+
+def test_a_script_or_comment_before_the_title_does_not_move_it(tmp_path: Path) -> None:
+    """The title and the language were found in the text with its scripts and comments
+    blanked out, and read at those places in the page: a page with a script before
+    its <title> got "var a=1;</s" as its title."""
+    page = (
+        "<!--" + "x" * 40 + "--><html lang=en-GB><head><script>var a=1;</script>"
+        "<title>Hello World</title></head><body><p>x</p></body></html>"
+    )
+    result, out = _disarm(tmp_path, page.encode())
+    assert result.outcome == "rebuilt", result
+    head = out.read_text().split("<body>")[0]
+    assert '<html lang="en-GB">' in head and "<title>Hello World</title>" in head

@@ -157,13 +157,13 @@ _STYLE_CLEANERS = {data_urls: _cleaner(data_urls, styles=True) for data_urls in 
 
 def clean(text: str, lower: str | None = None) -> str:
     """The body of ``text`` (a whole document or a fragment) through nh3. ``lower``:
-    ``text.lower()``, when the caller already has it."""
+    ``lowered(text)``, when the caller already has it."""
     # Without the literal "data:" (any case) nothing can be a data: URL the callback
     # should see; an obfuscated one ("da&#9;ta:") then simply finds data: not allowed.
     # (A substring test on the lowered text: a case-insensitive regex search costs
     # a quarter of nh3's own time.)
     if lower is None:
-        lower = text.lower()
+        lower = lowered(text)
     return _clean(text, "data:" in lower)
 
 
@@ -181,7 +181,7 @@ def _clean(text: str, data_urls: bool) -> str:
 def disarm(request: DisarmRequest) -> DisarmResult:
     raw = request.source.read_bytes()
     text = decode(raw)
-    lower = text.lower()
+    lower = lowered(text)
     depth, work = _nesting(text, lower)
     if depth > MAX_NESTING:
         return DisarmResult(
@@ -277,27 +277,23 @@ def _nesting(text: str, lower: str) -> tuple[int, int]:
     tags = lower.count("<")
     if tags <= 64:
         return 0, 0
-    # (names are read in the lowered text; attributes, which the parser compares as
-    # written, in the text: the same places unless lowering moves characters)
-    same_places = _lowers_in_place(text)
-    if same_places:
-        # The formatting elements the parser may rebuild for every tag: three alike
-        # (same name and attributes) at most, and one <a> (the longest); each costs
-        # with its attributes. (Names found in the lowered text, attributes compared
-        # as written.)
-        alike = {text[m.start() : m.end()] for m in _FORMATTING_TAG.finditer(lower)}
-        longest_a = _SHORT_A
-        if _LONG_A_TAG.search(lower):
-            longest_a = max(m.end() - m.start() for m in _A_TAG.finditer(lower))
-        rebuild = REBUILD_COST + ATTRIBUTE_COST * longest_a
-        rebuild += _ALIKE * sum(REBUILD_COST + ATTRIBUTE_COST * len(tag) for tag in alike)
-        # Elements cannot nest deeper than start tags are written ("<" not "</") and
-        # formatting elements rebuilt (counted twice: <a>s, one a cell, are too).
-        opened = tags - lower.count("</")
-        if opened <= MAX_NESTING and (2 * opened + rebuild) * tags <= MAX_PARSE_WORK:
-            return 0, 0
+    # The formatting elements the parser may rebuild for every tag: three alike (same
+    # name and attributes) at most, and one <a> (the longest); each costs with its
+    # attributes. (Names found in the lowered text, attributes compared as written, in
+    # the text: the same places.)
+    alike = {text[m.start() : m.end()] for m in _FORMATTING_TAG.finditer(lower)}
+    longest_a = _SHORT_A
+    if _LONG_A_TAG.search(lower):
+        longest_a = max(m.end() - m.start() for m in _A_TAG.finditer(lower))
+    rebuild = REBUILD_COST + ATTRIBUTE_COST * longest_a
+    rebuild += _ALIKE * sum(REBUILD_COST + ATTRIBUTE_COST * len(tag) for tag in alike)
+    # Elements cannot nest deeper than start tags are written ("<" not "</") and
+    # formatting elements rebuilt (counted twice: <a>s, one a cell, are too).
+    opened = tags - lower.count("</")
+    if opened <= MAX_NESTING and (2 * opened + rebuild) * tags <= MAX_PARSE_WORK:
+        return 0, 0
     # Else the tags are read one by one, as the parser reads them.
-    return _scan(text if same_places else None, lower, list(_NESTING_TOKEN.finditer(lower)))
+    return _scan(text, lower, list(_NESTING_TOKEN.finditer(lower)))
 
 
 #: A tag's name as the tokenizer reads it (up to white space, "/" or ">").
@@ -475,10 +471,10 @@ class _Stack:
         return not (self.scope and self.scope[-1] > k)
 
 
-def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
+def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
     """:func:`_nesting` of the tags ``found`` in ``lower``, read one by one (the work
     is left at 0 once the depth is over the limit); ``text``: the page, where
-    attributes are compared as written (None: every formatting element counts apart).
+    attributes are compared as written.
     Where the model cannot tell what the parser does, elements stay open and tags
     count: the estimates only err upwards."""
     stack = _Stack()
@@ -492,7 +488,7 @@ def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int
         if stack.pop_to(k):
             left.marker_closed(stack.markers)
 
-    for count, m in enumerate(found):
+    for m in found:
         if m.start() < skip:
             continue  # (in an attribute value, or raw text)
         name = m[1]
@@ -556,7 +552,7 @@ def _scan(text: str | None, lower: str, found: list[re.Match[str]]) -> tuple[int
                         if below in stops or (phrasing_only and below not in _PHRASING):
                             break
             if name in _FORMATTING:
-                tag = text[m.start() : tag_end] if text is not None else f"#{count}"
+                tag = text[m.start() : tag_end]
                 left.opened(stack.markers, name, tag, tag_end - m.start())
             if name in _RAW_TEXT or name == "plaintext":
                 # its text is no tags, up to its end tag (plaintext: to the end)
@@ -627,7 +623,22 @@ def decode(raw: bytes) -> str:
 # ------------------------------------------------------------------------ document
 
 
+def lowered(text: str) -> str:
+    """``text`` lowered where it stands: every character one character (U+0130 lowers
+    to two) and none lowered into ASCII (the Kelvin sign lowers to "k"; the HTML
+    tokenizer folds ASCII letters only). Positions found in it are the text's: a
+    language read at a shifted place once put page text, a script, before the CSP."""
+    if not text.isascii() and ("\u0130" in text or "\u212a" in text):
+        text = text.replace("\u0130", "\u0131").replace("\u212a", "\u00e5")
+    return text.lower()
+
+
+_LANGUAGE = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
 def _document(body: str, title: str, lang: str) -> str:
+    if not _LANGUAGE.fullmatch(lang):
+        lang = ""  # (a language tag, nothing else, is written into the new <html>)
     lang_attr = f' lang="{lang}"' if lang else ""
     title_el = f"<title>{html.escape(title, quote=False)}</title>\n" if title else ""
     return (
@@ -672,9 +683,6 @@ _CODE_BLOCKS = re.compile(
     r"<(script|style)(?=[\s/>]|\Z)(?:[^>]*+>(?:.*?</\1(?=[\s/>])[^>]*+>?|.*)|.*)|<!--.*?(?:-->|\Z)",
     re.S,
 )
-#: Start and end tags ("div", "/div"), for the inventory of a text whose lowering
-#: moves or makes ASCII letters (see _lowers_in_place).
-_TAG_TOKEN = re.compile(r"<(/?[a-zA-Z][a-zA-Z0-9-]*)")
 #: Elements the report does not mention (kept, or rebuilt by this module).
 _KEPT = TAGS | STRUCTURE
 
@@ -697,8 +705,7 @@ def _alternatives(names: frozenset[str]) -> str:
 
 
 #: In the LOWERED text: start tags whose name is not in _KEPT (their name), and comment
-#: openings ("!--"). Tag names as _TAG_TOKEN reads them (the name is all of
-#: [a-z0-9-] after "<").
+#: openings ("!--"). A tag's name is all of [a-z0-9-] after "<".
 _REPORTED_TAG = re.compile(
     rf"<(?=[a-z!])(?!{_alternatives(_KEPT)}(?![a-z0-9-]))([a-z][a-z0-9-]*|!--)"
 )
@@ -729,26 +736,17 @@ def _inventory(
 ) -> tuple[str, str, Counter[tuple[str, str]]]:
     """The title, the language and (approximately) what the allowlist removes. Only
     for the report and the rebuilt <head>: nh3 alone decides what the output holds.
-    ``lower``: ``text.lower()``; ``data_urls``/``script_colon``: False when "data:" /
+    ``lower``: ``lowered(text)``; ``data_urls``/``script_colon``: False when "data:" /
     "script:" (any case) is known not to occur in it."""
     found: Counter[tuple[str, str]] = Counter()
-    if _lowers_in_place(text):
-        # One scan of the lowered text finds the start tags the allowlist does not
-        # keep and the comments, with where they are: code blocks and <meta>s are
-        # then only tried there (the only places where their expressions can match).
-        places = [(m.start(), m.group(1)) for m in _REPORTED_TAG.finditer(lower)]
-        names = Counter(name for _, name in places)
-        comments = names.pop("!--", 0)
-        metas = [at for at, name in places if name.startswith("meta")]
-        blocks = [at for at, name in places if name.startswith(("script", "style", "!"))]
-    else:  # (the same, found without positions)
-        names = Counter()
-        for token, n in Counter(_TAG_TOKEN.findall(text)).items():
-            if token[0] != "/" and token.lower() not in _KEPT:
-                names[token.lower()] += n
-        comments = text.count("<!--")
-        metas = _find_all(lower, "<meta") if names.get("meta") else []
-        blocks = None
+    # One scan of the lowered text finds the start tags the allowlist does not keep
+    # and the comments, with where they are: code blocks and <meta>s are then only
+    # tried there (the only places where their expressions can match).
+    places = [(m.start(), m.group(1)) for m in _REPORTED_TAG.finditer(lower)]
+    names = Counter(name for _, name in places)
+    comments = names.pop("!--", 0)
+    metas = [at for at, name in places if name.startswith("meta")]
+    blocks = [at for at, name in places if name.startswith(("script", "style", "!"))]
     if comments:
         found[("markup", "comment")] += comments
     for name, n in names.items():
@@ -770,8 +768,10 @@ def _inventory(
             refresh += _META_EQUIV.match(lower, at, done) is not None
         if refresh:
             found[("active_content", "<meta http-equiv>")] += refresh
-    # "x.onclick = f" in a script is not markup
-    lower = _CODE_BLOCKS.sub(" ", lower) if blocks is None else _strip(lower, blocks)
+    # "x.onclick = f" in a script is not markup (the title and the language are read
+    # in ``page``, where positions are the text's)
+    page = lower
+    lower = _strip(lower, blocks)
     events = len(_EVENT_ATTRIBUTE_REVERSED.findall(lower[::-1]))
     if events:
         found[("scripts", "event handler attribute")] += events
@@ -784,17 +784,17 @@ def _inventory(
     if srcdoc:
         found[("scripts", "srcdoc attribute")] += srcdoc
     title = ""
-    at = _find_tag(lower, "<title")
+    at = _find_tag(page, "<title")
     if at is not None:
-        start = lower.find(">", at)
+        start = page.find(">", at)
         if start >= 0:  # (RCDATA up to "</title", or to the end)
-            end = lower.find("</title", start)
+            end = page.find("</title", start)
             raw = text[start + 1 : end if end >= 0 else len(text)]
             title = " ".join(html.unescape(raw).split())
     lang = ""
-    at = _find_tag(lower, "<html")
+    at = _find_tag(page, "<html")
     if at is not None:
-        lang_match = _HTML_LANG.match(lower, at, _start_tag_end(lower, at))
+        lang_match = _HTML_LANG.match(page, at, _start_tag_end(page, at))
         if lang_match:
             lang = text[lang_match.start(1) : lang_match.end(1)]
     return title, lang, found
@@ -804,23 +804,6 @@ def _start_tag_end(lower: str, at: int) -> int:
     """Where the start tag at ``at`` ends (its ">", or the end of the text)."""
     end = lower.find(">", at)
     return end if end >= 0 else len(lower)
-
-
-def _lowers_in_place(text: str) -> bool:
-    """True when ``text.lower()`` only turns A-Z into a-z where they are: no character
-    lowers to two (U+0130 does) or into ASCII (U+0130 and the Kelvin sign U+212A are
-    the only ones), so positions and tag names in the lowered text are the text's."""
-    return text.isascii() or ("\u0130" not in text and "\u212a" not in text)
-
-
-def _find_all(text: str, word: str) -> list[int]:
-    """Where ``word`` (which cannot overlap itself) starts in ``text``."""
-    places = []
-    at = text.find(word)
-    while at >= 0:
-        places.append(at)
-        at = text.find(word, at + len(word))
-    return places
 
 
 def _strip(lower: str, starts: list[int]) -> str:
