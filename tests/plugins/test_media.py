@@ -721,3 +721,21 @@ def test_end_to_end_through_run_job(tmp_path: Path, name: str, data: bytes, dete
     out = dest.read_bytes()
     assert EICAR not in out and b"alert(" not in out
     assert answer["actions"]
+
+
+@pytest.mark.parametrize(
+    "kind", ["application/xml", "text/xml", "application/xhtml+xml", "application/rss+xml", ""]
+)
+def test_a_style_sheet_of_an_xml_type_is_a_script(tmp_path: Path, kind: str) -> None:
+    """Browsers load an xml-stylesheet of an XML type as XSLT, which writes scripts:
+    it went by the foreign_objects switch unless its text said "xsl"."""
+    text = (
+        f'<?xml-stylesheet type="{kind}" href="/uploads/t.x"?>'
+        '<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>'
+    )
+    result, out = _svg(tmp_path, text, foreign_objects="allow")
+    assert result.outcome == "rebuilt", result
+    assert "xml-stylesheet" not in out
+    assert [a.switch for a in result.actions] == ["scripts"]
+    result, out = _svg(tmp_path, text.replace(f'"{kind}"', '"text/css"'), foreign_objects="allow")
+    assert "xml-stylesheet" in out

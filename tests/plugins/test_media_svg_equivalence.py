@@ -563,16 +563,21 @@ def test_fast_path_reads_a_large_text_in_linear_time() -> None:
     assert svg._EVENT_IN_TEXT.search(data)
 
 
-def test_css_function_arguments_are_found_as_by_the_pattern() -> None:
-    """css_findings reads the arguments of image()/src()... stretch by stretch: the
-    same ones the plain pattern finds, without its quadratic time on many names."""
-    pattern = re.compile(r"(?:image-set|image|cross-fade|src|element)\(([^)]*)\)", re.I)
-    pieces = ["image(", "IMAGE-SET(", "src(", "Cross-Fade(", "element(", "imag", "e(", ")"]
-    pieces += ["(", "'", '"', "a", " ", "\u017f", "url(", "x)", "src"]
-    rng = random.Random(7)
-    for _ in range(3000):
-        css = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
-        assert svg._function_arguments(css) == pattern.findall(css), css
+@pytest.mark.parametrize(
+    "css",
+    [
+        'background-image: image-set(url(#a) 2x, "https://evil.example/t.png" 1x)',
+        'cursor: -webkit-image-set(linear-gradient(red,red) 1x, "//evil.example/c.png" 2x)',
+        "fill: image(url(#g), 'https://evil.example/i.png')",
+    ],
+)
+def test_css_strings_after_a_function_taking_urls_are_checked(css: str) -> None:
+    """A function's arguments may hold parentheses of their own: the strings after
+    them were never looked at (a review's external image in image-set)."""
+    assert ("foreign_objects", "external url() in CSS") in svg.css_findings(css)
+
+
+def test_css_findings_read_many_function_names_once() -> None:
     start = time.perf_counter()
     assert svg.css_findings("image(" * 50_000) == []
     assert time.perf_counter() - start < 5

@@ -193,6 +193,8 @@ _CSS_URL = re.compile(r"url\(\s*(?:\"([^\"]*)\"|'([^']*)'|([^)]*))", re.I)
 _CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(", re.I)
 _CSS_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 _CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
+#: The type pseudo-attribute of an xml-stylesheet instruction (lowered).
+_PI_TYPE = re.compile(r"""(?:^|\s)type\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 #: The document's DOCTYPE with an internal subset: matched from the start of the text,
@@ -333,20 +335,6 @@ def css_decode(text: str) -> str:
     return _CSS_ESCAPE.sub(unescape, _CSS_COMMENT.sub("", text)).replace("\x00", "\ufffd")
 
 
-def _function_arguments(css: str) -> list[str]:
-    """What ``(?:image-set|image|cross-fade|src|element)\\(([^)]*)\\)`` finds in ``css``
-    (the arguments of those functions), in linear time: such a match lies in one
-    stretch of text up to a ")", and is the first function in it. (Scanning for the
-    ")" from every function name would read a text of many names without a ")"
-    once per name.)"""
-    found = []
-    for stretch in css.split(")")[:-1]:
-        m = _CSS_STRING_FUNC.search(stretch)
-        if m is not None:
-            found.append(stretch[m.end() :])
-    return found
-
-
 def css_findings(text: str) -> list[tuple[str, str]]:
     """(switch, what) for every risky construct in a piece of CSS."""
     css = css_decode(text)
@@ -354,8 +342,12 @@ def css_findings(text: str) -> list[tuple[str, str]]:
     for m in _CSS_SCRIPT.finditer(css):
         found.append(("scripts", f"CSS {m.group(0).rstrip('(: ').lower()}"))
     urls = [next(g for g in m.groups() if g is not None) for m in _CSS_URL.finditer(css)]
-    for arguments in _function_arguments(css):
-        urls += [a or b for a, b in _CSS_STRING.findall(arguments)]
+    first = _CSS_STRING_FUNC.search(css)
+    if first is not None:
+        # Every string from the first function that takes one as a URL: its
+        # arguments may hold parentheses of their own (image-set(url(#a) 2x, "https:
+        # //..." 1x)), and a string that is no URL only errs towards removal.
+        urls += [a or b for a, b in _CSS_STRING.findall(css, first.start())]
     for url in urls:
         kind = classify_url(url.strip())
         if kind == "script":
@@ -407,7 +399,11 @@ class _Rebuilder:
         for pi in reversed(list(root.itersiblings(preceding=True))):
             if isinstance(pi, etree._ProcessingInstruction) and pi.target == "xml-stylesheet":
                 text = (pi.text or "").lower()
-                switch = "scripts" if "xsl" in text else "foreign_objects"
+                # Only a CSS style sheet is one: browsers load XML types (text/xml,
+                # application/xml, ...) as XSLT, which can write scripts.
+                kind = _PI_TYPE.search(text)
+                css = kind is not None and (kind[1] or kind[2] or "").strip() == "text/css"
+                switch = "foreign_objects" if css and "xsl" not in text else "scripts"
                 if self.note(switch, "xml-stylesheet instruction"):
                     kept.append(etree.ProcessingInstruction(pi.target, pi.text))
         return kept
