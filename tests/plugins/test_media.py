@@ -739,3 +739,46 @@ def test_a_style_sheet_of_an_xml_type_is_a_script(tmp_path: Path, kind: str) -> 
     assert [a.switch for a in result.actions] == ["scripts"]
     result, out = _svg(tmp_path, text.replace(f'"{kind}"', '"text/css"'), foreign_objects="allow")
     assert "xml-stylesheet" in out
+
+
+def _grey_png(width: int, height: int, interlaced: bool, rows_kept: int | None = None) -> bytes:
+    """A greyscale PNG written by hand (Adam7 passes sliced from the pixels), its image
+    data cut after ``rows_kept`` rows of the stream when given."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    pixels = [[(x * 7 + y * 13) % 256 for x in range(width)] for y in range(height)]
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+    passes += [(0, 1, 1, 2)]
+    rows = []
+    for x0, y0, dx, dy in passes if interlaced else [(0, 0, 1, 1)]:
+        for y in range(y0, height, dy):
+            row = bytes(pixels[y][x] for x in range(x0, width, dx))
+            if row:
+                rows.append(b"\x00" + row)
+    raw = b"".join(rows[:rows_kept])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, int(interlaced))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("interlaced", [False, True], ids=["plain", "adam7"])
+def test_a_png_whose_data_stops_early_is_refused(tmp_path: Path, interlaced: bool) -> None:
+    """Pillow takes the end of the compressed stream for the end of the image and pads
+    the rows left: a 1000-row image holding one row came out rebuilt."""
+    whole = _grey_png(37, 29, interlaced)
+    result, dest = _disarm(tmp_path, whole, "png")
+    assert result.outcome == "rebuilt", result
+    with Image.open(dest) as im:
+        assert im.size == (37, 29) and im.getpixel((36, 28)) == (36 * 7 + 28 * 13) % 256
+    result, dest = _disarm(tmp_path, _grey_png(37, 29, interlaced, rows_kept=3), "png")
+    assert result.outcome == "unprocessable", result
+    assert "cut short" in (result.reason or "") and not dest.exists()

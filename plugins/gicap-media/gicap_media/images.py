@@ -28,6 +28,7 @@ import re
 import resource
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,8 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
             raise Refused(f"Pillow reads this file as {img.format}, not {fmt}")
         info = dict(img.info)  # the first frame's; img.info follows the frames read
         frames = _check_sizes(img, fmt, limits, left)
+        if fmt == "PNG":
+            _check_png_data(request.source, layout)
 
         # 3. What metadata is there (before decoding: for "disallow" nothing is decoded).
         found = _metadata(img, info, fmt, layout)
@@ -277,6 +280,10 @@ class _Layout:
     #: WebP: the canvas (of an extended file, VP8X, else the image's size), which
     #: Pillow's decoder allocates (twice) as soon as the file is opened.
     canvas: tuple[int, int] | None = None
+    #: PNG: the image header's width, height, bit depth, colour type and interlace
+    #: method, and where the image data chunks (IDAT) are (offset, length).
+    header: tuple[int, int, int, int, int] | None = None
+    data: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _layout(path: Path, fmt: str, max_frames: int) -> _Layout:
@@ -356,17 +363,66 @@ def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
 def _scan_png(data: Any, _max_frames: int) -> _Layout:
     pos, size, declared = 8, len(data), 0
     chunks: dict[bytes, int] = {}
+    header = None
+    idat: list[tuple[int, int]] = []
     while pos + 8 <= size:
         length, ctype = struct.unpack_from(">I4s", data, pos)
         chunks[ctype] = chunks.get(ctype, 0) + 1
         if ctype == b"acTL":
             (declared,) = struct.unpack_from(">I", data, pos + 8)
+        elif ctype == b"IHDR" and header is None:
+            header = struct.unpack_from(">IIBBxxB", data, pos + 8)
+        elif ctype == b"IDAT":
+            idat.append((pos + 8, length))
         pos += 12 + length
         if ctype == b"IEND":
             break
     else:
         pos = None
-    return _Layout(pos, max(1, chunks.get(b"fcTL", 0), declared), chunks)
+    frames = max(1, chunks.get(b"fcTL", 0), declared)
+    return _Layout(pos, frames, chunks, header=header, data=idat)
+
+
+#: Samples per pixel of each PNG colour type.
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: first column and row, then the steps between them.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+_ADAM7 += ((0, 1, 1, 2),)
+
+
+def _check_png_data(path: Path, layout: _Layout) -> None:
+    """Refuse a PNG whose image data holds fewer bytes than its header's rows need.
+    Pillow takes the end of the compressed stream for the end of the image and pads
+    the rows left, truncated or not (a 1000-row image of one row came out rebuilt)."""
+    if layout.header is None or not layout.data:
+        return  # (Pillow says what is wrong)
+    width, height, depth, colour, interlaced = layout.header
+    bits = _PNG_SAMPLES.get(colour, 4) * depth
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns = (width - x0 + dx - 1) // dx if width > x0 else 0
+        rows = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if columns and rows:
+            expected += rows * (1 + (columns * bits + 7) // 8)
+    got = 0
+    inflater = zlib.decompressobj()
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            for start, length in layout.data:
+                pending = data[start : start + length]
+                while pending and got < expected:
+                    got += len(inflater.decompress(pending, 1 << 20))
+                    pending = inflater.unconsumed_tail
+                if got >= expected or inflater.eof:
+                    break
+        except zlib.error:
+            return  # (Pillow says what is wrong)
+    if got < expected:
+        raise Refused(
+            f"the image data is cut short: {got} bytes of the {expected} its "
+            f"{width}x{height} pixels need (truncated)"
+        )
 
 
 def _scan_gif(data: Any, max_frames: int) -> _Layout:
