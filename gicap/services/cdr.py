@@ -498,19 +498,28 @@ def _declared(content_type: str | None, names: list[str] | None) -> str | None:
 
 #: Content types browsers show (or use) rather than save, besides text, images,
 #: audio, video and fonts; of text, the types they save (a spreadsheet, a card).
+#: What browsers show when a page is opened at its address; anything else they save
+#: (named after the address). Pictures, sound and video they render or play, the
+#: documents and data they display (text/*: below).
 _SHOWN_TYPES = frozenset(
     """
+    image/jpeg image/pjpeg image/png image/apng image/gif image/webp image/bmp
+    image/x-ms-bmp image/x-icon image/vnd.microsoft.icon image/avif image/svg+xml
+    audio/mpeg audio/mp3 audio/ogg audio/wav audio/wave audio/x-wav audio/webm audio/aac
+    audio/flac audio/mp4 audio/x-m4a video/mp4 video/webm video/ogg
     application/pdf application/json application/ld+json application/manifest+json
     application/xml application/xhtml+xml application/rss+xml application/atom+xml
     application/javascript application/x-javascript application/ecmascript
-    application/wasm application/font-woff application/x-font-woff
-    application/vnd.ms-fontobject application/x-font-ttf
     """.split()
 )
+#: Text types browsers save rather than show (Chromium's list): any other text/* is
+#: shown.
 _SAVED_TEXT = frozenset(
     """
-    text/csv text/x-csv text/comma-separated-values text/tab-separated-values
-    text/calendar text/vcard text/x-vcard text/directory
+    text/csv text/x-csv text/comma-separated-values text/tab-separated-values text/tsv
+    text/calendar text/x-calendar text/vcalendar text/x-vcalendar text/vcard
+    text/x-vcard text/x-vcf text/directory text/ldif text/qif text/x-qif text/rtf
+    text/ofx text/vnd.sun.j2me.app-descriptor
     """.split()
 )
 #: Sec-Fetch-Dest values of what a page uses (a script, a style sheet, a font...):
@@ -544,11 +553,11 @@ _MIME_TYPE = re.compile(f"{_TOKEN}/{_TOKEN}")
 
 
 def _shown(content_type: str) -> bool:
+    """Whether a browser shows what it is served as (else it saves it: a picture of
+    a type it cannot draw, a font, a WebAssembly module, text/rtf...)."""
     if content_type in _SHOWN_TYPES or not content_type:  # (none: sniffed and shown)
         return True
-    if content_type.startswith("text/"):
-        return content_type not in _SAVED_TEXT
-    return content_type.startswith(("image/", "audio/", "video/", "font/"))
+    return content_type.startswith("text/") and content_type not in _SAVED_TEXT
 
 
 def _saved_names(message: Any, request: Any) -> list[str] | None:

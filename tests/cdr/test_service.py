@@ -341,6 +341,15 @@ def test_script_saved_under_a_script_name_is_blocked(srv: GicapProcess) -> None:
         ("text/plain, application/octet-stream", "", "/files/invoice.js"),
         ("application/x-unknown", "", "/files/invoice.js"),
         ("application/octet-stream", "", "/dl/invoice.js;jsessionid=ABC"),
+        # (found by a fourth review) types a browser cannot show: it saves them
+        ("image/x-foo", "", "/files/invoice.js"),
+        ("image/tiff", "", "/files/invoice.js"),
+        ("font/ttf", "", "/files/invoice.js"),
+        ("application/wasm", "", "/files/invoice.js"),
+        ("application/vnd.ms-fontobject", "", "/files/invoice.js"),
+        ("text/rtf", "", "/files/invoice.js"),
+        ("text/x-vcalendar", "", "/files/invoice.js"),
+        ("audio/x-foo", "", "/files/invoice.js"),
     ],
 )
 def test_downloads_saved_as_scripts_are_blocked(
