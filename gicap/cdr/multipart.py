@@ -1,5 +1,5 @@
-"""multipart/form-data uploads: split into parts so each file part is disarmed on its
-own, then join them again with the same boundary."""
+"""Multipart uploads (multipart/form-data, multipart/mixed...): split into parts so
+each file part is disarmed on its own, then joined again with the same boundary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from gicap.cdr.detect import file_names
 from gicap.protocol.headers import Headers, parse_header_lines, split_lines
 
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+#: One parameter of a Content-Type: "; name=value" (the value a token or quoted).
+_CONTENT_TYPE_PARAMETER = re.compile(r'\s*;\s*([^=;\s]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;"]*))\s*')
+#: Multipart parts inside multipart parts, at most (multipart/mixed in a form).
+MAX_DEPTH = 3
 _PARAM = re.compile(r'(\w+)\*?\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
 
 
@@ -63,13 +66,36 @@ class Multipart:
         return b"".join(out)
 
 
-def boundary_of(content_type: str | None) -> bytes | None:
-    if not content_type or not content_type.lower().startswith("multipart/form-data"):
-        return None
-    m = _BOUNDARY.search(content_type)
-    if not m:
-        return None
-    return (m.group(1) or m.group(2)).encode("latin-1")
+def is_multipart(content_type: str | None) -> bool:
+    """Whether a body of this Content-Type is made of parts (any multipart/ type:
+    servers split multipart/mixed uploads as they split forms)."""
+    return bool(content_type) and content_type.strip().lower().startswith("multipart/")
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The boundary of a multipart Content-Type, its parameters read one by one.
+    Refused when servers could take another: a second boundary, a parameter whose
+    name ends in "boundary" or whose value holds "boundary=" (one finding the text
+    "boundary=" anywhere took "xboundary=A; boundary=B" for A)."""
+    value = content_type or ""
+    pos = value.find(";")
+    found: list[str] = []
+    while 0 <= pos < len(value):
+        m = _CONTENT_TYPE_PARAMETER.match(value, pos)
+        if m is None:
+            raise MultipartError(f"malformed Content-Type parameters: {value!r}")
+        name = m.group(1).lower()
+        quoted, token = m.group(2), m.group(3)
+        text = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else token.strip()
+        if name == "boundary":
+            found.append(text)
+        elif name.rstrip("*").endswith("boundary") or "boundary=" in text.lower():
+            raise MultipartError(f"ambiguous boundary parameters: {value!r}")
+        pos = m.end()
+    if len(found) != 1 or not found[0]:
+        what = "no boundary" if not found or not found[0] else "several boundaries"
+        raise MultipartError(f"multipart Content-Type with {what}: {value!r}")
+    return found[0].encode("latin-1", "replace")
 
 
 def parse(body: bytes, boundary: bytes) -> Multipart:

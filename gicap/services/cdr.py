@@ -145,14 +145,10 @@ class CDRService(Service):
         )
         started = time.monotonic()
         try:
-            if self.method == "REQMOD":
-                boundary = multipart.boundary_of(
-                    txn.head.http_request.headers.get("Content-Type")
-                    if txn.head.http_request
-                    else None
-                )
-                if boundary is not None:
-                    return self._multipart(txn, profile, boundary, workdir)
+            if self.method == "REQMOD" and txn.head.http_request is not None:
+                content_type = txn.head.http_request.headers.get("Content-Type")
+                if multipart.is_multipart(content_type):
+                    return self._multipart(txn, profile, content_type or "", workdir)
             report = self._process(txn, profile, workdir)
             return self._answer(report, txn, started)
         finally:
@@ -387,8 +383,11 @@ class CDRService(Service):
             return blocked_response(report, txn)
 
     def _multipart(
-        self, txn: Transaction, profile: Profile, boundary: bytes, workdir: Path
+        self, txn: Transaction, profile: Profile, content_type: str, workdir: Path
     ) -> Outcome:
+        """An upload of several parts (a form, multipart/mixed...): every file part,
+        in nested multipart parts too, is disarmed on its own; the body is sent again
+        with the parts rebuilt."""
         started = time.monotonic()
         assert txn.body is not None and txn.head.http_request is not None
         report = self._new_report(txn, profile)
@@ -399,43 +398,19 @@ class CDRService(Service):
                 txn,
                 started,
             )
+        types: list[str] = []
+        counter = [0]
         try:
-            form = multipart.parse(txn.body.getvalue(), boundary)
+            form = multipart.parse(txn.body.getvalue(), multipart.boundary_of(content_type))
+            changed, blocked = self._disarm_parts(
+                txn, profile, workdir, form, report, types, counter, depth=0
+            )
         except multipart.MultipartError as exc:
             return self._answer(
                 self._fallback(report, profile, "unprocessable", str(exc)), txn, started
             )
-        changed = False
-        types = []
-        for index, part in enumerate(form.parts):
-            if not part.is_file or not part.content:
-                continue
-            source = workdir / f"part-{index}"
-            source.write_bytes(part.content)
-            sub = self._new_report(txn, profile)
-            sub.name = part.filename or ""
-            names = part.filenames
-            sub = self._disarm(
-                sub,
-                profile,
-                source,
-                workdir / f"rebuilt-{index}",
-                None,
-                _declared(part.headers.get("Content-Type"), names),
-                opened_as_saved(names, part.headers.get("Content-Type")),
-            )
-            types.append(sub.file_type or "?")
-            report.actions.extend(sub.actions)
-            if sub.outcome == BLOCKED:
-                report.reason = f"{part.filename}: {sub.reason}"
-                report.file_type = sub.file_type
-                report.name = part.filename or report.name
-                report.outcome = BLOCKED
-                return self._answer(report, txn, started)
-            if sub.outcome == REBUILT and sub.body is not None:
-                with sub.body:
-                    part.content = sub.body.read()
-                changed = True
+        if blocked is not None:
+            return self._answer(blocked, txn, started)
         report.file_type = ",".join(types) or "-"
         if not changed:
             report.outcome = UNMODIFIED
@@ -447,6 +422,75 @@ class CDRService(Service):
         report.size_out = len(body)
         report.outcome = REBUILT
         return self._answer(report, txn, started)
+
+    def _disarm_parts(
+        self,
+        txn: Transaction,
+        profile: Profile,
+        workdir: Path,
+        form: multipart.Multipart,
+        report: FileReport,
+        types: list[str],
+        counter: list[int],
+        depth: int,
+    ) -> tuple[bool, FileReport | None]:
+        """Disarm the file parts of ``form`` (and of the multipart parts in it): whether
+        one was rebuilt, and ``report`` as blocked when one is."""
+        changed = False
+        for part in form.parts:
+            content_type = part.headers.get("Content-Type")
+            nested = multipart.is_multipart(content_type)
+            if not nested and (not part.is_file or not part.content):
+                continue
+            encoding = (part.headers.get("Content-Transfer-Encoding") or "").strip().lower()
+            if encoding not in ("", "7bit", "8bit", "binary"):
+                # servers decode it (Go's quoted-printable), this would judge the code
+                raise multipart.MultipartError(
+                    f"a part is sent in the {encoding!r} transfer encoding"
+                )
+            if nested:
+                if depth >= multipart.MAX_DEPTH:
+                    raise multipart.MultipartError(
+                        f"multipart parts nested more than {multipart.MAX_DEPTH} deep"
+                    )
+                inner = multipart.parse(part.content, multipart.boundary_of(content_type))
+                inner_changed, blocked = self._disarm_parts(
+                    txn, profile, workdir, inner, report, types, counter, depth + 1
+                )
+                if blocked is not None:
+                    return changed, blocked
+                if inner_changed:
+                    part.content = inner.encode()
+                    changed = True
+                continue
+            counter[0] += 1
+            source = workdir / f"part-{counter[0]}"
+            source.write_bytes(part.content)
+            sub = self._new_report(txn, profile)
+            sub.name = part.filename or ""
+            names = part.filenames
+            sub = self._disarm(
+                sub,
+                profile,
+                source,
+                workdir / f"rebuilt-{counter[0]}",
+                None,
+                _declared(content_type, names),
+                opened_as_saved(names, content_type),
+            )
+            types.append(sub.file_type or "?")
+            report.actions.extend(sub.actions)
+            if sub.outcome == BLOCKED:
+                report.reason = f"{part.filename}: {sub.reason}"
+                report.file_type = sub.file_type
+                report.name = part.filename or report.name
+                report.outcome = BLOCKED
+                return changed, report
+            if sub.outcome == REBUILT and sub.body is not None:
+                with sub.body:
+                    part.content = sub.body.read()
+                changed = True
+        return changed, None
 
 
 def _runner_event(kind: str) -> None:

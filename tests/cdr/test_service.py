@@ -683,6 +683,80 @@ def test_multipart_upload_with_an_unsupported_file_is_blocked_whole(srv: GicapPr
     assert "outcome=blocked" in log_line(srv, file_id)
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        "xboundary=AAA; boundary={b}",
+        'x="boundary=AAA;"; boundary={b}',
+        "boundary=AAA; boundary={b}",
+    ],
+    ids=["longer-name", "in-a-quoted-value", "twice"],
+)
+def test_an_upload_whose_boundary_servers_may_read_otherwise_is_refused(
+    srv: GicapProcess, parameters: str
+) -> None:
+    """The first "boundary=" in the header was taken: split on AAA, the form was one
+    text field, and a server reading the parameters stored the HTML file."""
+    page = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    part = ('Content-Disposition: form-data; name="f"; filename="evil.html"', page)
+    # read with AAA, the whole form is one text field
+    body = b'--AAA\r\nContent-Disposition: form-data; name="x"\r\n\r\n'
+    body += multipart(part) + b"\r\n--AAA--\r\n"
+    head = req_head(body, "multipart/form-data; " + parameters.format(b=BOUNDARY))
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    assert_blocked(r, "boundar", original=b"<script>")
+
+
+def test_multipart_mixed_uploads_are_split_too(srv: GicapProcess) -> None:
+    """Servers split any multipart/ body (commons-fileupload, cgi): it went through
+    detection as one text blob."""
+    body = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS))
+    expected = multipart(TEXT_FIELD, (CSV_PART, CSV_FORMULAS_REBUILT))
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=req_head(body, f"multipart/mixed; boundary={BOUNDARY}"))
+    assert r.status == 200 and not r.http_response, (r.status, r.http_response)
+    assert r.body == expected
+
+
+def test_files_in_a_nested_multipart_part_are_disarmed(srv: GicapProcess) -> None:
+    """A form part holding multipart/mixed (RFC 2388's several files for one field)
+    has no file name of its own: its files went through unseen."""
+    inner_boundary = "innerBoundary42"
+    inner = (
+        (
+            f'--{inner_boundary}\r\nContent-Disposition: file; filename="data.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + CSV_FORMULAS
+        + f"\r\n--{inner_boundary}--".encode()
+    )
+    outer_part = (
+        'Content-Disposition: form-data; name="files"\r\n'
+        f"Content-Type: multipart/mixed; boundary={inner_boundary}",
+        inner,
+    )
+    body = multipart(TEXT_FIELD, outer_part)
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=req_head(body, f"multipart/form-data; boundary={BOUNDARY}"))
+    assert r.status == 200 and not r.http_response, (r.status, r.http_response)
+    assert CSV_FORMULAS_REBUILT in (r.body or b"") and CSV_FORMULAS not in (r.body or b"")
+
+
+def test_a_file_part_in_a_transfer_encoding_is_refused(srv: GicapProcess) -> None:
+    """Go's multipart reader decodes quoted-printable parts: the server stored a
+    formula the engine never saw (it judged "x=0D=0A=3Dcmd...")."""
+    part = (
+        'Content-Disposition: form-data; name="f"; filename="report.csv"\r\n'
+        "Content-Type: text/csv\r\nContent-Transfer-Encoding: quoted-printable",
+        b"name,amount\r\nbob,x=0D=0A=3Dcmd|' /C calc'!A0\r\n",
+    )
+    body = multipart(part)
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=req_head(body, f"multipart/form-data; boundary={BOUNDARY}"))
+    assert_blocked(r, "transfer encoding", original=b"=3Dcmd")
+
+
 # ------------------------------------------------------------------------- misbehaving engines
 
 
