@@ -97,6 +97,13 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
             if total > limit:
                 raise _TooLarge
             out.write(rest)
+            # Clients differ past the end of the stream (Python, Go and .NET decode a
+            # second gzip member, browsers do not): what only some would read is
+            # never relayed undecoded.
+            if dec.unused_data:
+                raise ValueError("data after the end of the compressed stream")
+            if not dec.eof:
+                raise ValueError("the compressed stream is cut short")
 
 
 def detect(path: Path, declared: str | None) -> FileType | None:
