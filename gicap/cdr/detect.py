@@ -723,13 +723,14 @@ def _markup(head: bytes) -> str | None:
 
 
 def _markup_text(s: str) -> str | None:
-    n, i, doctype, office = len(s), 0, None, False
+    n, i, doctype, office, styled = len(s), 0, None, False, False
     while True:
         while i < n and s[i] in " \t\r\n\f\ufeff":
             i += 1
         if s.startswith("<?", i):  # XML declaration, processing instruction
             end = s.find("?>", i + 2)
             office = office or _MSO_APPLICATION.match(s, i) is not None
+            styled = styled or s.startswith("<?xml-stylesheet", i)
             i = end + 2 if end >= 0 else n
         elif s.startswith("<!--", i):
             end = s.find("-->", i + 4)
@@ -757,7 +758,15 @@ def _markup_text(s: str) -> str | None:
         return "html"
     if m and (office or _office_root(s, i)):
         return "office_xml"
+    if m and (styled or _XHTML_NAMESPACE in s or _SVG_NAMESPACE in s):
+        # XML a browser runs scripts in: XHTML or SVG elements anywhere in it (an
+        # h:script), or a style sheet it transforms it with (XSLT writes scripts)
+        return "html"
     return None
+
+
+_XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
+_SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
 
 #: What makes XML an Office document: the processing instruction Windows opens it by

@@ -834,3 +834,27 @@ def test_office_xml_is_told_past_a_long_prolog_and_character_references() -> Non
     escaped = _SPREADSHEET.replace(b"urn:schemas", b"urn&#58;schemas", 1)
     found = detect(escaped, None, "book.xls")
     assert found is not None and found.name == "office_xml"
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b'<?xml version="1.0"?><report xmlns:h="http://www.w3.org/1999/xhtml">'
+        b"<h:script>alert(1)</h:script></report>",
+        b'<report><s:svg xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script>'
+        b"</s:svg></report>",
+        b'<?xml version="1.0"?><?xml-stylesheet type="text/xsl" href="t.xsl"?><report/>',
+    ],
+    ids=["xhtml-element", "svg-element", "xslt"],
+)
+def test_xml_a_browser_runs_scripts_in_is_html(xml: bytes) -> None:
+    """Browsers run XHTML and SVG scripts anywhere in an XML document, and transform
+    it with its style sheet: it was plain text, delivered as it came."""
+    assert name_of(detect(xml, None, "report.xml")) == "html"
+
+
+def test_plain_xml_is_still_text() -> None:
+    assert (
+        name_of(detect(b'<?xml version="1.0"?><report><row a="1"/></report>', None, "r.xml"))
+        == "text"
+    )
