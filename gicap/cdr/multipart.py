@@ -45,7 +45,9 @@ class Part:
 
     @property
     def is_file(self) -> bool:
-        return self.filename is not None
+        """A part a server stores as a file: one with a name (``filename*0=`` alone
+        too: Go reads it)."""
+        return bool(self.filenames)
 
 
 @dataclass
@@ -81,6 +83,8 @@ def boundary_of(content_type: str | None) -> bytes:
     pos = value.find(";")
     found: list[str] = []
     while 0 <= pos < len(value):
+        if not value[pos:].strip(" \t;"):
+            break  # (a trailing ";": servers ignore it)
         m = _CONTENT_TYPE_PARAMETER.match(value, pos)
         if m is None:
             raise MultipartError(f"malformed Content-Type parameters: {value!r}")
@@ -89,7 +93,8 @@ def boundary_of(content_type: str | None) -> bytes:
         text = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else token.strip()
         if name == "boundary":
             found.append(text)
-        elif name.rstrip("*").endswith("boundary") or "boundary=" in text.lower():
+        elif name.split("*", 1)[0].endswith("boundary") or "boundary=" in text.lower():
+            # (boundary*0=: Go joins RFC 2231 continuations into the boundary)
             raise MultipartError(f"ambiguous boundary parameters: {value!r}")
         pos = m.end()
     if len(found) != 1 or not found[0]:

@@ -26,8 +26,9 @@ def count_entries(fp: BinaryIO, size: int, limit: int) -> int:
 
     The end record is found as ``zipfile`` finds it: the last 22 bytes when they are
     one with no comment (its own fields may hold the signature bytes), else the last
-    signature in the final 64 KiB."""
-    tail_len = min(size, _EOCD.size + 0xFFFF)
+    signature in the final 64 KiB and 22 bytes (zipfile reads one byte more than a
+    comment can hold: so does this, or an end record there escaped the count)."""
+    tail_len = min(size, _EOCD.size + (1 << 16))
     fp.seek(size - tail_len)
     tail = fp.read(tail_len)
     last = tail[-_EOCD.size :]

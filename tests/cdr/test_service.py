@@ -705,8 +705,9 @@ def test_multipart_upload_with_an_unsupported_file_is_blocked_whole(srv: GicapPr
         "xboundary=AAA; boundary={b}",
         'x="boundary=AAA;"; boundary={b}',
         "boundary=AAA; boundary={b}",
+        "boundary=AAA; boundary*0={b}",
     ],
-    ids=["longer-name", "in-a-quoted-value", "twice"],
+    ids=["longer-name", "in-a-quoted-value", "twice", "continuation"],
 )
 def test_an_upload_whose_boundary_servers_may_read_otherwise_is_refused(
     srv: GicapProcess, parameters: str
@@ -722,6 +723,23 @@ def test_an_upload_whose_boundary_servers_may_read_otherwise_is_refused(
     with req(srv) as c:
         r = c.reqmod(body, req_head=head, preview=PREVIEW)
     assert_blocked(r, "boundar", original=b"<script>")
+
+
+def test_a_file_part_named_by_continuations_only_is_a_file(srv: GicapProcess) -> None:
+    """filename*0= alone names a file to Go: the part was skipped as a form field.
+    (A trailing ";" after the boundary is read as servers read it.)"""
+    part = (
+        'Content-Disposition: form-data; name="f"; filename*0="data"; filename*1=".csv"\r\n'
+        "Content-Type: text/csv",
+        CSV_FORMULAS,
+    )
+    body = multipart(part)
+    expected = multipart((part[0], CSV_FORMULAS_REBUILT))
+    head = req_head(body, f"multipart/form-data; boundary={BOUNDARY};")
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head)
+    assert r.status == 200 and not r.http_response, (r.status, r.http_response)
+    assert r.body == expected
 
 
 def test_multipart_mixed_uploads_are_split_too(srv: GicapProcess) -> None:

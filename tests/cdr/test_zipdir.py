@@ -69,3 +69,12 @@ def test_detection_does_not_read_a_huge_directory(
     small.write_bytes(_many_entries(3, (3, 3)))
     assert detect.detect(small.read_bytes()[:4096], str(small), None).name == "zip"
     assert len(opened) == 1  # (a usual zip is read, for Office packages)
+
+
+def test_an_end_record_as_far_from_the_end_as_zipfile_looks_is_counted() -> None:
+    """zipfile looks for the end record in the last 64 KiB and 22 bytes, one byte
+    more than a comment can hold: an archive padded by 65,536 bytes was counted as
+    empty while zipfile read its whole directory."""
+    data = _many_entries(2000, (2000, 2000)) + bytes(1 << 16)
+    assert zipfile.ZipFile(io.BytesIO(data)).infolist()  # (zipfile finds it)
+    assert _count(data, 1000) > 1000
