@@ -182,3 +182,35 @@ def test_a_quote_right_after_the_keyword_ends_it(tmp_path: Path, instruction: by
     outcome, out = _run(tmp_path, data)
     assert outcome == "rebuilt"
     assert instruction.split(b'"')[0] not in out and b"x" in out
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        rb'{\upr{X}{\*\ud{DDEAUTO c:\\windows\\system32\\cmd.exe "/k calc"}}}',
+        rb'DD{\upr{X}{\*\ud{E}}}AUTO c:\\windows\\system32\\cmd.exe "/k calc"',
+        rb'DD{\g E}AUTO c:\\windows\\system32\\cmd.exe "/k calc"',
+        rb'DD{\sp E}AUTO c:\\windows\\system32\\cmd.exe "/k calc"',
+        rb'DD{\*\gicapx E}AUTO c:\\windows\\system32\\cmd.exe "/k calc"',
+    ],
+    ids=["upr-ud", "upr-split", "g-split", "sp-split", "unknown-split"],
+)
+def test_text_in_a_destination_in_an_instruction_makes_it_ambiguous(
+    tmp_path: Path, instruction: bytes
+) -> None:
+    """Word reads \\upr's \\ud text; which readers take other destinations' text is
+    not certain: left out of the instruction, "DD" "AUTO" passed as harmless."""
+    data = rb"{\rtf1 a{\field{\*\fldinst " + instruction + rb"}{\fldrslt x}}b\par}"
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"cmd.exe" not in out and b"x" in out
+
+
+def test_bookmarks_and_form_data_in_an_instruction_are_not_ambiguous(tmp_path: Path) -> None:
+    """Word writes them there with text of their own: a form field stays a field."""
+    data = (
+        rb"{\rtf1 a{\field{\*\fldinst {\*\bkmkstart Text1} FORMTEXT {\*\datafield "
+        rb"800100000000000005546578743100}{\*\formfield{\fftype0{\*\ffname Text1}}}}"
+        rb"{\fldrslt x}}b\par}"
+    )
+    assert _run(tmp_path, data)[0] == "unmodified"

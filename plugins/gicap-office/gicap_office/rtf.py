@@ -105,6 +105,14 @@ DESTINATIONS = (
     }
 )
 MAX_DEPTH = 10_000
+#: Destinations Word writes in field instructions with text of their own that is no
+#: part of them: bookmarks, and a form field's data and names.
+_QUIET_IN_INSTRUCTION = frozenset(
+    b"""
+    bkmkstart bkmkend datafield formfield ffname ffdeftext ffformat ffhelptext
+    ffstattext ffentrymcr ffexitmcr ffl
+    """.split()
+)
 #: The destinations of the RTF specification (1.9.1): a group that starts with one of
 #: them (or with ``\\*``) holds no text of a field instruction it is in (a bookmark
 #: name in ``{\\*\\bkmkstart X}`` is not part of ``DDEAUTO``), for Word and
@@ -213,6 +221,9 @@ class _Group:
     instruction: _Group | None = None  # the nearest \fldinst group, this one included
     field_around: _Group | None = None  # the nearest enclosing \field group
     instr_text: bool = False  # (on a \fldinst group) non-blank text collected
+    #: The destination (or b"*") that left this group, in a field instruction, out of
+    #: it: its text is not the instruction's (see _Disarmer._leave_instruction).
+    muted: bytes | None = None
     text: list[bytes] = field(default_factory=list)  # pict: data at this level
     words: list[tuple[bytes, int | None]] = field(default_factory=list)  # pict: words
 
@@ -248,6 +259,7 @@ class _Disarmer:
                 if (
                     not g.first
                     and g.buf is None
+                    and g.muted is None
                     and g.dest != b"pict"
                     and (g.in_dest or not g.deleted)
                 ):
@@ -383,6 +395,7 @@ class _Disarmer:
                 in_result=parent.in_result or parent.dest in (b"result", b"fldrslt"),
                 instruction=parent.instruction,
                 field_around=parent if parent.is_field else parent.field_around,
+                muted=parent.muted,
             )
         )
 
@@ -412,7 +425,7 @@ class _Disarmer:
             # instruction: readers disagree on whether it counts as one of them.
             self._ambiguous_instruction()
         if g.first and word in RTF_DESTINATIONS:
-            self._leave_instruction(g)
+            self._leave_instruction(g, word)
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
             # like Word (and oletools' rtfobj), a destination word opens its destination
             # wherever it is in the group, not only first
@@ -485,18 +498,32 @@ class _Disarmer:
         g = self.stack[-1].instruction if self.stack else None
         return g.field_owner if g is not None else None
 
-    def _leave_instruction(self, g: _Group) -> None:
-        """``g`` (at its first token) is a destination: none of its text is part of a
-        field instruction around it (RTF readers skip it, or read it as what it is)."""
-        if g.own_buf is None:
+    def _leave_instruction(self, g: _Group, word: bytes) -> None:
+        """``g`` (at its first token) is a destination ``word`` (or ``\\*``): none of
+        its text is part of a field instruction around it (RTF readers skip it, or read
+        it as what it is). Text in it all the same makes the instruction ambiguous
+        (see _muted_text), but in a bookmark or a form field's data."""
+        if g.own_buf is not None:
+            return
+        if g.buf is not None:
             g.buf = None
+            g.muted = word
+        elif g.muted == b"*":
+            g.muted = word  # (the destination after "\\*")
+
+    def _muted_text(self, g: _Group, text: bytes | str) -> None:
+        """Text in a destination left out of a field instruction: readers that do not
+        know the destination, or read one of its parts (\\upr's \\ud), may take it
+        as the instruction's; the field is then judged ambiguous."""
+        if g.muted not in _QUIET_IN_INSTRUCTION and text.strip():
+            self._ambiguous_instruction()
 
     def _symbol(self, start: int, end: int, sym: bytes) -> None:
         g = self._head()
         if sym == b"*" and g.first:
             g.star = True
             g.in_dest = True
-            self._leave_instruction(g)
+            self._leave_instruction(g, sym)
             return
         g.first = False
         if sym in (b"\\", b"{", b"}", b"~", b"-", b"_"):
@@ -543,6 +570,8 @@ class _Disarmer:
                 self.skip -= cut
             if g.buf is not None:
                 self._collect(g, chars.decode("cp1252", "replace"))
+        elif g.muted is not None:
+            self._muted_text(g, text)
 
     def _binary(self, start: int, data_start: int, data_end: int) -> None:
         g = self._head()
@@ -560,6 +589,8 @@ class _Disarmer:
         g = self._head()
         if g.buf is not None:
             self._collect(g, ch)
+        elif g.muted is not None:
+            self._muted_text(g, ch)
 
     @staticmethod
     def _collect(g: _Group, text: str) -> None:
