@@ -330,29 +330,51 @@ def _unsafe_name(name: str) -> str | None:
         # Windows drops them: "evil.csv." is extracted as "evil.csv", but its type was
         # judged (and its duplicates looked for) without that extension
         return "a name ending in a dot or a space"
-    if _DRIVE.match(path):
-        return "drive letter"
-    if ":" in path:
-        # an NTFS stream ("invoice.js::$DATA" is written as invoice.js), or a drive
+    if ":" in path and not _DRIVE.match(path):
+        # an NTFS stream ("invoice.js::$DATA" is written as invoice.js)
         return "a colon in the name"
-    if ".." in path.split("/"):
-        return "parent directory (..) in the path"
-    if any(part.split(".", 1)[0].rstrip(" ").casefold() in _DEVICES for part in path.split("/")):
-        # "aux.txt" opens the AUX device on Windows, whatever the extension
-        return "a Windows device name"
+    why = _path_danger(path)
+    if why:
+        return why
     if _BIDI.search(name):
         # "invoice\u202egpj.exe" shows as "invoiceexe.jpg"
         return "a bidirectional control character in the name"
-    if sum(map(unicodedata.normalize("NFKC", name).count, "/\\.:")) > sum(map(name.count, "/\\.:")):
-        # fullwidth "．．／" is "../" to extractors that map names to a code page
-        return "a character read as a separator, dot or colon once mapped to ASCII"
+    mapped = unicodedata.normalize("NFKC", path).translate(_BEST_FIT).replace("\\", "/")
+    if mapped != path:
+        # Extractors that convert names to an ANSI code page map look-alikes to ASCII
+        # ("WorstFit": fullwidth "．．／", "¥" in Japanese and "₩" in Korean code pages
+        # are "../" and "\\"): dangerous only where the result is (a CJK name with a
+        # fullwidth colon or full stop is not)
+        why = _path_danger(mapped)
+        if why:
+            return f"{why} once mapped to ASCII"
+    return None
+
+
+def _path_danger(path: str) -> str | None:
+    """What makes ``path`` (with "/" separators) write outside the extraction
+    directory or to a device."""
+    if path.startswith("/"):
+        return "absolute path"
+    if _DRIVE.match(path):
+        return "drive letter"
+    parts = path.split("/")
+    if ".." in parts:
+        return "parent directory (..) in the path"
+    if any(part.split(".", 1)[0].rstrip(" ").casefold() in _DEVICES for part in parts):
+        # "aux.txt" opens the AUX device on Windows, whatever the extension
+        return "a Windows device name"
     return None
 
 
 #: Windows device names (with or without an extension, any case).
 _DEVICES = frozenset(
     ["con", "prn", "aux", "nul", "conin$", "conout$"]
-    + [f"{dev}{n}" for dev in ("com", "lpt") for n in "123456789\u00b9\u00b2\u00b3"]
+    + [f"{dev}{n}" for dev in ("com", "lpt") for n in "0123456789\u00b9\u00b2\u00b3"]
+)
+#: Characters Windows' best-fit mappings turn into separators, beyond what NFKC does.
+_BEST_FIT = str.maketrans(
+    {"\u00a5": "\\", "\u20a9": "\\", "\u2215": "/", "\u2044": "/", "\u2216": "\\", "\ufe68": "\\"}
 )
 #: Bidirectional formatting characters (they reorder how a name is shown).
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")

@@ -347,8 +347,12 @@ def test_unsafe_entries_are_dropped(tmp_path: Path) -> None:
         ("com1 .log", "a Windows device name"),
         ("LPT\u00b9.txt", "a Windows device name"),
         ("invoice\u202egpj.exe", "a bidirectional control character in the name"),
-        ("\uff0e\uff0e\uff0fevil.txt", "a character read as a separator, dot or colon"),
-        ("a\uff3cb.txt", "a character read as a separator, dot or colon"),
+        ("\uff0e\uff0e\uff0fevil.txt", "parent directory (..) in the path once mapped"),
+        ("a\uff3c..\uff3cb.txt", "parent directory (..) in the path once mapped"),
+        ("..\u00a5..\u00a5evil.exe", "parent directory (..) in the path once mapped"),
+        ("a\u2215..\u2215b.exe", "parent directory (..) in the path once mapped"),
+        ("COM0.txt", "a Windows device name"),
+        ("\uff43\uff4f\uff4e.txt", "a Windows device name once mapped"),
     ],
 )
 def test_names_windows_reads_otherwise_are_dropped(tmp_path: Path, name: str, why: str) -> None:
@@ -360,6 +364,24 @@ def test_names_windows_reads_otherwise_are_dropped(tmp_path: Path, name: str, wh
     assert _members(request.destination) == [("ok.txt", b"ok\n")]
     (action,) = result.actions
     assert action.switch == "unsafe_name" and why in action.detail
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u7b2c\u4e00\u7ae0\uff1a\u6982\u8ff0.pdf",
+        "\u4f1a\u8b70\uff0f2024.xlsx",
+        "Q\uff06A\uff0edocx",
+        "Report\u2026 final.docx",
+    ],
+)
+def test_names_with_fullwidth_punctuation_are_kept(tmp_path: Path, name: str) -> None:
+    """Japanese and Chinese names use the fullwidth colon, slash and full stop (the
+    ASCII ones are not allowed in names): only what maps to a way out is refused."""
+    request = _request(tmp_path, _zip([(name, b"x\n")]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert _members(request.destination) == [(name, b"x\n")]
 
 
 @pytest.mark.parametrize(
