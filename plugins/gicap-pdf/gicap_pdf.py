@@ -767,8 +767,14 @@ class _Walker:
             filters = _filters(d)
             if _IMAGE_FILTERS.intersection(filters):
                 data = d.read_raw_bytes()
-                coded = _coded_size(filters, data)
-                if coded is not None and (coded[0] > width or coded[1] > height):
+                coded = _coded_size(d, filters, data)
+                if coded is None:
+                    raise _Refused(
+                        "unprocessable",
+                        f"an image coded with {', '.join(filters)} whose size its data does "
+                        "not tell (readers allocate what the data says)",
+                    )
+                if coded[0] > width or coded[1] > height:
                     # readers allocate what the data says (poppler: 449 MB for a
                     # 40-byte JBIG2 image declared 64 x 64)
                     raise _Refused(
@@ -1142,17 +1148,51 @@ def _image_bytes(image: Object, width: int, height: int) -> int:
     return (width * components * bits + 7) // 8 * height
 
 
-def _coded_size(filters: list[str], data: bytes) -> tuple[int, int] | None:
-    """(width, height) an image's coded data says it has, for JPEG (its frame
-    header), JPEG 2000 (the codestream's SIZ or the JP2 header box) and JBIG2 (its
-    page information segment); ``None`` when not told or not found."""
-    if "/DCTDecode" in filters or "/DCT" in filters:
+def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int] | None:
+    """(width, height) an image's coded data says it has: a JPEG's frame header, a
+    JPEG 2000 codestream's size and JP2 header, a JBIG2 page, a fax's /Columns and
+    /Rows; read after the filters before the image filter (the first MiB of them);
+    ``None`` when it cannot be told (the caller refuses the image)."""
+    at = next(i for i, f in enumerate(filters) if f in _IMAGE_FILTERS)
+    kind = filters[at]
+    if kind in ("/CCITTFaxDecode", "/CCF"):
+        parms = image.get("/DecodeParms")
+        if type(parms) is Object and parms._type_code_int == _T_ARRAY:
+            parms = parms[at] if at < len(parms) else None
+        parms = parms if _is_dict(parms) else {}
+        columns = _int(parms.get("/Columns")) if "/Columns" in parms else 1728
+        return columns, _int(parms.get("/Rows"))
+    data = _leading_decoded(filters[:at], raw)
+    if data is None:
+        return None
+    if kind in ("/DCTDecode", "/DCT"):
         return _jpeg_size(data)
-    if "/JPXDecode" in filters:
+    if kind == "/JPXDecode":
         return _jpx_size(data)
-    if "/JBIG2Decode" in filters:
-        return _jbig2_size(data)
-    return None
+    return _jbig2_size(data)
+
+
+#: What of an image's data is decoded to read its size.
+_SIZE_PREFIX = 1 << 20
+
+
+def _leading_decoded(filters: list[str], data: bytes) -> bytes | None:
+    """The start of ``data`` through ``filters`` (ASCII and Flate ones); ``None``
+    when another filter stands before the image filter."""
+    for name in filters:
+        if name in ("/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"):
+            try:
+                data = _ascii_decode(name, data)
+            except ValueError:
+                return None
+        elif name in ("/FlateDecode", "/Fl"):
+            try:
+                data = zlib.decompressobj().decompress(data, _SIZE_PREFIX)
+            except zlib.error:
+                return None
+        else:
+            return None
+    return data
 
 
 #: JPEG start-of-frame markers (SOF0 to SOF15 but DHT, JPG and DAC).
@@ -1160,44 +1200,84 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    pos = 2 if data.startswith(b"\xff\xd8") else -1
-    while 0 <= pos and pos + 4 <= len(data):
+    """The first frame header's size, markers read as libjpeg reads them (bytes
+    before a marker skipped), from the first start of image."""
+    pos = data.find(b"\xff\xd8", 0, 65536)
+    if pos < 0:
+        return None
+    pos += 2
+    while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            pos = data.find(b"\xff", pos)  # (libjpeg: "extraneous bytes before marker")
+            if pos < 0:
+                return None
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:
             pos += 1  # a fill byte
             continue
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker in (0x00, 0x01):
             pos += 2  # (markers without a length)
             continue
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if marker in _SOF and pos + 9 <= len(data):
+        if marker in _SOF:
+            if pos + 9 > len(data):
+                return None
             height = int.from_bytes(data[pos + 5 : pos + 7], "big")
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
             return width, height
-        if marker in (0xD9, 0xDA) or length < 2:
+        if marker in (0xD9, 0xDA):
             return None  # (no frame header before the scan)
-        pos += 2 + length
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return None
 
 
 def _jpx_size(data: bytes) -> tuple[int, int] | None:
-    at = data.find(b"\xff\x4f\xff\x51")  # SOC then SIZ, in the codestream
-    if at >= 0 and at + 24 <= len(data):
-        xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", data, at + 8)
-        return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
-    at = data.find(b"ihdr")  # the JP2 image header box: height, then width
-    if at >= 0 and at + 12 <= len(data):
-        height, width = struct.unpack_from(">2I", data, at + 4)
-        return width, height
-    return None
+    """The greatest of the sizes a JPEG 2000 image gives: its JP2 image header and
+    the SIZ marker of its codestream (a raw codestream, or the JP2 jp2c box)."""
+    if data.startswith(b"\xff\x4f\xff\x51"):
+        return _siz(data, 0)
+    sizes: list[tuple[int, int]] = []
+    boxes = [(0, len(data))]
+    while boxes:
+        pos, end = boxes.pop()
+        while pos + 8 <= end:
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            head = 8
+            if length == 1 and pos + 16 <= end:
+                length, head = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+            elif length == 0:
+                length = end - pos
+            if length < head or pos + length > end:
+                break
+            if kind == b"jp2h":
+                boxes.append((pos + head, pos + length))
+            elif kind == b"ihdr" and length >= head + 8:
+                h = int.from_bytes(data[pos + head : pos + head + 4], "big")
+                w = int.from_bytes(data[pos + head + 4 : pos + head + 8], "big")
+                sizes.append((w, h))
+            elif kind == b"jp2c":
+                size = _siz(data, pos + head)
+                if size is None:
+                    return None
+                sizes.append(size)
+            pos += length
+    if not sizes:
+        return None
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+def _siz(data: bytes, at: int) -> tuple[int, int] | None:
+    """The image size in the SIZ marker of the codestream at ``at`` (SOC, SIZ)."""
+    if data[at : at + 4] != b"\xff\x4f\xff\x51" or at + 24 > len(data):
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", data, at + 8)
+    return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
 
 
 def _jbig2_size(data: bytes) -> tuple[int, int] | None:
     """The page information segment (type 48) of an embedded JBIG2 stream (segment
-    headers, [ITU T.88] 7.2); a page of unknown height (0xFFFFFFFF, striped) gives its
-    width only."""
+    headers, [ITU T.88] 7.2); None for a page of unknown height (striped)."""
     pos = 0
     while pos + 6 <= len(data):
         number = int.from_bytes(data[pos : pos + 4], "big")
@@ -1223,7 +1303,9 @@ def _jbig2_size(data: bytes) -> tuple[int, int] | None:
                 return None
             width = int.from_bytes(data[pos : pos + 4], "big")
             height = int.from_bytes(data[pos + 4 : pos + 8], "big")
-            return width, (0 if height == 0xFFFFFFFF else height)
+            if height == 0xFFFFFFFF:
+                return None  # (a striped page grows as regions come: not bounded here)
+            return width, height
         if length == 0xFFFFFFFF:
             return None  # (an immediate region of unknown length: stop here)
         pos += length

@@ -589,3 +589,73 @@ def test_a_kept_link_loses_only_the_script_it_chains_to(tmp_path: Path) -> None:
         action = pdf.pages[0].obj.Annots[0].A
         assert str(action.URI) == "https://example.com/" and "/Next" not in action
     assert b"gicap-test" not in qdf(request.destination)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+
+def _siz(width: int, height: int) -> bytes:
+    """SOC, then a SIZ marker of one component."""
+    body = b"\x00\x00" + struct.pack(">8I", width, height, 0, 0, width, height, 0, 0) + b"\x00\x01"
+    return b"\xff\x4f\xff\x51" + (len(body) + 2).to_bytes(2, "big") + body + b"\x07\x01\x01"
+
+
+def _jp2(header: tuple[int, int], codestream: tuple[int, int], decoy: bool = False) -> bytes:
+    ihdr = _box(b"ihdr", struct.pack(">2IH", header[1], header[0], 1) + b"\x07\x07\x00\x00")
+    fake = _box(b"xml ", _siz(64, 64)) if decoy else b""
+    return (
+        _box(b"jP  ", b"\r\n\x87\n")
+        + _box(b"jp2h", ihdr)
+        + fake
+        + _box(b"jp2c", _siz(*codestream) + b"\xff\xd9")
+    )
+
+
+_BIG_JPEG = _jpeg(6400, 64)
+_SOF_AT = _BIG_JPEG.find(b"\xff\xc0")
+
+
+@pytest.mark.parametrize(
+    ("filters", "coded"),
+    [
+        (b"[/FlateDecode /DCTDecode]", zlib.compress(_BIG_JPEG)),
+        (b"[/ASCIIHexDecode /DCTDecode]", _BIG_JPEG.hex().encode() + b">"),
+        (b"/DCTDecode", _BIG_JPEG[:_SOF_AT] + b"\x00" + _BIG_JPEG[_SOF_AT:]),
+        (b"/DCTDecode", b"junk" + _BIG_JPEG),
+        (b"/JPXDecode", _jp2((64, 64), (6400, 64), decoy=True)),
+        (b"/JBIG2Decode", _jbig2_page(64, 0xFFFFFFFF)),
+        (b"[/FlateDecode /JBIG2Decode]", zlib.compress(_jbig2_page(60000, 60000))),
+        (b"/JPXDecode", b"not a JPEG 2000 image"),
+    ],
+    ids=[
+        "jpeg-behind-flate",
+        "jpeg-behind-hex",
+        "byte-before-frame",
+        "junk-before-image",
+        "jpx-decoy-size",
+        "jbig2-striped",
+        "jbig2-behind-flate",
+        "jpx-no-size",
+    ],
+)
+def test_the_size_an_image_s_data_gives_is_read_as_readers_read_it(
+    tmp_path: Path, filters: bytes, coded: bytes
+) -> None:
+    """A review of the first check: another filter in front, a stray byte libjpeg
+    skips, junk before the image, a decoy size in another JP2 box, a striped JBIG2
+    page all passed a 6400 x 64 image declared 64 x 64."""
+    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray "
+    head += b"/BitsPerComponent " + (b"1" if b"JBIG2" in filters else b"8") + b" /Filter " + filters
+    data = _page_with(
+        b"4 0 R",
+        {5: _stream(head, coded), 4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n")},
+        b"<< /XObject << /Im0 5 0 R >> >>",
+    )
+    result = disarm(request_for(tmp_path, data))
+    assert result.outcome == "unprocessable", result
+
+
+def test_a_jp2_image_of_its_declared_size_passes(tmp_path: Path) -> None:
+    assert gicap_pdf._jpx_size(_jp2((64, 64), (64, 64))) == (64, 64)
+    assert gicap_pdf._jpx_size(_siz(64, 48)) == (64, 48)
