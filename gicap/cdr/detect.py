@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import csv
+import html
 import io
 import itertools
 import os
@@ -758,15 +759,24 @@ def _markup_text(s: str) -> str | None:
         return "html"
     if m and (office or _office_root(s, i)):
         return "office_xml"
-    if m and (styled or _XHTML_NAMESPACE in s or _SVG_NAMESPACE in s):
-        # XML a browser runs scripts in: XHTML or SVG elements anywhere in it (an
-        # h:script), or a style sheet it transforms it with (XSLT writes scripts)
+    if m and (styled or browser_markup(s)):
         return "html"
     return None
 
 
-_XHTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
-_SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+_BROWSER_MARKUP = re.compile(
+    r"http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet(?=[\s?])", re.I
+)
+
+
+def browser_markup(text: str) -> bool:
+    """Whether XML ``text`` holds what a browser runs scripts in: XHTML or SVG
+    elements anywhere in it (an ``h:script``; the namespace may be written with
+    character references), or a style sheet it transforms it with (XSLT writes
+    scripts)."""
+    if _BROWSER_MARKUP.search(text):
+        return True
+    return "&" in text and _BROWSER_MARKUP.search(html.unescape(text)) is not None
 
 
 #: What makes XML an Office document: the processing instruction Windows opens it by

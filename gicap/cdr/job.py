@@ -99,11 +99,14 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
             out.write(rest)
             # Clients differ past the end of the stream (Python, Go and .NET decode a
             # second gzip member, browsers do not): what only some would read is
-            # never relayed undecoded.
-            if dec.unused_data:
+            # never relayed undecoded. (Zero bytes after it pad the file: gzip(1) and
+            # Python skip them.)
+            if dec.unused_data.strip(b"\x00"):
                 raise ValueError("data after the end of the compressed stream")
             if not dec.eof:
                 raise ValueError("the compressed stream is cut short")
+        elif not dec.is_finished():
+            raise ValueError("the compressed stream is cut short")
 
 
 def detect(path: Path, declared: str | None) -> FileType | None:

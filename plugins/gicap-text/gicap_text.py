@@ -41,6 +41,7 @@ from itertools import pairwise, repeat
 from typing import NamedTuple
 
 from gicap import hookimpl
+from gicap.cdr.detect import browser_markup
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult
 
 #: The file type names this plugin claims. They are the names gicap's detector (or
@@ -126,6 +127,13 @@ def gicap_disarm(request: DisarmRequest) -> DisarmResult | None:
         return DisarmResult("unprocessable", reason=str(exc))
 
     if kind == "text":
+        if decoded.text.lstrip("\ufeff \t\r\n").startswith("<") and browser_markup(decoded.text):
+            # (detection reads the first 64 KiB: what it told later is refused here)
+            return DisarmResult(
+                "unprocessable",
+                reason="XML a browser runs scripts in (XHTML or SVG elements, or a style "
+                "sheet) past what detection reads",
+            )
         # Nothing to remove from plain text: the strict decode was the check, and
         # "unmodified" tells gicap to deliver the original bytes.
         return DisarmResult("unmodified")

@@ -844,8 +844,10 @@ def test_office_xml_is_told_past_a_long_prolog_and_character_references() -> Non
         b'<report><s:svg xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script>'
         b"</s:svg></report>",
         b'<?xml version="1.0"?><?xml-stylesheet type="text/xsl" href="t.xsl"?><report/>',
+        b'<report xmlns:h="http&#58;//www.w3.org/1999/xhtml"><h:script>alert(1)</h:script>'
+        b"</report>",
     ],
-    ids=["xhtml-element", "svg-element", "xslt"],
+    ids=["xhtml-element", "svg-element", "xslt", "character-reference"],
 )
 def test_xml_a_browser_runs_scripts_in_is_html(xml: bytes) -> None:
     """Browsers run XHTML and SVG scripts anywhere in an XML document, and transform

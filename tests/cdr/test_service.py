@@ -510,20 +510,36 @@ def test_content_encoded_csv_is_decoded_and_rebuilt(
     assert_rebuilt(r, BIG_CSV_REBUILT)
 
 
-@pytest.mark.parametrize("trailer", ["member", "cut"], ids=["second-member", "cut-short"])
+@pytest.mark.parametrize(
+    "trailer", ["member", "cut", "brotli-cut"], ids=["second-member", "cut-short", "brotli-cut"]
+)
 def test_a_gzip_body_some_clients_read_further_is_refused(srv: GicapProcess, trailer: str) -> None:
     """Python, Go and .NET decode a second gzip member, browsers do not: only the
     first was disarmed, and the original (with the formula in the second) relayed."""
+    import brotli
+
+    encoding = "gzip"
     first = gzip.compress(CLEAN_CSV)
     if trailer == "member":
         body = first + gzip.compress(b"carol,=cmd|' /C calc'!A0\r\n")
-    else:
+    elif trailer == "cut":
         body = first[: len(first) // 2]
-    head = res_head(body, "text/csv", extra="Content-Encoding: gzip\r\n")
+    else:
+        encoding, whole = "br", brotli.compress(CLEAN_CSV)
+        body = whole[: len(whole) // 2]
+    head = res_head(body, "text/csv", extra=f"Content-Encoding: {encoding}\r\n")
     with resp(srv) as c:
         r = c.respmod(body, res_head=head, preview=PREVIEW)
     reason = "data after the end" if trailer == "member" else "cut short"
     assert_blocked(r, reason, original=body)
+
+
+def test_zero_bytes_padding_a_gzip_body_are_no_trailer(srv: GicapProcess) -> None:
+    body = gzip.compress(CSV_FORMULAS) + bytes(512)
+    head = res_head(body, "text/csv", extra="Content-Encoding: gzip\r\n")
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head)
+    assert_rebuilt(r, CSV_FORMULAS_REBUILT)
 
 
 def test_gzip_bomb_is_blocked_as_oversize_quickly(srv: GicapProcess) -> None:

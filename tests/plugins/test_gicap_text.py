@@ -644,3 +644,20 @@ def test_an_id_header_is_no_formula(tmp_path: Path) -> None:
     assert _disarm(_request(tmp_path, data, switches={"formulas": "allow"})).outcome == (
         "unmodified"
     )
+
+
+def test_xml_a_browser_runs_scripts_in_past_what_detection_reads_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Detection reads the first 64 KiB: an XHTML namespace declared after them made
+    the file plain text, delivered as it came."""
+    padding = "".join(f"<row n='{i}'>{'x' * 60}</row>\n" for i in range(1500))
+    data = (
+        '<?xml version="1.0"?><report>' + padding + '<h:p xmlns:h="http://www.w3.org/1999/xhtml">'
+        "<h:script>alert(1)</h:script></h:p></report>\n"
+    ).encode()
+    assert len(data) > 65536
+    result = _disarm(_request(tmp_path, data, TEXT))
+    assert result.outcome == "unprocessable" and "XML a browser" in (result.reason or "")
+    plain = ('<?xml version="1.0"?><report>' + padding + "</report>\n").encode()
+    assert _disarm(_request(tmp_path, plain, TEXT)).outcome == "unmodified"
