@@ -1309,10 +1309,30 @@ def test_rtf_malformed(tmp_path: Path, data: bytes) -> None:
 # ------------------------------------------------------------------ legacy OLE
 
 
-def _fib(encrypted: bool = False) -> bytes:
-    """The start of a Word binary document (FibBase): magic, version, flags."""
+def _fib(encrypted: bool = False, text_length: int = 0) -> bytes:
+    """The start of a Word binary document (FibBase): magic, version, flags, and the
+    place of its piece table in the table stream (fcClx at 0, lcbClx: see word_doc);
+    its text follows it (at byte 512)."""
     flags = 0x0200 | (0x0100 if encrypted else 0)  # fWhichTblStm, fEncrypted
-    return struct.pack("<HHHHHH", 0xA5EC, 0x00C1, 0, 0x0409, 0, flags) + b"\x00" * 500
+    head = struct.pack("<HHHHHH", 0xA5EC, 0x00C1, 0, 0x0409, 0, flags)
+    fib = head + b"\x00" * (0x01A2 - len(head)) + struct.pack("<II", 0, 5 + 16)
+    return fib + b"\x00" * (512 - len(fib))
+
+
+def _clx(text_length: int) -> bytes:
+    """A piece table of one 8-bit piece: the text at byte 512 of the WordDocument."""
+    plc = struct.pack("<II", 0, text_length) + struct.pack("<HIH", 0, (512 * 2) | 0x40000000, 0)
+    return b"\x02" + struct.pack("<I", len(plc)) + plc
+
+
+def word_doc(text: bytes = b"", encrypted: bool = False, table: int = 64) -> dict[str, bytes]:
+    """The streams of a Word binary document holding ``text`` (8-bit), its table
+    stream ``table`` bytes long."""
+    clx = _clx(len(text))
+    return {
+        "WordDocument": _fib(encrypted, len(text)) + text,
+        "1Table": clx + b"\x00" * max(0, table - len(clx)),
+    }
 
 
 def _ppt(extra: bytes = b"") -> dict[str, bytes]:
@@ -1331,24 +1351,14 @@ _BIFF = (
     + struct.pack("<HH", 0x000A, 0)
 )
 LEGACY: dict[str, tuple[dict[str, bytes], str | None]] = {
-    "clean.doc": ({"WordDocument": _fib() + b"hello", "1Table": b"\0" * 64}, None),
-    "macro.doc": (
-        {"WordDocument": _fib(), "1Table": b"\0" * 64, **vba_streams(MACRO, "Macros/")},
-        "macros",
-    ),
+    "clean.doc": (word_doc(b"hello"), None),
+    "macro.doc": ({**word_doc(), **vba_streams(MACRO, "Macros/")}, "macros"),
     "dde.doc": (
-        {
-            "WordDocument": _fib() + b'text \x13 DDEAUTO cmd "/k echo gicap" \x14result\x15 more',
-            "1Table": b"\0" * 64,
-        },
+        word_doc(b'text \x13 DDEAUTO cmd "/k echo gicap" \x14result\x15 more'),
         "dynamic_data_exchange",
     ),
     "object.doc": (
-        {
-            "WordDocument": _fib(),
-            "1Table": b"\0" * 64,
-            "ObjectPool/_1700000000/\x01Ole10Native": b"\x05\0\0\0hello",
-        },
+        {**word_doc(), "ObjectPool/_1700000000/\x01Ole10Native": b"\x05\0\0\0hello"},
         "embedded_files",
     ),
     "clean.xls": ({"Workbook": _BIFF}, None),
@@ -1392,7 +1402,7 @@ def test_legacy_encrypted_and_malformed(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         "locked.doc",
-        make_ole({"WordDocument": _fib(encrypted=True), "1Table": b"\0" * 64}),
+        make_ole(word_doc(encrypted=True)),
     )
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "encrypted"

@@ -12,7 +12,6 @@ unmodified.
 
 from __future__ import annotations
 
-import io
 import random
 import struct
 import warnings
@@ -34,6 +33,7 @@ from tests.plugins.test_office import (
     make_ole,
     switches,
     vba_found,
+    word_doc,
 )
 
 with warnings.catch_warnings():  # olevba's pyparsing use warns on import
@@ -380,13 +380,7 @@ def test_xls_macro_sheet_and_dde_together(tmp_path: Path) -> None:
 def test_vba_code_outside_a_vba_storage(tmp_path: Path) -> None:
     """Compressed VBA code in any stream, even outside a VBA storage, is a VBA
     project (olevba says so too)."""
-    code = make_ole(
-        {
-            "WordDocument": _fib(),
-            "1Table": b"\x00" * 64,
-            "Data": b"\x01\x10\xb0\x00Attribut\x00e VB_Name",
-        }
-    )
+    code = make_ole({**word_doc(), "Data": b"\x01\x10\xb0\x00Attribut\x00e VB_Name"})
     path = _write(tmp_path, "code.doc", code)
     assert vba_found(path)
     result, _ = disarm(path, tmp_path, switches("sanitise"))
@@ -528,61 +522,74 @@ def test_streams_are_read_as_olefile_reads_them() -> None:
     assert checked > 500 + len(files)
 
 
-def test_word_field_scan_finds_what_msodde_finds() -> None:
-    """Every DDE field msodde's scan finds in a stream, the engine's scan finds too."""
-    from gicap_office.legacy import _word_fields
-    from oletools import msodde
+def _word_pieces(pieces: list[tuple[str, bool]], stored: list[int]) -> dict[str, bytes]:
+    """A Word document whose text is ``pieces`` (text, 8-bit or UTF-16), stored in
+    the WordDocument stream in the order ``stored`` gives (Word keeps pieces where
+    they were written: fast saves, edits)."""
+    body = b""
+    places: dict[int, int] = {}
+    for i in stored:
+        text, compressed = pieces[i]
+        places[i] = 512 + len(body)
+        body += text.encode("cp1252") if compressed else text.encode("utf-16-le")
+    cps = [0]
+    for text, _ in pieces:
+        cps.append(cps[-1] + len(text))
+    pcds = b"".join(
+        struct.pack("<HIH", 0, places[i] * 2 | 0x40000000 if pieces[i][1] else places[i], 0)
+        for i in range(len(pieces))
+    )
+    plc = struct.pack(f"<{len(cps)}I", *cps) + pcds
+    fib = bytearray(_fib())
+    struct.pack_into("<II", fib, 0x01A2, 0, 5 + len(plc))
+    return {
+        "WordDocument": bytes(fib) + body,
+        "1Table": b"\x02" + struct.pack("<I", len(plc)) + plc + b"\x00" * 64,
+    }
 
-    streams = [
-        b"\x13 DDEAUTO a b \x15",
-        b"text \x13 DDE x \x14 result \x15 tail \x13 PAGE \x15 \x13 dde y",
-        b"\x15 end first \x13 DDE z \x15\x13 \x00d\x00d\x00e\x00 w \x14\x15",
-        b"\x13" + b"A" * 1500 + b"\x13 DDE late \x15 \x13 unterminated DDE",
-        b"\x13\x13\x14\x14 DDE \x15\x15\x13",
-    ]
-    rng = random.Random(5)
-    pieces = [b"\x13", b"\x14", b"\x15", b"\x00", b"\n", b" ", b"DDE ", b"dde ", b"D", b"x"]
-    streams += [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(400)]
-    found = 0
-    for data in streams:
-        if msodde.process_doc_stream(io.BytesIO(data)):
-            found += 1
-            assert any(switch == "dynamic_data_exchange" for switch, _ in _word_fields(data)), data
-    assert found > 20
+
+def _word_outcome(tmp_path: Path, streams: dict[str, bytes]) -> tuple[str, str]:
+    path = _write(tmp_path, "doc.doc", make_ole(streams))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    return result.outcome, result.reason or ""
 
 
 @pytest.mark.parametrize(
-    "field",
+    ("pieces", "stored"),
     [
-        # Word writes a space before the keyword; UTF-16 text shows it as " \x00"
-        " DDEAUTO c:\\x.exe /k".encode("utf-16-le"),
-        b"\tDDEAUTO c:\\x.exe /k",  # (msodde read the tab as "?")
-        b' DDEAUTO"c:\\x.exe" /k',  # a quote ends the keyword
-        b" \x13 QUOTE 68 68 69 \x14DDEAUTO\x15 c:\\x.exe /k",  # computed by a nested field
+        # Word writes a space before the keyword; UTF-16 text as soon as one character
+        # is not in cp1252 (msodde read " \x00D\x00D..." and missed it)
+        ([("text \u0416 \x13 DDEAUTO c:\\x.exe /k \x14r\x15", False)], [0]),
+        ([("\x13\tDDEAUTO c:\\x.exe /k\x14r\x15", True)], [0]),  # (msodde: "?DDEAUTO")
+        ([('\x13 DDEAUTO"c:\\x.exe" /k\x14r\x15', True)], [0]),  # a quote ends it
+        ([("\x13 \x13 QUOTE 68 68 69 \x14DDEAUTO\x15 c:\\x.exe\x14r\x15", True)], [0]),
+        # a keyword split over two pieces stored in the other order
+        ([("a \x13 DD", True), ("EAUTO c:\\x.exe /k \x14r\x15", True)], [1, 0]),
+        ([("a \x13\u3000", False), ("DDEAUTO c:\\x.exe\x14r\x15", True)], [1, 0]),
     ],
-    ids=["utf16-space", "tab", "quote", "computed"],
+    ids=["utf16-space", "tab", "quote", "computed", "split-reordered", "ideographic-space"],
 )
-def test_word_dde_fields_msodde_missed_are_found(field: bytes) -> None:
-    from gicap_office.legacy import _word_fields
+def test_word_dde_fields_are_read_in_the_document_s_text(
+    tmp_path: Path, pieces: list[tuple[str, bool]], stored: list[int]
+) -> None:
+    outcome, reason = _word_outcome(tmp_path, _word_pieces(pieces, stored))
+    assert outcome == "blocked" and "dynamic_data_exchange" in reason
 
-    verdicts = _word_fields(b"text \x13" + field + b"\x14result\x15 more")
-    assert verdicts and verdicts[0][0] == "dynamic_data_exchange"
+
+def test_bytes_outside_the_text_make_no_fields(tmp_path: Path) -> None:
+    """Pictures and table structures hold chance 0x13 bytes: read in stream order,
+    every ordinary .doc with a picture was blocked as a computed DDE field."""
+    noise = bytes(random.Random(3).randrange(256) for _ in range(200_000))
+    streams = {**_word_pieces([("A letter. \x13 PAGE \x14" + "1\x15", True)], [0])}
+    streams["Data"] = noise + b"\x13 \x13 DDE \x13\x13"
+    streams["1Table"] += b"\x13\x00\x00\x13 DDEAUTO x"
+    assert _word_outcome(tmp_path, streams)[0] == "unmodified"
 
 
-def test_word_fields_that_fetch_from_outside_are_found() -> None:
-    """INCLUDEPICTURE, INCLUDETEXT, LINK... fetch when the document is opened or
-    updated; a HYPERLINK is a link to click, not judged here."""
-    from gicap_office.legacy import _word_fields
-
-    data = (
-        b'\x13 INCLUDEPICTURE "http://x.example/p.png" \\d \x14\x15'
-        b'\x13 LINK Excel.Sheet.8 "c:\\\\a.xls" \x14\x15'
-        b'\x13 HYPERLINK "http://x.example/" \x14link\x15\x13 PAGE \x15'
-    )
-    assert _word_fields(data) == [
-        ("external_hyperlinks", "INCLUDEPICTURE field"),
-        ("external_hyperlinks", "LINK field (OLE link)"),
-    ]
+def test_a_document_whose_text_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    streams = {"WordDocument": _fib() + b"\x13 DDEAUTO c:\\x.exe\x15", "1Table": b"\x07" * 64}
+    outcome, reason = _word_outcome(tmp_path, streams)
+    assert outcome == "unprocessable" and "piece table" in reason
 
 
 def test_the_searches_skip_only_streams_they_cannot_match() -> None:
@@ -621,7 +628,7 @@ def test_looping_stream_chain_with_a_huge_size_is_refused(tmp_path: Path) -> Non
 
 
 def test_stream_bytes_count_against_max_expanded_bytes(tmp_path: Path) -> None:
-    streams = {"WordDocument": _fib() + b"w" * 5000, "Data": b"d" * 5000}
+    streams = {**word_doc(b"w" * 5000), "Data": b"d" * 5000}
     path = _write(tmp_path, "many.doc", make_ole(streams))
     limits = {"max_file_size": 2**20, "max_expanded_bytes": 6000}
     result, _ = disarm(path, tmp_path, switches("allow"), limits)

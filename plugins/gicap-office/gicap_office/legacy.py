@@ -77,6 +77,8 @@ _PAYLOADS = ("\x01ole10native", "package")
 _REC = struct.Struct("<HHI")  # PowerPoint record header: verInstance, type, length
 _U16X2 = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+_U32X2 = struct.Struct("<II")
 # PowerPoint record types ([MS-PPT] 2.13.24)
 _RT_VBA_INFO_ATOM = 0x0400
 _RT_EX_OLE_OBJ_ATOM = 0x0FC3
@@ -404,8 +406,12 @@ def _inspect(
         report.hit("embedded_files", "embedded OLE object", n=objects)
 
     # -- DDE and external links
-    if kind == "doc" or content.root("worddocument") is not None:
-        fields = Counter(field for data in content.all_data() for field in _word_fields(data))
+    word = content.root("worddocument")
+    if word is not None:
+        text = _word_text(content, word)
+        if text is None:
+            raise ValueError("the Word document's text cannot be read (its piece table)")
+        fields = Counter(_word_fields(text))
         for (switch, what), n in sorted(fields.items()):
             report.hit(switch, what, n=n)
     if biff is not None:
@@ -417,13 +423,65 @@ def _inspect(
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
 
 
-#: A field in a Word stream: its begin character (0x13), then its instruction up to
-#: its separator (0x14), its end (0x15) or a nested field's begin (0x13, looked at, not
-#: taken: it begins a field of its own). Read byte by byte, for 8-bit and UTF-16 text
-#: alike (the NULs of UTF-16 are dropped); the keyword is in the first bytes.
-_FIELD = re.compile(rb"\x13([^\x13\x14\x15]{0,1024})(?=(\x13)?)")
-#: What may stand before a keyword (see _fields._KEYWORD).
-_BLANK = " \t\r\n\x0b\x0c\x00\x01\x02\x03\x04\x05\x06\x07\x08\"'"
+def _word_text(content: _Content, word: bytes) -> str | None:
+    """The text of a Word 97+ document, every story of it (main text, headers,
+    footnotes, text boxes...), as Word reads it: its pieces in the order of the piece
+    table ([MS-DOC] 2.9.177 Clx, 2.9.178 PlcPcd), 8-bit (cp1252) or UTF-16 each.
+    Read in stream order, the bytes of pictures and tables made fields out of chance
+    0x13 bytes, and a keyword split over two pieces stored apart was missed. None
+    when the table cannot be read (a Word 95 file, or a damaged one)."""
+    if len(word) < 0x1AA or _U16.unpack_from(word, 0)[0] != 0xA5EC:
+        return None
+    if _U16.unpack_from(word, 2)[0] < 101:
+        return None  # (Word 95 and older: another FIB)
+    which = _U16.unpack_from(word, 0x0A)[0] & 0x0200  # fWhichTblStm
+    table = content.root("1table" if which else "0table")
+    fc, lcb = _U32X2.unpack_from(word, 0x01A2)  # fcClx, lcbClx
+    if table is None or fc + lcb > len(table):
+        return None
+    pos, end = fc, fc + lcb
+    plc = None
+    while pos < end:
+        if table[pos] == 1 and pos + 3 <= end:  # Prc: formatting, skipped
+            pos += 3 + _U16.unpack_from(table, pos + 1)[0]
+        elif table[pos] == 2 and pos + 5 <= end:  # Pcdt: the piece table
+            size = _U32.unpack_from(table, pos + 1)[0]
+            plc = table[pos + 5 : pos + 5 + size]
+            break
+        else:
+            return None
+    if plc is None or len(plc) < 16 or (len(plc) - 4) % 12:
+        return None
+    n = (len(plc) - 4) // 12
+    cps = struct.unpack_from(f"<{n + 1}I", plc, 0)
+    pieces = []
+    total = 0
+    for i in range(n):
+        count = cps[i + 1] - cps[i]
+        total += max(count, 0)
+        if count < 0 or total > len(word):
+            return None
+        (fc_piece,) = _U32.unpack_from(plc, 4 * (n + 1) + 8 * i + 2)
+        if fc_piece & 0x40000000:  # fCompressed: one byte a character, at fc / 2
+            start = (fc_piece & 0x3FFFFFFF) // 2
+            data = word[start : start + count]
+            if len(data) < count:
+                return None
+            pieces.append(data.decode("cp1252", "replace"))
+        else:
+            start = fc_piece & 0x3FFFFFFF
+            data = word[start : start + 2 * count]
+            if len(data) < 2 * count:
+                return None
+            pieces.append(data.decode("utf-16-le", "replace"))
+    return "".join(pieces)
+
+
+#: A field in the document's text: its begin character (0x13), then its instruction
+#: up to its separator (0x14), its end (0x15) or a nested field's begin (0x13, looked
+#: at, not taken: it begins a field of its own).
+_FIELD = re.compile("\x13([^\x13\x14\x15]{0,1024})(?=(\x13)?)")
+_LETTER = re.compile("[A-Za-z]")
 #: Fields that reach outside the document when it is opened or updated (DDE, DDEAUTO,
 #: DATABASE; INCLUDETEXT, INCLUDEPICTURE, INCLUDE, IMPORT, LINK, RD): a link to click
 #: (HYPERLINK) is not judged here.
@@ -434,18 +492,18 @@ _OPENING_FIELDS = frozenset(
 )
 
 
-def _word_fields(data: bytes) -> list[tuple[str, str]]:
-    """(switch, kind) of every field of one Word stream that reaches outside the
-    document, read as :func:`classify_field` reads OOXML and RTF fields: a keyword
-    after white space or controls, ended by a quote too, and a keyword computed by a
-    nested field (the field's instruction starts with another field) counted as DDE.
+def _word_fields(text: str) -> list[tuple[str, str]]:
+    """(switch, kind) of every field of a Word document's text that reaches outside
+    the document, read as :func:`classify_field` reads OOXML and RTF fields: the
+    keyword after white space or controls, ended by a quote too, and a keyword a
+    nested field computes (no letter before the nested field) counted as DDE.
     (msodde's scan missed a keyword after a space in UTF-16 text, where Word writes
     one, and a computed one.)"""
     found = []
-    for m in _FIELD.finditer(data):
-        raw = m.group(1).replace(b"\x00", b"")
-        computed = m.group(2) is not None and not raw.strip(_BLANK.encode("latin-1"))
-        verdict = classify_field(raw.decode("cp1252", "replace"), computed)
+    for m in _FIELD.finditer(text):
+        instruction = m.group(1)
+        computed = m.group(2) is not None and _LETTER.search(instruction) is None
+        verdict = classify_field(instruction, computed)
         if verdict is not None and (computed or verdict in _OPENING_FIELDS):
             found.append(verdict)
     return found
