@@ -548,3 +548,33 @@ def test_office_add_ins_are_removed(tmp_path: Path) -> None:
     assert b"webextension" not in zipfile.ZipFile(dest).read("_rels/.rels")
     result, dest = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="allow"))
     assert [n for n in names(dest if dest.exists() else path) if "webextension" in n]
+
+
+@pytest.mark.parametrize(
+    "paragraph",
+    [
+        # text only, in an mc:Choice Word skips: "X" made the keyword XDDEAUTO
+        BEGIN + _CHOICE.format("<w:r><w:t>X</w:t></w:r>") + f"<w:r>{INSTR}</w:r>" + SEP + END,
+        # the same before a whole field computing the keyword (in the Fallback)
+        BEGIN + '<mc:AlternateContent><mc:Choice Requires="w99"><w:r><w:t>X</w:t></w:r>'
+        "</mc:Choice><mc:Fallback>"
+        + BEGIN
+        + '<w:r><w:instrText xml:space="preserve"> QUOTE 68 68 69 65 85 84 79 </w:instrText></w:r>'
+        + SEP
+        + END
+        + "</mc:Fallback></mc:AlternateContent>"
+        + '<w:r><w:instrText xml:space="preserve"> c:\\\\windows\\\\cmd.exe </w:instrText>'
+        "</w:r>" + SEP + END,
+    ],
+    ids=["text-in-choice", "text-before-a-computing-field"],
+)
+def test_a_field_whose_code_runs_into_other_markup_is_ambiguous(
+    tmp_path: Path, paragraph: str
+) -> None:
+    """Runs of a field's code in markup a reader may skip: which text is the
+    instruction depends on the reader."""
+    path = _write(tmp_path, "in.docx", _docx_with(paragraph))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    document = zipfile.ZipFile(dest).read("word/document.xml").decode()
+    assert "DDEAUTO" not in document and "QUOTE" not in document and "cmd.exe" not in document

@@ -12,6 +12,7 @@ See the README for exactly what each switch covers.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from lxml import etree
 
@@ -680,14 +681,20 @@ def _remove_in_run(el: etree._Element) -> None:
 
 
 class _Field:
-    __slots__ = ("begin", "sep", "end", "instr", "computed", "code")
+    __slots__ = ("begin", "sep", "end", "instr", "computed", "ambiguous", "markup", "code")
 
-    def __init__(self, begin: etree._Element) -> None:
+    def __init__(self, begin: etree._Element, markup: etree._Element | None = None) -> None:
         self.begin = begin
+        #: the outermost element of another namespace its begin lies in (see
+        #: _other_markup): a run of its code in another one makes it ambiguous
+        self.markup = markup
         self.sep: etree._Element | None = None
         self.end: etree._Element | None = None
         self.instr = ""
         self.computed = False
+        #: a run of its code lies in other markup than its begin (an mc:Choice a
+        #: reader may skip): which text is the instruction is not certain
+        self.ambiguous = False
         self.code: list[etree._Element] = []
 
 
@@ -727,6 +734,11 @@ def _collect_fields(
     for run in list(root.iter(*_RUNS)):
         if run in skip:
             continue
+        markup: Any = _UNKNOWN  # (looked up only where a field needs it)
+        if stack and stack[-1].sep is None:
+            markup = _other_markup(run, root)
+            if markup is not stack[-1].markup:
+                stack[-1].ambiguous = True
         for child in list(run):
             ns, local = split(child.tag)
             if ns in W and local == "rPr":
@@ -754,7 +766,9 @@ def _collect_fields(
                             f.code.append(child)
                     if stack and stack[-1].sep is None and not stack[-1].instr.strip():
                         stack[-1].computed = True  # the keyword comes from a nested field
-                    stack.append(_Field(child))
+                    if markup is _UNKNOWN:
+                        markup = _other_markup(run, root)
+                    stack.append(_Field(child, markup))
                 elif kind == "separate" and stack:
                     for f in stack[:-1]:
                         if f.sep is None:
@@ -789,6 +803,21 @@ def _collect_fields(
 
 
 _MC_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
+
+
+_UNKNOWN = object()
+
+
+def _other_markup(run: etree._Element, root: etree._Element) -> etree._Element | None:
+    """The outermost element of another namespace than WordprocessingML's (markup
+    compatibility content, an extension, a drawing) ``run`` lies in, or None."""
+    found = None
+    for ancestor in run.iterancestors():
+        if ancestor is root:
+            break
+        if isinstance(ancestor.tag, str) and split(ancestor.tag)[0] not in W:
+            found = ancestor
+    return found
 
 
 def _partial_field_markup(root: etree._Element) -> list[etree._Element]:
@@ -858,7 +887,11 @@ def _word_fields(root: etree._Element, report: Report) -> bool:
             _xml.remove(instr)
             changed = True
     for field in fields:
-        verdict = classify_field(field.instr, field.computed)
+        verdict = (
+            ("dynamic_data_exchange", "field instruction readers may read differently")
+            if field.ambiguous
+            else classify_field(field.instr, field.computed)
+        )
         if verdict and report.hit(*verdict, verb="neutralised"):
             touched: list[etree._Element] = []
             for el in (field.begin, field.sep, field.end, *field.code):
