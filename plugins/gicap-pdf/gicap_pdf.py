@@ -1224,7 +1224,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
                 return None
             height = int.from_bytes(data[pos + 5 : pos + 7], "big")
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return width, height
+            # (a height of 0: given later by a DNL marker, up to 65535 rows)
+            return (width, height) if height else None
         if marker in (0xD9, 0xDA):
             return None  # (no frame header before the scan)
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
@@ -1276,8 +1277,10 @@ def _siz(data: bytes, at: int) -> tuple[int, int] | None:
 
 
 def _jbig2_size(data: bytes) -> tuple[int, int] | None:
-    """The page information segment (type 48) of an embedded JBIG2 stream (segment
-    headers, [ITU T.88] 7.2); None for a page of unknown height (striped)."""
+    """The greatest page of the page information segments (type 48) of an embedded
+    JBIG2 stream (segment headers, [ITU T.88] 7.2: readers allocate a page at each);
+    None for a page of unknown height (striped), or none found."""
+    pages: list[tuple[int, int]] = []
     pos = 0
     while pos + 6 <= len(data):
         number = int.from_bytes(data[pos : pos + 4], "big")
@@ -1305,11 +1308,15 @@ def _jbig2_size(data: bytes) -> tuple[int, int] | None:
             height = int.from_bytes(data[pos + 4 : pos + 8], "big")
             if height == 0xFFFFFFFF:
                 return None  # (a striped page grows as regions come: not bounded here)
-            return width, height
+            pages.append((width, height))
         if length == 0xFFFFFFFF:
-            return None  # (an immediate region of unknown length: stop here)
+            # (an immediate region of unknown length: what follows it, another page
+            # say, cannot be found without decoding it)
+            return None
         pos += length
-    return None
+    if not pages:
+        return None
+    return max(w for w, _ in pages), max(h for _, h in pages)
 
 
 def _check_decoded_sizes(scan: _Scan) -> None:

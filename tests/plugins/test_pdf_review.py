@@ -627,6 +627,8 @@ _SOF_AT = _BIG_JPEG.find(b"\xff\xc0")
         (b"/JBIG2Decode", _jbig2_page(64, 0xFFFFFFFF)),
         (b"[/FlateDecode /JBIG2Decode]", zlib.compress(_jbig2_page(60000, 60000))),
         (b"/JPXDecode", b"not a JPEG 2000 image"),
+        (b"/JBIG2Decode", _jbig2_page(64, 64) + _jbig2_page(60000, 60000)),
+        (b"/DCTDecode", _BIG_JPEG[: _SOF_AT + 5] + b"\x00\x00" + _BIG_JPEG[_SOF_AT + 7 :]),
     ],
     ids=[
         "jpeg-behind-flate",
@@ -637,6 +639,8 @@ _SOF_AT = _BIG_JPEG.find(b"\xff\xc0")
         "jbig2-striped",
         "jbig2-behind-flate",
         "jpx-no-size",
+        "jbig2-second-page",
+        "jpeg-height-later",
     ],
 )
 def test_the_size_an_image_s_data_gives_is_read_as_readers_read_it(
