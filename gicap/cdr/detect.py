@@ -188,6 +188,7 @@ _EXT_ALIASES = {
     "mht": "html",
     "mhtml": "html",
     "tsv": "csv",
+    "tab": "csv",  # (LibreOffice opens .tab as CSV, with its formulas)
     "txt": "text",
     "gz": "gzip",
     "tgz": "gzip",

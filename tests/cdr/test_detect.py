@@ -860,3 +860,9 @@ def test_plain_xml_is_still_text() -> None:
         name_of(detect(b'<?xml version="1.0"?><report><row a="1"/></report>', None, "r.xml"))
         == "text"
     )
+
+
+def test_text_named_tab_is_csv() -> None:
+    """LibreOffice opens a .tab file as CSV, formulas and all (two lines are too few
+    for the content to tell)."""
+    assert name_of(detect(b"=1+1\tx\n=2+2\ty\n", None, "data.tab")) == "csv"
