@@ -255,7 +255,7 @@ class ICAPConnection:
         preview: int | None = None
         raw_preview = headers.get("Preview")
         if raw_preview is not None and method != "OPTIONS":
-            if not raw_preview.strip().isdigit():
+            if not (raw_preview.strip().isascii() and raw_preview.strip().isdigit()):
                 raise ICAPProtocolError(f"malformed Preview header {raw_preview!r}")
             preview = int(raw_preview)
         return RequestHead(method, uri, version, headers, enc, preview=preview)

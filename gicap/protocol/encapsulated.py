@@ -66,7 +66,7 @@ def parse_encapsulated(value: str, method: str) -> Encapsulated:
         name, sep, off = part.partition("=")
         name = name.strip().lower()
         off = off.strip()
-        if not sep or not off.isdigit():
+        if not sep or not (off.isascii() and off.isdigit()):
             raise ICAPProtocolError(f"malformed Encapsulated entry {part!r}")
         if name not in HEADER_ENTITIES and name not in BODY_ENTITIES:
             raise ICAPProtocolError(f"unknown Encapsulated entity {name!r}")

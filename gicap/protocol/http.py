@@ -104,10 +104,16 @@ def parse_request_head(block: bytes) -> HTTPRequestHead:
     return HTTPRequestHead(parts[0], parts[1], parts[2], raw=block)
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() takes "²" (read from latin-1), which int()
+    refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_response_head(block: bytes) -> HTTPResponseHead:
     line = _first_line(block, "res-hdr")
     parts = line.decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _digits(parts[1]):
         raise ICAPProtocolError(f"malformed encapsulated HTTP status line: {line[:80]!r}")
     reason = parts[2] if len(parts) == 3 else ""
     return HTTPResponseHead(parts[0], int(parts[1]), reason, raw=block)

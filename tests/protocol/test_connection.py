@@ -166,14 +166,29 @@ def test_options_with_opt_body_is_read() -> None:
         "res-hdr=0, res-body=5, null-body=9",  # two bodies
         "res-hdr=0, foo-body=5",  # unknown entity
         "res-hdr=x, res-body=5",  # not a number
+        "res-hdr=0, res-body=\u00b2",  # a digit str.isdigit() takes and int() refuses
         "req-body=0",  # wrong body for RESPMOD
         "res-hdr=0, req-hdr=40, res-body=80",  # order
     ],
 )
 def test_bad_encapsulated_values_are_400(value: str) -> None:
-    data = f"RESPMOD icap://h/echo ICAP/1.0\r\nEncapsulated: {value}\r\n\r\n".encode()
+    data = f"RESPMOD icap://h/echo ICAP/1.0\r\nEncapsulated: {value}\r\n\r\n".encode("latin-1")
     with pytest.raises(ICAPProtocolError) as info:
         replay(data + b"x" * 200)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("where", ["preview", "status"])
+def test_superscript_digits_are_400_not_500(where: str) -> None:
+    """Read from latin-1, "\u00b2" passes str.isdigit() and int() refuses it: it was
+    an internal error, logged with its traceback, answered 500."""
+    data = respmod(chunked(b"abc"))
+    if where == "preview":
+        data = data.replace(b"Encapsulated:", b"Preview: \xb2\r\nEncapsulated:", 1)
+    else:
+        data = data.replace(b"HTTP/1.1 200 OK", b"HTTP/1.1 2\xb20 OK", 1)
+    with pytest.raises(ICAPProtocolError) as info:
+        replay(data)
     assert info.value.status == 400
 
 
