@@ -547,11 +547,13 @@ def _declared(content_type: str | None, names: list[str] | None) -> str | None:
 #: documents and data they display (text/*: below).
 _SHOWN_TYPES = frozenset(
     """
-    image/jpeg image/pjpeg image/png image/apng image/gif image/webp image/bmp
-    image/x-ms-bmp image/x-icon image/vnd.microsoft.icon image/avif image/svg+xml
-    audio/mpeg audio/mp3 audio/ogg audio/wav audio/wave audio/x-wav audio/webm audio/aac
-    audio/flac audio/mp4 audio/x-m4a video/mp4 video/webm video/ogg
-    application/pdf application/json application/ld+json application/manifest+json
+    image/jpeg image/pjpeg image/jpg image/png image/x-png image/apng image/gif
+    image/webp image/bmp image/x-ms-bmp image/x-icon image/vnd.microsoft.icon
+    image/x-xbitmap image/avif image/svg+xml
+    audio/mpeg audio/mp3 audio/ogg audio/opus audio/wav audio/wave audio/x-wav
+    audio/vnd.wave audio/webm audio/aac audio/flac audio/x-flac audio/mp4 audio/x-m4a
+    video/mp4 video/x-m4v video/webm video/ogg application/ogg
+    application/pdf application/x-pdf application/json application/ld+json application/manifest+json
     application/xml application/xhtml+xml application/rss+xml application/atom+xml
     application/javascript application/x-javascript application/ecmascript
     """.split()
