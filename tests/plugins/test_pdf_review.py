@@ -508,6 +508,18 @@ def test_images_count_in_the_budget_of_all_streams(tmp_path: Path) -> None:
     assert disarm(request_for(tmp_path, one)).outcome == "rebuilt"
 
 
+def _image_page(filters: bytes, coded: bytes) -> bytes:
+    """A page drawing one grey image declared 64 x 64, its data ``coded`` with
+    ``filters``."""
+    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray "
+    head += b"/BitsPerComponent " + (b"1" if b"JBIG2" in filters else b"8") + b" /Filter " + filters
+    return _page_with(
+        b"4 0 R",
+        {5: _stream(head, coded), 4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n")},
+        b"<< /XObject << /Im0 5 0 R >> >>",
+    )
+
+
 def _jbig2_page(width: int, height: int) -> bytes:
     """An embedded JBIG2 stream: a page information segment, then end of page."""
     info = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes(8) + b"\x00\x00\x00"
@@ -541,14 +553,7 @@ def test_an_image_whose_data_is_larger_than_declared_is_refused(
 ) -> None:
     """Readers allocate the size the data gives: poppler took 449 MB for a 40-byte
     JBIG2 image declared 64 x 64 whose page is 60000 x 60000."""
-    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray "
-    head += b"/BitsPerComponent " + (b"1" if b"JBIG2" in filter_ else b"8") + b" /Filter " + filter_
-    data = _page_with(
-        b"4 0 R",
-        {5: _stream(head, coded), 4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n")},
-        b"<< /XObject << /Im0 5 0 R >> >>",
-    )
-    result = disarm(request_for(tmp_path, data))
+    result = disarm(request_for(tmp_path, _image_page(filter_, coded)))
     if ok:
         assert result.outcome in ("rebuilt", "unmodified"), result
     else:
@@ -649,14 +654,7 @@ def test_the_size_an_image_s_data_gives_is_read_as_readers_read_it(
     """A review of the first check: another filter in front, a stray byte libjpeg
     skips, junk before the image, a decoy size in another JP2 box, a striped JBIG2
     page all passed a 6400 x 64 image declared 64 x 64."""
-    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray "
-    head += b"/BitsPerComponent " + (b"1" if b"JBIG2" in filters else b"8") + b" /Filter " + filters
-    data = _page_with(
-        b"4 0 R",
-        {5: _stream(head, coded), 4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n")},
-        b"<< /XObject << /Im0 5 0 R >> >>",
-    )
-    result = disarm(request_for(tmp_path, data))
+    result = disarm(request_for(tmp_path, _image_page(filters, coded)))
     assert result.outcome == "unprocessable", result
 
 

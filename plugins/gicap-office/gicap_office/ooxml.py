@@ -808,11 +808,11 @@ _MC_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Al
 _UNKNOWN = object()
 
 
-def _other_markup(run: etree._Element, root: etree._Element) -> etree._Element | None:
+def _other_markup(el: etree._Element, root: etree._Element) -> etree._Element | None:
     """The outermost element of another namespace than WordprocessingML's (markup
-    compatibility content, an extension, a drawing) ``run`` lies in, or None."""
+    compatibility content, an extension, a drawing) ``el`` lies in, or None."""
     found = None
-    for ancestor in run.iterancestors():
+    for ancestor in el.iterancestors():
         if ancestor is root:
             break
         if isinstance(ancestor.tag, str) and split(ancestor.tag)[0] not in W:
@@ -828,12 +828,7 @@ def _partial_field_markup(root: etree._Element) -> list[etree._Element]:
     found: list[etree._Element] = []
     seen: set[etree._Element] = set()
     for part in root.iter(*_FIELD_PARTS):
-        top = None
-        for ancestor in part.iterancestors():
-            if ancestor is root:
-                break
-            if isinstance(ancestor.tag, str) and split(ancestor.tag)[0] not in W:
-                top = ancestor
+        top = _other_markup(part, root)
         if top is None or top in seen:
             continue
         seen.add(top)
