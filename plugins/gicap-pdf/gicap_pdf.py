@@ -1169,7 +1169,24 @@ def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int
         return _jpeg_size(data)
     if kind == "/JPXDecode":
         return _jpx_size(data)
-    return _jbig2_size(data)
+    pages = _jbig2_pages(data)
+    parms = image.get("/DecodeParms")
+    if type(parms) is Object and parms._type_code_int == _T_ARRAY:
+        parms = parms[at] if at < len(parms) else None
+    shared = parms.get("/JBIG2Globals") if _is_dict(parms) else None
+    if type(shared) is Object and shared._type_code_int == _T_STREAM:
+        # (segments shared by the images: a page there is allocated too)
+        try:
+            raw_shared = shared.read_raw_bytes()
+        except pikepdf.PdfError:
+            return None
+        decoded = _leading_decoded(_filters(shared), raw_shared)
+        more = _jbig2_pages(decoded) if decoded is not None else None
+        if more is None or more:
+            return None
+    if not pages:
+        return None
+    return max(w for w, _ in pages), max(h for _, h in pages)
 
 
 #: What of an image's data is decoded to read its size.
@@ -1276,10 +1293,11 @@ def _siz(data: bytes, at: int) -> tuple[int, int] | None:
     return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
 
 
-def _jbig2_size(data: bytes) -> tuple[int, int] | None:
-    """The greatest page of the page information segments (type 48) of an embedded
-    JBIG2 stream (segment headers, [ITU T.88] 7.2: readers allocate a page at each);
-    None for a page of unknown height (striped), or none found."""
+def _jbig2_pages(data: bytes) -> list[tuple[int, int]] | None:
+    """The pages (width, height) of the page information segments (type 48) of an
+    embedded JBIG2 stream (segment headers, [ITU T.88] 7.2: readers allocate a page at
+    each); None when they cannot all be read (a page of unknown height, a region of
+    unknown length, a cut segment header)."""
     pages: list[tuple[int, int]] = []
     pos = 0
     while pos + 6 <= len(data):
@@ -1314,9 +1332,7 @@ def _jbig2_size(data: bytes) -> tuple[int, int] | None:
             # say, cannot be found without decoding it)
             return None
         pos += length
-    if not pages:
-        return None
-    return max(w for w, _ in pages), max(h for _, h in pages)
+    return pages
 
 
 def _check_decoded_sizes(scan: _Scan) -> None:

@@ -1314,8 +1314,12 @@ def _fib(encrypted: bool = False, text_length: int = 0) -> bytes:
     place of its piece table in the table stream (fcClx at 0, lcbClx: see word_doc);
     its text follows it (at byte 512)."""
     flags = 0x0200 | (0x0100 if encrypted else 0)  # fWhichTblStm, fEncrypted
-    head = struct.pack("<HHHHHH", 0xA5EC, 0x00C1, 0, 0x0409, 0, flags)
-    fib = head + b"\x00" * (0x01A2 - len(head)) + struct.pack("<II", 0, 5 + 16)
+    head = struct.pack("<HHHHHH", 0xA5EC, 0x00C1, 0, 0x0409, 0, flags).ljust(32, b"\x00")
+    # csw 14 (fibRgW), cslw 22 (fibRgLw), cbRgFcLcb 0x5D: fcClx lands at 0x1A2
+    counted = struct.pack("<H", 14) + bytes(28) + struct.pack("<H", 22) + bytes(88)
+    counted += struct.pack("<H", 0x5D) + bytes(33 * 8) + struct.pack("<II", 0, 5 + 16)
+    fib = head + counted
+    assert len(fib) == 0x01A2 + 8
     return fib + b"\x00" * (512 - len(fib))
 
 

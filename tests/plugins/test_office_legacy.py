@@ -659,3 +659,23 @@ def test_mini_stream_or_minifat_larger_than_the_file_is_refused(tmp_path: Path, 
     result, _ = disarm(path, tmp_path, switches("allow"))
     assert result.outcome == "unprocessable", result
     assert "more than the whole file" in result.reason
+
+
+def test_a_keyword_after_a_long_run_of_blanks_is_read() -> None:
+    from gicap_office.legacy import _word_fields
+
+    verdicts = _word_fields("\x13" + " " * 1100 + "DDEAUTO c:\\x.exe\x14r\x15")
+    assert verdicts == [("dynamic_data_exchange", "DDEAUTO field")]
+
+
+def test_two_streams_of_one_name_are_refused(tmp_path: Path) -> None:
+    """A second WordDocument (names compare without case): a reader may take the one
+    with the DDE field while the engine read the clean one."""
+    from tests.ole import build
+
+    risky = _word_pieces([("\x13 DDEAUTO c:\\x.exe\x14r\x15", True)], [0])
+    clean = _word_pieces([("hello", True)], [0])
+    tree = {"WordDocument": risky["WordDocument"], "WORDDOCUMENT": clean["WordDocument"]}
+    path = _write(tmp_path, "twice.doc", build({**tree, "1Table": risky["1Table"]}))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable" and "same name" in (result.reason or "")

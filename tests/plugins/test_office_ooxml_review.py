@@ -578,3 +578,29 @@ def test_a_field_whose_code_runs_into_other_markup_is_ambiguous(
     assert result.outcome == "rebuilt", result
     document = zipfile.ZipFile(dest).read("word/document.xml").decode()
     assert "DDEAUTO" not in document and "QUOTE" not in document and "cmd.exe" not in document
+
+
+def test_fields_in_an_ordinary_text_box_are_kept(tmp_path: Path) -> None:
+    """A text box as Word writes it (a WordprocessingShape choice and a VML fallback,
+    a whole DATE field in each): it was removed as field code in markup
+    compatibility content."""
+    field = BEGIN + '<w:r><w:instrText xml:space="preserve"> DATE </w:instrText></w:r>' + SEP + END
+    inner = f"<w:p>{field}</w:p>"
+    box = (
+        '<w:r><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing><wp:inline '
+        'xmlns:wp="http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing">'
+        '<wp:extent cx="1828800" cy="914400"/><wp:docPr id="2" name="TB"/>'
+        '<a:graphic xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main">'
+        '<a:graphicData uri="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        '<wps:wsp xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        f'<wps:cNvSpPr txBox="1"/><wps:txbx><w:txbxContent>{inner}</w:txbxContent></wps:txbx>'
+        "<wps:bodyPr/></wps:wsp></a:graphicData></a:graphic></wp:inline></w:drawing>"
+        '</mc:Choice><mc:Fallback><w:pict><v:rect xmlns:v="urn:schemas-microsoft-com:vml" '
+        f'style="width:144pt;height:72pt"><v:textbox><w:txbxContent>{inner}</w:txbxContent>'
+        "</v:textbox></v:rect></w:pict></mc:Fallback></mc:AlternateContent></w:r>"
+    )
+    path = _write(tmp_path, "in.docx", _docx_with(box))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert not any(a.switch == "dynamic_data_exchange" for a in result.actions), result
+    document = zipfile.ZipFile(dest if dest.exists() else path).read("word/document.xml")
+    assert document.count(b" DATE ") == 2 and document.count(b"txbxContent") == 4

@@ -658,6 +658,30 @@ def test_the_size_an_image_s_data_gives_is_read_as_readers_read_it(
     assert result.outcome == "unprocessable", result
 
 
+def test_a_page_in_the_jbig2_globals_is_refused(tmp_path: Path) -> None:
+    """The shared segments held a 60000 x 60000 page (poppler: 449 MB) while the
+    image's own stream held a 64 x 64 one."""
+    globals_ = _jbig2_page(60000, 60000)[:-11]  # (the page, without its end)
+    head = b"/Type /XObject /Subtype /Image /Width 64 /Height 64 /ImageMask true "
+    head += b"/Filter /JBIG2Decode /DecodeParms << /JBIG2Globals 6 0 R >>"
+    data = _page_with(
+        b"4 0 R",
+        {
+            5: _stream(head, _jbig2_page(64, 64)),
+            6: _stream(b"", globals_),
+            4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n"),
+        },
+        b"<< /XObject << /Im0 5 0 R >> >>",
+    )
+    assert disarm(request_for(tmp_path, data)).outcome == "unprocessable"
+    # (one empty symbol dictionary segment: number 0, type 0, page 0, no data)
+    harmless = data.replace(
+        b"/Length %d >>\nstream\n" % len(globals_) + globals_,
+        b"/Length 11 >>\nstream\n" + bytes(11),
+    )
+    assert disarm(request_for(tmp_path, harmless)).outcome in ("rebuilt", "unmodified")
+
+
 def test_a_jp2_image_of_its_declared_size_passes(tmp_path: Path) -> None:
     assert gicap_pdf._jpx_size(_jp2((64, 64), (64, 64))) == (64, 64)
     assert gicap_pdf._jpx_size(_siz(64, 48)) == (64, 48)

@@ -228,6 +228,10 @@ class _Content:
             elif entry.entry_type == olefile.STGTY_STREAM:
                 streams.append((path, reader.read(entry.isectStart, entry.size)))
         orphans = [reader.read(e.isectStart, e.size) for e in _orphan_streams(ole)]
+        if len(set(paths)) != len(paths):
+            # two WordDocument streams, say: readers may take another one than ours
+            names = sorted({"/".join(p) for p in paths if paths.count(p) > 1})
+            raise ValueError(f"entries of the same name in one storage: {', '.join(names)}")
         return cls(paths, storages, streams, orphans, ole)
 
     def root(self, *names: str) -> bytes | None:
@@ -430,13 +434,24 @@ def _word_text(content: _Content, word: bytes) -> str | None:
     Read in stream order, the bytes of pictures and tables made fields out of chance
     0x13 bytes, and a keyword split over two pieces stored apart was missed. None
     when the table cannot be read (a Word 95 file, or a damaged one)."""
-    if len(word) < 0x1AA or _U16.unpack_from(word, 0)[0] != 0xA5EC:
+    if len(word) < 0x9A or _U16.unpack_from(word, 0)[0] != 0xA5EC:
         return None
-    if _U16.unpack_from(word, 2)[0] < 101:
+    if _U16.unpack_from(word, 2)[0] < 0x6A:
         return None  # (Word 95 and older: another FIB)
     which = _U16.unpack_from(word, 0x0A)[0] & 0x0200  # fWhichTblStm
     table = content.root("1table" if which else "0table")
-    fc, lcb = _U32X2.unpack_from(word, 0x01A2)  # fcClx, lcbClx
+    # fcClx: the 34th pair of FibRgFcLcb, found as readers find it, past FibBase and
+    # the csw, cslw and cbRgFcLcb counted arrays ([MS-DOC] 2.5.1)
+    pos = 32 + 2 + 2 * _U16.unpack_from(word, 32)[0]
+    if pos + 2 > len(word):
+        return None
+    pos += 2 + 4 * _U16.unpack_from(word, pos)[0]
+    if pos + 2 > len(word) or _U16.unpack_from(word, pos)[0] <= 33:
+        return None
+    pos += 2 + 33 * 8
+    if pos + 8 > len(word):
+        return None
+    fc, lcb = _U32X2.unpack_from(word, pos)  # fcClx, lcbClx
     if table is None or fc + lcb > len(table):
         return None
     pos, end = fc, fc + lcb
@@ -480,7 +495,7 @@ def _word_text(content: _Content, word: bytes) -> str | None:
 #: A field in the document's text: its begin character (0x13), then its instruction
 #: up to its separator (0x14), its end (0x15) or a nested field's begin (0x13, looked
 #: at, not taken: it begins a field of its own).
-_FIELD = re.compile("\x13([^\x13\x14\x15]{0,1024})(?=(\x13)?)")
+_FIELD = re.compile("\x13([^\x13\x14\x15]*)(?=(\x13)?)")
 _LETTER = re.compile("[A-Za-z]")
 #: Fields that reach outside the document when it is opened or updated (DDE, DDEAUTO,
 #: DATABASE; INCLUDETEXT, INCLUDEPICTURE, INCLUDE, IMPORT, LINK, RD): a link to click

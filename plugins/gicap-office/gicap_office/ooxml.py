@@ -748,11 +748,12 @@ def _collect_fields(
                 and ns not in W
                 and isinstance(child.tag, str)
                 and child not in outside
-                and next(child.iter(*_FIELD_PARTS), None) is not None
+                and any(_run_of(part) is run for part in child.iter(*_FIELD_PARTS))
             ):
                 # another namespace in a run (mc:AlternateContent, an ignorable
-                # extension) holding field characters or instruction text: Word reads
-                # what it wraps, this walk does not see into it
+                # extension) holding field characters or instruction text as the run's
+                # own: Word reads what it wraps, this walk does not see into it. (Those
+                # of runs inside it, a text box's, the walk reads as any other.)
                 wrapped.append(child)
             if ns in W and local == "fldChar":
                 kind = wattr(child, "fldCharType")
@@ -806,6 +807,12 @@ _MC_ALTERNATE = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Al
 
 
 _UNKNOWN = object()
+
+
+def _run_of(el: etree._Element) -> etree._Element | None:
+    """The run ``el`` (a field character, instruction text) belongs to: its nearest
+    run ancestor."""
+    return next(el.iterancestors(*_RUNS), None)
 
 
 def _other_markup(el: etree._Element, root: etree._Element) -> etree._Element | None:
