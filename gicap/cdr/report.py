@@ -31,6 +31,9 @@ class FileReport:
     content_type: str = ""
     #: Sent with ``X-Content-Type-Options: nosniff`` (its Content-Type was corrected).
     nosniff: bool = False
+    #: A request header the answer varies by (``Vary``): what fetched it, for a page's
+    #: subresource a navigation would have saved (see gicap.services.cdr).
+    vary: str = ""
     old_extension: str = ""
     new_extension: str = ""
     file_id_header: bool = True

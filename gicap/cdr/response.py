@@ -94,6 +94,8 @@ def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
         headers.set("Content-Type", report.content_type)
     if report.nosniff:
         headers.set("X-Content-Type-Options", "nosniff")
+    if report.vary:
+        headers.add("Vary", report.vary)
     if report.new_extension:
         disposition = headers.get("Content-Disposition")
         if disposition:

@@ -110,10 +110,7 @@ class CDRService(Service):
             return Unmodified()
         profile = self.profile_for(head.query)
         message = head.http_response if self.method == "RESPMOD" else head.http_request
-        encoded = bool(
-            message
-            and (message.headers.get("Content-Encoding") or "identity").lower() != "identity"
-        )
+        encoded = message is not None and _content_encoding(message) is not None
         file_type = None if encoded else self._guess(txn.preview, message)
         try:
             decision = self.host.manager.hook.gicap_preview_decision(
@@ -121,8 +118,15 @@ class CDRService(Service):
                 file_type=file_type,
                 policy=profile,
                 http_status=head.http_response.status if head.http_response else None,
-                attachment=message is not None
-                and _is_attachment(message, _saved_names(message, head.http_request)),
+                # (an upload is a file; a page's subresource is judged as a navigation
+                # to it would be: a cache may serve it to one)
+                attachment=self.method == "REQMOD"
+                or (
+                    message is not None
+                    and _is_attachment(
+                        message, _saved_names(message, head.http_request, navigation=True)
+                    )
+                ),
                 supported_types=self.supported,
             )
         except Exception:
@@ -207,16 +211,22 @@ class CDRService(Service):
                 "unprocessable",
                 "partial content (HTTP 206): only a fragment of the file",
             )
-        encoding = (message.headers.get("Content-Encoding") or "").strip() or None
-        if encoding == "identity":
-            encoding = None
-        saved = _saved_names(message, head.http_request)
+        encoding = _content_encoding(message)
+        upload = self.method == "REQMOD"
+        saved = _saved_names(message, head.http_request, upload=upload)
+        navigation = _saved_names(message, head.http_request, navigation=True, upload=upload)
+        if _subresource(head.http_request) and navigation is not None:
+            # What a page uses goes by what it is, but a navigation to its address
+            # would save it, and a cache may serve this answer to one: it is sent
+            # again whatever the outcome, varying by what fetched it.
+            report.vary = "Sec-Fetch-Dest"
         if not encoding:
             guess = self._guess(b"".join(_first(txn.body, 4096)), message)
             if (
                 guess is not None
                 and guess.family == "html"
-                and not _is_attachment(message, saved)
+                and not upload
+                and not _is_attachment(message, navigation)
                 and profile.fallback("web_pages") == "relay"
             ):
                 report.file_type = guess.name
@@ -322,9 +332,12 @@ class CDRService(Service):
             report.outcome = REBUILT
             return report
         if outcome == "unmodified":
-            if mismatch(report.file_type, served_as):
-                # delivered as it is, but under the Content-Type of what it is
-                report.content_type, report.nosniff = ftype.get("mime", ""), True
+            corrected = mismatch(report.file_type, served_as)
+            if corrected or report.vary:
+                # delivered as it is, but under the Content-Type of what it is, or
+                # varying by what fetched it (see _process)
+                if corrected:
+                    report.content_type, report.nosniff = ftype.get("mime", ""), True
                 report.body = open(d.get("decoded_path") or source, "rb")  # noqa: SIM115
                 report.size_out = os.fstat(report.body.fileno()).st_size
                 report.outcome = REBUILT
@@ -493,6 +506,14 @@ class CDRService(Service):
         return changed, None
 
 
+def _content_encoding(message: Any) -> str | None:
+    """The codings of every Content-Encoding header, "identity" left out (Firefox
+    joins the headers and skips it: "identity" then "deflate" is deflate to it); None
+    when there are none. Several are joined with "+", which no decoder takes."""
+    codings = [c for c in message.headers.get_list("Content-Encoding") if c != "identity"]
+    return "+".join(codings) if codings else None
+
+
 def _runner_event(kind: str) -> None:
     """The runner replaced a worker or timed a job out: count it (when metrics are on)."""
     recorder = metrics.recorder()
@@ -565,7 +586,8 @@ _SAVED_TEXT = frozenset(
     text/csv text/x-csv text/comma-separated-values text/tab-separated-values text/tsv
     text/calendar text/x-calendar text/vcalendar text/x-vcalendar text/vcard
     text/x-vcard text/x-vcf text/directory text/ldif text/qif text/x-qif text/rtf
-    text/ofx text/vnd.sun.j2me.app-descriptor
+    text/ofx text/vnd.sun.j2me.app-descriptor text/x-ms-odc text/x-ms-iqy text/x-ms-rqy
+    text/x-ms-contact
     """.split()
 )
 #: Sec-Fetch-Dest values of what a page uses (a script, a style sheet, a font...):
@@ -606,7 +628,9 @@ def _shown(content_type: str) -> bool:
     return content_type.startswith("text/") and content_type not in _SAVED_TEXT
 
 
-def _saved_names(message: Any, request: Any) -> list[str] | None:
+def _saved_names(
+    message: Any, request: Any, *, navigation: bool = False, upload: bool = False
+) -> list[str] | None:
     """The names a browser may save a download under, or None when it shows or uses
     it (then its Content-Type decides what it is). A response to a page's request
     for a script, a style sheet, a font, an image... (``Sec-Fetch-Dest``) is used,
@@ -615,13 +639,14 @@ def _saved_names(message: Any, request: Any) -> list[str] | None:
     ends at ``;`` or ``,``), or when its Content-Type is not one browsers show; it is
     named by the disposition's file names, else by the last segment of the URL's
     path, and a script's content type adds the script's extension to a name without
-    one."""
-    if _subresource(request):
+    one. ``navigation``: as for a navigation to the address, whatever fetched it;
+    ``upload``: an upload, stored under its names whatever its type."""
+    if _subresource(request) and not (navigation or upload):
         return None
     dispositions = [d.strip() for d in message.headers.get_all("Content-Disposition") or []]
     content_type = _content_type(message)
     kinds = [re.split(r"[;,]", d, maxsplit=1)[0].strip().lower() for d in dispositions if d]
-    if all(kind == "inline" for kind in kinds) and _shown(content_type):
+    if not upload and all(kind == "inline" for kind in kinds) and _shown(content_type):
         return None
     # (several dispositions: clients differ on which one they take)
     names = [name for d in dispositions if d for name in file_names(d)]

@@ -365,12 +365,34 @@ def test_downloads_saved_as_scripts_are_blocked(
 
 def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
     """A script a page loads (Sec-Fetch-Dest: script) runs in the page, whatever
-    Content-Type a misconfigured server gives it: it is not a download to block."""
-    head = res_head(SCRIPT, "binary/octet-stream")
+    Content-Type a misconfigured server gives it: it is not a download to block. But
+    a navigation to that address would save it, and a cache may serve this answer to
+    one: it is sent again varying by Sec-Fetch-Dest (a review cached the original of
+    update.hta fetched as a script, then navigated to it)."""
+    head = res_head(SCRIPT, "binary/octet-stream", extra="Cache-Control: max-age=86400\r\n")
     request = page_request("http://bucket.example/static/app.js", "script")
     with resp(srv) as c:
         r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 200, (r.status, r.http_response)
+    _, h = http(r.http_response)
+    assert r.body == SCRIPT and "Sec-Fetch-Dest" in (h.get("Vary") or "")
+    # served as a script, it would be shown: nothing to vary
+    head = res_head(SCRIPT, "text/javascript")
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
     assert r.status == 204, (r.status, r.http_response)
+
+
+def test_an_upload_is_a_file_whatever_its_type(srv: GicapProcess) -> None:
+    """An upload's body was relayed as a web page when it was HTML served as
+    text/html or text/plain: the server stored run.hta with its script."""
+    page = b"<html><body><script>new ActiveXObject('WScript.Shell')</script></body></html>"
+    for content_type in ("text/html", "text/plain"):
+        head = req_head(page, content_type, method="PUT").replace(b"/upload", b"/share/run.hta")
+        with req(srv) as c:
+            r = c.reqmod(page, req_head=head, preview=PREVIEW)
+        assert r.status == 200, (r.status, r.http_request)
+        assert b"ActiveXObject" not in (r.body or b"")
 
 
 def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapProcess) -> None:
@@ -532,6 +554,20 @@ def test_a_gzip_body_some_clients_read_further_is_refused(srv: GicapProcess, tra
         r = c.respmod(body, res_head=head, preview=PREVIEW)
     reason = "data after the end" if trailer == "member" else "cut short"
     assert_blocked(r, reason, original=body)
+
+
+def test_every_content_encoding_header_counts(srv: GicapProcess) -> None:
+    """ "identity" then "deflate" in two headers: Firefox decodes the deflate, the
+    first header alone said identity, and the encoded bytes were judged."""
+    body = zlib.compress(CSV_FORMULAS)
+    extra = "Content-Encoding: identity\r\nContent-Encoding: deflate\r\n"
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=res_head(body, "text/csv", extra=extra))
+    assert_rebuilt(r, CSV_FORMULAS_REBUILT)
+    extra = "Content-Encoding: gzip\r\nContent-Encoding: deflate\r\n"
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=res_head(body, "text/csv", extra=extra))
+    assert_blocked(r, "Content-Encoding", original=body)
 
 
 def test_zero_bytes_padding_a_gzip_body_are_no_trailer(srv: GicapProcess) -> None:
