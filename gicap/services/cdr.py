@@ -640,7 +640,8 @@ def _saved_names(
     named by the disposition's file names, else by the last segment of the URL's
     path, and a script's content type adds the script's extension to a name without
     one. ``navigation``: as for a navigation to the address, whatever fetched it;
-    ``upload``: an upload, stored under its names whatever its type."""
+    ``upload``: an upload, stored under its names whatever its type (a PUT under its
+    address's name too)."""
     if _subresource(request) and not (navigation or upload):
         return None
     dispositions = [d.strip() for d in message.headers.get_all("Content-Disposition") or []]
@@ -650,6 +651,10 @@ def _saved_names(
         return None
     # (several dispositions: clients differ on which one they take)
     names = [name for d in dispositions if d for name in file_names(d)]
+    if upload and (request is None or request.method.upper() != "PUT"):
+        # (a POST's address names the program that takes it, form.pl say, not a file;
+        # a PUT's names the file it stores)
+        return names
     if not names:
         url = request.target if request is not None else ""
         segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])

@@ -393,6 +393,14 @@ def test_an_upload_is_a_file_whatever_its_type(srv: GicapProcess) -> None:
             r = c.reqmod(page, req_head=head, preview=PREVIEW)
         assert r.status == 200, (r.status, r.http_request)
         assert b"ActiveXObject" not in (r.body or b"")
+    # a POST's address names the program that takes it, not a file
+    form = b"name=alice&comment=hello"
+    head = req_head(form, "application/x-www-form-urlencoded").replace(
+        b"/upload", b"/cgi-bin/form.pl"
+    )
+    with req(srv) as c:
+        r = c.reqmod(form, req_head=head, preview=PREVIEW)
+    assert r.status == 204, (r.status, r.http_response)
 
 
 def test_file_saved_as_csv_is_neutralised_whatever_its_content_type(srv: GicapProcess) -> None:
