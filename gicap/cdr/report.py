@@ -34,6 +34,9 @@ class FileReport:
     #: A request header the answer varies by (``Vary``): what fetched it, for a page's
     #: subresource a navigation would have saved (see gicap.services.cdr).
     vary: str = ""
+    #: ``body`` is the original as it came (encoded too), sent again only to add
+    #: ``vary``: the original's headers stay (its validators, its Content-Encoding).
+    echo: bool = False
     old_extension: str = ""
     new_extension: str = ""
     file_id_header: bool = True

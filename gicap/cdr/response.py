@@ -66,12 +66,12 @@ def gicap_build_response(report: FileReport, transaction: Transaction) -> Outcom
     if head.method == "RESPMOD":
         original = head.http_response
         assert original is not None
-        new = HTTPResponseHead(
-            original.version,
-            original.status,
-            original.reason,
-            _fresh_headers(original.headers, size, report),
+        headers = (
+            _echo_headers(original.headers, size, report)
+            if report.echo
+            else _fresh_headers(original.headers, size, report)
         )
+        new = HTTPResponseHead(original.version, original.status, original.reason, headers)
         return Modified(http_response=new, body=body)
     request = head.http_request
     assert request is not None
@@ -84,6 +84,21 @@ def gicap_build_response(report: FileReport, transaction: Transaction) -> Outcom
     return Modified(http_request=new_req, body=body)
 
 
+def _echo_headers(original: Headers, size: int, report: FileReport) -> Headers:
+    """The original's headers for its own bytes sent again: its framing set to the
+    bytes, ``report.vary`` added to its Vary (unless there already, or "*")."""
+    headers = original.copy()
+    headers.remove("Transfer-Encoding")
+    headers.remove("Content-Length")
+    headers.add("Content-Length", str(size))
+    varies = headers.get_list("Vary")
+    if report.vary and report.vary.lower() not in varies and "*" not in varies:
+        headers.add("Vary", report.vary)
+    if report.file_id_header:
+        headers.set(FILE_ID_HEADER, report.file_id)
+    return headers
+
+
 def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
     headers = original.copy()
     for name in STALE_HEADERS:
@@ -94,7 +109,8 @@ def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
         headers.set("Content-Type", report.content_type)
     if report.nosniff:
         headers.set("X-Content-Type-Options", "nosniff")
-    if report.vary:
+    varies = headers.get_list("Vary")
+    if report.vary and report.vary.lower() not in varies and "*" not in varies:
         headers.add("Vary", report.vary)
     if report.new_extension:
         disposition = headers.get("Content-Disposition")

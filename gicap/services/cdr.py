@@ -24,6 +24,7 @@ import gicap
 from gicap.cdr import multipart
 from gicap.cdr.detect import (
     SCRIPT_TYPES,
+    declared_name,
     file_names,
     mismatch,
     opened_as,
@@ -110,6 +111,9 @@ class CDRService(Service):
             return Unmodified()
         profile = self.profile_for(head.query)
         message = head.http_response if self.method == "RESPMOD" else head.http_request
+        if self.method == "REQMOD" and message is not None:
+            if multipart.is_multipart(message.headers.get("Content-Type")):
+                return None  # (its parts are judged one by one: see respond)
         encoded = message is not None and _content_encoding(message) is not None
         file_type = None if encoded else self._guess(txn.preview, message)
         try:
@@ -120,10 +124,11 @@ class CDRService(Service):
                 http_status=head.http_response.status if head.http_response else None,
                 # (an upload is a file; a page's subresource is judged as a navigation
                 # to it would be: a cache may serve it to one)
-                attachment=self.method == "REQMOD"
-                or (
-                    message is not None
-                    and _is_attachment(
+                attachment=message is not None
+                and (
+                    _names_a_file(_saved_names(message, head.http_request, upload=True))
+                    if self.method == "REQMOD"
+                    else _is_attachment(
                         message, _saved_names(message, head.http_request, navigation=True)
                     )
                 ),
@@ -215,7 +220,7 @@ class CDRService(Service):
         upload = self.method == "REQMOD"
         saved = _saved_names(message, head.http_request, upload=upload)
         navigation = _saved_names(message, head.http_request, navigation=True, upload=upload)
-        if _subresource(head.http_request) and navigation is not None:
+        if not upload and _subresource(head.http_request) and navigation is not None:
             # What a page uses goes by what it is, but a navigation to its address
             # would save it, and a cache may serve this answer to one: it is sent
             # again whatever the outcome, varying by what fetched it.
@@ -225,8 +230,7 @@ class CDRService(Service):
             if (
                 guess is not None
                 and guess.family == "html"
-                and not upload
-                and not _is_attachment(message, navigation)
+                and not (_names_a_file(saved) if upload else _is_attachment(message, navigation))
                 and profile.fallback("web_pages") == "relay"
             ):
                 report.file_type = guess.name
@@ -335,10 +339,14 @@ class CDRService(Service):
             corrected = mismatch(report.file_type, served_as)
             if corrected or report.vary:
                 # delivered as it is, but under the Content-Type of what it is, or
-                # varying by what fetched it (see _process)
+                # varying by what fetched it (see _process): then as it came, encoded
+                # too, with its own headers
                 if corrected:
                     report.content_type, report.nosniff = ftype.get("mime", ""), True
-                report.body = open(d.get("decoded_path") or source, "rb")  # noqa: SIM115
+                    path = d.get("decoded_path") or source
+                else:
+                    report.echo, path = True, source
+                report.body = open(path, "rb")  # noqa: SIM115
                 report.size_out = os.fstat(report.body.fileno()).st_size
                 report.outcome = REBUILT
                 return report
@@ -571,10 +579,10 @@ _SHOWN_TYPES = frozenset(
     image/jpeg image/pjpeg image/jpg image/png image/x-png image/apng image/gif
     image/webp image/bmp image/x-ms-bmp image/x-icon image/vnd.microsoft.icon
     image/x-xbitmap image/avif image/svg+xml
-    audio/mpeg audio/mp3 audio/ogg audio/opus audio/wav audio/wave audio/x-wav
-    audio/vnd.wave audio/webm audio/aac audio/flac audio/x-flac audio/mp4 audio/x-m4a
-    video/mp4 video/x-m4v video/webm video/ogg application/ogg
-    application/pdf application/x-pdf application/json application/ld+json application/manifest+json
+    audio/mpeg audio/mp3 audio/ogg audio/wav audio/wave audio/x-wav audio/vnd.wave
+    audio/webm audio/aac audio/flac audio/mp4 audio/x-m4a
+    video/mp4 video/webm video/ogg application/ogg
+    application/pdf application/json application/ld+json application/manifest+json
     application/xml application/xhtml+xml application/rss+xml application/atom+xml
     application/javascript application/x-javascript application/ecmascript
     """.split()
@@ -664,6 +672,13 @@ def _saved_names(
     if content_type in SCRIPT_TYPES and not any("." in name for name in names):
         names.append("download.js")
     return names
+
+
+def _names_a_file(names: list[str] | None) -> bool:
+    """Whether an upload is stored as a file a desktop opens by its type: one of its
+    names names a type (``run.hta``; not an API's address, ``/items/7``). Else an
+    HTML body is a web page's data (a JSON message, an editor's fragment)."""
+    return any(declared_name(name) for name in names or [])
 
 
 def _is_attachment(message: Any, saved: list[str] | None) -> bool:

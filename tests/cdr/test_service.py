@@ -369,13 +369,19 @@ def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
     a navigation to that address would save it, and a cache may serve this answer to
     one: it is sent again varying by Sec-Fetch-Dest (a review cached the original of
     update.hta fetched as a script, then navigated to it)."""
-    head = res_head(SCRIPT, "binary/octet-stream", extra="Cache-Control: max-age=86400\r\n")
+    body = gzip.compress(SCRIPT)
+    extra = 'Cache-Control: max-age=86400\r\nETag: "v1"\r\nContent-Encoding: gzip\r\n'
+    extra += "Vary: Accept-Encoding\r\n"
+    head = res_head(body, "binary/octet-stream", extra=extra)
     request = page_request("http://bucket.example/static/app.js", "script")
     with resp(srv) as c:
-        r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
+        r = c.respmod(body, res_head=head, req_head=request, preview=PREVIEW)
     assert r.status == 200, (r.status, r.http_response)
     _, h = http(r.http_response)
-    assert r.body == SCRIPT and "Sec-Fetch-Dest" in (h.get("Vary") or "")
+    # the original as it came, with its own headers (validators, encoding)
+    assert r.body == body and h.get("Content-Length") == str(len(body))
+    assert h.get("ETag") == '"v1"' and h.get("Content-Encoding") == "gzip"
+    assert h.get_list("Vary") == ["accept-encoding", "sec-fetch-dest"]
     # served as a script, it would be shown: nothing to vary
     head = res_head(SCRIPT, "text/javascript")
     with resp(srv) as c:
@@ -393,6 +399,13 @@ def test_an_upload_is_a_file_whatever_its_type(srv: GicapProcess) -> None:
             r = c.reqmod(page, req_head=head, preview=PREVIEW)
         assert r.status == 200, (r.status, r.http_request)
         assert b"ActiveXObject" not in (r.body or b"")
+    # an API's message that holds HTML is no HTML file (a webmail's, an editor's)
+    message = b'{"subject": "hi", "html": "<html><body><p>Hello</p></body></html>"}'
+    for method, path in (("POST", b"/api/send"), ("PUT", b"/api/items/7")):
+        head = req_head(message, "application/json", method=method).replace(b"/upload", path)
+        with req(srv) as c:
+            r = c.reqmod(message, req_head=head, preview=PREVIEW)
+        assert r.status == 204, (method, r.status, r.http_request)
     # a POST's address names the program that takes it, not a file
     form = b"name=alice&comment=hello"
     head = req_head(form, "application/x-www-form-urlencoded").replace(
