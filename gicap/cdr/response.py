@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from gicap import hookimpl
+from gicap.cdr.detect import file_names
 from gicap.cdr.report import BLOCKED, REBUILT, FileReport, block_page
 from gicap.cdr.types import FileType
 from gicap.protocol import Headers, HTTPRequestHead, HTTPResponseHead
@@ -69,7 +71,7 @@ def gicap_build_response(report: FileReport, transaction: Transaction) -> Outcom
         headers = (
             _echo_headers(original.headers, size, report)
             if report.echo
-            else _fresh_headers(original.headers, size, report)
+            else _fresh_headers(original.headers, size, report, response=True)
         )
         new = HTTPResponseHead(original.version, original.status, original.reason, headers)
         return Modified(http_response=new, body=body)
@@ -99,7 +101,9 @@ def _echo_headers(original: Headers, size: int, report: FileReport) -> Headers:
     return headers
 
 
-def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
+def _fresh_headers(
+    original: Headers, size: int, report: FileReport, response: bool = False
+) -> Headers:
     headers = original.copy()
     for name in STALE_HEADERS:
         headers.remove(name)
@@ -113,23 +117,55 @@ def _fresh_headers(original: Headers, size: int, report: FileReport) -> Headers:
     if report.vary and report.vary.lower() not in varies and "*" not in varies:
         headers.add("Vary", report.vary)
     if report.new_extension:
-        disposition = headers.get("Content-Disposition")
-        if disposition:
-            headers.set(
-                "Content-Disposition",
-                _replace_extension(disposition, report.old_extension, report.new_extension),
-            )
+        dispositions = headers.get_all("Content-Disposition")
+        if dispositions:
+            renamed = [
+                _replace_extension(d, report.old_extension, report.new_extension)
+                for d in dispositions
+            ]
+            headers.remove("Content-Disposition")
+            for value in renamed:
+                headers.add("Content-Disposition", value)
+        elif response:
+            # saved under the address's name: give it the new type's
+            segment = unquote(urlsplit(report.name).path.rsplit("/", 1)[-1])
+            name = _renamed(segment, report.old_extension, report.new_extension)
+            if name is not None:
+                headers.add("Content-Disposition", _disposition("attachment", name))
     if report.file_id_header:
         headers.set(FILE_ID_HEADER, report.file_id)
     return headers
 
 
 def _replace_extension(disposition: str, old: str, new: str) -> str:
-    """``attachment; filename="report.docm"`` -> ``...report.docx"`` when the type changed."""
-    if not old:
-        return disposition
-    pattern = r"""(filename\*?=(?:[\w-]*'[\w-]*')?"?[^";]*\.)""" + re.escape(old) + r'(?=["; ]|$)'
-    return re.sub(pattern, lambda m: m.group(1) + new, disposition, flags=re.IGNORECASE)
+    """``disposition`` with the file name it gives renamed to the new type when it
+    names the old one (``report.docm`` -> ``report.docx``), however it is written
+    (``filename = "a.docm"``, ``filename*=UTF-8''a%2Edocm``, ``a.DOCM.``): rewritten
+    whole, as ``filename`` and ``filename*``."""
+    for name in file_names(disposition):
+        renamed = _renamed(name, old, new)
+        if renamed is not None:
+            kind = re.split(r"[;,]", disposition, maxsplit=1)[0].strip()
+            if not kind or "=" in kind:
+                kind = "attachment"
+            return _disposition(kind, renamed)
+    return disposition
+
+
+def _renamed(name: str, old: str, new: str) -> str | None:
+    """``name`` with the extension ``new`` when it ends in ``old`` (any case, trailing
+    dots and spaces, which Windows drops, left out), else None."""
+    stem = name.rstrip(". ")
+    if not old or not stem.lower().endswith("." + old.lower()):
+        return None
+    return f"{stem[: -len(old)]}{new}"
+
+
+def _disposition(kind: str, name: str) -> str:
+    """A Content-Disposition naming ``name``: an ASCII ``filename`` and the exact
+    ``filename*`` (RFC 6266)."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def blocked_response(report: FileReport, transaction: Transaction) -> Modified:

@@ -458,6 +458,40 @@ def test_a_page_a_browser_saves_is_a_file(srv: GicapProcess, content_type: str, 
     assert b"<script" not in (r.body or b"") and b"Some paragraph" in (r.body or b"")
 
 
+_DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@pytest.mark.parametrize(
+    ("disposition", "url"),
+    [
+        ('attachment; filename="report.docm"', "/d?id=1"),
+        ('attachment; filename = "report.docm"', "/d?id=1"),
+        ("attachment; filename*=UTF-8''report%2Edocm", "/d?id=1"),
+        ("", "/files/report.docm"),
+    ],
+    ids=["plain", "spaces", "encoded", "address"],
+)
+def test_a_macro_file_rebuilt_macro_free_is_renamed(
+    srv: GicapProcess, disposition: str, url: str
+) -> None:
+    """The rebuilt .docm is a .docx: saved as .docm, Word refuses to open it. The
+    name is rewritten however the header writes it, or given when the address
+    named the file."""
+    from tests.plugins.test_office import build_docx
+
+    body = build_docx(True)
+    extra = f"Content-Disposition: {disposition}\r\n" if disposition else ""
+    head = res_head(body, "application/vnd.ms-word.document.macroEnabled.12", extra=extra)
+    request = f"GET http://origin.example{url} HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+    with resp(srv) as c:
+        r = c.respmod(body, res_head=head, req_head=request.encode(), allow_204=False)
+    assert r.status == 200, (r.status, r.reason)
+    _, h = http(r.http_response)
+    assert h.get("Content-Type") == _DOCX_TYPE
+    names = h.get("Content-Disposition") or ""
+    assert 'filename="report.docx"' in names and "docm" not in names.lower()
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
