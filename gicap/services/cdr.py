@@ -138,6 +138,16 @@ class CDRService(Service):
             # A broken decision plugin costs a full read, never the transaction.
             log.exception("a gicap_preview_decision hook failed; reading the whole body")
             decision = None
+        if decision == "relay" and message is not None and file_type is not None:
+            # A file a desktop or browser would open as another type of text (an
+            # executable saved as update.hta) is a polyglot however the policy
+            # relays its type: judged whole (see _disarm), never relayed here.
+            saved = _saved_names(
+                message, head.http_request, navigation=True, upload=self.method == "REQMOD"
+            )
+            opened = opened_as_saved(saved, _content_type(message) or None) if saved else None
+            if mismatch(file_type.name, opened):
+                decision = None
         if decision == "relay":
             txn.log_fields.update(
                 outcome=RELAYED, type=file_type.name if file_type else "-", at="preview"

@@ -492,6 +492,23 @@ def test_a_macro_file_rebuilt_macro_free_is_renamed(
     assert 'filename="report.docx"' in names and "docm" not in names.lower()
 
 
+def test_a_relayed_type_saved_as_text_is_not_relayed_at_preview(relay_srv: GicapProcess) -> None:
+    """With unsupported files relayed, an executable holding a script, saved as
+    update.hta (mshta runs the script among the bytes), was relayed at preview by
+    its type: it is a polyglot, judged whole and blocked, as without a preview."""
+    hta = b"MZ" + bytes(100) + b"<script>new ActiveXObject('WScript.Shell')</script>\n"
+    head = res_head(hta, "application/octet-stream")
+    request = b"GET http://cdn.example/update.hta HTTP/1.1\r\nHost: cdn.example\r\n\r\n"
+    with resp(relay_srv) as c:
+        r = c.respmod(hta, res_head=head, req_head=request, preview=PREVIEW)
+    assert_blocked(r, original=b"ActiveXObject")
+    # named as what it is, it is relayed by the policy as before
+    request = request.replace(b"update.hta", b"update.bin")
+    with resp(relay_srv) as c:
+        r = c.respmod(hta, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 204, (r.status, r.http_response)
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
