@@ -93,12 +93,17 @@ def _echo_headers(original: Headers, size: int, report: FileReport) -> Headers:
     headers.remove("Transfer-Encoding")
     headers.remove("Content-Length")
     headers.add("Content-Length", str(size))
-    varies = headers.get_list("Vary")
-    if report.vary and report.vary.lower() not in varies and "*" not in varies:
-        headers.add("Vary", report.vary)
+    _add_vary(headers, report.vary)
     if report.file_id_header:
         headers.set(FILE_ID_HEADER, report.file_id)
     return headers
+
+
+def _add_vary(headers: Headers, name: str) -> None:
+    """Add ``name`` to what ``headers`` vary by (unless there already, or "*")."""
+    varies = headers.get_list("Vary")
+    if name and name.lower() not in varies and "*" not in varies:
+        headers.add("Vary", name)
 
 
 def _fresh_headers(
@@ -113,9 +118,7 @@ def _fresh_headers(
         headers.set("Content-Type", report.content_type)
     if report.nosniff:
         headers.set("X-Content-Type-Options", "nosniff")
-    varies = headers.get_list("Vary")
-    if report.vary and report.vary.lower() not in varies and "*" not in varies:
-        headers.add("Vary", report.vary)
+    _add_vary(headers, report.vary)
     if report.new_extension:
         dispositions = headers.get_all("Content-Disposition")
         if dispositions:

@@ -116,22 +116,22 @@ class CDRService(Service):
                 return None  # (its parts are judged one by one: see respond)
         encoded = message is not None and _content_encoding(message) is not None
         file_type = None if encoded else self._guess(txn.preview, message)
+        upload = self.method == "REQMOD"
+        # (an upload is a file when named as one; a page's subresource is judged as a
+        # navigation to it would be: a cache may serve it to one)
+        saved = (
+            _saved_names(message, head.http_request, navigation=True, upload=upload)
+            if message is not None
+            else None
+        )
         try:
             decision = self.host.manager.hook.gicap_preview_decision(
                 service=self.name,
                 file_type=file_type,
                 policy=profile,
                 http_status=head.http_response.status if head.http_response else None,
-                # (an upload is a file; a page's subresource is judged as a navigation
-                # to it would be: a cache may serve it to one)
                 attachment=message is not None
-                and (
-                    _names_a_file(_saved_names(message, head.http_request, upload=True))
-                    if self.method == "REQMOD"
-                    else _is_attachment(
-                        message, _saved_names(message, head.http_request, navigation=True)
-                    )
-                ),
+                and (_names_a_file(saved) if upload else _is_attachment(message, saved)),
                 supported_types=self.supported,
             )
         except Exception:
@@ -142,9 +142,6 @@ class CDRService(Service):
             # A file a desktop or browser would open as another type of text (an
             # executable saved as update.hta) is a polyglot however the policy
             # relays its type: judged whole (see _disarm), never relayed here.
-            saved = _saved_names(
-                message, head.http_request, navigation=True, upload=self.method == "REQMOD"
-            )
             opened = opened_as_saved(saved, _content_type(message) or None) if saved else None
             if mismatch(file_type.name, opened):
                 decision = None
@@ -229,8 +226,12 @@ class CDRService(Service):
         encoding = _content_encoding(message)
         upload = self.method == "REQMOD"
         saved = _saved_names(message, head.http_request, upload=upload)
-        navigation = _saved_names(message, head.http_request, navigation=True, upload=upload)
-        if not upload and _subresource(head.http_request) and navigation is not None:
+        subresource = not upload and _subresource(head.http_request)
+        # (the same names, but for what a page fetches: see _saved_names)
+        navigation = (
+            _saved_names(message, head.http_request, navigation=True) if subresource else saved
+        )
+        if subresource and navigation is not None:
             # What a page uses goes by what it is, but a navigation to its address
             # would save it, and a cache may serve this answer to one: it is sent
             # again whatever the outcome, varying by what fetched it.

@@ -1096,12 +1096,27 @@ def _pixel_bound(stream: Object) -> int | None:
     parms = stream.get("/DecodeParms")
     if type(parms) is Object and parms._type_code_int == _T_ARRAY:
         parms = next((p for p in parms if _is_dict(p) and "/Rows" in p), None)
-    if _is_dict(parms):
-        columns = _int(parms.get("/Columns")) if "/Columns" in parms else 1728
-        rows = _int(parms.get("/Rows"))
-        if columns > 0 and rows > 0:
-            return (columns * rows + 7) // 8
+    columns, rows = _fax_size(parms if _is_dict(parms) else None)
+    if columns > 0 and rows > 0:
+        return (columns * rows + 7) // 8
     return None
+
+
+def _fax_size(parms: Object | None) -> tuple[int, int]:
+    """/Columns (1728 when not given) and /Rows (0: not known) of a CCITT fax's
+    decoding parameters."""
+    if parms is None:
+        return 1728, 0
+    columns = _int(parms.get("/Columns")) if "/Columns" in parms else 1728
+    return columns, _int(parms.get("/Rows"))
+
+
+def _decode_parms(stream: Object, at: int) -> Object | None:
+    """The decoding parameters of the filter at ``at`` of ``stream``, or None."""
+    parms = stream.get("/DecodeParms")
+    if type(parms) is Object and parms._type_code_int == _T_ARRAY:
+        parms = parms[at] if at < len(parms) else None
+    return parms if _is_dict(parms) else None
 
 
 #: Components of an image's colour spaces (others: 4, the most).
@@ -1156,12 +1171,7 @@ def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int
     at = next(i for i, f in enumerate(filters) if f in _IMAGE_FILTERS)
     kind = filters[at]
     if kind in ("/CCITTFaxDecode", "/CCF"):
-        parms = image.get("/DecodeParms")
-        if type(parms) is Object and parms._type_code_int == _T_ARRAY:
-            parms = parms[at] if at < len(parms) else None
-        parms = parms if _is_dict(parms) else {}
-        columns = _int(parms.get("/Columns")) if "/Columns" in parms else 1728
-        return columns, _int(parms.get("/Rows"))
+        return _fax_size(_decode_parms(image, at))
     data = _leading_decoded(filters[:at], raw)
     if data is None:
         return None
@@ -1170,10 +1180,8 @@ def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int
     if kind == "/JPXDecode":
         return _jpx_size(data)
     pages = _jbig2_pages(data)
-    parms = image.get("/DecodeParms")
-    if type(parms) is Object and parms._type_code_int == _T_ARRAY:
-        parms = parms[at] if at < len(parms) else None
-    shared = parms.get("/JBIG2Globals") if _is_dict(parms) else None
+    parms = _decode_parms(image, at)
+    shared = parms.get("/JBIG2Globals") if parms is not None else None
     if type(shared) is Object and shared._type_code_int == _T_STREAM:
         # (segments shared by the images: a page there is allocated too)
         try:
