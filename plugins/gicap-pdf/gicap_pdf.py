@@ -768,6 +768,10 @@ class _Walker:
             if _IMAGE_FILTERS.intersection(filters):
                 data = d.read_raw_bytes()
                 coded = _coded_size(d, filters, data)
+                if coded is not None and og[0] and coded[2] > self.scan.pixels[og][1]:
+                    # (OpenJPEG decodes every component of the codestream, however
+                    # few the colour space names, as 32-bit samples)
+                    self.scan.pixels[og][1] = coded[2]
                 if coded is None:
                     raise _Refused(
                         "unprocessable",
@@ -1163,20 +1167,23 @@ def _image_bytes(image: Object, width: int, height: int) -> int:
     return (width * components * bits + 7) // 8 * height
 
 
-def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int] | None:
-    """(width, height) an image's coded data says it has: a JPEG's frame header, a
-    JPEG 2000 codestream's size and JP2 header, a JBIG2 page, a fax's /Columns and
-    /Rows; read after the filters before the image filter (the first MiB of them);
-    ``None`` when it cannot be told (the caller refuses the image)."""
+def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int, int] | None:
+    """(width, height, bytes) an image's coded data says it has: a JPEG's frame
+    header, a JPEG 2000 codestream's size and JP2 header, a JBIG2 page, a fax's
+    /Columns and /Rows; read after the filters before the image filter (the first MiB
+    of them); ``None`` when it cannot be told (the caller refuses the image). The
+    bytes are what a JPEG 2000 decoder allocates for the codestream's components (0
+    for the other filters: their decoders allocate what the image dictionary says)."""
     at = next(i for i, f in enumerate(filters) if f in _IMAGE_FILTERS)
     kind = filters[at]
     if kind in ("/CCITTFaxDecode", "/CCF"):
-        return _fax_size(_decode_parms(image, at))
+        return (*_fax_size(_decode_parms(image, at)), 0)
     data = _leading_decoded(filters[:at], raw)
     if data is None:
         return None
     if kind in ("/DCTDecode", "/DCT"):
-        return _jpeg_size(data)
+        size = _jpeg_size(data)
+        return None if size is None else (*size, 0)
     if kind == "/JPXDecode":
         return _jpx_size(data)
     pages = _jbig2_pages(data)
@@ -1194,7 +1201,7 @@ def _coded_size(image: Object, filters: list[str], raw: bytes) -> tuple[int, int
             return None
     if not pages:
         return None
-    return max(w for w, _ in pages), max(h for _, h in pages)
+    return max(w for w, _ in pages), max(h for _, h in pages), 0
 
 
 #: What of an image's data is decoded to read its size.
@@ -1257,12 +1264,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _jpx_size(data: bytes) -> tuple[int, int] | None:
-    """The greatest of the sizes a JPEG 2000 image gives: its JP2 image header and
-    the SIZ marker of its codestream (a raw codestream, or the JP2 jp2c box)."""
+def _jpx_size(data: bytes) -> tuple[int, int, int] | None:
+    """The greatest of the sizes a JPEG 2000 image gives (its JP2 image header and the
+    SIZ marker of its codestream: a raw codestream, or the JP2 jp2c box), and the
+    bytes a decoder allocates for the codestream's components (``_siz``)."""
     if data.startswith(b"\xff\x4f\xff\x51"):
         return _siz(data, 0)
-    sizes: list[tuple[int, int]] = []
+    sizes: list[tuple[int, int, int]] = []
     boxes = [(0, len(data))]
     while boxes:
         pos, end = boxes.pop()
@@ -1281,7 +1289,7 @@ def _jpx_size(data: bytes) -> tuple[int, int] | None:
             elif kind == b"ihdr" and length >= head + 8:
                 h = int.from_bytes(data[pos + head : pos + head + 4], "big")
                 w = int.from_bytes(data[pos + head + 4 : pos + head + 8], "big")
-                sizes.append((w, h))
+                sizes.append((w, h, 0))
             elif kind == b"jp2c":
                 size = _siz(data, pos + head)
                 if size is None:
@@ -1290,15 +1298,29 @@ def _jpx_size(data: bytes) -> tuple[int, int] | None:
             pos += length
     if not sizes:
         return None
-    return max(w for w, _ in sizes), max(h for _, h in sizes)
+    return max(s[0] for s in sizes), max(s[1] for s in sizes), max(s[2] for s in sizes)
 
 
-def _siz(data: bytes, at: int) -> tuple[int, int] | None:
-    """The image size in the SIZ marker of the codestream at ``at`` (SOC, SIZ)."""
-    if data[at : at + 4] != b"\xff\x4f\xff\x51" or at + 24 > len(data):
+#: What a JPEG 2000 decoder (OpenJPEG) holds for each sample of each component.
+_JPX_SAMPLE_BYTES = 4
+
+
+def _siz(data: bytes, at: int) -> tuple[int, int, int] | None:
+    """The image size in the SIZ marker of the codestream at ``at`` (SOC, SIZ), and
+    the bytes its components decode to: every one of them (up to 16,384, whatever the
+    colour space), at its subsampling, in 32-bit samples."""
+    if data[at : at + 4] != b"\xff\x4f\xff\x51" or at + 42 > len(data):
         return None
     xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", data, at + 8)
-    return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+    width, height = max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+    count = int.from_bytes(data[at + 40 : at + 42], "big")
+    if not count or at + 42 + 3 * count > len(data):
+        return None
+    total = 0
+    for c in range(at + 42, at + 42 + 3 * count, 3):
+        dx, dy = data[c + 1] or 1, data[c + 2] or 1  # (0 is invalid: counted as 1)
+        total += -(-width // dx) * -(-height // dy)
+    return width, height, total * _JPX_SAMPLE_BYTES
 
 
 def _jbig2_pages(data: bytes) -> list[tuple[int, int]] | None:

@@ -600,10 +600,11 @@ def _box(kind: bytes, body: bytes) -> bytes:
     return (8 + len(body)).to_bytes(4, "big") + kind + body
 
 
-def _siz(width: int, height: int) -> bytes:
-    """SOC, then a SIZ marker of one component."""
-    body = b"\x00\x00" + struct.pack(">8I", width, height, 0, 0, width, height, 0, 0) + b"\x00\x01"
-    return b"\xff\x4f\xff\x51" + (len(body) + 2).to_bytes(2, "big") + body + b"\x07\x01\x01"
+def _siz(width: int, height: int, components: int = 1) -> bytes:
+    """SOC, then a SIZ marker of 8-bit components at full resolution."""
+    body = b"\x00\x00" + struct.pack(">8I", width, height, 0, 0, width, height, 0, 0)
+    body += components.to_bytes(2, "big") + b"\x07\x01\x01" * components
+    return b"\xff\x4f\xff\x51" + (len(body) + 2).to_bytes(2, "big") + body
 
 
 def _jp2(header: tuple[int, int], codestream: tuple[int, int], decoy: bool = False) -> bytes:
@@ -683,5 +684,29 @@ def test_a_page_in_the_jbig2_globals_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_jp2_image_of_its_declared_size_passes(tmp_path: Path) -> None:
-    assert gicap_pdf._jpx_size(_jp2((64, 64), (64, 64))) == (64, 64)
-    assert gicap_pdf._jpx_size(_siz(64, 48)) == (64, 48)
+    assert gicap_pdf._jpx_size(_jp2((64, 64), (64, 64))) == (64, 64, 64 * 64 * 4)
+    assert gicap_pdf._jpx_size(_siz(64, 48)) == (64, 48, 64 * 48 * 4)
+
+
+def _jpx_page(components: int) -> bytes:
+    """A page drawing a grey 2048 x 2048 image coded as a JPEG 2000 codestream of
+    ``components`` components."""
+    head = b"/Type /XObject /Subtype /Image /Width 2048 /Height 2048 /ColorSpace /DeviceGray "
+    head += b"/BitsPerComponent 8 /Filter /JPXDecode"
+    return _page_with(
+        b"4 0 R",
+        {
+            5: _stream(head, _siz(2048, 2048, components) + b"\xff\xd9"),
+            4: _stream(b"", b"q 64 0 0 64 0 0 cm /Im0 Do Q\n"),
+        },
+        b"<< /XObject << /Im0 5 0 R >> >>",
+    )
+
+
+def test_a_jpeg_2000_image_counts_every_component_of_its_codestream(tmp_path: Path) -> None:
+    """OpenJPEG decodes each of a codestream's components (up to 16,384) as 32-bit
+    samples, whatever the colour space says: 100 components of 2048 x 2048 declared
+    as one grey image are 1.6 GB, beyond the 1 GiB all images and streams may take."""
+    result = disarm(request_for(tmp_path, _jpx_page(100)))
+    assert result.outcome == "unprocessable" and "decompression bomb" in result.reason
+    assert disarm(request_for(tmp_path, _jpx_page(3))).outcome in ("rebuilt", "unmodified")
