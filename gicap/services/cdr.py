@@ -314,11 +314,14 @@ class CDRService(Service):
         if not result.ok:
             report.engine_outcome = result.failure
             log.warning("disarm of %s failed: %s %s", report.file_id, result.failure, result.detail)
-            return self._fallback(
-                report,
-                profile,
-                "unprocessable",
-                f"processing failed ({result.failure}: {result.detail})",
+            return _varied(
+                self._fallback(
+                    report,
+                    profile,
+                    "unprocessable",
+                    f"processing failed ({result.failure}: {result.detail})",
+                ),
+                source,
             )
         d = result.value
         outcome = d["outcome"]
@@ -348,27 +351,21 @@ class CDRService(Service):
             return report
         if outcome == "unmodified":
             corrected = mismatch(report.file_type, served_as)
-            if corrected or report.vary:
-                # delivered as it is, but under the Content-Type of what it is, or
-                # varying by what fetched it (see _process): then as it came, encoded
-                # too, with its own headers
-                if corrected:
-                    report.content_type, report.nosniff = ftype.get("mime", ""), True
-                    path = d.get("decoded_path") or source
-                else:
-                    report.echo, path = True, source
-                report.body = open(path, "rb")  # noqa: SIM115
+            if corrected:
+                # delivered as it is, but under the Content-Type of what it is
+                report.content_type, report.nosniff = ftype.get("mime", ""), True
+                report.body = open(d.get("decoded_path") or source, "rb")  # noqa: SIM115
                 report.size_out = os.fstat(report.body.fileno()).st_size
                 report.outcome = REBUILT
                 return report
             report.outcome = UNMODIFIED
-            return report
+            return _varied(report, source)
         if outcome == "blocked":
             report.outcome = BLOCKED
             report.reason = reason or "content the policy disallows is present"
             return report
         case = outcome if outcome in ("unsupported", "encrypted", "oversize") else "unprocessable"
-        return self._fallback(report, profile, case, reason or outcome)
+        return _varied(self._fallback(report, profile, case, reason or outcome), source)
 
     def _fallback(self, report: FileReport, profile: Profile, case: str, reason: str) -> FileReport:
         report.engine_outcome = report.engine_outcome or case
@@ -523,6 +520,20 @@ class CDRService(Service):
                     part.content = sub.body.read()
                 changed = True
         return changed, None
+
+
+def _varied(report: FileReport, source: Path) -> FileReport:
+    """A file delivered as it came (unmodified, or relayed by the policy) that varies
+    by what fetched it (``report.vary``: a page's subresource a navigation would save,
+    see ``_process``) is sent again, as it came, encoded too, with its own headers and
+    the Vary: a 204 would let a cache serve it to a later navigation, which gicap
+    judges otherwise."""
+    if report.vary and report.outcome in (UNMODIFIED, RELAYED):
+        report.echo = True
+        report.body = open(source, "rb")  # noqa: SIM115 - closed after sending
+        report.size_out = os.fstat(report.body.fileno()).st_size
+        report.outcome = REBUILT
+    return report
 
 
 def _content_encoding(message: Any) -> str | None:

@@ -509,6 +509,32 @@ def test_a_relayed_type_saved_as_text_is_not_relayed_at_preview(relay_srv: Gicap
     assert r.status == 204, (r.status, r.http_response)
 
 
+def test_a_relayed_subresource_a_navigation_would_save_varies(relay_srv: GicapProcess) -> None:
+    """With unsupported files relayed, update.hta (an executable holding a script)
+    fetched by a page as a script was relayed with a 204: a cache then served the
+    original to a navigation, which saves it (and gicap blocks). It is sent again,
+    varying by Sec-Fetch-Dest."""
+    hta = b"MZ" + bytes(100) + b"<script>new ActiveXObject('WScript.Shell')</script>\n"
+    head = res_head(hta, "application/octet-stream", extra='ETag: "v1"\r\n')
+    request = page_request("http://cdn.example/update.hta", "script")
+    with resp(relay_srv) as c:
+        r = c.respmod(hta, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 200, (r.status, r.http_response)
+    _, h = http(r.http_response)
+    assert r.body == hta and h.get("ETag") == '"v1"'
+    assert h.get_list("Vary") == ["sec-fetch-dest"]
+    # the navigation the cache no longer answers
+    request = b"GET http://cdn.example/update.hta HTTP/1.1\r\nHost: cdn.example\r\n\r\n"
+    with resp(relay_srv) as c:
+        r = c.respmod(hta, res_head=head, req_head=request, preview=PREVIEW)
+    assert_blocked(r, original=b"ActiveXObject")
+    # named as what it is, a navigation is relayed too: nothing to vary
+    request = page_request("http://cdn.example/update.bin", "script")
+    with resp(relay_srv) as c:
+        r = c.respmod(hta, res_head=head, req_head=request, preview=PREVIEW)
+    assert r.status == 204, (r.status, r.http_response)
+
+
 def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
     head = res_head(HTML_PAGE, "text/html; charset=utf-8")
     with resp(srv) as c:
