@@ -279,9 +279,9 @@ def _nesting(text: str, lower: str) -> tuple[int, int]:
         return 0, 0
     # The formatting elements the parser may rebuild for every tag: three alike (same
     # name and attributes) at most, and one <a> (the longest); each costs with its
-    # attributes. (Names found in the lowered text, attributes compared as written, in
-    # the text: the same places.)
-    alike = {text[m.start() : m.end()] for m in _FORMATTING_TAG.finditer(lower)}
+    # attributes. (Names matched as in the lowered text, attributes compared as
+    # written.)
+    alike = set(_FORMATTING_TAG_WRITTEN.findall(text))
     longest_a = _SHORT_A
     if _LONG_A_TAG.search(lower):
         longest_a = max(m.end() - m.start() for m in _A_TAG.finditer(lower))
@@ -308,6 +308,9 @@ ATTRIBUTE_COST = 10
 _FORMATTING_TAG = re.compile(
     r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\t\n\f\r />])" + _ATTRIBUTES
 )
+#: The same tags as written: the names matched as the lowered page matches them
+#: (ASCII letters in any case; no other letter lowers into ASCII there).
+_FORMATTING_TAG_WRITTEN = re.compile(_FORMATTING_TAG.pattern, re.IGNORECASE | re.ASCII)
 _A_TAG = re.compile(r"<a(?=[\t\n\f\r />])" + _ATTRIBUTES)
 _SHORT_A = 256
 _LONG_A_TAG = re.compile(
