@@ -48,6 +48,10 @@ MAX_FRAMES = 1_000
 #: A progressive JPEG has about ten scans; thousands cost seconds each to decode.
 MAX_JPEG_SCANS = 256
 MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
+#: Chunks in a PNG: writers cut the image data in chunks of 8 KiB and more (100,000
+#: of them are 800 MB); Pillow reads each one in Python (8 million empty chunks in
+#: 96 MB took 34 s and 900 MiB).
+MAX_PNG_CHUNKS = 100_000
 
 #: gicap type -> the Pillow format that reads and writes it.
 PIL_FORMATS = {
@@ -203,7 +207,7 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
     layout = _layout(request.source, fmt, limits.frames)
     if layout.frames > limits.frames:
         raise Refused(f"more than {limits.frames} frames (max_image_frames)")
-    if layout.canvas is not None:
+    if fmt == "WEBP" and layout.canvas is not None:
         # A WebP: Pillow's decoder allocates its canvas (twice) when the file is
         # opened, before Pillow's own size check.
         width, height = layout.canvas
@@ -219,7 +223,7 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
         if img.format not in ACCEPTED.get(fmt, {fmt}):
             raise Refused(f"Pillow reads this file as {img.format}, not {fmt}")
         info = dict(img.info)  # the first frame's; img.info follows the frames read
-        frames = _check_sizes(img, fmt, limits, left)
+        frames = _check_sizes(img, fmt, limits, left, layout)
         if fmt == "PNG":
             _check_png_data(request.source, layout)
 
@@ -284,6 +288,8 @@ class _Layout:
     #: method, and where the image data chunks (IDAT) are (offset, length).
     header: tuple[int, int, int, int, int] | None = None
     data: list[tuple[int, int]] = field(default_factory=list)
+    #: APNG: each frame's width, height and data chunks (fdAT), but the image data's.
+    frame_data: list[tuple[int, int, list[tuple[int, int]]]] = field(default_factory=list)
 
 
 def _layout(path: Path, fmt: str, max_frames: int) -> _Layout:
@@ -332,7 +338,12 @@ def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
     meta: list[str] = []
     while pos + 1 < size:
         if data[pos] != 0xFF:
-            return _Layout(None, 1, meta=meta)
+            # libjpeg skips bytes before a marker ("extraneous bytes"), and so do
+            # the scans counted here: a stray byte once hid 3,000 scans (86 s)
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return _Layout(None, 1, meta=meta)
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -365,22 +376,34 @@ def _scan_png(data: Any, _max_frames: int) -> _Layout:
     chunks: dict[bytes, int] = {}
     header = None
     idat: list[tuple[int, int]] = []
+    frame_data: list[tuple[int, int, list[tuple[int, int]]]] = []
+    count = 0
     while pos + 8 <= size:
         length, ctype = struct.unpack_from(">I4s", data, pos)
         chunks[ctype] = chunks.get(ctype, 0) + 1
+        count += 1
+        if count > MAX_PNG_CHUNKS:
+            raise Refused(f"more than {MAX_PNG_CHUNKS} chunks")
         if ctype == b"acTL":
             (declared,) = struct.unpack_from(">I", data, pos + 8)
         elif ctype == b"IHDR" and header is None:
             header = struct.unpack_from(">IIBBxxB", data, pos + 8)
         elif ctype == b"IDAT":
+            if not idat and frame_data and not frame_data[-1][2]:
+                frame_data.pop()  # (the first frame is the image data: checked as such)
             idat.append((pos + 8, length))
+        elif ctype == b"fcTL" and length >= 12:
+            width, height = struct.unpack_from(">II", data, pos + 12)
+            frame_data.append((width, height, []))
+        elif ctype == b"fdAT" and length >= 4 and frame_data:
+            frame_data[-1][2].append((pos + 12, length - 4))  # (after its sequence number)
         pos += 12 + length
         if ctype == b"IEND":
             break
     else:
         pos = None
     frames = max(1, chunks.get(b"fcTL", 0), declared)
-    return _Layout(pos, frames, chunks, header=header, data=idat)
+    return _Layout(pos, frames, chunks, header=header, data=idat, frame_data=frame_data)
 
 
 #: Samples per pixel of each PNG colour type.
@@ -391,13 +414,31 @@ _ADAM7 += ((0, 1, 1, 2),)
 
 
 def _check_png_data(path: Path, layout: _Layout) -> None:
-    """Refuse a PNG whose image data holds fewer bytes than its header's rows need.
-    Pillow takes the end of the compressed stream for the end of the image and pads
-    the rows left, truncated or not (a 1000-row image of one row came out rebuilt)."""
+    """Refuse a PNG whose image data, or an APNG frame's data, holds fewer bytes than
+    the rows of its size need. Pillow takes the end of the compressed stream for the
+    end of the image and pads the rows left, truncated or not (a 1000-row image of
+    one row came out rebuilt; a frame cut short, with the rows of the frame before)."""
     if layout.header is None or not layout.data:
         return  # (Pillow says what is wrong)
     width, height, depth, colour, interlaced = layout.header
     bits = _PNG_SAMPLES.get(colour, 4) * depth
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for w, h, chunks in [(width, height, layout.data), *layout.frame_data]:
+            short = _png_data_short(data, chunks, w, h, bits, interlaced)
+            if short is not None:
+                got, expected = short
+                raise Refused(
+                    f"the image data is cut short: {got} bytes of the {expected} its "
+                    f"{w}x{h} pixels need (truncated)"
+                )
+
+
+def _png_data_short(
+    data: Any, chunks: list[tuple[int, int]], width: int, height: int, bits: int, interlaced: int
+) -> tuple[int, int] | None:
+    """(what the data of ``chunks`` inflates to, what rows of ``width`` x ``height``
+    pixels of ``bits`` need) when it is less; None when not, or when the data is not
+    a valid stream (Pillow says what is wrong)."""
     passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
     expected = 0
     for x0, y0, dx, dy in passes:
@@ -407,22 +448,17 @@ def _check_png_data(path: Path, layout: _Layout) -> None:
             expected += rows * (1 + (columns * bits + 7) // 8)
     got = 0
     inflater = zlib.decompressobj()
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        try:
-            for start, length in layout.data:
-                pending = data[start : start + length]
-                while pending and got < expected:
-                    got += len(inflater.decompress(pending, 1 << 20))
-                    pending = inflater.unconsumed_tail
-                if got >= expected or inflater.eof:
-                    break
-        except zlib.error:
-            return  # (Pillow says what is wrong)
-    if got < expected:
-        raise Refused(
-            f"the image data is cut short: {got} bytes of the {expected} its "
-            f"{width}x{height} pixels need (truncated)"
-        )
+    try:
+        for start, length in chunks:
+            pending = data[start : start + length]
+            while pending and got < expected:
+                got += len(inflater.decompress(pending, 1 << 20))
+                pending = inflater.unconsumed_tail
+            if got >= expected or inflater.eof:
+                break
+    except zlib.error:
+        return None
+    return (got, expected) if got < expected else None
 
 
 def _scan_gif(data: Any, max_frames: int) -> _Layout:
@@ -431,18 +467,26 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     frames = 0
     meta: list[str] = []
+    # (Pillow grows the canvas to a frame that reaches beyond the logical screen)
+    width, height = struct.unpack_from("<HH", data, 6)
     while pos < size:
         block = data[pos]
         if block == 0x3B:  # trailer
-            return _Layout(pos + 1, max(frames, 1), meta=meta)
+            return _Layout(pos + 1, max(frames, 1), meta=meta, canvas=(width, height))
         if block == 0x2C:  # image descriptor
             frames += 1
             if frames > max_frames:
                 return _Layout(None, frames, meta=meta)
+            if pos + 10 > size:
+                break
+            left, top, w, h = struct.unpack_from("<4H", data, pos + 1)
+            width, height = max(width, left + w), max(height, top + h)
             local = data[pos + 9]
             pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
             pos += 1  # LZW minimum code size
         elif block == 0x21:  # extension: label, then sub-blocks
+            if pos + 3 > size:
+                break  # (cut short: the canvas so far is kept)
             label = data[pos + 1]
             name = None
             if label == 0xFE:
@@ -457,11 +501,11 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
                 meta.append(name)
             pos += 2
         else:
-            return _Layout(None, max(frames, 1), meta=meta)
+            break
         while pos < size and data[pos]:  # data sub-blocks
             pos += data[pos] + 1
         pos += 1
-    return _Layout(None, max(frames, 1), meta=meta)
+    return _Layout(None, max(frames, 1), meta=meta, canvas=(width, height))
 
 
 def _scan_webp(data: Any, _max_frames: int) -> _Layout:
@@ -533,8 +577,22 @@ _SCANNERS = {
 # ---------------------------------------------------------------------- bomb checks
 
 
-def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) -> int:
-    """Refuse bombs from the headers; return the number of frames to rebuild."""
+#: The PNG chunks Pillow reads EXIF from (eXIf, and text chunks holding a "Raw
+#: profile type exif").
+_PNG_EXIF_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+
+
+def _check_sizes(
+    img: Image.Image,
+    fmt: str,
+    limits: _Limits,
+    left: int | None,
+    layout: _Layout,
+) -> int:
+    """Refuse bombs from the headers; return the number of frames to rebuild.
+    ``layout.canvas``: what the frames grow the canvas to (a GIF frame beyond the
+    logical screen: Pillow enlarges the canvas when it comes to it)."""
+    canvas = layout.canvas
     if fmt == "JPEG":
         frames = 1  # an MPO's extra pictures are dropped, never decoded
     else:
@@ -551,6 +609,8 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) 
         img.seek(0)
     else:
         # GIF, APNG and WebP frames are all composited onto the canvas.
+        if canvas is not None:
+            sizes = [(max(img.size[0], canvas[0]), max(img.size[1], canvas[1]))]
         sizes = sizes * frames
     total = 0
     for width, height in sizes:
@@ -567,10 +627,17 @@ def _check_sizes(img: Image.Image, fmt: str, limits: _Limits, left: int | None) 
             "(max_image_total_pixels)"
         )
     # (the pages of a TIFF are decoded one at a time, the largest one at most)
-    canvas = max(sizes, key=lambda size: size[0] * size[1]) if fmt == "TIFF" else img.size
+    canvas = max(sizes, key=lambda size: size[0] * size[1]) if fmt == "TIFF" else sizes[0]
     extra = 0  # bytes per pixel one frame takes besides its decoding and copy
-    if frames == 1 and img.getexif().get(_ORIENTATION_TAG, 1) != 1:
-        extra += 4  # (an EXIF orientation is applied to the pixels: one more copy)
+    png = fmt == "PNG"
+    if frames == 1 and (not png or any(c in layout.chunks for c in _PNG_EXIF_CHUNKS)):
+        if png:
+            # Pillow looks for a PNG's EXIF after the image data too: getexif()
+            # decodes the pixels, after this check (counting a turn). Without such a
+            # chunk there is no orientation to read.
+            _check_memory(fmt, frames, total, canvas, extra + 4, left)
+        if img.getexif().get(_ORIENTATION_TAG, 1) != 1:
+            extra += 4  # (an EXIF orientation is applied to the pixels: one more copy)
     if fmt == "JPEG" and ("progressive" in img.info or "progression" in img.info):
         # libjpeg keeps the whole image's coefficients to decode progressive scans,
         # and again to write them: about twice the pixels (more for CMYK)
