@@ -30,6 +30,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from urllib.parse import unquote
+from xml.parsers import expat
 
 from gicap import hookimpl
 from gicap.cdr.types import FileType
@@ -92,6 +93,13 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("exe", "executable", "application/vnd.microsoft.portable-executable", "exe"),
         FileType("elf", "executable", "application/x-executable", "elf"),
         FileType("msi", "executable", "application/x-msi", "msi"),
+        # OpenDocument (LibreOffice, OpenOffice): macros, DDE and web-service formulas;
+        # no engine rebuilds them (unsupported: blocked by default)
+        FileType("odt", "opendocument", "application/vnd.oasis.opendocument.text", "odt"),
+        FileType("ods", "opendocument", "application/vnd.oasis.opendocument.spreadsheet", "ods"),
+        FileType("odp", "opendocument", "application/vnd.oasis.opendocument.presentation", "odp"),
+        FileType("odg", "opendocument", "application/vnd.oasis.opendocument.graphics", "odg"),
+        FileType("opendocument", "opendocument", "application/vnd.oasis.opendocument", "odf"),
         # Office 2003 XML and flat XML documents (SpreadsheetML, WordprocessingML):
         # Windows opens them in Excel or Word, formulas, macros and all
         FileType("office_xml", "office_xml", "application/xml", "xml"),
@@ -212,9 +220,6 @@ _BY_EXT = (
 )
 _BY_MIME = {t.mime.lower(): t.name for t in FILE_TYPES.values()} | _MIME_ALIASES
 
-_CONTENT_TYPE_RE = re.compile(rb"""ContentType\s*=\s*["']([^"']{1,200})["']""", re.I)
-_OVERRIDE_RE = re.compile(rb"<(?:\w+:)?(?:Override|Default)\b[^>]*>", re.I)
-_PART_NAME_RE = re.compile(rb"""PartName\s*=\s*["']([^"']{1,500})["']""", re.I)
 _DOCTYPE_RE = re.compile(r"<!doctype\s+([^\s>\[]+)", re.I)
 _TAG_RE = re.compile(r"<([a-z][\w.:-]*)", re.I)
 _EARLY_HTML_RE = re.compile(r"<!doctype\s+html|<html[\s>]", re.I)
@@ -353,44 +358,127 @@ def _zip(head: bytes, path: str | None, hint: str | None) -> str:
                 if count_entries(fp, size, MAX_PACKAGE_ENTRIES) > MAX_PACKAGE_ENTRIES:
                     return "zip"  # (the archive engine refuses it by max_members)
                 with zipfile.ZipFile(fp) as zf:
-                    return _ooxml_from_zip(zf) or "zip"
+                    return _package_from_zip(zf) or "zip"
         except Exception:
             pass  # unreadable central directory: guess from the local headers
     return _ooxml_from_head(head, hint) or "zip"
 
 
-def _ooxml_from_zip(zf: zipfile.ZipFile) -> str | None:
-    info = next((i for i in zf.infolist() if i.filename.lower() == "[content_types].xml"), None)
+#: The compression methods Office and LibreOffice read in a package (stored, deflated).
+_PACKAGE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def _package_from_zip(zf: zipfile.ZipFile) -> str | None:
+    """The Office (OOXML) or OpenDocument type of a zip, read from its directory and
+    its [Content_Types].xml or mimetype member; None for another zip."""
+    infos = {i.filename.lower().lstrip("/"): i for i in zf.infolist()}
+    odf = _opendocument(zf, infos)
+    if odf is not None:
+        return odf
+    info = infos.get("[content_types].xml")
     if info is None:
         return None
-    with zf.open(info) as fh:
-        xml = fh.read(_CONTENT_TYPES_LIMIT)
-    names = {n.lower().lstrip("/") for n in zf.namelist()}
-    return _ooxml_from_content_types(xml, names)
+    names = set(infos)
+    found = None
+    if info.compress_type in _PACKAGE_METHODS:
+        # (zipfile bounds what it inflates per read for these only: a bzip2 member
+        # declaring 1 GiB was expanded whole here)
+        with zf.open(info) as fh:
+            found = _ooxml_from_content_types(fh.read(_CONTENT_TYPES_LIMIT), names)
+    # A package whose content types do not read (Office refuses it) or name no main
+    # part is still judged as the Office file its folders make it, never as a plain
+    # zip: the Office engine refuses what Office would not open.
+    return found or _ooxml_from_folders(names)
 
 
-def _ooxml_from_content_types(xml: bytes, names: set[str] | None) -> str | None:
-    """The OOXML type named by the main-part content type, preferring a part present."""
-    if xml.startswith((b"\xff\xfe", b"\xfe\xff")):
-        xml = xml.decode("utf-16", "replace").encode("utf-8")
+def _opendocument(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo]) -> str | None:
+    """The OpenDocument type named by a zip's ``mimetype`` member, or ``opendocument``
+    for a zip with an OpenDocument manifest; None for another zip."""
+    info = infos.get("mimetype")
+    if info is not None and info.compress_type in _PACKAGE_METHODS and info.file_size < 256:
+        with zf.open(info) as fh:
+            found = _opendocument_type(fh.read(256))
+        if found is not None:
+            return found
+    return "opendocument" if "meta-inf/manifest.xml" in infos else None
+
+
+_ODF_PREFIX = b"application/vnd.oasis.opendocument."
+_ODF_KINDS = {b"text": "odt", b"spreadsheet": "ods", b"presentation": "odp", b"graphics": "odg"}
+
+
+def _opendocument_type(mimetype: bytes) -> str | None:
+    value = mimetype.strip().lower()
+    if not value.startswith(_ODF_PREFIX):
+        return None
+    kind = value[len(_ODF_PREFIX) :].removesuffix(b"-template")
+    return _ODF_KINDS.get(kind, "opendocument")
+
+
+def _ooxml_from_folders(names: set[str]) -> str | None:
+    """The Office type a package's folders make it (lowered names, no leading /)."""
+    for folder, plain, macro in (
+        ("word/", "docx", "docm"),
+        ("xl/", "xlsx", "xlsm"),
+        ("ppt/", "pptx", "pptm"),
+    ):
+        if any(n.startswith(folder) for n in names):
+            return macro if f"{folder}vbaproject.bin" in names else plain
+    return None
+
+
+def _ooxml_from_content_types(xml: bytes, names: set[str] | None, whole: bool = True) -> str | None:
+    """The OOXML type named by the main-part content type, preferring a part present.
+    The XML is read by a parser, as Office reads it (character references, its
+    encoding, exact attribute names); None when it does not parse. ``whole``: False
+    for the start of the XML (a preview): what it holds so far."""
+    entries = _content_types(xml, whole)
+    if entries is None:
+        return None
     found: list[tuple[bool, str]] = []
-    for element in _OVERRIDE_RE.finditer(xml):
-        ctype = _CONTENT_TYPE_RE.search(element.group(0))
-        if not ctype:
-            continue
-        name = OOXML_MAIN_CONTENT_TYPES.get(ctype.group(1).strip().lower().decode("latin-1"))
+    for ctype, part in entries:
+        name = OOXML_MAIN_CONTENT_TYPES.get(ctype.strip().lower())
         if name is None:
             continue
-        part = _PART_NAME_RE.search(element.group(0))
-        present = bool(
-            part
-            and names is not None
-            and part.group(1).decode("latin-1").lower().lstrip("/") in names
-        )
+        present = bool(part and names is not None and part.lower().lstrip("/") in names)
         found.append((present, name))
     if not found:
         return None
     return next((name for present, name in found if present), found[0][1])
+
+
+_CONTENT_TYPES_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+
+
+class _Doctype(Exception):
+    pass
+
+
+def _content_types(xml: bytes, whole: bool = True) -> list[tuple[str, str]] | None:
+    """(ContentType, PartName) of every Default and Override element of a
+    [Content_Types].xml; None when it is not well-formed XML, or declares a DTD
+    (Office refuses both; entities are never expanded). ``whole``: see
+    ``_ooxml_from_content_types``."""
+    entries: list[tuple[str, str]] = []
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if name in _CONTENT_TYPE_ELEMENTS and "ContentType" in attrs:
+            entries.append((attrs["ContentType"], attrs.get("PartName", "")))
+
+    def doctype(*_: object) -> None:
+        raise _Doctype
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    parser.StartDoctypeDeclHandler = doctype
+    try:
+        parser.Parse(xml, whole)
+    except (expat.ExpatError, _Doctype, ValueError):
+        return None
+    return entries
+
+
+_CONTENT_TYPE_ELEMENTS = frozenset(f"{_CONTENT_TYPES_NS} {n}" for n in ("Default", "Override"))
 
 
 def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
@@ -410,19 +498,21 @@ def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
         names.add(name)
         data_at = pos + 30 + nlen + xlen
         sized = not flags & 0x08 and csize
+        if name == "mimetype" and method == 0 and sized:
+            found = _opendocument_type(head[data_at : data_at + min(csize, 256)])
+            if found:
+                return found
         if name == "[content_types].xml":
             data = head[data_at : data_at + csize] if sized else head[data_at:]
-            found = _ooxml_from_content_types(_inflate_prefix(data, method), None)
+            found = _ooxml_from_content_types(_inflate_prefix(data, method), None, whole=False)
             if found:
                 return found
         pos = data_at + csize if sized else head.find(b"PK\x03\x04", data_at)
-    for folder, plain, macro in (
-        ("word/", "docx", "docm"),
-        ("xl/", "xlsx", "xlsm"),
-        ("ppt/", "pptx", "pptm"),
-    ):
-        if any(n.startswith(folder) for n in names):
-            return macro if f"{folder}vbaproject.bin" in names else plain
+    folders = _ooxml_from_folders(names)
+    if folders is not None:
+        return folders
+    if "meta-inf/manifest.xml" in names:
+        return "opendocument"
     if "[content_types].xml" in names:
         return hint if hint in _OOXML_NAMES else "docx"
     return None
