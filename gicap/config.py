@@ -207,7 +207,9 @@ def load_settings(
     chosen = Path(path) if path else default_settings_path()
     if chosen is not None and not chosen.is_file():
         raise SettingsError(f"settings file {chosen} does not exist")
-    files = [str(chosen)] if chosen else []
+    # (absolute: dynaconf looks a relative name up from the program's own folder
+    # first, and found the shipped settings.toml for "settings.toml")
+    files = [str(chosen.resolve())] if chosen else []
     # dynaconf reads os.environ itself; a private copy keeps tests independent.
     saved = dict(os.environ)
     try:

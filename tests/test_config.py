@@ -121,3 +121,27 @@ def test_gicap_check_prints_effective_settings_and_fails_on_bad_ones() -> None:
     )
     assert bad.returncode == 2
     assert "server.port" in bad.stderr
+
+
+@pytest.mark.parametrize("given", ["settings.toml", "./settings.toml"])
+def test_a_relative_settings_path_is_the_file_in_the_working_directory(
+    tmp_path: Path, given: str
+) -> None:
+    """``gicap check --settings settings.toml`` from an operator's folder loaded the
+    settings.toml shipped with gicap (dynaconf looked the name up from the program's
+    folder upwards first): the operator's port and allowed clients were ignored."""
+    text = SETTINGS.read_text().replace("port = 1344", "port = 24999", 1)
+    assert "port = 24999" in text
+    (tmp_path / "settings.toml").write_text(text)
+    gicap = Path(sys.executable).with_name("gicap")
+    assert gicap.exists()
+    out = subprocess.run(
+        [str(gicap), "check", "--settings", given],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"port": 24999' in out.stdout

@@ -16,12 +16,16 @@ from gicap.protocol.http import HTTPRequestHead, HTTPResponseHead
 @lru_cache(maxsize=1024)
 def parse_icap_uri(uri: str) -> tuple[str, str, str, str]:
     """(scheme, host, service, query) of an ICAP URI."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        hostname = parts.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ICAPProtocolError(f"request URI {uri!r} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("icap", "icaps") or not parts.netloc:
         raise ICAPProtocolError(f"request URI is not an icap:// or icaps:// URI: {uri!r}")
     # Route by path only: proxies may call us by any alias or IP address.
-    return scheme, parts.hostname or "", parts.path.strip("/"), parts.query
+    return scheme, hostname or "", parts.path.strip("/"), parts.query
 
 
 @dataclass

@@ -121,11 +121,16 @@ class SecureListener:
     def _watch(self) -> None:
         while not self.worker.ctx.draining:
             gevent.sleep(self.watcher.interval)
-            certset = self.watcher.poll()
-            if certset is not None:
-                self._install(certset)
-            elif self.server is None:
-                self._open()
+            try:
+                certset = self.watcher.poll()
+                if certset is not None:
+                    self._install(certset)
+                elif self.server is None:
+                    self._open()
+            except Exception:
+                # Whatever a set of files does, the watch goes on: the current set
+                # keeps serving and the next change is picked up.
+                log.exception("Secure ICAP certificate watch: unexpected error, watching on")
 
     def _install(self, certset: CertificateSet) -> None:
         try:

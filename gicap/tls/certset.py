@@ -253,6 +253,19 @@ def load_certificate_set(
     The server certificate is not required to chain to the CA file: that file
     authenticates *clients*.
     """
+    try:
+        return _load_certificate_set(settings, now)
+    except CertificateError:
+        raise
+    except Exception as exc:
+        # cryptography reads a certificate's extensions when they are first asked
+        # for: a malformed or duplicated one raises there (ValueError,
+        # DuplicateExtension...). Any such failure is a set that cannot be used.
+        raise CertificateError(f"unreadable certificate set: {type(exc).__name__}: {exc}") from None
+
+
+def _load_certificate_set(settings: CertificateSettings, now: datetime | None) -> CertificateSet:
+    """``load_certificate_set``, raising what the parsers raise."""
     now = now or datetime.now(UTC)
     if not settings.certfile or not settings.keyfile:
         raise CertificateError("certificate.certfile and certificate.keyfile must both be set")

@@ -108,3 +108,17 @@ def test_without_certificates_secure_is_off_until_the_files_appear(
     assert gicap.proc is not None and gicap.proc.pid == pid and gicap.proc.poll() is None
     assert gicap.wait_log(rf"Secure ICAP listening on port {gicap.secure_port}")
     assert len(gicap.lines("Secure ICAP is off")) == 1
+
+
+def test_a_malformed_certificate_at_start_leaves_plain_icap_serving(
+    start_secure: StartSecure, tmp_path: Path, pki: PKI
+) -> None:
+    """A certificate whose extension does not parse stopped gicap at start-up (a
+    ValueError from cryptography), plain ICAP with it: a crash loop under Kubernetes."""
+    certdir = tmp_path / "bad"
+    install(certdir, pki.malformed(), pki.root.cert_pem())
+    gicap = start_secure(installed=False, certdir=certdir)
+    off = gicap.lines("Secure ICAP is off")
+    assert len(off) == 1 and "unreadable certificate set" in off[0], gicap.log()
+    with ICAPClient(f"{gicap.url}/echo") as plain:
+        assert plain.options().status == 200

@@ -148,6 +148,11 @@ def test_broken_sets_are_kept_out_and_the_old_certificate_keeps_serving(
     broken([(cert, pem[: len(pem) // 2])], "PEM block without its END line")
     broken([(cert, pem)], "does not match the server certificate")
     broken([(cert, expired.cert_pem()), (key, expired.key_pem())], "expired on")
+    malformed = pki.malformed()
+    broken(
+        [(cert, malformed.cert_pem()), (key, malformed.key_pem())],
+        "unreadable certificate set: ValueError",
+    )
     # Once a good set is written again it is installed: the watcher did not give up.
     install(gicap.certdir, renewed, pki.root.cert_pem())
     _wait_presented(gicap, clients, client_a, renewed)

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID, ObjectIdentifier
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -202,6 +202,21 @@ class PKI:
 
     def client(self, common_name: str = "squid-client", **kwargs: object) -> Issued:
         return self.leaf(common_name, server=False, **kwargs)  # type: ignore[arg-type]
+
+    def malformed(self, common_name: str = "localhost") -> Issued:
+        """A certificate whose basicConstraints extension is not valid DER (cryptography
+        raises when its extensions are first read)."""
+        key = new_key()
+        bad = x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x30\x03\x01\x01")
+        cert = _issue(
+            name(common_name),
+            key,
+            self.root,
+            not_before=None,
+            not_after=None,
+            extensions=[(bad, False)],
+        )
+        return Issued(cert, key, [self.root.cert])
 
     def proxy(self, owner: Issued, common_name: str = "proxy") -> Issued:
         """An RFC 3820 proxy certificate issued by the end-entity ``owner``."""

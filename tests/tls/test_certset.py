@@ -285,3 +285,17 @@ class TestSettings:
             CertificateSettings.from_mapping({"cafiel": ""})
         with pytest.raises(ValueError, match="valid names"):
             CertificateSettings.from_mapping({"verification_flags": "STRICT"})
+
+
+def test_a_certificate_with_a_malformed_extension_is_refused(
+    pki: PKI, server_cert: Issued, tmp_path: Path
+) -> None:
+    """cryptography reads extensions when first asked: a malformed one raised a
+    ValueError that stopped gicap at start-up, and the certificate watch for good."""
+    settings = write_set(tmp_path / "a", pki.malformed(), ca=pem(pki.root))
+    with pytest.raises(CertificateError, match="unreadable certificate set: ValueError"):
+        load_certificate_set(settings)
+    # in the client CA file too
+    settings = write_set(tmp_path / "b", server_cert, ca=pki.malformed().cert_pem() + pem(pki.root))
+    with pytest.raises(CertificateError, match="unreadable certificate set"):
+        load_certificate_set(settings)
