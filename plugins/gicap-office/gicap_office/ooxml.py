@@ -254,7 +254,7 @@ def _disarm_package(
         report.structure("element that is no relationship or content type", pkg.strays)
 
     output_type = _macros(pkg, report, budget)
-    _embedded(pkg, report)
+    _embedded(pkg, report, budget)
     _external_rels(pkg, report)
     _add_ins(pkg, report)
     ext_map = _external_workbooks(pkg, report)
@@ -442,28 +442,73 @@ def _drop_calc_chain(pkg: Package, workbook: str) -> None:
 # -------------------------------------------------------------- embedded files
 
 
-def _embedded(pkg: Package, report: Report) -> None:
+#: EMBED_RELS by lowered type (Office compares relationship types as written; a
+#: part is judged embedded under any case of them).
+_EMBED_RELS_LOWER = {k.lower(): v for k, v in EMBED_RELS.items()}
+#: Elements that place an OLE object (VML o:OLEObject, w:objectEmbed, p:oleObj,
+#: SpreadsheetML oleObject), by local name: the part their r:id names is the object's.
+_OBJECT_ELEMENTS = ("OLEObject", "objectEmbed", "oleObj", "oleObject")
+
+
+def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
     incoming = _incoming(pkg)
+    placed = _placed_objects(pkg)
     for name in pkg.kept():
         if name not in incoming:
             continue
         label = EMBED_CONTENT_TYPES.get(pkg.content_type(name).lower())
         if label is None:
-            label = next((EMBED_RELS[r.type] for r in incoming[name] if r.type in EMBED_RELS), None)
+            types = (r.type.lower() for r in incoming[name])
+            label = next((_EMBED_RELS_LOWER[t] for t in types if t in _EMBED_RELS_LOWER), None)
         if label is None and "/embeddings/" in name.lower():
             label = "embedded object"
+        if label is None and name in placed:
+            label = "OLE object"  # (under another relationship type and part name)
+        if (
+            label is None
+            and pkg.data[name].startswith(OLE_MAGIC)
+            and _macro_label(pkg, name, incoming[name], budget) is None
+        ):
+            # An OLE compound file that is no macro project (kept by the policy) is an
+            # object whatever names it: a Package holding calc.exe under a printer
+            # settings relationship was delivered, and oleobj extracts it.
+            label = "OLE object"
         if label is not None and report.hit("embedded_files", label):
             pkg.remove_part(name)
+
+
+def _placed_objects(pkg: Package) -> set[str]:
+    """The parts that elements placing an OLE object name (``_OBJECT_ELEMENTS``)."""
+    placed: set[str] = set()
+    for name in pkg.kept():
+        if not pkg.is_xml(name):
+            continue
+        data = pkg.data[name]
+        if pkg.ascii_compatible(name) and not any(
+            local.encode() in data for local in _OBJECT_ELEMENTS
+        ):
+            continue  # (names cannot be written with character references)
+        rels = pkg.rels_of(name)
+        root = pkg.root(name) if rels else None
+        if root is None:
+            continue
+        for el in root.iter(etree.Element):
+            if split(el.tag)[1] in _OBJECT_ELEMENTS:
+                rel = rels.get(rattr(el, "id") or "")
+                if rel is not None and rel.part:
+                    placed.add(rel.part)
+    return placed
 
 
 # -------------------------------------------------------------- external links
 
 
 def _external_rels(pkg: Package, report: Report) -> None:
+    judged = _workbook_links(pkg)
     for rel in pkg.all_rels():
         if not rel.external or rel.type in MAIL_MERGE_RELS:
             continue
-        if rel.source and pkg.has_root(rel.source, S, "externalLink"):
+        if rel.source in judged:
             continue  # the whole external link part is judged below
         kind = EXTERNAL_KINDS.get(rel.type, f"external {rel.type} link")
         if report.hit("external_hyperlinks", kind):
@@ -482,6 +527,19 @@ def _add_ins(pkg: Package, report: Report) -> None:
                 pkg.drop_rel(rel)
                 if rel.part and rel.part not in pkg.removed:
                     pkg.remove_part(rel.part)
+
+
+def _workbook_links(pkg: Package) -> set[str]:
+    """The external link parts of a workbook (``_external_workbooks`` judges them
+    whole); the external link parts anything else refers to are judged as any part."""
+    main = pkg.main_part()
+    if main is None or pkg.root_local(main) != "workbook":
+        return set()
+    return {
+        r.part
+        for r in pkg.rels_of(main).values()
+        if r.type == "externalLink" and r.part and pkg.has_root(r.part, S, "externalLink")
+    }
 
 
 def _external_workbooks(pkg: Package, report: Report) -> dict[int, int | None]:
@@ -1019,13 +1077,26 @@ def _remove_row(row: etree._Element) -> None:
 
 
 def _word_settings(pkg: Package, report: Report) -> None:
+    merged: dict[str, bool] = {}  # the parts whose mail merge was judged: removed?
     for name in pkg.parts_with_root(W, "settings"):
         root = pkg.root(name)
         assert root is not None
         for merge in list(root.iter(*_xml.clark(W, "mailMerge"))):
-            if report.hit("dynamic_data_exchange", "mail-merge data source"):
+            merged[name] = report.hit("dynamic_data_exchange", "mail-merge data source")
+            if merged[name]:
                 _xml.remove(merge)
                 pkg.touch(name)
+    # The data sources go with their <w:mailMerge>; an external one no <w:mailMerge>
+    # uses is a link out all the same.
+    for rel in list(pkg.all_rels()):
+        if rel.type not in MAIL_MERGE_RELS or not rel.external:
+            continue
+        if (
+            merged.get(rel.source)
+            if rel.source in merged
+            else report.hit("dynamic_data_exchange", "mail-merge data source")
+        ):
+            pkg.drop_rel(rel)
 
 
 # ---------------------------------------------------------------------- review
