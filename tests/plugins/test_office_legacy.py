@@ -679,3 +679,50 @@ def test_two_streams_of_one_name_are_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "twice.doc", build({**tree, "1Table": risky["1Table"]}))
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "unprocessable" and "same name" in (result.reason or "")
+
+
+def _with_version(record: bytes, ver: int) -> bytes:
+    """``record`` with another recVer (its instance kept)."""
+    (ver_inst,) = struct.unpack_from("<H", record)
+    return struct.pack("<H", ver_inst & 0xFFF0 | ver) + record[2:]
+
+
+@pytest.mark.parametrize(
+    ("streams", "switch"),
+    [
+        (_ppt(_with_version(storage(OLE_OBJECT, compressed=True), 0xF)), "embedded_files"),
+        (_ppt(_with_version(storage(VBA_BIN, compressed=True), 0xF)), "macros"),
+        (
+            {**_ppt(), "Pictures": _with_version(storage(OLE_OBJECT, compressed=True), 1)},
+            "embedded_files",
+        ),
+    ],
+    ids=["object-as-container", "vba-as-container", "object-in-pictures"],
+)
+def test_ppt_storages_are_read_by_their_type_whatever_their_version(
+    tmp_path: Path, streams: dict[str, bytes], switch: str
+) -> None:
+    """An ExOleObjStg whose recVer said "container" (0xF), or another version outside
+    the document stream, was not seen: the object, or a VBA project, was delivered
+    (oletools reads records by their type, and finds them)."""
+    path = _write(tmp_path, "versions.ppt", make_ole(streams))
+    # (oleobj finds the storage: the object's file, or the VBA storage in it)
+    found = [ole for ole in oleobj.find_ole_in_ppt(str(path)) if ole is not None]
+    assert len(found) == 1
+    assert found[0].exists("\x01Ole10Native") or found[0].exists("VBA")
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and switch in result.reason, result
+
+
+def test_ppt_link_container_is_read_by_its_type_whatever_its_version(tmp_path: Path) -> None:
+    """An ExOleLinkContainer written with recVer 0 was skipped as an atom: the link
+    to an external file was delivered."""
+    objects = ole_link_list(2)
+    at = objects.index(struct.pack("<H", 0x0FCE)) - 2
+    objects = objects[:at] + _with_version(objects[at:], 0)
+    assert objects != ole_link_list(2)
+    data = make_ole(_ppt(objects))
+    path = _write(tmp_path, "link.ppt", data)
+    result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="allow"))
+    assert result.outcome == "blocked", result
+    assert "external_hyperlinks" in result.reason or "dynamic_data_exchange" in result.reason

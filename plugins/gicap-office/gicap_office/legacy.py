@@ -87,15 +87,19 @@ _RT_EX_OLE_OBJ_STG = 0x1011
 _RT_PERSIST_DIRECTORY = 0x1772
 _RT_CRYPT_SESSION = 0x2F14
 _PPT_ENCRYPTED_TOKEN = 0xF3D1C4DF
-#: an ExOleObjStg header anywhere (overlapping matches too), as oletools searches for it
-_STG_PATTERN = re.compile(rb"(?=[\x00\x10]\x00\x11\x10)")
+#: an ExOleObjStg header anywhere (overlapping matches too), as oletools searches for
+#: it: instance 0 or 1 (stored or compressed), any version (oletools reads the record
+#: by its type; an out-of-spec version hid the storage)
+_STG_PATTERN = re.compile(rb"(?=[\x00-\x1f]\x00\x11\x10)")
 #: bytes every match of the pattern holds: a stream without them is not searched
 _STG_CORE = b"\x00\x11\x10"
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
-#: an ExOleLinkContainer header followed by its ExOleLinkAtom
-_LINK_PATTERN = re.compile(rb"(?=\x0f\x00\xce\x0f[\x00-\xff]{4}\x00\x00\xd1\x0f)")
-_LINK_CORE = b"\x0f\x00\xce\x0f"
+#: an ExOleLinkContainer header followed by its ExOleLinkAtom (any versions)
+_LINK_PATTERN = re.compile(
+    rb"(?=[\x00-\x0f]\x00\xce\x0f[\x00-\xff]{4}[\x00-\x0f]\x00\xd1\x0f)"
+)
+_LINK_CORE = b"\x00\xce\x0f"
 
 
 def _legacy_switches(switches: Mapping[str, str]) -> dict[str, str]:
@@ -629,14 +633,17 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
             start = pos + 8
             if start + size > end:
                 break
-            if ver_inst & 0xF == 0xF:
+            # (The records that hold objects and links are read by their type, as
+            # oletools reads them, whatever their version says: a storage written as
+            # a container, or a link as an atom, went unseen.)
+            if rtype == _RT_EX_OLE_OBJ_STG:
+                out.storages[0, pos] = (ver_inst >> 4, doc, start, start + size)
+            elif ver_inst & 0xF == 0xF or rtype == _RT_EX_OLE_LINK:
                 if rtype == _RT_EX_OLE_LINK:
                     links.add(pos)
                 elif rtype == _RT_CRYPT_SESSION:
                     out.encrypted = True
                 stack.append((start, start + size, rtype))
-            elif rtype == _RT_EX_OLE_OBJ_STG:
-                out.storages[0, pos] = (ver_inst >> 4, doc, start, start + size)
             elif rtype == _RT_VBA_INFO_ATOM and size >= 4:
                 out.vba_refs.add(_U32.unpack_from(doc, start)[0])
             elif rtype == _RT_EX_OLE_OBJ_ATOM and size >= 20:
@@ -690,6 +697,8 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
     embedded object, and so is any storage holding an embedded file."""
     vba = objects = 0
     for key, (instance, stream, start, end) in ppt.storages.items():
+        if key in ppt.stray and instance != 1 and not stream.startswith(olefile.MAGIC, start):
+            continue  # a chance match of the search (before it costs any budget)
         try:
             data = _ppt_storage_data(instance, stream, start, end, budget)
         except zlib.error:
