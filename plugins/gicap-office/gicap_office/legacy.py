@@ -96,9 +96,7 @@ _STG_CORE = b"\x00\x11\x10"
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
 #: an ExOleLinkContainer header followed by its ExOleLinkAtom (any versions)
-_LINK_PATTERN = re.compile(
-    rb"(?=[\x00-\x0f]\x00\xce\x0f[\x00-\xff]{4}[\x00-\x0f]\x00\xd1\x0f)"
-)
+_LINK_PATTERN = re.compile(rb"(?=[\x00-\x0f]\x00\xce\x0f[\x00-\xff]{4}[\x00-\x0f]\x00\xd1\x0f)")
 _LINK_CORE = b"\x00\xce\x0f"
 
 

@@ -11,6 +11,7 @@ See the README for exactly what each switch covers.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -23,7 +24,7 @@ from gicap_office._fields import classify_field
 from gicap_office._report import Report
 from gicap_office._xml import VML, A, S, W, X, is_, rattr, split, wattr
 from gicap_office.legacy import OLE_MAGIC, vba_label
-from gicap_office.package import Package, PackageRefused, Rel, prune_up
+from gicap_office.package import Package, PackageRefused, Rel, childless, prune_up
 
 # ----------------------------------------------------------------- vocabularies
 
@@ -167,7 +168,9 @@ _FUNCTION = re.compile(
     re.I,
 )
 _CELL_LINK = re.compile(r'HYPERLINK\s*\(\s*"#', re.I)
-_STRING = re.compile(r'"(?:[^"]|"")*"')
+#: A formula read left to right as Excel reads it: a string literal ("", with ""),
+#: a quoted sheet name ('', with ''), other text, or a quote that closes nothing.
+_FORMULA_TOKEN = re.compile(r""""(?:[^"]|"")*"|'(?:[^']|'')*'|[^"']+|["']""")
 _BOOK_INDEX = re.compile(r"\[(\d+)\]")
 
 #: App properties kept (document statistics); the others name people and places.
@@ -266,6 +269,7 @@ def _disarm_package(
     _drawing_links(pkg, report)
     _sheet_links(pkg, report)
     _formulas(pkg, report, ext_map)
+    _other_formulas(pkg, report, ext_map)
     _vml_links(pkg, report)
     pkg.commit()
     # after the removals, so that pictures of removed objects are not counted
@@ -401,17 +405,21 @@ def _remove_workbook_sheets(pkg: Package, parts: set[str]) -> None:
     if all(s.get("state") in ("hidden", "veryHidden") for s in left):
         del left[0].attrib["state"]  # a workbook needs one visible sheet
 
-    def new_index(old: int) -> int | None:
-        return None if old in gone else old - sum(1 for g in gone if g < old)
+    ordered = sorted(gone)
 
+    def new_index(old: int) -> int | None:
+        return None if old in gone else old - bisect.bisect_left(ordered, old)
+
+    # (Excel compares sheet names in any letter case)
     refs = [f"{n}!" for n in names] + [f"'{n.replace(chr(39), chr(39) * 2)}'!" for n in names]
+    to_removed = re.compile("|".join(map(re.escape, refs)), re.I) if refs else None
     for dn in list(root.iter(*_xml.clark(S, "definedName"))):
         local = dn.get("localSheetId")
         text = dn.text or ""
-        if AUTO_NAMES.match(dn.get("name", "")) or any(r in text for r in refs):
+        if AUTO_NAMES.match(dn.get("name", "")) or (to_removed and to_removed.search(text)):
             _remove_and_prune(dn)
             continue
-        if local is not None and local.isdigit():
+        if local is not None and _digits(local):
             index = new_index(int(local))
             if index is None:
                 _remove_and_prune(dn)
@@ -420,15 +428,21 @@ def _remove_workbook_sheets(pkg: Package, parts: set[str]) -> None:
     for view in root.iter(*_xml.clark(S, "workbookView")):
         for attr in ("activeTab", "firstSheet"):
             value = view.get(attr)
-            if value is not None and value.isdigit():
+            if value is not None and _digits(value):
                 view.set(attr, str(new_index(int(value)) or 0))
     _drop_calc_chain(pkg, main)
     pkg.touch(main)
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only (str.isdigit() takes "²", which int() refuses)."""
+    return value.isascii() and value.isdigit()
+
+
 def _remove_and_prune(el: etree._Element) -> None:
     parent = _xml.remove(el)
-    if parent is not None and len(parent) == 0 and split(parent.tag)[1] == "definedNames":
+    # (not len(parent): lxml counts the children left, for each of 80,000 names)
+    if parent is not None and childless(parent) and split(parent.tag)[1] == "definedNames":
         _xml.remove(parent)
 
 
@@ -1307,10 +1321,104 @@ def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> N
             _drop_calc_chain(pkg, main)
 
 
+#: Formulas outside cells and names, by local name: elements (a table column's
+#: formula, a form control's VML link), attributes (a form control's links, a
+#: shape's text link); and chart series references (``c:f``).
+_FORMULA_ELEMENTS = frozenset(
+    {"calculatedColumnFormula", "totalsRowFormula", "FmlaLink", "FmlaRange", "FmlaTxbx"}
+    | {"FmlaGroup", "FmlaPict"}
+)
+_FORMULA_ATTRIBUTES = ("fmlaLink", "fmlaRange", "fmlaTxbx", "fmlaGroup", "textlink")
+_CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+_FORMULA_NAMES = re.compile(
+    rb"calculatedColumnFormula|totalsRowFormula|Fmla(?:Link|Range|Txbx|Group|Pict)"
+    rb"|fmla(?:Link|Range|Txbx|Group)|textlink|webPublishItem|<(?:\w+:)?f[ >]"
+)
+#: The same in a worksheet, whose <f> elements are its cells' (judged by _formulas).
+_SHEET_FORMULA_NAMES = (b"Fmla", b"fmla", b"textlink", b"webPublishItem")
+
+
+def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> None:
+    """Formulas a workbook keeps elsewhere than in cells and names (tables, form
+    controls, shapes, web publishing of a sheet, charts): judged as cell formulas are.
+    A risky one goes: the element, the attribute, or a chart reference becomes the
+    literal values it caches."""
+    main = pkg.main_part()
+    if main is None or pkg.root_local(main) != "workbook":
+        return
+    for name in pkg.kept():
+        if name == main or not pkg.is_xml(name) or not pkg.mentions(name, _FORMULA_NAMES):
+            continue
+        if pkg.has_root(name, S, "worksheet") and not pkg.mentions(name, *_SHEET_FORMULA_NAMES):
+            continue  # (a big sheet is walked only when it may hold such a formula)
+        root = pkg.root(name)
+        if root is None:
+            continue
+        changed = False
+        for el in list(root.iter(etree.Element)):
+            ns, local = split(el.tag)
+            if local in _FORMULA_ELEMENTS or (local == "f" and ns == _CHART):
+                drop, new_text = _judge_formula(el.text or "", ext_map, report)
+                if drop:
+                    if local == "f":
+                        _chart_literal(el)
+                    else:
+                        _xml.remove(el)
+                    changed = True
+                elif new_text != (el.text or ""):
+                    el.text = new_text
+                    changed = True
+            elif local == "webPublishItem" and el.get("destinationFile"):
+                if report.hit("external_hyperlinks", "web publishing destination"):
+                    parent = _xml.remove(el)
+                    if parent is not None and childless(parent):
+                        _xml.remove(parent)
+                    changed = True
+            for attr in _FORMULA_ATTRIBUTES:
+                value = el.get(attr)
+                if value:
+                    drop, new_text = _judge_formula(value, ext_map, report)
+                    if drop:
+                        del el.attrib[attr]
+                        changed = True
+                    elif new_text != value:
+                        el.set(attr, new_text)
+                        changed = True
+        if changed:
+            pkg.touch(name)
+
+
+def _chart_literal(f: etree._Element) -> None:
+    """A chart reference (``c:numRef``/``c:strRef``) whose formula goes becomes the
+    literal values it caches (``c:numLit``/``c:strLit``); any other holder goes."""
+    ref = f.getparent()
+    if ref is None:
+        return
+    local = split(ref.tag)[1]
+    if local not in ("numRef", "strRef"):
+        prune_up(_xml.remove(ref))
+        return
+    ref.tag = f"{{{_CHART}}}{'numLit' if local == 'numRef' else 'strLit'}"
+    _xml.remove(f)
+    for cache in [c for c in ref if split(c.tag)[1] in ("numCache", "strCache")]:
+        for child in list(cache):
+            cache.addprevious(child)
+        _xml.remove(cache)
+    for ext in [c for c in ref if split(c.tag)[1] == "extLst"]:
+        _xml.remove(ext)
+
+
 def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
-    """(drop the formula?, the formula with external workbook indexes renumbered)."""
-    literals = _STRING.findall(text)
-    bare = _STRING.sub('""', text)
+    """(drop the formula?, the formula with external workbook indexes renumbered).
+    Its strings and quoted sheet names are read as Excel reads them: a '"' in a
+    sheet name ('a"b'!A1) once opened a string that hid a DDE call after it."""
+    pieces = _FORMULA_TOKEN.findall(text)
+    if any(p in ('"', "'") for p in pieces):
+        # a quote that closes nothing: what is code and what is text cannot be told
+        if report.hit("dynamic_data_exchange", "formula with an unclosed quote"):
+            return True, text
+    # (strings and sheet names blanked: neither is code)
+    bare = "".join(p if p[0] not in "\"'" or len(p) == 1 else p[0] * 2 for p in pieces)
     # app|'topic'!item: a DDE remote reference (a "|" outside strings means nothing else)
     if "|" in bare and report.hit("dynamic_data_exchange", "DDE remote reference formula"):
         return True, text
@@ -1324,7 +1432,7 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
             verdict = ("internal_hyperlinks", "HYPERLINK formula to a cell")
         if report.hit(*verdict):
             return True, text
-    if not ext_map or "[" not in bare:
+    if not ext_map or "[" not in text:
         return False, text
     drop = False
 
@@ -1339,15 +1447,11 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
             return m.group(0)
         return f"[{new}]"
 
-    bare = _BOOK_INDEX.sub(renumber, bare)
+    # (in code and in quoted sheet names, '[1]Sheet 1'!A1; never in a string)
+    out = "".join(p if p[0] == '"' else _BOOK_INDEX.sub(renumber, p) for p in pieces)
     if drop:
         return True, text
-    # put the string literals back in place
-    pieces = bare.split('""')
-    out = pieces[0]
-    for literal, piece in zip(literals, pieces[1:], strict=False):
-        out += literal + piece
-    return False, out if len(pieces) - 1 == len(literals) else text
+    return False, out
 
 
 def _drop_formula(f: etree._Element) -> None:

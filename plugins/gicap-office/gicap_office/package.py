@@ -506,7 +506,7 @@ def _goes_when_empty(el: etree._Element) -> bool:
     return any(ns in group and local == name for group, name in _EMPTY_GOES)
 
 
-def _childless(el: etree._Element) -> bool:
+def childless(el: etree._Element) -> bool:
     """``len(el) == 0`` without counting: lxml's len() walks all the children."""
     return next(iter(el), None) is None
 
@@ -515,7 +515,7 @@ def prune_up(parent: etree._Element | None) -> None:
     """Remove ``parent`` and its ancestors while they are empty containers. An emptied
     branch of ``mc:AlternateContent`` takes the whole AlternateContent with it: every
     branch describes the same object."""
-    while parent is not None and _childless(parent) and _goes_when_empty(parent):
+    while parent is not None and childless(parent) and _goes_when_empty(parent):
         ns, local = split(parent.tag)
         if ns == MC and local in ("Choice", "Fallback"):
             ac = parent.getparent()
@@ -589,14 +589,14 @@ def cleanup_references(tree: etree._ElementTree, gone: set[str]) -> None:
             prune_up(_xml.remove(frame if frame is not None else el))
             attached.forget()
             continue
-        took_more = not _childless(el)
+        took_more = not childless(el)
         parent = _xml.remove(el)
         attached.known[el] = False  # (an element may refer to two removed ones)
         if parent is not None and is_(parent, W, "object"):
             _fix_word_object(parent)
             attached.forget()
         else:
-            if took_more or (parent is not None and _childless(parent)):
+            if took_more or (parent is not None and childless(parent)):
                 attached.forget()  # (elements inside, or pruned with their parents)
             prune_up(parent)
     if is_(root, P, "sld") or is_(root, P, "sldLayout") or is_(root, P, "sldMaster"):
