@@ -331,7 +331,7 @@ def _excel_only(
             return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
         if not extra:
             return DisarmResult("unmodified")
-        what = f"{_cells(extra)} as Excel splits the file"
+        what = f"{_cells(extra)} as Excel or LibreOffice splits the file"
         return DisarmResult("unmodified", actions=[Action(FORMULAS_SWITCH, "kept", what)])
     if not _excel_danger(text, delimiter, decoded) and not text.startswith(SYLK_START):
         return DisarmResult("unmodified")
@@ -341,13 +341,14 @@ def _excel_only(
         return DisarmResult("unprocessable", reason=f"malformed CSV: {exc}")
     actions = []
     if extra:
-        what = f"{_cells(extra)} as Excel splits the file"
+        what = f"{_cells(extra)} as Excel or LibreOffice splits the file"
         if policy == "disallow":
             return DisarmResult(
                 "blocked",
                 actions=[Action(FORMULAS_SWITCH, "blocked", what)],
-                reason=f"formula cells are disallowed ({what}: on its locale's list "
-                "separator rather than the file's delimiter)",
+                reason=f"formula cells are disallowed ({what}: Excel on its locale's list "
+                "separator, LibreOffice on tab, comma and semicolon, rather than the file's "
+                "delimiter)",
             )
         actions.append(Action(FORMULAS_SWITCH, "neutralised", what))
     if sylk:
@@ -363,18 +364,25 @@ def _excel_only(
 #: aside, which Excel ignores after a byte order mark); a UTF-16 file on tabs too.
 EXCEL_DELIMITERS = (",", ";")
 UTF16_DELIMITERS = (",", ";", "\t")
+#: LibreOffice splits a .csv file on its default separators all at once (tab, comma
+#: and semicolon), whatever its encoding and a "sep=" line: one more reading, in
+#: which only "=" starts a formula (its "evaluate formulas" import option).
+LIBREOFFICE_DELIMITERS = "\t,;"
+#: Every reading: a delimiter, or several read at once.
+_READINGS = (*UTF16_DELIMITERS, LIBREOFFICE_DELIMITERS)
 #: Excel reads a file starting with these two letters as SYLK, whose records hold
 #: formulas (``C;Y1;X1;EEXEC(...)``) that no cell shows.
 SYLK_START = "ID"
 
 
 def _other_delimiters(text: str, delimiter: str | None, decoded: _Decoded) -> list[str]:
-    """The delimiters Excel may split ``text`` on besides the file's own (see
-    :func:`_excel_readings`)."""
+    """The delimiters Excel may split ``text`` on besides the file's own, and
+    LibreOffice's (several at once: one string), see :func:`_excel_readings`."""
+    readings = [LIBREOFFICE_DELIMITERS]
     if not decoded.bom and _SEP_LINE.match(text) is not None:
-        return []  # (named on a "sep=" line: Excel takes it)
+        return readings  # (named on a "sep=" line: Excel takes it; LibreOffice does not)
     ones = UTF16_DELIMITERS if decoded.codec.startswith("utf-16") else EXCEL_DELIMITERS
-    return [d for d in ones if d != delimiter]
+    return [d for d in ones if d != delimiter] + readings
 
 
 def _excel_danger(text: str, delimiter: str | None, decoded: _Decoded) -> bool:
@@ -388,11 +396,12 @@ def _danger_after(text: str, delimiter: str) -> bool:
     """Whether a formula character starts ``text`` or follows ``delimiter``, a line
     break or a quote in it (``_EXCEL_DANGER``): each found with ``str.find`` while
     they are few, else by the pattern."""
-    if text[:1] and text[0] in _EXCEL_FORMULA:
+    formula = _FORMULA_CHARS[delimiter]
+    if text[:1] and text[0] in formula:
         return True
-    before = (delimiter, "\r", "\n", '"')
+    before = delimiter + '\r\n"'  # (the delimiter: one character, or several)
     budget = len(text) // 32
-    for char in _EXCEL_FORMULA:
+    for char in formula:
         at = text.find(char, 1)
         while at >= 0:
             if text[at - 1] in before:
@@ -458,29 +467,33 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
 #: Where a field of Excel's reading on a delimiter may start a formula: at the start
 #: of the text, after the delimiter or after a line break, quotes and then a formula
 #: character (a first test before the fields are read).
+#: What starts a formula in a field of Excel's own reading (a tab or a CR before it
+#: makes the field text there: only the file's own cells are checked for those); in
+#: LibreOffice's, "=" only.
+_EXCEL_FORMULA = "=+-@"
+_FORMULA_CHARS = {d: "=" if d == LIBREOFFICE_DELIMITERS else _EXCEL_FORMULA for d in _READINGS}
 _EXCEL_DANGER = {
     # (the formula character first, the rarer: the search skips ahead faster; a
     # quote before it is looked for alone, and the start of the text by the caller)
-    d: re.compile(f'[=+\\-@](?<=[{re.escape(d)}\r\n"].)', re.DOTALL)
-    for d in UTF16_DELIMITERS
+    d: re.compile(f'[{re.escape(_FORMULA_CHARS[d])}](?<=[{re.escape(d)}\r\n"].)', re.DOTALL)
+    for d in _READINGS
 }
-#: What starts a formula in a field of Excel's own reading (a tab or a CR before it
-#: makes the field text there: only the file's own cells are checked for those).
-_EXCEL_FORMULA = "=+-@"
 
 
 def _field(d: str) -> str:
     """A field as Excel reads it on delimiter ``d``: quoted from its first character
     (``""`` a quote inside; what follows the closing quote belongs to it too), or up
     to the delimiter or a line break; then what ends it."""
-    d = re.escape(d)
-    return f'(?:"(?:[^"]|"")*+"?[^{d}\r\n]*+|[^{d}\r\n]*+)(?:{d}|\r\n|\r|\n|\\Z)'
+    d = re.escape(d)  # (one character, or several: any of them ends a field)
+    return f'(?:"(?:[^"]|"")*+"?[^{d}\r\n]*+|[^{d}\r\n]*+)(?:[{d}]|\r\n|\r|\n|\\Z)'
 
 
 #: Fields that start no formula, one after the other (read in C, however many).
-_EXCEL_SAFE_FIELDS = {d: re.compile(f'(?:(?!"*[=+\\-@]){_field(d)})*+') for d in UTF16_DELIMITERS}
+_EXCEL_SAFE_FIELDS = {
+    d: re.compile(f'(?:(?!"*[{re.escape(_FORMULA_CHARS[d])}]){_field(d)})*+') for d in _READINGS
+}
 #: One field.
-_EXCEL_FIELD = {d: re.compile(_field(d)) for d in UTF16_DELIMITERS}
+_EXCEL_FIELD = {d: re.compile(_field(d)) for d in _READINGS}
 
 
 def _excel_fields(text: str, delimiter: str) -> list[int]:

@@ -159,8 +159,10 @@ def test_cr_and_tab_leading_cells_stay_inside_quotes(tmp_path: Path) -> None:
     request = _request(tmp_path, b'a,"\rcalc",b\n"\t=1+1",c,d\n')
     assert _disarm(request).outcome == "rebuilt"
     out = request.destination.read_bytes()
-    assert out == b"a,\"'\rcalc\",b\n'\t=1+1,c,d\n"
-    assert _read(out) == [["a", "'\rcalc", "b"], ["'\t=1+1", "c", "d"]]
+    # (written unquoted, the cell's tab splits it for LibreOffice: "=1+1" is
+    # neutralised there too)
+    assert out == b"a,\"'\rcalc\",b\n'\t'=1+1,c,d\n"
+    assert _read(out) == [["a", "'\rcalc", "b"], ["'\t'=1+1", "c", "d"]]
 
 
 def test_semicolon_file_with_commas_in_cells(tmp_path: Path) -> None:
@@ -414,7 +416,8 @@ def _record_by_record(text: str, delimiter: str) -> str:
     return "".join(out)
 
 
-@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|", " ", "-", "="])
+# (not "=": a line starting with that delimiter starts a formula for LibreOffice)
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|", " ", "-"])
 def test_quote_free_rewrite_is_the_record_by_record_rewrite(tmp_path: Path, delimiter: str) -> None:
     # Quote-free text is neutralised in one pass over the text: byte for byte what
     # csv.writer writes for the records holding formula cells, the rest unchanged.
@@ -584,9 +587,36 @@ def test_cells_excel_splits_on_its_locale_separator_are_neutralised(
 
 def test_a_named_delimiter_without_a_bom_is_the_one_excel_uses(tmp_path: Path) -> None:
     """Excel splits on a "sep=" first line's delimiter (no byte order mark before it):
-    a comma inside a cell is then a character, not the start of a cell."""
+    a comma inside a cell is then a character, not the start of a cell; LibreOffice
+    ignores the line and splits on commas too (its WEBSERVICE formula ran)."""
     data = b"sep=;\nname;v\nx,=1+1;y\n"
-    assert _disarm(_request(tmp_path, data)).outcome == "unmodified"
+    request = _request(tmp_path, data)
+    assert _disarm(request).outcome == "rebuilt"
+    out = request.destination.read_bytes()
+    assert out == b"sep=;\nname;v\nx,'=1+1;y\n"
+    assert _read(out, delimiter=";")[2] == ["x,'=1+1", "y"]  # (Excel: two cells)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'alice,x\t=WEBSERVICE("http://127.0.0.1/?"&A1)\n',  # a tab in a UTF-8 cell
+        b"a;b\nx\t=1+1;y\n",
+        b"\"q\";x,=cmd|' /c calc'!A0\n",
+    ],
+    ids=["tab-in-utf8", "tab-in-semicolon-file", "comma-in-semicolon-file"],
+)
+def test_libreoffice_reading_on_all_its_separators_is_neutralised(
+    tmp_path: Path, data: bytes
+) -> None:
+    """LibreOffice splits a .csv on tab, comma and semicolon at once (its defaults),
+    in any encoding: a tab inside a cell of a UTF-8 file gave it a formula."""
+    request = _request(tmp_path, data)
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = request.destination.read_bytes().decode()
+    fields = re.split(r"[\t,;\r\n]", out)
+    assert not any(f.lstrip('"').startswith("=") for f in fields), out
 
 
 def test_ordinary_files_of_either_separator_are_not_touched(tmp_path: Path) -> None:
