@@ -452,7 +452,12 @@ class ICAPConnection:
             if response.options:
                 body_name = "opt-body"
             else:
-                body_name = "res-body" if response.http_response is not None else "req-body"
+                # (a RESPMOD answered without an HTTP response head still answers with
+                # a response body)
+                respmod = self._head is not None and self._head.method == "RESPMOD"
+                body_name = (
+                    "res-body" if response.http_response is not None or respmod else "req-body"
+                )
         else:
             body_name = "null-body"
         value, _ = format_encapsulated([(n, len(p)) for n, p in parts], body_name)

@@ -401,6 +401,12 @@ class ConnectionHandler:
     def _call(self, fn: Any, txn: Transaction) -> Outcome | None | int:
         try:
             return fn(txn)
+        except ICAPProtocolError as exc:
+            # Malformed input the service was first to read (encapsulated HTTP headers
+            # are parsed when first used): the client's error, not the service's.
+            log.warning("bad request to %s: %s", txn.head.service, exc)
+            self._send_error(exc.status, str(exc))
+            return exc.status
         except Exception:
             # A service failure is answered, never a dropped connection.
             log.exception("service %s failed on %s", txn.head.service, txn.head.uri)

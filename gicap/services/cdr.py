@@ -97,6 +97,10 @@ class CDRService(Service):
         return self.settings.policy.profile(name)
 
     def check_request(self, head: Any) -> Refused | None:
+        message = head.http_response if self.method == "RESPMOD" else head.http_request
+        if head.has_body and message is None:
+            part = "res-hdr" if self.method == "RESPMOD" else "req-hdr"
+            return Refused(400, f"a {self.method} body without its HTTP head ({part})")
         try:
             self.profile_for(head.query)
         except KeyError:

@@ -137,6 +137,23 @@ def test_unknown_service_method_and_version(gicap: GicapProcess) -> None:
             400,
         ),
         (b"RESPMOD icap://h/echo ICAP/1.0\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 413),
+        # (a review: these were 500s with a logged traceback, the service's "failure")
+        (
+            b"RESPMOD icap://h/resp-cdr-service ICAP/1.0\r\n"
+            b"Encapsulated: res-hdr=0, res-body=24\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nfoo\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"RESPMOD icap://h/resp-cdr-service ICAP/1.0\r\nEncapsulated: res-body=0\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"REQMOD icap://h/req-cdr-service ICAP/1.0\r\nEncapsulated: req-body=0\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+            400,
+        ),
     ],
 )
 def test_malformed_requests_get_4xx_and_server_keeps_serving(
@@ -311,3 +328,16 @@ def test_a_modifying_plugin_installed_with_pip_is_served_with_via(tmp_path, star
             check=True,
             timeout=300,
         )
+
+
+def test_a_respmod_echo_without_http_heads_answers_with_a_response_body(
+    gicap: GicapProcess,
+) -> None:
+    """The echo of a RESPMOD holding only a body named it req-body."""
+    out = raw(
+        gicap.port,
+        b"RESPMOD icap://h/echo ICAP/1.0\r\nConnection: close\r\nEncapsulated: res-body=0\r\n"
+        b"\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert out.startswith(b"ICAP/1.0 200 "), out[:200]
+    assert b"Encapsulated: res-body=0\r\n" in out
