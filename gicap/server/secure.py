@@ -173,8 +173,21 @@ class SecureListener:
         peer = f"{address[0]}:{address[1]}"
         from gicap.server.worker import no_delay
 
+        worker = self.worker
+        if worker.full() or worker.ctx.draining:
+            # (no TLS yet to answer 503 over: closed before the handshake costs anything)
+            log.warning(
+                "connection limit (%d per process) reached: TLS connection from %s closed",
+                worker.ctx.max_connections,
+                peer,
+            )
+            if worker.ctx.metrics is not None:
+                worker.ctx.metrics.refused("draining" if worker.ctx.draining else "limit")
+            sock.close()
+            return
         no_delay(sock)
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        worker.handshakes += 1
         try:
             with gevent.Timeout(s.handshake_timeout):
                 tls.do_handshake()
@@ -189,6 +202,8 @@ class SecureListener:
             self._failed(failure_class(exc))
             tls.close()
             return
+        finally:
+            worker.handshakes -= 1
         identity = client_identity(tls.getpeercert())
         refuse = None
         if not is_client_allowed(self.settings, identity):

@@ -74,6 +74,8 @@ class Worker:
         self.servers: list[StreamServer] = []
         self.stopped = gevent.event.Event()
         self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
+        #: TLS handshakes in progress: connections too (see full()).
+        self.handshakes = 0
         #: Extra greenlets started with the worker (e.g. the certificate watcher).
         self.background: list[Callable[[], None]] = []
         #: Services a reload replaced, still finishing their transactions; drain stops them.
@@ -112,8 +114,13 @@ class Worker:
             if metrics is not None:
                 metrics.connections[listener] -= 1
 
+    def full(self) -> bool:
+        """Whether the connection limit is reached: connections served, and those
+        still in their TLS handshake (60 silent ones held the TLS port past it)."""
+        return len(self.handlers) + self.handshakes >= self.ctx.max_connections
+
     def _refuse_if_full(self, sock: Any) -> bool:
-        if len(self.handlers) < self.ctx.max_connections and not self.ctx.draining:
+        if not self.full() and not self.ctx.draining:
             return False
         if self.ctx.metrics is not None:
             self.ctx.metrics.refused("draining" if self.ctx.draining else "limit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -122,3 +123,28 @@ def test_a_malformed_certificate_at_start_leaves_plain_icap_serving(
     assert len(off) == 1 and "unreadable certificate set" in off[0], gicap.log()
     with ICAPClient(f"{gicap.url}/echo") as plain:
         assert plain.options().status == 200
+
+
+def test_connections_in_their_handshake_count_toward_the_limit(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    """60 silent connections to the TLS port were all held (each until the handshake
+    timeout) past max_connections = 50, and plain requests were still served."""
+    gicap = start_secure({"GICAP_SERVER__MAX_CONNECTIONS": "2"})
+    held = [socket.create_connection(("127.0.0.1", gicap.secure_port)) for _ in range(2)]
+    time.sleep(0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", gicap.port), timeout=5) as s:
+            s.sendall(f"OPTIONS {gicap.url}/echo ICAP/1.0\r\n\r\n".encode())
+            assert s.recv(65536).startswith(b"ICAP/1.0 503 ")
+        # a third TLS client is closed before its handshake
+        with pytest.raises((ssl.SSLError, OSError)):
+            with clients.icap(gicap.secure_port, client_a) as icap:
+                icap.options()
+        assert gicap.wait_log("connection limit .* TLS connection from .* closed")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
