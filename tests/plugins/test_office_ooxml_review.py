@@ -930,3 +930,47 @@ def test_a_superscript_digit_in_a_sheet_index_is_no_number(tmp_path: Path) -> No
     path = _write(tmp_path, "in.xlsm", data)
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "rebuilt", result
+
+
+@pytest.mark.parametrize(
+    ("action", "target"),
+    [
+        (" ppaction://program", "calc.exe"),
+        ("ppaction://hlinkfile", "..\\..\\Windows\\System32\\calc.exe"),
+        ("ppaction://hlinkpres?slideindex=1", "../other.pptx"),
+    ],
+    ids=["program-with-a-space", "file", "presentation"],
+)
+def test_click_actions_opening_other_files_are_external(
+    tmp_path: Path, action: str, target: str
+) -> None:
+    """With links within the document allowed, a run-program action written with a
+    leading space, and actions opening another file by an internal-looking target,
+    were kept as links within the document."""
+    import pptx
+    from pptx.oxml import parse_xml
+    from pptx.util import Inches
+
+    from tests.plugins.test_office import R
+
+    prs = pptx.Presentation()
+    slide = prs.slides.add_slide(prs.slide_layouts[5])
+    box = slide.shapes.add_textbox(Inches(1), Inches(1), Inches(3), Inches(1))
+    box.text_frame.text = "open"
+    rid = slide.part.relate_to(target, R + "hyperlink", is_external=True)
+    box._element.nvSpPr.cNvPr.append(
+        parse_xml(
+            '<a:hlinkClick xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+            f'xmlns:r="{R[:-1]}" r:id="{rid}" action="{action}"/>'
+        )
+    )
+    # (an internal target, as written: no target mode)
+    internal = {
+        "ppt/slides/_rels/slide1.xml.rels": lambda x: x.replace(b' TargetMode="External"', b"")
+    }
+    path = _write(tmp_path, "in.pptx", rezip(_save(prs), internal))
+    assert b"External" not in zipfile.ZipFile(path).read("ppt/slides/_rels/slide1.xml.rels")
+    result, dest = disarm(path, tmp_path, switches("sanitise", internal_hyperlinks="allow"))
+    assert result.outcome == "rebuilt", result
+    assert b"hlinkClick" not in zipfile.ZipFile(dest).read("ppt/slides/slide1.xml")
+    assert any(a.switch == "external_hyperlinks" for a in result.actions), result.actions

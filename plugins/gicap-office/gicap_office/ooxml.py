@@ -1179,6 +1179,8 @@ _ACTION_NAMES = tuple(local.encode() for local in _ACTIONS)
 
 #: Click actions that run something, whatever the link they come with.
 _RUNNING_ACTIONS = ("ppaction://macro", "ppaction://ole", "ppaction://program")
+#: Click actions that open another file (a document, another presentation).
+_FILE_ACTIONS = ("ppaction://hlinkfile", "ppaction://hlinkpres")
 
 
 def _drawing_links(pkg: Package, report: Report) -> None:
@@ -1197,7 +1199,8 @@ def _drawing_links(pkg: Package, report: Report) -> None:
         for el in list(root.iter(*tags)):
             rid = rattr(el, "id")
             rel = rels.get(rid) if rid else None
-            action = (el.get("action") or "").lower()
+            # (trimmed: " ppaction://program" was a link within the document)
+            action = (el.get("action") or "").strip().lower()
             # (an external target alone is judged with its relationship; an action on
             # top of one is judged here, whatever the link switches say)
             if rel is not None and rel.external and not action.startswith(_RUNNING_ACTIONS):
@@ -1208,6 +1211,9 @@ def _drawing_links(pkg: Package, report: Report) -> None:
                 verdict = ("embedded_files", "OLE action")
             elif action.startswith("ppaction://program"):
                 verdict = ("external_hyperlinks", "run-program action")
+            elif action.startswith(_FILE_ACTIONS) or (rel is not None and rel.part is None):
+                # another file or presentation, whatever its target mode says
+                verdict = ("external_hyperlinks", "link to another file")
             elif rel is None and action in ("", "ppaction://noaction"):
                 continue
             else:
