@@ -23,6 +23,7 @@ import os
 import re
 import struct
 import sys
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -1061,12 +1062,26 @@ def telling_name(names: list[str]) -> str | None:
     return next((name for kind, name in typed if kind is not None), None)
 
 
+def saved_name(name: str) -> str:
+    """``name`` as the strictest browser saves it (Firefox): control characters and
+    line or paragraph separators dropped, other spaces made spaces, then trailing
+    spaces and dots off (Windows drops those too): "x.js\\t", "x.j\\ts" and
+    "x.js\\u00a0" are saved as x.js."""
+    kept = []
+    for char in name:
+        kind = unicodedata.category(char)
+        if kind in ("Cc", "Zl", "Zp"):
+            continue
+        kept.append(" " if kind == "Zs" and char != "\u3000" or char == "\ufeff" else char)
+    return "".join(kept).rstrip(". \u3000\u180e")
+
+
 def _name_type(name: str) -> str | None:
     """The type a file name's extension names, as Windows reads the name: the last
-    path component, an NTFS stream (``x.js:zone``) and trailing dots and spaces off,
-    percent-encoding decoded."""
+    path component, an NTFS stream (``x.js:zone``) off, percent-encoding decoded, as
+    the name is saved (``saved_name``)."""
     leaf = unquote(name).replace("\\", "/").rsplit("/", 1)[-1].split(":", 1)[0]
-    leaf = leaf.rstrip(". ").lower()
+    leaf = saved_name(leaf).lower()
     if "." in leaf:
         return _BY_EXT.get(leaf.rsplit(".", 1)[1])
     return None

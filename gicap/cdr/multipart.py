@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from gicap.cdr.detect import file_names
+from gicap.protocol.errors import ICAPProtocolError
 from gicap.protocol.headers import Headers, parse_header_lines, split_lines
 
 #: One parameter of a Content-Type: "; name=value" (the value a token or quoted).
@@ -128,8 +129,18 @@ def parse(body: bytes, boundary: bytes) -> Multipart:
                 raise MultipartError("multipart part without a header block")
         else:
             raw_headers, content = chunk[:head_end], chunk[head_end + 4 :]
-        headers = (
-            parse_header_lines(split_lines(raw_headers + b"\r\n")) if raw_headers else Headers()
-        )
+        try:
+            headers = (
+                parse_header_lines(split_lines(raw_headers + b"\r\n")) if raw_headers else Headers()
+            )
+        except ICAPProtocolError as exc:
+            # (servers read such a header block differently: PHP skips a line it cannot
+            # read; refused, the policy decides, never an ICAP 400 a proxy may bypass)
+            raise MultipartError(f"malformed part header: {exc}") from None
+        for name in ("Content-Disposition", "Content-Type"):
+            if len(headers.get_all(name)) > 1:
+                # servers keep the first or the last: a file named in the second one
+                # was hidden from the first reading
+                raise MultipartError(f"a part with more than one {name} header")
         parts.append(Part(raw_headers, headers, content))
         pos = end + 2 + len(delimiter)

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from gicap import hookimpl
-from gicap.cdr.detect import file_names
+from gicap.cdr.detect import file_names, saved_name
 from gicap.cdr.report import BLOCKED, REBUILT, FileReport, block_page
 from gicap.cdr.types import FileType
 from gicap.protocol import Headers, HTTPRequestHead, HTTPResponseHead
@@ -156,9 +156,9 @@ def _replace_extension(disposition: str, old: str, new: str) -> str:
 
 
 def _renamed(name: str, old: str, new: str) -> str | None:
-    """``name`` with the extension ``new`` when it ends in ``old`` (any case, trailing
-    dots and spaces, which Windows drops, left out), else None."""
-    stem = name.rstrip(". ")
+    """``name`` with the extension ``new`` when it ends in ``old`` (any case, as the
+    name is saved: see ``saved_name``), else None."""
+    stem = saved_name(name)
     if not old or not stem.lower().endswith("." + old.lower()):
         return None
     return f"{stem[: -len(old)]}{new}"

@@ -431,6 +431,12 @@ class CDRService(Service):
                 txn,
                 started,
             )
+        if _content_encoding(txn.head.http_request):
+            # (parts are split from the bytes as sent: a server that inflates the body
+            # first reads other parts, a file split by the compression included)
+            reason = "a multipart upload sent with a Content-Encoding"
+            refused = self._fallback(report, profile, "unprocessable", reason)
+            return self._answer(refused, txn, started)
         types: list[str] = []
         counter = [0]
         try:

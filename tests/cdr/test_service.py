@@ -875,6 +875,61 @@ def test_an_upload_whose_boundary_servers_may_read_otherwise_is_refused(
     assert_blocked(r, "boundar", original=b"<script>")
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # servers keep the last Content-Disposition (Starlette, FastAPI): a file
+        'Content-Disposition: form-data; name="f"\r\n'
+        'Content-Disposition: form-data; name="f"; filename="evil.html"',
+        # a header line that does not read (PHP skips it): was an ICAP 400, which a
+        # proxy with bypass=on answers by forwarding the upload
+        'Content-Disposition: form-data; name="f"; filename="evil.html"\r\nBad Header',
+        ' folded: x\r\nContent-Disposition: form-data; name="f"; filename="evil.html"',
+    ],
+    ids=["two-dispositions", "line-without-colon", "first-line-folded"],
+)
+def test_a_part_whose_headers_servers_read_otherwise_is_refused(
+    srv: GicapProcess, headers: str
+) -> None:
+    page = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    body = multipart(TEXT_FIELD, (headers, page))
+    head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}")
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    assert_blocked(r, "unprocessable", original=b"<script>")
+
+
+def test_a_compressed_multipart_upload_is_refused(srv: GicapProcess) -> None:
+    """Its parts were split from the compressed bytes: a server inflating the body
+    (ASP.NET Core, Apache's DEFLATE filter) read a file gicap never saw."""
+    page = b"<html><body><script>alert(document.cookie)</script></body></html>"
+    part = ('Content-Disposition: form-data; name="f"; filename="evil.html"', page)
+    body = gzip.compress(multipart(TEXT_FIELD, part))
+    head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}").replace(
+        b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n", 1
+    )
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    assert_blocked(r, "Content-Encoding")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["invoice.js\t", "invoice.j\ts", "invoice.js%0A", "invoice.js%C2%A0", "invoice.j%E2%80%A8s"],
+    ids=["tab", "tab-inside", "line-feed", "no-break-space", "line-separator"],
+)
+def test_a_script_name_with_characters_browsers_drop_is_a_script(
+    srv: GicapProcess, name: str
+) -> None:
+    """Firefox drops control characters and separators from a name and trims
+    trailing spaces: saved as invoice.js, which Windows Script Host runs."""
+    disposition = f"Content-Disposition: attachment; filename*=UTF-8''{name}\r\n"
+    head = res_head(SCRIPT, "application/octet-stream", extra=disposition)
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=head, preview=PREVIEW)
+    assert_blocked(r, "a script a desktop runs", original=b"ActiveXObject")
+
+
 def test_a_file_part_named_by_continuations_only_is_a_file(srv: GicapProcess) -> None:
     """filename*0= alone names a file to Go: the part was skipped as a form field.
     (A trailing ";" after the boundary is read as servers read it.)"""
