@@ -118,10 +118,12 @@ _MARKS = frozenset(
         "/F",
         "/Subtype",
         "/Type",
+        "/PS",
+        "/Ref",
     }
 )
 #: The marks a dictionary that is not a stream acts on (the others count in streams).
-_DICT_MARKS = _MARKS - {"/Filter", "/F", "/Subtype", "/Type"}
+_DICT_MARKS = _MARKS - {"/Filter", "/F", "/Subtype", "/Type", "/PS", "/Ref"}
 
 #: Action types that are followed links rather than "actions" (see ``_classify``).
 _INTERNAL_ACTIONS = frozenset({"/GoTo", "/GoToDp"})
@@ -570,6 +572,14 @@ class _Walker:
                 "stream data from an external file",
                 _deleter(d, *_EXTERNAL_STREAM_KEYS),
             )
+        if subtype == "/PS":
+            # PostScript a printer runs (drawn with Do): emptied
+            self.add("actions", "PostScript XObject", _emptier(d))
+        elif "/PS" in marks:  # a form's PostScript for printers
+            self.add("actions", "PostScript of a form XObject", _deleter(d, "/PS"))
+        if "/Ref" in marks:
+            # a reference XObject: a page imported from another file, a URL say
+            self.add("external_hyperlinks", "page of another file (/Ref)", _deleter(d, "/Ref"))
         if (
             "/Type" in marks
             and not flags & self.EF_FILE
@@ -665,6 +675,17 @@ class _Walker:
             for item in nxt:
                 if _is_dict(item):
                     self._chain(item, context, _next_item_remover(action, item), seen)
+                elif type(item) is Object and item._type_code_int == _T_ARRAY:
+                    # (pdf.js runs the actions of arrays in arrays, at any depth)
+                    script = _holds_script(item, [_SCRIPT_SEARCH])
+                    what = "JavaScript action in a nested /Next array" if script else None
+                    self.scan.findings.append(
+                        _Finding(
+                            "javascript" if script else "actions",
+                            what or "nested /Next array",
+                            _nested_next_remover(action),
+                        )
+                    )
 
     def _open_action(self, catalog: Object, value: Any) -> None:
         if type(value) is Object and value._type_code_int == _T_STREAM:
@@ -693,6 +714,9 @@ class _Walker:
 
             if _is_dict(action):
                 self._action_slot(holder, "/AA", action, "trigger", unlink)
+            elif _holds_script(action, [_SCRIPT_SEARCH]):
+                # an array of actions: pdf.js runs them (arrays at any depth)
+                self.add("javascript", "JavaScript in an /AA array", unlink)
             elif action is not None:  # inert, but an /AA entry all the same
                 self.add("actions", "malformed /AA entry", unlink)
 
@@ -900,6 +924,46 @@ def _next_item_remover(action: Object, item: Object) -> Callable[[], None]:
                 del action["/Next"]
 
     return remove
+
+
+def _nested_next_remover(action: Object) -> Callable[[], None]:
+    """Remove the arrays a /Next array holds (the array with them when nothing is
+    left)."""
+
+    def remove() -> None:
+        nxt = action.get("/Next")
+        if type(nxt) is Object and nxt._type_code_int == _T_ARRAY:
+            kept = [x for x in nxt if not (type(x) is Object and x._type_code_int == _T_ARRAY)]
+            if kept:
+                action["/Next"] = Array(kept)
+            else:
+                del action["/Next"]
+
+    return remove
+
+
+#: Objects looked at for a script in arrays of actions; past it, one is assumed.
+_SCRIPT_SEARCH = 1000
+
+
+def _holds_script(value: Any, budget: list[int], depth: int = 0) -> bool:
+    """Whether ``value``, an array of actions (nested arrays, /Next chains), holds a
+    JavaScript action where pdf.js looks for one: arrays at any depth. Past the
+    search budget or depth, it is assumed to."""
+    if budget[0] <= 0 or depth > 32:
+        return True
+    budget[0] -= 1
+    if type(value) is not Object:
+        return False
+    code = value._type_code_int
+    if code == _T_ARRAY:
+        return any(_holds_script(item, budget, depth + 1) for item in value)
+    if code == _T_DICT:
+        keys = value.keys()
+        if "/JS" in keys or _name(value.get("/S")) == "/JavaScript":
+            return True
+        return "/Next" in keys and _holds_script(value.get("/Next"), budget, depth + 1)
+    return False
 
 
 def _chain_unlink(action: Object, nxt: Object) -> Callable[[], None]:
@@ -1646,19 +1710,36 @@ def _extra_trailer_keys(pdf: pikepdf.Pdf) -> list[str]:
     return sorted(extra)
 
 
-def _readers_may_differ(pdf: pikepdf.Pdf) -> list[str]:
+def _readers_may_differ(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
     """Why the original bytes may read differently elsewhere than in qpdf, which saw
     nothing to remove: then the file is delivered as qpdf reads it (rewritten), never
     as it came. A linearized file has a first-page cross-reference section some
     readers use instead of the last one; a cross-reference stream brings object
     streams, whose own index readers may follow differently (qpdf keeps the last of
-    two copies of an object, others the one the index names)."""
+    two copies of an object, others the one the index names).
+
+    Both are told from the bytes as well, as poppler and pdf.js find them: a
+    /Linearized dictionary in the first object qpdf never fetched (no cross-reference
+    entry names it), a hybrid file's /XRefStm, an object stream a classic table does
+    not list. A name written with #xx escapes could spell any of them: rewritten."""
     notes = []
-    if pdf.is_linearized:
+    head = raw[:_LINEARIZED_WITHIN]
+    if pdf.is_linearized or b"/Linearized" in head:
         notes.append("linearization (rewritten: readers may use its first-page section)")
-    if "/W" in pdf.trailer:  # the trailer of a cross-reference stream
+    if "/W" in pdf.trailer or any(raw.find(token) >= 0 for token in _STREAM_INDEXES):
         notes.append("cross-reference stream and object streams (rewritten as qpdf reads them)")
+    elif _ESCAPED_NAME.search(raw) is not None:
+        notes.append("names written with #xx escapes (rewritten as qpdf reads them)")
     return notes
+
+
+#: Where readers look for a linearization dictionary (the first object, within the
+#: first KiB after the header, wherever the header is).
+_LINEARIZED_WITHIN = 4096
+#: What brings an index of objects besides a classic cross-reference table.
+_STREAM_INDEXES = (b"/XRefStm", b"/ObjStm", b"/XRef")
+#: A name with a #xx escape (it may spell one of the names above).
+_ESCAPED_NAME = re.compile(rb"/[^\s/<>\[\]()%{}#]*#[0-9A-Fa-f]{2}")
 
 
 def _warnings_note(count: int) -> list[str]:
@@ -1794,7 +1875,7 @@ def _disarm_document(
     notes = _structure(raw, pdf, extra_keys)
     warned = len(qpdf_warnings)
     if not todo and not image_changes and not notes and not warned:
-        notes = _appended_revisions(raw, pdf) or _readers_may_differ(pdf)
+        notes = _appended_revisions(raw, pdf) or _readers_may_differ(raw, pdf)
         if not notes:
             # About to deliver the original bytes: read every stream's data first,
             # as a rewrite would. A /Length that qpdf has to correct is damage like
@@ -1984,7 +2065,7 @@ _FINDING_NAMES = (
     "OpenAction A PA NA AA JavaScript JS EF EmbeddedFile EmbeddedFiles Renditions "
     "AlternatePresentations Metadata PieceInfo AF Dest OnInstantiate Collection URI "
     "AcroForm XFA NeedsRendering FileAttachment Sound Movie Screen RichMedia 3D Widget "
-    "GicapDoomed GicapWrapped"
+    "GicapDoomed GicapWrapped PS Ref"
 ).split()
 #: A character a name may hold as qpdf writes names (delimiters and white space are
 #: written as #xx), and a literal string (every parenthesis and backslash escaped).

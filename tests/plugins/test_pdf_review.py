@@ -5,6 +5,7 @@ file, not by the engine), or cost far more than its size."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import subprocess
 import zlib
@@ -710,3 +711,102 @@ def test_a_jpeg_2000_image_counts_every_component_of_its_codestream(tmp_path: Pa
     result = disarm(request_for(tmp_path, _jpx_page(100)))
     assert result.outcome == "unprocessable" and "decompression bomb" in result.reason
     assert disarm(request_for(tmp_path, _jpx_page(3))).outcome in ("rebuilt", "unmodified")
+
+
+# ------------------------------------------------- a review of the PDF engine (3)
+
+_PAGE = {
+    1: b"<< /Type /Catalog /Pages 2 0 R >>",
+    2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << >> >>",
+}
+
+
+def _inserted(pdf: bytes, extra: bytes) -> bytes:
+    """``pdf`` (``classic_pdf``'s) with ``extra`` before its first object, in no
+    cross-reference entry: the table's offsets moved past it."""
+    at = pdf.index(b"1 0 obj")
+    out = pdf[:at] + extra + pdf[at:]
+    xref = pdf.rindex(b"\nxref\n") + 1
+    out = out.replace(b"startxref\n%d" % xref, b"startxref\n%d" % (xref + len(extra)))
+    for offset in [int(m) for m in re.findall(rb"(\d{10}) 00000 n", pdf)]:
+        moved = b"%010d 00000 n" % (offset + len(extra))
+        out = out.replace(b"%010d 00000 n" % offset, moved)
+    return out
+
+
+_LINEARIZED = (
+    b"10 0 obj\n<< /Linearized 1 /L 9999 /O 3 /E 100 /N 1 /T 100 /H [100 100] >>\nendobj\n"
+)
+_OBJECT_STREAM = (
+    b"11 0 obj\n<< /Type /ObjStm /N 1 /First 4 /Length 12 >>\nstream\n1 0 << >>   \n"
+    b"endstream\nendobj\n"
+)
+
+
+def test_a_clean_file_another_reader_may_read_otherwise_is_rewritten(tmp_path: Path) -> None:
+    """Delivered as it came (nothing found): a /Linearized dictionary first in the
+    file that no cross-reference entry names (poppler and pdf.js read the section
+    after it, qpdf never fetched it); an object stream no entry of the classic table
+    names (a hybrid file's /XRefStm indexes it for other readers: one holding an
+    object twice, qpdf kept the last copy and the others the indexed one)."""
+    clean = classic_pdf(_PAGE, b"<< /Root 1 0 R >>")
+    assert disarm(request_for(tmp_path, clean)).outcome == "unmodified"
+    for extra, why in ((_LINEARIZED, "linearization"), (_OBJECT_STREAM, "object streams")):
+        request = request_for(tmp_path, _inserted(clean, extra))
+        result = disarm(request)
+        assert result.outcome == "rebuilt", result
+        assert [a.detail for a in result.actions if why in a.detail], result.actions
+        assert request.destination.exists()
+
+
+_ALERT = b"<< /S /JavaScript /JS (app.alert\\(1\\)) >>"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [b"/AA << /O [ 4 0 R ] >>", b"/AA << /O << /S /GoTo /D [3 0 R /Fit] /Next [ [ 4 0 R ] ] >> >>"],
+    ids=["aa-array", "nested-next-array"],
+)
+def test_scripts_in_arrays_of_actions_are_javascript(tmp_path: Path, page: bytes) -> None:
+    """pdf.js runs the actions of an /AA entry given as an array, and of arrays in a
+    /Next array, at any depth: with actions allowed, the script was delivered."""
+    objects = dict(_PAGE)
+    objects[3] = objects[3][:-2] + page + b" >>"
+    objects[4] = _ALERT
+    data = classic_pdf(objects, b"<< /Root 1 0 R >>")
+    request = request_for(tmp_path, data, policy(actions="allow"))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert any(a.switch == "javascript" and a.action == "removed" for a in result.actions)
+    assert b"app.alert" not in qdf(request.destination)
+
+
+@pytest.mark.parametrize(
+    ("xobject", "switch"),
+    [
+        (b"/Type /XObject /Subtype /PS", "actions"),
+        (
+            b"/Type /XObject /Subtype /Form /BBox [0 0 10 10] "
+            b"/Ref << /F << /FS /URL /F (http://evil.example/p.pdf) >> /Page 0 >>",
+            "external_hyperlinks",
+        ),
+    ],
+    ids=["postscript", "reference"],
+)
+def test_postscript_and_reference_xobjects_go(tmp_path: Path, xobject: bytes, switch: str) -> None:
+    """A PostScript XObject (a printer runs it) and a reference XObject (a page
+    imported from a URL) were delivered unmodified."""
+    objects = dict(_PAGE)
+    objects[3] = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /XObject << /X0 5 0 R >> >> /Contents 4 0 R >>"
+    )
+    objects[4] = b"<< /Length 8 >>\nstream\n/X0 Do \nendstream"
+    objects[5] = b"<< " + xobject + b" /Length 8 >>\nstream\nshowpage\nendstream"
+    request = request_for(tmp_path, classic_pdf(objects, b"<< /Root 1 0 R >>"))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert any(a.switch == switch and a.action == "removed" for a in result.actions), result
+    out = qdf(request.destination)
+    assert b"/PS" not in out and b"evil.example" not in out
