@@ -373,23 +373,23 @@ def _package_from_zip(zf: zipfile.ZipFile) -> str | None:
     """The Office (OOXML) or OpenDocument type of a zip, read from its directory and
     its [Content_Types].xml or mimetype member; None for another zip."""
     infos = {i.filename.lower().lstrip("/"): i for i in zf.infolist()}
-    odf = _opendocument(zf, infos)
-    if odf is not None:
-        return odf
     info = infos.get("[content_types].xml")
-    if info is None:
-        return None
     names = set(infos)
-    found = None
-    if info.compress_type in _PACKAGE_METHODS:
-        # (zipfile bounds what it inflates per read for these only: a bzip2 member
-        # declaring 1 GiB was expanded whole here)
-        with zf.open(info) as fh:
-            found = _ooxml_from_content_types(fh.read(_CONTENT_TYPES_LIMIT), names)
-    # A package whose content types do not read (Office refuses it) or name no main
-    # part is still judged as the Office file its folders make it, never as a plain
-    # zip: the Office engine refuses what Office would not open.
-    return found or _ooxml_from_folders(names)
+    if info is not None:
+        found = None
+        if info.compress_type in _PACKAGE_METHODS:
+            # (zipfile bounds what it inflates per read for these only: a bzip2
+            # member declaring 1 GiB was expanded whole here)
+            with zf.open(info) as fh:
+                found = _ooxml_from_content_types(fh.read(_CONTENT_TYPES_LIMIT), names)
+        # A package whose content types do not read (Office refuses it) or name no
+        # main part is still judged as the Office file its folders make it, never
+        # as a plain zip: the Office engine refuses what Office would not open.
+        # (Office first: a docx given a mimetype member is still one to Word.)
+        found = found or _ooxml_from_folders(names)
+        if found is not None:
+            return found
+    return _opendocument(zf, infos)
 
 
 def _opendocument(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo]) -> str | None:
@@ -485,6 +485,7 @@ _CONTENT_TYPE_ELEMENTS = frozenset(f"{_CONTENT_TYPES_NS} {n}" for n in ("Default
 def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
     """Best guess from the zip local headers in ``head`` (preview: no central directory)."""
     names: set[str] = set()
+    odf: str | None = None
     pos = 0
     for _ in range(4096):
         if pos < 0 or pos + 30 > len(head):
@@ -500,9 +501,8 @@ def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
         data_at = pos + 30 + nlen + xlen
         sized = not flags & 0x08 and csize
         if name == "mimetype" and method == 0 and sized:
-            found = _opendocument_type(head[data_at : data_at + min(csize, 256)])
-            if found:
-                return found
+            # (an OpenDocument file, unless it is an Office package too: see below)
+            odf = odf or _opendocument_type(head[data_at : data_at + min(csize, 256)])
         if name == "[content_types].xml":
             data = head[data_at : data_at + csize] if sized else head[data_at:]
             found = _ooxml_from_content_types(_inflate_prefix(data, method), None, whole=False)
@@ -512,7 +512,9 @@ def _ooxml_from_head(head: bytes, hint: str | None) -> str | None:
     folders = _ooxml_from_folders(names)
     if folders is not None:
         return folders
-    if "meta-inf/manifest.xml" in names:
+    if odf is not None:
+        return odf
+    if "meta-inf/manifest.xml" in names and "[content_types].xml" not in names:
         return "opendocument"
     if "[content_types].xml" in names:
         return hint if hint in _OOXML_NAMES else "docx"

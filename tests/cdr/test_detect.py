@@ -951,3 +951,23 @@ def test_opendocument_files_are_not_plain_zips(tmp_path: Path, mimetype: bytes, 
     assert name_of(detect(data, on_disk(tmp_path, data, "a.zip"), "a.zip")) == kind
     assert name_of(detect(data[:4096], None, "a.zip")) == kind
     assert FILE_TYPES[kind].family == "opendocument"
+
+
+def test_an_office_package_with_a_mimetype_member_is_office(tmp_path: Path) -> None:
+    """A docx given a mimetype member (or a manifest) is a docx to Word: it was
+    OpenDocument, relayed unmodified where unsupported files are relayed."""
+    base = make_ooxml("docx")
+    for extra in (
+        {"mimetype": b"application/vnd.oasis.opendocument.text"},
+        {"META-INF/manifest.xml": b"<manifest/>"},
+    ):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, value in extra.items():
+                zf.writestr(name, value, zipfile.ZIP_STORED)
+            with zipfile.ZipFile(io.BytesIO(base)) as src:
+                for item in src.infolist():
+                    zf.writestr(item, src.read(item.filename))
+        data = buf.getvalue()
+        assert name_of(detect(data, on_disk(tmp_path, data, "a.zip"), "a.zip")) == "docx"
+        assert name_of(detect(data[:4096], None, "a.zip")) == "docx"

@@ -349,3 +349,13 @@ def test_an_animation_frame_cut_short_is_refused(tmp_path: Path) -> None:
     result, _ = _disarm(tmp_path, _apng(cut=True), "png")
     assert result.outcome == "unprocessable" and "truncated" in result.reason, result
     assert _disarm(tmp_path, _apng(cut=False), "png")[0].outcome == "rebuilt"
+
+
+def test_a_stray_byte_does_not_hide_gif_frames_that_grow_the_canvas(tmp_path: Path) -> None:
+    """Pillow skips a byte it does not know and reads the frames after it: the scan
+    stopped there, and 40 frames growing the canvas went uncounted (3.2 GiB)."""
+    data = _growing_gif(5, 10000)
+    at = data.index(b"\x2c", 20)  # (the first big frame, after the 16 x 16 one)
+    result, _ = _disarm(tmp_path, data[:at] + b"\x00" + data[at:], "gif")
+    assert result.outcome == "unprocessable", result
+    assert "max_image_total_pixels" in result.reason

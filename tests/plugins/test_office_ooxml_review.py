@@ -974,3 +974,32 @@ def test_click_actions_opening_other_files_are_external(
     assert result.outcome == "rebuilt", result
     assert b"hlinkClick" not in zipfile.ZipFile(dest).read("ppt/slides/slide1.xml")
     assert any(a.switch == "external_hyperlinks" for a in result.actions), result.actions
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        'SUM(Table1[a"b])+LEN(_xlfn.WEBSERVICE(E1))+SUM(Table1[a"b])',
+        "SUM(Table1['#Data])+LEN(_xlfn.WEBSERVICE(E1))+SUM(Table1['#Data])",
+        "SUM(Table1[a\"b])+cmd|'/c calc'!A1+SUM(Table1[a\"b])",
+    ],
+    ids=["quote-in-column", "escaped-hash", "dde"],
+)
+def test_a_table_column_name_hides_no_call(tmp_path: Path, formula: str) -> None:
+    """In a structured reference a '"' is a character and "'" escapes the next one:
+    two of them read as a string hid WEBSERVICE or DDE between them."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula.replace("&", "&amp;")))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"<f>" not in zipfile.ZipFile(dest).read("xl/worksheets/sheet1.xml")
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["SUM(Table1['# Units])", 'SUM(Table1[Size (")])', "SUM(Table1[[#This Row],[Price '[USD']]])"],
+)
+def test_table_column_names_are_no_unclosed_quotes(tmp_path: Path, formula: str) -> None:
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    out = dest if result.outcome == "rebuilt" else path
+    assert b"<f>" in zipfile.ZipFile(out).read("xl/worksheets/sheet1.xml"), result

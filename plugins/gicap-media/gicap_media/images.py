@@ -501,7 +501,10 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
                 meta.append(name)
             pos += 2
         else:
-            break
+            # Pillow skips a byte it does not know, one at a time, and reads the
+            # frames after it (a stray byte hid 40 frames growing the canvas)
+            pos += 1
+            continue
         while pos < size and data[pos]:  # data sub-blocks
             pos += data[pos] + 1
         pos += 1

@@ -169,8 +169,13 @@ _FUNCTION = re.compile(
 )
 _CELL_LINK = re.compile(r'HYPERLINK\s*\(\s*"#', re.I)
 #: A formula read left to right as Excel reads it: a string literal ("", with ""),
-#: a quoted sheet name ('', with ''), other text, or a quote that closes nothing.
-_FORMULA_TOKEN = re.compile(r""""(?:[^"]|"")*"|'(?:[^']|'')*'|[^"']+|["']""")
+#: a quoted sheet name ('', with ''), a bracketed reference (a table's columns,
+#: Table1[[#This Row],[a"b]]: "'" escapes the next character there, quotes are
+#: characters; nested once), other text, or a quote or bracket that closes nothing.
+_BRACKETS = r"\[(?:[^\[\]']|'.|\[(?:[^\[\]']|'.)*\])*\]"
+_FORMULA_TOKEN = re.compile(
+    r""""(?:[^"]|"")*"|'(?:[^']|'')*'|""" + _BRACKETS + r"""|[^"'\[\]]+|["'\[\]]""", re.S
+)
 _BOOK_INDEX = re.compile(r"\[(\d+)\]")
 
 #: App properties kept (document statistics); the others name people and places.
@@ -1414,17 +1419,20 @@ def _chart_literal(f: etree._Element) -> None:
         _xml.remove(ext)
 
 
+_BLANKED = {'"': '""', "'": "''", "[": "[]"}
+
+
 def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
     """(drop the formula?, the formula with external workbook indexes renumbered).
     Its strings and quoted sheet names are read as Excel reads them: a '"' in a
     sheet name ('a"b'!A1) once opened a string that hid a DDE call after it."""
     pieces = _FORMULA_TOKEN.findall(text)
-    if any(p in ('"', "'") for p in pieces):
-        # a quote that closes nothing: what is code and what is text cannot be told
+    if any(p in ('"', "'", "[", "]") for p in pieces):
+        # a quote or bracket that closes nothing: code and text cannot be told apart
         if report.hit("dynamic_data_exchange", "formula with an unclosed quote"):
             return True, text
-    # (strings and sheet names blanked: neither is code)
-    bare = "".join(p if p[0] not in "\"'" or len(p) == 1 else p[0] * 2 for p in pieces)
+    # (strings, sheet names and bracketed names blanked: none is code)
+    bare = "".join(_BLANKED.get(p[0], p) if len(p) > 1 else p for p in pieces)
     # app|'topic'!item: a DDE remote reference (a "|" outside strings means nothing else)
     if "|" in bare and report.hit("dynamic_data_exchange", "DDE remote reference formula"):
         return True, text
