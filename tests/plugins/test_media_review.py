@@ -359,3 +359,82 @@ def test_a_stray_byte_does_not_hide_gif_frames_that_grow_the_canvas(tmp_path: Pa
     result, _ = _disarm(tmp_path, data[:at] + b"\x00" + data[at:], "gif")
     assert result.outcome == "unprocessable", result
     assert "max_image_total_pixels" in result.reason
+
+
+# ------------------------------------------------ a review of the SVG and HTML engines
+
+
+_SVG_HEAD = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:l="http://www.w3.org/1999/xlink" '
+    b'width="100" height="100" l:title="x">'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<style>text{font-family:"/*"} svg{background-image:url(https://evil.example/b.png)}'
+        b' x{content:"*/"}</style>',
+        b'<rect width="10" height="10" style="stroke:&quot;/*&quot;;'
+        b'fill:url(https://evil.example/p.svg#p);x:&quot;*/&quot;"/>',
+    ],
+    ids=["style-element", "style-attribute"],
+)
+def test_a_comment_opener_in_a_css_string_hides_no_url(tmp_path: Path, body: bytes) -> None:
+    """ "/*" in a CSS string is no comment: the checks stripped everything up to a
+    "*/" string, url() included, and the fetch was delivered."""
+    result, dest = _disarm(tmp_path, _SVG_HEAD + body + b"</svg>", "svg")
+    assert result.outcome == "rebuilt", result
+    assert b"evil.example" not in dest.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("body", "switches"),
+    [
+        (
+            b'<image width="9" height="9" href="#"><set attributeName="l:href" '
+            b'to="https://evil.example/t.png"/></image>',
+            {},
+        ),
+        (
+            b'<a href="https://example.com/"><animate attributeName="href" '
+            b'values="#;javascript:alert(1)" dur="1s" fill="freeze"/><text>x</text></a>',
+            {"hyperlinks": "allow"},
+        ),
+    ],
+    ids=["prefixed-attribute-name", "script-in-values"],
+)
+def test_animations_changing_links_are_seen_through_prefixes_and_lists(
+    tmp_path: Path, body: bytes, switches: dict[str, str]
+) -> None:
+    """A prefix bound to XLink ("l:href") names href to browsers, and every item of
+    an animation's values is a value: both passed."""
+    result, dest = _disarm(tmp_path, _SVG_HEAD + body + b"</svg>", "svg", switches)
+    assert result.outcome == "rebuilt", result
+    out = dest.read_bytes()
+    assert b"evil.example" not in out and b"javascript:" not in out
+
+
+@pytest.mark.parametrize("prefix", [b"\x0b", b"\x1c", "\u3000".encode()])
+def test_a_page_with_text_before_its_doctype_is_rebuilt(tmp_path: Path, prefix: bytes) -> None:
+    """Python white space is not HTML's: a rebuilt page behind "\\v" or U+3000 came
+    back unmodified, in quirks mode with its CSP in the body (ignored there)."""
+    result, dest = _disarm(tmp_path, b"<p>hello</p>", "html")
+    assert result.outcome == "rebuilt", result
+    again, _ = _disarm(tmp_path, prefix + dest.read_bytes(), "html")
+    assert again.outcome == "rebuilt", again
+
+
+def test_urls_naming_another_host_of_a_saved_page_are_dropped(tmp_path: Path) -> None:
+    """Opened from disk, //host/x and \\\\host\\x resolve to file://host/x: Windows
+    fetches it over SMB with the user's credentials."""
+    page = (
+        b'<p><img src="//evil.example/share/x.png"><img src="\\\\evil.example\\share\\y.png">'
+        b'<a href="/\t/evil.example/run.exe">x</a><img src="images/local.png">'
+        b'<a href="https://example.com/">ok</a></p>'
+    )
+    result, dest = _disarm(tmp_path, page, "html")
+    assert result.outcome == "rebuilt", result
+    out = dest.read_bytes()
+    assert b"evil.example" not in out
+    assert b'src="images/local.png"' in out and b'href="https://example.com/"' in out

@@ -135,6 +135,18 @@ def _style_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+_URL_NOISE = re.compile(r"[\t\n\r]")
+
+
+def _relative_url(url: str) -> str | None:
+    """A relative URL as a browser resolves it against a saved page (file:): one
+    starting with two slashes or backslashes (tabs and line breaks dropped, as URL
+    parsing drops them) names another host, which Windows reaches over SMB with the
+    user's credentials: dropped. The others stay (files beside the page)."""
+    start = _URL_NOISE.sub("", url).lstrip("\x00 ")[:2].replace("\\", "/")
+    return None if start == "//" else url
+
+
 def _cleaner(data_urls: bool, styles: bool = False) -> nh3.Cleaner:
     attribute_filter = _style_filter if styles else _data_url_filter if data_urls else None
     return nh3.Cleaner(
@@ -147,6 +159,7 @@ def _cleaner(data_urls: bool, styles: bool = False) -> nh3.Cleaner:
         strip_comments=True,
         link_rel="noopener noreferrer",
         url_schemes=set(URL_SCHEMES | {"data"} if data_urls else URL_SCHEMES),
+        url_relative=_relative_url,
         filter_style_properties=set(STYLE_PROPERTIES),
     )
 
@@ -653,7 +666,10 @@ def _document(body: str, title: str, lang: str) -> str:
     )
 
 
-_DOCTYPE_FIRST = re.compile(r"\s*<!DOCTYPE html>[\r\n]")
+#: (HTML white space only: "\x0b", "\x1c" or U+3000 before the DOCTYPE is text, which
+#: puts the page in quirks mode and the CSP meta in the body, where it is ignored)
+_HTML_SPACE = "\t\n\f\r "
+_DOCTYPE_FIRST = re.compile(f"[{_HTML_SPACE}]*<!DOCTYPE html>[\r\n]")
 
 
 def _same(raw: bytes, text: str, document: str) -> bool:
@@ -667,8 +683,8 @@ def _same(raw: bytes, text: str, document: str) -> bool:
         raw.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    norm = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    return norm == document.strip()
+    norm = text.replace("\r\n", "\n").replace("\r", "\n").strip(_HTML_SPACE)
+    return norm == document.strip(_HTML_SPACE)
 
 
 # ----------------------------------------------------------------------- reporting

@@ -322,9 +322,9 @@ def classify_url(url: str, element: str = "") -> str:
     return "external"  # absolute, protocol-relative or relative: fetched from elsewhere
 
 
-def css_decode(text: str) -> str:
-    """CSS as the browser's tokenizer sees it: comments gone, escapes decoded (so
-    ``u\\72l(`` and ``\\6a avascript:`` cannot hide from the checks)."""
+def css_decode(text: str, comments: bool = True) -> str:
+    """CSS as the browser's tokenizer sees it: comments gone (``comments``), escapes
+    decoded (so ``u\\72l(`` and ``\\6a avascript:`` cannot hide from the checks)."""
 
     def unescape(m: re.Match[str]) -> str:
         if m.group(1):
@@ -332,12 +332,23 @@ def css_decode(text: str) -> str:
             return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
         return "" if m.group(2) else m.group(3)
 
-    return _CSS_ESCAPE.sub(unescape, _CSS_COMMENT.sub("", text)).replace("\x00", "\ufffd")
+    if comments:
+        text = _CSS_COMMENT.sub("", text)
+    return _CSS_ESCAPE.sub(unescape, text).replace("\x00", "\ufffd")
 
 
 def css_findings(text: str) -> list[tuple[str, str]]:
-    """(switch, what) for every risky construct in a piece of CSS."""
-    css = css_decode(text)
+    """(switch, what) for every risky construct in a piece of CSS, read with its
+    comments and without: "/*" in a string or a url() is no comment to the browser
+    (CSS Syntax: comments come between tokens), and a "/*" string once hid every
+    url() up to a "*/" string. (Both readings: each construct counted once.)"""
+    found = Counter(_css_findings(css_decode(text)))
+    if "/*" in text:
+        found |= Counter(_css_findings(css_decode(text, comments=False)))
+    return list(found.elements())
+
+
+def _css_findings(css: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for m in _CSS_SCRIPT.finditer(css):
         found.append(("scripts", f"CSS {m.group(0).rstrip('(: ').lower()}"))
@@ -803,7 +814,9 @@ class _Rebuilder:
             return None
         if local in ANIMATIONS:
             target = (el.get("attributeName") or "").strip().lower()
-            if target.removeprefix("xlink:") == "href" or target.startswith("on"):
+            # (any prefix: browsers resolve it, "l:href" bound to XLink is href)
+            named = target.rsplit(":", 1)[-1]
+            if named == "href" or named.startswith("on"):
                 if not self.note("scripts", f"<{local}> changing {target}"):
                     return None
         if local == "style":
@@ -1174,7 +1187,9 @@ def _value_findings(name: str, value: str) -> list[tuple[str, str]]:
     found = _FINDINGS.get(key)
     if found is None:
         local = _split(name)[1]
-        if _CONTROL_OR_SPACE.sub("", value).lower().startswith(SCRIPT_SCHEMES):
+        # (an animation's values: a list, each item a value of its own)
+        items = value.split(";") if local == "values" else [value]
+        if any(_CONTROL_OR_SPACE.sub("", v).lower().startswith(SCRIPT_SCHEMES) for v in items):
             found = [("scripts", f"script URL in {local}")]
         else:
             found = [(s, f"{w} in {local}") for s, w in css_findings(value)]
