@@ -438,3 +438,21 @@ def test_urls_naming_another_host_of_a_saved_page_are_dropped(tmp_path: Path) ->
     out = dest.read_bytes()
     assert b"evil.example" not in out
     assert b'src="images/local.png"' in out and b'href="https://example.com/"' in out
+
+
+def test_text_around_many_removed_elements_is_kept_in_linear_time(tmp_path: Path) -> None:
+    """50,000 unknown elements in a <text>, each followed by text: every removal
+    appended the text after it to the same string again (21 s; 13 s for a 1 KB body
+    sent gzip-encoded). The text stays, in order."""
+    data = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><text>x'
+        + b"<q/>abcdefgh" * 50_000
+        + b"<script/>ijk</text></svg>"
+    )
+    started = time.perf_counter()
+    result, dest = _disarm(tmp_path, data, "svg")
+    took = time.perf_counter() - started
+    assert result.outcome == "rebuilt", result
+    out = dest.read_bytes()
+    assert b"<text>x" + b"abcdefgh" * 50_000 + b"ijk</text>" in out
+    assert took < 10, took  # (about 0.2 s)

@@ -295,18 +295,35 @@ def ref_ids(tree: etree._ElementTree | etree._Element) -> set[str]:
     return {str(v) for v in rel_refs(tree)}
 
 
+#: Text between elements kept when they are removed, at most this much in one place.
+#: Office reads no character data outside its text elements (w:t, a:t...), which
+#: hold no elements: such text only has to survive as it was, within reason (each
+#: removal appended it to the same string again: 60,000 removed comment marks, each
+#: followed by 8 letters, took 23 s).
+TAIL_LIMIT = 4096
+
+
+def _keep_text(parent: etree._Element, prev: etree._Element | None, text: str) -> None:
+    """Append ``text`` after ``prev`` (a child of ``parent``; None: at its start)."""
+    if prev is not None:
+        before = prev.tail or ""
+        if len(before) < TAIL_LIMIT:
+            prev.tail = before + text[: TAIL_LIMIT - len(before)]
+    else:
+        before = parent.text or ""
+        if len(before) < TAIL_LIMIT:
+            parent.text = before + text[: TAIL_LIMIT - len(before)]
+
+
 def remove(el: etree._Element) -> etree._Element | None:
-    """Detach ``el`` (keeping its tail text); returns the former parent."""
+    """Detach ``el`` (keeping its tail text: see ``TAIL_LIMIT``); returns the former
+    parent."""
     parent = el.getparent()
     if parent is None:
         return None
     tail = el.tail
     if tail:
-        prev = el.getprevious()
-        if prev is not None:
-            prev.tail = (prev.tail or "") + tail
-        else:
-            parent.text = (parent.text or "") + tail
+        _keep_text(parent, el.getprevious(), tail)
     parent.remove(el)
     return parent
 
@@ -318,11 +335,7 @@ def unwrap(el: etree._Element) -> etree._Element | None:
     if parent is None:
         return None
     if el.text:
-        prev = el.getprevious()
-        if prev is not None:
-            prev.tail = (prev.tail or "") + el.text
-        else:
-            parent.text = (parent.text or "") + el.text
+        _keep_text(parent, el.getprevious(), el.text)
         el.text = None
     for child in list(el):
         el.addprevious(child)  # lxml moves the child's tail text along with it
