@@ -810,3 +810,17 @@ def test_postscript_and_reference_xobjects_go(tmp_path: Path, xobject: bytes, sw
     assert any(a.switch == switch and a.action == "removed" for a in result.actions), result
     out = qdf(request.destination)
     assert b"/PS" not in out and b"evil.example" not in out
+
+
+def test_an_array_of_millions_of_items_is_refused(tmp_path: Path) -> None:
+    """5 million references to one object, packed in a 44 KB object stream, took
+    1.3 GB to walk (a CDR worker of 1 GiB aborted)."""
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    target = pdf.make_indirect(Dictionary(X=1))
+    pdf.Root.Big = pdf.make_indirect(Array([target] * (gicap_pdf.MAX_ARRAY_ITEMS + 1)))
+    buf = io.BytesIO()
+    pdf.save(buf, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    assert len(buf.getvalue()) < 100_000
+    result = disarm(request_for(tmp_path, buf.getvalue()))
+    assert result.outcome == "unprocessable" and "items" in result.reason, result
