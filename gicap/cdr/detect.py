@@ -1075,7 +1075,13 @@ def saved_name(name: str) -> str:
         if kind in ("Cc", "Zl", "Zp"):
             continue
         kept.append(" " if kind == "Zs" and char != "\u3000" or char == "\ufeff" else char)
-    return "".join(kept).rstrip(". \u3000\u180e")
+    saved = "".join(kept).rstrip(". \u3000\u180e")
+    stem, dot, extension = saved.rpartition(".")
+    # (Firefox strips the white space out of the extension: "x.j s" is saved x.js)
+    return f"{stem}.{extension.translate(_EXTENSION_SPACE)}" if dot else saved
+
+
+_EXTENSION_SPACE = str.maketrans("", "", " \t\n\r\f")
 
 
 def _name_type(name: str) -> str | None:

@@ -57,10 +57,12 @@ MAX_STREAM_BYTES = 256 * 1024 * 1024
 MAX_DECODED_TOTAL = 4 * MAX_STREAM_BYTES
 #: Actions in one /Next chain: more is refused (what lies beyond is not judged).
 MAX_CHAIN = 1000
-#: Items of one array, and of all the arrays read: 5 million references to one object
-#: in a 44 KB file (an object stream) took 1.3 GB to walk.
+#: Items of one array, and of all the arrays and dictionaries read (their entries,
+#: or the references in their text): 5 million references to one object in a 44 KB
+#: file (an object stream) took 1.3 GB to walk; more than 3 million would take the
+#: walk past the job's time limit anyway.
 MAX_ARRAY_ITEMS = 1_000_000
-MAX_TOTAL_ARRAY_ITEMS = 5_000_000
+MAX_TOTAL_ARRAY_ITEMS = 3_000_000
 
 # ---------------------------------------------------------------- PDF vocabulary
 
@@ -466,6 +468,7 @@ class _Walker:
         that may lead somewhere (see ``_LEAF``) and checks keys as a set first.
         """
         keys: set[str] = d.keys()
+        _count_items(self, len(keys))
         stack = self._stack
         keep = flags & self.JS_TREE
         is_stream = d._type_code_int == _T_STREAM
@@ -875,15 +878,24 @@ class _Walker:
             pass  # no usable appearance: the field is removed undrawn
 
 
-def _count_array(array: Object, walker: _Walker) -> None:
-    """Refuse an array of more than ``MAX_ARRAY_ITEMS``, or one past
-    ``MAX_TOTAL_ARRAY_ITEMS`` with the others the walker read."""
-    items = len(array)
-    if items > MAX_ARRAY_ITEMS:
-        raise _Refused("unprocessable", f"an array of {items} items")
+def _count_array(array: Object, walker: _Walker, items: int | None = None) -> None:
+    """Refuse an array of more than ``MAX_ARRAY_ITEMS``; count ``items`` (its length
+    by default) toward ``MAX_TOTAL_ARRAY_ITEMS``."""
+    length = len(array)
+    if length > MAX_ARRAY_ITEMS:
+        raise _Refused("unprocessable", f"an array of {length} items")
+    _count_items(walker, length if items is None else items)
+
+
+def _count_items(walker: _Walker, items: int) -> None:
+    """Count ``items`` (entries of arrays and dictionaries) the walker reads; refuse
+    past ``MAX_TOTAL_ARRAY_ITEMS``."""
     walker._array_items += items
     if walker._array_items > MAX_TOTAL_ARRAY_ITEMS:
-        raise _Refused("unprocessable", f"arrays of more than {MAX_TOTAL_ARRAY_ITEMS} items in all")
+        raise _Refused(
+            "unprocessable",
+            f"arrays and dictionaries of more than {MAX_TOTAL_ARRAY_ITEMS} entries in all",
+        )
 
 
 def _deleter(d: Object, *keys: str) -> Callable[[], None]:
@@ -2207,9 +2219,12 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
         if code == _T_STREAM:
             streams.append((obj, obj.stream_dict.unparse()))
         elif code in _CONTAINERS:
-            if code == _T_ARRAY:
-                _count_array(obj, walker)
             text = obj.unparse(resolved=True)
+            # (the references its text holds: direct dictionaries in it included)
+            if code == _T_ARRAY:
+                _count_array(obj, walker, max(len(obj), text.count(b" R")))
+            else:
+                _count_items(walker, text.count(b" R"))
             if tokens and text == root_text and obj.objgen == root.objgen:
                 unsearched.append(text)
                 continue

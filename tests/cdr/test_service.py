@@ -915,8 +915,26 @@ def test_a_compressed_multipart_upload_is_refused(srv: GicapProcess) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["invoice.js\t", "invoice.j\ts", "invoice.js%0A", "invoice.js%C2%A0", "invoice.j%E2%80%A8s"],
-    ids=["tab", "tab-inside", "line-feed", "no-break-space", "line-separator"],
+    [
+        "invoice.js%09",
+        "invoice.j\ts",
+        "invoice.js%0A",
+        "invoice.js%C2%A0",
+        "invoice.j%E2%80%A8s",
+        "invoice.j%20s",
+        "invoice.%20js",
+        "invoice.j%EF%BB%BFs",
+    ],
+    ids=[
+        "tab",
+        "tab-inside",
+        "line-feed",
+        "no-break-space",
+        "line-separator",
+        "space-in-extension",
+        "space-before-extension",
+        "bom-in-extension",
+    ],
 )
 def test_a_script_name_with_characters_browsers_drop_is_a_script(
     srv: GicapProcess, name: str

@@ -431,6 +431,7 @@ def test_urls_naming_another_host_of_a_saved_page_are_dropped(tmp_path: Path) ->
     page = (
         b'<p><img src="//evil.example/share/x.png"><img src="\\\\evil.example\\share\\y.png">'
         b'<a href="/\t/evil.example/run.exe">x</a><img src="images/local.png">'
+        b'<img src="\x01//evil.example/a.png"><img src="&#x1F;\\\\evil.example\\b.png">'
         b'<a href="https://example.com/">ok</a></p>'
     )
     result, dest = _disarm(tmp_path, page, "html")
@@ -456,3 +457,13 @@ def test_text_around_many_removed_elements_is_kept_in_linear_time(tmp_path: Path
     out = dest.read_bytes()
     assert b"<text>x" + b"abcdefgh" * 50_000 + b"ijk</text>" in out
     assert took < 10, took  # (about 0.2 s)
+
+
+def test_junk_between_gif_blocks_is_bounded(tmp_path: Path) -> None:
+    """Pillow skips unknown bytes one at a time (6 s over 50 MiB, and the scan's own
+    loop 5 s): past 64 KiB of them the GIF is refused."""
+    data = _growing_gif(1, 16)
+    at = data.index(b"\x2c", 20)
+    result, _ = _disarm(tmp_path, data[:at] + b"\x01" * 100_000 + data[at:], "gif")
+    assert result.outcome == "unprocessable" and "between the blocks" in result.reason, result
+    assert _disarm(tmp_path, data[:at] + b"\x01" * 10 + data[at:], "gif")[0].outcome == "rebuilt"

@@ -136,6 +136,7 @@ def _style_filter(tag: str, attribute: str, value: str) -> str | None:
 
 
 _URL_NOISE = re.compile(r"[\t\n\r]")
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
 def _relative_url(url: str) -> str | None:
@@ -143,7 +144,8 @@ def _relative_url(url: str) -> str | None:
     starting with two slashes or backslashes (tabs and line breaks dropped, as URL
     parsing drops them) names another host, which Windows reaches over SMB with the
     user's credentials: dropped. The others stay (files beside the page)."""
-    start = _URL_NOISE.sub("", url).lstrip("\x00 ")[:2].replace("\\", "/")
+    # (URL parsing strips every leading C0 control and space first)
+    start = _URL_NOISE.sub("", url).lstrip(_C0_AND_SPACE)[:2].replace("\\", "/")
     return None if start == "//" else url
 
 
