@@ -43,7 +43,21 @@ def _end(n: int, directory: bytes, offset: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "name", ["evil.csv.", "evil.csv ", "docs/evil.csv. ", "a. /b.csv", "evil.csv::$DATA", "a:b.csv"]
+    "name",
+    [
+        "evil.csv.",
+        "evil.csv ",
+        "docs/evil.csv. ",
+        "a. /b.csv",
+        "evil.csv::$DATA",
+        "a:b.csv",
+        # (a review: extractors drop a last "." or empty segment; names that read as
+        # another extension once mapped to ASCII)
+        "evil.csv/.",
+        "evil.csv\\",
+        "evil.ｃｓｖ",
+        "evil.csv．",
+    ],
 )
 def test_names_windows_extracts_otherwise_are_removed(tmp_path: Path, name: str) -> None:
     # Windows drops trailing dots and spaces: "evil.csv." is written as evil.csv
@@ -130,3 +144,13 @@ def test_entries_counted_from_a_zip64_end_record_zipfile_reads(tmp_path: Path) -
         assert count_entries(fh, len(data), 1000) > 1000
     result = gicap_archive.gicap_disarm(request=_request(tmp_path, data))
     assert result is not None and result.outcome == "unprocessable", result
+
+
+def test_members_that_expand_too_much_together_are_refused(tmp_path: Path) -> None:
+    """40 members of 1 MiB each, just at the floor of the ratio check (400:1 each):
+    840 bytes sent gzip-encoded kept the engines busy for half a minute."""
+    members = [
+        (f"page{i}.html", b"<p>" + b"a" * (gicap_archive.RATIO_FLOOR - 3)) for i in range(40)
+    ]
+    result = _disarm(_request(tmp_path, _zip(members)))
+    assert result.outcome == "unprocessable" and "in all" in result.reason, result
