@@ -38,6 +38,21 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
         return ("dynamic_data_exchange", "field with a computed instruction")
     # invisible format characters (a zero-width space before the keyword) are not read
     instr = "".join(c for c in instr if unicodedata.category(c) != "Cf")
+    # LibreOffice drops control characters but tab inside the instruction ("DD\0EAUTO"
+    # is DDEAUTO to it); read both ways, the risky reading wins
+    dropped = _CONTROLS.sub("", instr)
+    if dropped != instr:
+        verdict = _classify(dropped)
+        if verdict is not None:
+            return verdict
+    return _classify(instr)
+
+
+#: Control characters LibreOffice drops from a field instruction (not tab).
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f]")
+
+
+def _classify(instr: str) -> tuple[str, str] | None:
     found = _KEYWORD.match(instr)
     if found is None:
         return None
