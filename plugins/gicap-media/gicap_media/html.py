@@ -208,6 +208,13 @@ def disarm(request: DisarmRequest) -> DisarmResult:
             reason=f"elements nested up to {depth} deep: parsing would search or rebuild "
             f"open elements about {work} times, more than {MAX_PARSE_WORK}",
         )
+    escaping = _escaping_work(text)
+    if escaping > MAX_ESCAPING_WORK:
+        return DisarmResult(
+            "unprocessable",
+            reason=f"text the cleaner writes back with entities (& and no-break spaces) "
+            f"would cost about {escaping} steps, more than {MAX_ESCAPING_WORK}",
+        )
     # One scan for both "data:" and "javascript:"/"vbscript:" (their endings).
     schemes = set(_SCHEME_COLON.findall(lower))
     data_urls = "data" in schemes
@@ -233,6 +240,13 @@ MAX_NESTING = 10_000
 #: then a million <li>s would take minutes). About five seconds of parsing (a page
 #: of 10 MB nested 50 deep is half of it).
 MAX_PARSE_WORK = 1_000_000_000
+#: nh3 writes a text's "&" and no-break spaces back as entities at a cost of the
+#: text's length for each (1 MB of no-break spaces in one paragraph took 20 s, from
+#: 1 KB gzip-encoded): the sum, over texts, of their length times their number, at
+#: most this (about 3 s).
+MAX_ESCAPING_WORK = 300_000_000_000
+#: Texts shorter than this cost little whatever they hold (at most 10^8 each).
+_LONG_TEXT = re.compile(r"[^<]{10000,}")
 #: Elements that never stay open: void elements and those whose end tag is implied
 #: by the next sibling. List items, cells and rows, ruby text and option groups are
 #: apart (see _ITEMS): they do nest in some places.
@@ -282,6 +296,18 @@ _ALIKE = 3
 REBUILD_COST = 200
 #: Foreign content, where "/>" closes an element.
 _FOREIGN = frozenset({"svg", "math"})
+
+
+def _escaping_work(text: str) -> int:
+    """An upper estimate of ``MAX_ESCAPING_WORK``'s cost: 0 when even the whole page
+    as one text stays within it, else summed over its long texts (between tags)."""
+    escapes = text.count("&") + text.count("\u00a0")
+    if escapes * len(text) <= MAX_ESCAPING_WORK:
+        return 0
+    return sum(
+        (m.end() - m.start()) * (m[0].count("&") + m[0].count("\u00a0"))
+        for m in _LONG_TEXT.finditer(text)
+    )
 
 
 def _nesting(text: str, lower: str) -> tuple[int, int]:

@@ -232,7 +232,8 @@ class _Content:
         orphans = [reader.read(e.isectStart, e.size) for e in _orphan_streams(ole)]
         if len(set(paths)) != len(paths):
             # two WordDocument streams, say: readers may take another one than ours
-            names = sorted({"/".join(p) for p in paths if paths.count(p) > 1})
+            # (counted once: list.count per entry took 16 s for 20,000 entries)
+            names = sorted("/".join(p) for p, n in Counter(paths).items() if n > 1)
             raise ValueError(f"entries of the same name in one storage: {', '.join(names)}")
         return cls(paths, storages, streams, orphans, ole)
 
