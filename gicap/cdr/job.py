@@ -71,8 +71,17 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
     with open(source, "rb") as src, open(dest, "wb") as out:
         while data := src.read(READ):
             if encoding == "br":
-                piece = dec.process(data)
-                chunks = [piece]
+                # Bounded too: one process() call of 809 bytes made 1 GiB.
+                chunks = []
+                piece = dec.process(data, output_buffer_limit=READ)
+                while True:
+                    total += len(piece)
+                    if total > limit:
+                        raise _TooLarge
+                    out.write(piece)
+                    if dec.can_accept_more_data():
+                        break
+                    piece = dec.process(b"", output_buffer_limit=READ)
             else:
                 chunks = []
                 # max_length keeps a decompression bomb from expanding in one call.

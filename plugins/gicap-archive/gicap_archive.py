@@ -407,6 +407,16 @@ def _name_key(name: str) -> str:
     return unicodedata.normalize("NFC", "/".join(parts).casefold())
 
 
+#: Characters of a member's name shown in a report (999 names of 45,000 characters
+#: made a 45 MB block page from 109 KB sent gzip-encoded).
+SHOWN_NAME = 120
+
+
+def _shown(name: str) -> str:
+    """``name`` as a report shows it: quoted, cut after ``SHOWN_NAME`` characters."""
+    return repr(name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME] + "…")
+
+
 def _plan(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> _Plan:
     plan = _Plan()
     seen: set[str] = set()
@@ -414,24 +424,25 @@ def _plan(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> _Plan:
         name = info.filename
         mode = info.external_attr >> 16
         kind = stat.S_IFMT(mode)
+        shown = _shown(name)
         why = _unsafe_name(name)
         if why:
-            plan.actions.append(Action("unsafe_name", "removed", f"{name!r}: {why}"))
+            plan.actions.append(Action("unsafe_name", "removed", f"{shown}: {why}"))
             continue
         if kind == stat.S_IFLNK:
-            plan.actions.append(Action("symlink", "removed", f"{name!r}"))
+            plan.actions.append(Action("symlink", "removed", shown))
             continue
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            plan.actions.append(Action("special_file", "removed", f"{name!r}"))
+            plan.actions.append(Action("special_file", "removed", shown))
             continue
         if info.is_dir() and info.file_size:
-            plan.actions.append(Action("special_file", "removed", f"{name!r}: directory with data"))
+            plan.actions.append(Action("special_file", "removed", f"{shown}: directory with data"))
             continue
         # Names that land on the same file when extracted on Windows or macOS
         # count as duplicates.
         key = _name_key(name)
         if key in seen:
-            plan.actions.append(Action("duplicate_name", "removed", f"{name!r}"))
+            plan.actions.append(Action("duplicate_name", "removed", shown))
             continue
         seen.add(key)
         plan.keep.append(info)

@@ -1192,3 +1192,48 @@ def test_an_upload_is_judged_by_every_name_it_has(srv: GicapProcess) -> None:
     with req(srv) as c:
         r = c.reqmod(body, req_head=req_head(body, content_type), preview=PREVIEW)
     assert_blocked(r, "opened as", original=b"<script>alert", reqmod=True)
+
+
+def test_brotli_is_decoded_in_bounded_steps(tmp_path: Path) -> None:
+    """One brotli call made 1 GiB of an 809-byte body before the size limit was
+    looked at (a worker's whole memory)."""
+    import tracemalloc
+
+    import brotli
+
+    from gicap.cdr.job import _TooLarge, decode_content
+
+    bomb = tmp_path / "bomb.br"
+    bomb.write_bytes(brotli.compress(bytes(256 << 20), quality=5))
+    assert bomb.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(_TooLarge):
+            decode_content(bomb, tmp_path / "out", "br", 8 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+
+
+def test_a_report_keeps_a_bounded_number_of_short_actions() -> None:
+    """999 archive members with 45,000-character names made a 45 MB block page
+    (from 109 KB sent gzip-encoded), held in the server for each connection."""
+    from gicap.services.cdr import MAX_ACTIONS, MAX_DETAIL, _bounded
+
+    actions = [{"switch": "unsafe_name", "action": "removed", "detail": "x" * 45_000}] * 999
+    kept = _bounded(actions)
+    assert len(kept) == MAX_ACTIONS + 1 and kept[-1]["detail"] == "899 more"
+    assert all(len(a["detail"]) <= MAX_DETAIL + 1 for a in kept)
+
+
+def test_an_upload_of_too_many_files_is_refused(srv: GicapProcess) -> None:
+    """Each file part is a job of its own: 15,000 parts in 990 KB took 8.6 s."""
+    from gicap.services.cdr import MAX_FILE_PARTS
+
+    part = ('Content-Disposition: form-data; name="f"; filename="a.txt"', b"hello\n")
+    body = multipart(*[part] * (MAX_FILE_PARTS + 1))
+    head = req_head(body, f"multipart/form-data; boundary={BOUNDARY}")
+    with req(srv) as c:
+        r = c.reqmod(body, req_head=head, preview=PREVIEW)
+    assert_blocked(r, "files in one upload")
