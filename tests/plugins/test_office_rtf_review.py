@@ -229,6 +229,15 @@ def test_bookmarks_and_form_data_in_an_instruction_are_not_ambiguous(tmp_path: P
         b'{\\rtf1 a{\\field{\\*\\fldinst DD\x00EAUTO c:\\\\a.exe "/k x"}{\\fldrslt x}}b\\par}',
         rb'{\rtf1 a{\field{\*\fldinst DD\'00EAUTO c:\\a.exe "/k x"}{\fldrslt x}}b\par}',
         rb'{\rtf1 a{\field{\*\fldinst DD\'0dEAUTO c:\\a.exe "/k x"}{\fldrslt x}}b\par}',
+        # (a review of the fix: a result that is itself a field or an instruction;
+        # an instruction alone whose text sits in a destination group)
+        rb"{\rtf1 A {\field{\*\fldinst DDEAUTO x}{\fldrslt\field{\*\fldinst DDEAUTO c:\\a.exe "
+        rb'"/k calc"}}} C\par}',
+        rb"{\rtf1 A {\field{\*\fldinst DDEAUTO x}{\fldrslt R\field{\*\fldinst DDEAUTO c:\\a.exe "
+        rb'"/k calc"}}} C\par}',
+        rb'{\rtf1 A {\field{\fldrslt\fldinst DDEAUTO c:\\a.exe "/k calc"}} C\par}',
+        rb'{\rtf1 {\*\fldinst {\pn DDEAUTO c:\\a.exe "/k calc"}} hello\par}',
+        rb'{\rtf1 {\*\fldinst {\upr{DDEAUTO c:\\a.exe "/k calc"}{\*\ud x}}} hello\par}',
     ],
     ids=[
         "instruction-alone",
@@ -237,6 +246,11 @@ def test_bookmarks_and_form_data_in_an_instruction_are_not_ambiguous(tmp_path: P
         "nul-in-keyword",
         "hex-nul-in-keyword",
         "hex-cr-in-keyword",
+        "result-is-a-field",
+        "field-later-in-result",
+        "result-is-an-instruction",
+        "alone-in-a-destination",
+        "alone-in-upr",
     ],
 )
 def test_dde_instructions_no_field_holds_or_split_by_controls_go(

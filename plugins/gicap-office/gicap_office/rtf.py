@@ -213,7 +213,8 @@ class _Group:
     instr_seen: bool = False
     computed: bool = False
     ambiguous: bool = False  # see _Disarmer._word
-    result: tuple[int, int, int] | None = None  # \fldrslt or \result: (start, end, mark)
+    #: \fldrslt or \result: (start, end, mark, itself a field or an instruction)
+    result: tuple[int, int, int, bool] | None = None
     # Of the groups around this one (they cannot change while it is open), set when it
     # opens: a closing group is judged without searching the whole stack.
     in_object: bool = False  # an enclosing group is an \object
@@ -420,6 +421,9 @@ class _Disarmer:
         owner = self._fldinst_owner()
         if owner is not None:
             owner.ambiguous = True
+        instruction = self.stack[-1].instruction if self.stack else None
+        if instruction is not None:
+            instruction.ambiguous = True  # (judged by itself when no field holds it)
 
     def _head(self) -> _Group:
         return self.stack[-1]
@@ -486,6 +490,7 @@ class _Disarmer:
             owner = self._fldinst_owner()
             if owner is not None:
                 owner.computed = True  # a field computes the keyword of another
+            g.instruction.computed = True
         g.buf = None
 
     def _fldinst(self, g: _Group) -> None:
@@ -638,11 +643,17 @@ class _Disarmer:
             # LibreOffice makes it a field all the same, and msodde reads it. Judged by
             # itself, and removed when risky (it was kept, and carried out of the result
             # of a field replaced by it).
-            verdict = classify_field("".join(g.own_buf), False)
+            verdict = (
+                ("dynamic_data_exchange", "field instruction readers may read differently")
+                if g.ambiguous
+                else classify_field("".join(g.own_buf), g.computed)
+            )
             if verdict and report.hit(*verdict, verb="neutralised"):
                 self._replace_group(g, end, b"")
         if dest in (b"fldrslt", b"result") and parent is not None:
-            parent.result = (g.start, end, g.mark)
+            # (whether the result group is itself a field or an instruction: then
+            # nothing of it can stand as plain text)
+            parent.result = (g.start, end, g.mark, g.is_field or g.own_buf is not None)
         if dest == b"object":
             if report.hit("embedded_files", "embedded OLE object"):
                 self._replace_with_result(g, end)
@@ -704,13 +715,19 @@ class _Disarmer:
         ...}" -> "{...}" keeps its formatting scope. Done with edits around the result,
         which keeps its own (the result is never copied: a field nested thousands deep
         around megabytes copied them again at every level)."""
-        if g.result is None:
+        if g.result is None or g.result[3]:
             self._replace_group(g, end, b"")
             return
-        start, result_end, _ = g.result
+        start, result_end, _, _ = g.result
         head = _RESULT_HEAD.match(self.data, start)
         inner = head.end() if head is not None else start
-        kept = [e for e in self.edits[g.mark :] if e.start >= inner and e.end <= result_end]
+        edits = self.edits[g.mark :]
+        if any(e.start < inner and e.end > start for e in edits):
+            # an edit of the result group's own head (the group replaced already):
+            # nothing of it can stand as plain text
+            self._replace_group(g, end, b"")
+            return
+        kept = [e for e in edits if e.start >= inner and e.end <= result_end]
         del self.edits[g.mark :]
         self.edits.append(_Edit(g.start, inner, b"{" if head is not None else b""))
         self.edits.extend(kept)
