@@ -478,3 +478,52 @@ def test_a_long_text_of_characters_the_cleaner_escapes_is_refused(tmp_path: Path
     # the same characters spread over ordinary paragraphs cost nothing of the kind
     page = b"<p>" + b"</p><p>".join([b"a &amp; b\xc2\xa0c" * 50] * 4000) + b"</p>"
     assert _disarm(tmp_path, page, "html")[0].outcome == "rebuilt"
+
+
+def _tiff_of_many_strips(strips: int) -> bytes:
+    """A 16 x 2 grey TIFF whose StripOffsets list ``strips`` entries, all pointing at
+    the same pixels (Pillow wraps around to row 0 and decodes every one)."""
+    pixels = 8
+    offsets = pixels + 32
+    counts = offsets + 2 * strips
+    ifd = counts + 2 * strips
+    entries = [
+        (256, 3, 1, 16),
+        (257, 3, 1, 2),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 3, strips, offsets),
+        (278, 3, 1, 1),
+        (279, 3, strips, counts),
+    ]
+    out = b"II*\x00" + struct.pack("<I", ifd) + bytes(range(32))
+    out += struct.pack("<H", pixels) * strips + struct.pack("<H", 16) * strips
+    out += struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        out += struct.pack("<HHII", tag, kind, count, value)
+    return out + bytes(4)
+
+
+def test_a_tiff_of_millions_of_strips_is_refused_from_its_headers(tmp_path: Path) -> None:
+    """Pillow makes a decoding tile of every strip offset, in Python, whatever the
+    image's size: 4 million offsets of a 16 x 2 image (8 MB) raised a MemoryError."""
+    result, _ = _disarm(tmp_path, _tiff_of_many_strips(200_000), "tiff")
+    assert result.outcome == "unprocessable" and "strips" in result.reason, result
+
+
+def _rle8_bmp(width: int, height: int) -> bytes:
+    """An RLE8 BMP of one pixel per row, each row ended early (Pillow pads the rest a
+    byte at a time, in Python)."""
+    data = b"\x01\x00\x00\x00" * height + b"\x00\x01"
+    header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 256, 0)
+    palette = b"\x00\x00\x00\x00" * 256
+    offset = 14 + len(header) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + header + palette + data
+
+
+def test_a_large_rle_bmp_is_refused_from_its_headers(tmp_path: Path) -> None:
+    """Pillow decodes BMP RLE in Python: a 41 KB 10000 x 10000 image took 17 s."""
+    result, _ = _disarm(tmp_path, _rle8_bmp(5000, 5000), "bmp")
+    assert result.outcome == "unprocessable" and "RLE" in result.reason, result
+    assert _disarm(tmp_path, _rle8_bmp(64, 64), "bmp")[0].outcome == "rebuilt"

@@ -576,11 +576,33 @@ def _scan_tiff(data: Any, max_frames: int) -> _Layout:
             break
         if big:
             (count,) = struct.unpack_from(order + "Q", data, offset)
+            entry, size, first = order + "HHQ", 20, offset + 8
             (offset,) = struct.unpack_from(order + "Q", data, offset + 8 + 20 * count)
         else:
             (count,) = struct.unpack_from(order + "H", data, offset)
+            entry, size, first = order + "HHI", 12, offset + 2
             (offset,) = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)
+        if count > _TIFF_MAX_ENTRIES:
+            raise Refused(f"an image directory of {count} entries")
+        for at in range(first, first + size * count, size):
+            tag, _, values = struct.unpack_from(entry, data, at)
+            if tag in _TIFF_OFFSETS and values > _TIFF_MAX_STRIPS:
+                # Pillow makes a decoding tile of each, in Python, whatever the image's
+                # size: 4 million offsets of a 16 x 2 image raised a MemoryError
+                raise Refused(
+                    f"{values} strips or tiles in one image, more than {_TIFF_MAX_STRIPS}"
+                )
     return _Layout(None, max(frames, 1))
+
+
+#: BMP compressions Pillow decodes in Python (RLE8, RLE4), and the pixels allowed them.
+_BMP_RLE = (1, 2)
+_BMP_RLE_PIXELS = 16_000_000
+#: StripOffsets, TileOffsets.
+_TIFF_OFFSETS = (273, 324)
+_TIFF_MAX_STRIPS = 100_000
+#: Entries of one image directory (writers use tens).
+_TIFF_MAX_ENTRIES = 4096
 
 
 _SCANNERS = {
@@ -617,6 +639,14 @@ def _check_sizes(
         frames = getattr(img, "n_frames", 1)
     if frames > limits.frames:
         raise Refused(f"{frames} frames, more than {limits.frames} (max_image_frames)")
+    if fmt == "BMP" and img.info.get("compression") in _BMP_RLE:
+        width, height = img.size
+        if width * height > _BMP_RLE_PIXELS:
+            # Pillow decodes RLE in Python, a pixel or a padding byte at a time: a
+            # 41 KB 10000 x 10000 image took 17 s
+            raise Refused(
+                f"an RLE-compressed BMP of {width}x{height} pixels, more than {_BMP_RLE_PIXELS}"
+            )
     sizes = [img.size]
     if fmt == "TIFF" and frames > 1:
         # Pages of a TIFF have their own sizes; seeking reads an IFD, decodes nothing.
