@@ -50,6 +50,20 @@ class _TooLarge(Exception):
     pass
 
 
+def _brotli_out(dec: Any, data: bytes, out: Any, total: int, limit: int) -> int:
+    """Feed ``data`` to a brotli decoder and write what it gives, ``READ`` bytes at a
+    time (then with empty input while output is pending); the new total, refused past
+    ``limit``."""
+    piece = dec.process(data, output_buffer_limit=READ)
+    while piece:
+        total += len(piece)
+        if total > limit:
+            raise _TooLarge
+        out.write(piece)
+        piece = dec.process(b"", output_buffer_limit=READ)
+    return total
+
+
 def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
     """Undo an HTTP Content-Encoding into ``dest``; refuse output beyond ``limit``."""
     encoding = encoding.strip().lower()
@@ -71,17 +85,10 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
     with open(source, "rb") as src, open(dest, "wb") as out:
         while data := src.read(READ):
             if encoding == "br":
-                # Bounded too: one process() call of 809 bytes made 1 GiB.
+                # Bounded too (one process() call of 809 bytes made 1 GiB): what is
+                # pending is drained with empty input until none is left.
                 chunks = []
-                piece = dec.process(data, output_buffer_limit=READ)
-                while True:
-                    total += len(piece)
-                    if total > limit:
-                        raise _TooLarge
-                    out.write(piece)
-                    if dec.can_accept_more_data():
-                        break
-                    piece = dec.process(b"", output_buffer_limit=READ)
+                total = _brotli_out(dec, data, out, total, limit)
             else:
                 chunks = []
                 # max_length keeps a decompression bomb from expanding in one call.
@@ -114,8 +121,10 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
                 raise ValueError("data after the end of the compressed stream")
             if not dec.eof:
                 raise ValueError("the compressed stream is cut short")
-        elif not dec.is_finished():
-            raise ValueError("the compressed stream is cut short")
+        else:
+            total = _brotli_out(dec, b"", out, total, limit)
+            if not dec.is_finished():
+                raise ValueError("the compressed stream is cut short")
 
 
 def detect(path: Path, declared: str | None) -> FileType | None:

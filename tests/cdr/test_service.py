@@ -1214,6 +1214,14 @@ def test_brotli_is_decoded_in_bounded_steps(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20, peak
+    # ordinary bodies, of more than one step of output, decode whole (a first version
+    # stopped at the first step and refused them as cut short)
+    for body in (os.urandom(3 << 20), b"function f(a) { return a + 1; }\n" * 100_000):
+        for quality in (0, 11):
+            source = tmp_path / "body.br"
+            source.write_bytes(brotli.compress(body, quality=quality))
+            decode_content(source, tmp_path / "body", "br", 100 << 20)
+            assert (tmp_path / "body").read_bytes() == body
 
 
 def test_a_report_keeps_a_bounded_number_of_short_actions() -> None:
