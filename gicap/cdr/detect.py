@@ -1017,8 +1017,23 @@ def declared_name(declared: str | None) -> str | None:
 
 #: A Content-Disposition of more parameters is read by the patterns alone.
 _MAX_PARAMETERS = 64
-_CONTINUATION = re.compile(r"""filename\*(\d{1,3})(\*?)\s*=\s*(?:"([^"]*)"|([^;,\s"]+))""", re.I)
-_LOOSE_FILENAME = re.compile(r"""filename\*?\s*=\s*(?:"([^"]*)"|([^;,\s"]+))""", re.I)
+_CONTINUATION = re.compile(
+    r"""(?<![\w*-])filename\*(\d{1,3})(\*?)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s"]+))""", re.I
+)
+#: A backslash escape in a quoted string.
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _encoded_words(value: str) -> str:
+    """``value`` with its RFC 2047 encoded words decoded (as it is when they do not
+    decode)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
+
+
+_LOOSE_FILENAME = re.compile(r"""filename\*?\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s"]+))""", re.I)
 
 
 def file_names(disposition: str) -> list[str]:
@@ -1029,22 +1044,25 @@ def file_names(disposition: str) -> list[str]:
     # As browsers scan it too: a name up to its closing quote, or up to ";", ","
     # or white space; "filename*" apart from its continuations; NUL ends it.
     for quoted, bare in _LOOSE_FILENAME.findall(disposition):
-        value = quoted or bare
+        value = _UNESCAPE.sub(r"\1", quoted) if quoted else bare  # ("a\".html")
         if "''" in value:
             value = value.split("''", 1)[1]
         names.append(value)
         names.append(unquote(value).split("\x00", 1)[0])
-    # RFC 2231 continuations joined here too, however many parameters come first
+        if "=?" in value:
+            names.append(_encoded_words(value))
+    # RFC 2231 continuations joined here too, however many parameters come first:
+    # every join of the first pieces is a name (browsers stop at a gap, a repeated
+    # number or a piece they do not take; a piece may be a decoy in another value)
     pieces = sorted((int(n), star, q or b) for n, star, q, b in _CONTINUATION.findall(disposition))
-    if pieces:
-        joined = []
-        for i, (_, star, value) in enumerate(pieces):
-            if star:
-                if i == 0 and "''" in value:
-                    value = value.split("''", 1)[1]
-                value = unquote(value)
-            joined.append(value)
-        names.append("".join(joined))
+    joined = ""
+    for i, (_, star, value) in enumerate(pieces[:_MAX_PARAMETERS]):
+        if star:
+            if i == 0 and "''" in value:
+                value = value.split("''", 1)[1]
+            value = unquote(value)
+        joined += value
+        names.append(joined)
     if disposition.count(";") > _MAX_PARAMETERS:
         # (the email package splits parameters in quadratic time: 64 KB of ";" in an
         # unclosed quote took 2.5 s, in the server's event loop; none is real)
@@ -1061,10 +1079,7 @@ def file_names(disposition: str) -> list[str]:
         value = collapse_rfc2231_value(raw) if isinstance(raw, tuple) else str(raw)
         names.append(value)
         if "=?" in value:
-            try:
-                names.append(str(make_header(decode_header(value))))
-            except Exception:
-                pass
+            names.append(_encoded_words(value))
         if "%" in value:
             names.append(unquote(value))
     return names

@@ -987,3 +987,23 @@ def test_names_of_a_disposition_of_many_parameters_are_read_in_linear_time() -> 
     junk = "a=b; " * 200
     names = file_names(f"attachment; {junk}filename*0*=UTF-8''inv; filename*1*=oice%2Ejs")
     assert "invoice.js" in names
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ('attachment; filename="=?utf-8?B?eC5odG1s?="', "x.html"),  # RFC 2047
+        ('attachment; filename*0="x.html"; filename*2="zz"', "x.html"),  # a gap
+        ('attachment; filename*0="x.html"; filename*0="zz"', "x.html"),  # repeated
+        ('attachment; filename*0="x.html"; title="; filename*1=zz"', "x.html"),  # decoy
+    ],
+)
+def test_names_browsers_save_under_are_found_behind_many_parameters(
+    disposition: str, name: str
+) -> None:
+    """Past 64 parameters the names are read by patterns alone: encoded words were
+    left undecoded there, and continuations joined past where browsers stop."""
+    from gicap.cdr.detect import file_names, telling_name
+
+    for padded in (disposition, disposition + "; a=b" * 65):
+        assert telling_name(file_names(padded)) == name, padded
