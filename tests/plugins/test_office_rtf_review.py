@@ -291,3 +291,16 @@ def test_nested_information_and_field_results_are_read_in_linear_time(tmp_path: 
         took = time.perf_counter() - started
         assert outcome == "rebuilt" and gone not in out
         assert took < 8, took  # (about 0.1 s and 0.3 s)
+
+
+def test_removed_bytes_never_join_two_tokens_into_a_field(tmp_path: Path) -> None:
+    """A tracked deletion between "\\fi" and "eld" (and "\\fl" and "dinst"): removing
+    it made "\\field{\\fldinst DDEAUTO ...}", a field LibreOffice and msodde read."""
+    data = (
+        rb"{\rtf1\ansi Before {\fi\deleted X\deleted0 eld{\fl\deleted X\deleted0 dinst DDEAUTO "
+        rb'c:\\windows\\system32\\cmd.exe "/k calc.exe"}{\fldrslt result}} after\par}'
+    )
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"\\field" not in out and b"\\fldinst" not in out
+    assert dde_found(_write(tmp_path, "out.rtf", out)) == ""

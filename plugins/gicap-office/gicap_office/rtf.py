@@ -237,6 +237,24 @@ class _Edit:
     repl: bytes
 
 
+#: A control word at the end of bytes (with its numeric parameter, if any).
+_WORD_AT_END = re.compile(rb"(?<!\\)(?:\\\\)*\\[A-Za-z]{1,32}(?:-?[0-9]{1,10})?\Z")
+_WORD_GOES_ON = re.compile(rb"[A-Za-z0-9-]")
+
+
+def _apart(out: list[bytes], following: bytes) -> None:
+    """Add a space to ``out`` when it ends with a control word and ``following``
+    would go on with it."""
+    if not following or not _WORD_GOES_ON.match(following):
+        return
+    for piece in reversed(out):
+        if piece:
+            tail = piece[-48:]
+            if _WORD_AT_END.search(tail):
+                out.append(b" ")
+            return
+
+
 #: The head of a result group: "{\fldrslt", "{\*\fldrslt", "{\result", and a space.
 _RESULT_HEAD = re.compile(rb"\{(?:\\\*)?\\(?:fldrslt|result)[ ]?")
 
@@ -359,7 +377,11 @@ class _Disarmer:
                 brace = min(self._next(0, pos), self._next(1, pos))
 
     def _render(self, start: int, end: int, mark: int) -> bytes:
-        out = []
+        """The bytes from ``start`` to ``end`` with the edits made. Where an edit
+        leaves a control word right before letters or digits, a space ends the word:
+        removed bytes never join two tokens into another ("\\fi", a tracked deletion,
+        then "eld" made "\\field", a live DDE field)."""
+        out: list[bytes] = []
         pos = start
         for edit in sorted(
             (e for e in self.edits[mark:] if e.start >= start and e.end <= end),
@@ -368,8 +390,10 @@ class _Disarmer:
             if edit.start < pos:
                 continue  # inside an edit already applied
             out.append(self.data[pos : edit.start])
+            _apart(out, edit.repl)
             out.append(edit.repl)
             pos = edit.end
+            _apart(out, self.data[pos : pos + 1])
         out.append(self.data[pos:end])
         return b"".join(out)
 
