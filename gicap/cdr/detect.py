@@ -1020,6 +1020,52 @@ _MAX_PARAMETERS = 64
 _CONTINUATION = re.compile(
     r"""(?<![\w*-])filename\*(\d{1,3})(\*?)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s"]+))""", re.I
 )
+#: Continuation pieces read (Firefox's limit).
+_MAX_CONTINUATIONS = 999
+
+
+def _continued_names(found: list[tuple[str, str, str, str]]) -> list[str]:
+    """The names RFC 2231 continuation pieces (number, "*", quoted, bare; in the order
+    written) make: as Firefox joins them (the first of each number, from 0 up to a
+    gap; a repeated number or one written with a leading zero ends them), and every
+    piece in number order (as the email package joins them)."""
+    first: dict[int, tuple[str, str]] = {}
+    every: list[tuple[int, str, str]] = []
+    stopped = False
+    for number, star, quoted, bare in found:
+        value = _UNESCAPE.sub(r"\1", quoted) if quoted else bare
+        every.append((int(number), star, value))
+        if stopped or (len(number) > 1 and number[0] == "0") or int(number) in first:
+            stopped = True
+            continue
+        first[int(number)] = (star, value)
+    names = []
+    firefox: list[str] = []
+    while len(firefox) in first:
+        star, value = first[len(firefox)]
+        firefox.append(_piece(star, value, not firefox))
+        if "." in firefox[-1] and len(names) < 64:
+            # (a join that ends with an extension: a later piece may be a decoy in
+            # another parameter's quoted value, which the pattern cannot tell)
+            names.append("".join(firefox))
+    if firefox:
+        names.append("".join(firefox))
+    if every:
+        ordered = sorted(every, key=lambda piece: piece[0])
+        names.append("".join(_piece(star, v, i == 0) for i, (_, star, v) in enumerate(ordered)))
+    return names
+
+
+def _piece(star: str, value: str, first: bool) -> str:
+    """A continuation piece's text: an extended one ("*") percent-decoded, the first
+    one without its charset and language."""
+    if star:
+        if first and "''" in value:
+            value = value.split("''", 1)[1]
+        return unquote(value)
+    return value
+
+
 #: A backslash escape in a quoted string.
 _UNESCAPE = re.compile(r"\\(.)")
 
@@ -1054,15 +1100,7 @@ def file_names(disposition: str) -> list[str]:
     # RFC 2231 continuations joined here too, however many parameters come first:
     # every join of the first pieces is a name (browsers stop at a gap, a repeated
     # number or a piece they do not take; a piece may be a decoy in another value)
-    pieces = sorted((int(n), star, q or b) for n, star, q, b in _CONTINUATION.findall(disposition))
-    joined = ""
-    for i, (_, star, value) in enumerate(pieces[:_MAX_PARAMETERS]):
-        if star:
-            if i == 0 and "''" in value:
-                value = value.split("''", 1)[1]
-            value = unquote(value)
-        joined += value
-        names.append(joined)
+    names += _continued_names(_CONTINUATION.findall(disposition)[:_MAX_CONTINUATIONS])
     if disposition.count(";") > _MAX_PARAMETERS:
         # (the email package splits parameters in quadratic time: 64 KB of ";" in an
         # unclosed quote took 2.5 s, in the server's event loop; none is real)

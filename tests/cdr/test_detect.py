@@ -1007,3 +1007,14 @@ def test_names_browsers_save_under_are_found_behind_many_parameters(
 
     for padded in (disposition, disposition + "; a=b" * 65):
         assert telling_name(file_names(padded)) == name, padded
+
+
+def test_continuations_are_joined_as_firefox_joins_them() -> None:
+    """A repeated number ends the pieces (Firefox kept "a.html" where the pieces,
+    sorted by value, made "a.ht_ml"); more than 64 pieces are joined too."""
+    from gicap.cdr.detect import file_names, telling_name
+
+    repeated = 'attachment; filename*0="a.ht"; filename*1="ml"; filename*1="_"'
+    assert telling_name(file_names(repeated)) == "a.html"
+    many = "; ".join(f'filename*{i}="a"' for i in range(65)) + '; filename*65=".html"'
+    assert telling_name(file_names("attachment; " + many)).endswith(".html")
