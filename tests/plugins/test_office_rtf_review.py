@@ -304,3 +304,24 @@ def test_removed_bytes_never_join_two_tokens_into_a_field(tmp_path: Path) -> Non
     assert outcome == "rebuilt"
     assert b"\\field" not in out and b"\\fldinst" not in out
     assert dde_found(_write(tmp_path, "out.rtf", out)) == ""
+
+
+@pytest.mark.parametrize(
+    "before",
+    [rb"\\" * 23, rb"\bin3 " + b"\\\\\\"],
+    ids=["escaped-backslashes", "raw-bin-backslashes"],
+)
+def test_no_backslash_run_hides_a_word_a_removal_would_join(tmp_path: Path, before: bytes) -> None:
+    """Counting backslashes in a window of the output was fooled: a long run of
+    escaped ones, or raw \\bin bytes, before \\fi left \\field joined again."""
+    data = (
+        rb"{\rtf1\ansi {"
+        + before
+        + rb"\fi\deleted X\deleted0 eld{"
+        + before
+        + rb"\fl\deleted X\deleted0 dinst "
+        rb'DDEAUTO c:\\windows\\system32\\cmd.exe "/k calc.exe"}{\fldrslt result}} after\par}'
+    )
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert dde_found(_write(tmp_path, "out.rtf", out)) == ""

@@ -237,8 +237,10 @@ class _Edit:
     repl: bytes
 
 
-#: A control word at the end of bytes (with its numeric parameter, if any).
-_WORD_AT_END = re.compile(rb"(?<!\\)(?:\\\\)*\\[A-Za-z]{1,32}(?:-?[0-9]{1,10})?\Z")
+#: A control word at the end of bytes (with its numeric parameter, if any). Whether
+#: its backslash is itself escaped is not asked: a space after text costs nothing,
+#: and counting backslashes in a window was fooled (raw \\bin bytes, a long run).
+_WORD_AT_END = re.compile(rb"\\[A-Za-z]{1,32}(?:-?[0-9]{1,10})?\Z")
 _WORD_GOES_ON = re.compile(rb"[A-Za-z0-9-]")
 
 
@@ -247,12 +249,9 @@ def _apart(out: list[bytes], following: bytes) -> None:
     would go on with it."""
     if not following or not _WORD_GOES_ON.match(following):
         return
-    for piece in reversed(out):
-        if piece:
-            tail = piece[-48:]
-            if _WORD_AT_END.search(tail):
-                out.append(b" ")
-            return
+    tail = b"".join(out[-8:])[-48:]
+    if _WORD_AT_END.search(tail):
+        out.append(b" ")
 
 
 #: The head of a result group: "{\fldrslt", "{\*\fldrslt", "{\result", and a space.
