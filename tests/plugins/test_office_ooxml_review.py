@@ -1047,3 +1047,44 @@ def test_field_characters_deep_in_content_controls_are_read_in_linear_time(
     took = time.perf_counter() - started
     assert result.outcome in ("rebuilt", "unmodified"), result
     assert took < 10, took  # (about 0.6 s; 20 s before)
+
+
+def test_an_imported_document_under_another_relationship_type_goes(tmp_path: Path) -> None:
+    """A w:altChunk whose relationship said "image" kept its whole imported docx
+    (LibreOffice rendered it, links and all): Word imports what the element names."""
+    chunk = build_docx(False)
+    data = rezip(
+        _docx_with('<w:altChunk r:id="rIdA"/>'),
+        {
+            "word/afchunk.docx": chunk,
+            "word/_rels/document.xml.rels": add_rels(
+                ("rIdA", _REL + "image", "afchunk.docx", False)
+            ),
+        },
+    )
+    path = _write(tmp_path, "chunk.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert "word/afchunk.docx" not in names(dest)
+    assert any("altChunk" in a.detail for a in result.actions), result.actions
+    assert_consistent(dest)
+
+
+def test_form_field_entry_and_exit_macros_go(tmp_path: Path) -> None:
+    """Word runs the macro or command a legacy form field names when it is entered
+    or left (in the document, a template or an add-in): they were kept."""
+    field = (
+        '<w:r><w:fldChar w:fldCharType="begin"><w:ffData><w:name w:val="Text1"/>'
+        '<w:enabled/><w:entryMacro w:val="FileOpen"/><w:exitMacro w:val="Project.Module1.Evil"/>'
+        "<w:textInput/></w:ffData></w:fldChar></w:r>"
+        '<w:r><w:instrText xml:space="preserve"> FORMTEXT </w:instrText></w:r>'
+        '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>x</w:t></w:r>'
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
+    )
+    path = _write(tmp_path, "form.docx", _docx_with(field))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    out = member(dest, "word/document.xml")
+    assert b"entryMacro" not in out and b"exitMacro" not in out and b"FORMTEXT" in out
+    result, _ = disarm(path, tmp_path, switches("sanitise", macros="disallow"))
+    assert result.outcome == "blocked", result

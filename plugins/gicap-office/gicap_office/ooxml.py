@@ -270,6 +270,7 @@ def _disarm_package(
     _stray_dde_links(pkg, report)
     _connections(pkg, report)
     _word_stories(pkg, report)
+    _form_field_macros(pkg, report)
     _word_settings(pkg, report)
     _review_rels(pkg, report)
     _drawing_links(pkg, report)
@@ -467,7 +468,14 @@ def _drop_calc_chain(pkg: Package, workbook: str) -> None:
 _EMBED_RELS_LOWER = {k.lower(): v for k, v in EMBED_RELS.items()}
 #: Elements that place an OLE object (VML o:OLEObject, w:objectEmbed, p:oleObj,
 #: SpreadsheetML oleObject), by local name: the part their r:id names is the object's.
-_OBJECT_ELEMENTS = ("OLEObject", "objectEmbed", "oleObj", "oleObject")
+_OBJECT_ELEMENTS = {
+    "OLEObject": "OLE object",
+    "objectEmbed": "OLE object",
+    "oleObj": "OLE object",
+    "oleObject": "OLE object",
+    # (a w:altChunk: Word imports the part, a whole document, whatever its type)
+    "altChunk": "imported document (altChunk)",
+}
 
 
 def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
@@ -483,7 +491,7 @@ def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
         if label is None and "/embeddings/" in name.lower():
             label = "embedded object"
         if label is None and name in placed:
-            label = "OLE object"  # (under another relationship type and part name)
+            label = placed[name]  # (under another relationship type and part name)
         if (
             label is None
             and pkg.data[name].startswith(OLE_MAGIC)
@@ -497,9 +505,10 @@ def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
             pkg.remove_part(name)
 
 
-def _placed_objects(pkg: Package) -> set[str]:
-    """The parts that elements placing an OLE object name (``_OBJECT_ELEMENTS``)."""
-    placed: set[str] = set()
+def _placed_objects(pkg: Package) -> dict[str, str]:
+    """The parts that elements placing an OLE object or importing a document name
+    (``_OBJECT_ELEMENTS``), with what to call them."""
+    placed: dict[str, str] = {}
     for name in pkg.kept():
         if not pkg.is_xml(name):
             continue
@@ -513,10 +522,11 @@ def _placed_objects(pkg: Package) -> set[str]:
         if root is None:
             continue
         for el in root.iter(etree.Element):
-            if split(el.tag)[1] in _OBJECT_ELEMENTS:
+            local = split(el.tag)[1]
+            if local in _OBJECT_ELEMENTS:
                 rel = rels.get(rattr(el, "id") or "")
                 if rel is not None and rel.part:
-                    placed.add(rel.part)
+                    placed[rel.part] = _OBJECT_ELEMENTS[local]
     return placed
 
 
@@ -1113,6 +1123,23 @@ def _remove_row(row: etree._Element) -> None:
     cell = _xml.remove(table)
     if cell is not None and is_(cell, W, "tc") and not any(is_(c, W, "p") for c in cell):
         etree.SubElement(cell, f"{{{split(cell.tag)[0]}}}p")  # a cell ends with a paragraph
+
+
+def _form_field_macros(pkg: Package, report: Report) -> None:
+    """A legacy form field's entry and exit macros (``w:ffData``): Word runs the macro
+    or command they name (in the document, a template or an add-in) when the field is
+    entered or left. Removed under ``macros``; the field stays."""
+    for name in pkg.kept():
+        if not pkg.is_xml(name) or not pkg.mentions(name, b"entryMacro", b"exitMacro"):
+            continue
+        root = pkg.root(name)
+        if root is None:
+            continue
+        found = [el for el in root.iter(*_xml.clark(W, "entryMacro"), *_xml.clark(W, "exitMacro"))]
+        if found and report.hit("macros", "form field macro", n=len(found)):
+            for el in found:
+                _xml.remove(el)
+            pkg.touch(name)
 
 
 def _word_settings(pkg: Package, report: Report) -> None:
