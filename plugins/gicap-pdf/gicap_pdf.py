@@ -206,7 +206,8 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 #: profile decide how pixels look. Every other APPn (EXIF, XMP, IPTC/Photoshop...)
 #: and comments (COM) are dropped.
 _JPEG_KEEP = {0xE0: b"JFIF\x00", 0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
-_XFA_SCRIPT = re.compile(rb"<(?:[\w.-]+:)?script[\s>/]")
+#: A <script> element of the XFA XML, with any prefix (non-ASCII letters too).
+_XFA_SCRIPT = re.compile(rb"<(?:[^\s<>:/=]+:)?script[\s>/]")
 
 
 _NAME_ANNOT = Name.Annot
@@ -770,8 +771,11 @@ class _Walker:
     def _xfa_scripts(self, form: Object) -> None:
         """JavaScript inside the XFA XML (``<script>`` elements)."""
         data = _xfa_bytes(form.get("/XFA"))
-        if data is None or not _XFA_SCRIPT.search(data):
+        # (XML the bytes cannot be searched in, UTF-16 say, or that cannot be read:
+        # taken to hold scripts; the rewrite parses it, or drops what it cannot read)
+        if data is not None and b"\x00" not in data[:4096] and not _XFA_SCRIPT.search(data):
             return
+        data = data or b""
         xfa_goes = "sanitise" in (self.switches.get("xfa"), self.switches.get("acroform"))
         if xfa_goes or self.switches.get("xfa") == "disallow":
             # The whole XFA goes (or blocks): its scripts are reported, except as

@@ -845,3 +845,38 @@ def test_references_in_dictionaries_count_toward_the_entries_limit(
     pdf.save(buf)
     result = disarm(request_for(tmp_path, buf.getvalue()))
     assert result.outcome == "unprocessable" and "entries in all" in result.reason, result
+
+
+_XDP = (
+    '<xdp:xdp xmlns:xdp="http://ns.adobe.com/xdp/"><template '
+    'xmlns:{p}="http://www.xfa.org/schema/xfa-template/3.3/"><{p}:subform name="form1">'
+    "<{p}:script contentType='application/x-javascript'>app.alert(1)</{p}:script>"
+    "<{p}:field name='f'/></{p}:subform></template></xdp:xdp>"
+)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        "\ufeff".encode("utf-16-le") + _XDP.format(p="t").encode("utf-16-le"),
+        _XDP.format(p="tëmplate").encode(),
+    ],
+    ids=["utf-16", "non-ascii-prefix"],
+)
+def test_xfa_scripts_go_whatever_the_encoding_or_prefix(tmp_path: Path, xml: bytes) -> None:
+    """Kept XFA (a non-default policy) had its scripts searched for as ASCII bytes:
+    a UTF-16 form, or a script element whose prefix holds a non-ASCII letter, kept
+    its JavaScript (Adobe Reader reads both)."""
+    pdf = _new()
+    pdf.Root.AcroForm = Dictionary(Fields=Array([]), XFA=pdf.make_stream(xml))
+    request = request_for(tmp_path, _saved(pdf), policy(xfa="allow", acroform="allow"))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert ("javascript", "removed", "XFA scripts") in [
+        (a.switch, a.action, a.detail) for a in result.actions
+    ]
+    with pikepdf.open(request.destination) as out:
+        kept = out.Root.AcroForm.get("/XFA")
+        text = kept.read_bytes().decode() if kept is not None else ""
+    assert "app.alert" not in text and "script" not in text
+    assert kept is None or "field name" in text
