@@ -584,12 +584,10 @@ def _ole_directory_from_file(path: str, head: bytes = b"") -> tuple[set[str], st
         listed = None
     if listed is not None:
         return listed
+    from gicap.cdr.compound_file import CompoundFile
+
     try:
-        import olefile
-    except ImportError:  # pragma: no cover - olefile is a dependency
-        return None
-    try:
-        with open(path, "rb") as fh, olefile.OleFileIO(fh) as ole:
+        with open(path, "rb") as fh, CompoundFile(fh) as ole:
             names = {
                 entry[0].lower()
                 for entry in ole.listdir(streams=True, storages=True)

@@ -681,6 +681,59 @@ def test_two_streams_of_one_name_are_refused(tmp_path: Path) -> None:
     assert result.outcome == "unprocessable" and "same name" in (result.reason or "")
 
 
+@pytest.mark.parametrize("repeated", [True, False], ids=["one-name", "many-names"])
+def test_a_directory_of_many_entries_is_read_in_linear_time(tmp_path: Path, repeated: bool) -> None:
+    """Entries of one name in different letter cases: naming the repeated ones
+    scanned the list once per entry (20,000 took 16 s). Many small streams: olefile's
+    duplicate-stream check searched a list once per stream, in detection, the engine
+    and msoffcrypto's own opening of the file (50,000 took 17 s). The bound is
+    several times above the time it takes now (shared machines are noisy)."""
+    import itertools
+    import time
+
+    from tests.ole import build
+
+    if repeated:
+        variants = itertools.product(*[(c, c.upper()) for c in "abcdefghijklmno"])
+        tree: dict[str, bytes | dict] = {
+            "".join(v): b"x" for v in itertools.islice(variants, 20_000)
+        }
+    else:
+        tree = {f"s{i}": b"x" for i in range(50_000)}
+    path = _write(tmp_path, "names.doc", build(tree, shift=12))
+    started = time.perf_counter()
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    took = time.perf_counter() - started
+    if repeated:
+        assert result.outcome == "unprocessable" and "same name" in (result.reason or "")
+    else:
+        assert result.outcome == "unmodified", result
+    assert took < 6, f"{took:.1f} s"
+
+
+def _summary_information(security: int) -> bytes:
+    """A SummaryInformation property set ([MS-OLEPS]) holding PIDSI_DOC_SECURITY."""
+    fmtid = bytes.fromhex("e0859ff2f94f6810ab9108002b27b3d9")
+    section = struct.pack("<IIII", 24, 1, 0x13, 16) + struct.pack("<Hxxi", 3, security)
+    header = struct.pack("<HHI16sI", 0xFFFE, 0, 0x00020006, bytes(16), 1) + fmtid
+    return header + struct.pack("<I", 48) + section
+
+
+@pytest.mark.parametrize("security", [1, 0])
+def test_a_password_in_the_summary_information_is_encryption(tmp_path: Path, security: int) -> None:
+    """A compound file named .doc holding no Word, Excel or PowerPoint stream: what
+    oletools' crypto reads, the summary's PIDSI_DOC_SECURITY, says whether it is
+    password-protected."""
+    from tests.ole import build
+
+    data = build({"\x05SummaryInformation": _summary_information(security), "Data": b"x"})
+    path = _write(tmp_path, "protected.doc", data)
+    with olefile.OleFileIO(path) as ole:  # (the property reads as oletools reads it)
+        assert ole.getproperties("\x05SummaryInformation")[0x13] == security
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == ("encrypted" if security else "unmodified"), result
+
+
 def _with_version(record: bytes, ver: int) -> bytes:
     """``record`` with another recVer (its instance kept)."""
     (ver_inst,) = struct.unpack_from("<H", record)

@@ -54,6 +54,7 @@ from typing import Any
 
 import olefile
 
+from gicap.cdr.compound_file import CompoundFile
 from gicap.cdr.types import DisarmRequest, DisarmResult
 from gicap_office._fields import FIELDS, classify_field
 from gicap_office._report import Report
@@ -118,7 +119,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     try:
         # a file object: olefile takes short byte strings for file names; the file is
         # parsed once and every check below works on this one reading of it
-        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+        with CompoundFile(io.BytesIO(data)) as ole:
             content = _Content.read(ole, data, budget)
             biff = _biff(content) if kind == "xls" or content.root("workbook", "book") else None
             ppt = _ppt_walk(content, kind)
@@ -159,7 +160,7 @@ def vba_label(data: bytes, budget: list[int]) -> str | None:
     ``budget`` (shared by the caller's files: a sector many streams claim is read for
     each)."""
     try:
-        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+        with CompoundFile(io.BytesIO(data)) as ole:
             reader = _StreamReader(ole, data, budget)
             streams = []
             for path, entry in _tree(ole):
@@ -357,6 +358,10 @@ def _chain(
     return b"".join(parts)[:size]
 
 
+#: [MS-OLEPS] 2.25.1: the summary information's security property (bit 0: password).
+_PIDSI_DOC_SECURITY = 0x13
+
+
 def _encrypted(
     ole: olefile.OleFileIO, content: _Content, biff: _Biff | None, ppt: _Ppt | None
 ) -> bool:
@@ -373,10 +378,14 @@ def _encrypted(
     if ppt is not None and ppt.encrypted:
         return True
     if word is None and biff is None and ppt is None:
-        from oletools import crypto
-
+        # What oletools' crypto decides here: msoffcrypto recognises no format
+        # without these streams, and oletools then reads the summary's
+        # PIDSI_DOC_SECURITY (read here from this opening of the file: msoffcrypto
+        # opened it again with olefile's own, quadratic, duplicate-stream check)
         try:
-            return bool(crypto.is_encrypted(ole))
+            if ole.exists("\x05SummaryInformation"):
+                security = ole.getproperties("\x05SummaryInformation").get(_PIDSI_DOC_SECURITY)
+                return isinstance(security, int) and bool(security & 1)
         except Exception:
             return False
     return False
@@ -706,7 +715,7 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
             raise
         sub = None
         if data.startswith(olefile.MAGIC):
-            with olefile.OleFileIO(io.BytesIO(data)) as ole:
+            with CompoundFile(io.BytesIO(data)) as ole:
                 sub = _Content.read(ole, data, budget)
         elif key in ppt.stray:
             continue  # not a compound file: a chance match of the search
