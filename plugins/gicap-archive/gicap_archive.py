@@ -61,6 +61,10 @@ RATIO_FLOOR = 1024 * 1024
 #: expand a whole input chunk at once (a bzip2 bomb expands 4 KiB into gigabytes), so
 #: those members are refused; they are rare in the wild.
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: zlib level of the new archive's deflated members. A gateway's answer waits for
+#: it: level 4 took a third of the time of zlib's default (6) on text and CSV, for
+#: output 5-16% larger (level 1: a quarter of the time, up to 50% larger).
+COMPRESS_LEVEL = 4
 #: WinZip AES (the data is encrypted whatever the flag bits say).
 AES_METHOD = 99
 
@@ -623,6 +627,9 @@ def _write_file(
     with open(data, "rb") as reader:
         head = reader.read(12)
     zi.compress_type = zipfile.ZIP_STORED if _compressed(head) else zipfile.ZIP_DEFLATED
+    # (ZipFile.open(zinfo, "w") compresses at the ZipInfo's own level, which only this
+    # attribute sets in Python 3.11; 3.13 also names it compress_level)
+    zi._compresslevel = COMPRESS_LEVEL
     zi.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain file, no exec or set-id bits
     zi.file_size = data.stat().st_size  # lets zipfile choose zip64 up front when needed
     with open(data, "rb") as reader, out.open(zi, "w") as writer:
