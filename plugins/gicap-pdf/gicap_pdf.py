@@ -281,6 +281,9 @@ class _Finding:
     remove: Callable[[], None] | None = None
     #: lower runs first: widgets are flattened before annotations are unlinked.
     order: int = 1
+    #: how many pieces of content of this kind it stands for (the shortcut records
+    #: the link annotations it drops whole as one finding: see _token_free_scan)
+    count: int = 1
 
 
 @dataclass
@@ -1242,7 +1245,8 @@ _COMPONENTS = {
 def _image_bytes(image: Object, width: int, height: int) -> int:
     """What an image decodes to: its rows of /Width pixels of its components and
     /BitsPerComponent (16 and 4 components when they cannot be told)."""
-    bits = 1 if image.get("/ImageMask") is True else _int(image.get("/BitsPerComponent"))
+    mask = _get(image, "/ImageMask") is True
+    bits = 1 if mask else _int(image.get("/BitsPerComponent"))
     if bits not in (1, 2, 4, 8, 16):
         bits = 16
     space = image.get("/ColorSpace")
@@ -1258,7 +1262,7 @@ def _image_bytes(image: Object, width: int, height: int) -> int:
             components = count if count > 0 else 4
         elif family is not None:
             components = _COMPONENTS.get(family, 4)
-    elif image.get("/ImageMask") is True:
+    elif mask:
         components = 1
     else:
         components = _COMPONENTS.get(_name(space) or "", 4)
@@ -1993,7 +1997,10 @@ def _present(switch: str, found: dict[str, list[_Finding]], n_images: int) -> bo
 def _detail(switch: str, found: dict[str, list[_Finding]], n_images: int) -> str:
     if switch == "embedded_images":
         return f"{n_images} image{'s' if n_images != 1 else ''}"
-    kinds = Counter(f.kind for f in found.get(switch, []) if f.kind)
+    kinds: Counter[str] = Counter()
+    for f in found.get(switch, []):
+        if f.kind:
+            kinds[f.kind] += f.count
     return ", ".join(f"{n} x {kind}" if n > 1 else kind for kind, n in sorted(kinds.items()))
 
 
@@ -2215,6 +2222,8 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     holders: list[Object | None] = [None]  # the object of each text (texts[0]: trailer)
     links: list[tuple[Object, re.Match[bytes]]] = []
     searched = len(texts)
+    # (this runs for every object of the file: the calls it makes are bound once)
+    add_text, add_holder, add_stream = texts.append, holders.append, streams.append
     for obj in pdf.objects:
         if type(obj) is not Object:
             # a number or boolean as an object of its own (an indirect /Length), or
@@ -2222,8 +2231,8 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             continue
         code = obj._type_code_int
         if code == _T_STREAM:
-            streams.append((obj, obj.stream_dict.unparse()))
-        elif code in _CONTAINERS:
+            add_stream((obj, obj.stream_dict.unparse()))
+        elif code == _T_DICT or code == _T_ARRAY:
             text = obj.unparse(resolved=True)
             # (the references its text holds: direct dictionaries in it included)
             if code == _T_ARRAY:
@@ -2233,8 +2242,8 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
             if tokens and text == root_text and obj.objgen == root.objgen:
                 unsearched.append(text)
                 continue
-            texts.append(text)
-            holders.append(obj)
+            add_text(text)
+            add_holder(obj)
             if code == _T_ARRAY and b" R" in text:
                 arrays.append((obj, text))
             if len(texts) - searched == _SEARCHED_TOGETHER:
@@ -2275,9 +2284,15 @@ def _token_free_scan(pdf: pikepdf.Pdf, walker: _Walker) -> _Scan | None:
     images = b"/Image" in found or walker.switches["embedded_images"] == "disallow"
     if links:
         scan.references = uses
+        dropped: dict[tuple[str, str], list[Object]] = {}
         for obj, shape in links:
             if uses[_ref_key(obj.objgen)]:  # (else an orphan: never seen)
-                _link_findings(walker, obj, shape)
+                _link_findings(walker, obj, shape, dropped)
+        for (switch, kind), annots in dropped.items():
+            # (one finding for all of a kind: each is dropped as the walk's finding
+            # drops it, and dropping one does not touch any other finding's objects)
+            remove = partial(_doom_all, walker, annots)
+            scan.findings.append(_Finding(switch, kind, remove, count=len(annots)))
     if not arrays and not images:
         top = _greatest_bound(stream_texts, len(streams))
         # A stream is used at most as often as references are written (but for what a
@@ -2485,28 +2500,47 @@ def _shows_finding_name(text: bytes) -> bool:
     )
 
 
-def _link_findings(walker: _Walker, obj: Object, shape: re.Match[bytes]) -> None:
+def _link_findings(
+    walker: _Walker,
+    obj: Object,
+    shape: re.Match[bytes],
+    dropped: dict[tuple[str, str], list[Object]],
+) -> None:
     """The findings the walk records for one link annotation or outline item (see
-    ``_Walker._dict`` and ``_Walker._action_slot``)."""
+    ``_Walker._dict`` and ``_Walker._action_slot``); a link annotation that goes
+    nowhere without its action is added to ``dropped`` instead, under the switch and
+    kind of its finding."""
     annot = shape.re is _LINK_ANNOT
+    goto, uri, ref, dest = shape.group("goto", "uri", "ref", "dest")
     #: a direct action the walk classifies by its type alone
     plain: tuple[str, str] | None = None
-    if shape["goto"] is not None:
-        plain = ("internal_hyperlinks", "GoTo action")
-    elif shape["uri"] is not None and not _script_uri(obj.get("/A").get("/URI")):
-        plain = ("external_hyperlinks", "URI action")
-    if shape["ref"] is not None or shape["uri"] is not None or shape["goto"] is not None:
-        if plain is None or (annot and shape["dest"] is not None):
+    if goto is not None:
+        plain = _GOTO_FINDING
+    elif uri is not None and not _script_uri(obj.get("/A").get("/URI")):
+        plain = _URI_FINDING
+    if ref is not None or uri is not None or goto is not None:
+        if plain is None or (annot and dest is not None):
             # As the walk records it: an action of its own (maybe shared: emptied), a
             # script URL, a link that keeps its destination when the action goes.
             walker._subtype = "/Link" if annot else None
             walker._action_slot(obj, "/A", obj.get("/A"), "click")
-        else:
+        elif annot:
             # a link that goes nowhere without its action is dropped (see remove_head)
-            remove = partial(walker._doom, obj) if annot else _deleter(obj, "/A")
-            walker.scan.findings.append(_Finding(plain[0], plain[1], remove))
-    if shape["dest"] is not None:
+            dropped.setdefault(plain, []).append(obj)
+        else:
+            walker.scan.findings.append(_Finding(*plain, _deleter(obj, "/A")))
+    if dest is not None:
         walker.add("internal_hyperlinks", "link destination", walker._unlink_dest(obj))
+
+
+#: The switch and kind of the finding of a direct action of each type (_link_findings).
+_GOTO_FINDING = ("internal_hyperlinks", "GoTo action")
+_URI_FINDING = ("external_hyperlinks", "URI action")
+
+
+def _doom_all(walker: _Walker, annots: list[Object]) -> None:
+    for annot in annots:
+        walker._doom(annot)
 
 
 #: A stream's /Length, its /Filter (when one name), and a /Length given as a reference.
