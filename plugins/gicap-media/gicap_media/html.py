@@ -301,7 +301,9 @@ _FOREIGN = frozenset({"svg", "math"})
 def _escaping_work(text: str) -> int:
     """An upper estimate of ``MAX_ESCAPING_WORK``'s cost: 0 when even the whole page
     as one text stays within it, else summed over its long texts (between tags)."""
-    escapes = text.count("&") + text.count("\u00a0")
+    escapes = text.count("&")
+    if not text.isascii():  # (known without reading the text: ASCII has no U+00A0)
+        escapes += text.count("\u00a0")
     if escapes * len(text) <= MAX_ESCAPING_WORK:
         return 0
     return sum(
@@ -345,9 +347,12 @@ _ATTRIBUTES = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>?"""
 #: attributes are copied each time).
 ATTRIBUTE_COST = 10
 #: A formatting start tag but <a> (see _FORMATTING), an <a> start tag, and one of
-#: more than _SHORT_A characters, in the lowered page.
+#: more than _SHORT_A characters, in the lowered page. (The lookahead on the first
+#: letters of the names changes no match: it turns most other tags away with one
+#: test, where the case-insensitive alternation below tries each name in turn.)
 _FORMATTING_TAG = re.compile(
-    r"<(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)(?=[\t\n\f\r />])" + _ATTRIBUTES
+    r"<(?=[bcefinstu])(?:b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)"
+    r"(?=[\t\n\f\r />])" + _ATTRIBUTES
 )
 #: The same tags as written: the names matched as the lowered page matches them
 #: (ASCII letters in any case; no other letter lowers into ASCII there).
