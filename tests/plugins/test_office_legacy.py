@@ -779,3 +779,48 @@ def test_ppt_link_container_is_read_by_its_type_whatever_its_version(tmp_path: P
     result, _ = disarm(path, tmp_path, switches("sanitise", embedded_files="allow"))
     assert result.outcome == "blocked", result
     assert "external_hyperlinks" in result.reason or "dynamic_data_exchange" in result.reason
+
+
+def _fopt(*properties: tuple[int, int], names: bytes = b"") -> bytes:
+    """An OfficeArtFOPT ([MS-ODRAW] 2.2.9): a shape's property table (recVer 3, the
+    count in recInstance), its complex data (``names``) after it."""
+    table = b"".join(struct.pack("<HI", pid, op) for pid, op in properties)
+    body = table + names
+    return struct.pack("<HHI", (len(properties) << 4) | 3, 0xF00B, len(body)) + body
+
+
+_URL = "http://attacker.example/track.png\x00".encode("utf-16-le")
+#: pibName (complex: its length) and pibFlags URL | DoNotSave | LinkToFile, as
+#: LibreOffice writes a picture linked by its address
+_LINKED = _fopt((0x4105, len(_URL)), (0x0106, 0x0E), names=_URL)
+#: an embedded picture's table: pib (the picture's index), its name as a comment
+_EMBEDDED = _fopt((0x4104, 1), (0x4105, len(_URL)), (0x0106, 0), names=_URL)
+
+
+def _linked_picture_files(fopt: bytes) -> dict[str, dict[str, bytes]]:
+    drawing = struct.pack("<HHI", 0x000F, 0xF004, len(fopt)) + fopt  # OfficeArtSpContainer
+    # (Excel: the drawing split over a MsoDrawing record and a Continue record, inside
+    # the property table)
+    cut = 8 + 8 + 3
+    sheet = biff(0x00EC, drawing[:cut]) + biff(0x003C, drawing[cut:])
+    return {
+        "ppt": _ppt(struct.pack("<HHI", 0x000F, 0x040C, len(drawing)) + drawing),
+        "xls": workbook(b"", sheet),
+        "doc": {**word_doc(b"hello"), "1Table": word_doc(b"hello")["1Table"] + drawing},
+    }
+
+
+@pytest.mark.parametrize("kind", ["ppt", "xls", "doc"])
+def test_a_picture_linked_by_its_address_is_an_external_link(tmp_path: Path, kind: str) -> None:
+    """A picture a .ppt, .xls or .doc shows from a URL (LibreOffice fetched it when it
+    opened the file) was delivered unmodified: no field names it, only its shape's
+    properties. An embedded picture with its file name as a comment is not a link."""
+    path = _write(tmp_path, f"linked.{kind}", make_ole(_linked_picture_files(_LINKED)[kind]))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("external_hyperlinks", "linked picture")
+    ]
+    path = _write(tmp_path, f"embedded.{kind}", make_ole(_linked_picture_files(_EMBEDDED)[kind]))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result
