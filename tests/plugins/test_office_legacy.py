@@ -824,3 +824,20 @@ def test_a_picture_linked_by_its_address_is_an_external_link(tmp_path: Path, kin
     path = _write(tmp_path, f"embedded.{kind}", make_ole(_linked_picture_files(_EMBEDDED)[kind]))
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "unmodified", result
+
+
+def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
+    tmp_path: Path,
+) -> None:
+    """A compressed VBA storage of instance 2 inside an unknown atom: the record walk
+    does not enter atoms and the search looks for instances 0 and 1, but PowerPoint
+    and LibreOffice go to the offset the persist directory gives (and LibreOffice
+    inflates any instance)."""
+    info = vba_info(1)
+    stg = rec(0x1011, struct.pack("<I", len(VBA_BIN)) + zlib.compress(VBA_BIN), instance=2)
+    wrapped = rec(0x7777, stg)
+    streams = _ppt(info + wrapped + persist_directory((1, _PPT_BASE + len(info) + 8)))
+    path = _write(tmp_path, "wrapped.ppt", make_ole(streams))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert ("macros", "VBA project") in [(a.switch, a.detail) for a in result.actions]

@@ -725,6 +725,14 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
             elif rtype == _RT_PERSIST_DIRECTORY:
                 _persist_entries(doc, start, start + size, out.persist)
             pos = start + size
+    # A storage is found by its persist directory entry, as PowerPoint and LibreOffice
+    # find it: the record at that offset, whatever holds it (an unknown atom hid one
+    # from the walk, and an instance other than 0 or 1 from the search)
+    for offset in sorted({o for offsets in out.persist.values() for o in offsets}):
+        if (0, offset) not in out.storages and offset + 8 <= len(doc):
+            ver_inst, rtype, size = _REC.unpack_from(doc, offset)
+            if rtype == _RT_EX_OLE_OBJ_STG and offset + 8 + size <= len(doc):
+                out.storages[0, offset] = (ver_inst >> 4, doc, offset + 8, offset + 8 + size)
     if _LINK_CORE in doc:
         for match in _LINK_PATTERN.finditer(doc):
             links.add(match.start())
@@ -794,9 +802,10 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
 def _ppt_storage_data(
     instance: int, stream: bytes, start: int, end: int, budget: list[int]
 ) -> bytes:
-    """The storage's bytes, stored or decompressed ([MS-PPT] 2.10.35: decompressedSize,
-    then a zlib stream); every storage counts against ``max_expanded_bytes``."""
-    if instance == 1:
+    """The storage's bytes, stored (instance 0) or decompressed ([MS-PPT] 2.10.35:
+    decompressedSize, then a zlib stream; LibreOffice inflates any other instance
+    too); every storage counts against ``max_expanded_bytes``."""
+    if instance != 0:
         inflater = zlib.decompressobj()
         data = inflater.decompress(memoryview(stream)[start + 4 : end], budget[0] + 1)
     else:
