@@ -841,3 +841,45 @@ def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "blocked", result
     assert ("macros", "VBA project") in [(a.switch, a.detail) for a in result.actions]
+
+
+def _book95(externsheet: bytes) -> dict[str, bytes]:
+    """An Excel 5/95 workbook (BIFF5, a Book stream) with one EXTERNSHEET record."""
+
+    def bof5(dt: int) -> bytes:
+        return biff(0x0809, struct.pack("<HHHH", 0x0500, dt, 0x0DBB, 0x07CC))
+
+    links = biff(0x0016, struct.pack("<H", 1)) + biff(
+        0x0017, bytes([len(externsheet)]) + externsheet
+    )
+    name = bytes([6]) + b"Sheet1"
+    head = bof5(5) + links
+    sheet_at = len(head) + 4 + 6 + len(name) + len(EOF)
+    bound = biff(0x0085, struct.pack("<IBB", sheet_at, 0, 0) + name)
+    return {"Book": head + bound + EOF + bof5(0x10) + EOF}
+
+
+@pytest.mark.parametrize(
+    ("externsheet", "expected"),
+    [
+        (b"cmd\x03/c echo gicap", ("dynamic_data_exchange", "DDE/OLE data source")),
+        (
+            b"\x01\x05\x16http://attacker.example/[b.xls]Sheet1",
+            ("external_hyperlinks", "external workbook link"),
+        ),
+        (b"\x02Sheet2", None),
+    ],
+    ids=["dde", "external", "this-workbook"],
+)
+def test_excel_95_links_are_read(
+    tmp_path: Path, externsheet: bytes, expected: tuple[str, str] | None
+) -> None:
+    """Excel 5/95 workbooks name DDE sources and other workbooks in EXTERNSHEET
+    records (BIFF8 has SupBook records): they went unread and were delivered."""
+    path = _write(tmp_path, "book95.xls", make_ole(_book95(externsheet)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    if expected is None:
+        assert result.outcome == "unmodified", result
+    else:
+        assert result.outcome == "blocked", result
+        assert [(a.switch, a.detail) for a in result.actions] == [expected]

@@ -609,6 +609,7 @@ def _biff(content: _Content) -> _Biff:
         pos, end = 0, len(stream)
         drawing: list[bytes] = []
         in_drawing = False
+        biff5 = False
         while pos + 4 <= end:
             rtype, size = _U16X2.unpack_from(stream, pos)
             start = pos + 4
@@ -626,6 +627,14 @@ def _biff(content: _Content) -> _Biff:
             elif rtype == 0x0809:  # BOF: dt 0x40 macro sheet, 6 VB module
                 if size >= 4 and _U16X2.unpack_from(stream, start)[1] in (0x40, 0x06):
                     out.macro_sheets += 1
+                biff5 = size >= 2 and _U16.unpack_from(stream, start)[0] == 0x0500
+            elif rtype == 0x0017 and biff5 and size >= 2:
+                # EXTERNSHEET of an Excel 5/95 workbook (BIFF8 has SupBook records)
+                link = _externsheet5(stream[start + 1 : start + 1 + stream[start]])
+                if link == "dde":
+                    out.dde += 1
+                elif link == "external":
+                    out.external += 1
             elif rtype == 0x01AE:  # SupBook
                 link = _supbook(stream[start:pos])
                 if link == "dde":
@@ -634,6 +643,18 @@ def _biff(content: _Content) -> _Biff:
                     out.external += 1
         out.drawing += b"".join(drawing)
     return out
+
+
+def _externsheet5(name: bytes) -> str | None:
+    """The kind of an Excel 5/95 EXTERNSHEET's encoded name (as LibreOffice's BIFF5
+    import reads it): 0x01, an encoded document address; 0x02-0x04 and ":", this
+    workbook or an add-in; a name holding 0x03 with no such mark, a DDE link
+    (``application\x03topic``)."""
+    if not name or name[0] in (0x02, 0x03, 0x04, 0x3A):
+        return None
+    if name[0] == 0x01:
+        return "external"
+    return "dde" if b"\x03" in name else "external"
 
 
 def _supbook(body: bytes) -> str | None:
