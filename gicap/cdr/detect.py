@@ -104,6 +104,10 @@ FILE_TYPES: dict[str, FileType] = {
         # Office 2003 XML and flat XML documents (SpreadsheetML, WordprocessingML):
         # Windows opens them in Excel or Word, formulas, macros and all
         FileType("office_xml", "office_xml", "application/xml", "xml"),
+        # MIME messages and web archives (.eml, .mht): their parts are any files (in
+        # base64: an attachment a mail client opens with a click, the ActiveMime
+        # macros Word runs from an MHT named .doc); no engine unpacks them
+        FileType("mime", "mime", "message/rfc822", "eml"),
         # text a desktop runs or acts on when it is opened (see SCRIPT_EXTENSIONS)
         FileType("script", "script", "application/x-gicap-script", "js"),
     )
@@ -288,7 +292,37 @@ def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
         named = _text(head, hint)
         if named is not None:
             return named
+    if _mime_message(head):
+        return "mime"
     return _markup(head) or _text(head, hint)
+
+
+#: A header line of a message (RFC 5322 field name, then its folded continuation
+#: lines), and what makes the message MIME with parts: MIME-Version, or a multipart
+#: Content-Type.
+_HEADER_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:[^\r\n]*+(?:\r?\n[ \t][^\r\n]*+)*+(?:\r?\n|\Z)")
+_MIME_FIELD = re.compile(rb"(?i)mime-version[ \t]*:|content-type[ \t]*:[ \t\r\n]*multipart/")
+_MAX_HEADER_FIELDS = 500
+
+
+def _mime_message(head: bytes) -> bool:
+    """Whether ``head`` is a MIME message: header fields from its first byte (a BOM
+    and blank space aside) up to a blank line or the end of ``head``, one of them
+    MIME-Version or a multipart Content-Type (what Word opens as a web archive, and
+    a mail client as a message with attachments)."""
+    pos = len(head) - len(head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n"))
+    fields = 0
+    mime = False
+    while pos < len(head) and not head.startswith((b"\r\n", b"\n"), pos):
+        if fields == _MAX_HEADER_FIELDS:
+            break
+        m = _HEADER_FIELD.match(head, pos)
+        if m is None:
+            return False
+        mime = mime or _MIME_FIELD.match(head, pos) is not None
+        pos = m.end()
+        fields += 1
+    return mime
 
 
 def _magic(head: bytes, path: str | None, hint: str | None) -> str | None:

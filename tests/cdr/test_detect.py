@@ -221,6 +221,7 @@ def test_the_table_names_every_type_with_its_family() -> None:
         "executable": {"exe", "elf", "msi"},
         "office_xml": {"office_xml"},
         "opendocument": {"odt", "ods", "odp", "odg", "opendocument"},
+        "mime": {"mime"},
     }
     for family, names in families.items():
         for name in names:
@@ -1018,3 +1019,60 @@ def test_continuations_are_joined_as_firefox_joins_them() -> None:
     assert telling_name(file_names(repeated)) == "a.html"
     many = "; ".join(f'filename*{i}="a"' for i in range(65)) + '; filename*65=".html"'
     assert telling_name(file_names("attachment; " + many)).endswith(".html")
+
+
+# -- MIME messages and web archives --------------------------------------------------------
+
+_MHT = (
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="----=_NextPart_01"\r\n'
+    b"X-Padding: " + b"a" * 1200 + b"\r\n\r\n"
+    b"------=_NextPart_01\r\nContent-Location: file:///C:/x.htm\r\n"
+    b'Content-Type: text/html; charset="us-ascii"\r\n\r\n<html><body>hi</body></html>\r\n'
+    b"------=_NextPart_01\r\nContent-Location: file:///C:/x_files/editdata.mso\r\n"
+    b"Content-Transfer-Encoding: base64\r\nContent-Type: application/x-mso\r\n\r\n"
+    b"QWN0aXZlTWltZQAAAfAEAAAA\r\n------=_NextPart_01--\r\n"
+)
+_SAVED_PAGE = (
+    b"From: <Saved by Blink>\nSnapshot-Content-Location: https://example.com/\n"
+    b"Subject: Example\nMIME-Version: 1.0\nContent-Type: multipart/related;\n"
+    b'\ttype="text/html";\n\tboundary="----MultipartBoundary--x"\n\n'
+    b"------MultipartBoundary--x\nContent-Type: text/html\n\n<html></html>\n"
+)
+
+
+@pytest.mark.parametrize("data", [_MHT, _SAVED_PAGE], ids=["word-mht", "saved-page"])
+@pytest.mark.parametrize("declared", [None, "report.doc", "page.mht", "mail.eml", "a.txt"])
+def test_mime_messages_and_web_archives_are_their_own_type(
+    data: bytes, declared: str | None
+) -> None:
+    """An MHT named .doc, its HTML part past the first KiB, was text, delivered as it
+    came: Word opens it as a web archive and runs the macros of its ActiveMime part,
+    and a mail client opens the attachments of a message. No engine unpacks them: the
+    policy for unsupported types decides."""
+    found = detect(data, None, declared)
+    assert found is not None and found.name == "mime"
+    assert (
+        detect(data.replace(b"\n", b"\r\n").replace(b"\r\r", b"\r"), None, declared).name == "mime"
+    )
+
+
+def test_text_with_header_like_lines_is_not_a_message() -> None:
+    for text in (
+        b"Subject: hello\nThis is a note: with a colon\n",
+        b"Note: MIME-Version: 1.0 is a header.\nSecond line\n",
+        b"Date: today\nFrom: me\n\nbody\n",  # (headers, but no MIME)
+    ):
+        assert detect(text, None, "a.txt").name == "text", text
+    assert detect(_MHT, None, "book.csv").name == "csv"  # (Excel opens a .csv as CSV)
+
+
+def test_a_web_archive_is_blocked_by_default(tmp_path: Path) -> None:
+    from gicap.cdr import job
+    from gicap.cdr.policy import build_profile
+
+    source = tmp_path / "report.doc"
+    source.write_bytes(_MHT)
+    profile = build_profile("default", {}).as_dict()
+    answer = job.disarm_file(source, tmp_path / "out", profile, "default", "report.doc", 1 << 20)
+    assert answer["outcome"] == "unsupported", answer
+    assert profile["unsupported"] == "block"
