@@ -883,3 +883,42 @@ def test_excel_95_links_are_read(
     else:
         assert result.outcome == "blocked", result
         assert [(a.switch, a.detail) for a in result.actions] == [expected]
+
+
+def _with_template(streams: dict[str, bytes], path: str) -> dict[str, bytes]:
+    """``streams`` of a Word document attached to the template at ``path``: an
+    SttbfAssoc (UTF-16 strings, ibstAssocDot the second) at the 33rd FibRgFcLcb pair."""
+    word = bytearray(streams["WordDocument"])
+    strings = ["", path] + [""] * 16
+    sttbf = struct.pack("<HHH", 0xFFFF, len(strings), 0) + b"".join(
+        struct.pack("<H", len(s)) + s.encode("utf-16-le") for s in strings
+    )
+    table = streams["1Table"]
+    struct.pack_into("<II", word, 0x01A2 - 8, len(table), len(sttbf))  # (fcClx is at 0x1A2)
+    return {**streams, "WordDocument": bytes(word), "1Table": table + sttbf}
+
+
+@pytest.mark.parametrize(
+    ("path", "remote"),
+    [
+        ("\\\\attacker.example\\share\\t.dotm", True),
+        ("https://attacker.example/t.dotm", True),
+        ("C:\\Users\\me\\AppData\\Roaming\\Microsoft\\Templates\\Normal.dotm", False),
+    ],
+    ids=["unc", "url", "local"],
+)
+def test_a_remote_attached_template_is_an_external_link(
+    tmp_path: Path, path: str, remote: bool
+) -> None:
+    """A .doc attached to a template on a share or a web server (what a .docx's
+    attachedTemplate relationship and RTF's \\*\\template say, both removed) was
+    delivered unmodified."""
+    streams = _with_template(word_doc(b"hello"), path)
+    result, _ = disarm(_write(tmp_path, "t.doc", make_ole(streams)), tmp_path, switches("sanitise"))
+    if remote:
+        assert result.outcome == "blocked", result
+        assert [(a.switch, a.detail) for a in result.actions] == [
+            ("external_hyperlinks", "remote template")
+        ]
+    else:
+        assert result.outcome == "unmodified", result

@@ -431,6 +431,9 @@ def _inspect(
         fields = Counter(_word_fields(text))
         for (switch, what), n in sorted(fields.items()):
             report.hit(switch, what, n=n)
+        template = _attached_template(content, word)
+        if template is not None and _REMOTE_PATH.match(template):
+            report.hit("external_hyperlinks", "remote template")
     if biff is not None:
         if biff.dde:
             report.hit("dynamic_data_exchange", "DDE/OLE data source", n=biff.dde)
@@ -483,6 +486,63 @@ def _linked_pictures(data: bytes) -> int:
     return found
 
 
+#: A path Word fetches over the network: a URL, a UNC path (``\\host``, ``//host``).
+_REMOTE_PATH = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9+.-]+:|[\\/]{2})")
+
+
+def _fib_pair(word: bytes, index: int) -> tuple[int, int] | None:
+    """The ``index``-th (fc, lcb) pair of a Word 97+ FIB's FibRgFcLcb, found as
+    readers find it: past FibBase and the csw, cslw and cbRgFcLcb counted arrays
+    ([MS-DOC] 2.5.1); ``None`` when the FIB is too short for it."""
+    if len(word) < 34:
+        return None
+    pos = 32 + 2 + 2 * _U16.unpack_from(word, 32)[0]
+    if pos + 2 > len(word):
+        return None
+    pos += 2 + 4 * _U16.unpack_from(word, pos)[0]
+    if pos + 2 > len(word) or _U16.unpack_from(word, pos)[0] <= index:
+        return None
+    pos += 2 + index * 8
+    if pos + 8 > len(word):
+        return None
+    return _U32X2.unpack_from(word, pos)
+
+
+def _attached_template(content: _Content, word: bytes) -> str | None:
+    """The path of the template a Word 97+ document is attached to: the second string
+    (ibstAssocDot) of its SttbfAssoc ([MS-DOC] 2.9.273), the 33rd FibRgFcLcb pair."""
+    if len(word) < 12:
+        return None
+    which = _U16.unpack_from(word, 0x0A)[0] & 0x0200  # fWhichTblStm
+    table = content.root("1table" if which else "0table")
+    pair = _fib_pair(word, 32)
+    if table is None or pair is None or not pair[1] or pair[0] + pair[1] > len(table):
+        return None
+    data = table[pair[0] : pair[0] + pair[1]]
+    if len(data) < 6:
+        return None
+    extended = _U16.unpack_from(data, 0)[0] == 0xFFFF  # UTF-16 strings
+    pos = 2 if extended else 0
+    count = _U16.unpack_from(data, pos)[0]
+    pos += 4  # cData, cbExtra
+    for i in range(min(count, 2)):
+        if pos + (2 if extended else 1) > len(data):
+            return None
+        if extended:
+            length = _U16.unpack_from(data, pos)[0]
+            raw = data[pos + 2 : pos + 2 + 2 * length]
+            pos += 2 + 2 * length
+            text = raw.decode("utf-16-le", errors="replace")
+        else:
+            length = data[pos]
+            raw = data[pos + 1 : pos + 1 + length]
+            pos += 1 + length
+            text = raw.decode("cp1252", errors="replace")
+        if i == 1:
+            return text
+    return None
+
+
 def _word_text(content: _Content, word: bytes) -> str | None:
     """The text of a Word 97+ document, every story of it (main text, headers,
     footnotes, text boxes...), as Word reads it: its pieces in the order of the piece
@@ -496,18 +556,10 @@ def _word_text(content: _Content, word: bytes) -> str | None:
         return None  # (Word 95 and older: another FIB)
     which = _U16.unpack_from(word, 0x0A)[0] & 0x0200  # fWhichTblStm
     table = content.root("1table" if which else "0table")
-    # fcClx: the 34th pair of FibRgFcLcb, found as readers find it, past FibBase and
-    # the csw, cslw and cbRgFcLcb counted arrays ([MS-DOC] 2.5.1)
-    pos = 32 + 2 + 2 * _U16.unpack_from(word, 32)[0]
-    if pos + 2 > len(word):
+    pair = _fib_pair(word, 33)  # fcClx, lcbClx: the 34th pair
+    if pair is None:
         return None
-    pos += 2 + 4 * _U16.unpack_from(word, pos)[0]
-    if pos + 2 > len(word) or _U16.unpack_from(word, pos)[0] <= 33:
-        return None
-    pos += 2 + 33 * 8
-    if pos + 8 > len(word):
-        return None
-    fc, lcb = _U32X2.unpack_from(word, pos)  # fcClx, lcbClx
+    fc, lcb = pair
     if table is None or fc + lcb > len(table):
         return None
     pos, end = fc, fc + lcb
