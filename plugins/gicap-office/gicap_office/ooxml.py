@@ -1480,13 +1480,19 @@ _FORMULA_ELEMENTS = frozenset(
     | {"FmlaGroup", "FmlaPict"}
 )
 _FORMULA_ATTRIBUTES = ("fmlaLink", "fmlaRange", "fmlaTxbx", "fmlaGroup", "textlink")
+#: Formulas of conditional formats and data validations (their x14 forms hold xm:f),
+#: by local name: a risky one takes its rule with it (a rule without its formula is
+#: one Excel repairs).
+_RULE_FORMULAS = frozenset({"formula", "formula1", "formula2"})
+_RULES = frozenset({"cfRule", "dataValidation"})
 _CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 _FORMULA_NAMES = re.compile(
     rb"calculatedColumnFormula|totalsRowFormula|Fmla(?:Link|Range|Txbx|Group|Pict)"
     rb"|fmla(?:Link|Range|Txbx|Group)|textlink|webPublishItem|<(?:\w+:)?f[ >]"
+    rb"|<(?:\w+:)?formula[12]?[ >]"
 )
 #: The same in a worksheet, whose <f> elements are its cells' (judged by _formulas).
-_SHEET_FORMULA_NAMES = (b"Fmla", b"fmla", b"textlink", b"webPublishItem")
+_SHEET_FORMULA_NAMES = (b"Fmla", b"fmla", b"textlink", b"webPublishItem", b"cfRule", b"dataValid")
 
 
 def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> None:
@@ -1508,7 +1514,15 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
         changed = False
         for el in list(root.iter(etree.Element)):
             ns, local = split(el.tag)
-            if local in _FORMULA_ELEMENTS or (local == "f" and ns == _CHART):
+            if _rule_formula(el, local, ns):
+                drop, new_text = _judge_formula(el.text or "", ext_map, report)
+                if drop:
+                    _drop_rule(el)
+                    changed = True
+                elif new_text != (el.text or ""):
+                    el.text = new_text
+                    changed = True
+            elif local in _FORMULA_ELEMENTS or (local == "f" and ns == _CHART):
                 drop, new_text = _judge_formula(el.text or "", ext_map, report)
                 if drop:
                     if local == "f":
@@ -1537,6 +1551,34 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
                         changed = True
         if changed:
             pkg.touch(name)
+
+
+def _rule_formula(el: etree._Element, local: str, ns: str) -> bool:
+    """Whether ``el`` is the formula of a conditional format or a data validation."""
+    if local in _RULE_FORMULAS and ns in S:
+        return True
+    if local != "f" or ns == _CHART:
+        return False  # (a worksheet's own <f> is a cell's: judged by _formulas)
+    holder = el.getparent()
+    return holder is not None and split(holder.tag)[1] in _RULES | _RULE_FORMULAS
+
+
+def _drop_rule(formula: etree._Element) -> None:
+    """Remove the rule (cfRule, dataValidation) a formula belongs to, its emptied
+    container with it, and keep a dataValidations count right."""
+    rule = formula.getparent()
+    while rule is not None and split(rule.tag)[1] not in _RULES:
+        rule = rule.getparent()
+    if rule is None:
+        _xml.remove(formula)
+        return
+    container = _xml.remove(rule)
+    if container is None:
+        return
+    if childless(container) or all(split(c.tag)[1] == "sqref" for c in container):
+        prune_up(_xml.remove(container))
+    elif container.get("count") is not None:
+        container.set("count", str(sum(1 for c in container if split(c.tag)[1] in _RULES)))
 
 
 def _chart_literal(f: etree._Element) -> None:

@@ -491,7 +491,11 @@ class Package:
 # ----------------------------------------------------------- reference clean-up
 
 #: Elements that have no meaning once empty: removed when their last child goes.
+_X14 = frozenset({"http://schemas.microsoft.com/office/spreadsheetml/2009/9/main"})
 _EMPTY_GOES = {
+    (S, "dataValidations"),
+    (_X14, "conditionalFormattings"),
+    (_X14, "dataValidations"),
     (S, "controls"),
     (S, "oleObjects"),
     (S, "hyperlinks"),
