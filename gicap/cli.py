@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from gicap import __version__
-from gicap.config import Settings, SettingsError, load_settings
+from gicap.config import Settings, SettingsError, load_settings, machine_problems
 from gicap.obs.logging import setup_logging
-from gicap.plugins import create_plugin_host
+from gicap.plugins import PluginHost, create_plugin_host
 
 log = logging.getLogger("gicap")
 
@@ -39,11 +39,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info(
         "gicap %s starting with settings from %s",
         __version__,
-        settings.source or "built-in defaults",
+        settings.describe_source(),
     )
     host = create_plugin_host()
     for name, err in host.failed.items():
         log.error("plugin %s not loaded: %s", name, err)
+    problems = _start_problems(settings, host)
+    if problems:
+        for problem in problems:
+            log.critical("cannot start: %s", problem)
+        return 2
     try:
         return serve(settings, host)
     except OSError as exc:
@@ -51,10 +56,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _start_problems(settings: Settings, host: PluginHost) -> list[str]:
+    """What stops the server before it listens: the machine (see machine_problems) and
+    the plugins' services (two offering one name)."""
+    problems = machine_problems(settings)
+    try:
+        host.services(settings)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Settings, then what serve would meet on this machine: exit 2 when it would not
+    start, 1 when Secure ICAP would stay off, else 0."""
     settings = _load(args)
-    print(f"# settings from {settings.source or 'built-in defaults'}: valid")
+    setup_logging("CRITICAL")
+    problems = _start_problems(settings, create_plugin_host())
+    if problems:
+        for problem in problems:
+            print(f"gicap: {problem}", file=sys.stderr)
+        return 2
+    print(f"# settings from {settings.describe_source()}: valid")
     print(json.dumps(settings.as_dict(), indent=2, default=str))
+    cert = settings.certificate
+    if settings.server.secure_port and not any(
+        os.path.exists(f) for f in (cert.certfile, cert.keyfile) if f
+    ):
+        print(f"# Secure ICAP: off until {cert.certfile} and {cert.keyfile} are installed")
+    elif settings.server.secure_port:
+        from gicap.tls.certset import CertificateError, load_certificate_set
+
+        try:
+            load_certificate_set(settings.certificate)
+        except (CertificateError, OSError, ValueError) as exc:
+            print(f"gicap: Secure ICAP would stay off: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -75,6 +112,19 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"  {name:20} {module}{types}")
     for name, err in sorted(host.failed.items()):
         print(f"  {name:20} FAILED: {err}")
+    # (pluggy asks the implementations in the reverse order of this list)
+    asked = [i.plugin_name for i in reversed(host.manager.hook.gicap_disarm.get_hookimpls())]
+    by_type: dict[str, list[str]] = {}
+    for name, types in claims.items():
+        for ftype in types:
+            by_type.setdefault(ftype, []).append(name)
+    for ftype, names in sorted(by_type.items()):
+        if len(names) > 1:
+            first = min(names, key=lambda n: asked.index(n) if n in asked else len(asked))
+            print(
+                f"  note: file type {ftype} is claimed by {', '.join(sorted(names))}: "
+                f"{first} is asked first (mark gicap_disarm tryfirst=True to go first)"
+            )
     print("services:")
     for name, svc in sorted(services.items()):
         print(f"  {name:20} {svc.method:8} ISTag {svc.istag()}  {svc.description}")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dynaconf import Dynaconf, ValidationError, Validator
 
 from gicap.cdr.policy import Policy, PolicyError, build_policy
+from gicap.tls.flags import FLAGS
 from gicap.tls.settings import DEFAULT_CIPHERS, CertificateSettings
 
 SYSTEM_SETTINGS = Path("/etc/gicap/settings.toml")
@@ -21,8 +22,11 @@ SYSTEM_SETTINGS = Path("/etc/gicap/settings.toml")
 SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.toml"
 #: The name operators know from the product documentation, without our prefix.
 LEGACY_FLAGS_ENV = "CERTIFICATE__VerificationFlags"
+_CRL_FLAGS = FLAGS["CRL_CHECK"] | FLAGS["CRL_CHECK_ALL"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The sections of the settings (a TOML table each, ``GICAP_<SECTION>__<KEY>``).
+SECTIONS = ("server", "logging", "certificate", "cdr", "metrics", "policy")
 LOG_FORMATS = ("text", "json")
 
 
@@ -93,6 +97,13 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: The file the settings came from ("" for built-in defaults only).
     source: str = ""
+    #: A "<name>.local.toml" beside it, merged over it ("" when there is none).
+    local_source: str = ""
+
+    def describe_source(self) -> str:
+        if not self.source:
+            return "built-in defaults"
+        return self.source + (f" and {self.local_source}" if self.local_source else "")
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -107,6 +118,7 @@ class Settings:
         }
         out["policy"] = {n: p.as_dict() for n, p in self.policy.profiles.items()}
         out["source"] = self.source
+        out["local_source"] = self.local_source
         return out
 
 
@@ -182,7 +194,12 @@ SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
     ("certificate.watch_interval", 0.5, *_num(0)),
     ("cdr.workers", 2, *_int(1, 64)),
     ("cdr.timeout", 30, *_num(0)),
-    ("cdr.memory_limit_mb", 1024, *_int(0)),
+    (
+        "cdr.memory_limit_mb",
+        1024,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or v >= 128),
+        "0 (no limit) or an integer >= 128",
+    ),
     ("cdr.cpu_limit_seconds", 60, *_int(0)),
     ("cdr.max_file_size", 100 * 1024 * 1024, *_int(1)),
     ("cdr.file_id_header", True, _bool, "true or false"),
@@ -204,6 +221,13 @@ def load_settings(
 ) -> Settings:
     """Read, validate and freeze the settings. Raises :class:`SettingsError`."""
     env = os.environ if environ is None else environ
+    for name in (
+        "SETTINGS_FILE_FOR_DYNACONF",
+        "SETTINGS_FILES_FOR_DYNACONF",
+        "INCLUDES_FOR_DYNACONF",
+    ):
+        if env.get(name):
+            raise SettingsError(f"{name} is set: gicap reads its settings from --settings only")
     chosen = Path(path) if path else default_settings_path()
     if chosen is not None and not chosen.is_file():
         raise SettingsError(f"settings file {chosen} does not exist")
@@ -238,16 +262,69 @@ def load_settings(
             raise SettingsError(f"invalid setting: {exc}") from None
         data = {
             section: {k.lower(): v for k, v in (dyn.get(section) or {}).items()}
-            for section in ("server", "logging", "certificate", "cdr", "metrics")
+            for section in SECTIONS[:-1]
         }
         policy_raw = _plain(dyn.get("policy") or {})
+        _check_top_level(chosen, env)
     finally:
         if environ is not None:
             os.environ.clear()
             os.environ.update(saved)
-    if LEGACY_FLAGS_ENV in env:
-        data["certificate"]["verificationflags"] = env[LEGACY_FLAGS_ENV]
-    return _freeze(data, policy_raw, str(chosen) if chosen else "")
+    legacy = [name for name in env if name.upper() == LEGACY_FLAGS_ENV.upper()]
+    if len(legacy) > 1:
+        raise SettingsError(f"{' and '.join(sorted(legacy))} both set: keep one")
+    if legacy:  # (the name of the product documentation: over any other)
+        data["certificate"]["verificationflags"] = env[legacy[0]]
+        data["certificate"].pop("verification_flags", None)
+    settings = _freeze(data, policy_raw, str(chosen) if chosen else "")
+    if chosen is not None:
+        # dynaconf merges "<name>.local.toml" beside the file: said where it is read
+        local = chosen.with_name(f"{chosen.stem}.local{chosen.suffix}")
+        if local.is_file():
+            settings = replace(settings, local_source=str(local))
+    return settings
+
+
+def _check_top_level(path: Path | None, env: Mapping[str, str]) -> None:
+    """Refuse what is no section: a table of the file, or a ``GICAP_`` variable
+    written with one underscore after its section (``GICAP_SERVER_PORT``) or naming a
+    misspelled one. (Other ``GICAP_`` variables are not settings: left alone.)"""
+    import difflib
+    import tomllib
+
+    for name in env:
+        if name.upper().startswith("GICAP_") and not name.startswith("GICAP_"):
+            if name[len("GICAP_") :].split("__")[0].lower() in SECTIONS:
+                raise SettingsError(
+                    f"environment variable {name}: the prefix is GICAP_, in capitals"
+                )
+    keys = [name[len("GICAP_") :] for name in env if name.startswith("GICAP_")]
+    if path is not None:
+        try:
+            keys += list(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass  # (dynaconf read it: what it reports stands)
+    for key in keys:
+        name = str(key).lower()
+        if name.split("__")[0] in SECTIONS:
+            continue
+        variable = f"GICAP_{key}"
+        section = next((sec for sec in SECTIONS if name.startswith(sec + "_")), None)
+        if section is not None:
+            rest = name[len(section) + 1 :].lstrip("_")
+            hint = f"GICAP_{section.upper()}__{rest.upper()}"
+            raise SettingsError(
+                f"unknown setting {variable if variable in env else key!r}: a section and its "
+                f"key are joined by two underscores ({hint})"
+            )
+        near = difflib.get_close_matches(name.split("__")[0], SECTIONS, n=1, cutoff=0.75)
+        if variable not in env or near:
+            where = f"environment variable {variable}" if variable in env else f"[{key}]"
+            raise SettingsError(
+                f"unknown setting {where}"
+                + (f" (did you mean {near[0]}?)" if near else "")
+                + f"; the sections are {', '.join(SECTIONS)}"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -257,16 +334,53 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source: str) -> Settings:
-    known = {k.split(".")[1].lower() for k, *_ in SCHEMA if k.startswith("server.")}
-    server_values = {k: v for k, v in data["server"].items() if k in known}
-    unknown = sorted(set(data["server"]) - known)
+def machine_problems(settings: Settings) -> list[str]:
+    """What these settings need of the machine they run on and do not find (checked
+    at start-up and by ``gicap check``, not when settings are loaded elsewhere)."""
+    problems = []
+    spool = settings.server.spool_dir
+    if spool and (not Path(spool).is_dir() or not os.access(spool, os.W_OK | os.X_OK)):
+        problems.append(f"server.spool_dir {spool} is not a directory this user can write to")
+    return problems
+
+
+def _known(section: str) -> set[str]:
+    """The keys of a section (lower case) in :data:`SCHEMA`."""
+    return {k.split(".")[1].lower() for k, *_ in SCHEMA if k.startswith(section + ".")}
+
+
+def _section(data: dict[str, dict[str, Any]], section: str) -> dict[str, Any]:
+    """A section's values, refused when it holds a key the schema does not know."""
+    known = _known(section)
+    unknown = sorted(set(data[section]) - known)
     if unknown:
-        raise SettingsError(f"unknown setting(s) in [server]: {', '.join(unknown)}")
-    server = ServerSettings(**server_values)
+        import difflib
+
+        hints = []
+        for key in unknown:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            hints.append(f"{key} (did you mean {near[0]}?)" if near else key)
+        raise SettingsError(f"unknown setting(s) in [{section}]: {', '.join(hints)}")
+    return {k: v for k, v in data[section].items() if k in known}
+
+
+def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source: str) -> Settings:
+    cert = dict(data["certificate"])
+    # (VerificationFlags, the name of the product documentation, or verification_flags)
+    flags = cert.pop("verificationflags", "")
+    if "verification_flags" in cert:
+        if flags != "" and str(flags) != str(cert["verification_flags"]):
+            raise SettingsError(
+                "certificate.VerificationFlags and certificate.verification_flags disagree: "
+                "keep one"
+            )
+        flags = cert.pop("verification_flags")
+    cert["verificationflags"] = flags
+    data = {**data, "certificate": cert}
+    server = ServerSettings(**_section(data, "server"))
     if server.port == 0 and server.secure_port == 0:
         raise SettingsError("server.port and server.secure_port cannot both be 0")
-    cert = dict(data["certificate"])
+    cert = _section(data, "certificate")
     flags = cert.pop("verificationflags", "")
     cert["verification_flags"] = flags if flags != "" else 0
     cert["min_version"] = str(cert.get("min_version", "1.2"))
@@ -274,6 +388,14 @@ def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source:
         certificate = CertificateSettings.from_mapping(cert)
     except ValueError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
+    if certificate.verification_flags & _CRL_FLAGS and not certificate.crlfile:
+        raise SettingsError(
+            "certificate.VerificationFlags asks for CRL checking but certificate.crlfile is "
+            "not set: every client would be refused"
+        )
+    _section(data, "logging")
+    _section(data, "metrics")
+    _section(data, "cdr")
     lg = data["logging"]
     logging_settings = LoggingSettings(
         level=str(lg.get("level", "INFO")).upper(),
@@ -289,4 +411,11 @@ def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source:
         policy = build_policy(policy_raw, cdr.default_profile)
     except PolicyError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
+    ports = {"server.port": server.port, "server.secure_port": server.secure_port}
+    ports["metrics.port"] = metrics.port
+    used: dict[int, str] = {}
+    for name, port in ports.items():
+        if port and port in used:
+            raise SettingsError(f"{used[port]} and {name} are both {port}: give each its own")
+        used[port] = name
     return Settings(server, logging_settings, certificate, cdr, policy, metrics, source)

@@ -37,10 +37,18 @@ class PluginHost:
     loaded: dict[str, str] = field(default_factory=dict)
     #: name -> error message of each plugin that failed to load.
     failed: dict[str, str] = field(default_factory=dict)
+    #: name -> version of the distribution of each plugin loaded from an entry point.
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """The plugins loaded, with their versions: what a service's answers depend on
+        besides its settings (an engine installed or upgraded changes them)."""
+        return ",".join(f"{n}={self.versions.get(n, '')}" for n in sorted(self.loaded))
 
     def services(self, settings: Settings) -> dict[str, Service]:
         """Collect the services of every plugin; a plugin that raises is reported."""
         found: dict[str, Service] = {}
+        offered_by: dict[str, str] = {}
         available = {"settings": settings, "host": self}
         # Called one implementation at a time so a plugin that raises is reported and
         # the others still register.
@@ -54,8 +62,12 @@ class PluginHost:
                 continue
             for svc in services:
                 if svc.name in found:
-                    raise ValueError(f"service name {svc.name!r} is offered by two plugins")
+                    raise ValueError(
+                        f"service name {svc.name!r} is offered by two plugins: "
+                        f"{offered_by[svc.name]} and {name}"
+                    )
                 found[svc.name] = svc
+                offered_by[svc.name] = name
         return found
 
 
@@ -77,6 +89,7 @@ def create_plugin_host(
                 log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
                 continue
             host.loaded[ep.name] = ep.value
+            host.versions[ep.name] = ep.dist.version if ep.dist is not None else ""
     for name, module in BUILTIN_PLUGINS.items():
         if pm.has_plugin(name) or name in host.failed:
             continue

@@ -60,8 +60,15 @@ def test_verification_flags_under_all_three_names(tmp_path: Path) -> None:
     flags = load_settings(f, environ=env).certificate.verification_flags
     assert flags == ssl.VERIFY_X509_PARTIAL_CHAIN
     env = {"CERTIFICATE__VerificationFlags": "X509_V_FLAG_CRL_CHECK|X509_V_FLAG_CRL_CHECK_ALL"}
+    env["GICAP_CERTIFICATE__CRLFILE"] = str(tmp_path / "ca.crl")
     flags = load_settings(f, environ=env).certificate.verification_flags
     assert flags == ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN
+    # the name `gicap check` prints is read too (it was replaced by 0: CRL checks off)
+    f.write_text('[certificate]\nverification_flags = "X509_STRICT"\n')
+    assert load_settings(f, environ={}).certificate.verification_flags == ssl.VERIFY_X509_STRICT
+    env = {"certificate__VERIFICATIONFLAGS": "PARTIAL_CHAIN"}
+    flags = load_settings(f, environ=env).certificate.verification_flags
+    assert flags == ssl.VERIFY_X509_PARTIAL_CHAIN
 
 
 @pytest.mark.parametrize(
@@ -77,6 +84,24 @@ def test_verification_flags_under_all_three_names(tmp_path: Path) -> None:
         ),
         ({"CERTIFICATE__VerificationFlags": "NO_SUCH"}, "valid names: X509_STRICT"),
         ({"GICAP_SERVER__PORT": "0", "GICAP_SERVER__SECURE_PORT": "0"}, "cannot both be 0"),
+        # mistakes that were silently ignored
+        ({"GICAP_CDR__TIMOUT": "5"}, "unknown setting(s) in [cdr]: timout (did you mean timeout?)"),
+        ({"GICAP_LOGGING__LEVL": "INFO"}, "unknown setting(s) in [logging]: levl"),
+        ({"GICAP_METRICS__PROT": "1"}, "unknown setting(s) in [metrics]: prot"),
+        ({"GICAP_SERVER_PORT": "1"}, "joined by two underscores (GICAP_SERVER__PORT)"),
+        (
+            {"GICAP_CERTIFICATE_ALLOWED_CLIENTS": "squid1"},
+            "(GICAP_CERTIFICATE__ALLOWED_CLIENTS)",
+        ),
+        ({"GICAP_SERVR__PORT": "5"}, "GICAP_SERVR__PORT (did you mean server?)"),
+        ({"gicap_server__port": "5"}, "the prefix is GICAP_, in capitals"),
+        ({"GICAP_SERVER__SECURE_PORT": "1344"}, "server.port and server.secure_port are both"),
+        ({"GICAP_METRICS__PORT": "11344"}, "server.secure_port and metrics.port are both"),
+        ({"GICAP_CDR__MEMORY_LIMIT_MB": "64"}, "0 (no limit) or an integer >= 128"),
+        (
+            {"GICAP_CERTIFICATE__VERIFICATION_FLAGS": "CRL_CHECK"},
+            "asks for CRL checking but certificate.crlfile is not set",
+        ),
     ],
 )
 def test_invalid_values_name_the_key_and_the_expected_form(
@@ -123,6 +148,33 @@ def test_gicap_check_prints_effective_settings_and_fails_on_bad_ones() -> None:
     assert "server.port" in bad.stderr
 
 
+def test_gicap_check_looks_at_what_serve_needs_of_the_machine(tmp_path: Path) -> None:
+    """`gicap check` said "valid" where serve then answered every request with a 500
+    (a spool directory that does not exist) or kept Secure ICAP off (a broken
+    certificate set): it exits 2 for the first, 1 for the second, as it says why."""
+    cmd = [sys.executable, "-m", "gicap", "check", "--settings", str(SETTINGS)]
+    base = {"PATH": "/usr/bin:/bin", "GICAP_SERVER__PORT": "21344"}
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, timeout=60, env={**base, **env}
+        )
+
+    out = run(GICAP_SERVER__SPOOL_DIR=str(tmp_path / "missing"))
+    assert out.returncode == 2 and "server.spool_dir" in out.stderr, out.stderr
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    out = run(
+        GICAP_CERTIFICATE__CERTFILE=str(tmp_path / "cert.pem"),
+        GICAP_CERTIFICATE__KEYFILE=str(tmp_path / "key.pem"),
+        GICAP_CERTIFICATE__CAFILE="",
+    )
+    assert out.returncode == 1, out
+    assert "Secure ICAP would stay off" in out.stderr and "cert.pem" in out.stderr
+    out = run(GICAP_CERTIFICATE__CERTFILE=str(tmp_path / "none.pem"))
+    assert out.returncode == 0 and "Secure ICAP: off until" in out.stdout, out
+
+
 @pytest.mark.parametrize("given", ["settings.toml", "./settings.toml"])
 def test_a_relative_settings_path_is_the_file_in_the_working_directory(
     tmp_path: Path, given: str
@@ -145,3 +197,17 @@ def test_a_relative_settings_path_is_the_file_in_the_working_directory(
     )
     assert out.returncode == 0, out.stderr
     assert '"port": 24999' in out.stdout
+
+
+def test_a_local_settings_file_beside_the_settings_is_named(tmp_path: Path) -> None:
+    """dynaconf merges settings.local.toml over settings.toml: `gicap check` named
+    only settings.toml while showing the port of the other."""
+    (tmp_path / "settings.toml").write_text("[server]\nport = 1\n")
+    (tmp_path / "settings.local.toml").write_text("[server]\nport = 4444\n")
+    settings = load_settings(tmp_path / "settings.toml", environ={})
+    assert settings.server.port == 4444
+    assert settings.describe_source().endswith(
+        "settings.toml and " + str(tmp_path / "settings.local.toml")
+    )
+    with pytest.raises(SettingsError, match="--settings only"):
+        load_settings(tmp_path / "settings.toml", environ={"INCLUDES_FOR_DYNACONF": "/x.toml"})

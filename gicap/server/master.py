@@ -323,6 +323,15 @@ def _announce_secure(settings: Settings) -> None:
         )
     else:
         log.info("Secure ICAP on port %d with %s", port, certset.describe())
+    cert = settings.certificate
+    if not cert.cafile or not cert.require_client_cert:
+        why = "certificate.cafile is empty" if not cert.cafile else "require_client_cert = false"
+        log.warning(
+            "Secure ICAP does not require client certificates (%s): any client that reaches "
+            "port %d is served",
+            why,
+            port,
+        )
 
 
 def _supervise(
@@ -346,6 +355,9 @@ def _supervise(
         server = HealthServer(health, readiness.ready)
 
     signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    #: The settings a new worker starts with: the last ones a SIGHUP loaded (the
+    #: workers reload their own; a replacement must not go back to the first ones).
+    current = [settings]
     #: Signals that arrived while a worker was being forked, handled right after.
     deferred: list[int] = []
     forking = False
@@ -387,7 +399,7 @@ def _supervise(
                 # the master forwards it to us once we are in its list.
                 deferred.clear()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-                code = run_worker(settings, host, plain, secure, slot, ready)
+                code = run_worker(current[0], host, plain, secure, slot, ready)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
@@ -413,6 +425,8 @@ def _supervise(
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
             except ProcessLookupError:
                 pass
+        if signum == signal.SIGHUP:
+            current[0] = _reloaded(settings, current[0])
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -440,6 +454,7 @@ def _supervise(
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     failures: list[float] = []
+    gave_up = False
     while children:
         try:
             pid, status = os.wait()
@@ -458,10 +473,34 @@ def _supervise(
         if len(failures) > 5 * count:
             log.critical("workers keep dying; giving up")
             forward(signal.SIGTERM, None)
-            stopping = True
+            stopping = gave_up = True
             continue
         time.sleep(0.1 * len(failures))
         if stopping:  # SIGTERM came while we waited: no new worker
             continue
         spawn(slot)
-    return 0
+    return 1 if gave_up else 0
+
+
+def _reloaded(started: Settings, running: Settings) -> Settings:
+    """The settings a SIGHUP loads, as the workers apply them: listeners, metrics and
+    the log's file and format stay as started. ``running`` when they are refused (the
+    workers log why)."""
+    from dataclasses import replace
+
+    try:
+        new = load_settings(started.source or None)
+    except Exception:  # (SettingsError, or a file gone: the workers report it)
+        return running
+    return replace(
+        new,
+        server=replace(
+            new.server,
+            host=started.server.host,
+            port=started.server.port,
+            secure_port=started.server.secure_port,
+            workers=started.server.workers,
+        ),
+        metrics=started.metrics,
+        logging=replace(new.logging, file=started.logging.file, format=started.logging.format),
+    )

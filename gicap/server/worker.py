@@ -236,7 +236,7 @@ class Worker:
         logging.getLogger().setLevel(new.logging.level)
         if self.secure is not None:
             self.secure.update(new.certificate)
-        log.info("SIGHUP: settings reloaded from %s", new.source or "built-in defaults")
+        log.info("SIGHUP: settings reloaded from %s", new.describe_source())
         self._count_reload(True)
         # Transactions already running keep the old services until they finish.
         grace = max(self.ctx.settings.drain_timeout, new.cdr.timeout + 5)

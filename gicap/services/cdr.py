@@ -68,7 +68,7 @@ class CDRService(Service):
         c = self.settings.cdr
         return (
             f"{self.settings.policy.fingerprint()}|{c.max_file_size}|{c.file_id_header}|"
-            f"{','.join(sorted(self.supported))}"
+            f"{','.join(sorted(self.supported))}|{self.host.fingerprint()}"
         )
 
     # ------------------------------------------------------------ lifecycle

@@ -40,6 +40,18 @@ def test_listener_opens_by_default_and_serves_options_and_respmod(
         assert plain.options().status == 200
 
 
+def test_client_certificates_not_required_is_said_in_the_log(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    """An empty certificate.cafile (an unset shell variable, say) served clients with
+    no certificate, and the log said nothing of it."""
+    gicap = start_secure({"GICAP_CERTIFICATE__CAFILE": ""}, probe=False)
+    assert gicap.lines("Secure ICAP does not require client certificates")
+    assert gicap.lines("certificate.cafile is empty")
+    quiet = start_secure()
+    assert not quiet.lines("does not require client certificates")
+
+
 def test_icap_scheme_on_the_tls_port_is_accepted_by_default(
     start_secure: StartSecure, clients: Clients, client_a: Issued
 ) -> None:

@@ -99,3 +99,35 @@ def test_sigterm_while_a_dead_worker_is_being_replaced_stops_the_server(tmp_path
     assert _wait_for(lambda: "was killed by SIGKILL" in proc.log(), timeout=5), proc.log()
     code = proc.stop()
     assert code == 0, proc.log()
+
+
+def test_a_replacement_worker_starts_with_the_settings_a_sighup_loaded(tmp_path: Path) -> None:
+    """After a SIGHUP, a worker that died was replaced by one with the settings of
+    start-up: a part of the traffic went back to the old policy."""
+    import os
+
+    settings = tmp_path / "settings.toml"
+    settings.write_text(SETTINGS.read_text())
+    proc = GicapProcess(
+        tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"}, settings=settings
+    ).start()
+    assert proc.proc is not None
+    try:
+        settings.write_text(
+            settings.read_text().replace(
+                '[policy.strict.pdf]\njavascript = "disallow"',
+                '[policy.strict.pdf]\njavascript = "allow"',
+            )
+        )
+        proc.proc.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: proc.log().count("SIGHUP: settings reloaded") == 2), proc.log()
+        reloaded = _istag(proc)
+        pid = proc.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGKILL)
+        assert _wait_for(lambda: "was killed by SIGKILL" in proc.log(), timeout=5), proc.log()
+        assert _wait_for(lambda: proc.log().count("started") >= 1 and _istag(proc) != "")
+        time.sleep(1)  # (the replacement serves)
+        assert {_istag(proc) for _ in range(12)} == {reloaded}
+    finally:
+        proc.stop()
