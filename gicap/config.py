@@ -46,7 +46,7 @@ class ServerSettings:
     body_timeout: float = 60
     idle_timeout: float = 75
     handshake_timeout: float = 10
-    max_header_bytes: int = 65536
+    max_header_bytes: int = 262144
     max_line_bytes: int = 8192
     max_chunk_size: int = 64 * 1024 * 1024
     spool_threshold: int = 1024 * 1024
@@ -159,7 +159,7 @@ SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
     ("server.body_timeout", 60, *_num(0)),
     ("server.idle_timeout", 75, *_num(0)),
     ("server.handshake_timeout", 10, *_num(0)),
-    ("server.max_header_bytes", 65536, *_int(1024)),
+    ("server.max_header_bytes", 262144, *_int(1024)),
     ("server.max_line_bytes", 8192, *_int(256)),
     ("server.max_chunk_size", 64 * 1024 * 1024, *_int(1)),
     ("server.spool_threshold", 1024 * 1024, *_int(0)),

@@ -232,7 +232,7 @@ def _disarm(
         return {
             "outcome": "unprocessable",
             "file_type": _ft(ftype),
-            "reason": f"the {ftype.name} engine failed: {exc}",
+            "reason": _without_paths(f"the {ftype.name} engine failed: {exc}", source, dest),
         }
     if result is None:
         return {
@@ -244,11 +244,20 @@ def _disarm(
         "outcome": result.outcome,
         "file_type": _ft(ftype),
         "output_type": _ft(result.output_type) if result.output_type else None,
-        "reason": result.reason,
+        "reason": _without_paths(result.reason, source, dest),
         "actions": [
             {"switch": a.switch, "action": a.action, "detail": a.detail} for a in result.actions
         ],
     }
+
+
+def _without_paths(reason: str, *paths: Path) -> str:
+    """An engine's reason without the server's own file names (the library messages
+    it quotes name them; the reason reaches the user's block page)."""
+    for path in paths:
+        for name in (str(path), str(path.parent)):
+            reason = reason.replace(name + ": ", "").replace(name, "the file")
+    return reason
 
 
 def _ft(ftype: FileType) -> dict[str, str]:

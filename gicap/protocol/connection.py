@@ -99,7 +99,7 @@ class ICAPConnection:
     def __init__(
         self,
         *,
-        max_header_bytes: int = 65536,
+        max_header_bytes: int = 262144,
         max_line_bytes: int = 8192,
         max_chunk_size: int = 64 * 1024 * 1024,
         server_name: str = "gicap",

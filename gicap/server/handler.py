@@ -164,7 +164,9 @@ class ConnectionHandler:
         headers = Headers([("ISTag", istag)])
         if reason:
             # Tells the client (and whoever reads its log) what was wrong.
-            headers.add("X-Error", reason.replace("\r", " ").replace("\n", " ")[:200])
+            # (ASCII: a header is Latin-1 at most, and a client may have sent the rest)
+            text = reason.replace("\r", " ").replace("\n", " ")
+            headers.add("X-Error", text.encode("ascii", "backslashreplace").decode()[:200])
         self._send(self.conn.send_response(ICAPResponse(status, headers)))
 
     # ----------------------------------------------------------------- the loop
@@ -218,7 +220,8 @@ class ConnectionHandler:
                 log.warning(
                     "%s: %s timed out while reading the %s, closing", self.peer, event.uri, t.phase
                 )
-                if not self.conn.response_done:
+                # (an answer already streaming can only be cut short)
+                if not self.conn.response_done and self.conn.send_state.value == "wait":
                     self._send_error(408, f"{t.phase} not received in time")
                 return
             except ICAPProtocolError as exc:
@@ -507,7 +510,10 @@ def _http_url(head: RequestHead) -> str:
     target = request.target
     if "://" in target or not target.startswith("/"):
         return target
-    host = request.headers.get("Host")
+    try:
+        host = request.headers.get("Host")
+    except ICAPProtocolError:  # (headers the answer never needed: read for the log only)
+        host = None
     return f"//{host}{target}" if host else target
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from gicap.config import Settings, load_settings
 from gicap.obs import metrics, sdnotify
 from gicap.plugins import PluginHost
+from gicap.server.shared_count import SharedCount
 
 log = logging.getLogger("gicap.server")
 
@@ -89,6 +89,7 @@ def run_worker(
     index: int = 0,
     on_ready: Callable[[], None] | None = None,
     health: socket.socket | None = None,
+    shared: SharedCount | None = None,
 ) -> int:
     """One worker process. ``health``: the metrics endpoint's socket, when this process
     is the only one (with several, the master serves the endpoint)."""
@@ -103,11 +104,10 @@ def run_worker(
     recorder = metrics.Recorder() if settings.metrics.port else None
     metrics.install(recorder)
     services = host.services(settings)
-    per_process = max(1, math.ceil(s.max_connections / s.worker_count))
     ctx = ServerContext(
         s,
         services,
-        per_process,
+        s.max_connections,  # (one process may hold them all: see SharedCount)
         s.max_connections,
         accept_icap_scheme_on_tls=settings.certificate.accept_icap_scheme,
         txlog=TransactionLog(
@@ -118,6 +118,7 @@ def run_worker(
         metrics=recorder,
     )
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
+    worker.shared = shared
     worker.on_ready = on_ready
     worker.hangup_pending = lambda: bool(_early_hangups)
     worker.settings_loader = lambda: load_settings(settings.source or None)
@@ -347,6 +348,7 @@ def _supervise(
     # Each worker writes its pid here once its listeners are up and its services
     # started; systemd hears READY=1 only when all have, and /readyz says so.
     readiness = Readiness(count)
+    shared = SharedCount(count)
     ready_r, ready_w = os.pipe()
     server = None
     if health is not None:
@@ -399,7 +401,7 @@ def _supervise(
                 # the master forwards it to us once we are in its list.
                 deferred.clear()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-                code = run_worker(current[0], host, plain, secure, slot, ready)
+                code = run_worker(current[0], host, plain, secure, slot, ready, shared=shared)
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
@@ -478,6 +480,7 @@ def _supervise(
         time.sleep(0.1 * len(failures))
         if stopping:  # SIGTERM came while we waited: no new worker
             continue
+        shared.set(slot, 0)  # (its connections died with it)
         spawn(slot)
     return 1 if gave_up else 0
 

@@ -188,6 +188,7 @@ class SecureListener:
         no_delay(sock)
         tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         worker.handshakes += 1
+        worker.publish()
         try:
             with gevent.Timeout(s.handshake_timeout):
                 tls.do_handshake()
@@ -204,6 +205,7 @@ class SecureListener:
             return
         finally:
             worker.handshakes -= 1
+            worker.publish()
         identity = client_identity(tls.getpeercert())
         refuse = None
         if not is_client_allowed(self.settings, identity):

@@ -24,6 +24,7 @@ from gicap.obs import sdnotify
 from gicap.protocol import http_date
 from gicap.server.handler import SERVER_ISTAG, ConnectionHandler, ServerContext
 from gicap.server.secure import SecureListener
+from gicap.server.shared_count import SharedCount
 from gicap.tls import CertificateSettings
 
 log = logging.getLogger("gicap.server")
@@ -90,6 +91,8 @@ class Worker:
         self.plugins: Any = None
         #: The settings at start (logging and metrics only change at a restart).
         self.started_with: Any = None
+        #: With several worker processes: every process's connections (see full()).
+        self.shared: SharedCount | None = None
 
     # ----------------------------------------------------------------- connections
     def _handle_plain(self, sock: Any, address: Any) -> None:
@@ -103,6 +106,7 @@ class Worker:
 
     def _run(self, handler: ConnectionHandler) -> None:
         self.handlers[handler] = gevent.getcurrent()
+        self.publish()
         metrics = self.ctx.metrics
         listener = "icaps" if handler.secure else "icap"
         if metrics is not None:
@@ -111,22 +115,33 @@ class Worker:
             handler.run()
         finally:
             self.handlers.pop(handler, None)
+            self.publish()
             if metrics is not None:
                 metrics.connections[listener] -= 1
 
+    def publish(self) -> None:
+        """Write this process's connections where the others read them."""
+        if self.shared is not None:
+            self.shared.set(self.index, len(self.handlers) + self.handshakes)
+
     def full(self) -> bool:
         """Whether the connection limit is reached: connections served, and those
-        still in their TLS handshake (60 silent ones held the TLS port past it)."""
-        return len(self.handlers) + self.handshakes >= self.ctx.max_connections
+        still in their TLS handshake (60 silent ones held the TLS port past it), in
+        every worker process when there are several."""
+        mine = len(self.handlers) + self.handshakes
+        if mine >= self.ctx.max_connections:
+            return True
+        if self.shared is None:
+            return False
+        self.publish()
+        return self.shared.total() >= self.ctx.advertised_connections
 
     def _refuse_if_full(self, sock: Any) -> bool:
         if not self.full() and not self.ctx.draining:
             return False
         if self.ctx.metrics is not None:
             self.ctx.metrics.refused("draining" if self.ctx.draining else "limit")
-        log.warning(
-            "connection limit (%d per process) reached: answering 503", self.ctx.max_connections
-        )
+        log.warning("connection limit (%d) reached: answering 503", self.ctx.advertised_connections)
         try:
             sock.settimeout(2)
             sock.sendall(OVERLOADED.format(istag=SERVER_ISTAG, date=http_date()).encode())

@@ -880,3 +880,17 @@ def test_xfa_scripts_go_whatever_the_encoding_or_prefix(tmp_path: Path, xml: byt
         text = kept.read_bytes().decode() if kept is not None else ""
     assert "app.alert" not in text and "script" not in text
     assert kept is None or "field name" in text
+
+
+def test_the_reason_a_user_sees_names_no_server_path(tmp_path: Path) -> None:
+    """qpdf's message quotes the file it read: the block page showed the server's
+    temporary path (/tmp/gicap-cdr-.../original)."""
+    from gicap.cdr import job
+    from gicap.cdr.policy import build_profile
+
+    source = tmp_path / "original"
+    source.write_bytes(b"%PDF-1.7\n1 0 obj<<>>endobj\ngarbage")
+    profile = build_profile("default", {}).as_dict()
+    answer = job.disarm_file(source, tmp_path / "out", profile, "default", "x.pdf", 1 << 20)
+    assert answer["outcome"] == "unprocessable", answer
+    assert str(tmp_path) not in answer["reason"] and "trailer" in answer["reason"], answer
