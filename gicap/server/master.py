@@ -160,11 +160,11 @@ def serve(settings: Settings, host: PluginHost) -> int:
 
 def _serve(settings: Settings, host: PluginHost) -> int:
     s = settings.server
-    plain = reserve(s.host, s.port) if s.port else None
+    plain = _reserve(s.host, s.port, "server.port") if s.port else None
     if plain is not None:
         log.info("plain ICAP listening on %s:%d", s.host, plain.getsockname()[1])
     # Bound now so the port is ours; a worker listens once a certificate set loads.
-    secure = reserve(s.host, s.secure_port) if s.secure_port else None
+    secure = _reserve(s.host, s.secure_port, "server.secure_port") if s.secure_port else None
     if secure is not None:
         _announce_secure(settings)
     else:
@@ -192,6 +192,17 @@ def _serve(settings: Settings, host: PluginHost) -> int:
             health=health,
         )
     return _supervise(settings, host, plain, secure, count, health)
+
+
+def _reserve(host: str, port: int, setting: str) -> socket.socket:
+    """:func:`reserve`, its error naming the setting (server.host too when the name
+    does not resolve)."""
+    try:
+        return reserve(host, port)
+    except socket.gaierror as exc:
+        raise OSError(f"server.host {host!r}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise OSError(f"{setting} {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _status(settings: Settings) -> str:

@@ -409,3 +409,20 @@ def test_several_workers_serve_the_connections_they_advertise(start_gicap: Start
                 s.close()
         time.sleep(0.2)
     still_serving(proc)
+
+
+def test_a_port_in_use_is_named_by_its_setting(start_gicap: Start) -> None:
+    """`cannot start: [Errno 98] Address already in use` did not say which port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_gicap(
+            {"GICAP_SERVER__HOST": "127.0.0.1", "GICAP_SERVER__SECURE_PORT": str(port)},
+            wait=False,
+        )
+        assert proc.proc is not None
+        assert proc.proc.wait(20) == 1
+    assert f"cannot start: server.secure_port 127.0.0.1:{port}: Address already in use" in (
+        proc.log()
+    ), proc.log()
