@@ -450,18 +450,26 @@ def _inspect(
         report.hit("external_hyperlinks", "linked picture", n=linked)
 
 
-#: The header of an OfficeArt property table ([MS-ODRAW] 2.2.9-2.2.11: OfficeArtFOPT,
-#: its secondary and tertiary forms): recVer 3, then the record type, wherever it
-#: stands (PowerPoint, Word and Excel keep their drawings in different places).
-_FOPT = re.compile(
-    b"(?=["
-    + re.escape(bytes(b for b in range(256) if b & 0x0F == 3))
-    + b"][\x00-\xff](?:\x0b\xf0|\x21\xf1|\x22\xf1))"
-)
+#: The record types of an OfficeArt property table ([MS-ODRAW] 2.2.9-2.2.11:
+#: OfficeArtFOPT, its secondary and tertiary forms), as stored: found wherever they
+#: stand (PowerPoint, Word and Excel keep their drawings in different places), after
+#: a recVer of 3.
+_FOPT_TYPES = (b"\x0b\xf0", b"\x21\xf1", b"\x22\xf1")
 #: pibFlags and fillBlipFlags ([MS-ODRAW] 2.3.23.4, 2.3.7.3): the picture is named by
 #: a URL (msoblipflagURL 0x2), not saved in the file (0x4) or linked to a file (0x8).
 _BLIP_FLAGS = (0x0106, 0x0187)
 _LINKED_BLIP = 0x0E
+
+
+def _record_starts(data: bytes, types: tuple[bytes, ...]) -> list[int]:
+    """Where records of these types start (2 bytes before each type), in order."""
+    starts = []
+    for rtype in types:
+        pos = data.find(rtype, 2)
+        while pos >= 0:
+            starts.append(pos - 2)
+            pos = data.find(rtype, pos + 1)
+    return sorted(starts)
 
 
 def _linked_pictures(data: bytes) -> int:
@@ -470,10 +478,9 @@ def _linked_pictures(data: bytes) -> int:
     a linked picture of a .ppt, .xls and .doc that no field names)."""
     found = 0
     end = len(data)
-    for match in _FOPT.finditer(data):
-        pos = match.start()
-        if pos + 8 > end:
-            break
+    for pos in _record_starts(data, _FOPT_TYPES):
+        if pos + 8 > end or data[pos] & 0x0F != 3:
+            continue
         count = _U16.unpack_from(data, pos)[0] >> 4
         table = pos + 8
         if not count or table + 6 * count > end:

@@ -502,9 +502,10 @@ _OBJECT_ELEMENTS = {
 }
 #: The bytes of a part that may hold one of them (names cannot be written with
 #: character references): "media" covers "embedded font"'s faces' parent too.
-_OBJECT_NAMES = re.compile(
-    rb"OLEObject|objectEmbed|oleObj|oleObject|altChunk|embedRegular|embedBold|embedItalic"
-    rb"|embeddedFont|media|videoFile|quickTimeFile|audioFile|wavAudioFile|snd|externalData"
+_OBJECT_NAMES = (
+    *(b"OLEObject", b"objectEmbed", b"oleObj", b"altChunk", b"embedRegular", b"embedBold"),
+    *(b"embedItalic", b"embeddedFont", b"media", b"videoFile", b"quickTimeFile", b"audioFile"),
+    *(b"wavAudioFile", b"snd", b"externalData"),
 )
 #: Content types of embedded media and fonts by their family (beyond EMBED_CONTENT_TYPES).
 _EMBED_TYPE_FAMILIES = (
@@ -557,7 +558,7 @@ def _placed_objects(pkg: Package) -> dict[str, str]:
     for name in pkg.kept():
         if not pkg.is_xml(name) or not pkg.rels_of(name):
             continue
-        if not pkg.mentions(name, _OBJECT_NAMES):
+        if not pkg.mentions(name, *_OBJECT_NAMES):  # ("oleObj" holds "oleObject")
             continue
         rels = pkg.rels_of(name)
         root = pkg.root(name)
@@ -1364,34 +1365,37 @@ def _vml_links(pkg: Package, report: Report) -> None:
 
 #: VML attributes naming an image or a file outside the part's relationships.
 _VML_SOURCES = ("src", f"{{{_xml.O}}}href", f"{{{_xml.O}}}althref")
-_VML_SOURCE_NAMES = re.compile(rb"src|href")
+_VML_SOURCE_NAMES = re.compile(rb"(?:src|href)[ \t\r\n]*=")
 #: Elements holding web content Office shows from a page's own HTML or address: Word's
 #: online video (wp15:webVideoPr embeddedHtml: an iframe, played in a browser control)
 #: and oEmbed content, each in its extension (a:ext), by local name (lower case).
-_WEB_CONTENT = {"webvideopr": "online video", "oembed": "online content (oEmbed)"}
-_WEB_CONTENT_NAMES = re.compile(rb"(?i)webVideoPr|oembed")
+_WEB_CONTENT = {"webVideoPr": "online video", "oembed": "online content (oEmbed)"}
+_WEB_CONTENT_NAMES = (b"webVideoPr", b"oembed")
 
 
 def _web_content(pkg: Package, report: Report) -> None:
     """Web content outside relationships: VML image sources with a URL or a network
     path, online videos, oEmbed content, and a customXml document information panel
     form (Office 2007-2013 loaded its ``xsnLocation`` when the document opened)."""
+    # (custom XML data: what customXml relationships name, whatever the part's path)
+    custom = {r.part for r in pkg.all_rels() if r.part and r.type.lower() == "customxml"}
     for name in pkg.kept():
         if not pkg.is_xml(name):
             continue
-        if pkg.root_local(name) == "customXsn":
+        if name in custom and pkg.root_local(name) == "customXsn":
             if report.hit("external_hyperlinks", "document information panel form"):
                 pkg.remove_part(name)
             continue
-        vml = pkg.mentions(name, _VML_SOURCE_NAMES)
-        web = pkg.mentions(name, _WEB_CONTENT_NAMES)
+        # (cheap tests first: most parts hold neither word)
+        vml = pkg.mentions(name, b"src", b"href") and pkg.mentions(name, _VML_SOURCE_NAMES)
+        web = pkg.mentions(name, *_WEB_CONTENT_NAMES)
         if not (vml or web):
             continue
         root = pkg.root(name)
         assert root is not None
         for el in list(root.iter(etree.Element)):
             ns, local = split(el.tag)
-            kind = _WEB_CONTENT.get(local.lower()) if web else None
+            kind = _WEB_CONTENT.get(local) if web else None
             if kind is not None:
                 parent = el.getparent()
                 holder = parent if parent is not None and split(parent.tag)[1] == "ext" else el
