@@ -99,6 +99,8 @@ class ConnectionHandler:
         self._deadline = 0.0
         self._events = 0
         self._timeout: float | None = None
+        #: The transaction being served and when it began (see _log_aborted).
+        self._in_flight: tuple[RequestHead, float] | None = None
 
     # ----------------------------------------------------------------- reading
     def _next_event(self, phase: str) -> object:
@@ -177,6 +179,7 @@ class ConnectionHandler:
             self._loop(key)
         except OSError as exc:
             log.debug("connection %s: %s", self.peer, exc)
+            self._log_aborted(f"connection lost: {exc.strerror or exc}", 0)
         except Exception:
             # A bug of ours: answer what can still be answered, never kill the worker.
             log.exception("internal error on the connection from %s", self.peer)
@@ -214,6 +217,7 @@ class ConnectionHandler:
                 return
             assert isinstance(event, RequestHead)
             self.ctx.connections[key] = True
+            self._in_flight = (event, time.monotonic())
             try:
                 self._transaction(event)
             except _Timeout as t:
@@ -221,20 +225,46 @@ class ConnectionHandler:
                     "%s: %s timed out while reading the %s, closing", self.peer, event.uri, t.phase
                 )
                 # (an answer already streaming can only be cut short)
+                status = 0
                 if not self.conn.response_done and self.conn.send_state.value == "wait":
                     self._send_error(408, f"{t.phase} not received in time")
+                    status = 408
+                self._log_aborted(f"{t.phase} not received in time", status)
                 return
             except ICAPProtocolError as exc:
                 log.warning(
                     "%s: bad request %s: %s -> %d", self.peer, event.uri, exc.message, exc.status
                 )
+                status = 0
                 if not self.conn.response_done and self.conn.send_state.value == "wait":
                     self._send_error(exc.status, exc.message)
+                    status = exc.status
+                self._log_aborted(exc.message, status)
                 return
             finally:
                 self.ctx.connections[key] = False
+            self._in_flight = None
             if not self.conn.keep_alive or self.ctx.draining:
                 return
+
+    def _log_aborted(self, why: str, status: int) -> None:
+        """The transaction-log line of a transaction that did not end as ICAP ends one
+        (a timeout, a protocol error in its body, a lost connection): status 0 when
+        no answer, or only part of one, went out."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None or not self.ctx.txlog.enabled:
+            return
+        head, started = in_flight
+        service = head.service if head.service in self.ctx.services else "unknown"
+        fields = {
+            "service": service,
+            "identity": self.client_identity,
+            "http_url": _http_url(head),
+            "outcome": "aborted",
+            "reason": why,
+        }
+        millis = (time.monotonic() - started) * 1000
+        self.ctx.txlog.record(self.peer, head.method, head.uri, status, millis, fields)
 
     def _transaction(self, head: RequestHead) -> None:
         started = time.monotonic()

@@ -426,3 +426,25 @@ def test_a_port_in_use_is_named_by_its_setting(start_gicap: Start) -> None:
     assert f"cannot start: server.secure_port 127.0.0.1:{port}: Address already in use" in (
         proc.log()
     ), proc.log()
+
+
+def test_transactions_that_do_not_end_are_logged(start_gicap: Start) -> None:
+    """A transaction whose body timed out, or whose client went away mid-body, left
+    no transaction-log line: an operator could not tell it had been tried."""
+    proc = start_gicap({"GICAP_SERVER__BODY_TIMEOUT": "0.5"})
+    url = f"icap://127.0.0.1:{proc.port}/echo"
+    head = (
+        f"RESPMOD {url}?stalled ICAP/1.0\r\nHost: x\r\nAllow: 204\r\n"
+        "Encapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n10\r\nabc"
+    ).encode()
+    assert raw(proc.port, head, timeout=5).startswith(b"ICAP/1.0 408 ")
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as s:
+        s.sendall(head.replace(b"?stalled", b"?closed"))
+        time.sleep(0.2)
+    time.sleep(0.5)
+    still_serving(proc)
+    lines = proc.log().splitlines()
+    stalled = [line for line in lines if "?stalled" in line and "gicap.transaction" in line]
+    closed = [line for line in lines if "?closed" in line and "gicap.transaction" in line]
+    assert len(stalled) == 1 and "-> 408 " in stalled[0] and "outcome=aborted" in stalled[0]
+    assert len(closed) == 1 and "outcome=aborted" in closed[0], proc.log()
