@@ -8,7 +8,8 @@ The corpus is generated with python-docx, openpyxl, python-pptx and Pillow:
 * pptx slides: decks with a picture per slide;
 * active content: the risky .docm/.xlsm/.pptm of tests/plugins/test_office.py;
 * rtf: text with pictures (re-encoded) and fields;
-* legacy: the .doc/.xls/.ppt files of the tests (inspected, never rebuilt).
+* legacy: the .doc/.xls/.ppt files of the tests, and three of a working document's
+  size (inspected, never rebuilt).
 
 "cdr" is gicap's own job function (detection and the engine, default policy) in this
 process; "plain" is python-docx ``Document().save()``, openpyxl ``load_workbook().save()``,
@@ -165,6 +166,55 @@ def _legacy(rng: random.Random, work: Path) -> list[Path]:
     return paths
 
 
+def _legacy_documents(rng: random.Random, work: Path) -> list[Path]:
+    """Legacy files of a working document's size (the tests' files are a few KiB,
+    where the per-file costs of detection and the hooks dominate): a .doc of 180 KB of
+    text with 300 KB of picture data, an .xls of 20,000 number cells, a .ppt of 300
+    slides of text with 300 KB of pictures."""
+    import struct
+
+    from tests.plugins import test_office, test_office_legacy
+
+    text = " ".join(_sentence(rng) for _ in range(2200)).encode()
+    pictures = _photo(rng, (1200, 900)) * 2
+    cells = b"".join(
+        test_office_legacy.biff(0x0203, struct.pack("<HHHd", row, col, 0, rng.random()))
+        for row in range(2000)
+        for col in range(10)
+    )
+
+    def atom(rtype: int, body: bytes) -> bytes:
+        return struct.pack("<HHI", 0, rtype, len(body)) + body
+
+    def container(rtype: int, body: bytes) -> bytes:
+        return struct.pack("<HHI", 0x000F, rtype, len(body)) + body
+
+    slides = b"".join(
+        container(
+            0x03EE,  # Slide
+            atom(0x03EF, bytes(24))  # SlideAtom
+            + container(
+                0x0FF0,  # SlideListWithText-like text holder
+                atom(0x0F9F, struct.pack("<I", 1))  # TextHeaderAtom
+                + atom(0x0FA0, _sentence(rng, 12).encode("utf-16-le"))  # TextCharsAtom
+                + atom(0x0FA1, bytes(20)),  # StyleTextPropAtom
+            ),
+        )
+        for _ in range(300)
+    )
+    files = {
+        "report.doc": {**test_office.word_doc(text), "Data": pictures},
+        "numbers.xls": test_office_legacy.workbook(b"", cells),
+        "slides.ppt": {**test_office._ppt(slides), "Pictures": pictures},
+    }
+    paths = []
+    for name, streams in files.items():
+        path = work / name
+        path.write_bytes(test_office.make_ole(streams))
+        paths.append(path)
+    return paths
+
+
 def _plain(source: Path, dest: Path) -> None:
     suffix = source.suffix
     if suffix == ".docx":
@@ -221,6 +271,7 @@ def run(rounds: int = 3) -> list[dict[str, Any]]:
             ("office", "active content", _active, {}),
             ("rtf", "rtf text+pictures", _rtf, {}),
             ("legacy", "doc/xls/ppt (tests)", _legacy, {}),
+            ("legacy", "doc/xls/ppt documents", _legacy_documents, {}),
         )
         for family, corpus, make, office in corpora:
             profile = build_profile("default", {"office": office}).as_dict()

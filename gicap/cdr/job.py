@@ -255,7 +255,10 @@ def _without_paths(reason: str, *paths: Path) -> str:
     """An engine's reason without the server's own file names (the library messages
     it quotes name them; the reason reaches the user's block page)."""
     for path in paths:
-        for name in (str(path), str(path.parent)):
+        parent = str(path.parent)
+        if parent not in reason:  # (nor then the file's name, which starts with it)
+            continue
+        for name in (str(path), parent):
             reason = reason.replace(name + ": ", "").replace(name, "the file")
     return reason
 

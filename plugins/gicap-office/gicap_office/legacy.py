@@ -656,6 +656,8 @@ class _Biff:
 #: MsoDrawingGroup, MsoDrawing, MsoDrawingSelection ([MS-XLS] 2.4.170-172), Continue.
 _BIFF_DRAWING = (0x00EB, 0x00EC, 0x00ED)
 _BIFF_CONTINUE = 0x003C
+#: The records _biff reads: FilePass, BoundSheet8, BOF, EXTERNSHEET, SupBook, drawings.
+_BIFF_READ = frozenset({0x002F, 0x0085, 0x0809, 0x0017, 0x01AE, *_BIFF_DRAWING, _BIFF_CONTINUE})
 
 
 def _biff(content: _Content) -> _Biff:
@@ -669,10 +671,14 @@ def _biff(content: _Content) -> _Biff:
         drawing: list[bytes] = []
         in_drawing = False
         biff5 = False
+        unpack = _U16X2.unpack_from
         while pos + 4 <= end:
-            rtype, size = _U16X2.unpack_from(stream, pos)
+            rtype, size = unpack(stream, pos)
             start = pos + 4
             pos = start + size
+            if rtype not in _BIFF_READ:  # (most records: cells)
+                in_drawing = False
+                continue
             if rtype in _BIFF_DRAWING or (in_drawing and rtype == _BIFF_CONTINUE):
                 drawing.append(stream[start:pos])
                 in_drawing = True
