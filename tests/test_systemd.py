@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, GicapProcess, require_tool
+from tests.obs.support import get, wait_for
+from tests.secure.support import Clients, SecureGicap, install
+from tests.support import ROOT, GicapProcess, free_port, require_tool
+from tests.tls.pki import PKI, Issued
 
 Start = Callable[..., GicapProcess]
 
@@ -94,6 +97,43 @@ def test_ready_after_listening_stopping_on_sigterm_and_watchdog(
     proc.proc.send_signal(signal.SIGTERM)
     notify.messages("STOPPING=1", timeout=10)
     assert proc.proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_secure_only_server_is_ready_for_clients_once_its_certificates_are_in(
+    tmp_path: Path, pki: PKI, server_cert: Issued, clients: Clients, client_a: Issued, workers: str
+) -> None:
+    """With no plain port nothing accepts connections until the certificate set is
+    installed. systemd hears READY=1 as soon as the workers have started (the unit
+    must not time out waiting for a Secret), but /readyz says not ready (a load
+    balancer must not send clients yet) until every worker listens on the Secure
+    ICAP port."""
+    notify = _NotifySocket(tmp_path / "notify.sock")
+    certdir = tmp_path / "tls"
+    metrics_port = free_port()
+    proc = SecureGicap(
+        tmp_path,
+        certdir,
+        {
+            "NOTIFY_SOCKET": str(notify.path),
+            "GICAP_SERVER__PORT": "0",
+            "GICAP_SERVER__WORKERS": workers,
+            "GICAP_CDR__WORKERS": "1",
+            "GICAP_METRICS__PORT": str(metrics_port),
+        },
+        expect_secure=False,
+    ).start()
+    try:
+        notify.messages("READY=1")
+        assert get(metrics_port, "/healthz")[0] == 200
+        assert get(metrics_port, "/readyz") == (503, "not ready\n"), proc.log()
+        install(certdir, server_cert, pki.root.cert_pem())
+        wait_for(lambda: get(metrics_port, "/readyz")[0] == 200, "ready with certificates")
+        assert proc.secure_listeners() == int(workers)
+        with clients.icap(proc.secure_port, client_a) as icap:
+            assert icap.options().status == 200
+    finally:
+        proc.stop()
 
 
 def test_no_notify_socket_is_a_no_op() -> None:

@@ -90,6 +90,7 @@ def run_worker(
     on_ready: Callable[[], None] | None = None,
     health: socket.socket | None = None,
     shared: SharedCount | None = None,
+    on_listening: Callable[[], None] | None = None,
 ) -> int:
     """One worker process. ``health``: the metrics endpoint's socket, when this process
     is the only one (with several, the master serves the endpoint)."""
@@ -120,6 +121,7 @@ def run_worker(
     worker = Worker(ctx, plain, secure, settings.certificate, index=index)
     worker.shared = shared
     worker.on_ready = on_ready
+    worker.on_listening = on_listening
     worker.hangup_pending = lambda: bool(_early_hangups)
     worker.settings_loader = lambda: load_settings(settings.source or None)
     worker.plugins = host
@@ -242,15 +244,22 @@ def _watchdog_thread() -> None:
     threading.Thread(target=ping, name="watchdog", daemon=True).start()
 
 
-_PID = struct.Struct("=i")
+#: What a worker writes to the readiness pipe: its pid and one of the kinds below.
+_REPORT = struct.Struct("=iB")
+#: Its services (the CDR workers) are started and its listeners set up.
+STARTED = 1
+#: An ICAP listener accepts connections: at once with a plain port; on a server with
+#: only Secure ICAP, when its certificates are installed and the port opens.
+LISTENING = 2
 
 
 class Readiness:
-    """Which worker processes serve: each writes its pid to a pipe once its listeners
-    are up and its services (the CDR workers) started. Also answers ``/readyz``.
+    """Which worker processes serve: each writes its pid to a pipe once its services
+    are started (systemd hears READY=1 when all have), and again once it accepts
+    connections (``/readyz`` says ready when all do).
 
     The pipe stays open for the master's whole life, so a replacement worker reports
-    in the same way; a pid is one write of 4 bytes, which a pipe never splits.
+    in the same way; a report is one write of 5 bytes, which a pipe never splits.
     """
 
     def __init__(self, count: int) -> None:
@@ -258,6 +267,7 @@ class Readiness:
         self.stopping = False
         self._live: set[int] = set()
         self._ready: set[int] = set()
+        self._listening: set[int] = set()
         self._cond = threading.Condition()
 
     def spawned(self, pid: int) -> None:
@@ -268,11 +278,12 @@ class Readiness:
         with self._cond:
             self._live.discard(pid)
             self._ready.discard(pid)
+            self._listening.discard(pid)
 
-    def reported(self, pid: int) -> None:
+    def reported(self, pid: int, kind: int = STARTED) -> None:
         with self._cond:
             if pid in self._live:  # not one that has died since writing
-                self._ready.add(pid)
+                (self._listening if kind == LISTENING else self._ready).add(pid)
                 self._cond.notify_all()
 
     def serving(self) -> int:
@@ -285,6 +296,7 @@ class Readiness:
                 not self.stopping
                 and len(self._live) == self.count
                 and len(self._ready) == self.count
+                and len(self._listening) == self.count
             )
 
     def wait_all(self, timeout: float) -> int:
@@ -304,9 +316,9 @@ class Readiness:
             if not data:
                 return
             pending += data
-            while len(pending) >= _PID.size:
-                self.reported(_PID.unpack(pending[: _PID.size])[0])
-                pending = pending[_PID.size :]
+            while len(pending) >= _REPORT.size:
+                self.reported(*_REPORT.unpack(pending[: _REPORT.size]))
+                pending = pending[_REPORT.size :]
 
 
 def _announce_ready(readiness: Readiness, settings: Settings, timeout: float = 120) -> None:
@@ -395,10 +407,9 @@ def _supervise(
                 health.close()  # the master's endpoint; a worker must not hold the port
             os.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
 
-            def ready() -> None:
+            def report(kind: int) -> None:
                 try:
-                    os.write(ready_w, _PID.pack(os.getpid()))
-                    os.close(ready_w)
+                    os.write(ready_w, _REPORT.pack(os.getpid(), kind))
                 except OSError:
                     pass
 
@@ -412,7 +423,16 @@ def _supervise(
                 # the master forwards it to us once we are in its list.
                 deferred.clear()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-                code = run_worker(current[0], host, plain, secure, slot, ready, shared=shared)
+                code = run_worker(
+                    current[0],
+                    host,
+                    plain,
+                    secure,
+                    slot,
+                    lambda: report(STARTED),
+                    shared=shared,
+                    on_listening=lambda: report(LISTENING),
+                )
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:

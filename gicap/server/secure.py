@@ -159,6 +159,7 @@ class SecureListener:
             return
         self.server = StreamServer(gevent_socket(listener), self._handle)
         self.server.start()
+        self.worker.listener_opened()
         if self.announce:
             log.info("Secure ICAP listening on port %d", self.server.server_port)
 

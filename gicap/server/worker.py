@@ -83,6 +83,10 @@ class Worker:
         self.retired: list[Any] = []
         #: Called once the listeners are up and the services started.
         self.on_ready: Callable[[], None] | None = None
+        #: Called once an ICAP listener accepts connections: at start with a plain
+        #: port, else when the Secure ICAP port opens (its certificates installed).
+        self.on_listening: Callable[[], None] | None = None
+        self.listening = False
         #: True when a SIGHUP arrived before the worker's handler was installed.
         self.hangup_pending: Callable[[], bool] | None = None
         self.ready = False
@@ -167,6 +171,7 @@ class Worker:
             srv = StreamServer(gevent_socket(open_listener(self.plain)), self._handle_plain)
             srv.start()
             self.servers.append(srv)
+            self.listener_opened()
         if self.secure is not None:
             self.secure.start()
         for fn in self.background:
@@ -192,9 +197,18 @@ class Worker:
         if self.ctx.metrics is not None and self.index == 0:
             self.ctx.metrics.reload(ok)
 
+    def listener_opened(self) -> None:
+        """An ICAP listener accepts connections (the first one tells /readyz)."""
+        if not self.listening:
+            self.listening = True
+            if self.on_listening is not None:
+                self.on_listening()
+
     def is_ready(self) -> bool:
-        """For /readyz in single-process mode: serving, and not draining."""
-        return self.ready and not self.ctx.draining
+        """For /readyz in single-process mode: started, accepting connections on some
+        ICAP port (a Secure-ICAP-only server waits for its certificates), and not
+        draining."""
+        return self.ready and self.listening and not self.ctx.draining
 
     def reload(self) -> None:
         gevent.spawn(self._reload)
