@@ -201,6 +201,10 @@ class ICAPConnection:
             nl = buf.find(b"\n")
             if (nl < 0 and len(buf) > self.max_line_bytes) or nl > self.max_line_bytes:
                 raise ICAPProtocolError("ICAP request line too long", 413)
+            if b"\n\n" in buf:
+                # A head ended by bare LFs (a hand-written client, printf): answered
+                # at once, not left waiting for a CRLF CRLF until header_timeout.
+                raise ICAPProtocolError("ICAP header lines must end with CRLF, not a bare LF")
             if self._eof:
                 return self._closed()
             return NEED_DATA

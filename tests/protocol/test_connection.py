@@ -125,6 +125,9 @@ def test_header_names_case_insensitive_and_comma_lists() -> None:
         (b"RESPMOD icap://h/echo ICAP/1.0\r\nHost: h\r\n\r\n", 400),  # no Encapsulated
         # (urlsplit raises ValueError: it was a 500 with a logged traceback)
         (b"OPTIONS icap://[::1/echo ICAP/1.0\r\nEncapsulated: null-body=0\r\n\r\n", 400),
+        # a head ended by bare LFs is refused, not waited on for a CRLF CRLF
+        (b"OPTIONS icap://h/echo ICAP/1.0\nEncapsulated: null-body=0\n\n", 400),
+        (b"OPTIONS icap://h/echo ICAP/1.0\r\nHost: h\n\n", 400),
     ],
 )
 def test_malformed_requests_carry_their_status(line: bytes, status: int, mode: str) -> None:

@@ -154,6 +154,8 @@ def test_unknown_service_method_and_version(gicap: GicapProcess) -> None:
             b"5\r\nhello\r\n0\r\n\r\n",
             400,
         ),
+        # a head ended by bare LFs: answered at once (it waited for header_timeout)
+        (b"OPTIONS icap://h/echo ICAP/1.0\nEncapsulated: null-body=0\n\n", 400),
     ],
 )
 def test_malformed_requests_get_4xx_and_server_keeps_serving(
