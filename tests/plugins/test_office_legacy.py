@@ -922,3 +922,25 @@ def test_a_remote_attached_template_is_an_external_link(
         ]
     else:
         assert result.outcome == "unmodified", result
+
+
+def test_officeart_records_are_found_wherever_their_type_bytes_stand() -> None:
+    """The search for property tables (memchr on a type's second byte, then the byte
+    before it) finds exactly the records a search for each 2-byte type finds: at the
+    stream's edges, overlapping, in random picture data, and in data dense with the
+    searched bytes (where it falls back to the search by type)."""
+    from gicap_office import legacy
+
+    rng = random.Random(7)
+    alphabet = b"\x0b\xf0\x21\xf1\x22\x03\x00"
+    cases = [b"", b"\x0b\xf0", b"\x00\x0b\xf0", b"\x00\x00\x0b\xf0", b"\x0b\xf0" * 500]
+    cases += [b"\xf0" * 5000, b"\x21\xf1\x22\xf1" * 300, rng.randbytes(200_000)]
+    cases += [bytes(rng.choice(alphabet) for _ in range(rng.randrange(40))) for _ in range(2000)]
+    for data in cases:
+        expected = sorted(
+            at - 2
+            for rtype in legacy._FOPT_TYPES
+            for at in range(2, len(data) - 1)
+            if data[at : at + 2] == rtype
+        )
+        assert legacy._record_starts(data, legacy._FOPT_TYPES) == expected, data[:80]

@@ -462,7 +462,34 @@ _LINKED_BLIP = 0x0E
 
 
 def _record_starts(data: bytes, types: tuple[bytes, ...]) -> list[int]:
-    """Where records of these types start (2 bytes before each type), in order."""
+    """Where records of these (2-byte) types start (2 bytes before each type), in
+    order.
+
+    Each occurrence of a type's second byte is found with memchr and the byte before
+    it checked: in picture data (every byte value as likely) that is twice as fast as
+    searching for each 2-byte type, which CPython does position by position. A
+    stream holding that byte more often than once in 64 (where the check per
+    occurrence would cost more) is searched type by type instead."""
+    firsts: dict[int, set[int]] = {}
+    for rtype in types:
+        firsts.setdefault(rtype[1], set()).add(rtype[0])
+    starts = []
+    budget = len(data) // 64 + 64
+    for second, allowed in firsts.items():
+        byte = bytes([second])
+        pos = data.find(byte, 3)
+        while pos >= 0:
+            budget -= 1
+            if budget < 0:
+                return _record_starts_by_type(data, types)
+            if data[pos - 1] in allowed:
+                starts.append(pos - 3)
+            pos = data.find(byte, pos + 1)
+    return sorted(starts)
+
+
+def _record_starts_by_type(data: bytes, types: tuple[bytes, ...]) -> list[int]:
+    """:func:`_record_starts`, each type searched for in turn."""
     starts = []
     for rtype in types:
         pos = data.find(rtype, 2)
