@@ -213,9 +213,14 @@ class Worker:
     def reload(self) -> None:
         gevent.spawn(self._reload)
 
+    def _say(self, level: int, message: str, *args: object) -> None:
+        """A SIGHUP line every worker process would write alike (each reads the same
+        files): written by the first one; the others' go to DEBUG."""
+        log.log(level if self.index == 0 else logging.DEBUG, message, *args)
+
     def _reload(self) -> None:
         """SIGHUP: re-read settings, policy and certificates; keep the old on error."""
-        log.info("SIGHUP: reloading certificates and settings")
+        self._say(logging.INFO, "SIGHUP: reloading certificates and settings")
         if self.settings_loader is None or self.plugins is None:
             if self.secure is not None:
                 self.secure.reload()
@@ -224,7 +229,7 @@ class Worker:
             new = self.settings_loader()
             services = self.plugins.services(new)
         except Exception as exc:
-            log.error("SIGHUP: new settings refused, the running ones stay: %s", exc)
+            self._say(logging.ERROR, "SIGHUP: new settings refused, the running ones stay: %s", exc)
             self._count_reload(False)
             if self.secure is not None:
                 self.secure.reload()
@@ -232,12 +237,19 @@ class Worker:
         old_server = self.ctx.settings
         for key in ("host", "port", "secure_port", "workers"):
             if getattr(old_server, key) != getattr(new.server, key):
-                log.warning("SIGHUP: server.%s changed; it takes effect at the next restart", key)
+                self._say(
+                    logging.WARNING,
+                    "SIGHUP: server.%s changed; it takes effect at the next restart",
+                    key,
+                )
         for section in ("logging", "metrics") if self.started_with is not None else ():
             for key, value in vars(getattr(new, section)).items():
                 if key != "level" and getattr(getattr(self.started_with, section), key) != value:
-                    log.warning(
-                        "SIGHUP: %s.%s changed; it takes effect at the next restart", section, key
+                    self._say(
+                        logging.WARNING,
+                        "SIGHUP: %s.%s changed; it takes effect at the next restart",
+                        section,
+                        key,
                     )
         started = []
         try:
@@ -265,7 +277,7 @@ class Worker:
         logging.getLogger().setLevel(new.logging.level)
         if self.secure is not None:
             self.secure.update(new.certificate)
-        log.info("SIGHUP: settings reloaded from %s", new.describe_source())
+        self._say(logging.INFO, "SIGHUP: settings reloaded from %s", new.describe_source())
         self._count_reload(True)
         # Transactions already running keep the old services until they finish.
         grace = max(self.ctx.settings.drain_timeout, new.cdr.timeout + 5)

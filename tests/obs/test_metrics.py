@@ -148,6 +148,7 @@ def test_limit_reload_and_drain(tmp_path: Path) -> None:
             "GICAP_SERVER__MAX_CONNECTIONS": "4",  # 2 per worker process
             "GICAP_SERVER__DRAIN_TIMEOUT": "20",
             "GICAP_METRICS__PORT": str(free_port()),
+            "GICAP_LOGGING__LEVEL": "DEBUG",  # (worker 1's SIGHUP lines are DEBUG lines)
         },
         settings=settings,
     ).start()

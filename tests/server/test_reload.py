@@ -28,8 +28,11 @@ def _wait_for(predicate, timeout: float = 10) -> bool:  # type: ignore[no-untype
 def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: Path) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS.read_text())
+    # (at DEBUG: the second worker writes its SIGHUP lines there, see below)
     proc = GicapProcess(
-        tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"}, settings=settings
+        tmp_path,
+        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
+        settings=settings,
     ).start()
     try:
         before = _istag(proc)
@@ -46,8 +49,12 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
         )
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)
-        # Both workers have reloaded (each logs it) before the file changes again.
+        # Both workers have reloaded (each logs it) before the file changes again...
         assert _wait_for(lambda: proc.log().count("SIGHUP: settings reloaded") == 2), proc.log()
+        # ...but an operator reads each line once: the second worker's are DEBUG lines.
+        for line in ("SIGHUP: reloading certificates", "SIGHUP: settings reloaded"):
+            levels = sorted(ln.split()[2] for ln in proc.log().splitlines() if line in ln)
+            assert levels == ["DEBUG", "INFO"], proc.log()
         assert all(_istag(proc) != before for _ in range(6))
         assert _istag(proc, "echo") == echo_before
         assert held.options().status == 200  # the connection from before is still served
@@ -58,6 +65,8 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
         )
         proc.proc.send_signal(signal.SIGHUP)
         assert _wait_for(lambda: proc.log().count("new settings refused") == 2), proc.log()
+        refused = [ln.split()[2] for ln in proc.log().splitlines() if "new settings refused" in ln]
+        assert sorted(refused) == ["DEBUG", "ERROR"], proc.log()
         assert "policy.strict.pdf.javascript must be allow | sanitise | disallow" in proc.log()
         assert _istag(proc) == current
         assert held.options().status == 200
@@ -68,7 +77,10 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
 
 
 def test_sighup_while_workers_start_neither_kills_them_nor_is_lost(tmp_path: Path) -> None:
-    proc = GicapProcess(tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"})
+    proc = GicapProcess(
+        tmp_path,
+        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
+    )
     proc.start(wait=False)
     assert proc.proc is not None
     try:
@@ -109,7 +121,9 @@ def test_a_replacement_worker_starts_with_the_settings_a_sighup_loaded(tmp_path:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS.read_text())
     proc = GicapProcess(
-        tmp_path, {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2"}, settings=settings
+        tmp_path,
+        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
+        settings=settings,
     ).start()
     assert proc.proc is not None
     try:
