@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from gicap import __version__
+from gicap.cdr.policy import SWITCHES
 from gicap.config import Settings, SettingsError, load_settings, machine_problems
 from gicap.obs.logging import setup_logging
 from gicap.plugins import PluginHost, create_plugin_host
@@ -125,6 +126,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 f"  note: file type {ftype} is claimed by {', '.join(sorted(names))}: "
                 f"{first} is asked first (mark gicap_disarm tryfirst=True to go first)"
             )
+    declared = host.policy_switches()
+    added = {f: n for f, n in declared.items() if tuple(SWITCHES.get(f, ())) != n}
+    if added:
+        print("policy switches declared by plugins ([policy.NAME.FAMILY]):")
+        for family, names in sorted(added.items()):
+            print(f"  {family}: {', '.join(n for n in names if n not in SWITCHES.get(family, ()))}")
     print("services:")
     for name, svc in sorted(services.items()):
         print(f"  {name:20} {svc.method:8} ISTag {svc.istag()}  {svc.description}")

@@ -407,8 +407,10 @@ def _freeze(data: dict[str, dict[str, Any]], policy_raw: dict[str, Any], source:
     cdr = CDRSettings(
         **{k: v for k, v in data["cdr"].items() if k in CDRSettings.__dataclass_fields__}
     )
+    from gicap.plugins import installed_policy_switches
+
     try:
-        policy = build_policy(policy_raw, cdr.default_profile)
+        policy = build_policy(policy_raw, cdr.default_profile, installed_policy_switches())
     except PolicyError as exc:
         raise SettingsError(f"invalid setting: {exc}") from None
     ports = {"server.port": server.port, "server.secure_port": server.secure_port}

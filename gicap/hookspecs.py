@@ -50,6 +50,23 @@ def gicap_file_types() -> list[str]:
     raise NotImplementedError
 
 
+@hookspec
+def gicap_policy_switches() -> dict[str, list[str]]:
+    """Return the policy switches of the file families this plugin's engines handle,
+    as ``{family: [switch, ...]}`` (e.g. ``{"cad": ["macros", "external_links"]}``).
+
+    Each switch takes ``allow``, ``sanitise`` or ``disallow`` and defaults to
+    ``sanitise``; a profile sets it under ``[policy.NAME.FAMILY]`` and the engine reads
+    it in ``request.switches`` (``allow`` keeps the content, ``sanitise`` removes it,
+    ``disallow`` blocks the file when the content is present). Names are lower-case
+    identifiers. A built-in family may be given more switches (for an engine that
+    replaces a built-in one); the built-in engines ignore them. Read once, when the
+    settings are loaded: a profile naming a switch no installed plugin declares is
+    refused, as a misspelled key is.
+    """
+    raise NotImplementedError
+
+
 @hookspec(firstresult=True)
 def gicap_detect_file_type(head: bytes, path: str | None, declared: str | None) -> FileType | None:
     """Tell the real type of a file from its bytes.

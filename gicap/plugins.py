@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,25 @@ class PluginHost:
         besides its settings (an engine installed or upgraded changes them)."""
         return ",".join(f"{n}={self.versions.get(n, '')}" for n in sorted(self.loaded))
 
+    def policy_switches(self) -> dict[str, tuple[str, ...]]:
+        """Every family's policy switches: the built-in ones and those the plugins
+        declare (``gicap_policy_switches``). A plugin that raises or declares
+        malformed names is reported (``failed``) and its switches left out."""
+        from gicap.cdr.policy import SWITCHES
+
+        merged = {family: list(names) for family, names in SWITCHES.items()}
+        for impl in self.manager.hook.gicap_policy_switches.get_hookimpls():
+            try:
+                declared = _declared_switches(impl.function())
+            except Exception as exc:
+                self.failed[impl.plugin_name] = f"gicap_policy_switches: {exc}"
+                log.error("plugin %s: gicap_policy_switches: %s", impl.plugin_name, exc)
+                continue
+            for family, names in declared.items():
+                have = merged.setdefault(family, [])
+                have.extend(n for n in names if n not in have)
+        return {family: tuple(names) for family, names in merged.items()}
+
     def services(self, settings: Settings) -> dict[str, Service]:
         """Collect the services of every plugin; a plugin that raises is reported."""
         found: dict[str, Service] = {}
@@ -69,6 +90,32 @@ class PluginHost:
                 found[svc.name] = svc
                 offered_by[svc.name] = name
         return found
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _declared_switches(declared: Any) -> dict[str, list[str]]:
+    """A plugin's ``gicap_policy_switches`` answer, checked: family -> switch names."""
+    if not isinstance(declared, Mapping):
+        raise ValueError(f"must return a mapping of family to switch names, not {declared!r}")
+    out: dict[str, list[str]] = {}
+    for family, names in declared.items():
+        if not isinstance(family, str) or not _NAME.fullmatch(family):
+            raise ValueError(f"family {family!r} is not a lower-case name")
+        if isinstance(names, str) or not all(
+            isinstance(n, str) and _NAME.fullmatch(n) for n in names
+        ):
+            raise ValueError(f"switches of {family} must be a list of lower-case names")
+        out[family] = list(names)
+    return out
+
+
+@functools.cache
+def installed_policy_switches() -> dict[str, tuple[str, ...]]:
+    """:meth:`PluginHost.policy_switches` of the plugins installed (read once per
+    process: what a settings file may name)."""
+    return create_plugin_host().policy_switches()
 
 
 def create_plugin_host(

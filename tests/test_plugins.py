@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 from gicap import hookimpl
+from gicap.client import ICAPClient
 from gicap.config import Settings
 from gicap.plugins import create_plugin_host
 from gicap.services.base import Service, Transaction, Unmodified
-from tests.support import ROOT, SETTINGS
+from tests.support import ROOT, SETTINGS, GicapProcess
 
 
 class _Hello(Service):
@@ -146,3 +149,105 @@ def test_an_engine_installed_changes_the_cdr_services_istag() -> None:
     assert before.istag() != after.istag()
     again = CDRService("resp-cdr-service", "RESPMOD", Settings(), create_plugin_host())
     assert again.istag() == before.istag()
+
+
+_STAMP_PLUGIN = '''
+"""A third-party engine with a file family and a policy switch of its own."""
+from gicap import hookimpl
+from gicap.cdr.types import Action, DisarmResult, FileType
+
+STAMP = FileType("stamp", "stamp", "application/x-stamp", "stamp")
+
+
+@hookimpl
+def gicap_policy_switches():
+    return {"stamp": ["signatures"]}
+
+
+@hookimpl
+def gicap_file_types():
+    return ["stamp"]
+
+
+@hookimpl(tryfirst=True)
+def gicap_detect_file_type(head, path, declared):
+    return STAMP if head.startswith(b"STAMP1\\n") else None
+
+
+@hookimpl
+def gicap_disarm(request):
+    if request.file_type.name != "stamp":
+        return None
+    lines = request.source.read_bytes().splitlines(keepends=True)
+    signed = [ln for ln in lines if ln.startswith(b"SIG:")]
+    action = request.switches["signatures"]
+    if signed and action == "disallow":
+        return DisarmResult("blocked", reason="signatures are disallowed")
+    if action == "sanitise":
+        lines = [ln for ln in lines if not ln.startswith(b"SIG:")]
+    request.destination.write_bytes(b"".join(lines))
+    done = "kept" if action == "allow" else "removed"
+    return DisarmResult("rebuilt", [Action("signatures", done, f"{len(signed)} lines")])
+'''
+
+
+def _install_on_path(site: Path) -> None:
+    """The stamp plugin as pip installs a distribution: a module and a .dist-info
+    whose entry points name it (found by importlib.metadata on ``sys.path``)."""
+    site.mkdir()
+    (site / "gicap_stamp_test.py").write_text(_STAMP_PLUGIN)
+    info = site / "gicap_stamp_test-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gicap-stamp-test\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[gicap]\nstamp-test = gicap_stamp_test\n")
+
+
+def _gicap(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gicap", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_a_third_party_engine_gets_the_policy_switches_it_declares(tmp_path: Path) -> None:
+    """A plugin declares a family and its switches; profiles set them like the built-in
+    ones, a misspelled one is refused, and the engine reads them in request.switches."""
+    site = tmp_path / "site"
+    _install_on_path(site)
+    env = {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    settings = tmp_path / "settings.toml"
+    text = SETTINGS.read_text()
+    settings.write_text(text + '\n[policy.strict.stamp]\nsignatures = "disallow"\n')
+
+    listed = _gicap(["plugins", "--settings", str(settings)], env)
+    assert listed.returncode == 0, listed.stderr
+    assert "stamp-test" in listed.stdout and "stamp: signatures" in listed.stdout
+
+    # Without the plugin the table is unknown; with it a misspelled switch is refused.
+    unknown = _gicap(["check", "--settings", str(settings)], {})
+    assert unknown.returncode == 2 and "policy.strict: unknown key(s) stamp" in unknown.stderr
+    typo = tmp_path / "typo.toml"
+    typo.write_text(text + '\n[policy.strict.stamp]\nsignaturez = "disallow"\n')
+    refused = _gicap(["check", "--settings", str(typo)], env)
+    assert refused.returncode == 2
+    assert "policy.strict.stamp: unknown switch(es) signaturez; known: signatures" in (
+        refused.stderr
+    )
+
+    proc = GicapProcess(tmp_path, {**env, "GICAP_CDR__WORKERS": "1"}, settings=settings).start()
+    try:
+        data = b"STAMP1\nhello\nSIG: alice\n"
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+        with ICAPClient(f"{proc.url}/resp-cdr-service") as c:
+            default = c.respmod(data, res_head=head, allow_204=False)
+        assert default.status == 200 and default.body == b"STAMP1\nhello\n", default
+        with ICAPClient(f"{proc.url}/resp-cdr-service?profile=strict") as c:
+            strict = c.respmod(data, res_head=head, allow_204=False)
+        assert b" 403 " in strict.http_response.split(b"\r\n", 1)[0], strict
+        assert b"signatures are disallowed" in strict.body
+    finally:
+        proc.stop()

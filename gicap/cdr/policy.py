@@ -114,10 +114,14 @@ class Policy:
         return hashlib.sha256(blob).hexdigest()
 
 
-def build_profile(name: str, raw: Mapping[str, Any]) -> Profile:
+def build_profile(
+    name: str, raw: Mapping[str, Any], known: Mapping[str, tuple[str, ...]] | None = None
+) -> Profile:
+    """A profile from its table in the settings. ``known``: every family's switches
+    (the plugins' too: ``PluginHost.policy_switches``); by default the built-in ones."""
     raw = {str(k).lower(): v for k, v in raw.items()}
     switches: dict[str, Mapping[str, str]] = {}
-    for family, names in SWITCHES.items():
+    for family, names in (SWITCHES if known is None else known).items():
         given = raw.pop(family, {}) or {}
         if not isinstance(given, Mapping):
             raise PolicyError(f"policy.{name}.{family} must be a table of switches")
@@ -163,14 +167,18 @@ def build_profile(name: str, raw: Mapping[str, Any]) -> Profile:
     )
 
 
-def build_policy(raw: Mapping[str, Any] | None, default_profile: str = "default") -> Policy:
+def build_policy(
+    raw: Mapping[str, Any] | None,
+    default_profile: str = "default",
+    known: Mapping[str, tuple[str, ...]] | None = None,
+) -> Policy:
     raw = {str(k).lower(): v for k, v in (raw or {}).items()}
     raw.setdefault("default", {})
     profiles = {}
     for name, body in raw.items():
         if not isinstance(body, Mapping):
             raise PolicyError(f"policy.{name} must be a table (a profile)")
-        profiles[name] = build_profile(name, body)
+        profiles[name] = build_profile(name, body, known)
     if default_profile not in profiles:
         raise PolicyError(
             f"cdr.default_profile {default_profile!r} is not a profile; "
