@@ -169,19 +169,42 @@ def _legacy(rng: random.Random, work: Path) -> list[Path]:
 def _legacy_documents(rng: random.Random, work: Path) -> list[Path]:
     """Legacy files of a working document's size (the tests' files are a few KiB,
     where the per-file costs of detection and the hooks dominate): a .doc of 180 KB of
-    text with 300 KB of picture data, an .xls of 20,000 number cells, a .ppt of 300
-    slides of text with 300 KB of pictures."""
+    text with 300 KB of picture data, an .xls of 2,000 rows of text, numbers and a
+    formula (as Excel writes them), a .ppt of 300 slides of text with 300 KB of
+    pictures."""
     import struct
 
     from tests.plugins import test_office, test_office_legacy
 
     text = " ".join(_sentence(rng) for _ in range(2200)).encode()
     pictures = _photo(rng, (1200, 900)) * 2
-    cells = b"".join(
-        test_office_legacy.biff(0x0203, struct.pack("<HHHd", row, col, 0, rng.random()))
-        for row in range(2000)
-        for col in range(10)
-    )
+    biff = test_office_legacy.biff
+
+    def sheet_row(row: int) -> bytes:
+        """A row as Excel writes it: text (LabelSst), numbers (RK, Number, MulRk) and
+        a formula (=A1*2: PtgRef, PtgInt, PtgMul)."""
+        rgce = struct.pack("<BHHBHB", 0x24, row, 0xC000, 0x1E, 2, 0x05)
+        formula = struct.pack("<HHHdHI", row, 5, 0, 2.0 * row, 0, 0) + struct.pack("<H", 9)
+        mulrk = struct.pack("<HH", row, 6)
+        mulrk += b"".join(struct.pack("<HI", 0, (n << 2) | 2) for n in range(4))
+        return (
+            biff(0x00FD, struct.pack("<HHHI", row, 0, 0, row % 500))  # LabelSst
+            + biff(0x027E, struct.pack("<HHHI", row, 1, 0, (row << 2) | 2))  # RK
+            + biff(0x0203, struct.pack("<HHHd", row, 2, 0, rng.random()))  # Number
+            + biff(0x0203, struct.pack("<HHHd", row, 3, 0, rng.random()))
+            + biff(0x0201, struct.pack("<HHH", row, 4, 0))  # Blank
+            + biff(0x0006, formula + rgce)  # Formula
+            + biff(0x00BD, mulrk + struct.pack("<H", 9))  # MulRk
+        )
+
+    cells = b""
+    for block in range(0, 2000, 32):  # row blocks: Row records, the cells, a DBCell
+        rows = range(block, min(block + 32, 2000))
+        cells += b"".join(
+            biff(0x0208, struct.pack("<HHHHHHI", r, 0, 10, 0x12C, 0, 0, 0x100)) for r in rows
+        )
+        cells += b"".join(sheet_row(r) for r in rows)
+        cells += biff(0x00D7, struct.pack("<I", 0) + b"\x00\x00" * len(rows))  # DBCell
 
     def atom(rtype: int, body: bytes) -> bytes:
         return struct.pack("<HHI", 0, rtype, len(body)) + body

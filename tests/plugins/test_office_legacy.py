@@ -13,6 +13,7 @@ unmodified.
 from __future__ import annotations
 
 import random
+import re
 import struct
 import warnings
 import zlib
@@ -944,3 +945,61 @@ def test_officeart_records_are_found_wherever_their_type_bytes_stand() -> None:
             if data[at : at + 2] == rtype
         )
         assert legacy._record_starts(data, legacy._FOPT_TYPES) == expected, data[:80]
+
+
+def test_runs_of_cells_skipped_at_once_leave_the_workbook_read_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The BIFF walk skips runs of fixed-size cell records in one step: what it finds
+    (links, macro sheets, drawings joined across CONTINUE records) is what a walk of
+    every record finds, with cells anywhere, cut short, or sized unlike a cell."""
+    from gicap_office import legacy
+
+    rng = random.Random(11)
+    cell_like = [
+        biff(0x0203, bytes(14)),
+        biff(0x027E, bytes(10)),
+        biff(0x00FD, bytes(10)),
+        biff(0x0201, bytes(6)),
+        biff(0x0205, bytes(8)),
+        biff(0x0208, bytes(16)),
+        biff(0x0203, bytes(13)),  # a Number of another size: read by the loop
+        biff(0x0006, bytes(30)),  # a Formula: variable size
+        struct.pack("<HH", 0x0203, 14) + bytes(5),  # cut short
+    ]
+    read = [
+        supbook(0, "cmd\x03/c calc"),
+        supbook(1, "\x01C:\\other.xls"),
+        biff(0x00EC, b"\x03\x00\x0b\xf0" + bytes(8)),  # a drawing...
+        biff(0x003C, b"continued"),  # ...and its CONTINUE
+        biff(0x003C, b"not a drawing's"),
+        bof(0x40),
+        biff(0x0085, struct.pack("<IBB", 0, 0, 1) + short_string("M")),
+    ]
+    streams = []
+    for _ in range(300):
+        parts = [rng.choice(cell_like + read) for _ in range(rng.randrange(1, 30))]
+        streams.append(b"".join(parts)[: rng.randrange(1, 2000)])
+
+    def walked(stream: bytes) -> object:
+        try:
+            return legacy._biff(_content_of({"Workbook": stream}))
+        except Exception as exc:  # (a record cut short: the file is unprocessable)
+            return repr(exc)
+
+    fast = [walked(stream) for stream in streams]
+    monkeypatch.setattr(legacy, "_CELL_RUN", re.compile(b""))  # every record by the loop
+    assert [walked(stream) for stream in streams] == fast
+    found = [f for f in fast if not isinstance(f, str)]
+    assert sum(bool(f.dde or f.external or f.macro_sheets or f.drawing) for f in found) > 100
+
+
+def _content_of(streams: dict[str, bytes]) -> object:
+    import io
+
+    from gicap_office import legacy
+
+    from gicap.cdr.compound_file import CompoundFile
+
+    data = make_ole(streams)
+    return legacy._Content.read(CompoundFile(io.BytesIO(data)), data, [10**9])

@@ -685,6 +685,13 @@ _BIFF_DRAWING = (0x00EB, 0x00EC, 0x00ED)
 _BIFF_CONTINUE = 0x003C
 #: The records _biff reads: FilePass, BoundSheet8, BOF, EXTERNSHEET, SupBook, drawings.
 _BIFF_READ = frozenset({0x002F, 0x0085, 0x0809, 0x0017, 0x01AE, *_BIFF_DRAWING, _BIFF_CONTINUE})
+#: A run of whole cell records of their fixed sizes (type, size, body): Number,
+#: RK, LabelSst, Blank, BoolErr and Row ([MS-XLS] 2.4), none of which _biff reads.
+_CELL_RUN = re.compile(
+    rb"(?:\x03\x02\x0e\x00.{14}|\x7e\x02\x0a\x00.{10}|\xfd\x00\x0a\x00.{10}"
+    rb"|\x01\x02\x06\x00.{6}|\x05\x02\x08\x00.{8}|\x08\x02\x10\x00.{16})*+",
+    re.S,
+)
 
 
 def _biff(content: _Content) -> _Biff:
@@ -703,8 +710,11 @@ def _biff(content: _Content) -> _Biff:
             rtype, size = unpack(stream, pos)
             start = pos + 4
             pos = start + size
-            if rtype not in _BIFF_READ:  # (most records: cells)
+            if rtype not in _BIFF_READ:
                 in_drawing = False
+                # (most of a workbook: runs of cells, each skipped here record by
+                # record as the loop would, in C)
+                pos = _CELL_RUN.match(stream, pos).end()  # type: ignore[union-attr]
                 continue
             if rtype in _BIFF_DRAWING or (in_drawing and rtype == _BIFF_CONTINUE):
                 drawing.append(stream[start:pos])
