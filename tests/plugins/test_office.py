@@ -1088,25 +1088,56 @@ def test_fields_in_a_utf16_part_are_found(corpus: dict[str, Path], tmp_path: Pat
     assert b"DDEAUTO" not in member(dest, "word/document.xml")
 
 
-def test_field_keyword_computed_by_a_nested_field(corpus: dict[str, Path], tmp_path: Path) -> None:
-    nested = (
+def _nested_field(before: str, quoted: str, result: str) -> str:
+    """A field whose instruction is ``before``, a nested QUOTE field of ``quoted``
+    (showing ``result``), then a command; it shows "shown"."""
+    return (
         f"<w:p {NS}>"
         '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+        f'<w:r><w:instrText xml:space="preserve">{before}</w:instrText></w:r>'
         '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
-        '<w:r><w:instrText xml:space="preserve"> QUOTE 68 68 69 65 85 84 79 </w:instrText></w:r>'
-        '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>DDEAUTO</w:t></w:r>'
+        f'<w:r><w:instrText xml:space="preserve"> QUOTE {quoted} </w:instrText></w:r>'
+        f'<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{result}</w:t></w:r>'
         '<w:r><w:fldChar w:fldCharType="end"/></w:r>'
         '<w:r><w:instrText xml:space="preserve"> cmd "/c echo gicap" </w:instrText></w:r>'
         '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>shown</w:t></w:r>'
         '<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
     )
+
+
+@pytest.mark.parametrize(
+    ("before", "quoted", "result"),
+    [
+        (" ", "68 68 69 65 85 84 79", "DDEAUTO"),  # the whole keyword
+        (" DD", '"EAUTO"', "EAUTO"),  # its end: Word reads DD + EAUTO
+        ("\tD\u200bD", '"EAUTO"', "EAUTO"),  # (an invisible character in between)
+    ],
+    ids=["whole", "end", "invisible"],
+)
+def test_field_keyword_computed_by_a_nested_field(
+    corpus: dict[str, Path], tmp_path: Path, before: str, quoted: str, result: str
+) -> None:
+    nested = _nested_field(before, quoted, result)
     data = rezip(_clean_docx(corpus), {"word/document.xml": insert("<w:sectPr", nested)})
     path = _write(tmp_path, "nested.docx", data)
-    result, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
-    assert result.outcome == "rebuilt"
+    result_, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
+    assert result_.outcome == "rebuilt"
     body = member(dest, "word/document.xml")
     assert b"fldChar" not in body and b"instrText" not in body and b"QUOTE" not in body
     assert "shown" in docx_texts(dest)
+
+
+def test_a_nested_field_after_the_keyword_is_an_argument(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    """A mail merge's IF with a nested MERGEFIELD (after the keyword and a space) is
+    no computed keyword: the fields stay."""
+    nested = _nested_field(" IF ", '"x"', "x")
+    data = rezip(_clean_docx(corpus), {"word/document.xml": insert("<w:sectPr", nested)})
+    path = _write(tmp_path, "merge.docx", data)
+    result, _ = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
+    assert result.outcome == "unmodified", result  # (nothing to remove)
+    assert not [a for a in result.actions if a.switch == "dynamic_data_exchange"], result
 
 
 # ------------------------------------------------------------------------- RTF

@@ -564,11 +564,21 @@ def _word_outcome(tmp_path: Path, streams: dict[str, bytes]) -> tuple[str, str]:
         ([("\x13\tDDEAUTO c:\\x.exe /k\x14r\x15", True)], [0]),  # (msodde: "?DDEAUTO")
         ([('\x13 DDEAUTO"c:\\x.exe" /k\x14r\x15', True)], [0]),  # a quote ends it
         ([("\x13 \x13 QUOTE 68 68 69 \x14DDEAUTO\x15 c:\\x.exe\x14r\x15", True)], [0]),
+        # a nested field makes the end of the keyword: DD + EAUTO
+        ([('\x13 DD\x13 QUOTE "EAUTO" \x14EAUTO\x15 c:\\x.exe\x14r\x15', True)], [0]),
         # a keyword split over two pieces stored in the other order
         ([("a \x13 DD", True), ("EAUTO c:\\x.exe /k \x14r\x15", True)], [1, 0]),
         ([("a \x13\u3000", False), ("DDEAUTO c:\\x.exe\x14r\x15", True)], [1, 0]),
     ],
-    ids=["utf16-space", "tab", "quote", "computed", "split-reordered", "ideographic-space"],
+    ids=[
+        "utf16-space",
+        "tab",
+        "quote",
+        "computed",
+        "computed-end",
+        "split-reordered",
+        "ideographic-space",
+    ],
 )
 def test_word_dde_fields_are_read_in_the_document_s_text(
     tmp_path: Path, pieces: list[tuple[str, bool]], stored: list[int]

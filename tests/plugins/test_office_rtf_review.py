@@ -325,3 +325,19 @@ def test_no_backslash_run_hides_a_word_a_removal_would_join(tmp_path: Path, befo
     outcome, out = _run(tmp_path, data)
     assert outcome == "rebuilt"
     assert dde_found(_write(tmp_path, "out.rtf", out)) == ""
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        rb'{\field{\*\fldinst QUOTE "DDEAUTO"}{\fldrslt DDEAUTO}} c:\\a.exe "/k x"',
+        rb'DD{\field{\*\fldinst QUOTE "EAUTO"}{\fldrslt EAUTO}} c:\\a.exe "/k x"',
+    ],
+    ids=["whole-keyword", "end-of-keyword"],
+)
+def test_a_keyword_a_nested_field_computes_is_risky(tmp_path: Path, instruction: bytes) -> None:
+    """Word puts a nested field's result in the instruction: DD + EAUTO is DDEAUTO.
+    (Any field nested in an instruction makes it one readers may read differently.)"""
+    data = rb"{\rtf1 a{\field{\*\fldinst " + instruction + rb"}{\fldrslt shown}}b\par}"
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt" and b"a.exe" not in out and b"shown" in out, out

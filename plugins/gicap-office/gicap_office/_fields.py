@@ -27,12 +27,41 @@ _WORDS = re.compile(r'"[^"]*"|\S+')
 _KEYWORD = re.compile(r'[\s"\x00-\x1f\x7f]*+([A-Za-z]++)')
 
 
+#: Where a field's keyword stands in the instruction text read so far: not begun
+#: (white space, controls, a quote), in its letters, or ended.
+BEFORE_KEYWORD, IN_KEYWORD, AFTER_KEYWORD = 0, 1, 2
+_BEFORE = re.compile(r'[\s"\x00-\x1f\x7f]*+')
+#: Letters, and the controls LibreOffice drops from a keyword ("DD\0EAUTO").
+_LETTERS = re.compile(r"[A-Za-z\x00-\x08\x0a-\x1f]*+")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+def keyword_state(state: int, text: str) -> int:
+    """The state after ``text`` more of an instruction (read as :func:`classify_field`
+    reads its keyword). A nested field that begins before the keyword has ended makes
+    the keyword, or the rest of it: Word puts the nested field's result in its place,
+    so ``{ DD{ QUOTE "EAUTO" } c:\\x.exe }`` is a DDEAUTO field (see ``computed``)."""
+    if state == AFTER_KEYWORD or not text:
+        return state
+    if not text.isascii():  # (invisible format characters are not read)
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    pos = 0
+    if state == BEFORE_KEYWORD:
+        pos = _BEFORE.match(text).end()  # type: ignore[union-attr]
+        if pos == len(text):
+            return BEFORE_KEYWORD
+        if not _ASCII_LETTER.match(text, pos):
+            return AFTER_KEYWORD  # (no keyword at all: nothing a nested field can join)
+    pos = _LETTERS.match(text, pos).end()  # type: ignore[union-attr]
+    return IN_KEYWORD if pos == len(text) else AFTER_KEYWORD
+
+
 def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
     """(switch, kind) of a field instruction, or ``None`` for a harmless field.
 
-    ``computed``: the keyword itself is the result of a nested field (``{ {QUOTE 68 68
-    69} ... }`` spells DDE): it cannot be known without evaluating the document, so it
-    is treated as DDE.
+    ``computed``: the keyword, or its end, is the result of a nested field (``{ {QUOTE
+    68 68 69} ... }`` spells DDE; see :func:`keyword_state`): it cannot be known
+    without evaluating the document, so it is treated as DDE.
     """
     if computed:
         return ("dynamic_data_exchange", "field with a computed instruction")

@@ -56,7 +56,7 @@ import olefile
 
 from gicap.cdr.compound_file import CompoundFile
 from gicap.cdr.types import DisarmRequest, DisarmResult
-from gicap_office._fields import FIELDS, classify_field
+from gicap_office._fields import AFTER_KEYWORD, FIELDS, classify_field, keyword_state
 from gicap_office._report import Report
 from gicap_office._zip import MAX_EXPANDED
 
@@ -638,7 +638,6 @@ def _word_text(content: _Content, word: bytes) -> str | None:
 #: up to its separator (0x14), its end (0x15) or a nested field's begin (0x13, looked
 #: at, not taken: it begins a field of its own).
 _FIELD = re.compile("\x13([^\x13\x14\x15]*)(?=(\x13)?)")
-_LETTER = re.compile("[A-Za-z]")
 #: Fields that reach outside the document when it is opened or updated (DDE, DDEAUTO,
 #: DATABASE; INCLUDETEXT, INCLUDEPICTURE, INCLUDE, IMPORT, LINK, RD): a link to click
 #: (HYPERLINK) is not judged here.
@@ -653,13 +652,13 @@ def _word_fields(text: str) -> list[tuple[str, str]]:
     """(switch, kind) of every field of a Word document's text that reaches outside
     the document, read as :func:`classify_field` reads OOXML and RTF fields: the
     keyword after white space or controls, ended by a quote too, and a keyword a
-    nested field computes (no letter before the nested field) counted as DDE.
+    nested field computes or ends (see ``keyword_state``) counted as DDE.
     (msodde's scan missed a keyword after a space in UTF-16 text, where Word writes
     one, and a computed one.)"""
     found = []
     for m in _FIELD.finditer(text):
         instruction = m.group(1)
-        computed = m.group(2) is not None and _LETTER.search(instruction) is None
+        computed = m.group(2) is not None and keyword_state(0, instruction) != AFTER_KEYWORD
         verdict = classify_field(instruction, computed)
         if verdict is not None and (computed or verdict in _OPENING_FIELDS):
             found.append(verdict)

@@ -21,7 +21,7 @@ from lxml import etree
 from gicap.cdr.detect import FILE_TYPES, OOXML_MAIN_CONTENT_TYPES
 from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
 from gicap_office import _images, _xml, _zip
-from gicap_office._fields import classify_field
+from gicap_office._fields import AFTER_KEYWORD, BEFORE_KEYWORD, classify_field, keyword_state
 from gicap_office._report import Report
 from gicap_office._xml import VML, A, R, S, W, X, is_, rattr, split, wattr
 from gicap_office.legacy import OLE_MAGIC, vba_label
@@ -817,7 +817,17 @@ def _remove_in_run(el: etree._Element) -> None:
 
 
 class _Field:
-    __slots__ = ("begin", "sep", "end", "instr", "computed", "ambiguous", "markup", "code")
+    __slots__ = (
+        "begin",
+        "sep",
+        "end",
+        "instr",
+        "keyword",
+        "computed",
+        "ambiguous",
+        "markup",
+        "code",
+    )
 
     def __init__(self, begin: etree._Element, markup: etree._Element | None = None) -> None:
         self.begin = begin
@@ -827,6 +837,8 @@ class _Field:
         self.sep: etree._Element | None = None
         self.end: etree._Element | None = None
         self.instr = ""
+        #: where its keyword stands in ``instr`` (see keyword_state)
+        self.keyword = BEFORE_KEYWORD
         self.computed = False
         #: a run of its code lies in other markup than its begin (an mc:Choice a
         #: reader may skip): which text is the instruction is not certain
@@ -902,7 +914,7 @@ def _collect_fields(
                     for f in stack:
                         if f.sep is None:
                             f.code.append(child)
-                    if stack and stack[-1].sep is None and not stack[-1].instr.strip():
+                    if stack and stack[-1].sep is None and stack[-1].keyword != AFTER_KEYWORD:
                         stack[-1].computed = True  # the keyword comes from a nested field
                     if markup is _UNKNOWN:
                         markup = other_markup(run)
@@ -931,7 +943,9 @@ def _collect_fields(
                 and stack
                 and stack[-1].sep is None
             ):
-                stack[-1].instr += child.text or ""
+                text = child.text or ""
+                stack[-1].instr += text
+                stack[-1].keyword = keyword_state(stack[-1].keyword, text)
             elif ns in W and local in ("instrText", "delInstrText") and orphans is not None:
                 # an instruction outside any field's code region (after its separator
                 # too): judged on its own
