@@ -341,8 +341,14 @@ def _nesting(text: str, lower: str) -> tuple[int, int]:
 
 #: A tag's name as the tokenizer reads it (up to white space, "/" or ">").
 _NESTING_TOKEN = re.compile(r"<(/?[a-z][^\t\n\f\r />]*+)")
-#: The attributes of a start tag as the tokenizer reads them (quoted values whole).
-_ATTRIBUTES = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>?"""
+#: The attributes of a start tag as the tokenizer reads them: names, and values
+#: (quoted ones whole: a quote opens a value only after "=", elsewhere it is part of
+#: a name or a value, as in x' or title=x'; read as opening one, it hid a 100 KB
+#: value from the measure of the tag).
+_ATTRIBUTES = (
+    r"""(?:[\t\n\f\r ]++|/(?!>)|[^\t\n\f\r />][^\t\n\f\r />=]*+"""
+    r"""(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:"[^"]*+"|'[^']*+'|[^\t\n\f\r >]++))?)*+/?>?"""
+)
 #: What a rebuilt formatting element costs per character of its start tag (its
 #: attributes are copied each time).
 ATTRIBUTE_COST = 10
