@@ -272,10 +272,25 @@ def test_words_of_such_styles_in_text_are_kept() -> None:
         # the same, the value hidden behind a quote that opens nothing (part of a name)
         ("<p><a x' title=" + "x" * 40_000 + ">t</p>" + "<p>y</p>" * 3_000, "search or rebuild"),
         ("<p><b title=x'" + "x" * 40_000 + ">t</p>" + "<p>y</p>" * 3_000, "search or rebuild"),
+        # a cell outside a table is ignored: its end tag leaves the <b> to rebuild
+        ('<td><p><b title="' + "x" * 40_000 + '">t</td>' + "<p>y" * 3_000, "search or rebuild"),
+        # a block closes the p, so </p> (an empty p) leaves the div open: one deeper
+        # each time (the model kept the p and popped the div with it)
+        ("<p><div></p>" * 12_000, "nested"),
+        ("<p><hr><span></p>" * 12_000, "nested"),
+        # under MathML, <title> is no HTML integration point: <style> is no raw text
+        ("<math><title><style>" + "<div>" * 12_000 + "x", "nested"),
     ],
 )
 def test_parsing_work_is_bounded(tmp_path: Path, markup: str, why: str) -> None:
     _refused(tmp_path, markup, why)
+
+
+def test_a_page_that_would_grow_many_times_is_refused(tmp_path: Path) -> None:
+    """An <a> with an 8 KB href rebuilt for each of 10,000 paragraphs: within the
+    estimates of the parser's work, but 48 KB of page made 80 MB."""
+    markup = '<p><a href="http://e.com/' + "x" * 8_000 + '">t' + "<p>y" * 10_000
+    _refused(tmp_path, markup, "times the page")
 
 
 def _refused(tmp_path: Path, markup: str, why: str) -> None:

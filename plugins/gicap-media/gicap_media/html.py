@@ -219,6 +219,14 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     schemes = set(_SCHEME_COLON.findall(lower))
     data_urls = "data" in schemes
     body = _clean(text, data_urls)
+    if len(body) > max(MAX_REBUILT_CHARS, MAX_GROWTH * len(text)):
+        # (what the estimates allow may still copy long attributes many times: a
+        # 48 KB page made 80 MB)
+        return DisarmResult(
+            "unprocessable",
+            reason=f"the rebuilt page would be {len(body)} characters, "
+            f"{len(body) // max(len(text), 1)} times the page",
+        )
     title, lang, found = _inventory(text, lower, data_urls, "ript" in schemes)
     document = _document(body, title, lang)
     if _same(raw, text, document):
@@ -240,6 +248,10 @@ MAX_NESTING = 10_000
 #: then a million <li>s would take minutes). About five seconds of parsing (a page
 #: of 10 MB nested 50 deep is half of it).
 MAX_PARSE_WORK = 1_000_000_000
+#: A rebuilt page may be this many times the page (escaping a no-break space writes
+#: six characters), or this many characters, whichever is more.
+MAX_GROWTH = 32
+MAX_REBUILT_CHARS = 16 * 1024 * 1024
 #: nh3 writes a text's "&" and no-break spaces back as entities at a cost of the
 #: text's length for each (1 MB of no-break spaces in one paragraph took 20 s, from
 #: 1 KB gzip-encoded): the sum, over texts, of their length times their number, at
@@ -289,6 +301,18 @@ _ITEMS: dict[str, tuple[frozenset[str], frozenset[str], bool, int, str | None]] 
 #: parser rebuilds them for every later tag and text, until a marker (a cell, a
 #: caption...) that was open before closes; at most three alike (same attributes).
 _FORMATTING = frozenset("a b big code em font i nobr s small strike strong tt u".split())
+#: Start tags that close an open p in button scope (the HTML spec's "in body" rules;
+#: not <table>, which does so in no-quirks mode only). A p the model kept open that
+#: the parser had closed let a later </p> pop what was really open above it.
+_CLOSES_P = frozenset(
+    """
+    p address article aside blockquote center details dialog dir div dl fieldset
+    figcaption figure footer header hgroup main menu nav ol search section summary ul
+    h1 h2 h3 h4 h5 h6 pre listing form hr xmp plaintext li dd dt
+    """.split()
+)
+#: Cells and rows: ignored outside a table (or a template).
+_TABLE_ONLY = frozenset({"td", "th", "tr"})
 _MARKERS = frozenset("td th caption object applet marquee template".split())
 _ALIKE = 3
 #: What rebuilding one formatting element costs, in steps of a search of the stack
@@ -541,6 +565,11 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
         if stack.pop_to(k):
             left.marker_closed(stack.markers)
 
+    def close_p() -> None:
+        k = stack.innermost("p")
+        if k is not None and not (stack.scope and stack.scope[-1] > k):
+            close(k)  # (a p in button scope)
+
     for m in found:
         if m.start() < skip:
             continue  # (in an attribute value, or raw text)
@@ -576,7 +605,15 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
             if rest.group(1) == "/":
                 continue
         elif name in _NOT_NESTING:
+            if name == "hr":
+                close_p()
             continue
+        elif (
+            name in _TABLE_ONLY
+            and not stack.context_open("table")
+            and stack.innermost("template") is None
+        ):
+            continue  # (ignored outside a table: no element, and no marker)
         else:
             if name in ("option", "optgroup") and stack.names and stack.names[-1] == "option":
                 close(depth - 1)  # (only an option that is the current element)
@@ -587,10 +624,8 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
                 and stack.context_open("select")
             ):
                 close(len(stack.names) - 1)  # (in a select only: elsewhere they nest)
-            elif name == "p":
-                k = stack.innermost("p")
-                if k is not None and not (stack.scope and stack.scope[-1] > k):
-                    close(k)  # (a p in button scope)
+            elif name in _CLOSES_P:
+                close_p()
             item = _ITEMS.get(name)
             if item is not None:
                 closes, stops, phrasing_only, reach, context = item
@@ -607,8 +642,11 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
             if name in _FORMATTING:
                 tag = text[m.start() : tag_end]
                 left.opened(stack.markers, name, tag, tag_end - m.start())
-            if name in _RAW_TEXT or name == "plaintext":
-                # its text is no tags, up to its end tag (plaintext: to the end)
+            if (name in _RAW_TEXT or name == "plaintext") and not stack.foreign:
+                # its text is no tags, up to its end tag (plaintext: to the end). (Not
+                # under SVG or MathML: whether the parser reads HTML there depends on
+                # each element's namespace, which the model does not keep; counting
+                # the text's tags only errs upwards.)
                 end = _find_tag(lower, "</" + name, tag_end)
                 skip = limit if name == "plaintext" or end is None else end
         stack.push(name)
