@@ -442,23 +442,42 @@ class _Formatting:
     cost, at most three alike (same start tag) counted."""
 
     def __init__(self) -> None:
-        #: (markers open, name, start tag as written (or a key of its own), cost)
-        self.entries: list[tuple[int, str, str, int]] = []
+        #: (markers open, name, start tag as written (or a key of its own), cost, and
+        #: the element's place and serial on the stack: see _Stack.is_open)
+        self.entries: list[tuple[int, str, str, int, int, int]] = []
         self.alike: Counter[str] = Counter()
         self.cost = 0
 
-    def opened(self, markers: int, name: str, tag: str, length: int) -> None:
+    def opened(
+        self, markers: int, name: str, tag: str, length: int, place: tuple[int, int]
+    ) -> None:
         cost = REBUILD_COST + ATTRIBUTE_COST * length
-        self.entries.append((markers, name, tag, cost))
+        self.entries.append((markers, name, tag, cost, *place))
         self.alike[tag] += 1
         if self.alike[tag] <= _ALIKE:
             self.cost += cost
 
     def _drop(self, index: int) -> None:
-        _, _, tag, cost = self.entries.pop(index)
+        _, _, tag, cost, _, _ = self.entries.pop(index)
         self.alike[tag] -= 1
         if self.alike[tag] < _ALIKE:
             self.cost -= cost
+
+    def closed_already(self, name: str, markers: int, stack: _Stack) -> bool:
+        """Its own end tag, for the last one of the name opened since the last marker:
+        when another end tag has closed that element, the parser only drops it from
+        its list and closes nothing (the innermost one of the name on the stack, an
+        outer one, stays open): then dropped here, and True."""
+        for i in range(len(self.entries) - 1, max(len(self.entries) - 16, -1), -1):
+            entry = self.entries[i]
+            if entry[0] < markers:
+                return False
+            if entry[1] == name:
+                if stack.is_open(entry[4], entry[5]):
+                    return False
+                self._drop(i)
+                return True
+        return False
 
     def end_tag(self, name: str, markers: int) -> None:
         """Its own end tag: the last one of the name opened since the last marker
@@ -490,10 +509,16 @@ class _Stack:
         self.foreign: list[int] = []
         self.integration: list[int] = []
         self.markers = 0
+        #: a number of its own for each element pushed, by place on the stack
+        self.serials: list[int] = []
+        self.pushed = 0
 
-    def push(self, name: str) -> None:
+    def push(self, name: str) -> tuple[int, int]:
+        """Push ``name``; its place and serial (see :meth:`is_open`)."""
         k = len(self.names)
         self.names.append(name)
+        self.pushed += 1
+        self.serials.append(self.pushed)
         self.at.setdefault(name, []).append(k)
         if name in _SPECIAL:
             self.special.append(k)
@@ -505,6 +530,11 @@ class _Stack:
             self.integration.append(k)
         if name in _MARKERS:
             self.markers += 1
+        return k, self.pushed
+
+    def is_open(self, k: int, serial: int) -> bool:
+        """Whether the element pushed at ``k`` with ``serial`` is still open."""
+        return k < len(self.serials) and self.serials[k] == serial
 
     def pop_to(self, k: int) -> bool:
         """Close names[k:]; whether a marker closed."""
@@ -515,6 +545,7 @@ class _Stack:
                 self.markers -= 1
                 marker = True
         del self.names[k:]
+        del self.serials[k:]
         for indexes in (self.special, self.scope, self.foreign, self.integration):
             while indexes and indexes[-1] >= k:
                 indexes.pop()
@@ -583,6 +614,8 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
         searched += depth
         if name[0] == "/":
             name = name[1:]
+            if name in _FORMATTING and left.closed_already(name, stack.markers, stack):
+                continue  # (<b><p><b></p></b>: the outer <b> stays open)
             k = stack.innermost(name)
             if k is None:
                 if name in _FORMATTING:
@@ -641,7 +674,8 @@ def _scan(text: str, lower: str, found: list[re.Match[str]]) -> tuple[int, int]:
                             break
             if name in _FORMATTING:
                 tag = text[m.start() : tag_end]
-                left.opened(stack.markers, name, tag, tag_end - m.start())
+                place = (len(stack.names), stack.pushed + 1)  # (where the push below puts it)
+                left.opened(stack.markers, name, tag, tag_end - m.start(), place)
             if (name in _RAW_TEXT or name == "plaintext") and not stack.foreign:
                 # its text is no tags, up to its end tag (plaintext: to the end). (Not
                 # under SVG or MathML: whether the parser reads HTML there depends on
