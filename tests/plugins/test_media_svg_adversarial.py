@@ -111,3 +111,65 @@ def test_attribute_values_read_through_xpath_are_lxmls() -> None:
     )
     assert _values(el) == el.values()
     assert _values(el, el.keys()) == el.values()
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        # a newline ends a CSS string: the url( after it is live (read as one string
+        # up to the next quote, it was taken for the fragment it started with)
+        'a{fill:url("#a\n)}t{cursor:url(http://evil.example/c.png),auto}c{content:"x"}',
+        # a no-break space is no CSS white space: url(\u00a0"... is an unquoted URL
+        'a{fill:url(\u00a0"#a)}t{cursor:url(http://evil.example/c.png),auto}c{content:"x"}',
+    ],
+    ids=["newline-in-string", "nbsp-after-url"],
+)
+def test_a_url_behind_a_string_css_ends_is_read(tmp_path: Path, css: str) -> None:
+    text = f'<svg xmlns="{SVG}"><style>{css}</style><text>hi</text></svg>'
+    result, out = _svg(tmp_path, text)
+    assert result.outcome == "rebuilt" and "evil.example" not in out, out
+    assert any(a.switch == "foreign_objects" for a in result.actions)
+
+
+@pytest.mark.parametrize("prefix", ["&#127;", "&#160;"])
+def test_a_fragment_behind_a_character_the_url_standard_keeps_is_a_fetch(
+    tmp_path: Path, prefix: str
+) -> None:
+    """A DEL or a no-break space before "#" makes a relative URL (./%7F#x): a fetch
+    from the server, not a reference within the document."""
+    text = (
+        f'<svg xmlns="{SVG}"><use href="{prefix}#x"/><image href="{prefix}#z"/>'
+        f'<rect id="x" fill="url(&quot;{prefix}#y&quot;)"/></svg>'
+    )
+    result, out = _svg(tmp_path, text)
+    assert result.outcome == "rebuilt"
+    assert "#x" not in out and "#z" not in out and "#y" not in out, out
+
+
+def test_a_script_url_in_a_list_of_values_goes_on_any_element(tmp_path: Path) -> None:
+    text = f'<svg xmlns="{SVG}"><rect values="1;javascript:alert(1)" width="1"/></svg>'
+    result, out = _svg(tmp_path, text)
+    assert result.outcome == "rebuilt" and "javascript" not in out, out
+    assert any(a.switch == "scripts" for a in result.actions)
+
+
+def test_many_attribute_names_to_strip_go_to_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lxml's strip_attributes compares every attribute with every name it is given:
+    130,000 distinct names took 5 s. It is never given more than a few."""
+    from gicap_media import svg
+    from lxml import etree
+
+    given: list[int] = []
+    real = etree.strip_attributes
+
+    def counted(tree: object, *names: str) -> None:
+        given.append(len(names))
+        real(tree, *names)
+
+    monkeypatch.setattr(svg.etree, "strip_attributes", counted)
+    body = "".join(f'<g a{i}="" on{i}="x"/>' for i in range(2_000))
+    result, out = _svg(tmp_path, f'<svg xmlns="{SVG}">{body}<rect width="1"/></svg>')
+    assert result.outcome == "rebuilt" and "a1999" not in out and "on1999" not in out
+    assert all(n <= svg._MAX_STRIPPED_NAMES for n in given), given

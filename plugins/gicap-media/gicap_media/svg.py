@@ -186,12 +186,20 @@ SAFE_DATA_TYPES = frozenset(
 )
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]+")
+#: What the URL standard strips at a URL's ends (C0 controls, space) and removes
+#: anywhere (tab, newlines).
+_URL_ENDS = "".join(map(chr, range(0x21)))
+_TAB_OR_NEWLINE = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
 _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(\r\n|[\n\r\f])|(.))", re.S)
-_CSS_URL = re.compile(r"url\(\s*(?:\"([^\"]*)\"|'([^']*)'|([^)]*))", re.I)
+#: Every url( and its argument, each read on its own (the match takes only "url(":
+#: one argument read too far cannot hide the next url(), as a quoted one running
+#: past a newline did), with CSS's white space (not a no-break space) and strings
+#: as CSS ends them (at a newline too).
+_CSS_URL = re.compile(r"url\((?=[ \t\n\r\f]*+(?:\"([^\"\n\r\f]*)|'([^'\n\r\f]*)|([^)]*)))", re.I)
 _CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(", re.I)
-_CSS_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+_CSS_STRING = re.compile(r"\"([^\"\n\r\f]*)\"?|'([^'\n\r\f]*)'?")
 _CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
 #: The type pseudo-attribute of an xml-stylesheet instruction (lowered).
 _PI_TYPE = re.compile(r"""(?:^|\s)type\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -302,16 +310,23 @@ def _split(tag: str) -> tuple[str | None, str]:
 
 
 def classify_url(url: str, element: str = "") -> str:
-    """``script``, ``external``, or ``internal`` (a fragment or a raster data: URL)."""
-    # Browsers drop tabs and newlines anywhere in a URL and strip leading controls:
-    # "java\tscript:" is javascript:.
+    """``script``, ``external``, or ``internal`` (a fragment or a raster data: URL).
+
+    A fragment as the URL standard reads one: once C0 controls and spaces are
+    stripped at its ends and tabs and newlines removed, it starts with "#" (a DEL or
+    a no-break space before the "#" makes a relative URL: a fetch from the server).
+    Schemes are looked for with every control and space removed (browsers drop tabs
+    and newlines anywhere: "java\tscript:" is javascript:), the risky reading."""
     # (Python counts every character of \x00-\x1f and \x7f as not printable: a
     # printable URL without a space has nothing to strip.)
-    if not url.isprintable() or " " in url:
-        url = _CONTROL_OR_SPACE.sub("", url)
-    norm = url.lower()
-    if not norm or norm.startswith("#"):
+    if url.isprintable() and " " not in url:
+        std = norm = url
+    else:
+        std = _TAB_OR_NEWLINE.sub("", url.strip(_URL_ENDS))
+        norm = _CONTROL_OR_SPACE.sub("", url)
+    if not std or std.startswith("#"):
         return "internal"
+    norm = norm.lower()
     if norm.startswith(SCRIPT_SCHEMES):
         return "script"
     if norm.startswith("data:"):
@@ -360,7 +375,7 @@ def _css_findings(css: str) -> list[tuple[str, str]]:
         # //..." 1x)), and a string that is no URL only errs towards removal.
         urls += [a or b for a, b in _CSS_STRING.findall(css, first.start())]
     for url in urls:
-        kind = classify_url(url.strip())
+        kind = classify_url(url)
         if kind == "script":
             found.append(("scripts", "script URL in CSS"))
         elif kind == "external":
@@ -537,6 +552,10 @@ class _Rebuilder:
             found.append(("scripts", "event handler attribute", events.total()))
             if policy["scripts"] != "allow":
                 strip += [raw.decode() for raw, n in events.items() if n]
+        if len(strip) > _MAX_STRIPPED_NAMES:
+            # (lxml's strip_attributes compares every attribute with every name: 130,000
+            # names of one attribute each took 5 s; the walk decides each by its name)
+            return None
         # The elements to change: every <a> (each only a link: the other ones are in
         # ``tags``) and the scripts; for the links becoming groups, those in a text
         # container (when an element starts in one).
@@ -988,7 +1007,11 @@ _SAFE_VALUE = (
     rb"(?! *+[jvlmJVLM])"
     rb"(?:[^\"\\&'@/<>\x00-\x1f\x7f-\xffuU]++|[uU](?![rR][lL]\()|[uU][rR][lL]\( *+[#)])*+"
 )
-_FINE_NAMES = _trie(SVG_ATTRIBUTES - {"style"}, "xydwhrfsctoi").encode()
+#: (Not "values": an animation's list, each item checked as a value of its own, a
+#: script URL after a ";" too.)
+_FINE_NAMES = _trie(SVG_ATTRIBUTES - {"style", "values"}, "xydwhrfsctoi").encode()
+#: More attribute names to strip than this: the walk decides.
+_MAX_STRIPPED_NAMES = 64
 #: An attribute with a prefix other than xml, xmlns and xlink, not an event: the walk
 #: drops it whatever its value (an editor's, inkscape:label say), and so does the
 #: fast path, by namespace (the root declares every prefix on this path).
