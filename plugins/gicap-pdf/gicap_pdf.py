@@ -1768,7 +1768,41 @@ def _readers_may_differ(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
         notes.append("cross-reference stream and object streams (rewritten as qpdf reads them)")
     elif _ESCAPED_NAME.search(raw) is not None:
         notes.append("names written with #xx escapes (rewritten as qpdf reads them)")
+    elif not _xref_table_as_read(raw):
+        notes.append("a cross-reference table readers may rebuild (rewritten as qpdf reads it)")
     return notes
+
+
+def _xref_table_as_read(raw: bytes | mmap.mmap) -> bool:
+    """Whether a strict reader takes the classic cross-reference table as qpdf did,
+    finding the same objects: the table at ``startxref`` begins with object 0, free,
+    and the bytes hold one object header (``N G obj``) per object in use, none more.
+    pdf.js refuses a table whose entry 0 is in use and then indexes the file itself,
+    every ``N G obj`` in it, in stream data too, a later copy replacing an earlier
+    one: an /OpenAction hidden in an orphan stream's data ran there, while qpdf saw a
+    clean file and its bytes were delivered as they came."""
+    at = raw.rfind(b"startxref")
+    found = _STARTXREF.match(raw, at) if at >= 0 else None
+    if found is None:
+        return False
+    start = int(found[1])
+    head = _XREF_HEAD.match(raw, start) if start < len(raw) else None
+    if head is None or int(head[1]) != 0 or head[2] != b"f":
+        return False
+    end = raw.find(b"trailer", start)
+    if end < 0:
+        return False
+    in_use = len(_XREF_IN_USE.findall(raw, start, end))
+    return sum(1 for _ in _OBJECT_HEADER.finditer(raw)) == in_use
+
+
+_STARTXREF = re.compile(rb"startxref\s+(\d+)")
+#: "xref", the first subsection's first object number, and its first entry's type.
+_XREF_HEAD = re.compile(rb"xref\s+(\d+)\s+\d+\s+\d{10}\s\d{5}\s([nf])")
+_XREF_IN_USE = re.compile(rb"\d{10}\s\d{5}\sn")
+#: An object's header, as a reader indexing the file finds them (generously: one
+#: found too many only makes the file rewritten).
+_OBJECT_HEADER = re.compile(rb"\d+\s+\d+\s+obj")
 
 
 #: Where readers look for a linearization dictionary (the first object, within the

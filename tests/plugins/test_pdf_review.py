@@ -894,3 +894,43 @@ def test_the_reason_a_user_sees_names_no_server_path(tmp_path: Path) -> None:
     answer = job.disarm_file(source, tmp_path / "out", profile, "default", "x.pdf", 1 << 20)
     assert answer["outcome"] == "unprocessable", answer
     assert str(tmp_path) not in answer["reason"] and "trailer" in answer["reason"], answer
+
+
+def _hidden_open_action(first_entry: bytes) -> bytes:
+    """A clean page, and an orphan stream whose data holds a catalog with an
+    /OpenAction script: objects only a reader that indexes the file itself finds."""
+    hidden = (
+        b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>\nendobj\n"
+        b"5 0 obj\n<< /S /JavaScript /JS (app.alert\\(1\\)) >>\nendobj\n"
+    )
+    data = classic_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 2 0 R >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Resources << >> >>",
+            4: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(hidden), hidden),
+        },
+        b"<< /Root 1 0 R >>",
+    )
+    return data.replace(b"0000000000 65535 f \n", first_entry, 1)
+
+
+@pytest.mark.parametrize(
+    "first_entry",
+    [b"0000000009 65535 n \n", b"0000000000 65535 f \n"],
+    ids=["entry-0-in-use", "entry-0-free"],
+)
+def test_objects_a_reader_indexing_the_file_would_find_are_never_delivered(
+    tmp_path: Path, first_entry: bytes
+) -> None:
+    """pdf.js refuses a table whose entry 0 is in use and indexes every "N G obj" in
+    the file, stream data too: the hidden catalog's /OpenAction ran there. qpdf saw
+    a clean file, and its bytes went out as they came. Such a file is rewritten as
+    qpdf reads it (the orphan stream and what it hides gone)."""
+    request = request_for(tmp_path, _hidden_open_action(first_entry), policy())
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = request.destination.read_bytes()
+    assert b"app.alert" not in out and b"OpenAction" not in out
+    with pikepdf.open(io.BytesIO(out)) as pdf:
+        assert len(pdf.pages) == 1
