@@ -395,6 +395,10 @@ class _Walker:
         self._stack: list[tuple[Object, int]] = []
         self._has_widgets = False
         self._array_items = 0  # (see MAX_TOTAL_ARRAY_ITEMS)
+        #: what is left of the document's budget for _holds_script (shared by all
+        #: its searches: each /Next array item had a budget of its own, and 100,000
+        #: items naming one array of 1,000 took 30 s)
+        self.script_search = [MAX_SCRIPT_SEARCH]
         self._xfa_form: Object | None = None
         self._subtype: str | None = None  # of the dictionary _dict is looking at
 
@@ -686,12 +690,13 @@ class _Walker:
         if nxt._type_code_int == _T_DICT:
             self._chain(nxt, context, _chain_unlink(action, nxt), seen)
         elif nxt._type_code_int == _T_ARRAY:
+            _count_array(nxt, self)
             for item in nxt:
                 if _is_dict(item):
                     self._chain(item, context, _next_item_remover(action, item), seen)
                 elif type(item) is Object and item._type_code_int == _T_ARRAY:
                     # (pdf.js runs the actions of arrays in arrays, at any depth)
-                    script = _holds_script(item, [_SCRIPT_SEARCH])
+                    script = _holds_script(item, self.script_search)
                     what = "JavaScript action in a nested /Next array" if script else None
                     self.scan.findings.append(
                         _Finding(
@@ -728,7 +733,7 @@ class _Walker:
 
             if _is_dict(action):
                 self._action_slot(holder, "/AA", action, "trigger", unlink)
-            elif _holds_script(action, [_SCRIPT_SEARCH]):
+            elif _holds_script(action, self.script_search):
                 # an array of actions: pdf.js runs them (arrays at any depth)
                 self.add("javascript", "JavaScript in an /AA array", unlink)
             elif action is not None:  # inert, but an /AA entry all the same
@@ -979,8 +984,9 @@ def _nested_next_remover(action: Object) -> Callable[[], None]:
     return remove
 
 
-#: Objects looked at for a script in arrays of actions; past it, one is assumed.
-_SCRIPT_SEARCH = 1000
+#: Objects looked at for a script in arrays of actions, in all of a document;
+#: past it, one is assumed.
+MAX_SCRIPT_SEARCH = 100_000
 
 
 def _holds_script(value: Any, budget: list[int], depth: int = 0) -> bool:

@@ -934,3 +934,31 @@ def test_objects_a_reader_indexing_the_file_would_find_are_never_delivered(
     assert b"app.alert" not in out and b"OpenAction" not in out
     with pikepdf.open(io.BytesIO(out)) as pdf:
         assert len(pdf.pages) == 1
+
+
+def test_the_search_for_scripts_in_next_arrays_has_one_budget_per_document(
+    tmp_path: Path,
+) -> None:
+    """Each item of a /Next array had a search budget of its own: 100,000 items naming
+    one array of 1,000 numbers took 30 s. The budget is the document's now; past it,
+    a script is assumed (and removed)."""
+    items = b"7 0 R " * 2_000
+    data = classic_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 2 0 R >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Annots [4 0 R] >>",
+            4: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10]"
+            b" /A << /S /GoTo /D [3 0 R /Fit] /Next 6 0 R >> >>",
+            6: b"[" + items + b"]",
+            7: b"[" + b"0 " * 1_000 + b"]",
+        },
+        b"<< /Root 1 0 R >>",
+    )
+    request = request_for(tmp_path, data, policy(internal_hyperlinks="allow"))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert any(
+        a.switch == "javascript" and "nested /Next array" in a.detail for a in result.actions
+    ), result.actions
+    assert b"/Next" not in qdf(request.destination)
