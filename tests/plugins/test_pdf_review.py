@@ -962,3 +962,31 @@ def test_the_search_for_scripts_in_next_arrays_has_one_budget_per_document(
         a.switch == "javascript" and "nested /Next array" in a.detail for a in result.actions
     ), result.actions
     assert b"/Next" not in qdf(request.destination)
+
+
+def test_widgets_of_an_annots_array_pages_share_are_drawn_a_bounded_number_of_times(
+    tmp_path: Path,
+) -> None:
+    """Flattening a form draws each widget into each page that lists it: 10,000 pages
+    sharing one /Annots array of 100 widgets took 72 s and 2.3 GB. Past
+    MAX_WIDGET_DRAWINGS drawings the file is refused."""
+    pages, widgets = 2_000, 30
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields 4 0 R >> >>",
+        2: b"<< /Type /Pages /Kids ["
+        + b"".join(b"%d 0 R " % (100 + i) for i in range(pages))
+        + b"] /Count %d >>" % pages,
+        3: b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Length 0 >>\nstream\n\nendstream",
+        4: b"[" + b"".join(b"%d 0 R " % (10 + i) for i in range(widgets)) + b"]",
+    }
+    for i in range(widgets):
+        objects[10 + i] = (
+            b"<< /Type /Annot /Subtype /Widget /FT /Tx /T (f%d) /Rect [0 0 10 10]"
+            b" /AP << /N 3 0 R >> >>" % i
+        )
+    for i in range(pages):
+        objects[100 + i] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Annots 4 0 R >>"
+    request = request_for(tmp_path, classic_pdf(objects, b"<< /Root 1 0 R >>"), policy())
+    result = disarm(request)
+    assert result.outcome == "unprocessable" and "form widgets" in result.reason, result
+    assert gicap_pdf.MAX_WIDGET_DRAWINGS < pages * widgets
