@@ -1127,6 +1127,32 @@ def test_field_keyword_computed_by_a_nested_field(
     assert "shown" in docx_texts(dest)
 
 
+@pytest.mark.parametrize(
+    ("before", "quoted"), [("DD", '"EAUTO"'), (" ", '"DDEAUTO"')], ids=["end", "whole"]
+)
+def test_a_simple_field_inside_the_keyword_makes_it(
+    corpus: dict[str, Path], tmp_path: Path, before: str, quoted: str
+) -> None:
+    """A w:fldSimple in a field's code is a nested field to Word: before the keyword
+    has ended, its result is the keyword or its end (DD + EAUTO)."""
+    nested = (
+        f"<w:p {NS}>"
+        '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+        f'<w:r><w:instrText xml:space="preserve">{before}</w:instrText></w:r>'
+        f"<w:fldSimple w:instr=' QUOTE {quoted} '/>"
+        '<w:r><w:instrText xml:space="preserve"> cmd "/c echo gicap" </w:instrText></w:r>'
+        '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>shown</w:t></w:r>'
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
+    )
+    data = rezip(_clean_docx(corpus), {"word/document.xml": insert("<w:sectPr", nested)})
+    path = _write(tmp_path, "simple.docx", data)
+    result, dest = disarm(path, tmp_path, switches("allow", dynamic_data_exchange="sanitise"))
+    assert result.outcome == "rebuilt", result
+    body = member(dest, "word/document.xml")
+    assert b"echo gicap" not in body and b"fldChar" not in body
+    assert "shown" in docx_texts(dest)
+
+
 def test_a_nested_field_after_the_keyword_is_an_argument(
     corpus: dict[str, Path], tmp_path: Path
 ) -> None:

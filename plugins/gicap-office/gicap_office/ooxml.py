@@ -846,6 +846,7 @@ class _Field:
         self.code: list[etree._Element] = []
 
 
+_FLD_SIMPLES = frozenset(_xml.clark(W, "fldSimple"))
 #: Word nests fields a few levels deep (a QUOTE inside an IF...); far more is refused.
 MAX_FIELD_NESTING = 256
 #: Runs: of text, and of math (a field's characters may sit in either).
@@ -880,7 +881,13 @@ def _collect_fields(
         wrapped.extend(outside)
     skip = {run for el in outside for run in el.iter(*_RUNS)}
     other_markup = _other_markup(root)
-    for run in list(root.iter(*_RUNS)):
+    for run in list(root.iter(*_RUNS, *_FLD_SIMPLES)):
+        if run.tag in _FLD_SIMPLES:
+            if stack and stack[-1].sep is None and stack[-1].keyword != AFTER_KEYWORD:
+                # a simple field where the keyword may go on: Word reads it as a
+                # nested field, its result part of the keyword (DD + QUOTE "EAUTO")
+                stack[-1].computed = True
+            continue
         if run in skip:
             continue
         markup: Any = _UNKNOWN  # (looked up only where a field needs it)
@@ -1503,6 +1510,8 @@ _FORMULA_ATTRIBUTES = ("fmlaLink", "fmlaRange", "fmlaTxbx", "fmlaGroup", "textli
 #: one Excel repairs).
 _RULE_FORMULAS = frozenset({"formula", "formula1", "formula2"})
 _RULES = frozenset({"cfRule", "dataValidation"})
+#: What holds a rule's xm:f: the rule, its formula, a threshold (x14:cfvo).
+_RULE_HOLDERS = _RULES | _RULE_FORMULAS | {"cfvo"}
 _CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 _FORMULA_NAMES = re.compile(
     rb"calculatedColumnFormula|totalsRowFormula|Fmla(?:Link|Range|Txbx|Group|Pict)"
@@ -1551,6 +1560,17 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
                 elif new_text != (el.text or ""):
                     el.text = new_text
                     changed = True
+            elif local == "cfvo" and el.get("val"):
+                # a colour scale's, data bar's or icon set's threshold: a formula
+                # (LibreOffice fetched a WEBSERVICE there when it drew the sheet)
+                value = el.get("val") or ""
+                drop, new_text = _judge_formula(value, ext_map, report)
+                if drop:
+                    _drop_rule(el)
+                    changed = True
+                elif new_text != value:
+                    el.set("val", new_text)
+                    changed = True
             elif local == "webPublishItem" and el.get("destinationFile"):
                 if report.hit("external_hyperlinks", "web publishing destination"):
                     parent = _xml.remove(el)
@@ -1578,7 +1598,7 @@ def _rule_formula(el: etree._Element, local: str, ns: str) -> bool:
     if local != "f" or ns == _CHART:
         return False  # (a worksheet's own <f> is a cell's: judged by _formulas)
     holder = el.getparent()
-    return holder is not None and split(holder.tag)[1] in _RULES | _RULE_FORMULAS
+    return holder is not None and split(holder.tag)[1] in _RULE_HOLDERS
 
 
 def _drop_rule(formula: etree._Element) -> None:
