@@ -997,9 +997,11 @@ def _looks_like_csv(text: str) -> bool:
 #: Types whose text a desktop or a browser reads whatever the bytes are, when the file
 #: is named (or served) as one of them: a script host runs any line of a ``.bat``,
 #: mshta and browsers run a ``<script>`` found among binary bytes in an ``.hta`` or
-#: ``.html``, Excel reads any text of a ``.csv`` as cells. (In the order a file saved
-#: under names of several of them is taken as one.)
-OPENED_AS_TEXT = ("script", "html", "svg", "csv")
+#: ``.html``, Excel reads any text of a ``.csv`` as cells, and PDF readers repair any
+#: bytes into a PDF (pdf.js and poppler read objects and an /OpenAction script from a
+#: file with no %PDF header, which is text here). (In the order a file saved under
+#: names of several of them is taken as one.)
+OPENED_AS_TEXT = ("script", "html", "svg", "csv", "pdf")
 
 
 def opened_as(declared: str | None) -> str | None:

@@ -87,3 +87,37 @@ def test_text_named_as_what_it_is_still_passes(tmp_path: Path) -> None:
     assert answer["outcome"] == "unmodified", answer
     answer, _ = _disarm(tmp_path, b"<!DOCTYPE html><p>hi</p>", "page.html")
     assert answer["outcome"] == "rebuilt", answer
+
+
+_HEADERLESS_PDF = (
+    b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R /OpenAction 4 0 R >>\nendobj\n"
+    b"2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n"
+    b"3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\n"
+    b"4 0 obj\n<< /Type /Action /S /JavaScript /JS (app.alert\\('gicap'\\);) >>\nendobj\n"
+    b"trailer\n<< /Root 1 0 R /Size 5 >>\n%%EOF\n"
+)
+
+
+@pytest.mark.parametrize("declared", ["invoice.pdf", "application/pdf"])
+def test_text_named_or_served_as_a_pdf_is_blocked(tmp_path: Path, declared: str) -> None:
+    """PDF readers repair any bytes into a PDF: pdf.js (Firefox) and poppler read the
+    objects, and the /OpenAction script, of a file with no %PDF header, which is text
+    here. It went out unmodified."""
+    answer, out = _disarm(tmp_path, _HEADERLESS_PDF, declared)
+    assert answer["outcome"] == "blocked" and "opened as pdf" in answer["reason"], answer
+    assert out is None
+    answer, out = _disarm(tmp_path, b"%PDF-1.7\n" + _HEADERLESS_PDF, declared)
+    assert answer["outcome"] == "rebuilt" and out is not None and b"JavaScript" not in out
+
+
+def test_text_named_as_a_pdf_in_an_archive_is_not_delivered(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("invoice.pdf", _HEADERLESS_PDF)
+        z.writestr("readme.txt", b"hello\n")
+    answer, out = _disarm(tmp_path, buf.getvalue(), "files.zip")
+    if out is not None:
+        with zipfile.ZipFile(io.BytesIO(out)) as z:
+            assert "invoice.pdf" not in z.namelist() and b"JavaScript" not in out
+    else:
+        assert answer["outcome"] == "blocked", answer

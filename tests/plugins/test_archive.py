@@ -381,7 +381,7 @@ def test_names_windows_reads_otherwise_are_dropped(tmp_path: Path, name: str, wh
 @pytest.mark.parametrize(
     "name",
     [
-        "\u7b2c\u4e00\u7ae0\uff1a\u6982\u8ff0.pdf",
+        "\u7b2c\u4e00\u7ae0\uff1a\u6982\u8ff0.txt",
         "\u4f1a\u8b70\uff0f2024.xlsx",
         "Q\uff06A\uff0edocx",
         "Report\u2026 final.docx",
