@@ -361,15 +361,15 @@ def _excel_only(
 
 #: The delimiters Excel splits a .csv file on when it opens it: the list separator
 #: of its locale, "," or ";", whatever the file itself uses (a "sep=" first line
-#: aside, which Excel ignores after a byte order mark); a UTF-16 file on tabs too.
-EXCEL_DELIMITERS = (",", ";")
-UTF16_DELIMITERS = (",", ";", "\t")
+#: aside, which Excel ignores after a byte order mark); a UTF-16 file on tabs too,
+#: and any text file named .xls, .tsv or .tab (text served as xls is a CSV here).
+EXCEL_DELIMITERS = (",", ";", "\t")
 #: LibreOffice splits a .csv file on its default separators all at once (tab, comma
 #: and semicolon), whatever its encoding and a "sep=" line: one more reading, in
 #: which only "=" starts a formula (its "evaluate formulas" import option).
 LIBREOFFICE_DELIMITERS = "\t,;"
 #: Every reading: a delimiter, or several read at once.
-_READINGS = (*UTF16_DELIMITERS, LIBREOFFICE_DELIMITERS)
+_READINGS = (*EXCEL_DELIMITERS, LIBREOFFICE_DELIMITERS)
 #: Excel reads a file starting with these two letters as SYLK, whose records hold
 #: formulas (``C;Y1;X1;EEXEC(...)``) that no cell shows.
 SYLK_START = "ID"
@@ -381,8 +381,7 @@ def _other_delimiters(text: str, delimiter: str | None, decoded: _Decoded) -> li
     readings = [LIBREOFFICE_DELIMITERS]
     if not decoded.bom and _SEP_LINE.match(text) is not None:
         return readings  # (named on a "sep=" line: Excel takes it; LibreOffice does not)
-    ones = UTF16_DELIMITERS if decoded.codec.startswith("utf-16") else EXCEL_DELIMITERS
-    return [d for d in ones if d != delimiter] + readings
+    return [d for d in EXCEL_DELIMITERS if d != delimiter] + readings
 
 
 def _excel_danger(text: str, delimiter: str | None, decoded: _Decoded) -> bool:

@@ -710,3 +710,20 @@ def test_the_quoted_cell_step_reads_the_start_of_the_sample(
     gicap_text._sniff_delimiter("\"'\n" * 5000 + "a;b\n" * 20)
     assert seen == [gicap_text.QUOTE_SNIFF_CHARS]
     assert gicap_text._sniff_delimiter('"a","b"\n"c","d"\n' * 10) == ","
+
+
+def test_cells_after_a_tab_are_read_as_excel_reads_a_tsv(tmp_path: Path) -> None:
+    """Excel splits text named .xls, .tsv or .tab on tabs (a common export): a cell
+    after a tab starting with @, + or - was a formula there, and the file, whose own
+    delimiter is ",", went out unmodified."""
+    data = (
+        b"name,amount\tnote,x\n"
+        b"bob,1\t@SUM(1+9)*cmd|' /C calc'!A0,y\n"
+        b"al,2\t+cmd|' /C calc'!A0,z\n"
+        b"cy,3\t-2+3+cmd|' /C calc'!A0,w\n"
+    )
+    request = _request(tmp_path, data)
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    for row in _read(request.destination.read_bytes(), delimiter="\t")[1:]:
+        assert row[1][:1] not in ("@", "+", "-", "="), row
