@@ -175,6 +175,7 @@ SCRIPT_EXTENSIONS = frozenset(
     jnlp application appinstaller appref-ms wsb xbap
     msc rdp website theme themepack library-ms searchconnector-ms search-ms
     settingcontent-ms slk iqy dqy oqy rqy
+    vsto xdp fdf xfdf asx htc bgi ica appcontent-ms osd sln csproj vbproj vcxproj afploc
     """.split()
 )
 #: Content types of scripts: a download saved with one and a name without an

@@ -595,6 +595,17 @@ _LAUNCHED = {
     "run.pl": b"system('calc');\n",
     "console.psc1": b"<PSConsoleFile></PSConsoleFile>\n",
     "run.ksh": b"calc\n",
+    # (a second review: an Office add-in installer, Acrobat forms, a media playlist,
+    # an IE behaviour, a Citrix session, Visual Studio projects that build on opening)
+    "addin.vsto": b'<?xml version="1.0"?><asmv1:assembly></asmv1:assembly>\n',
+    "form.xdp": b'<?xml version="1.0"?><xdp:xdp></xdp:xdp>\n',
+    "data.fdf": b"%FDF-1.2\n1 0 obj<</FDF<</JavaScript<</Doc 2 0 R>>>>>>endobj\n",
+    "data.xfdf": b'<?xml version="1.0"?><xfdf></xfdf>\n',
+    "list.asx": b'<asx version="3.0"><entry><ref href="http://x.example/"/></entry></asx>\n',
+    "b.htc": b"<PUBLIC:COMPONENT><SCRIPT>x()</SCRIPT></PUBLIC:COMPONENT>\n",
+    "session.ica": b"[ApplicationServers]\nx=\n",
+    "app.sln": b"Microsoft Visual Studio Solution File, Format Version 12.00\n",
+    "app.csproj": b'<Project Sdk="Microsoft.NET.Sdk"></Project>\n',
 }
 
 
