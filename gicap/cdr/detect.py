@@ -852,9 +852,14 @@ def _markup(head: bytes) -> str | None:
 
 def _markup_text(s: str) -> str | None:
     n, i, doctype, office, styled = len(s), 0, None, False, False
+    comment_first: bool | None = None
     while True:
         while i < n and s[i] in " \t\r\n\f\ufeff":
             i += 1
+        if comment_first is None:
+            # (browsers sniff a response without a type that starts "<!-- " or
+            # "<!-->" as HTML: the WHATWG table's pattern, with its terminating byte)
+            comment_first = s.startswith(("<!-- ", "<!-->"), i)
         if s.startswith("<?", i):  # XML declaration, processing instruction
             end = s.find("?>", i + 2)
             office = office or _MSO_APPLICATION.match(s, i) is not None
@@ -888,7 +893,7 @@ def _markup_text(s: str) -> str | None:
         return "office_xml"
     if m and (styled or browser_markup(s)):
         return "html"
-    return None
+    return "html" if comment_first else None
 
 
 _BROWSER_MARKUP = re.compile(

@@ -1087,3 +1087,21 @@ def test_a_web_archive_is_blocked_by_default(tmp_path: Path) -> None:
     answer = job.disarm_file(source, tmp_path / "out", profile, "default", "report.doc", 1 << 20)
     assert answer["outcome"] == "unsupported", answer
     assert profile["unsupported"] == "block"
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"<!-- x -->hello <script>alert(document.domain)</script>", "html"),
+        (b"\n<!-- x -->\n<img src=x onerror=alert(1)>", "html"),
+        (b"<!-->x", "html"),
+        # what the comment leads to still decides when it tells more
+        (b'<!-- made by hand -->\n<svg xmlns="http://www.w3.org/2000/svg"/>', "svg"),
+        (b"<!--x-->plain words", "text"),  # (no space or ">" after "<!--": no HTML)
+    ],
+)
+def test_a_leading_comment_is_html_as_browsers_sniff_it(data: bytes, kind: str) -> None:
+    """Browsers sniff a response without a type that starts "<!-- " as HTML (the
+    WHATWG table): text after such a comment, with a <script> or an <img onerror>
+    further on, passed as text."""
+    assert name_of(detect(data, None, None)) == kind
