@@ -19,7 +19,7 @@ from typing import Any
 from gicap.cdr.detect import mismatch, opened_as
 from gicap.cdr.policy import Profile, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
-from gicap.plugins import PluginHost, create_plugin_host, installed_policy_switches
+from gicap.plugins import PluginHost, create_plugin_host
 
 log = logging.getLogger("gicap.cdr")
 
@@ -165,7 +165,8 @@ def _profile(name: str, data: dict[str, Any]) -> Profile:
     global _last_profile
     if _last_profile is not None and _last_profile[0] == name and _last_profile[1] == data:
         return _last_profile[2]
-    profile = build_profile(name, data, installed_policy_switches())
+    # (the plugins' switches from this worker's own host: no second one is loaded)
+    profile = build_profile(name, data, _plugins().policy_switches())
     _last_profile = (name, copy.deepcopy(data), profile)
     return profile
 

@@ -16,6 +16,13 @@ def _istag(proc: GicapProcess, service: str = "resp-cdr-service") -> str:
         return c.options().headers.get("ISTag") or ""
 
 
+def _two_workers(tmp_path: Path, settings: Path = SETTINGS) -> GicapProcess:
+    """Two worker processes, logging at DEBUG: the second one writes its SIGHUP lines
+    there (only the first writes them at INFO), and the tests count both."""
+    env = {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"}
+    return GicapProcess(tmp_path, env, settings=settings)
+
+
 def _wait_for(predicate, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -28,12 +35,7 @@ def _wait_for(predicate, timeout: float = 10) -> bool:  # type: ignore[no-untype
 def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: Path) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS.read_text())
-    # (at DEBUG: the second worker writes its SIGHUP lines there, see below)
-    proc = GicapProcess(
-        tmp_path,
-        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
-        settings=settings,
-    ).start()
+    proc = _two_workers(tmp_path, settings).start()
     try:
         before = _istag(proc)
         held = ICAPClient(f"{proc.url}/echo")
@@ -77,10 +79,7 @@ def test_sighup_swaps_policy_keeps_connections_and_refuses_bad_files(tmp_path: P
 
 
 def test_sighup_while_workers_start_neither_kills_them_nor_is_lost(tmp_path: Path) -> None:
-    proc = GicapProcess(
-        tmp_path,
-        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
-    )
+    proc = _two_workers(tmp_path)
     proc.start(wait=False)
     assert proc.proc is not None
     try:
@@ -120,11 +119,7 @@ def test_a_replacement_worker_starts_with_the_settings_a_sighup_loaded(tmp_path:
 
     settings = tmp_path / "settings.toml"
     settings.write_text(SETTINGS.read_text())
-    proc = GicapProcess(
-        tmp_path,
-        {"GICAP_CDR__WORKERS": "1", "GICAP_SERVER__WORKERS": "2", "GICAP_LOGGING__LEVEL": "DEBUG"},
-        settings=settings,
-    ).start()
+    proc = _two_workers(tmp_path, settings).start()
     assert proc.proc is not None
     try:
         settings.write_text(

@@ -463,32 +463,34 @@ class _Formatting:
         if self.alike[tag] < _ALIKE:
             self.cost -= cost
 
+    def _latest(self, name: str, markers: int) -> int | None:
+        """Where the last one of the name opened since the last marker (``markers``
+        open) is in the list, looked for among the last few (else None: left, an
+        over-estimate; behind a marker, the parser does not see it)."""
+        for i in range(len(self.entries) - 1, max(len(self.entries) - 16, -1), -1):
+            if self.entries[i][0] < markers:
+                return None
+            if self.entries[i][1] == name:
+                return i
+        return None
+
     def closed_already(self, name: str, markers: int, stack: _Stack) -> bool:
         """Its own end tag, for the last one of the name opened since the last marker:
         when another end tag has closed that element, the parser only drops it from
         its list and closes nothing (the innermost one of the name on the stack, an
         outer one, stays open): then dropped here, and True."""
-        for i in range(len(self.entries) - 1, max(len(self.entries) - 16, -1), -1):
-            entry = self.entries[i]
-            if entry[0] < markers:
-                return False
-            if entry[1] == name:
-                if stack.is_open(entry[4], entry[5]):
-                    return False
-                self._drop(i)
-                return True
-        return False
+        i = self._latest(name, markers)
+        if i is None or stack.is_open(self.entries[i][4], self.entries[i][5]):
+            return False
+        self._drop(i)
+        return True
 
     def end_tag(self, name: str, markers: int) -> None:
-        """Its own end tag: the last one of the name opened since the last marker
-        (``markers`` open) is no longer rebuilt (looked for among the last few: else
-        left, an over-estimate)."""
-        for i in range(len(self.entries) - 1, max(len(self.entries) - 16, -1), -1):
-            if self.entries[i][0] < markers:
-                return  # (behind a marker: the parser does not see it)
-            if self.entries[i][1] == name:
-                self._drop(i)
-                return
+        """Its own end tag: the last one of the name opened since the last marker is
+        no longer rebuilt."""
+        i = self._latest(name, markers)
+        if i is not None:
+            self._drop(i)
 
     def marker_closed(self, markers: int) -> None:
         """A marker closed, ``markers`` still open: what was opened inside it goes."""
