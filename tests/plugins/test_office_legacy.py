@@ -604,8 +604,8 @@ def test_a_document_whose_text_cannot_be_read_is_refused(tmp_path: Path) -> None
 
 
 def test_the_searches_skip_only_streams_they_cannot_match() -> None:
-    """A stream without an ExOleObjStg (or ExOleLinkContainer) header's fixed bytes is
-    not searched: every match holds them."""
+    """A stream without an ExOleObjStg (or ExOleLinkContainer) record type is not
+    searched: every match holds it."""
     from gicap_office import legacy
 
     rng = random.Random(8)
@@ -613,9 +613,48 @@ def test_the_searches_skip_only_streams_they_cannot_match() -> None:
     for _ in range(3000):
         data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         if any(legacy._STG_PATTERN.finditer(data)):
-            assert legacy._STG_CORE in data
+            assert legacy._STG_TYPE(data)
         if any(legacy._LINK_PATTERN.finditer(data)):
-            assert legacy._LINK_CORE in data
+            assert legacy._LINK_TYPE(data)
+
+
+def test_a_presentation_not_walked_is_read_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PowerPoint Document stream holding none of the record types the walk reports
+    (a storage, an OLE link, encryption) is not walked: the findings are those of a
+    walk, with any of those records in containers or at the top, or none."""
+    from gicap_office import legacy
+
+    def record(rtype: int, body: bytes, container: bool = False) -> bytes:
+        return struct.pack("<HHI", 0x000F if container else 0, rtype, len(body)) + body
+
+    rng = random.Random(5)
+    atoms = [
+        record(0x0FA0, "slide text".encode("utf-16-le")),
+        record(0x0400, struct.pack("<II", 7, 0)),  # VBAInfoAtom
+        record(0x0FC3, struct.pack("<IIIII", 0, 1, 0, 0, 7)),  # ExOleObjAtom
+        record(0x1772, struct.pack("<II", (1 << 20) | 7, 0)),  # PersistDirectoryAtom
+        record(0x1011, struct.pack("<I", 5) + b"storage"),  # ExOleObjStg
+        record(0x0FCE, record(0x0FD1, bytes(12)), container=True),  # ExOleLinkContainer
+        record(0x2F14, bytes(8), container=True),  # CryptSession10Container
+    ]
+    streams = []
+    for _ in range(400):
+        parts = [rng.choice(atoms[:4] if rng.random() < 0.5 else atoms) for _ in range(6)]
+        body = b"".join(parts[:3]) + record(0x03EE, b"".join(parts[3:]), container=True)
+        streams.append({**_ppt(body), "Pictures": rng.choice([b"", b"\x11\x10" * 3])})
+
+    def walked(streams: dict[str, bytes]) -> tuple[bool, int, tuple[int, int]]:
+        """What the engine reports of the walk: encryption, OLE links, and (VBA
+        projects, embedded objects) among the storages."""
+        ppt = legacy._ppt_walk(_content_of(streams), "ppt")
+        assert ppt is not None
+        return ppt.encrypted, ppt.links, legacy._ppt_storages(ppt, [10**9])
+
+    seen = [walked(s) for s in streams]
+    monkeypatch.setattr(legacy, "_PPT_WALK_FINDS", (lambda data: True,))  # always walked
+    assert [walked(s) for s in streams] == seen
+    assert sum(bool(encrypted or links) for encrypted, links, _ in seen) > 100
+    assert sum(bool(objects) for _, _, (_, objects) in seen) > 50
 
 
 def test_looping_stream_chain_with_a_huge_size_is_refused(tmp_path: Path) -> None:
@@ -957,12 +996,13 @@ def test_officeart_records_are_found_wherever_their_type_bytes_stand() -> None:
         assert legacy._record_starts(data, legacy._FOPT_TYPES) == expected, data[:80]
 
 
-def test_runs_of_cells_skipped_at_once_leave_the_workbook_read_the_same(
+def test_runs_of_records_skipped_at_once_leave_the_workbook_read_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The BIFF walk skips runs of fixed-size cell records in one step: what it finds
+    """The BIFF walk skips runs of records it does not read in one step: what it finds
     (links, macro sheets, drawings joined across CONTINUE records) is what a walk of
-    every record finds, with cells anywhere, cut short, or sized unlike a cell."""
+    every record finds, with cells and other records anywhere, of any size, cut
+    short, or sized unlike a cell."""
     from gicap_office import legacy
 
     rng = random.Random(11)
@@ -975,7 +1015,12 @@ def test_runs_of_cells_skipped_at_once_leave_the_workbook_read_the_same(
         biff(0x0208, bytes(16)),
         biff(0x0203, bytes(13)),  # a Number of another size: read by the loop
         biff(0x0006, bytes(30)),  # a Formula: variable size
+        biff(0x00BD, bytes(255)),  # the longest a run skips
+        biff(0x00BD, bytes(256)),  # longer: by the loop
+        biff(0x0204, b"\x2f\x00\x85\x00" * 3),  # a body like read record types
+        biff(0x1234, b""),
         struct.pack("<HH", 0x0203, 14) + bytes(5),  # cut short
+        struct.pack("<HH", 0x0006, 40) + bytes(39),
     ]
     read = [
         supbook(0, "cmd\x03/c calc"),
@@ -988,7 +1033,12 @@ def test_runs_of_cells_skipped_at_once_leave_the_workbook_read_the_same(
     ]
     streams = []
     for _ in range(300):
-        parts = [rng.choice(cell_like + read) for _ in range(rng.randrange(1, 30))]
+        parts = [
+            rng.choice(cell_like + read)
+            if rng.random() < 0.8
+            else biff(rng.choice([0x0006, 0x0204, 0x00BD]), bytes(rng.randrange(300)))
+            for _ in range(rng.randrange(1, 30))
+        ]
         streams.append(b"".join(parts)[: rng.randrange(1, 2000)])
 
     def walked(stream: bytes) -> object:
@@ -998,7 +1048,14 @@ def test_runs_of_cells_skipped_at_once_leave_the_workbook_read_the_same(
             return repr(exc)
 
     fast = [walked(stream) for stream in streams]
-    monkeypatch.setattr(legacy, "_CELL_RUN", re.compile(b""))  # every record by the loop
+    # Records of every size the run skips, and records it does not: the run ends at
+    # the first of those.
+    for size in range(300):
+        others = [biff(rng.choice([0x0006, 0x0204, 0x00BD]), bytes(rng.randrange(256)))]
+        stream = b"".join(others * 3) + biff(0x0006, bytes(size)) + bof(0x10)
+        ended = len(stream) - len(bof(0x10)) if size < 256 else len(others[0]) * 3
+        assert legacy._SKIPPED_RUN.match(stream).end() == ended  # type: ignore[union-attr]
+    monkeypatch.setattr(legacy, "_SKIPPED_RUN", re.compile(b""))  # every record by the loop
     assert [walked(stream) for stream in streams] == fast
     found = [f for f in fast if not isinstance(f, str)]
     assert sum(bool(f.dde or f.external or f.macro_sheets or f.drawing) for f in found) > 100
