@@ -128,11 +128,24 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
 
 
 def detect(path: Path, declared: str | None) -> FileType | None:
-    with open(path, "rb") as f:
-        head = f.read(HEAD_BYTES)
+    head = read_head(path, HEAD_BYTES)
     return _plugins().manager.hook.gicap_detect_file_type(
         head=head, path=str(path), declared=declared
     )
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file (or all of it), read without a buffered
+    file object: for a small file, opening one costs more than reading it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        while size > 0 and (part := os.read(fd, size)):
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def disarm_file(
@@ -255,6 +268,8 @@ def _disarm(
 def _without_paths(reason: str, *paths: Path) -> str:
     """An engine's reason without the server's own file names (the library messages
     it quotes name them; the reason reaches the user's block page)."""
+    if not reason:
+        return reason
     for path in paths:
         parent = str(path.parent)
         if parent not in reason:  # (nor then the file's name, which starts with it)
