@@ -952,6 +952,45 @@ def test_storages_are_matched_with_a_large_persist_directory_at_once(tmp_path: P
     assert result.outcome == "unprocessable" and "4096 OLE storages" in result.reason, result
 
 
+def _click_action(action: int) -> bytes:
+    """A shape's MouseClickInteractiveInfoContainer: its InteractiveInfoAtom
+    ([MS-PPT] 2.13.15: sound and hyperlink ids, the action, OLE verb, jump, flags,
+    hyperlink type) and the hyperlink's ExHyperlink id."""
+    atom = rec(0x0FF3, struct.pack("<IIBBBBB3x", 0, 1, action, 0, 0, 0, 0))
+    return rec(0x0FF2, atom, ver=0xF)
+
+
+@pytest.mark.parametrize(
+    ("action", "found"),
+    [
+        (1, ("macros", "macro action")),
+        (2, ("external_hyperlinks", "run-program action")),
+        (5, ("embedded_files", "OLE action")),
+        (3, None),  # a jump to another slide
+        (4, None),  # a hyperlink to click (not inspected)
+    ],
+)
+def test_a_click_action_that_runs_something_is_found(
+    tmp_path: Path, action: int, found: tuple[str, str] | None
+) -> None:
+    """A .ppt shape whose click runs a program (the path in its hyperlink; a slide
+    show runs it, in PowerPoint and LibreOffice), a macro or an OLE verb was delivered
+    unmodified: the .pptx engine removes ppaction://program, macro and ole. Read in a
+    shape's client data, wherever the atom stands."""
+    client = rec(0xF011, _click_action(action), ver=0xF)  # OfficeArtClientData
+    shape = rec(0xF004, client, ver=0xF)
+    drawing = rec(0x040C, rec(0xF002, shape, ver=0xF), ver=0xF)  # PPDrawing
+    path = _write(tmp_path, "action.ppt", make_ole(_ppt(drawing)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    if found is None:
+        assert result.outcome == "unmodified", result
+        return
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [found]
+    result, _ = disarm(path, tmp_path, switches("sanitise", **{found[0]: "allow"}))
+    assert result.outcome == "unmodified", result
+
+
 def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     tmp_path: Path,
 ) -> None:

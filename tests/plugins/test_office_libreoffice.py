@@ -186,3 +186,58 @@ def test_rebuilt_pictures_show_in_libreoffice(tmp_path: Path) -> None:
     after = _pdf_images(tmp_path / "pdf" / "rebuilt.pdf")
     assert before == [("640", "480"), ("300", "200")]
     assert after == before
+
+
+def _presentation(event: str) -> str:
+    """A flat ODF presentation: one shape whose click does ``event``."""
+    ns = {
+        "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+        "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
+        "draw": "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0",
+        "presentation": "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0",
+        "svg": "urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0",
+        "xlink": "http://www.w3.org/1999/xlink",
+        "script": "urn:oasis:names:tc:opendocument:xmlns:script:1.0",
+        "dom": "http://www.w3.org/2001/xml-events",
+    }
+    declarations = " ".join(f'xmlns:{p}="{uri}"' for p, uri in ns.items())
+    return (
+        f'<?xml version="1.0"?><office:document {declarations} office:version="1.2" '
+        'office:mimetype="application/vnd.oasis.opendocument.presentation"><office:body>'
+        '<office:presentation><draw:page draw:name="p1"><draw:custom-shape svg:x="2cm" '
+        'svg:y="2cm" svg:width="8cm" svg:height="3cm"><text:p>Click me</text:p>'
+        '<office:event-listeners><presentation:event-listener script:event-name="dom:click" '
+        f'{event} xlink:type="simple"/></office:event-listeners>'
+        '<draw:enhanced-geometry draw:type="rectangle"/></draw:custom-shape></draw:page>'
+        "</office:presentation></office:body></office:document>"
+    )
+
+
+def test_a_ppt_shape_that_runs_a_program_on_a_click_is_blocked(tmp_path: Path) -> None:
+    """LibreOffice writes a shape's "run program" click action into a .ppt (and runs
+    the program on a click in a slide show); the file is blocked. A shape linked to a
+    web page (a hyperlink to click, not inspected in legacy files) is delivered."""
+    soffice = _tool("soffice")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    events = {
+        "program": 'presentation:action="execute" xlink:href="file:///usr/bin/xcalc"',
+        "web": 'presentation:action="show" xlink:href="https://example.com/"',
+    }
+    for name, event in events.items():
+        (sources / f"{name}.fodp").write_text(_presentation(event))
+    subprocess.run(
+        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
+        + ["--norestore", "--convert-to", "ppt", "--outdir", str(tmp_path / "ppt")]
+        + [str(sources / f"{name}.fodp") for name in events],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    result, _ = disarm(tmp_path / "ppt" / "program.ppt", tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("external_hyperlinks", "run-program action")
+    ]
+    result, _ = disarm(tmp_path / "ppt" / "web.ppt", tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result

@@ -101,6 +101,17 @@ _STG_TYPE, _LINK_TYPE = _PPT_WALK_FINDS[:2]
 #: it: instance 0 or 1 (stored or compressed), any version (oletools reads the record
 #: by its type; an out-of-spec version hid the storage)
 _STG_PATTERN = re.compile(rb"(?=[\x00-\x1f]\x00\x11\x10)")
+#: InteractiveInfoAtom records ([MS-PPT] 2.13.15: a shape's click or mouse-over
+#: action), found by their type wherever they stand, and the actions that run
+#: something ([MS-PPT] 2.13.11 InteractiveInfoActionEnum), as the .pptx engine names
+#: its ppaction:// ones: a macro, a program (the path in the linked ExHyperlink; a
+#: slide show runs it on a click, in PowerPoint and LibreOffice), an OLE verb.
+_INTERACTIVE_TYPE = re.compile(re.escape(_U16.pack(0x0FF3))).finditer
+_PPT_ACTIONS = {
+    1: ("macros", "macro action"),
+    2: ("external_hyperlinks", "run-program action"),
+    5: ("embedded_files", "OLE action"),
+}
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
 #: an ExOleLinkContainer header followed by its ExOleLinkAtom (any versions)
@@ -446,6 +457,9 @@ def _inspect(
             report.hit("external_hyperlinks", "external workbook link", n=biff.external)
     if ppt is not None and ppt.links:
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
+    if ppt is not None:
+        for (switch, what), n in sorted(ppt.actions.items()):
+            report.hit(switch, what, n=n)
     # (a workbook's drawings are read joined across their CONTINUE records)
     workbook = {("workbook",), ("book",)} if biff is not None else set()
     drawings = [data for path, data in content.streams if path not in workbook]
@@ -821,6 +835,8 @@ def _supbook(body: bytes) -> str | None:
 class _Ppt:
     encrypted: bool = False
     links: int = 0
+    #: actions that run something (_PPT_ACTIONS): (switch, what) -> how many
+    actions: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (stream number, offset) -> (record instance, stream, body start, body end) of
     #: every ExOleObjStg; stream 0 is the PowerPoint Document stream
     storages: dict[tuple[int, int], tuple[int, bytes, int, int]] = field(default_factory=dict)
@@ -903,6 +919,12 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
         for match in _LINK_PATTERN.finditer(doc):
             links.add(match.start())
     out.links = len(links)
+    for match in _INTERACTIVE_TYPE(doc):
+        body = match.start() + 6  # (the type is the header's second field)
+        if body + 9 <= len(doc) and _U32.unpack_from(doc, body - 4)[0] >= 9:
+            verdict = _PPT_ACTIONS.get(doc[body + 8])  # (after two persist id refs)
+            if verdict is not None:
+                out.actions[verdict] += 1
     others = [data for path, data in content.streams if path != ("powerpoint document",)]
     for number, stream in enumerate([doc, *others, *content.orphans]):
         if not _STG_TYPE(stream):  # (without the type, the pattern cannot match)
