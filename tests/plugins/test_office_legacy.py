@@ -991,6 +991,30 @@ def test_a_click_action_that_runs_something_is_found(
     assert result.outcome == "unmodified", result
 
 
+@pytest.mark.parametrize(
+    ("streams", "found"),
+    [
+        (workbook(b"", biff(0x01AD, bytes(26))), "dynamic_data_exchange"),  # Qsi
+        (workbook(biff(0x00DC, bytes(12))), "dynamic_data_exchange"),  # DbOrParamQry
+        (workbook(biff(0x0876, bytes(40))), "dynamic_data_exchange"),  # DConn
+        ({**workbook(b""), "Ctls": b"\x00" * 64}, "macros"),
+    ],
+    ids=["query-table", "query", "connection", "activex"],
+)
+def test_workbook_queries_connections_and_controls_are_found(
+    tmp_path: Path, streams: dict[str, bytes], found: str
+) -> None:
+    """A web, text or database query (Excel refreshes it, on opening when it says so),
+    a data connection and ActiveX controls were delivered in an .xls: the .xlsx engine
+    removes query tables, connections and controls."""
+    path = _write(tmp_path, "query.xls", make_ole(streams))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [a.switch for a in result.actions] == [found]
+    result, _ = disarm(path, tmp_path, switches("sanitise", **{found: "allow"}))
+    assert result.outcome == "unmodified", result
+
+
 def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     tmp_path: Path,
 ) -> None:

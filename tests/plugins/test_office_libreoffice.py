@@ -241,3 +241,48 @@ def test_a_ppt_shape_that_runs_a_program_on_a_click_is_blocked(tmp_path: Path) -
     ]
     result, _ = disarm(tmp_path / "ppt" / "web.ppt", tmp_path, switches("sanitise"))
     assert result.outcome == "unmodified", result
+
+
+def test_an_xls_with_a_web_query_is_blocked(tmp_path: Path) -> None:
+    """LibreOffice writes a cell range fed by a web page (a web query: Excel refreshes
+    it from the URL) into an .xls as query table records; the file is blocked. The same
+    sheet without the query is delivered."""
+    soffice = _tool("soffice")
+    ns = (
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+        'xmlns:xlink="http://www.w3.org/1999/xlink"'
+    )
+    source = (
+        '<table:cell-range-source table:name="HTML_all" xlink:href="http://127.0.0.1:9/q.html" '
+        'xlink:type="simple" table:filter-name="calc_HTML_WebQuery" table:filter-options="" '
+        'table:last-column-spanned="1" table:last-row-spanned="1"/>'
+    )
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    for name, cell in (("query", source), ("plain", "")):
+        (sources / f"{name}.fods").write_text(
+            f'<?xml version="1.0"?><office:document {ns} office:version="1.2" '
+            'office:mimetype="application/vnd.oasis.opendocument.spreadsheet"><office:body>'
+            '<office:spreadsheet><table:table table:name="S"><table:table-row>'
+            f"<table:table-cell>{cell}<text:p>old</text:p></table:table-cell>"
+            "</table:table-row></table:table></office:spreadsheet></office:body>"
+            "</office:document>"
+        )
+    subprocess.run(
+        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
+        + ["--norestore", "--convert-to", "xls", "--outdir", str(tmp_path / "xls")]
+        + [str(sources / "query.fods"), str(sources / "plain.fods")],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    result, _ = disarm(tmp_path / "xls" / "query.xls", tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    # (Qsi and DbOrParamQry: the query table and its query)
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("dynamic_data_exchange", "data query or connection ×2")
+    ]
+    result, _ = disarm(tmp_path / "xls" / "plain.xls", tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result

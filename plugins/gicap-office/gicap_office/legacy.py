@@ -421,6 +421,10 @@ def _inspect(
         report.hit("macros", "VBA project")
     if biff is not None and biff.macro_sheets:
         report.hit("macros", "Excel 4 macro sheet", n=biff.macro_sheets)
+    if biff is not None and content.root("ctls"):
+        # the persisted ActiveX controls of a workbook's sheets ([MS-XLS] 2.1.7.7), as
+        # the .xlsx engine counts activeX parts
+        report.hit("macros", "ActiveX control")
 
     # -- embedded objects
     storages = content.storages
@@ -455,6 +459,8 @@ def _inspect(
             report.hit("dynamic_data_exchange", "DDE/OLE data source", n=biff.dde)
         if biff.external:
             report.hit("external_hyperlinks", "external workbook link", n=biff.external)
+        if biff.queries:
+            report.hit("dynamic_data_exchange", "data query or connection", n=biff.queries)
     if ppt is not None and ppt.links:
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
     if ppt is not None:
@@ -721,6 +727,8 @@ class _Biff:
     macro_sheets: int = 0
     dde: int = 0
     external: int = 0
+    #: query tables (web, text and database queries) and data connections
+    queries: int = 0
     #: the OfficeArt data of the drawing records, joined as Excel reads it (a record
     #: that does not fit in one BIFF record goes on in CONTINUE records)
     drawing: bytes = b""
@@ -729,8 +737,15 @@ class _Biff:
 #: MsoDrawingGroup, MsoDrawing, MsoDrawingSelection ([MS-XLS] 2.4.170-172), Continue.
 _BIFF_DRAWING = (0x00EB, 0x00EC, 0x00ED)
 _BIFF_CONTINUE = 0x003C
-#: The records _biff reads: FilePass, BoundSheet8, BOF, EXTERNSHEET, SupBook, drawings.
-_BIFF_READ = frozenset({0x002F, 0x0085, 0x0809, 0x0017, 0x01AE, *_BIFF_DRAWING, _BIFF_CONTINUE})
+#: Qsi, DbOrParamQry, DConn ([MS-XLS] 2.4.208, 2.4.100, 2.4.83): a query table (a web,
+#: text or database query Excel refreshes, on opening when the query says so) and a
+#: data connection. (In a .xlsx, query tables and connections.xml go.)
+_BIFF_QUERIES = (0x01AD, 0x00DC, 0x0876)
+#: The records _biff reads: FilePass, BoundSheet8, BOF, EXTERNSHEET, SupBook, drawings,
+#: queries.
+_BIFF_READ = frozenset(
+    {0x002F, 0x0085, 0x0809, 0x0017, 0x01AE, *_BIFF_DRAWING, _BIFF_CONTINUE, *_BIFF_QUERIES}
+)
 #: A run of whole records _biff does not read (its loop would skip them one by one):
 #: first the cell records of their fixed sizes (Number, RK, LabelSst, Blank, BoolErr
 #: and Row, [MS-XLS] 2.4: most of a workbook), then any other type not in _BIFF_READ
@@ -789,6 +804,8 @@ def _biff(content: _Content) -> _Biff:
                     out.dde += 1
                 elif link == "external":
                     out.external += 1
+            elif rtype in _BIFF_QUERIES:
+                out.queries += 1
             elif rtype == 0x01AE:  # SupBook
                 link = _supbook(stream[start:pos])
                 if link == "dde":
