@@ -1015,6 +1015,40 @@ def test_workbook_queries_connections_and_controls_are_found(
     assert result.outcome == "unmodified", result
 
 
+def _addin_function(name: str, wide: bool = False) -> bytes:
+    """An add-in SupBook and the ExternName of a function Excel 97-2003 does not know
+    (how a later Excel saves WEBSERVICE in an .xls), and a formula calling it."""
+    text = name.encode("utf-16-le" if wide else "latin-1")
+    udf = struct.pack("<HIBB", 0, 0, len(name), int(wide)) + text + struct.pack("<H", 0)
+    return biff(0x01AE, struct.pack("<HH", 1, 0x3A01)) + biff(0x0023, udf)
+
+
+@pytest.mark.parametrize(
+    ("name", "wide", "found"),
+    [
+        ("_xlfn.WEBSERVICE", False, True),
+        ("_xlfn._xlws.WebService", True, True),
+        ("_XLFN.IMAGE", False, True),
+        ("_xlfn.FORECAST.ETS", False, False),  # a function that fetches nothing
+    ],
+)
+def test_an_xls_calling_a_function_that_fetches_a_url_is_blocked(
+    tmp_path: Path, name: str, wide: bool, found: bool
+) -> None:
+    """WEBSERVICE (and IMAGE) fetch a URL when the workbook is calculated: in an .xls
+    their names are ExternNames of the add-in SupBook. The .xlsx engine replaces such
+    formulas by their values."""
+    path = _write(tmp_path, "fetch.xls", make_ole(workbook(_addin_function(name, wide))))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    if not found:
+        assert result.outcome == "unmodified", result
+        return
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("external_hyperlinks", "WEBSERVICE or IMAGE function")
+    ]
+
+
 def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     tmp_path: Path,
 ) -> None:

@@ -461,6 +461,8 @@ def _inspect(
             report.hit("external_hyperlinks", "external workbook link", n=biff.external)
         if biff.queries:
             report.hit("dynamic_data_exchange", "data query or connection", n=biff.queries)
+        if biff.fetching:
+            report.hit("external_hyperlinks", "WEBSERVICE or IMAGE function", n=biff.fetching)
     if ppt is not None and ppt.links:
         report.hit("dynamic_data_exchange", "OLE link", n=ppt.links)
     if ppt is not None:
@@ -729,6 +731,8 @@ class _Biff:
     external: int = 0
     #: query tables (web, text and database queries) and data connections
     queries: int = 0
+    #: names of functions that fetch a URL (_FETCHING_FUNCTIONS) the workbook calls
+    fetching: int = 0
     #: the OfficeArt data of the drawing records, joined as Excel reads it (a record
     #: that does not fit in one BIFF record goes on in CONTINUE records)
     drawing: bytes = b""
@@ -741,10 +745,28 @@ _BIFF_CONTINUE = 0x003C
 #: text or database query Excel refreshes, on opening when the query says so) and a
 #: data connection. (In a .xlsx, query tables and connections.xml go.)
 _BIFF_QUERIES = (0x01AD, 0x00DC, 0x0876)
+#: ExternName ([MS-XLS] 2.4.105): a name of another workbook, a DDE or OLE item, or a
+#: function Excel 97-2003 does not know (an add-in function: WEBSERVICE, IMAGE...).
+_BIFF_EXTERN_NAME = 0x0023
+#: Functions that fetch a URL when the workbook is calculated, as an ExternName names
+#: them (a function of a later Excel carries a prefix): the .xlsx engine replaces
+#: their formulas by their values.
+_FETCHING_FUNCTIONS = frozenset({"webservice", "image"})
+_FUNCTION_PREFIX = re.compile(r"^(?:_xlfn\.|_xlws\.)*")
 #: The records _biff reads: FilePass, BoundSheet8, BOF, EXTERNSHEET, SupBook, drawings,
-#: queries.
+#: queries, ExternName.
 _BIFF_READ = frozenset(
-    {0x002F, 0x0085, 0x0809, 0x0017, 0x01AE, *_BIFF_DRAWING, _BIFF_CONTINUE, *_BIFF_QUERIES}
+    {
+        0x002F,
+        0x0085,
+        0x0809,
+        0x0017,
+        0x01AE,
+        _BIFF_EXTERN_NAME,
+        *_BIFF_DRAWING,
+        _BIFF_CONTINUE,
+        *_BIFF_QUERIES,
+    }
 )
 #: A run of whole records _biff does not read (its loop would skip them one by one):
 #: first the cell records of their fixed sizes (Number, RK, LabelSst, Blank, BoolErr
@@ -806,6 +828,8 @@ def _biff(content: _Content) -> _Biff:
                     out.external += 1
             elif rtype in _BIFF_QUERIES:
                 out.queries += 1
+            elif rtype == _BIFF_EXTERN_NAME and _fetching_name(stream[start:pos]):
+                out.fetching += 1
             elif rtype == 0x01AE:  # SupBook
                 link = _supbook(stream[start:pos])
                 if link == "dde":
@@ -814,6 +838,18 @@ def _biff(content: _Content) -> _Biff:
                     out.external += 1
         out.drawing += b"".join(drawing)
     return out
+
+
+def _fetching_name(body: bytes) -> bool:
+    """Whether an ExternName names a function that fetches a URL: its name (a
+    ShortXLUnicodeString after the options and 4 bytes, in every form of the record)
+    without the prefixes of later Excel versions, in any letter case."""
+    if len(body) < 8:
+        return False
+    cch, high = body[6], body[7] & 1
+    raw = body[8 : 8 + cch * (2 if high else 1)]
+    name = raw.decode("utf-16-le" if high else "latin-1", errors="replace").lower()
+    return _FUNCTION_PREFIX.sub("", name) in _FETCHING_FUNCTIONS
 
 
 def _externsheet5(name: bytes) -> str | None:
