@@ -1243,3 +1243,120 @@ def _content_of(streams: dict[str, bytes]) -> object:
 
     data = make_ole(streams)
     return legacy._Content.read(CompoundFile(io.BytesIO(data)), data, [10**9])
+
+
+# ------------------------------------------------------ Word pictures (PICF)
+
+
+def _picf(mm: int, after: bytes, cb_header: int = 0x44) -> bytes:
+    """A picture's PICF ([MS-DOC] 2.9.193: lcb, cbHeader, mfpf.mm, the goal size and
+    scale in its PICMID) and what follows its header: a file name (a Pascal string),
+    or OfficeArt data."""
+    head = bytearray(cb_header)
+    struct.pack_into("<IHH", head, 0, cb_header + len(after), cb_header, mm)
+    struct.pack_into("<HHHH", head, 28, 1440, 1440, 1000, 1000)  # dxaGoal, dyaGoal, mx, my
+    return bytes(head) + after
+
+
+def _pascal(text: str) -> bytes:
+    return bytes([len(text)]) + text.encode("cp1252")
+
+
+#: an inline picture's OfficeArt data: an OfficeArtSpContainer with its property
+#: table (pib 1), then the picture (an OfficeArtBlipPNG)
+_INLINE_FOPT = _fopt((0x4104, 1))
+_INLINE_SHAPE = (
+    struct.pack("<HHI", 0x000F, 0xF004, len(_INLINE_FOPT))
+    + _INLINE_FOPT
+    + struct.pack("<HHI", 0x6E00, 0xF01E, 17 + 8)  # rgbUid, tag, then the PNG
+    + bytes(17)
+    + b"\x89PNG\r\n\x1a\n"
+)
+_PICTURE_URL = "http://attacker.example/p.png"
+
+
+def _chpx_fkp(fc: int, grpprl: bytes) -> bytes:
+    """A ChpxFkp page ([MS-DOC] 2.9.33): one run, the character at ``fc``, whose Chpx
+    holds ``grpprl``."""
+    page = bytearray(512)
+    struct.pack_into("<II", page, 0, fc, fc + 1)
+    at = (510 - len(grpprl)) & ~1
+    page[8] = at // 2
+    page[at : at + 1 + len(grpprl)] = bytes([len(grpprl)]) + grpprl
+    page[511] = 1  # crun
+    return bytes(page)
+
+
+def _picture_doc(picf: bytes, where: str = "fkp", data_stream: bool = True) -> dict[str, bytes]:
+    """A Word document whose text holds a picture character (0x01) whose PICF is
+    ``picf``, after other bytes of the Data stream (or, with no Data stream, of the
+    WordDocument stream); sprmCFSpec and sprmCPicLocation (its offset) in the
+    character's properties (``"fkp"``) or in a style (``"table"``: only their bytes,
+    in the table stream)."""
+    streams = word_doc(b"A picture: \x01.")
+    word = streams["WordDocument"].ljust(1024, b"\x00")
+    offset = 256 if data_stream else len(word) + 512
+    grpprl = struct.pack("<HB", 0x0855, 1) + struct.pack("<HI", 0x6A03, offset)
+    if where == "fkp":
+        word += _chpx_fkp(512 + 11, grpprl)
+    else:
+        streams["1Table"] += b"\x00" * 7 + grpprl
+    if data_stream:
+        streams["Data"] = bytes(random.Random(5).randrange(256) for _ in range(offset)) + picf
+    else:
+        word += picf
+    streams["WordDocument"] = word
+    return streams
+
+
+@pytest.mark.parametrize(
+    ("picf", "where", "data_stream"),
+    [
+        # mm 94, a picture file "not embedded": LibreOffice writes a linked picture so,
+        # and fetched the URL of one when it opened the document
+        (_picf(94, _pascal(_PICTURE_URL)), "fkp", True),
+        (_picf(94, _pascal(_PICTURE_URL)), "table", True),
+        # (LibreOffice reads the name after cbHeader, whatever it says)
+        (_picf(94, _pascal(_PICTURE_URL), cb_header=0x50), "fkp", True),
+        (_picf(94, _pascal(_PICTURE_URL)), "fkp", False),  # no Data stream
+        (_picf(98, _pascal("\\\\attacker.example\\share\\p.tif")), "fkp", True),  # TIFF file
+        (_picf(0x66, _pascal(_PICTURE_URL) + _INLINE_SHAPE), "fkp", True),  # MM_SHAPEFILE
+    ],
+    ids=["mm94", "mm94-style", "mm94-long-header", "mm94-no-data-stream", "mm98", "shapefile"],
+)
+def test_a_picture_its_picf_links_is_an_external_link(
+    tmp_path: Path, picf: bytes, where: str, data_stream: bool
+) -> None:
+    """A .doc picture whose PICF names a file or URL instead of holding the picture
+    (no field and no OfficeArt property says so) was delivered unmodified, and
+    LibreOffice fetched the URL when it converted the document."""
+    path = _write(tmp_path, "linked.doc", make_ole(_picture_doc(picf, where, data_stream)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("external_hyperlinks", "linked picture")
+    ]
+    result, _ = disarm(path, tmp_path, switches("sanitise", external_hyperlinks="allow"))
+    assert result.outcome == "unmodified", result
+
+
+@pytest.mark.parametrize(
+    ("picf", "located"),
+    [
+        (_picf(0x64, _INLINE_SHAPE), True),  # an embedded picture, as Word writes it
+        (_picf(99, _pascal(_PICTURE_URL)), True),  # a bitmap stored in the file
+        (_picf(94, _pascal("")), True),  # no file name: no picture at all
+        (_picf(94, _pascal(_PICTURE_URL)), False),  # a PICF no picture refers to
+    ],
+    ids=["embedded", "mm99", "no-name", "not-located"],
+)
+def test_a_picture_held_in_the_document_is_not_a_link(
+    tmp_path: Path, picf: bytes, located: bool
+) -> None:
+    streams = _picture_doc(picf)
+    if not located:
+        streams = {**_picture_doc(_picf(0x64, _INLINE_SHAPE)), "Data": streams["Data"][:256]}
+        streams["Data"] += _picf(0x64, _INLINE_SHAPE) + picf
+    path = _write(tmp_path, "embedded.doc", make_ole(streams))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result

@@ -454,6 +454,9 @@ def _inspect(
         template = _attached_template(content, word)
         if template is not None and _REMOTE_PATH.match(template):
             report.hit("external_hyperlinks", "remote template")
+        pictures = _linked_picfs(content, word)
+        if pictures:
+            report.hit("external_hyperlinks", "linked picture", n=pictures)
     if biff is not None:
         if biff.dde:
             report.hit("dynamic_data_exchange", "DDE/OLE data source", n=biff.dde)
@@ -630,6 +633,62 @@ def _attached_template(content: _Content, word: bytes) -> str | None:
         if i == 1:
             return text
     return None
+
+
+#: sprmCPicLocation (0x6A03) and sprmCHsp (0x6A09), as stored ([MS-DOC] 2.6.1): each
+#: gives (its 4-byte operand) the offset of a picture's PICF, in the Data stream
+#: (in the WordDocument stream when there is none, as LibreOffice reads it).
+_PIC_LOCATIONS = tuple(
+    re.compile(re.escape(_U16.pack(sprm)) + rb"(?=(.{4}))", re.S) for sprm in (0x6A03, 0x6A09)
+)
+#: PICF ``mfpf.mm`` values whose picture is a file named after the PICF header (a
+#: Pascal string): 94 (0x5E), a picture file "not embedded", which LibreOffice writes
+#: for a linked picture and inserts as a link to that file or URL (ww8graf2.cxx,
+#: ReadGrafFile); 98 (0x62), a TIFF file name (Word 97 PICF); 0x66 MM_SHAPEFILE,
+#: a shape file, the picture's full path in stPicName ([MS-DOC] 2.9.192). (99 is a
+#: bitmap stored in the file (Word 97), and LibreOffice imports no picture of it.)
+_LINKED_MM = frozenset({0x5E, 0x62, 0x66})
+#: the size of a PICF header ([MS-DOC] 2.9.193 cbHeader)
+_PICF_HEADER = 0x44
+
+
+def _linked_picfs(content: _Content, word: bytes) -> int:
+    """Pictures of a Word 97+ document whose PICF names a file to show instead of
+    holding the picture (see ``_LINKED_MM``): no field names them and no OfficeArt
+    property says "linked", yet LibreOffice fetched the URL of such a picture when it
+    opened the document.
+
+    The PICFs are read where readers read them, at the offsets sprmCPicLocation (or
+    sprmCHsp) gives: wherever the bytes of such a sprm stand in the WordDocument,
+    table and Data streams (character and paragraph properties, styles, the property
+    lists of the piece table and of huge paragraphs) they are taken for one, a chance
+    match costing one look at the offset it gives. A PICF nothing points to is not
+    read (the picture data around it is not searched: chance bytes there would block
+    ordinary documents). A PICF counts when its ``mm`` is one of ``_LINKED_MM`` and
+    a name stands after its header (at ``cbHeader``, as LibreOffice reads it, or at
+    the header's fixed size); its other fields are not required to be sound
+    (LibreOffice does not check them)."""
+    pictures = content.root("data")
+    if pictures is None:
+        pictures = word
+    operands: list[bytes] = []
+    for stream in (word, content.root("0table"), content.root("1table"), content.root("data")):
+        if stream:
+            for find in _PIC_LOCATIONS:
+                operands += find.findall(stream)
+    offsets = set(struct.unpack(f"<{len(operands)}I", b"".join(operands)))
+    end = len(pictures)
+    found = 0
+    for offset in offsets:
+        if offset + 8 > end:
+            continue
+        cb_header, mm = _U16X2.unpack_from(pictures, offset + 4)
+        if mm not in _LINKED_MM:
+            continue
+        names = (offset + cb_header, offset + _PICF_HEADER)
+        if any(at < end and pictures[at] for at in names):
+            found += 1
+    return found
 
 
 def _word_text(content: _Content, word: bytes) -> str | None:
