@@ -131,6 +131,41 @@ def test_rebuilt_file_loads_in_libreoffice(converted: dict, name: str) -> None:
         assert not any(gone in line for line in rebuilt), (gone, rebuilt)
 
 
+def _convert(tmp_path: Path, files: list[Path], to: str) -> Path:
+    """LibreOffice converts ``files`` to ``to`` (a filter or extension) in a folder of
+    its own, which is returned (a file it cannot load is missing there)."""
+    out = tmp_path / to.split(":")[0]
+    subprocess.run(
+        [_tool("soffice"), f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}"]
+        + ["--headless", "--norestore", "--convert-to", to, "--outdir", str(out)]
+        + [str(path) for path in files],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    return out
+
+
+def _written(tmp_path: Path, sources: dict[str, str], to: str) -> Path:
+    """The files LibreOffice writes (``to``) from flat ODF ``sources`` (name: text)."""
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    for name, text in sources.items():
+        (folder / name).write_text(text)
+    return _convert(tmp_path, [folder / name for name in sources], to)
+
+
+def _blocked_and_delivered(
+    tmp_path: Path, risky: Path, clean: Path, found: list[tuple[str, str]]
+) -> None:
+    """``risky`` is blocked for what ``found`` lists, ``clean`` is delivered."""
+    result, _ = disarm(risky, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == found
+    result, _ = disarm(clean, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result
+
+
 def _photo_docx() -> bytes:
     """A report with a JPEG photo (EXIF) and a PNG, as the policy re-encodes them."""
     import io
@@ -164,7 +199,6 @@ def _pdf_images(pdf: Path) -> list[tuple[str, str]]:
 
 
 def test_rebuilt_pictures_show_in_libreoffice(tmp_path: Path) -> None:
-    soffice = _tool("soffice")
     original = tmp_path / "photos.docx"
     original.write_bytes(_photo_docx())
     result, dest = disarm(original, tmp_path, switches("sanitise"))
@@ -174,16 +208,9 @@ def test_rebuilt_pictures_show_in_libreoffice(tmp_path: Path) -> None:
     docs.mkdir()
     shutil.copyfile(original, docs / "original.docx")
     shutil.copyfile(dest, docs / "rebuilt.docx")
-    subprocess.run(
-        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
-        + ["--norestore", "--convert-to", "pdf", "--outdir", str(tmp_path / "pdf")]
-        + [str(docs / "original.docx"), str(docs / "rebuilt.docx")],
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    before = _pdf_images(tmp_path / "pdf" / "original.pdf")
-    after = _pdf_images(tmp_path / "pdf" / "rebuilt.pdf")
+    pdf = _convert(tmp_path, [docs / "original.docx", docs / "rebuilt.docx"], "pdf")
+    before = _pdf_images(pdf / "original.pdf")
+    after = _pdf_images(pdf / "rebuilt.pdf")
     assert before == [("640", "480"), ("300", "200")]
     assert after == before
 
@@ -217,37 +244,19 @@ def test_a_ppt_shape_that_runs_a_program_on_a_click_is_blocked(tmp_path: Path) -
     """LibreOffice writes a shape's "run program" click action into a .ppt (and runs
     the program on a click in a slide show); the file is blocked. A shape linked to a
     web page (a hyperlink to click, not inspected in legacy files) is delivered."""
-    soffice = _tool("soffice")
-    sources = tmp_path / "sources"
-    sources.mkdir()
     events = {
         "program": 'presentation:action="execute" xlink:href="file:///usr/bin/xcalc"',
         "web": 'presentation:action="show" xlink:href="https://example.com/"',
     }
-    for name, event in events.items():
-        (sources / f"{name}.fodp").write_text(_presentation(event))
-    subprocess.run(
-        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
-        + ["--norestore", "--convert-to", "ppt", "--outdir", str(tmp_path / "ppt")]
-        + [str(sources / f"{name}.fodp") for name in events],
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    result, _ = disarm(tmp_path / "ppt" / "program.ppt", tmp_path, switches("sanitise"))
-    assert result.outcome == "blocked", result
-    assert [(a.switch, a.detail) for a in result.actions] == [
-        ("external_hyperlinks", "run-program action")
-    ]
-    result, _ = disarm(tmp_path / "ppt" / "web.ppt", tmp_path, switches("sanitise"))
-    assert result.outcome == "unmodified", result
+    ppt = _written(tmp_path, {f"{n}.fodp": _presentation(e) for n, e in events.items()}, "ppt")
+    found = [("external_hyperlinks", "run-program action")]
+    _blocked_and_delivered(tmp_path, ppt / "program.ppt", ppt / "web.ppt", found)
 
 
 def test_an_xls_with_a_web_query_is_blocked(tmp_path: Path) -> None:
     """LibreOffice writes a cell range fed by a web page (a web query: Excel refreshes
     it from the URL) into an .xls as query table records; the file is blocked. The same
     sheet without the query is delivered."""
-    soffice = _tool("soffice")
     ns = (
         'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
         'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
@@ -259,30 +268,16 @@ def test_an_xls_with_a_web_query_is_blocked(tmp_path: Path) -> None:
         'xlink:type="simple" table:filter-name="calc_HTML_WebQuery" table:filter-options="" '
         'table:last-column-spanned="1" table:last-row-spanned="1"/>'
     )
-    sources = tmp_path / "sources"
-    sources.mkdir()
-    for name, cell in (("query", source), ("plain", "")):
-        (sources / f"{name}.fods").write_text(
-            f'<?xml version="1.0"?><office:document {ns} office:version="1.2" '
-            'office:mimetype="application/vnd.oasis.opendocument.spreadsheet"><office:body>'
-            '<office:spreadsheet><table:table table:name="S"><table:table-row>'
-            f"<table:table-cell>{cell}<text:p>old</text:p></table:table-cell>"
-            "</table:table-row></table:table></office:spreadsheet></office:body>"
-            "</office:document>"
-        )
-    subprocess.run(
-        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
-        + ["--norestore", "--convert-to", "xls", "--outdir", str(tmp_path / "xls")]
-        + [str(sources / "query.fods"), str(sources / "plain.fods")],
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    result, _ = disarm(tmp_path / "xls" / "query.xls", tmp_path, switches("sanitise"))
-    assert result.outcome == "blocked", result
+    sheets = {
+        f"{name}.fods": f'<?xml version="1.0"?><office:document {ns} office:version="1.2" '
+        'office:mimetype="application/vnd.oasis.opendocument.spreadsheet"><office:body>'
+        '<office:spreadsheet><table:table table:name="S"><table:table-row>'
+        f"<table:table-cell>{cell}<text:p>old</text:p></table:table-cell>"
+        "</table:table-row></table:table></office:spreadsheet></office:body>"
+        "</office:document>"
+        for name, cell in (("query", source), ("plain", ""))
+    }
+    xls = _written(tmp_path, sheets, "xls")
     # (Qsi and DbOrParamQry: the query table and its query)
-    assert [(a.switch, a.detail) for a in result.actions] == [
-        ("dynamic_data_exchange", "data query or connection ×2")
-    ]
-    result, _ = disarm(tmp_path / "xls" / "plain.xls", tmp_path, switches("sanitise"))
-    assert result.outcome == "unmodified", result
+    found = [("dynamic_data_exchange", "data query or connection ×2")]
+    _blocked_and_delivered(tmp_path, xls / "query.xls", xls / "plain.xls", found)
