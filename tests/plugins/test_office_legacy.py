@@ -598,6 +598,49 @@ def test_bytes_outside_the_text_make_no_fields(tmp_path: Path) -> None:
     assert _word_outcome(tmp_path, streams)[0] == "unmodified"
 
 
+def _typed_fields(text: bytes, fields: list[tuple[int, int]]) -> dict[str, bytes]:
+    """A Word document holding ``text``, with a main-text field table (PlcfFldMom,
+    the FIB's 17th (fc, lcb) pair) of begin characters at (CP, field type)."""
+    streams = word_doc(text)
+    cps = [cp for cp, _ in fields] + [len(text)]
+    plc = struct.pack(f"<{len(cps)}I", *cps)
+    plc += b"".join(struct.pack("<BB", 0x13, flt) for _, flt in fields)
+    at = len(streams["1Table"])
+    fib = bytearray(streams["WordDocument"])
+    struct.pack_into("<II", fib, 154 + 8 * 16, at, len(plc))  # (pairs start at 154)
+    return {"WordDocument": bytes(fib), "1Table": streams["1Table"] + plc}
+
+
+@pytest.mark.parametrize(
+    ("text", "fields", "found"),
+    [
+        # a HYPERLINK instruction typed INCLUDEPICTURE: LibreOffice fetched the URL
+        (b'\x13 HYPERLINK "http://x/a" \\d\x14r\x15', [(0, 67)], "INCLUDEPICTURE field"),
+        (b'X HYPERLINK "http://x/a" \\d\x14r\x15', [(0, 67)], "INCLUDEPICTURE field"),
+        (b"\x13 PAGE \x14 1\x15", [(0, 46)], "DDEAUTO field"),
+        (b"\x13 PAGE \x14 1\x15", [(0, 56)], "LINK field (OLE link)"),
+        # the keyword and the type agree: one field
+        (b'\x13 DDE cmd "/c x" \x14r\x15', [(0, 45)], "DDE field"),
+        (b'\x13 HYPERLINK "http://x/a" \x14r\x15', [(0, 88)], None),
+        (b"\x13 PAGE \x14 1\x15", [(0, 33)], None),
+    ],
+)
+def test_a_field_is_judged_by_its_type_in_the_field_table_too(
+    tmp_path: Path, text: bytes, fields: list[tuple[int, int]], found: str | None
+) -> None:
+    """LibreOffice picks a field's handler by the type the field table gives it, and
+    its extent from the table: a field whose instruction shows HYPERLINK (or whose
+    begin character is gone from the text) typed INCLUDEPICTURE fetched its URL, and
+    was delivered."""
+    path = _write(tmp_path, "typed.doc", make_ole(_typed_fields(text, fields)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    if found is None:
+        assert result.outcome == "unmodified", result
+        return
+    assert result.outcome == "blocked", result
+    assert [a.detail for a in result.actions] == [found]
+
+
 def test_a_document_whose_text_cannot_be_read_is_refused(tmp_path: Path) -> None:
     streams = {"WordDocument": _fib() + b"\x13 DDEAUTO c:\\x.exe\x15", "1Table": b"\x07" * 64}
     outcome, reason = _word_outcome(tmp_path, streams)

@@ -448,7 +448,8 @@ def _inspect(
         text = _word_text(content, word)
         if text is None:
             raise ValueError("the Word document's text cannot be read (its piece table)")
-        fields = Counter(_word_fields(text))
+        # (a field counted once, by its keyword or by its type, whichever finds more)
+        fields = Counter(_word_fields(text)) | Counter(_field_types(content, word))
         for (switch, what), n in sorted(fields.items()):
             report.hit(switch, what, n=n)
         template = _attached_template(content, word)
@@ -760,6 +761,49 @@ _OPENING_FIELDS = frozenset(
     for key in ("DDE", "DDEAUTO", "DATABASE", "INCLUDETEXT", "INCLUDEPICTURE", "INCLUDE")
     + ("IMPORT", "LINK", "RD")
 )
+
+
+#: The field tables of a Word 97+ document's stories, by their index among the FIB's
+#: (fc, lcb) pairs ([MS-DOC] 2.5.6 FibRgFcLcb97): PlcfFldMom, PlcfFldHdr, PlcfFldFtn,
+#: PlcfFldAtn, PlcfFldEdn, PlcfFldTxbx, PlcffldHdrTxbx.
+_FIELD_TABLES = (16, 17, 18, 19, 48, 57, 59)
+#: Field types (a field begin's flt, [MS-DOC] 2.9.90) of the fields that reach outside
+#: the document when it is opened or updated, as their keywords are judged: DDE,
+#: DDEAUTO, DATABASE; INCLUDETEXT, INCLUDE (print merge), INCLUDEPICTURE, IMPORT,
+#: LINK. (RD has no entry in the tables: its keyword is judged.)
+_FIELD_TYPES = {
+    45: FIELDS["DDE"],
+    46: FIELDS["DDEAUTO"],
+    78: FIELDS["DATABASE"],
+    68: FIELDS["INCLUDETEXT"],
+    36: FIELDS["INCLUDE"],
+    67: FIELDS["INCLUDEPICTURE"],
+    55: FIELDS["IMPORT"],
+    56: FIELDS["LINK"],
+}
+
+
+def _field_types(content: _Content, word: bytes) -> list[tuple[str, str]]:
+    """(switch, kind) of every field begin in the document's field tables whose type
+    reaches outside the document (``_FIELD_TYPES``). LibreOffice picks a field's
+    handler by this type, whatever keyword its instruction shows, and takes the
+    field's extent from the table, whether a begin character stands in the text or
+    not: a HYPERLINK instruction typed INCLUDEPICTURE fetched its URL."""
+    which = _U16.unpack_from(word, 0x0A)[0] & 0x0200 if len(word) >= 12 else 0
+    table = content.root("1table" if which else "0table")
+    if table is None:
+        return []
+    found = []
+    for index in _FIELD_TABLES:
+        pair = _fib_pair(word, index)
+        if pair is None or pair[1] < 4 or pair[0] + pair[1] > len(table):
+            continue
+        n = (pair[1] - 4) // 6  # PlcFld: n + 1 CPs, then n two-byte FLDs
+        flds = table[pair[0] + 4 * (n + 1) : pair[0] + 4 * (n + 1) + 2 * n]
+        for ch, flt in zip(flds[::2], flds[1::2], strict=True):
+            if ch & 0x1F == 0x13 and flt in _FIELD_TYPES:
+                found.append(_FIELD_TYPES[flt])
+    return found
 
 
 def _word_fields(text: str) -> list[tuple[str, str]]:
