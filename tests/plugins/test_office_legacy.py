@@ -1058,6 +1058,23 @@ def test_workbook_queries_connections_and_controls_are_found(
     assert result.outcome == "unmodified", result
 
 
+@pytest.mark.parametrize("mark", [0x0401, 0x3A01])
+def test_a_supbook_marked_as_this_workbook_with_a_path_is_a_link(tmp_path: Path, mark: int) -> None:
+    """A SupBook is this workbook (or the add-in functions) when it holds the mark and
+    nothing else; LibreOffice reads a path written after the mark as a link to that
+    document ([MS-XLS] 2.4.271: no virtPath then)."""
+    path_text = "\x01\\\\attacker\\share\\book.xls"
+    body = struct.pack("<HHB", 1, mark, 0) + path_text.encode("latin-1")
+    body += struct.pack("<HB", 6, 0) + b"Sheet1"
+    path = _write(tmp_path, "self.xls", make_ole(workbook(biff(0x01AE, body))))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [a.switch for a in result.actions] == ["external_hyperlinks"]
+    path = _write(tmp_path, "plain.xls", make_ole(workbook(biff(0x01AE, body[:4]))))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result
+
+
 def _addin_function(name: str, wide: bool = False) -> bytes:
     """An add-in SupBook and the ExternName of a function Excel 97-2003 does not know
     (how a later Excel saves WEBSERVICE in an .xls), and a formula calling it."""

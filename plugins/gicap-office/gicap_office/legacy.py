@@ -973,8 +973,10 @@ def _supbook(body: bytes) -> str | None:
     if len(body) < 4:
         raise ValueError("SupBook record too short")
     ctab, cch = _U16X2.unpack_from(body)
-    if cch == 0x0401 or (ctab == 1 and cch == 0x3A01):
-        return None  # this workbook, add-in functions
+    if len(body) == 4 and (cch == 0x0401 or (ctab == 1 and cch == 0x3A01)):
+        # this workbook, add-in functions: the record holds nothing else (LibreOffice
+        # reads a path after either mark as a link to that document)
+        return None
     if 0 < cch <= 0xFF and len(body) > 4:
         wide = body[4] & 1
         raw = body[5 : 5 + cch * (2 if wide else 1)]
