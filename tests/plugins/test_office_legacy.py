@@ -1109,6 +1109,29 @@ def test_an_xls_calling_a_function_that_fetches_a_url_is_blocked(
     ]
 
 
+@pytest.mark.parametrize("rtype", [0x1006, 0x1007, 0x100D, 0x1010])
+def test_a_video_or_sound_played_from_a_file_is_an_external_link(
+    tmp_path: Path, rtype: int
+) -> None:
+    """PowerPoint plays a linked video or sound from its path or URL when the slide
+    shows it (LibreOffice writes one for a linked video); the .pptx engine removes an
+    external videoFile or audioFile."""
+    media = rec(0x1004, struct.pack("<IHH", 1, 0, 0))  # ExMediaAtom
+    where = "\\\\attacker.example\\share\\movie.avi".encode("utf-16-le")
+    linked = rec(rtype, media + rec(0x0FBA, where), ver=0xF)
+    path = _write(tmp_path, "media.ppt", make_ole(_ppt(rec(0x0409, linked, ver=0xF))))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked", result
+    assert [(a.switch, a.detail) for a in result.actions] == [
+        ("external_hyperlinks", "linked video or sound")
+    ]
+    # an embedded sound (ExWAVAudioEmbedded) is in the file
+    embedded = rec(0x100F, media + rec(0x0FBA, where), ver=0xF)
+    path = _write(tmp_path, "sound.ppt", make_ole(_ppt(rec(0x0409, embedded, ver=0xF))))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result
+
+
 def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     tmp_path: Path,
 ) -> None:

@@ -112,6 +112,14 @@ _PPT_ACTIONS = {
     2: ("external_hyperlinks", "run-program action"),
     5: ("embedded_files", "OLE action"),
 }
+#: Videos and sounds PowerPoint plays from a file or URL when the slide shows them
+#: ([MS-PPT] 2.10.4 ExAviMovieContainer, 2.10.25 ExMCIMovieContainer, 2.10.26
+#: ExMIDIAudioContainer, 2.10.33 ExWAVAudioLinkContainer: the path in a CString),
+#: found by their type wherever they stand: the .pptx engine removes an external
+#: videoFile or audioFile.
+_LINKED_MEDIA_TYPES = tuple(
+    re.compile(re.escape(_U16.pack(rtype))).finditer for rtype in (0x1006, 0x1007, 0x100D, 0x1010)
+)
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
 #: an ExOleLinkContainer header followed by its ExOleLinkAtom (any versions)
@@ -472,6 +480,8 @@ def _inspect(
     if ppt is not None:
         for (switch, what), n in sorted(ppt.actions.items()):
             report.hit(switch, what, n=n)
+        if ppt.linked_media:
+            report.hit("external_hyperlinks", "linked video or sound", n=ppt.linked_media)
     # (a workbook's drawings are read joined across their CONTINUE records)
     workbook = {("workbook",), ("book",)} if biff is not None else set()
     drawings = [data for path, data in content.streams if path not in workbook]
@@ -995,6 +1005,8 @@ class _Ppt:
     links: int = 0
     #: actions that run something (_PPT_ACTIONS): (switch, what) -> how many
     actions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: videos and sounds played from a file or URL (_LINKED_MEDIA_TYPES)
+    linked_media: int = 0
     #: (stream number, offset) -> (record instance, stream, body start, body end) of
     #: every ExOleObjStg; stream 0 is the PowerPoint Document stream
     storages: dict[tuple[int, int], tuple[int, bytes, int, int]] = field(default_factory=dict)
@@ -1077,6 +1089,12 @@ def _ppt_walk(content: _Content, kind: str) -> _Ppt | None:
         for match in _LINK_PATTERN.finditer(doc):
             links.add(match.start())
     out.links = len(links)
+    for finditer in _LINKED_MEDIA_TYPES:
+        for match in finditer(doc):
+            body = match.start() + 6
+            # (a record header: its length fits in the stream, and holds a media atom)
+            if body <= len(doc) and 8 <= _U32.unpack_from(doc, body - 4)[0] <= len(doc) - body:
+                out.linked_media += 1
     for match in _INTERACTIVE_TYPE(doc):
         body = match.start() + 6  # (the type is the header's second field)
         if body + 9 <= len(doc) and _U32.unpack_from(doc, body - 4)[0] >= 9:
