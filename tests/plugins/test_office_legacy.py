@@ -1132,6 +1132,24 @@ def test_a_video_or_sound_played_from_a_file_is_an_external_link(
     assert result.outcome == "unmodified", result
 
 
+def test_a_storage_that_expands_like_a_bomb_is_refused(tmp_path: Path) -> None:
+    """A compressed ExOleObjStg of zeros: 1 MB of file inflated to 1 GB (2 GB of
+    memory) within max_expanded_bytes. A storage expanding more than max_ratio times
+    (past a MiB) is refused as an archive member is; one that compresses as documents
+    do is read."""
+    bomb = zlib.compress(bytes(50 * 2**20), 9)
+    stg = rec(0x1011, struct.pack("<I", 50 * 2**20) + bomb, instance=1)
+    path = _write(tmp_path, "bomb.ppt", make_ole(_ppt(stg)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable" and "max_ratio 100" in result.reason, result
+    result, _ = disarm(path, tmp_path, switches("sanitise"), {"max_ratio": 2000})
+    assert result.outcome == "blocked", result  # (read: an embedded object)
+    stg = rec(0x1011, struct.pack("<I", len(OLE_OBJECT)) + zlib.compress(OLE_OBJECT), instance=1)
+    path = _write(tmp_path, "object.ppt", make_ole(_ppt(stg)))
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "blocked" and "embedded_files" in result.reason, result
+
+
 def test_a_storage_the_persist_directory_names_is_read_wherever_it_stands(
     tmp_path: Path,
 ) -> None:

@@ -61,6 +61,11 @@ from gicap_office._fields import AFTER_KEYWORD, FIELDS, classify_field, keyword_
 from gicap_office._report import Report
 from gicap_office._zip import MAX_EXPANDED
 
+#: ``max_ratio`` when the limits give none, and the size under which any ratio is
+#: allowed (as the archive engine applies it to members).
+MAX_RATIO = 100
+RATIO_FLOOR = 1024 * 1024
+
 INSPECTED = ("macros", "embedded_files", "dynamic_data_exchange")
 NOT_INSPECTED = (
     "external_hyperlinks",
@@ -141,6 +146,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         return DisarmResult("unprocessable", reason="not an OLE compound file")
     kind = request.file_type.name
     budget = [int(request.limits.get("max_expanded_bytes") or MAX_EXPANDED)]
+    ratio = int(request.limits.get("max_ratio") or MAX_RATIO)
     try:
         # a file object: olefile takes short byte strings for file names; the file is
         # parsed once and every check below works on this one reading of it
@@ -153,7 +159,7 @@ def disarm(request: DisarmRequest) -> DisarmResult:
                     "encrypted", reason=f"password-protected {kind} file: it cannot be inspected"
                 )
             report = Report(_legacy_switches(request.switches))
-            _inspect(content, kind, biff, ppt, report, budget)
+            _inspect(content, kind, biff, ppt, report, budget, ratio)
     except MemoryError:
         raise
     except Exception as exc:  # oletools and olefile raise many kinds on malformed files
@@ -423,6 +429,7 @@ def _inspect(
     ppt: _Ppt | None,
     report: Report,
     budget: list[int],
+    ratio: int = MAX_RATIO,
 ) -> None:
     # -- macros
     if content.vba():
@@ -443,7 +450,7 @@ def _inspect(
     if not objects:
         objects += content.payloads()
     if ppt is not None:
-        vba, ppt_objects = _ppt_storages(ppt, budget)
+        vba, ppt_objects = _ppt_storages(ppt, budget, ratio)
         objects += ppt_objects
         if vba:
             report.hit("macros", "VBA project", n=vba)
@@ -1130,7 +1137,7 @@ def _persist_entries(doc: bytes, pos: int, end: int, persist: dict[int, set[int]
             pos += 4
 
 
-def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
+def _ppt_storages(ppt: _Ppt, budget: list[int], ratio: int = MAX_RATIO) -> tuple[int, int]:
     """(VBA projects, embedded objects) among the ExOleObjStg records: a storage the
     VBAInfoAtom refers to is the VBA project, one only OLE links refer to is the
     link's cache; any other (ActiveX controls, storages nothing refers to) is an
@@ -1148,7 +1155,7 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
         if key in ppt.stray and instance != 1 and not stream.startswith(olefile.MAGIC, start):
             continue  # a chance match of the search (before it costs any budget)
         try:
-            data = _ppt_storage_data(instance, stream, start, end, budget)
+            data = _ppt_storage_data(instance, stream, start, end, budget, ratio)
         except zlib.error:
             if key in ppt.stray:
                 continue  # a chance match of the search
@@ -1170,14 +1177,20 @@ def _ppt_storages(ppt: _Ppt, budget: list[int]) -> tuple[int, int]:
 
 
 def _ppt_storage_data(
-    instance: int, stream: bytes, start: int, end: int, budget: list[int]
+    instance: int, stream: bytes, start: int, end: int, budget: list[int], ratio: int = MAX_RATIO
 ) -> bytes:
     """The storage's bytes, stored (instance 0) or decompressed ([MS-PPT] 2.10.35:
     decompressedSize, then a zlib stream; LibreOffice inflates any other instance
-    too); every storage counts against ``max_expanded_bytes``."""
+    too); every storage counts against ``max_expanded_bytes``, and one that expands
+    more than ``max_ratio`` times (past a MiB) is refused, as an archive member is (1 MB
+    of zeros inflated to 1 GB, 2 GB of memory, within the budget)."""
     if instance != 0:
+        packed = memoryview(stream)[start + 4 : end]
+        most = max(RATIO_FLOOR, ratio * len(packed))
         inflater = zlib.decompressobj()
-        data = inflater.decompress(memoryview(stream)[start + 4 : end], budget[0] + 1)
+        data = inflater.decompress(packed, min(budget[0], most) + 1)
+        if len(data) > most:
+            raise ValueError(f"an OLE storage expands more than max_ratio {ratio} times")
     else:
         data = stream[start : min(end, start + budget[0] + 1)]
     if len(data) > budget[0]:
