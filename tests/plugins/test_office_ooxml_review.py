@@ -1385,3 +1385,73 @@ def test_formulas_of_rules_are_judged(tmp_path: Path, rules: str, kept: bytes) -
     import openpyxl
 
     openpyxl.load_workbook(dest)  # (still a workbook a reader opens)
+
+
+@pytest.mark.parametrize(
+    ("formula", "kept"),
+    [
+        ("INDIRECT(\"'http://127.0.0.1:9/x.xlsx'#$Sheet1.A1\")", False),
+        ('INDIRECT("\'ht"&amp;"tp://127.0.0.1:9/x.xlsx\'#$Sheet1.A1")', False),
+        ("ISREF(_xlfn.INDIRECT(A1))", False),  # (A1's text may name a document)
+        ('INDIRECT("Sheet1!A1")', True),
+        ('SUM(INDIRECT("\'My Sheet\'!B2:C3"),INDIRECT("R[1]C[2]",FALSE))', True),
+        ("'INDIRECT(\"A1\")'!B1+INDIRECT(C1)", False),  # (a sheet name is no call)
+    ],
+)
+def test_indirect_reading_a_document_name_goes(tmp_path: Path, formula: str, kept: bool) -> None:
+    """INDIRECT reads a reference from text: LibreOffice loaded the document a URL in
+    it names ('http://host/x.xlsx'#$Sheet1.A1) as it opened the file, cached value or
+    not, and the file was delivered unmodified. One reading a literal reference within
+    the workbook is kept; any other is replaced by its value."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    out = dest if result.outcome == "rebuilt" else path
+    sheet = zipfile.ZipFile(out).read("xl/worksheets/sheet1.xml")
+    found = [(a.switch, a.detail) for a in result.actions]
+    if kept:
+        assert b"<f>" in sheet and ("external_hyperlinks", "INDIRECT formula") not in found
+        return
+    assert result.outcome == "rebuilt", result
+    assert b"<f>" not in sheet and b"<v>0</v>" in sheet  # (the cached value stays)
+    assert ("external_hyperlinks", "INDIRECT formula") in found
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        'WEB<!-- -->SERVICE("http://127.0.0.1:9/x")',
+        "INDI<?x y?>RECT(\"'http://127.0.0.1:9/x.xlsx'#$Sheet1.A1\")",
+        "cmd<!-- -->|' /c calc'!A1",
+    ],
+)
+def test_a_comment_inside_a_formula_hides_nothing(tmp_path: Path, formula: str) -> None:
+    """A comment or processing instruction inside a formula: the check read the text
+    before it, LibreOffice reads the text around it as one (and fetched the URL)."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    sheet = zipfile.ZipFile(dest).read("xl/worksheets/sheet1.xml")
+    assert b"<f>" not in sheet and b"<!--" not in sheet and b"<?x y" not in sheet
+
+
+def test_a_comment_inside_a_field_keyword_hides_nothing(tmp_path: Path) -> None:
+    """``DD<!-- -->EAUTO`` in an instruction is DDEAUTO to a reader of the text around
+    the comment; the field walk read "DD"."""
+    split = DDE.replace("DDEAUTO", "DD<!-- -->EAUTO")
+    paragraph = f'{BEGIN}<w:r><w:instrText xml:space="preserve">{split}</w:instrText></w:r>'
+    data = rezip(
+        _docx_with("<w:r><w:t>marker</w:t></w:r>"),
+        {
+            "word/document.xml": lambda x: x.replace(
+                b"<w:r><w:t>marker</w:t></w:r>", (paragraph + SEP + END).encode()
+            )
+        },
+    )
+    path = _write(tmp_path, "in.docx", data)
+    assert b"DD<!-- -->EAUTO" in zipfile.ZipFile(path).read("word/document.xml")
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"EAUTO" not in zipfile.ZipFile(dest).read("word/document.xml")
+    assert ("dynamic_data_exchange", "DDEAUTO field") in [
+        (a.switch, a.detail) for a in result.actions
+    ]

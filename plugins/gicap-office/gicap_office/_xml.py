@@ -15,12 +15,18 @@ from collections.abc import Iterable
 
 from lxml import etree
 
+#: Comments and processing instructions are not read into trees: the text around one
+#: is one text to Office and LibreOffice (``WEB<!-- -->SERVICE(...)`` is WEBSERVICE;
+#: read as the text before the comment, it passed). A part changed is written without
+#: them; one left as it was was judged as the readers read it.
 PARSER = etree.XMLParser(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
     huge_tree=False,
     remove_blank_text=False,
+    remove_comments=True,
+    remove_pis=True,
 )
 #: VML written by Office is not always well-formed XML (Excel writes ``<br>`` in notes);
 #: Office reads it leniently, so a recovering parser (still without entities, DTDs or
@@ -31,6 +37,8 @@ RECOVER_PARSER = etree.XMLParser(
     load_dtd=False,
     huge_tree=False,
     recover=True,
+    remove_comments=True,
+    remove_pis=True,
 )
 
 

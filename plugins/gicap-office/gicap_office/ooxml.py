@@ -163,11 +163,23 @@ RISKY_FUNCTIONS = {
     "CALL": ("macros", "CALL formula"),
     "REGISTER.ID": ("macros", "REGISTER.ID formula"),
     "DDE": ("dynamic_data_exchange", "DDE formula"),
+    # a reference read from text: LibreOffice loads the document a text names
+    # ('http://host/book.xlsx'#$Sheet1.A1) as it opens the file, cached value or not
+    "INDIRECT": ("external_hyperlinks", "INDIRECT formula"),
 }
 _FUNCTION = re.compile(
-    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE)"
-    r"\s*\(",
+    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))"
+    r"(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE|INDIRECT)\s*\(",
     re.I,
+)
+#: INDIRECT called on a string literal (a piece of its own, see _FORMULA_TOKEN): the
+#: end of the code piece before it.
+_INDIRECT_ON_LITERAL = re.compile(r"(?<![A-Za-z0-9_.])INDIRECT\s*\(\s*\Z", re.I)
+#: A reference within the workbook, as a literal INDIRECT reads: a cell, range or name,
+#: A1 or R1C1, maybe after a sheet name; no "/", "\\", "#" or "[" (a document's
+#: name or URL, an external workbook) can stand in it.
+_LOCAL_REFERENCE = re.compile(
+    r"(?:'(?:[^'\[\]:\\/?*#]|'')+'[!.]|[A-Za-z0-9_.]+!)?(?:[A-Za-z0-9_.$:]|\[-?\d+\])+", re.A
 )
 _CELL_LINK = re.compile(r'HYPERLINK\s*\(\s*"#', re.I)
 #: A formula read left to right as Excel reads it: a string literal ("", with ""),
@@ -1642,6 +1654,24 @@ def _chart_literal(f: etree._Element) -> None:
 _BLANKED = {'"': '""', "'": "''", "[": "[]"}
 
 
+def _local_indirects(pieces: list[str]) -> int:
+    """How many INDIRECT calls of a formula (its pieces, see _FORMULA_TOKEN) read a
+    string literal naming a reference within the workbook, and nothing else (one
+    reading a computed text may read a document's name: it is judged)."""
+    found = 0
+    for i, piece in enumerate(pieces[:-2]):
+        if piece[0] in "\"'[" or not _INDIRECT_ON_LITERAL.search(piece):
+            continue
+        literal, after = pieces[i + 1], pieces[i + 2]
+        if (
+            literal[0] == '"'
+            and _LOCAL_REFERENCE.fullmatch(literal[1:-1].replace('""', '"'))
+            and after.lstrip()[:1] in (")", ",")  # (then only the A1/R1C1 flag)
+        ):
+            found += 1
+    return found
+
+
 def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
     """(drop the formula?, the formula with external workbook indexes renumbered).
     Its strings and quoted sheet names are read as Excel reads them: a '"' in a
@@ -1658,12 +1688,14 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
         return True, text
     # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
     cell_links = len(_CELL_LINK.findall(text))
-    links = sum(1 for m in _FUNCTION.finditer(bare) if m.group(1).upper() == "HYPERLINK")
-    for match in _FUNCTION.finditer(bare):
-        keyword = match.group(1).upper()
+    calls = [m.group(1).upper() for m in _FUNCTION.finditer(bare)]
+    local = _local_indirects(pieces) if "INDIRECT" in calls else 0
+    for keyword in calls:
         verdict = RISKY_FUNCTIONS[keyword]
-        if keyword == "HYPERLINK" and cell_links >= links:
+        if keyword == "HYPERLINK" and cell_links >= calls.count("HYPERLINK"):
             verdict = ("internal_hyperlinks", "HYPERLINK formula to a cell")
+        elif keyword == "INDIRECT" and local >= calls.count("INDIRECT"):
+            continue  # (every one reads a reference within the workbook)
         if report.hit(*verdict):
             return True, text
     if not ext_map or "[" not in text:
