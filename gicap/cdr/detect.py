@@ -30,7 +30,7 @@ from collections.abc import Callable
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 from xml.parsers import expat
 
 from gicap import hookimpl
@@ -1120,6 +1120,18 @@ def _encoded_words(value: str) -> str:
 
 
 _LOOSE_FILENAME = re.compile(r"""filename\*?\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s"]+))""", re.I)
+
+
+def url_segment(url: str) -> str:
+    """The last segment of a URL's path, percent-decoded: the name a browser saves a
+    download under when nothing else names it. A URL ``urlsplit`` refuses (an
+    unbalanced ``[`` or ``]`` in its host, ``http://[::1/setup.exe``) still names a
+    file: its path is read up to the query or fragment."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = re.split(r"[?#]", url, maxsplit=1)[0]
+    return unquote(path.rsplit("/", 1)[-1])
 
 
 def file_names(disposition: str) -> list[str]:

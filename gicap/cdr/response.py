@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from gicap import hookimpl
-from gicap.cdr.detect import file_names, saved_name
+from gicap.cdr.detect import file_names, saved_name, url_segment
 from gicap.cdr.report import BLOCKED, REBUILT, FileReport, block_page
 from gicap.cdr.types import FileType
 from gicap.protocol import Headers, HTTPRequestHead, HTTPResponseHead
@@ -131,7 +131,7 @@ def _fresh_headers(
                 headers.add("Content-Disposition", value)
         elif response:
             # saved under the address's name: give it the new type's
-            segment = unquote(urlsplit(report.name).path.rsplit("/", 1)[-1])
+            segment = url_segment(report.name)
             name = _renamed(segment, report.old_extension, report.new_extension)
             if name is not None:
                 headers.add("Content-Disposition", _disposition("attachment", name))

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
 
 import gicap
 from gicap.cdr import multipart
@@ -30,6 +30,7 @@ from gicap.cdr.detect import (
     opened_as,
     opened_as_saved,
     telling_name,
+    url_segment,
 )
 from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
@@ -723,7 +724,7 @@ def _saved_names(
         return names
     if not names:
         url = request.target if request is not None else ""
-        segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        segment = url_segment(url)
         # (browsers cut path parameters at the first or the last ";", or not at all)
         variants = [segment.split(";", 1)[0], segment.rsplit(";", 1)[0], segment]
         names = list(dict.fromkeys(name for name in variants if name))

@@ -363,6 +363,18 @@ def test_downloads_saved_as_scripts_are_blocked(
     assert_blocked(r, "a script a desktop runs", original=b"ActiveXObject")
 
 
+@pytest.mark.parametrize("url", ["http://[::1/files/invoice.js", "//a]/files/invoice.js"])
+def test_a_url_with_an_unbalanced_bracket_still_names_the_file(srv: GicapProcess, url: str) -> None:
+    """(found by a review) A URL the URL parser refuses (an unbalanced "[" or "]" in
+    its host) was a traceback and an ICAP 500; its path still names the file."""
+    head = res_head(SCRIPT, "application/octet-stream")
+    request = f"GET {url} HTTP/1.1\r\nHost: origin.example\r\n\r\n".encode()
+    with resp(srv) as c:
+        r = c.respmod(SCRIPT, res_head=head, req_head=request, preview=PREVIEW)
+    assert_blocked(r, "a script a desktop runs", original=b"ActiveXObject")
+    assert "Traceback" not in srv.log()
+
+
 def test_what_a_page_uses_is_never_a_saved_file(srv: GicapProcess) -> None:
     """A script a page loads (Sec-Fetch-Dest: script) runs in the page, whatever
     Content-Type a misconfigured server gives it: it is not a download to block. But
