@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -27,15 +28,30 @@ class Writable(Protocol):
     def flush(self) -> None: ...
 
 
+#: What makes a value quoted: white space, a quote, a backslash, a control character.
+_NEEDS_QUOTES = re.compile(r'[\s"\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+#: What is escaped in a quoted value: a client's Host header once wrote
+#: ``" outcome=unmodified`` into a line whose outcome was blocked.
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted, its quotes, backslashes and control characters escaped: one
+    token, whatever a client put in it."""
+    return '"' + _ESCAPED.sub(lambda m: _ESCAPES.get(m[0]) or f"\\x{ord(m[0]):02x}", text) + '"'
+
+
 def _text(value: Any) -> str:
-    """A field as one token of a text line: quoted when it has spaces or is empty."""
+    """A field as one token of a text line: quoted when it is empty or holds white
+    space, a quote, a backslash or a control character (see _quoted)."""
     if isinstance(value, Mapping):
         # Actions per switch, e.g. javascript:sanitise;metadata:sanitise
         value = ";".join(f"{k}:{v}" for k, v in value.items())
     elif isinstance(value, list | tuple):
         value = ",".join(str(v) for v in value)
-    text = str(value).replace("\n", " ")
-    return f'"{text}"' if (" " in text or not text) else text
+    text = str(value)
+    return _quoted(text) if (not text or _NEEDS_QUOTES.search(text)) else text
 
 
 def _empty(value: Any) -> bool:
@@ -51,8 +67,8 @@ def _fields_text(fields: Mapping[str, Any]) -> str:
         if kind is str:
             if not value:
                 continue
-            if " " in value or "\n" in value:
-                value = _text(value)
+            if _NEEDS_QUOTES.search(value):
+                value = _quoted(value)
         elif kind is not int:
             if _empty(value):
                 continue

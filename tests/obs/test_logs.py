@@ -185,6 +185,8 @@ def test_text_line_fields_quoting_and_empty_fields() -> None:
         "bytes_in": 1024,
         "reason": "macros removed",
         "multi": "a\nb",
+        # (a client's Host header: one token, not a field of the line)
+        "http_url": '//ex.com" outcome=unmodified type=text\r\\',
         "actions": {"macros": "sanitise", "metadata": "allow"},
         "nothing": {},
         "types": ["pdf", "zip"],
@@ -196,5 +198,6 @@ def test_text_line_fields_quoting_and_empty_fields() -> None:
     line = out.getvalue()
     assert line.endswith(
         ' service=resp-cdr-service zero=0 bytes_in=1024 reason="macros removed"'
-        ' multi="a b" actions=macros:sanitise;metadata:allow types=pdf,zip flag=True ms=1.5\n'
+        ' multi="a\\nb" http_url="//ex.com\\" outcome=unmodified type=text\\r\\\\"'
+        " actions=macros:sanitise;metadata:allow types=pdf,zip flag=True ms=1.5\n"
     ), line
