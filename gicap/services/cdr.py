@@ -439,9 +439,10 @@ class CDRService(Service):
             refused = self._fallback(report, profile, "unprocessable", reason)
             return self._answer(refused, txn, started)
         types: list[str] = []
-        counter = [0]
+        counter = [0, 0]  # files, parts (nested ones included)
         try:
             form = multipart.parse(txn.body.getvalue(), multipart.boundary_of(content_type))
+            counter[1] = len(form.parts)
             changed, blocked = self._disarm_parts(
                 txn, profile, workdir, form, report, types, counter, depth=0
             )
@@ -493,7 +494,12 @@ class CDRService(Service):
                     raise multipart.MultipartError(
                         f"multipart parts nested more than {multipart.MAX_DEPTH} deep"
                     )
-                inner = multipart.parse(part.content, multipart.boundary_of(content_type))
+                inner = multipart.parse(
+                    part.content,
+                    multipart.boundary_of(content_type),
+                    multipart.MAX_PARTS - counter[1],
+                )
+                counter[1] += len(inner.parts)
                 inner_changed, blocked = self._disarm_parts(
                     txn, profile, workdir, inner, report, types, counter, depth + 1
                 )
