@@ -32,7 +32,15 @@ from gicap.protocol import (
     RequestHead,
 )
 from gicap.server.spool import Spool
-from gicap.services.base import Modified, Outcome, Refused, Service, Transaction, Unmodified
+from gicap.services.base import (
+    PREVIEW_KEPT,
+    Modified,
+    Outcome,
+    Refused,
+    Service,
+    Transaction,
+    Unmodified,
+)
 
 if TYPE_CHECKING:
     from gicap.config import ServerSettings
@@ -378,14 +386,17 @@ class ConnectionHandler:
             if isinstance(early, Unmodified):
                 return self._stream_back(head, service)
         preview_parts: list[bytes] = []
+        kept = 0  # (of the preview: the rest is in the spool, whatever size it has)
         while True:
             event = self._next_event("body")
             if isinstance(event, BodyData):
                 spool.write(event.data)
-                if event.preview:
-                    preview_parts.append(event.data)
+                if event.preview and kept < PREVIEW_KEPT:
+                    preview_parts.append(event.data[: PREVIEW_KEPT - kept])
+                    kept += len(preview_parts[-1])
             elif isinstance(event, PreviewEnd):
                 txn.preview = b"".join(preview_parts)
+                txn.preview_complete = event.ieof
                 outcome = self._call(service.on_preview, txn)
                 if isinstance(outcome, int):
                     return outcome

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 @dataclass
 class Transaction:
     head: RequestHead
-    #: The preview bytes (empty without a preview).
+    #: The preview bytes (empty without a preview), the first ``PREVIEW_KEPT`` of them
+    #: at most (a client may send a preview of any size: the rest is in the body).
     preview: bytes = b""
+    #: Whether the preview is the whole body (the client's ``ieof``).
+    preview_complete: bool = False
     #: The whole body once it has been read (None before, or for null-body).
     body: Spool | None = None
     client_address: str = ""
@@ -35,6 +38,10 @@ class Transaction:
     #: ``outcome`` and ``type`` also label the transaction metrics; ``cdr_ms`` feeds
     #: the CDR duration histogram.
     log_fields: dict[str, Any] = field(default_factory=dict)
+
+
+#: The most preview bytes a transaction keeps (what file type detection reads).
+PREVIEW_KEPT = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from gicap.cdr.policy import Profile
 from gicap.cdr.report import BLOCKED, REBUILT, RELAYED, UNMODIFIED, FileReport
 from gicap.cdr.types import FileType
 from gicap.obs import metrics
-from gicap.services.base import Outcome, Refused, Service, Transaction, Unmodified
+from gicap.services.base import PREVIEW_KEPT, Outcome, Refused, Service, Transaction, Unmodified
 
 if TYPE_CHECKING:
     from gicap.cdr.runner import CDRRunner
@@ -114,6 +114,12 @@ class CDRService(Service):
         head = txn.head
         if self._passes_untouched(txn):
             return Unmodified()
+        asked = max(self.settings.server.preview_size, 1)
+        if not txn.preview_complete and len(txn.preview) < min(asked, PREVIEW_KEPT):
+            # A shorter preview than asked for (Preview: 0, say) does not show what the
+            # file is (its magic bytes): judged whole, as the same bytes previewed are.
+            # (An executable served as text/html was relayed as a page at Preview: 0.)
+            return None
         profile = self.profile_for(head.query)
         message = head.http_response if self.method == "RESPMOD" else head.http_request
         if self.method == "REQMOD" and message is not None:

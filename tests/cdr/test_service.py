@@ -560,6 +560,38 @@ def test_html_page_is_relayed_at_preview(srv: GicapProcess) -> None:
         assert r.continued  # not relayed as a page: the whole file goes to the engines
 
 
+@pytest.mark.parametrize("preview", [0, 1, 100])
+def test_a_short_preview_does_not_relay_what_it_cannot_show(
+    srv: GicapProcess, preview: int
+) -> None:
+    """(found by a review) An executable served as text/html was relayed as a page at
+    Preview: 0 or 1 (the headers alone), blocked with the preview Squid sends: a
+    shorter preview than asked for is not enough to relay a file, whole or not."""
+    head = res_head(EXE, "text/html")
+    with resp(srv) as c:
+        r = c.respmod(EXE, res_head=head, preview=preview)
+        assert r.continued
+        assert_blocked(r, "named or served as html")
+        r = c.respmod(EXE, res_head=head, preview=PREVIEW)
+        assert_blocked(r, "named or served as html")
+        # (a whole page in a short preview is relayed as before)
+        page = b"<!DOCTYPE html><p>hi</p>"
+        r = c.respmod(page, res_head=res_head(page, "text/html"), preview=preview + 4096)
+        assert r.status == 204 and not r.continued
+
+
+def test_a_preview_longer_than_asked_for_is_read_as_a_body(srv: GicapProcess) -> None:
+    """(found by a review) A preview was held in memory whole, twice, however long (a
+    client may send Preview: 1000000000000): now its first 64 KiB are kept, the rest
+    spooled as any body is; the file is judged whole all the same."""
+    original, rebuilt = big_csv(12_000)
+    assert 64 * 1024 < len(original) < MAX_FILE_SIZE
+    head = res_head(original, "text/csv", extra=saved_as("data.csv"))
+    with resp(srv) as c:
+        r = c.respmod(original, res_head=head, preview=len(original) - 100)
+    assert_rebuilt(r, rebuilt)
+
+
 def test_rebuilt_html_is_declared_utf8_whatever_the_origin_said(srv: GicapProcess) -> None:
     # A browser takes the HTTP charset before the document's own: left as ISO-2022-JP,
     # its escape sequences would turn the rebuilt text back into attributes.
