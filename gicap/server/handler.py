@@ -427,26 +427,31 @@ class ConnectionHandler:
             http_response=http_res,
             has_body=True,
         )
-        # The head goes out with the first body bytes, so a malformed first chunk
-        # still gets its 400 instead of a cut-off 200.
-        out: list[bytes] = []
+        # The body read so far is framed only as it is written: until the head goes
+        # out (with the first body bytes written), a malformed chunk still gets its
+        # 400 instead of a cut-off 200 (or, read with a good one, no answer at all).
+        pending: list[bytes] = []
         started = False
+
+        def framed() -> list[bytes]:
+            nonlocal started
+            out = [] if started else [self.conn.send_response(resp)]
+            started = True
+            out += [self.conn.send_data(data) for data in pending]
+            pending.clear()
+            return out
+
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
-                if started and not self._read_ready():
-                    # Flush what is ready before waiting for more of the body.
-                    self._send(b"".join(out))
-                    out = []
+                if pending and not self._read_ready():
+                    # Write what is ready before waiting for more of the body.
+                    self._send(b"".join(framed()))
                 event = self._next_event("body")
-            if isinstance(event, BodyData | EndOfMessage) and not started:
-                out.append(self.conn.send_response(resp))
-                started = True
             if isinstance(event, BodyData):
-                out.append(self.conn.send_data(event.data))
+                pending.append(event.data)
             elif isinstance(event, EndOfMessage):
-                out.append(self.conn.send_end())
-                self._send(b"".join(out))
+                self._send(b"".join([*framed(), self.conn.send_end()]))
                 return 200
             elif isinstance(event, ConnectionClosed):
                 self.conn.keep_alive = False

@@ -136,6 +136,12 @@ def test_unknown_service_method_and_version(gicap: GicapProcess) -> None:
             b"HTTP/1.1 200 OK\r\n\r\nZZ\r\nab\r\n0\r\n\r\n",
             400,
         ),
+        # (a review) a good chunk, then a malformed one, read together: no answer at all
+        (
+            b"RESPMOD icap://h/echo ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\nZZ\r\nab\r\n0\r\n\r\n",
+            400,
+        ),
         (b"RESPMOD icap://h/echo ICAP/1.0\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 413),
         # (a review: these were 500s with a logged traceback, the service's "failure")
         (
