@@ -99,7 +99,8 @@ class CDRService(Service):
 
     def check_request(self, head: Any) -> Refused | None:
         message = head.http_response if self.method == "RESPMOD" else head.http_request
-        if head.has_body and message is None:
+        if head.has_body and message is None and head.method != "OPTIONS":
+            # (an OPTIONS may carry an opt-body, RFC 3507 4.10.1: it is not a message)
             part = "res-hdr" if self.method == "RESPMOD" else "req-hdr"
             return Refused(400, f"a {self.method} body without its HTTP head ({part})")
         try:

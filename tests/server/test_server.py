@@ -173,6 +173,19 @@ def test_malformed_requests_get_4xx_and_server_keeps_serving(
     still_serving(gicap)
 
 
+@pytest.mark.parametrize("service", ["echo", "resp-cdr-service", "req-cdr-service"])
+def test_an_options_request_with_a_body_is_answered(gicap: GicapProcess, service: str) -> None:
+    """(a review) An OPTIONS with an opt-body (RFC 3507 4.10.1) to a CDR service got
+    a 400 saying a RESPMOD body lacked its HTTP head; echo answered it."""
+    request = (
+        f"OPTIONS icap://h/{service} ICAP/1.0\r\nEncapsulated: opt-body=0\r\n\r\n"
+        "5\r\nhello\r\n0\r\n\r\n"
+    ).encode()
+    out = raw(gicap.port, request)
+    assert out.startswith(b"ICAP/1.0 200 "), out[:200]
+    still_serving(gicap)
+
+
 def test_icaps_request_on_plain_port_is_refused(gicap: GicapProcess) -> None:
     with ICAPClient(f"icap://127.0.0.1:{gicap.port}/echo") as c:
         c.url = f"icaps://127.0.0.1:{gicap.port}/echo"
