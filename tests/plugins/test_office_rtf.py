@@ -272,25 +272,12 @@ def test_nested_risky_fields_are_judged_in_linear_time(
 
 
 class _OldDisarmer(rtf._Disarmer):
-    """The engine as it was: a field replaced by its result copied the result's edits
-    one by one (quadratic in the depth of nested fields), the reference for ``_Edits``."""
+    """The engine as it was: a field replaced by its result kept the result's edits
+    one by one, copied again by every field around (quadratic in the depth of nested
+    fields), the reference for ``_Edits``."""
 
-    def _replace_with_result(self, g: rtf._Group, end: int) -> None:
-        if g.result is None or g.result[3]:
-            self._replace_group(g, end, b"")
-            return
-        start, result_end, _, _ = g.result
-        head = rtf._RESULT_HEAD.match(self.data, start)
-        inner = head.end() if head is not None else start
-        edits = self.edits[g.mark :]
-        if any(e.start < inner and e.end > start for e in edits):
-            self._replace_group(g, end, b"")
-            return
-        kept = [e for e in edits if e.start >= inner and e.end <= result_end]
-        del self.edits[g.mark :]
-        self.edits.append(rtf._Edit(g.start, inner, b"{" if head is not None else b""))
+    def _keep(self, kept: list[rtf._Edit | rtf._Edits]) -> None:
         self.edits.extend(kept)
-        self.edits.append(rtf._Edit(result_end, end, b""))
 
 
 _INSTRUCTIONS = [

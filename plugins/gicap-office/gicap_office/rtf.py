@@ -795,9 +795,13 @@ class _Disarmer:
         kept = [e for e in edits if e.start >= inner and e.end <= result_end]
         del self.edits[g.mark :]
         self.edits.append(_Edit(g.start, inner, b"{" if head is not None else b""))
+        self._keep(kept)
+        self.edits.append(_Edit(result_end, end, b""))
+
+    def _keep(self, kept: list[_Edit | _Edits]) -> None:
+        """Keep the edits of a result its field was replaced by, as one item."""
         if kept:  # (one alone is one item already)
             self.edits.append(kept[0] if len(kept) == 1 else _Edits.of(kept))
-        self.edits.append(_Edit(result_end, end, b""))
 
     def _picture(self, g: _Group, end: int) -> None:
         policy = self.report.policy("embedded_images")
