@@ -1455,3 +1455,71 @@ def test_a_comment_inside_a_field_keyword_hides_nothing(tmp_path: Path) -> None:
     assert ("dynamic_data_exchange", "DDEAUTO field") in [
         (a.switch, a.detail) for a in result.actions
     ]
+
+
+_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script>'
+    b'<rect width="10" height="10" fill="red"/></svg>'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "data"),
+    [
+        ("image1.png", "application/xml", _SVG),
+        ("image1.bin", "application/octet-stream", _SVG),
+        ("image1.xml", "", _SVG),
+        ("image1.bin", "application/octet-stream", None),  # a PNG with a script after it
+    ],
+)
+def test_an_image_served_as_another_type_is_rebuilt(
+    tmp_path: Path, name: str, content_type: str, data: bytes | None
+) -> None:
+    """(a review) The picture an image relationship names was judged by its content
+    type alone: an SVG with a script served as application/xml (or named .xml, .bin)
+    was delivered, and LibreOffice drew it; a PNG served as octet-stream kept what
+    followed it. It is rebuilt as a PNG (or replaced by the placeholder)."""
+    import docx
+
+    doc = docx.Document()
+    buf = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "blue").save(buf, "PNG")
+    png = buf.getvalue()
+    doc.add_picture(io.BytesIO(png))
+    payload = data if data is not None else png + b"<script>alert(2)</script>"
+    source = _save(doc)
+    old = next(n for n in zipfile.ZipFile(io.BytesIO(source)).namelist() if "media/" in n)
+    new = f"word/media/{name}"
+
+    def types(x: bytes) -> bytes:
+        if content_type:
+            x = x.replace(
+                b"</Types>",
+                f'<Override PartName="/{new}" ContentType="{content_type}"/></Types>'.encode(),
+            )
+        return x
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(source)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            body = zin.read(item)
+            if item.filename == old:
+                zout.writestr(new, payload)
+                continue
+            if item.filename == "[Content_Types].xml":
+                body = types(body)
+            if item.filename == "word/_rels/document.xml.rels":
+                body = body.replace(old.split("/", 1)[1].encode(), new.split("/", 1)[1].encode())
+            zout.writestr(item, body)
+    path = _write(tmp_path, "in.docx", out.getvalue())
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    rebuilt = zipfile.ZipFile(dest)
+    picture = rebuilt.read(new)
+    assert picture.startswith(b"\x89PNG") and b"script" not in picture
+    assert f'PartName="/{new}" ContentType="image/png"'.encode() in rebuilt.read(
+        "[Content_Types].xml"
+    )
+    assert any(a.switch == "embedded_images" for a in result.actions)

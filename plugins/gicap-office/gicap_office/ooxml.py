@@ -1766,12 +1766,23 @@ def _metadata(pkg: Package, report: Report) -> None:
 
 
 def _images_(pkg: Package, report: Report) -> None:
+    """Images: by their content type, and the parts an image relationship names
+    whatever their content type says (an SVG with a script served as application/xml
+    was kept: LibreOffice drew it). Such a part is rebuilt as a PNG (or replaced by
+    the placeholder), its content type with it."""
     policy = report.policy("embedded_images")
     reencode = _images.Reencoder()
+    pictures = {
+        rel.part for rel in pkg.all_rels() if rel.type == "image" and not rel.external and rel.part
+    }
     for name in pkg.kept():
         ct = pkg.content_type(name).lower()
         if not ct.startswith("image/"):
-            continue
+            if name not in pictures:
+                continue
+            ct = "image/png"  # (rebuilt as a PNG, whatever it holds)
+            if policy == "sanitise":
+                pkg.set_content_type(name, ct)
         if ct == "image/svg+xml":
             # removed: a picture with an SVG keeps its PNG fallback (a:blip r:embed)
             if report.hit("embedded_images", "SVG image"):
@@ -1789,3 +1800,4 @@ def _images_(pkg: Package, report: Report) -> None:
         else:
             report.hit("embedded_images", "image re-encoded", "neutralised")
         pkg.data[name] = data
+        pkg.dirty.discard(name)  # (a part read as XML before: its bytes are these now)
