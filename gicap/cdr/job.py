@@ -17,6 +17,7 @@ from types import EllipsisType
 from typing import Any
 
 from gicap.cdr.detect import mismatch, opened_as
+from gicap.cdr.files import read_bytes
 from gicap.cdr.policy import Profile, build_profile
 from gicap.cdr.types import Action, DisarmRequest, DisarmResult, FileType
 from gicap.plugins import PluginHost, create_plugin_host
@@ -128,24 +129,10 @@ def decode_content(source: Path, dest: Path, encoding: str, limit: int) -> None:
 
 
 def detect(path: Path, declared: str | None) -> FileType | None:
-    head = read_head(path, HEAD_BYTES)
+    head = read_bytes(path, HEAD_BYTES)
     return _plugins().manager.hook.gicap_detect_file_type(
         head=head, path=str(path), declared=declared
     )
-
-
-def read_head(path: Path, size: int) -> bytes:
-    """The first ``size`` bytes of the file (or all of it), read without a buffered
-    file object: for a small file, opening one costs more than reading it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        parts = []
-        while size > 0 and (part := os.read(fd, size)):
-            parts.append(part)
-            size -= len(part)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
 
 
 def disarm_file(

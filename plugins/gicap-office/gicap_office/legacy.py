@@ -44,7 +44,6 @@ from __future__ import annotations
 import array
 import bisect
 import io
-import os
 import re
 import struct
 import sys
@@ -52,21 +51,16 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import olefile
 
 from gicap.cdr.compound_file import CompoundFile
+from gicap.cdr.files import read_bytes
 from gicap.cdr.types import DisarmRequest, DisarmResult
 from gicap_office._fields import AFTER_KEYWORD, FIELDS, classify_field, keyword_state
 from gicap_office._report import Report
-from gicap_office._zip import MAX_EXPANDED
-
-#: ``max_ratio`` when the limits give none, and the size under which any ratio is
-#: allowed (as the archive engine applies it to members).
-MAX_RATIO = 100
-RATIO_FLOOR = 1024 * 1024
+from gicap_office._zip import MAX_EXPANDED, MAX_RATIO, RATIO_FLOOR
 
 INSPECTED = ("macros", "embedded_files", "dynamic_data_exchange")
 NOT_INSPECTED = (
@@ -96,12 +90,19 @@ _RT_EX_OLE_OBJ_STG = 0x1011
 _RT_PERSIST_DIRECTORY = 0x1772
 _RT_CRYPT_SESSION = 0x2F14
 _PPT_ENCRYPTED_TOKEN = 0xF3D1C4DF
-#: Searches for the (2-byte) types of the records _ppt_walk reports on: a storage, an
-#: OLE link, encryption. (``re`` finds a short literal about three times as fast as
-#: ``in``, which CPython searches for position by position.)
+
+
+def _u16(value: int) -> re.Pattern[bytes]:
+    """A 2-byte value (a record type, a property id) as stored, as a pattern: ``re``
+    finds a short literal about three times as fast as ``in``, which CPython searches
+    for position by position."""
+    return re.compile(re.escape(_U16.pack(value)))
+
+
+#: Searches for the types of the records _ppt_walk reports on: a storage, an OLE link,
+#: encryption.
 _PPT_WALK_FINDS = tuple(
-    re.compile(re.escape(_U16.pack(rtype))).search
-    for rtype in (_RT_EX_OLE_OBJ_STG, _RT_EX_OLE_LINK, _RT_CRYPT_SESSION)
+    _u16(rtype).search for rtype in (_RT_EX_OLE_OBJ_STG, _RT_EX_OLE_LINK, _RT_CRYPT_SESSION)
 )
 _STG_TYPE, _LINK_TYPE = _PPT_WALK_FINDS[:2]
 #: an ExOleObjStg header anywhere (overlapping matches too), as oletools searches for
@@ -113,7 +114,7 @@ _STG_PATTERN = re.compile(rb"(?=[\x00-\x1f]\x00\x11\x10)")
 #: something ([MS-PPT] 2.13.11 InteractiveInfoActionEnum), as the .pptx engine names
 #: its ppaction:// ones: a macro, a program (the path in the linked ExHyperlink; a
 #: slide show runs it on a click, in PowerPoint and LibreOffice), an OLE verb.
-_INTERACTIVE_TYPE = re.compile(re.escape(_U16.pack(0x0FF3))).finditer
+_INTERACTIVE_TYPE = _u16(0x0FF3).finditer
 _PPT_ACTIONS = {
     1: ("macros", "macro action"),
     2: ("external_hyperlinks", "run-program action"),
@@ -124,9 +125,7 @@ _PPT_ACTIONS = {
 #: ExMIDIAudioContainer, 2.10.33 ExWAVAudioLinkContainer: the path in a CString),
 #: found by their type wherever they stand: the .pptx engine removes an external
 #: videoFile or audioFile.
-_LINKED_MEDIA_TYPES = tuple(
-    re.compile(re.escape(_U16.pack(rtype))).finditer for rtype in (0x1006, 0x1007, 0x100D, 0x1010)
-)
+_LINKED_MEDIA_TYPES = tuple(_u16(rtype).finditer for rtype in (0x1006, 0x1007, 0x100D, 0x1010))
 #: more ExOleObjStg records than this: the file is refused (each is decompressed)
 _MAX_PPT_STORAGES = 4096
 #: an ExOleLinkContainer header followed by its ExOleLinkAtom (any versions)
@@ -142,22 +141,9 @@ def _legacy_switches(switches: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _read(path: Path) -> bytes:
-    """The file's bytes, read without a buffered file object (for the small files
-    most legacy documents are, opening one costs as much as reading them)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        parts = []
-        # (its size, and one byte more to see the end: a read allocates what it asks)
-        while part := os.read(fd, os.fstat(fd).st_size + 1):
-            parts.append(part)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
 def disarm(request: DisarmRequest) -> DisarmResult:
-    data = _read(request.source)
+    # (read in one go: most legacy documents are small)
+    data = read_bytes(request.source)
     if not data.startswith(olefile.MAGIC):
         return DisarmResult("unprocessable", reason="not an OLE compound file")
     kind = request.file_type.name
@@ -567,9 +553,7 @@ def _record_starts_by_type(data: bytes, types: tuple[bytes, ...]) -> list[int]:
 #: first two bytes: pibFlags or fillBlipFlags, fBid set or not, fComplex clear (its op
 #: then holds the flags: _LINKED_BLIP in its first byte).
 _LINKED_ENTRY_OPIDS = tuple(
-    re.compile(re.escape(_U16.pack(opid | bid))).finditer
-    for opid in _BLIP_FLAGS
-    for bid in (0, 0x4000)
+    _u16(opid | bid).finditer for opid in _BLIP_FLAGS for bid in (0, 0x4000)
 )
 
 
@@ -673,7 +657,7 @@ def _attached_template(content: _Content, word: bytes) -> str | None:
 #: gives (its 4-byte operand) the offset of a picture's PICF, in the Data stream
 #: (in the WordDocument stream when there is none, as LibreOffice reads it).
 _PIC_LOCATIONS = tuple(
-    re.compile(re.escape(_U16.pack(sprm)) + rb"(?=(.{4}))", re.S) for sprm in (0x6A03, 0x6A09)
+    re.compile(_u16(sprm).pattern + rb"(?=(.{4}))", re.S) for sprm in (0x6A03, 0x6A09)
 )
 #: PICF ``mfpf.mm`` values whose picture is a file named after the PICF header (a
 #: Pascal string): 94 (0x5E), a picture file "not embedded", which LibreOffice writes
