@@ -441,3 +441,17 @@ def test_a_script_or_comment_before_the_title_does_not_move_it(tmp_path: Path) -
     assert result.outcome == "rebuilt", result
     head = out.read_text().split("<body>")[0]
     assert '<html lang="en-GB">' in head and "<title>Hello World</title>" in head
+
+
+def test_srcdoc_attributes_counted_with_event_attributes(tmp_path: Path) -> None:
+    """One scan counts both: srcdoc attributes (not the word in a text) and event
+    attributes, each under its own name in the report."""
+    markup = (
+        "<iframe srcdoc='<script>x</script>'></iframe><iframe SRCDOC = y></iframe>"
+        "<p onclick=a>srcdoc in a text</p><b onfocus=c>x</b>"
+    )
+    result, dest = _disarm(tmp_path, markup.encode())
+    got = _details(result)["scripts"]
+    assert got["srcdoc attribute"] == 2
+    assert got["event handler attribute"] == 2
+    assert "srcdoc=" not in dest.read_text("utf-8")

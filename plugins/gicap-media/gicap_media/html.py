@@ -185,6 +185,10 @@ def clean(text: str, lower: str | None = None) -> str:
 def _clean(text: str, data_urls: bool) -> str:
     """:func:`clean`, told whether "data:" (any case) occurs in ``text``."""
     out = _CLEANERS[data_urls].clean(text)
+    # (nh3 writes every attribute it keeps as name="value", its name lowercased: an
+    # output without 'style="' keeps no style attribute to look into)
+    if 'style="' not in out:
+        return out
     cleaned = out.lower()
     if "\\" in cleaned or any(word in cleaned for word in _CSS_SCRIPT_WORDS):
         # (nh3 writes a kept style with its escapes decoded: a word that shows
@@ -842,11 +846,11 @@ _REPORTED_TAG = re.compile(
 #: In the lowered text: the ":" of "data:" (giving "data") and of "...ript:" (giving
 #: "ript": every "javascript:" and "vbscript:"), tried only at the rare ":".
 _SCHEME_COLON = re.compile(r":(?<=(data|ript):)")
-# Matched in the REVERSED text ("onclick=" preceded by a space, quote or slash, read
-# backwards): the leading literal "=" lets the regex engine skip ahead, and the
-# character before "on" is then checked by the regex itself, not once per match in
-# Python.
-_EVENT_ATTRIBUTE_REVERSED = re.compile(r"=\s*[a-z]{3,}no(?:[ \t\n\r\f\"'/]|\Z)")
+# Matched in the REVERSED text ("onclick=" or "srcdoc=" preceded by a space, quote or
+# slash, read backwards): the leading literal "=" lets the regex engine skip ahead,
+# and the character before the name is then checked by the regex itself, not once
+# per match in Python. An event attribute gives "o", a srcdoc attribute "".
+_SCRIPT_ATTRIBUTE_REVERSED = re.compile(r"=\s*(?:[a-z]{3,}n(o)|codcrs)(?:[ \t\n\r\f\"'/]|\Z)")
 # Script-capable URL schemes are looked for with str.find (rare, and much faster than
 # a regular expression tried at every position; see _scheme_positions), then the
 # attribute before them.
@@ -902,17 +906,17 @@ def _inventory(
     # in ``page``, where positions are the text's)
     page = lower
     lower = _strip(lower, blocks)
-    events = len(_EVENT_ATTRIBUTE_REVERSED.findall(lower[::-1]))
-    if events:
-        found[("scripts", "event handler attribute")] += events
+    # (one scan for event attributes, "o" each, and srcdoc attributes, "")
+    attributes = Counter(_SCRIPT_ATTRIBUTE_REVERSED.findall(lower[::-1]))
+    if attributes["o"]:
+        found[("scripts", "event handler attribute")] += attributes["o"]
     if script_colon or data_urls:
         for at in _scheme_positions(lower, data_urls):
             attribute = _URL_ATTRIBUTE_BEFORE.search(lower, max(0, at - 40), at)
             if attribute and _script_url(lower[at : at + 40]):
                 found[("scripts", f"script URL in {attribute.group(1)}")] += 1
-    srcdoc = lower.count("srcdoc")
-    if srcdoc:
-        found[("scripts", "srcdoc attribute")] += srcdoc
+    if attributes[""]:
+        found[("scripts", "srcdoc attribute")] += attributes[""]
     title = ""
     at = _find_tag(page, "<title")
     if at is not None:
