@@ -1523,3 +1523,190 @@ def test_an_image_served_as_another_type_is_rebuilt(
         "[Content_Types].xml"
     )
     assert any(a.switch == "embedded_images" for a in result.actions)
+
+
+_URL_FORMULA = "INDIRECT(\"'http://127.0.0.1:9/x.xlsx'#$Sheet1.A1\")"
+_WORKSHEET_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet"
+
+
+def _xlsx_sheet_renamed(sheet_name: str, content_type: str, formula: str) -> bytes:
+    """The workbook of _xlsx_formula with its sheet moved to ``sheet_name`` and
+    declared with ``content_type`` (an extension's default)."""
+    base = _xlsx_formula(formula)
+    sheet = zipfile.ZipFile(io.BytesIO(base)).read("xl/worksheets/sheet1.xml")
+    extension = sheet_name.rsplit(".", 1)[1]
+
+    def types(xml: bytes) -> bytes:
+        text = re.sub(rb'<Override PartName="/xl/worksheets/sheet1.xml"[^>]*/>', b"", xml)
+        default = f'<Default Extension="{extension}" ContentType="{content_type}"/>'
+        return text.replace(b"</Types>", default.encode() + b"</Types>")
+
+    return rezip(
+        base,
+        {
+            "xl/worksheets/sheet1.xml": None,
+            f"xl/worksheets/{sheet_name}": sheet,
+            "xl/_rels/workbook.xml.rels": lambda x: x.replace(
+                b"worksheets/sheet1.xml", f"worksheets/{sheet_name}".encode()
+            ),
+            "[Content_Types].xml": types,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("sheet_name", "content_type"),
+    [("sheet1.dat", "application/octet-stream"), ("sheet1.bin", "image/png")],
+)
+def test_a_part_is_read_as_xml_whatever_its_content_type_says(
+    tmp_path: Path, sheet_name: str, content_type: str
+) -> None:
+    """A worksheet declared application/octet-stream and named .dat was never parsed:
+    its formulas were delivered, and LibreOffice, which follows the worksheet
+    relationship whatever the content type, fetched the URL an INDIRECT named. A part
+    whose bytes start as XML does is read as XML, unless only pictures, fonts or other
+    binary relationships reach it."""
+    data = _xlsx_sheet_renamed(sheet_name, content_type, _URL_FORMULA)
+    path = _write(tmp_path, "in.xlsx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    sheet = member(dest, f"xl/worksheets/{sheet_name}")
+    assert b"<f>" not in sheet and b"127.0.0.1" not in sheet
+    assert ("external_hyperlinks", "INDIRECT formula") in [
+        (a.switch, a.detail) for a in result.actions
+    ]
+
+
+def test_a_part_that_starts_as_xml_but_is_not_is_refused(tmp_path: Path) -> None:
+    """What a reader would parse as XML and this engine cannot is not delivered."""
+    data = rezip(
+        _xlsx_sheet_renamed("sheet1.dat", "application/octet-stream", "1+1"),
+        {"xl/worksheets/sheet1.dat": b'<worksheet a="1" a="2"/>'},
+    )
+    path = _write(tmp_path, "in.xlsx", data)
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unprocessable", result
+
+
+_CT_OBFUSCATED_FONT = "application/vnd.openxmlformats-officedocument.obfuscatedFont"
+
+
+def test_binary_parts_that_start_with_a_bracket_stay_binary(tmp_path: Path) -> None:
+    """An obfuscated font (its first bytes scrambled) may start with "<": a part only
+    binary relationships reach is not parsed as XML."""
+    font = b"<\x00\x01garbage that is no XML \xff\xfe"
+    data = rezip(
+        build_docx(False),
+        {
+            "word/fonts/font1.odttf": font,
+            "word/_rels/fontTable.xml.rels": (
+                b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+                b'relationships"><Relationship Id="rIdF" Type="http://schemas.'
+                b'openxmlformats.org/officeDocument/2006/relationships/font" '
+                b'Target="fonts/font1.odttf"/></Relationships>'
+            ),
+            "[Content_Types].xml": content_types({"/word/fonts/font1.odttf": _CT_OBFUSCATED_FONT}),
+        },
+    )
+    path = _write(tmp_path, "in.docx", data)
+    result, dest = disarm(path, tmp_path, switches("allow"))
+    assert result.outcome in ("rebuilt", "unmodified"), result
+    out = dest if result.outcome == "rebuilt" else path
+    assert member(out, "word/fonts/font1.odttf") == font
+
+
+def _xlsx_values_only(rules: str) -> bytes:
+    """A workbook with values only (no cell formula) and ``rules`` in its sheet."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = 1
+    wb.active["A2"] = 2
+    buf = io.BytesIO()
+    wb.save(buf)
+
+    def sheet(xml: bytes) -> bytes:
+        anchor = b"<pageMargins" if b"<pageMargins" in xml else b"</worksheet>"
+        return xml.replace(anchor, rules.encode() + anchor, 1)
+
+    return rezip(buf.getvalue(), {"xl/worksheets/sheet1.xml": sheet})
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        '<conditionalFormatting sqref="A1:A2"><cfRule type="colorScale" priority="1">'
+        f'<colorScale><cfvo type="formula" val="{_URL_FORMULA.replace(chr(34), "&quot;")}"/>'
+        '<cfvo type="max"/><color rgb="FFF8696B"/><color rgb="FF63BE7B"/></colorScale>'
+        "</cfRule></conditionalFormatting>",
+        '<conditionalFormatting sqref="A1:A2"><cfRule type="expression" dxfId="0" '
+        f'priority="1"><formula\n>{_URL_FORMULA}</formula\n></cfRule></conditionalFormatting>',
+        '<dataValidations count="1"><dataValidation type="list" sqref="A1">'
+        f"<formula1\t>{_URL_FORMULA}</formula1></dataValidation></dataValidations>",
+    ],
+    ids=["colour-scale-threshold-alone", "line-break-after-formula", "tab-after-formula1"],
+)
+def test_rules_in_a_sheet_without_cell_formulas_are_judged(tmp_path: Path, rules: str) -> None:
+    """The cheap test for formulas outside cells missed a sheet whose only formula
+    was a colour scale's threshold, or a rule formula written ``<formula\\n>``:
+    LibreOffice fetched the URL as it drew the sheet, from the delivered file."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_values_only(rules))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    out = member(dest, "xl/worksheets/sheet1.xml")
+    assert b"127.0.0.1" not in out and b"INDIRECT" not in out
+    assert_consistent(dest)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        f"1+1<v/>+{_URL_FORMULA}",  # (LibreOffice read the last piece)
+        '<z:x xmlns:z="urn:example:z"/>' + _URL_FORMULA,
+        'INDI<z:x xmlns:z="urn:example:z"/>RECT("\'http://127.0.0.1:9/x.xlsx\'#$Sheet1.A1")',
+    ],
+    ids=["text-after-a-child", "text-after-a-foreign-child", "call-split-by-a-child"],
+)
+def test_a_formula_with_child_elements_is_judged_whole(tmp_path: Path, formula: str) -> None:
+    """A formula is text alone. The check read the text before the first child
+    element; readers join the pieces or take the last one. The formula is judged,
+    and written, as the text of all its pieces."""
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula(formula))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    sheet = member(dest, "xl/worksheets/sheet1.xml")
+    assert b"127.0.0.1" not in sheet and b"urn:example" not in sheet
+    assert b"<f>" not in sheet and b"<v>0</v>" in sheet
+
+
+def test_a_rule_formula_with_child_elements_is_judged_whole(tmp_path: Path) -> None:
+    rules = (
+        '<conditionalFormatting sqref="A1:A2"><cfRule type="expression" dxfId="0" priority="1">'
+        '<formula>INDI<z:x xmlns:z="urn:example:z"/>RECT("\'http://127.0.0.1:9/x.xlsx\''
+        '#$Sheet1.A1")</formula></cfRule></conditionalFormatting>'
+    )
+    path = _write(tmp_path, "in.xlsx", _xlsx_values_only(rules))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    out = member(dest, "xl/worksheets/sheet1.xml")
+    assert b"127.0.0.1" not in out and b"cfRule" not in out
+
+
+def test_a_benign_formula_with_a_child_element_is_kept_as_its_text(tmp_path: Path) -> None:
+    path = _write(tmp_path, "in.xlsx", _xlsx_formula("SU<z:x xmlns:z='urn:example:z'/>M(A1)"))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert b"<f>SUM(A1)</f>" in member(dest, "xl/worksheets/sheet1.xml")
+
+
+def test_an_instruction_with_child_elements_is_neutralised(tmp_path: Path) -> None:
+    """Instruction text is text alone; one holding a child element reads as its
+    pieces joined or as its last piece, whichever the reader takes."""
+    instr = f'<w:instrText xml:space="preserve">X<w14:x/>{DDE}</w:instrText>'
+    path = _write(tmp_path, "in.docx", _docx_with(BEGIN + f"<w:r>{instr}</w:r>" + SEP + END))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    document = member(dest, "word/document.xml").decode()
+    assert "DDEAUTO" not in document
+    assert dde_found(dest) == ""

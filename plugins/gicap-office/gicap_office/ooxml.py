@@ -442,7 +442,9 @@ def _remove_workbook_sheets(pkg: Package, parts: set[str]) -> None:
     to_removed = re.compile("|".join(map(re.escape, refs)), re.I) if refs else None
     for dn in list(root.iter(*_xml.clark(S, "definedName"))):
         local = dn.get("localSheetId")
-        text = dn.text or ""
+        text, flattened = _formula_text(dn)
+        if flattened:
+            pkg.touch(main)
         if AUTO_NAMES.match(dn.get("name", "")) or (to_removed and to_removed.search(text)):
             _remove_and_prune(dn)
             continue
@@ -963,6 +965,11 @@ def _collect_fields(
                 and stack[-1].sep is None
             ):
                 text = child.text or ""
+                if len(child):
+                    # (text alone by the schema: readers join the pieces around a
+                    # child element, or take the last one)
+                    stack[-1].ambiguous = True
+                    text = "".join(child.itertext())
                 stack[-1].instr += text
                 stack[-1].keyword = keyword_state(stack[-1].keyword, text)
             elif ns in W and local in ("instrText", "delInstrText") and orphans is not None:
@@ -1072,7 +1079,11 @@ def _word_fields(root: etree._Element, report: Report) -> bool:
             _xml.remove(el)
         changed = True
     for instr in orphans:  # (its field's begin was wrapped, say)
-        verdict = classify_field(instr.text or "", False)
+        verdict = (
+            ("dynamic_data_exchange", "field instruction readers may read differently")
+            if len(instr)  # (pieces around a child element: see _collect_fields)
+            else classify_field(instr.text or "", False)
+        )
         if verdict and report.hit(*verdict, verb="neutralised"):
             _xml.remove(instr)
             changed = True
@@ -1462,7 +1473,8 @@ def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> N
         dropped_shared: set[str] = set()
         changed = False
         for f in list(root.iter(*_xml.clark(S, "f"))):
-            text = f.text or ""
+            text, flattened = _formula_text(f)
+            changed = changed or flattened
             if not text:
                 continue
             drop, new_text = _judge_formula(text, ext_map, report)
@@ -1497,7 +1509,9 @@ def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> N
                     _xml.remove(parent)
             pkg.touch(main)
         for dn in list(root.iter(*_xml.clark(S, "definedName"))):
-            text = dn.text or ""
+            text, flattened = _formula_text(dn)
+            if flattened:
+                pkg.touch(main)
             drop, new_text = _judge_formula(text, ext_map, report)
             if drop:
                 _remove_and_prune(dn)
@@ -1525,12 +1539,16 @@ _RULES = frozenset({"cfRule", "dataValidation"})
 #: What holds a rule's xm:f: the rule, its formula, a threshold (x14:cfvo).
 _RULE_HOLDERS = _RULES | _RULE_FORMULAS | {"cfvo"}
 _CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+#: (An element's name ends at white space, "/" or ">": a line break after it hid
+#: ``<formula\n>``.)
 _FORMULA_NAMES = re.compile(
     rb"calculatedColumnFormula|totalsRowFormula|Fmla(?:Link|Range|Txbx|Group|Pict)"
-    rb"|fmla(?:Link|Range|Txbx|Group)|textlink|webPublishItem|<(?:\w+:)?f[ >]"
-    rb"|<(?:\w+:)?formula[12]?[ >]"
+    rb"|fmla(?:Link|Range|Txbx|Group)|textlink|webPublishItem|cfvo|cfRule|dataValid"
+    rb"|<(?:\w+:)?f[\s/>]|<(?:\w+:)?formula[12]?[\s/>]"
 )
-#: The same in a worksheet, whose <f> elements are its cells' (judged by _formulas).
+#: The same in a worksheet, whose <f> elements are its cells' (judged by _formulas):
+#: tested on its own (a sheet with a colour scale's formula threshold and no other
+#: formula matched neither test in turn).
 _SHEET_FORMULA_NAMES = (b"Fmla", b"fmla", b"textlink", b"webPublishItem", b"cfRule", b"dataValid")
 
 
@@ -1543,10 +1561,13 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
     if main is None or pkg.root_local(main) != "workbook":
         return
     for name in pkg.kept():
-        if name == main or not pkg.is_xml(name) or not pkg.mentions(name, _FORMULA_NAMES):
+        if name == main or not pkg.is_xml(name):
             continue
-        if pkg.has_root(name, S, "worksheet") and not pkg.mentions(name, *_SHEET_FORMULA_NAMES):
-            continue  # (a big sheet is walked only when it may hold such a formula)
+        if pkg.has_root(name, S, "worksheet"):
+            if not pkg.mentions(name, *_SHEET_FORMULA_NAMES):
+                continue  # (a big sheet is walked only when it may hold such a formula)
+        elif not pkg.mentions(name, _FORMULA_NAMES):
+            continue
         root = pkg.root(name)
         if root is None:
             continue
@@ -1554,22 +1575,26 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
         for el in list(root.iter(etree.Element)):
             ns, local = split(el.tag)
             if _rule_formula(el, local, ns):
-                drop, new_text = _judge_formula(el.text or "", ext_map, report)
+                text, flattened = _formula_text(el)
+                changed = changed or flattened
+                drop, new_text = _judge_formula(text, ext_map, report)
                 if drop:
                     _drop_rule(el)
                     changed = True
-                elif new_text != (el.text or ""):
+                elif new_text != text:
                     el.text = new_text
                     changed = True
             elif local in _FORMULA_ELEMENTS or (local == "f" and ns == _CHART):
-                drop, new_text = _judge_formula(el.text or "", ext_map, report)
+                text, flattened = _formula_text(el)
+                changed = changed or flattened
+                drop, new_text = _judge_formula(text, ext_map, report)
                 if drop:
                     if local == "f":
                         _chart_literal(el)
                     else:
                         _xml.remove(el)
                     changed = True
-                elif new_text != (el.text or ""):
+                elif new_text != text:
                     el.text = new_text
                     changed = True
             elif local == "cfvo" and el.get("val"):
@@ -1718,6 +1743,21 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
     if drop:
         return True, text
     return False, out
+
+
+def _formula_text(el: etree._Element) -> tuple[str, bool]:
+    """The text of a formula element (a cell's, a name's, a rule's...), and whether the
+    element changed. A formula is text alone; one with child elements is read
+    differently by readers (LibreOffice took the text after the last child of
+    ``<f>1+1<v/>INDIRECT(...)</f>``, and joined ``INDI<x/>RECT(...)``), so it becomes
+    the text of all its pieces, which is what is judged and what is written."""
+    if not len(el):
+        return el.text or "", False
+    text = "".join(el.itertext())
+    for child in list(el):
+        el.remove(child)
+    el.text = text
+    return text, True
 
 
 def _drop_formula(f: etree._Element) -> None:

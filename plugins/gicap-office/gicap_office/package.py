@@ -50,6 +50,24 @@ class PackageRefused(ValueError):
     """The package is malformed beyond repair (or cannot be rebuilt)."""
 
 
+#: Relationship types whose target is binary content, read by the steps that judge it
+#: (pictures, fonts, media, OLE objects and packages, VBA and ActiveX binaries, printer
+#: settings), never as XML.
+BINARY_RELATIONSHIPS = frozenset(
+    """
+    image font oleObject package vbaProject vbaProjectSignature
+    activeXControlBinary attachedToolbars audio video media printerSettings
+    metadata/thumbnail
+    """.split()
+)
+#: The start of an XML part: a byte-order mark, white space and "<" in UTF-8; "<" (or
+#: a byte-order mark) in UTF-16 or UTF-32.
+_XML_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?[ \t\r\n]*+<|\xff\xfe|\xfe\xff|\x00\x00\xfe\xff"
+    rb"|(?:[ \t\r\n]\x00)*+<\x00|(?:\x00[ \t\r\n])*+\x00<|\x00\x00\x00<"
+)
+
+
 def short_type(rel_type: str) -> str:
     """``.../relationships/hyperlink`` -> ``hyperlink``, ``.../relationships/ui/extensibility``
     -> ``ui/extensibility``: the same short name for transitional, strict and Microsoft
@@ -161,8 +179,14 @@ class Package:
         #: relationship ids each part referred to when read (see :meth:`commit`): taken
         #: when its tree is parsed, before any change
         self.refs_before: dict[str, set[str]] = {}
+        # (the relationship types each part is the target of: see _is_xml)
+        targeted: dict[str, set[str]] = {}
+        for rels in self.rels.values():
+            for rel in rels.values():
+                if rel.part is not None:
+                    targeted.setdefault(rel.part, set()).add(rel.type)
         for name in self.parts:
-            if self._is_xml(name):
+            if self._is_xml(name, targeted.get(name, set())):
                 self.xml_parts.add(name)
                 data, lenient = self.data[name], self._lenient(name)
                 if self.root_local(name) in walked:
@@ -234,23 +258,36 @@ class Package:
         return None
 
     def content_type(self, name: str) -> str:
+        """The part's content type, white space around it left out (as detection and
+        readers leave it out)."""
         override = self.overrides.get(name.lower())
         if override is not None:
-            return override.get("ContentType", "")
+            return override.get("ContentType", "").strip()
         base = posixpath.basename(name)
         if "." in base:
             default = self.defaults.get(base.rsplit(".", 1)[1].lower())
             if default is not None:
-                return default.get("ContentType", "")
+                return default.get("ContentType", "").strip()
         return ""
 
-    def _is_xml(self, name: str) -> bool:
+    def _is_xml(self, name: str, targeted_as: set[str]) -> bool:
+        """Whether the part is read (checked, and walked by the steps) as XML: its
+        content type or name says so, or its bytes start as XML do. Readers choose a
+        part's parser by the relationship that reaches it, not by its content type: a
+        worksheet declared ``application/octet-stream`` and named ``.dat`` is a
+        worksheet to LibreOffice, its formulas evaluated. Only a part reached by
+        relationships to binary content alone (pictures, fonts, OLE objects...) is
+        left to those steps (an obfuscated font may start with "<")."""
         ct = self.content_type(name).lower()
-        return (
+        if (
             ct.endswith("xml")
             or ct.endswith(".vmldrawing")
             or name.lower().endswith((".xml", ".vml", ".rels"))
-        )
+        ):
+            return True
+        if targeted_as and targeted_as <= BINARY_RELATIONSHIPS:
+            return False
+        return _XML_START.match(self.data[name]) is not None
 
     @staticmethod
     def _lenient(name: str) -> bool:
