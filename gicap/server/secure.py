@@ -99,19 +99,27 @@ class SecureListener:
             self._install(certset)
 
     def update(self, settings: CertificateSettings) -> None:
-        """New certificate settings (SIGHUP): load the set they name, keep the old on error."""
+        """New certificate settings (SIGHUP): the set they name is loaded, and watched
+        from then on. When it does not load yet (its files are installed after the
+        SIGHUP, say), the current context keeps serving until it does: the watch
+        follows the new paths, not the old ones."""
         if settings == self.settings:
             self.reload()
             return
         watcher = CertificateWatcher(settings, self._logger)
         certset, reason = watcher.initial()
-        if certset is None:
-            log.error(
-                "SIGHUP: new certificate settings refused (%s); the current set stays", reason
-            )
-            return
         self.settings = settings
         self.watcher = watcher
+        if certset is None:
+            self._logger.error(
+                "SIGHUP: the certificate set the new settings name is not loaded (%s); %s "
+                "until it is (its files are watched)",
+                reason,
+                "the current one keeps serving"
+                if self.context is not None
+                else "Secure ICAP stays off",
+            )
+            return
         self._install(certset)
 
     def close(self) -> None:
@@ -187,26 +195,30 @@ class SecureListener:
             sock.close()
             return
         no_delay(sock)
-        tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         worker.handshakes += 1
         worker.publish()
+        tls = None
         try:
+            # (wrapping reads what the client has sent already: a reset there raised
+            # outside the handling below, and gevent printed its traceback)
+            tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             with gevent.Timeout(s.handshake_timeout):
                 tls.do_handshake()
         except gevent.Timeout:
             log.warning("TLS handshake with %s: no handshake within %ss", peer, s.handshake_timeout)
             self._failed("timeout")
-            tls.close()
+            (tls or sock).close()
             return
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
             log.warning("TLS handshake with %s refused: %s", peer, reason)
             self._failed(failure_class(exc))
-            tls.close()
+            (tls or sock).close()
             return
         finally:
             worker.handshakes -= 1
             worker.publish()
+        assert tls is not None
         identity = client_identity(tls.getpeercert())
         refuse = None
         if not is_client_allowed(self.settings, identity):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 from gicap.tls.certset import CertificateError, CertificateSet, load_certificate_set, watched_paths
@@ -16,6 +17,8 @@ from gicap.tls.settings import CertificateSettings
 Signature = tuple[tuple[object, ...], ...]
 
 _REMINDER_PERIOD = timedelta(days=1)
+#: While the files hold a set that does not load, it is tried again this often.
+RETRY_SECONDS = 5.0
 
 
 class CertificateWatcher:
@@ -23,8 +26,10 @@ class CertificateWatcher:
 
     A change is any difference in a file's resolved path, device, inode, size, mtime or
     ctime, so the atomic ``..data`` symlink swap of a Kubernetes Secret volume is seen
-    even when the new files carry the old mtimes. A broken set is reported once and
-    not retried until the files change again; the previous set keeps serving.
+    even when the new files carry the old mtimes. A broken set is reported once; the
+    previous set keeps serving. It is tried again when the files change, and every
+    ``RETRY_SECONDS`` meanwhile: a certificate issued with notBefore a few seconds
+    ahead (another machine's clock) becomes valid without any change to its files.
     """
 
     def __init__(self, settings: CertificateSettings, logger: logging.Logger | None = None):
@@ -34,6 +39,8 @@ class CertificateWatcher:
         self.last_error: str | None = None
         self._signature: Signature | None = None
         self._last_notice: datetime | None = None
+        #: when the last load failed (time.monotonic()), to retry it
+        self._failed_at: float | None = None
 
     @property
     def interval(self) -> float:
@@ -72,14 +79,19 @@ class CertificateWatcher:
             certset = load_certificate_set(self.settings, now)
         except CertificateError as exc:
             self.last_error = str(exc)
+            self._failed_at = time.monotonic()
             return None, str(exc)
         self._accept(certset, now)
         return certset, ""
 
     def poll(self, now: datetime | None = None) -> CertificateSet | None:
-        """A newly loaded set when the files changed into a valid, different set."""
+        """A newly loaded set when the files changed into a valid, different set, or
+        when the set that failed to load last loads now (see RETRY_SECONDS)."""
         signature = self.signature()
         if signature == self._signature:
+            failed_at = self._failed_at
+            if failed_at is not None and time.monotonic() - failed_at >= RETRY_SECONDS:
+                return self._load(now, force=False, retry=True)
             self._remind(now)
             return None
         self._signature = signature
@@ -90,11 +102,17 @@ class CertificateWatcher:
         self._signature = self.signature()
         return self._load(now, force=True)
 
-    def _load(self, now: datetime | None, force: bool) -> CertificateSet | None:
+    def _load(
+        self, now: datetime | None, force: bool, retry: bool = False
+    ) -> CertificateSet | None:
         try:
             certset = load_certificate_set(self.settings, now)
         except CertificateError as exc:
+            same = str(exc) == self.last_error
             self.last_error = str(exc)
+            self._failed_at = time.monotonic()
+            if retry and same:
+                return None  # (said when it first failed)
             if self.current is not None:
                 self.log.error(
                     "Secure ICAP certificate set not reloaded, the previous one keeps serving: %s",
@@ -104,6 +122,7 @@ class CertificateWatcher:
                 self.log.error("Secure ICAP certificate set not loaded: %s", exc)
             return None
         self.last_error = None
+        self._failed_at = None
         if (
             not force
             and self.current is not None

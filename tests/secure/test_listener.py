@@ -160,3 +160,26 @@ def test_connections_in_their_handshake_count_toward_the_limit(
     time.sleep(0.5)
     with clients.icap(gicap.secure_port, client_a) as icap:
         assert icap.options().status == 200
+
+
+def test_a_reset_before_the_handshake_is_one_log_line(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    """A client that sent the start of a ClientHello and reset the connection made
+    gevent print a traceback to stderr (outside the log's format, uncounted), one per
+    connection: anyone reaching the port could flood the log."""
+    import struct
+
+    gicap = start_secure()
+    mark = gicap.mark()
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", gicap.secure_port))
+        s.sendall(bytes.fromhex("160301020001"))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(1)
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
+    log = gicap.log()[mark:]
+    assert "Traceback" not in log, log
+    assert len(gicap.lines("TLS handshake with .* refused")) >= 3, log

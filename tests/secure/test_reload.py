@@ -208,3 +208,47 @@ def test_sighup_with_a_broken_set_keeps_the_old_one(
     gicap.proc.send_signal(signal.SIGHUP)
     gicap.wait_log("ERROR .*previous one keeps serving", since=mark)
     assert presented(gicap.secure_port, clients.context(client_a)) == cert_sha(server_cert)
+
+
+def test_sighup_to_certificate_paths_filled_later_opens_the_port(
+    tmp_path: Path, pki: PKI, server_cert: Issued, clients: Clients, client_a: Issued
+) -> None:
+    """Settings naming a directory without certificates yet, then a SIGHUP, then the
+    files: the watch stayed on the old paths and the port stayed closed until a second
+    SIGHUP. It follows the new paths from the SIGHUP on."""
+    from tests.support import SETTINGS
+
+    wrong, right = tmp_path / "wrong", tmp_path / "right"
+    wrong.mkdir()
+    right.mkdir()
+    settings = tmp_path / "settings.toml"
+
+    def write(directory: Path) -> None:
+        text = SETTINGS.read_text()
+        for key in KEYS:
+            text = text.replace(f'"/etc/gicap/tls/{key}"', f'"{directory / key}"')
+        settings.write_text(text)
+
+    write(wrong)
+    gicap = SecureGicap(tmp_path, wrong, expect_secure=False, probe=clients.context(client_a))
+    for key in ("CERTFILE", "KEYFILE", "CAFILE"):
+        del gicap.env[f"GICAP_CERTIFICATE__{key}"]
+    gicap.settings = settings
+    gicap.start()
+    try:
+        assert gicap.wait_log("Secure ICAP is off")
+        write(right)
+        mark = gicap.mark()
+        assert gicap.proc is not None
+        gicap.proc.send_signal(signal.SIGHUP)
+        gicap.wait_log("SIGHUP: the certificate set the new settings name is not loaded", mark)
+        install(right, server_cert, pki.root.cert_pem())
+        wait_until(
+            lambda: (
+                presented(gicap.secure_port, clients.context(client_a)) == cert_sha(server_cert)
+            ),
+            RELOAD_WITHIN,
+            "the certificates installed at the new paths served",
+        )
+    finally:
+        gicap.stop()

@@ -286,3 +286,48 @@ def test_stale_crl_is_reported(pki: PKI, server_cert: Issued, tmp_path: Path, ca
     )
     assert _watcher(settings).initial()[0] is not None
     assert any("nextUpdate" in r.getMessage() for r in caplog.records)
+
+
+def test_a_set_not_valid_yet_loads_once_it_is(
+    pki: PKI, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+):
+    """A certificate issued with notBefore a little ahead (another machine's clock) was
+    refused once and never tried again: Secure ICAP stayed off (or an old certificate
+    kept serving until it expired) until its files changed. It is tried again while it
+    fails, reported once, and loads when it becomes valid."""
+    import gicap.tls.watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "RETRY_SECONDS", 0.0)
+    start = datetime.now(UTC)
+    later = pki.server(not_before=start + timedelta(minutes=5))
+    settings = write_set(tmp_path, later, ca=pem(pki.root))
+    watcher = _watcher(settings)
+    certset, reason = watcher.initial(now=start)
+    assert certset is None and "not valid before" in reason
+    for _ in range(3):
+        assert watcher.poll(now=start + timedelta(minutes=1)) is None
+    assert _errors(caplog) == [], "the reason is the caller's to report, once"
+    loaded = watcher.poll(now=start + timedelta(minutes=6))
+    assert loaded is not None and watcher.current is loaded and watcher.last_error is None
+    assert watcher.poll(now=start + timedelta(minutes=7)) is None  # (nothing to retry)
+
+
+def test_a_renewal_not_valid_yet_replaces_the_old_set_once_it_is(
+    pki: PKI, server_cert: Issued, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+):
+    import gicap.tls.watcher as watcher_module
+
+    start = datetime.now(UTC)
+    settings = write_set(tmp_path, server_cert, ca=pem(pki.root))
+    watcher = _watcher(settings)
+    first, _ = watcher.initial(now=start)
+    assert first is not None
+    write_set(tmp_path, pki.server(not_before=start + timedelta(minutes=5)), ca=pem(pki.root))
+    assert watcher.poll(now=start) is None
+    assert len(_errors(caplog)) == 1 and "not valid before" in _errors(caplog)[0]
+    assert watcher.poll(now=start + timedelta(minutes=6)) is None, "retried only after a while"
+    monkeypatch.setattr(watcher_module, "RETRY_SECONDS", 0.0)
+    assert watcher.poll(now=start + timedelta(minutes=1)) is None
+    assert len(_errors(caplog)) == 1, "the same refusal is not said again"
+    renewed = watcher.poll(now=start + timedelta(minutes=6))
+    assert renewed is not None and renewed.fingerprint() != first.fingerprint()
