@@ -42,6 +42,13 @@ _VERIFY_CLASSES = {
     20: "unknown_ca",  # unable to get local issuer certificate
     21: "unknown_ca",  # unable to verify the first certificate
     23: "revoked",  # certificate revoked
+    9: "not_yet_valid",  # certificate is not yet valid
+    26: "wrong_purpose",  # unsuitable certificate purpose (its extended key usage)
+    24: "wrong_purpose",  # invalid CA certificate (a leaf signing another)
+    3: "crl",  # unable to get certificate CRL
+    12: "crl",  # CRL has expired
+    11: "crl",  # CRL is not yet valid
+    22: "chain_too_long",  # certificate chain too long
 }
 # OpenSSL's reason names: our own refusals, and alerts a client sent about us.
 _REASON_CLASSES = {
@@ -195,13 +202,29 @@ class SecureListener:
             sock.close()
             return
         no_delay(sock)
-        worker.handshakes += 1
-        worker.publish()
+        pending = worker.handshakes
+        if len(pending) >= worker.max_handshakes:
+            # The oldest handshake in progress makes room: a silent client holds its
+            # place for handshake_timeout, a proxy completes its handshake in
+            # milliseconds.
+            oldest = next(iter(pending))
+            log.warning(
+                "%d TLS handshakes in progress (the most per process): the oldest one, "
+                "from %s, closed",
+                len(pending),
+                oldest[0],
+            )
+            self._failed("crowded")
+            pending.pop(oldest).close()
+        key = (peer, object())
+        pending[key] = sock
         tls = None
         try:
             # (wrapping reads what the client has sent already: a reset there raised
             # outside the handling below, and gevent printed its traceback)
             tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            if key in pending:
+                pending[key] = tls
             with gevent.Timeout(s.handshake_timeout):
                 tls.do_handshake()
         except gevent.Timeout:
@@ -216,8 +239,7 @@ class SecureListener:
             (tls or sock).close()
             return
         finally:
-            worker.handshakes -= 1
-            worker.publish()
+            pending.pop(key, None)
         assert tls is not None
         identity = client_identity(tls.getpeercert())
         refuse = None

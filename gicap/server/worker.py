@@ -75,8 +75,9 @@ class Worker:
         self.servers: list[StreamServer] = []
         self.stopped = gevent.event.Event()
         self.handlers: dict[ConnectionHandler, gevent.Greenlet] = {}
-        #: TLS handshakes in progress: connections too (see full()).
-        self.handshakes = 0
+        #: TLS handshakes in progress, oldest first (their sockets): at most
+        #: ``max_handshakes``, apart from the connections served (see full()).
+        self.handshakes: dict[object, Any] = {}
         #: Extra greenlets started with the worker (e.g. the certificate watcher).
         self.background: list[Callable[[], None]] = []
         #: Services a reload replaced, still finishing their transactions; drain stops them.
@@ -126,13 +127,21 @@ class Worker:
     def publish(self) -> None:
         """Write this process's connections where the others read them."""
         if self.shared is not None:
-            self.shared.set(self.index, len(self.handlers) + self.handshakes)
+            self.shared.set(self.index, len(self.handlers))
+
+    @property
+    def max_handshakes(self) -> int:
+        """TLS handshakes in progress at most (per process): a quarter of the
+        connection limit, 16 at least. Past it the oldest one is closed."""
+        return max(16, self.ctx.max_connections // 4)
 
     def full(self) -> bool:
-        """Whether the connection limit is reached: connections served, and those
-        still in their TLS handshake (60 silent ones held the TLS port past it), in
-        every worker process when there are several."""
-        mine = len(self.handlers) + self.handshakes
+        """Whether the connection limit is reached: connections served, in every
+        worker process when there are several. Connections still in their TLS
+        handshake are not counted: they have their own budget (``max_handshakes``),
+        so that silent connections to the TLS port, which need no certificate, take
+        no proxy's place on either port."""
+        mine = len(self.handlers)
         if mine >= self.ctx.max_connections:
             return True
         if self.shared is None:

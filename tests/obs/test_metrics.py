@@ -243,7 +243,10 @@ class _FakeSSLError(Exception):
         (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 23), "revoked"),
         (_FakeSSLError("UNSUPPORTED_PROTOCOL"), "protocol_version"),
         (_FakeSSLError("TLSV1_ALERT_UNKNOWN_CA"), "unknown_ca"),
-        (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 12), "other"),  # CRL expired
+        (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 12), "crl"),  # CRL expired
+        (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 9), "not_yet_valid"),
+        (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 26), "wrong_purpose"),  # (its EKU)
+        (_FakeSSLError("CERTIFICATE_VERIFY_FAILED", 50), "other"),
         (ConnectionResetError(), "other"),
     ],
 )
