@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -66,6 +67,12 @@ class CertificateSettings:
             )
         if not self.ciphers.strip():
             raise ValueError("certificate.ciphers must not be empty")
+        try:  # (refused here, at load: no certificate set would ever fix it)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(self.ciphers)
+        except ssl.SSLError:
+            raise ValueError(
+                f"certificate.ciphers {self.ciphers!r} selects no cipher OpenSSL knows"
+            ) from None
         # Validates the mask (unknown bits) as well as normalising it.
         object.__setattr__(
             self, "verification_flags", parse_verification_flags(self.verification_flags)

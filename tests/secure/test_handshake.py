@@ -189,3 +189,16 @@ def test_allowed_clients_as_a_comma_list(
     _accepted(gicap, clients, client_b)
     with clients.icap(gicap.secure_port, pki.client("client-c")) as icap:
         assert icap.options().status == 403
+
+
+def test_a_cipher_string_openssl_refuses_stops_start_up(start_secure: StartSecure) -> None:
+    """It started with Secure ICAP off, saying the port would open once a valid
+    certificate set was installed, which would never help."""
+    gicap = start_secure({"GICAP_CERTIFICATE__CIPHERS": "NO-SUCH-CIPHER"}, wait=False)
+    assert gicap.proc is not None
+    try:
+        code = gicap.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("gicap kept running with a cipher string OpenSSL refuses")
+    assert code == 2
+    assert "certificate.ciphers 'NO-SUCH-CIPHER'" in gicap.log()
