@@ -335,8 +335,11 @@ def _announce_ready(readiness: Readiness, settings: Settings, timeout: float = 1
 def _announce_secure(settings: Settings) -> None:
     from gicap.tls import CertificateWatcher
 
+    # (the workers report what the set says: this probe writes nothing, not even
+    # through Python's last-resort handler, raw and outside the log's format)
     quiet = logging.getLogger("gicap.tls.probe")
     quiet.propagate = False
+    quiet.setLevel(logging.CRITICAL + 1)
     certset, reason = CertificateWatcher(settings.certificate, quiet).initial()
     port = settings.server.secure_port
     if certset is None:

@@ -190,3 +190,17 @@ def test_a_reset_before_the_handshake_is_one_log_line(
     log = gicap.log()[mark:]
     assert "Traceback" not in log, log
     assert len(gicap.lines("TLS handshake with .* refused")) >= 3, log
+
+
+def test_a_certificate_near_expiry_is_said_in_the_log_format(
+    start_secure: StartSecure, pki: PKI
+) -> None:
+    """The master's look at the certificate set wrote its expiry warning raw, through
+    Python's last-resort handler: a line outside the JSON log, and twice."""
+    from datetime import UTC, datetime, timedelta
+
+    soon = pki.server(not_after=datetime.now(UTC) + timedelta(days=20))
+    gicap = start_secure({"GICAP_LOGGING__FORMAT": "json"}, server=soon)
+    lines = [line for line in gicap.log().splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == [], gicap.log()
+    assert len([line for line in lines if "expires on" in line]) == 1, gicap.log()
