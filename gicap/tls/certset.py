@@ -289,13 +289,21 @@ def _load_certificate_set(settings: CertificateSettings, now: datetime | None) -
     ca_subjects: tuple[str, ...] = ()
     if settings.cafile:
         cas, ca_pem = _load_certs("client CA file", settings.cafile, data["client CA file"])
-        if (
-            not any(_is_ca(ca) for ca in cas)
-            and not settings.verification_flags & FLAGS["PARTIAL_CHAIN"]
-        ):
+        partial = settings.verification_flags & FLAGS["PARTIAL_CHAIN"]
+        if not any(_is_ca(ca) for ca in cas) and not partial:
             raise CertificateError(
                 f"client CA file {settings.cafile}: none of its {len(cas)} certificate(s) "
                 "is a CA (basicConstraints CA:TRUE); trusting a non-CA needs PARTIAL_CHAIN"
+            )
+        if not any(ca.subject == ca.issuer for ca in cas) and not partial:
+            # (OpenSSL builds a chain up to a self-signed root of the trust store: with
+            # an intermediate alone every client was refused, "unable to get issuer
+            # certificate", while the server said it was ready)
+            raise CertificateError(
+                f"client CA file {settings.cafile}: it holds no root (self-signed) "
+                "certificate, so no client chain can be verified; add the root, or set "
+                "PARTIAL_CHAIN in certificate.VerificationFlags to trust an intermediate "
+                "alone"
             )
         ca_subjects = tuple(ca.subject.rfc4514_string() for ca in cas)
 
