@@ -24,6 +24,7 @@ from gicap.tls import (
     CertificateWatcher,
     build_server_context,
     client_identity,
+    is_ca_certificate,
     is_client_allowed,
 )
 
@@ -243,7 +244,15 @@ class SecureListener:
         assert tls is not None
         identity = client_identity(tls.getpeercert())
         refuse = None
-        if not is_client_allowed(self.settings, identity):
+        if is_ca_certificate(tls.getpeercert(binary_form=True)):
+            log.warning(
+                "client %s presented certificate %s, a CA certificate (basicConstraints "
+                "CA:TRUE), not a client's: answering 403",
+                peer,
+                ", ".join(identity) or "(no name)",
+            )
+            refuse = (403, "a CA certificate is no client certificate")
+        elif not is_client_allowed(self.settings, identity):
             log.warning(
                 "client %s presented certificate %s, which is not in "
                 "certificate.allowed_clients: answering 403",

@@ -5,6 +5,7 @@ from gicap.tls.certset import (
     CertificateSet,
     build_server_context,
     client_identity,
+    is_ca_certificate,
     is_client_allowed,
     load_certificate_set,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "build_server_context",
     "client_identity",
     "describe_flags",
+    "is_ca_certificate",
     "is_client_allowed",
     "load_certificate_set",
     "parse_verification_flags",

@@ -430,6 +430,19 @@ def client_identity(peercert: dict[str, Any] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def is_ca_certificate(der: bytes | None) -> bool:
+    """Whether a verified peer's certificate (DER) is a CA's (basicConstraints
+    CA:TRUE): OpenSSL's default purpose check accepts one as a client certificate."""
+    if not der:
+        return False
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return constraints.ca
+
+
 def is_client_allowed(settings: CertificateSettings, identities: Iterable[str]) -> bool:
     """Whether a verified client may talk ICAP: empty ``allowed_clients`` allows all.
 

@@ -204,3 +204,37 @@ def test_a_cipher_string_openssl_refuses_stops_start_up(start_secure: StartSecur
         pytest.fail("gicap kept running with a cipher string OpenSSL refuses")
     assert code == 2
     assert "certificate.ciphers 'NO-SUCH-CIPHER'" in gicap.log()
+
+
+def test_a_ca_certificate_as_the_client_certificate_is_answered_403(
+    start_secure: StartSecure, clients: Clients, client_a: Issued, pki: PKI
+) -> None:
+    """A CA certificate (CA:TRUE, usable for signatures and client authentication)
+    used as a client's: OpenSSL's purpose check took it, and it was served as a client
+    identity."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from tests.tls.pki import _issue, name, new_key
+
+    key = new_key()
+    usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)
+    cert = _issue(
+        name("CA Acting As Client"),
+        key,
+        pki.root,
+        not_before=None,
+        not_after=None,
+        extensions=[
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (usage, True),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        ],
+    )
+    gicap = start_secure()
+    mark = gicap.mark()
+    with clients.icap(gicap.secure_port, Issued(cert, key, [])) as icap:
+        assert icap.options().status == 403
+    line = gicap.wait_log("a CA certificate .* not a client's: answering 403", since=mark)
+    assert "CA Acting As Client" in line
+    _accepted(gicap, clients, client_a)
