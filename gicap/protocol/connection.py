@@ -194,6 +194,13 @@ class ICAPConnection:
         # Tolerate stray CRLFs between pipelined requests (RFC 7230 §3.5 leniency).
         while buf[:2] == b"\r\n":
             del buf[:2]
+        if buf[:1] == b"\x16":
+            # A TLS record (a ClientHello): an icaps:// client on a port that speaks
+            # ICAP without TLS. Said at once, not after header_timeout.
+            raise ICAPProtocolError(
+                "a TLS handshake on a port that speaks ICAP without TLS: icaps:// clients "
+                "connect to the Secure ICAP port (server.secure_port)"
+            )
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > self.max_header_bytes:

@@ -76,6 +76,15 @@ def failure_class(exc: BaseException) -> str:
     return _REASON_CLASSES.get(reason, "other") if isinstance(reason, str) else "other"
 
 
+#: The answer, in clear, to plain ICAP sent to the TLS port.
+_PLAIN_ON_TLS_PORT = (
+    b"ICAP/1.0 400 Bad Request\r\n"
+    b"X-Error: this port speaks Secure ICAP (ICAP over TLS): use an icaps:// URI, or the "
+    b"plain ICAP port for icap://\r\n"
+    b"Connection: close\r\nEncapsulated: null-body=0\r\n\r\n"
+)
+
+
 class SecureListener:
     def __init__(
         self, worker: Worker, sock: socket.socket, settings: CertificateSettings, *, announce: bool
@@ -221,12 +230,21 @@ class SecureListener:
         pending[key] = sock
         tls = None
         try:
-            # (wrapping reads what the client has sent already: a reset there raised
-            # outside the handling below, and gevent printed its traceback)
-            tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            if key in pending:
-                pending[key] = tls
             with gevent.Timeout(s.handshake_timeout):
+                first = sock.recv(1, socket.MSG_PEEK)
+                if first and first != b"\x16":
+                    # Not a TLS record: plain ICAP (an icap:// client) on this port.
+                    # Told so in clear, rather than a reset with no answer.
+                    log.warning("%s sent plain ICAP to the Secure ICAP port: answering 400", peer)
+                    self._failed("protocol_version")
+                    sock.sendall(_PLAIN_ON_TLS_PORT)
+                    sock.close()
+                    return
+                # (wrapping reads what the client has sent already: a reset there
+                # raised outside the handling below, and gevent printed its traceback)
+                tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                if key in pending:
+                    pending[key] = tls
                 tls.do_handshake()
         except gevent.Timeout:
             log.warning("TLS handshake with %s: no handshake within %ss", peer, s.handshake_timeout)

@@ -128,6 +128,8 @@ def test_header_names_case_insensitive_and_comma_lists() -> None:
         # a head ended by bare LFs is refused, not waited on for a CRLF CRLF
         (b"OPTIONS icap://h/echo ICAP/1.0\nEncapsulated: null-body=0\n\n", 400),
         (b"OPTIONS icap://h/echo ICAP/1.0\r\nHost: h\n\n", 400),
+        # a TLS ClientHello (an icaps:// client on the plain port): said at once
+        (bytes.fromhex("16030102000100 01fc0303"), 400),
     ],
 )
 def test_malformed_requests_carry_their_status(line: bytes, status: int, mode: str) -> None:

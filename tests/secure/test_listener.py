@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -204,3 +205,24 @@ def test_a_certificate_near_expiry_is_said_in_the_log_format(
     lines = [line for line in gicap.log().splitlines() if line.strip()]
     assert [line for line in lines if not line.startswith("{")] == [], gicap.log()
     assert len([line for line in lines if "expires on" in line]) == 1, gicap.log()
+
+
+def test_each_port_says_at_once_which_protocol_it_speaks(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    """Plain ICAP to the TLS port was reset with no answer; a TLS handshake on the
+    plain port waited header_timeout for a head and then got a 408."""
+    gicap = start_secure({"GICAP_SERVER__HEADER_TIMEOUT": "30"})
+    with socket.create_connection(("127.0.0.1", gicap.secure_port), timeout=5) as s:
+        s.sendall(f"OPTIONS icap://127.0.0.1:{gicap.secure_port}/echo ICAP/1.0\r\n\r\n".encode())
+        answer = s.recv(65536)
+    assert answer.startswith(b"ICAP/1.0 400 ") and b"icaps://" in answer, answer
+    started = time.monotonic()
+    with pytest.raises(ssl.SSLError):
+        with clients.icap(gicap.port, client_a) as icap:
+            icap.options()
+    assert time.monotonic() - started < 5
+    assert gicap.wait_log("a TLS handshake on a port that speaks ICAP without TLS")
+    # (the TLS port still serves its clients)
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
