@@ -163,13 +163,30 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
 def cmd_client(args: argparse.Namespace) -> int:
     from gicap.client import ICAPClient, ICAPClientError
 
+    if bool(args.cert) != bool(args.key):
+        print("gicap client: --cert and --key go together", file=sys.stderr)
+        return 2
+    for option, path in (
+        ("--cert", args.cert),
+        ("--key", args.key),
+        ("--cafile", args.cafile),
+        ("the body file", args.file),
+    ):
+        if path and not os.path.isfile(path):
+            print(f"gicap client: {option} {path}: no such file", file=sys.stderr)
+            return 2
     body = None
     if args.file:
         with open(args.file, "rb") as f:
             body = f.read()
     try:
         with ICAPClient(
-            args.url, cert=args.cert, key=args.key, cafile=args.cafile, timeout=args.timeout
+            args.url,
+            cert=args.cert,
+            key=args.key,
+            cafile=args.cafile,
+            timeout=args.timeout,
+            server_hostname=args.servername,
         ) as client:
             if body is None and args.method == "OPTIONS":
                 result = client.options()
@@ -320,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--cert", help="client certificate (PEM) for icaps://")
     cl.add_argument("--key", help="client key (PEM) for icaps://")
     cl.add_argument("--cafile", help="CA that signed the server certificate")
+    cl.add_argument(
+        "--servername",
+        help="name the server certificate must carry (default: the URI's host), as "
+        "Squid's tls-domain=; for an icaps:// URI naming an address",
+    )
     cl.add_argument("--preview", type=int, default=None, help="send a preview of N bytes")
     cl.add_argument("--no204", action="store_true", help="do not offer Allow: 204")
     cl.add_argument("-o", "--output", help="write the returned body to this file")

@@ -62,5 +62,16 @@ def test_dev_certificates_serve_icaps_to_gicap_client(tmp_path: Path) -> None:
         assert refused.returncode != 0
         assert "ICAP/1.0" not in refused.stdout
         assert refused.stderr.startswith("gicap client:")
+
+        # The name the server certificate must carry, as Squid's tls-domain=.
+        named = _gicap("client", url, "--servername", "localhost", *client, *tls)
+        assert named.returncode == 0, named.stderr
+        other = _gicap("client", url, "--servername", "other.example", *client, *tls)
+        assert other.returncode == 1 and "other.example" in other.stderr, other.stderr
+        # Options that cannot work are said plainly, before connecting.
+        half = _gicap("client", url, "--cert", str(certs / "client-cert.pem"), *tls)
+        assert half.returncode == 2 and "--cert and --key go together" in half.stderr
+        missing = _gicap("client", url, *client, "--cafile", str(certs / "nope"))
+        assert missing.returncode == 2 and f"--cafile {certs / 'nope'}" in missing.stderr
     finally:
         gicap.stop()
