@@ -990,3 +990,90 @@ def test_widgets_of_an_annots_array_pages_share_are_drawn_a_bounded_number_of_ti
     result = disarm(request)
     assert result.outcome == "unprocessable" and "form widgets" in result.reason, result
     assert gicap_pdf.MAX_WIDGET_DRAWINGS < pages * widgets
+
+
+_HIDDEN_NAMES = (
+    b"8 0 obj\n<< /JavaScript << /Names [(a) << /S /JavaScript /JS (app.alert\\(1\\)) >>] >>"
+    b" /EmbeddedFiles << /Names [(eicar.com) << /Type /Filespec /F (eicar.com)"
+    b" /EF << /F 10 0 R >> >>] >> >>\nendobj\n"
+    b"10 0 obj\n" + BASE[8] + b"\nendobj\n"
+)
+
+
+def _free_entry_named(variant: str) -> bytes:
+    """The catalog's /Names is 8 0 R, an entry the table lists as free; the bytes of
+    "8 0 obj" (a script and an embedded file) are in the file, in no entry. qpdf reads
+    the reference as null, without a warning; poppler, failing to fetch 8, rebuilds
+    the table by scanning the file, and finds them. The count of headers that was to
+    catch this was brought back to the number of entries in use two ways."""
+    objects = {
+        1: b"<< /Type /Catalog /Pages 3 0 R /Names 8 0 R >>",
+        **{n: BASE[n] for n in (3, 4, 5)},
+        6: b"[0 0 612 792]",
+    }
+    headers = {n: b"%d 0 obj\n" % n for n in objects}
+    if variant == "headers-hidden-from-a-count":
+        headers[5] = b"5 0 %c\nobj\n"  # (a comment, and a NUL, are white space)
+        headers[6] = b"6\x000 obj\n"
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    at = {}
+    for n, body in objects.items():
+        at[n] = len(out)
+        out += headers[n] + body + b"\nendobj\n"
+    out += _HIDDEN_NAMES  # (two headers no entry names)
+    xref = len(out)
+    size = 12
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for n in range(1, size):
+        if n in at:
+            out += b"%010d 00000 n \n" % at[n]
+        elif variant == "entries-pointing-at-nothing" and n in (9, 11):
+            out += b"0000000017 00000 n \n"
+        else:
+            out += b"0000000000 00001 f \n"
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("variant", ["entries-pointing-at-nothing", "headers-hidden-from-a-count"])
+def test_a_reference_to_a_free_entry_never_delivers_the_bytes_as_they_came(
+    tmp_path: Path, variant: str
+) -> None:
+    """Delivered unmodified: poppler read the document script and listed the embedded
+    file in the file gicap sent. Every entry in use must point at its own header, no
+    other header may be in the bytes, and every reference must name an entry in use,
+    or the file is rewritten as qpdf reads it (or refused when it cannot be)."""
+    data = _free_entry_named(variant)
+    source = tmp_path / "src.pdf"
+    source.write_bytes(data)
+    scripted, files = _poppler(source)
+    assert scripted and "eicar.com" in files  # poppler finds what qpdf does not
+    request = request_for(tmp_path, data)
+    result = disarm(request)
+    assert result.outcome in ("rebuilt", "unprocessable"), result
+    if result.outcome == "rebuilt":
+        scripted, files = _poppler(request.destination)
+        assert not scripted and "eicar.com" not in files
+
+
+def test_a_clean_classic_file_is_still_delivered_as_it_came(tmp_path: Path) -> None:
+    objects = {1: CLEAN, **{n: BASE[n] for n in (3, 4, 5)}}
+    request = request_for(tmp_path, classic_pdf(objects, b"<< /Root 1 0 R >>"))
+    assert disarm(request).outcome == "unmodified"
+
+
+def test_a_reference_to_a_free_entry_is_rewritten_even_when_nothing_shows_behind_it(
+    tmp_path: Path,
+) -> None:
+    """(A reader rebuilding the table may find an object where this engine's search
+    for headers did not: the reference alone keeps the bytes from going out as they
+    came. Rewritten, a reference to nothing is damage: refused.)"""
+    objects = {
+        1: b"<< /Type /Catalog /Pages 3 0 R /Names 8 0 R >>",
+        **{n: BASE[n] for n in (3, 4, 5)},
+    }
+    data = classic_pdf(objects, b"<< /Root 1 0 R /Size 9 >>")
+    assert gicap_pdf._xref_table_as_read(data.replace(b"/Names 8 0 R", b"/Names 5 0 R"))
+    assert not gicap_pdf._xref_table_as_read(data)
+    request = request_for(tmp_path, data)
+    assert disarm(request).outcome == "unprocessable"
