@@ -568,7 +568,16 @@ class _Walker:
         if "/EF" in marks:
             self.add("embedded_files", "embedded file", _deleter(d, "/EF", "/RF"))
         if "/Dest" in marks:
-            self.add("internal_hyperlinks", "link destination", self._unlink_dest(d))
+            dest = d.get("/Dest")
+            if _is_dict(dest):
+                # pdf.js reads a dictionary given as a destination as the link's (or
+                # outline item's) action, "as some bad generators write it": a URI,
+                # launch or script action there was followed. Judged as an action.
+                if type(dest) is Object and dest._type_code_int == _T_STREAM:
+                    raise _Refused("unprocessable", "a destination (/Dest) given as a stream")
+                self._action_slot(d, "/Dest", dest, "click")
+            else:
+                self.add("internal_hyperlinks", "link destination", self._unlink_dest(d))
         if "/OnInstantiate" in marks:  # 3D artwork script
             self.add("javascript", "3D JavaScript", _deleter(d, "/OnInstantiate"))
         if not flags & (self.IN_ACTION | self.JS_TREE) and (

@@ -1077,3 +1077,39 @@ def test_a_reference_to_a_free_entry_is_rewritten_even_when_nothing_shows_behind
     assert not gicap_pdf._xref_table_as_read(data)
     request = request_for(tmp_path, data)
     assert disarm(request).outcome == "unprocessable"
+
+
+@pytest.mark.parametrize(
+    ("dest", "switch", "name"),
+    [
+        (b"<< /S /URI /URI (https://attacker.example/x) >>", "external_hyperlinks", "/URI"),
+        (b"<< /S /Launch /F (calc.exe) >>", "actions", "/Launch"),
+        (b"<< /S /JavaScript /JS (app.launchURL\\(1\\)) >>", "javascript", "/JS"),
+    ],
+    ids=["uri", "launch", "javascript"],
+)
+def test_a_destination_given_as_an_action_is_judged_as_one(
+    tmp_path: Path, dest: bytes, switch: str, name: str
+) -> None:
+    """pdf.js takes a dictionary given as a link's or outline item's /Dest as its
+    action ("as some bad generators write it") and followed a URI there; the engine
+    filed every /Dest as an internal link, kept by internal_hyperlinks = allow."""
+    data = classic_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 3 0 R /Outlines 10 0 R >>",
+            3: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+            4: b"<< /Type /Page /Parent 3 0 R /MediaBox [0 0 612 792] /Contents 5 0 R"
+            b" /Annots [6 0 R] >>",
+            5: BASE[5],
+            6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 100 100] /Dest " + dest + b" >>",
+            10: b"<< /Type /Outlines /First 11 0 R /Last 11 0 R /Count 1 >>",
+            11: b"<< /Title (Chapter) /Parent 10 0 R /Dest 12 0 R >>",
+            12: dest,
+        },
+        b"<< /Root 1 0 R >>",
+    )
+    request = request_for(tmp_path, data, policy(internal_hyperlinks="allow"))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert any(a.switch == switch and a.action == "removed" for a in result.actions), result
+    assert not names_in(qdf(request.destination), name)
