@@ -768,6 +768,14 @@ class _Walker:
             self.add("embedded_files", "portfolio (/Collection)", _deleter(root, "/Collection"))
         if "/URI" in keys:
             self.add("external_hyperlinks", "base URI", _deleter(root, "/URI"))
+        if "/Threads" in keys:
+            # An article thread's /I has the syntax of the information dictionary
+            # (title, author, subject, keywords, dates: [ISO 32000] 12.4.3).
+            threads = root.get("/Threads")
+            if type(threads) is Object and threads._type_code_int == _T_ARRAY:
+                with_info = [t for t in threads if _is_dict(t) and "/I" in t]
+                for thread in with_info:
+                    self.add("metadata", "article thread information", _deleter(thread, "/I"))
         form = root.get("/AcroForm")
         if not _is_dict(form):
             return
@@ -2198,9 +2206,10 @@ def _finish(
         del root["/AcroForm"]
     perms = _get(root, "/Perms")
     if _is_dict(perms):
-        # Usage rights (Reader extensions) are signed over the original bytes: after a
-        # rebuild viewers would only complain that the document was changed.
-        for key in ("/UR", "/UR3"):
+        # Usage rights (Reader extensions) and a certification signature (/DocMDP,
+        # with its signer's name, place and contact) are signed over the original
+        # bytes: after a rebuild viewers would only complain that the document changed.
+        for key in ("/UR", "/UR3", "/DocMDP"):
             if key in perms:
                 del perms[key]
         if not len(perms.keys()):
@@ -2219,7 +2228,7 @@ _FINDING_NAMES = (
     "OpenAction A PA NA AA JavaScript JS EF EmbeddedFile EmbeddedFiles Renditions "
     "AlternatePresentations Metadata PieceInfo AF Dest OnInstantiate Collection URI "
     "AcroForm XFA NeedsRendering FileAttachment Sound Movie Screen RichMedia 3D Widget "
-    "GicapDoomed GicapWrapped PS Ref"
+    "GicapDoomed GicapWrapped PS Ref Threads"
 ).split()
 #: A character a name may hold as qpdf writes names (delimiters and white space are
 #: written as #xx), and a literal string (every parenthesis and backslash escaped).

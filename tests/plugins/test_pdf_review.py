@@ -1113,3 +1113,37 @@ def test_a_destination_given_as_an_action_is_judged_as_one(
     assert result.outcome == "rebuilt", result
     assert any(a.switch == switch and a.action == "removed" for a in result.actions), result
     assert not names_in(qdf(request.destination), name)
+
+
+def test_article_thread_information_and_a_certification_signer_go(tmp_path: Path) -> None:
+    """An article thread's /I (the syntax of the information dictionary: title,
+    author, keywords, dates) and a certification signature's signer (/Perms /DocMDP:
+    name, place, contact, time) stayed under metadata = sanitise."""
+    pdf = _new()
+    page = pdf.pages[0].obj
+    bead = pdf.make_indirect(Dictionary(Type=Name.Bead, P=page, R=Array([0, 0, 10, 10])))
+    info = Dictionary(Title=String("Secret plan"), Author=String("Alice Author"))
+    thread = pdf.make_indirect(Dictionary(Type=Name.Thread, F=bead, I=info))
+    bead.T, bead.N, bead.V = thread, bead, bead
+    pdf.Root.Threads = Array([thread])
+    signature = pdf.make_indirect(
+        Dictionary(
+            Type=Name.Sig,
+            Filter=Name("/Adobe.PPKLite"),
+            Name=String("Alice Signer"),
+            Location=String("Head office"),
+            ContactInfo=String("alice@example.com"),
+        )
+    )
+    pdf.Root.Perms = Dictionary(DocMDP=signature)
+    request = request_for(tmp_path, _saved(pdf))
+    result = disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert any(
+        a.switch == "metadata" and "article thread information" in a.detail for a in result.actions
+    ), result.actions
+    out = qdf(request.destination)
+    for text in (b"Secret plan", b"Alice Author", b"Alice Signer", b"Head office"):
+        assert text not in out
+    with pikepdf.open(request.destination) as rebuilt:
+        assert len(rebuilt.Root.Threads) == 1 and "/F" in rebuilt.Root.Threads[0]
