@@ -431,7 +431,14 @@ class _Walker:
         info = _get(trailer, "/Info")
         if _is_dict(info) and len(info.keys()):
             self.add("metadata", "document information dictionary", _deleter(trailer, "/Info"))
-        self.push(self.pdf.Root, self.CATALOG)
+        root = self.pdf.Root
+        self.push(root, self.CATALOG)
+        names = root.get("/Names")
+        if _is_dict(names) and names.is_indirect:
+            # The catalog's name trees, looked at first: another object naming the same
+            # dictionary, walked before it, made it an ordinary one (which walk came
+            # first changed with the hash seed), and the trees were not reported as such.
+            self.push(names, self.NAMES)
         seen = self.scan.reached
         filtered = self.scan.filtered
         pixels = self.scan.pixels

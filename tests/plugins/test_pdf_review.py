@@ -1147,3 +1147,67 @@ def test_article_thread_information_and_a_certification_signer_go(tmp_path: Path
         assert text not in out
     with pikepdf.open(request.destination) as rebuilt:
         assert len(rebuilt.Root.Threads) == 1 and "/F" in rebuilt.Root.Threads[0]
+
+
+_SHARED_NAMES = r"""
+import json, sys
+import pikepdf
+from pikepdf import Array, Dictionary, Name, String
+from pathlib import Path
+from tests.plugins.test_pdf import disarm, request_for
+pdf = pikepdf.new()
+pdf.add_blank_page()
+ef = pdf.make_stream(b"MZ-payload")
+ef.Type = Name.EmbeddedFile
+spec = Dictionary(Type=Name.Filespec, F=String("evil.exe"), EF=Dictionary(F=ef))
+script = Dictionary(S=Name.JavaScript, JS=String("app.alert(1)"))
+names = pdf.make_indirect(
+    Dictionary(
+        EmbeddedFiles=Dictionary(Names=Array([String("evil.exe"), pdf.make_indirect(spec)])),
+        JavaScript=Dictionary(Names=Array([String("a"), pdf.make_indirect(script)])),
+    )
+)
+pdf.Root.Names = names
+pdf.pages[0].obj.PieceOfMind = names  # (a second reference to the same dictionary)
+tmp = Path(sys.argv[1])
+request = request_for(tmp, pdf.save(tmp / "in.pdf") or (tmp / "in.pdf").read_bytes())
+result = disarm(request)
+print(json.dumps([result.outcome, [a.detail for a in result.actions]]))
+"""
+
+
+def test_the_catalogs_name_trees_are_told_whatever_reaches_them_first(tmp_path: Path) -> None:
+    """Another object naming the catalog's /Names dictionary, walked first, made it
+    an ordinary dictionary: its trees stayed (emptied), pdfdetach still listed the
+    file, and the report named neither tree. Which walk came first changed with the
+    hash seed: five seeds of six."""
+    import json
+    import os
+    import sys
+
+    from tests.support import ROOT
+
+    for seed in range(1, 5):
+        work = tmp_path / f"seed{seed}"
+        work.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        proc = subprocess.run(
+            [sys.executable, "-c", _SHARED_NAMES, str(work)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outcome, details = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert outcome == "rebuilt"
+        assert any("(name tree)" in d and "JavaScript" in d for d in details), (seed, details)
+        assert any("embedded files (name tree)" in d for d in details), (seed, details)
+        files = subprocess.run(
+            [require_tool("pdfdetach", "poppler-utils"), "-list", str(work / "out.pdf")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert "evil.exe" not in files, (seed, files)
