@@ -375,6 +375,8 @@ class ConnectionHandler:
             head, client_address=self.peer, secure=self.secure, client_identity=self.client_identity
         )
         self._txn = txn
+        if head.has_body:
+            spool.limit = service.body_limit(txn)
         in_preview = head.preview is not None
         if not in_preview and head.has_body and not head.allow_204:
             # Without a preview Squid 5 sends only about 64 KiB of body and then waits for

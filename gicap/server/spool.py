@@ -16,6 +16,10 @@ class Spool:
         self.threshold = threshold
         self.directory = directory or None
         self.size = 0
+        #: Bytes kept at most (None: all): past it the body is dropped, memory and
+        #: file, and only counted (``overflowed``); the service answers without it.
+        self.limit: int | None = None
+        self.overflowed = False
         self._parts: list[bytes] = []
         self._file: BinaryIO | None = None
 
@@ -27,6 +31,12 @@ class Spool:
         if not data:
             return
         self.size += len(data)
+        if self.overflowed:
+            return
+        if self.limit is not None and self.size > self.limit:
+            self.overflowed = True
+            self.close()  # (what was kept goes: its disk space with it)
+            return
         if self._file is not None:
             self._file.write(data)
             return
@@ -41,6 +51,8 @@ class Spool:
 
     def chunks(self, size: int = READ_SIZE) -> Iterator[bytes]:
         """The body from the start, in pieces of at most about ``size`` bytes."""
+        if self.overflowed:
+            raise RuntimeError(f"the body was not kept: {self.size} bytes, over {self.limit}")
         if self._file is None:
             yield from self._parts
             return

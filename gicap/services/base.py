@@ -113,6 +113,12 @@ class Service:
         )
         return '"' + hashlib.sha256(material.encode()).hexdigest()[:30] + '"'
 
+    def body_limit(self, txn: Transaction) -> int | None:
+        """The most body bytes worth keeping for this transaction (None: all of it).
+        Past it the body is read to its end but not kept (``txn.body.overflowed``):
+        a service that refuses such a body whatever it holds needs no disk for it."""
+        return None
+
     def early(self, txn: Transaction) -> Outcome | None:
         """Decide from the heads alone, before any body, when there is no preview.
 

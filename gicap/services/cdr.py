@@ -164,6 +164,25 @@ class CDRService(Service):
             return Unmodified()
         return None
 
+    def body_limit(self, txn: Transaction) -> int | None:
+        """``cdr.max_file_size`` when the profile blocks larger files: such a body is
+        refused whatever it holds, and is not written to disk past that size (a client
+        sending 50 GB filled the spool directory before the refusal). None for what
+        passes untouched (HEAD answers, 204/304) and when the oversize rule relays."""
+        head = txn.head
+        if self.method == "RESPMOD":
+            if head.http_request is not None and head.http_request.method == "HEAD":
+                return None
+            if head.http_response is not None and head.http_response.status in PASS_STATUSES:
+                return None
+        try:
+            profile = self.profile_for(head.query)
+        except KeyError:
+            return None
+        if profile.fallback("oversize") != "block":
+            return None
+        return self.settings.cdr.max_file_size
+
     def respond(self, txn: Transaction) -> Outcome:
         if self._passes_untouched(txn):
             return Unmodified()
@@ -173,6 +192,13 @@ class CDRService(Service):
         )
         started = time.monotonic()
         try:
+            if txn.body is not None and txn.body.overflowed:
+                # (not kept past the limit: see body_limit; a page that large too)
+                report = self._new_report(txn, profile)
+                report.size_in = txn.body.size
+                limit = self.settings.cdr.max_file_size
+                oversize = self._fallback(report, profile, "oversize", f"larger than {limit} bytes")
+                return self._answer(oversize, txn, started)
             if self.method == "REQMOD" and txn.head.http_request is not None:
                 content_type = txn.head.http_request.headers.get("Content-Type")
                 if multipart.is_multipart(content_type):

@@ -791,6 +791,66 @@ def test_oversize_file_is_blocked_or_relayed(srv: GicapProcess, relay_srv: Gicap
         assert_untouched(r, head, body, True)
 
 
+def _spooled_files(proc: GicapProcess) -> list[str]:
+    """Files in the server's spool directory its processes hold open (a spooled body
+    is an unnamed file: it shows only there)."""
+    assert proc.proc is not None
+    spool = proc.env["GICAP_SERVER__SPOOL_DIR"]
+    pids = [proc.proc.pid]
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == proc.proc.pid:
+            pids.append(int(entry))
+    held = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(spool) and not target.endswith(".log"):
+                held.append(target)
+    return held
+
+
+def test_a_body_over_the_limit_is_not_kept_while_it_arrives(srv: GicapProcess) -> None:
+    """A body over cdr.max_file_size was written to the spool directory to its end
+    before the refusal: a client sending 50 GB filled the disk. Past the limit (when
+    the policy blocks oversize files) it is read and counted, not kept."""
+    import socket
+
+    body_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\n"
+    req = b"GET http://origin.example/big.csv HTTP/1.1\r\nHost: origin.example\r\n\r\n"
+    head = (
+        f"RESPMOD {srv.url}/resp-cdr-service ICAP/1.0\r\nHost: 127.0.0.1\r\n"
+        f"Encapsulated: req-hdr=0, res-hdr={len(req)}, res-body={len(req) + len(body_head)}"
+        "\r\n\r\n"
+    ).encode()
+    piece = b"1,2\n" * (64 * KIB // 4)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(head + req + body_head)
+        for _ in range(3 * MAX_FILE_SIZE // len(piece)):  # three times the limit
+            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        time.sleep(0.5)
+        assert _spooled_files(srv) == []
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n0\r\n\r\n" not in answer:
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"ICAP/1.0 200 "), answer[:200]
+    assert b"HTTP/1.1 403 Forbidden" in answer and b"oversize" in answer
+
+
 # ------------------------------------------------------------------------- REQMOD
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from gicap.server.spool import Spool
 
 
@@ -28,4 +30,18 @@ def test_large_body_spools_to_an_unnamed_file_in_the_spool_dir(tmp_path: Path) -
     assert b"".join(spool.chunks()) == data  # readable again from the start
     # Unnamed temporary file: nothing to clean up even if the process dies.
     assert os.listdir(tmp_path) == []
+    spool.close()
+
+
+def test_a_body_past_its_limit_is_counted_not_kept(tmp_path: Path) -> None:
+    spool = Spool(64 * 1024, str(tmp_path))
+    spool.limit = 200_000
+    for _ in range(10):
+        spool.write(b"x" * 50_000)
+        if spool.size <= 200_000:
+            assert not spool.overflowed
+    assert spool.overflowed and spool.size == 500_000
+    assert not spool.spooled  # (the file and its disk space are gone)
+    with pytest.raises(RuntimeError, match="not kept"):
+        spool.getvalue()
     spool.close()
