@@ -153,17 +153,22 @@ def test_partial_chain_accepts_a_client_when_only_the_intermediate_is_trusted(
     _accepted(partial, clients, client)
 
 
-def test_unknown_flag_stops_start_up(start_secure: StartSecure) -> None:
-    gicap = start_secure(
-        {"GICAP_CERTIFICATE__VERIFICATIONFLAGS": "CRL_CHECK|NO_SUCH_FLAG"}, wait=False
-    )
+def _stops_start_up(gicap: SecureGicap, what: str) -> str:
+    """The log of a gicap that exited 2 at start-up because of ``what``."""
     assert gicap.proc is not None
     try:
         code = gicap.proc.wait(15)
     except subprocess.TimeoutExpired:
-        pytest.fail("gicap kept running with an unknown verification flag")
+        pytest.fail(f"gicap kept running with {what}")
     assert code == 2
-    log = gicap.log()
+    return gicap.log()
+
+
+def test_unknown_flag_stops_start_up(start_secure: StartSecure) -> None:
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__VERIFICATIONFLAGS": "CRL_CHECK|NO_SUCH_FLAG"}, wait=False
+    )
+    log = _stops_start_up(gicap, "an unknown verification flag")
     assert "NO_SUCH_FLAG" in log
     for name in ("X509_STRICT", "PARTIAL_CHAIN", "CRL_CHECK", "CRL_CHECK_ALL"):
         assert name in log.split("valid names:", 1)[1]
@@ -197,13 +202,8 @@ def test_a_cipher_string_openssl_refuses_stops_start_up(start_secure: StartSecur
     """It started with Secure ICAP off, saying the port would open once a valid
     certificate set was installed, which would never help."""
     gicap = start_secure({"GICAP_CERTIFICATE__CIPHERS": "NO-SUCH-CIPHER"}, wait=False)
-    assert gicap.proc is not None
-    try:
-        code = gicap.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        pytest.fail("gicap kept running with a cipher string OpenSSL refuses")
-    assert code == 2
-    assert "certificate.ciphers 'NO-SUCH-CIPHER'" in gicap.log()
+    log = _stops_start_up(gicap, "a cipher string OpenSSL refuses")
+    assert "certificate.ciphers 'NO-SUCH-CIPHER'" in log
 
 
 def test_a_ca_certificate_as_the_client_certificate_is_answered_403(
