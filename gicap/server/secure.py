@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -76,6 +77,33 @@ def failure_class(exc: BaseException) -> str:
     return _REASON_CLASSES.get(reason, "other") if isinstance(reason, str) else "other"
 
 
+class _Throttle:
+    """At most ``burst`` lines per ``period`` seconds: handshakes that fail need no
+    certificate, and 388 warnings in 5 s came from one client looping. The lines
+    left out are counted, and said with the next one written."""
+
+    def __init__(self, burst: int = 20, period: float = 10.0) -> None:
+        self.burst, self.period = burst, period
+        self._start = 0.0
+        self._written = 0
+        self.skipped = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._start >= self.period:
+            self._start, self._written = now, 0
+        if self._written < self.burst:
+            self._written += 1
+            return True
+        self.skipped += 1
+        return False
+
+    def suffix(self) -> str:
+        """What to add to a line written: how many were left out before it."""
+        skipped, self.skipped = self.skipped, 0
+        return f" ({skipped} more not logged)" if skipped else ""
+
+
 #: The answer, in clear, to plain ICAP sent to the TLS port.
 _PLAIN_ON_TLS_PORT = (
     b"ICAP/1.0 400 Bad Request\r\n"
@@ -102,6 +130,7 @@ class SecureListener:
         self.context: ssl.SSLContext | None = None
         self.server: StreamServer | None = None
         self.announce = announce
+        self._throttle = _Throttle()
 
     def start(self) -> None:
         certset, _reason = self.watcher.initial()
@@ -247,13 +276,22 @@ class SecureListener:
                     pending[key] = tls
                 tls.do_handshake()
         except gevent.Timeout:
-            log.warning("TLS handshake with %s: no handshake within %ss", peer, s.handshake_timeout)
+            if self._throttle.allow():
+                log.warning(
+                    "TLS handshake with %s: no handshake within %ss%s",
+                    peer,
+                    s.handshake_timeout,
+                    self._throttle.suffix(),
+                )
             self._failed("timeout")
             (tls or sock).close()
             return
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
-            log.warning("TLS handshake with %s refused: %s", peer, reason)
+            if self._throttle.allow():
+                log.warning(
+                    "TLS handshake with %s refused: %s%s", peer, reason, self._throttle.suffix()
+                )
             self._failed(failure_class(exc))
             (tls or sock).close()
             return

@@ -226,3 +226,31 @@ def test_each_port_says_at_once_which_protocol_it_speaks(
     # (the TLS port still serves its clients)
     with clients.icap(gicap.secure_port, client_a) as icap:
         assert icap.options().status == 200
+
+
+def test_refused_handshakes_are_logged_a_bounded_number_of_times(
+    start_secure: StartSecure, clients: Clients, client_a: Issued
+) -> None:
+    """Handshakes that fail need no certificate: one client looping wrote 388
+    warnings in 5 s. At most 20 lines per 10 s are written; the next one written says
+    how many were left out."""
+    from gicap.server.secure import _Throttle
+
+    throttle = _Throttle(burst=2, period=3600)
+    assert [throttle.allow() for _ in range(5)] == [True, True, False, False, False]
+    assert throttle.suffix() == " (3 more not logged)" and throttle.suffix() == ""
+
+    gicap = start_secure()
+    mark = gicap.mark()
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", gicap.secure_port), timeout=5) as s:
+            s.sendall(b"\x16\x03\x01\x00\x05hello")  # (a TLS record that is no ClientHello)
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+    time.sleep(0.5)
+    refused = gicap.lines("TLS handshake with .* refused", since=mark)
+    assert 1 <= len(refused) <= 20, len(refused)
+    with clients.icap(gicap.secure_port, client_a) as icap:
+        assert icap.options().status == 200
