@@ -509,7 +509,7 @@ class _Walker:
                 self.add("acroform", "form field widget", doom)
                 self._has_widgets = True
         # in an action, /D is a destination (elsewhere a media clip's data)
-        for key in keys - (_ACTION_LEAF if flags & self.IN_ACTION else _LEAF):
+        for key in sorted(keys - (_ACTION_LEAF if flags & self.IN_ACTION else _LEAF)):
             value = d[key]  # not .get(): keys that are not UTF-8 come with surrogates
             if key == "/OpenAction":
                 self._open_action(d, value)

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import zlib
 from pathlib import Path
+from typing import Any
 
 import gicap_pdf
 import pikepdf
@@ -1149,14 +1150,43 @@ def test_article_thread_information_and_a_certification_signer_go(tmp_path: Path
         assert len(rebuilt.Root.Threads) == 1 and "/F" in rebuilt.Root.Threads[0]
 
 
-_SHARED_NAMES = r"""
-import json, sys
-import pikepdf
-from pikepdf import Array, Dictionary, Name, String
-from pathlib import Path
-from tests.plugins.test_pdf import disarm, request_for
-pdf = pikepdf.new()
-pdf.add_blank_page()
+def _in_hash_seeds(tmp_path: Path, build: str, seeds: range = range(1, 5)) -> list[Any]:
+    """What ``build`` (a script writing a PDF as ``pdf``) gives the engine with each
+    hash seed (set order, and so the walk's order, follows it): (outcome, details) for
+    each, the output in ``tmp_path/seedN/out.pdf``."""
+    import json
+    import os
+    import sys
+
+    from tests.support import ROOT
+
+    script = (
+        "import json, sys\nimport pikepdf\nfrom pikepdf import Array, Dictionary, Name, String"
+        "\nfrom pathlib import Path\nfrom tests.plugins.test_pdf import disarm, request_for\n"
+        "pdf = pikepdf.new()\npdf.add_blank_page()\n"
+        + build
+        + "\ntmp = Path(sys.argv[1])\npdf.save(tmp / 'in.pdf')\n"
+        "result = disarm(request_for(tmp, (tmp / 'in.pdf').read_bytes()))\n"
+        "print(json.dumps([result.outcome, [a.detail for a in result.actions]]))\n"
+    )
+    results = []
+    for seed in seeds:
+        work = tmp_path / f"seed{seed}"
+        work.mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(work)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+_SHARED_NAMES = """
 ef = pdf.make_stream(b"MZ-payload")
 ef.Type = Name.EmbeddedFile
 spec = Dictionary(Type=Name.Filespec, F=String("evil.exe"), EF=Dictionary(F=ef))
@@ -1169,10 +1199,6 @@ names = pdf.make_indirect(
 )
 pdf.Root.Names = names
 pdf.pages[0].obj.PieceOfMind = names  # (a second reference to the same dictionary)
-tmp = Path(sys.argv[1])
-request = request_for(tmp, pdf.save(tmp / "in.pdf") or (tmp / "in.pdf").read_bytes())
-result = disarm(request)
-print(json.dumps([result.outcome, [a.detail for a in result.actions]]))
 """
 
 
@@ -1181,33 +1207,33 @@ def test_the_catalogs_name_trees_are_told_whatever_reaches_them_first(tmp_path: 
     an ordinary dictionary: its trees stayed (emptied), pdfdetach still listed the
     file, and the report named neither tree. Which walk came first changed with the
     hash seed: five seeds of six."""
-    import json
-    import os
-    import sys
-
-    from tests.support import ROOT
-
-    for seed in range(1, 5):
-        work = tmp_path / f"seed{seed}"
-        work.mkdir()
-        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-        proc = subprocess.run(
-            [sys.executable, "-c", _SHARED_NAMES, str(work)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            cwd=ROOT,
-        )
-        assert proc.returncode == 0, proc.stderr
-        outcome, details = json.loads(proc.stdout.strip().splitlines()[-1])
+    for seed, (outcome, details) in enumerate(_in_hash_seeds(tmp_path, _SHARED_NAMES), 1):
         assert outcome == "rebuilt"
         assert any("(name tree)" in d and "JavaScript" in d for d in details), (seed, details)
         assert any("embedded files (name tree)" in d for d in details), (seed, details)
         files = subprocess.run(
-            [require_tool("pdfdetach", "poppler-utils"), "-list", str(work / "out.pdf")],
+            [
+                require_tool("pdfdetach", "poppler-utils"),
+                "-list",
+                str(tmp_path / f"seed{seed}" / "out.pdf"),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
         ).stdout
         assert "evil.exe" not in files, (seed, files)
+
+
+def test_the_walk_gives_the_same_answer_whatever_the_hash_seed(tmp_path: Path) -> None:
+    """A script listed in the document's JavaScript tree and in a link's /A array: the
+    answer changed with the hash seed (removed, or refused as unprocessable in one of
+    eight). Keys are walked in order now."""
+    build = """
+js = pdf.make_indirect(Dictionary(S=Name.JavaScript, JS=String("app.alert(1)")))
+pdf.Root.Names = Dictionary(JavaScript=Dictionary(Names=Array([String("init"), js])))
+link = Dictionary(Type=Name.Annot, Subtype=Name.Link, Rect=Array([0, 0, 9, 9]), A=Array([js]))
+pdf.pages[0].obj.Annots = Array([pdf.make_indirect(link)])
+"""
+    results = _in_hash_seeds(tmp_path, build, range(1, 7))
+    assert all(r == results[0] for r in results), results
+    assert results[0][0] == "rebuilt"
