@@ -399,6 +399,8 @@ def _danger_after(text: str, delimiter: str) -> bool:
     if text[:1] and text[0] in formula:
         return True
     before = delimiter + '\r\n"'  # (the delimiter: one character, or several)
+    if delimiter == LIBREOFFICE_DELIMITERS:
+        before += " "  # (spaces before a cell's quote or formula: see _libreoffice_formulas)
     budget = len(text) // 32
     for char in formula:
         at = text.find(char, 1)
@@ -435,7 +437,10 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
         for other in others:
             if not _danger_after(text, other):
                 continue  # (no field start of this reading is followed by one)
-            at = _excel_fields(text, other)
+            if other == LIBREOFFICE_DELIMITERS:
+                at = _libreoffice_formulas(text)
+            else:
+                at = _excel_fields(text, other)
             if at:
                 text = _neutralise_at(text, at)
                 count += len(at)
@@ -520,6 +525,27 @@ def _excel_fields(text: str, delimiter: str) -> list[int]:
             break  # (an empty field at the end)
         pos = m.end()
     return at
+
+
+#: LibreOffice's reading, searched in the text reversed: an "=" that only spaces and
+#: quotes separate from the start of the text, a line break, a tab, a comma or a
+#: semicolon (its default separators, all at once).
+_LIBREOFFICE_FORMULA_REVERSED = re.compile(r'=[ "]*+(?:[\t,;\r\n]|\Z)')
+
+
+def _libreoffice_formulas(text: str) -> list[int]:
+    """Where a cell of LibreOffice's reading may start a formula: before every "="
+    found at the start of a cell whatever the quotes before it say (in order).
+    LibreOffice skips spaces before a quote (``x, "=21*2"`` is the quoted cell
+    ``=21*2``), closes a quoted cell only at a quote followed by a separator, and
+    reads a quote that never closes as a character: its quoting is not Excel's, and a
+    model of it would miss cells either way. So every "=" that only spaces and quotes
+    separate from a separator or a line break is neutralised, quoted text included
+    (``"a, =b"`` becomes ``"a, '=b"``: the price of not modelling the quotes)."""
+    last = len(text) - 1
+    return [
+        last - m.start() for m in reversed(list(_LIBREOFFICE_FORMULA_REVERSED.finditer(text[::-1])))
+    ]
 
 
 def _is_formula(cell: str) -> bool:

@@ -727,3 +727,71 @@ def test_cells_after_a_tab_are_read_as_excel_reads_a_tsv(tmp_path: Path) -> None
     assert result.outcome == "rebuilt", result
     for row in _read(request.destination.read_bytes(), delimiter="\t")[1:]:
         assert row[1][:1] not in ("@", "+", "-", "="), row
+
+
+#: LibreOffice's quoting is not Excel's: it skips spaces before a quote, closes a
+#: quoted cell only at a quote followed by a separator, and reads a quote that never
+#: closes as a character. Each of these was delivered unmodified, and LibreOffice
+#: evaluated =21*2 (42) when it opened it.
+LIBREOFFICE_QUOTING = {
+    "space-before-a-quote": 'name,amount\nbob, "=21*2"\n',
+    "space-before-a-quote-tsv": 'name\tamount\nbob\t "=21*2"\n',
+    "quote-state-out-of-step": 'name,comment\nbob, "hello\n",=21*2,"\nal,ok\n',
+    "quote-closing-before-a-separator-only": 'name;amount\nbob;1\nal;x,",=21*2\ncy;3\n',
+    "a-quote-that-never-closes": 'name;amount\nbob;a,"x\ncy;b,=21*2\ndi;4\n',
+    "quotes-inside-a-cell": 'h1|h2\nv|x;"a"b,",=21*2\n',
+}
+
+
+@pytest.mark.parametrize("text", LIBREOFFICE_QUOTING.values(), ids=LIBREOFFICE_QUOTING)
+def test_an_equals_sign_at_any_cell_start_libreoffice_may_see_is_neutralised(
+    tmp_path: Path, text: str
+) -> None:
+    request = _request(tmp_path, text.encode())
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    out = request.destination.read_text()
+    assert "'=21*2" in out and out.replace("'=", "") == text.replace("=", "")
+    assert not re.search(r'(?:\A|[\t,;\r\n])[ "]*=', out)
+
+
+def test_libreoffice_evaluates_none_of_them(tmp_path: Path) -> None:
+    """The same files through LibreOffice Calc (its default import, and tab, comma and
+    semicolon): no formula in what it reads from the rebuilt files; from the
+    originals, the formula."""
+    import subprocess
+    import zipfile
+
+    from tests.support import require_tool
+
+    soffice = require_tool("soffice", "libreoffice-calc-nogui")
+    originals, rebuilt = tmp_path / "originals", tmp_path / "rebuilt"
+    originals.mkdir()
+    rebuilt.mkdir()
+    for name, text in LIBREOFFICE_QUOTING.items():
+        work = tmp_path / name
+        work.mkdir()
+        request = _request(work, text.encode())
+        assert _disarm(request).outcome == "rebuilt"
+        (originals / f"{name}.csv").write_text(text)
+        (rebuilt / f"{name}.csv").write_bytes(request.destination.read_bytes())
+
+    def formulas(folder: Path, infilter: str) -> dict[str, bool]:
+        out = folder / f"out-{infilter.replace('/', '_')}"
+        subprocess.run(
+            [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--headless"]
+            + ["--norestore", f"--infilter={infilter}", "--convert-to", "xlsx"]
+            + ["--outdir", str(out), *map(str, sorted(folder.glob("*.csv")))],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        found = {}
+        for name in LIBREOFFICE_QUOTING:
+            sheet = zipfile.ZipFile(out / f"{name}.xlsx").read("xl/worksheets/sheet1.xml")
+            found[name] = b"<f>" in sheet or b"<f " in sheet
+        return found
+
+    for infilter in ("CSV:44/59/9,34,76,1", "CSV:44,34,76,1"):
+        assert not any(formulas(rebuilt, infilter).values()), infilter
+    assert any(formulas(originals, "CSV:44/59/9,34,76,1").values())
