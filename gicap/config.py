@@ -43,7 +43,7 @@ class ServerSettings:
     max_connections: int = 1000
     drain_timeout: float = 30
     header_timeout: float = 10
-    body_timeout: float = 60
+    body_timeout: float = 300
     idle_timeout: float = 75
     handshake_timeout: float = 10
     max_header_bytes: int = 262144
@@ -156,7 +156,7 @@ SCHEMA: list[tuple[str, Any, Callable[[Any], bool], str]] = [
     ("server.max_connections", 1000, *_int(1)),
     ("server.drain_timeout", 30, *_num(0)),
     ("server.header_timeout", 10, *_num(0)),
-    ("server.body_timeout", 60, *_num(0)),
+    ("server.body_timeout", 300, *_num(0)),
     ("server.idle_timeout", 75, *_num(0)),
     ("server.handshake_timeout", 10, *_num(0)),
     ("server.max_header_bytes", 262144, *_int(1024)),

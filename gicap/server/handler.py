@@ -167,6 +167,13 @@ class ConnectionHandler:
             self._timeout = timeout
         self.sock.sendall(data)
 
+    def _response_head(self, resp: ICAPResponse) -> bytes:
+        """``resp``'s head. While the server drains it says Connection: close: the
+        connection closes after it, and a client that pooled it would race the close."""
+        if self.ctx.draining:
+            self.conn.keep_alive = False
+        return self.conn.send_response(resp)
+
     def _send_error(self, status: int, reason: str, istag: str = SERVER_ISTAG) -> None:
         # After an error the rest of the request is read and the connection closed, as
         # c-icap does: some clients (c-icap-client) wait for the close.
@@ -177,7 +184,7 @@ class ConnectionHandler:
             # (ASCII: a header is Latin-1 at most, and a client may have sent the rest)
             text = reason.replace("\r", " ").replace("\n", " ")
             headers.add("X-Error", text.encode("ascii", "backslashreplace").decode()[:200])
-        self._send(self.conn.send_response(ICAPResponse(status, headers)))
+        self._send(self._response_head(ICAPResponse(status, headers)))
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -340,7 +347,7 @@ class ConnectionHandler:
             self._send_error(refused.status, refused.reason, service.istag())
             return refused.status
         if head.method == "OPTIONS":
-            self._send(self.conn.send_response(self._options(service)))
+            self._send(self._response_head(self._options(service)))
             return 200
         if head.method != service.method:
             self._send_error(
@@ -433,14 +440,16 @@ class ConnectionHandler:
         # out (with the first body bytes written), a malformed chunk still gets its
         # 400 instead of a cut-off 200 (or, read with a good one, no answer at all).
         pending: list[bytes] = []
+        pending_bytes = 0
         started = False
 
         def framed() -> list[bytes]:
-            nonlocal started
-            out = [] if started else [self.conn.send_response(resp)]
+            nonlocal started, pending_bytes
+            out = [] if started else [self._response_head(resp)]
             started = True
             out += [self.conn.send_data(data) for data in pending]
             pending.clear()
+            pending_bytes = 0
             return out
 
         while True:
@@ -452,6 +461,11 @@ class ConnectionHandler:
                 event = self._next_event("body")
             if isinstance(event, BodyData):
                 pending.append(event.data)
+                pending_bytes += len(event.data)
+                if pending_bytes >= WRITE_BATCH:
+                    # (a client sending faster than it reads had the whole body held
+                    # here, three times over: 400 MiB took 1.2 GiB)
+                    self._send(b"".join(framed()))
             elif isinstance(event, EndOfMessage):
                 self._send(b"".join([*framed(), self.conn.send_end()]))
                 return 200
@@ -489,7 +503,7 @@ class ConnectionHandler:
             return outcome.status
         if isinstance(outcome, Unmodified):
             if allow_204:
-                self._send(self.conn.send_response(ICAPResponse(204, Headers([("ISTag", istag)]))))
+                self._send(self._response_head(ICAPResponse(204, Headers([("ISTag", istag)]))))
                 return 204
             return self._send_message(head, istag, None, None, spool if head.has_body else None)
         assert isinstance(outcome, Modified)
@@ -522,7 +536,7 @@ class ConnectionHandler:
         resp = ICAPResponse(
             200, headers, http_request=http_req, http_response=http_res, has_body=has_body
         )
-        out = [self.conn.send_response(resp)]
+        out = [self._response_head(resp)]
         if has_body:
             pending = len(out[0])
             for piece in _pieces(body):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -285,6 +288,84 @@ def test_sigterm_drains_in_flight_transaction_then_exits_0(start_gicap: Start) -
     assert proc.proc.wait(10) == 0
     idle.close()
     busy.close()
+
+
+def test_an_answer_given_while_draining_says_connection_close(start_gicap: Start) -> None:
+    """The last answer on a keep-alive connection while the server drained had no
+    Connection: close, and the connection closed after it: a client that had pooled
+    it raced the close with its next request."""
+    proc = start_gicap({"GICAP_SERVER__DRAIN_TIMEOUT": "10"})
+    busy = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+    busy.sendall(
+        (
+            f"RESPMOD {proc.url}/echo ICAP/1.0\r\nAllow: 204\r\nPreview: 10\r\n"
+            "Encapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n5\r\nhel"
+        ).encode()
+    )
+    time.sleep(0.3)
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    busy.sendall(b"lo\r\n0; ieof\r\n\r\n")
+    out = b""
+    while chunk := busy.recv(4096):
+        out += chunk
+    head = out.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"ICAP/1.0 204 "), out
+    assert b"\r\nConnection: close" in head, out
+    assert proc.proc.wait(10) == 0
+    busy.close()
+
+
+def _peak_memory_mib(proc: GicapProcess) -> float:
+    """The greatest peak resident memory among the server's processes (VmHWM)."""
+    assert proc.proc is not None
+    peaks = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        if int(entry) == proc.proc.pid or int(stat.rsplit(")", 1)[1].split()[1]) == proc.proc.pid:
+            kib = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if kib:
+                peaks.append(int(kib[1]) / 1024)
+    return max(peaks)
+
+
+def test_a_body_sent_fast_is_echoed_as_it_arrives(start_gicap: Start) -> None:
+    """A client sending faster than the server wrote had the whole body held in the
+    server before a byte came back (400 MiB took 1.2 GiB of memory). It is written
+    back at least every 256 KiB: a 256 MiB body costs the server little memory."""
+    import threading
+
+    proc = start_gicap()
+    before = _peak_memory_mib(proc)
+    mib = 1024 * 1024
+    head = (
+        f"RESPMOD {proc.url}/echo ICAP/1.0\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\n"
+        "HTTP/1.1 200 OK\r\n\r\n"
+    ).encode()
+    chunk = b"%x\r\n" % mib + b"x" * mib + b"\r\n"
+    s = socket.create_connection(("127.0.0.1", proc.port), timeout=60)
+    received = [0]
+
+    def read() -> None:
+        tail = b""
+        while data := s.recv(1 << 20):
+            received[0] += len(data)
+            tail = (tail + data)[-16:]
+            if tail.endswith(b"\r\n0\r\n\r\n"):
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    s.sendall(head + chunk * 256 + b"0\r\n\r\n")
+    reader.join(60)
+    s.close()
+    assert received[0] > 256 * mib
+    assert _peak_memory_mib(proc) - before < 128, (before, _peak_memory_mib(proc))
 
 
 def test_several_worker_processes_share_the_port(start_gicap: Start) -> None:
