@@ -164,3 +164,30 @@ def test_members_that_expand_too_much_together_are_refused(tmp_path: Path) -> No
         zf.writestr("padding.txt", b"\n" * (480 << 10), zipfile.ZIP_STORED)
     result = _disarm(_request(tmp_path, buf.getvalue()))
     assert result.outcome == "unprocessable" and "in all" in result.reason, result
+
+
+def test_archives_nested_under_the_ratio_floor_each_count_together(tmp_path: Path) -> None:
+    """Each archive's expansion was held to max_ratio only above a floor of 1 MiB:
+    80 inner archives, each of one CSV member just under it, passed every check from
+    16 KB and took 28 s of engines' time (the job timeout is 30 s). The archives of
+    a file count together against the file sent, the floor granted once."""
+    member = b"=1," * (gicap_archive.RATIO_FLOOR // 3 - 10)
+    inner = _zip([("data.csv", member)])
+    outer = _zip([(f"part{i}.zip", inner) for i in range(80)])
+    assert len(outer) < 20_000
+    result = _disarm(_request(tmp_path, outer))
+    assert result.outcome == "unprocessable", result
+    assert "the archives of this file expand" in result.reason
+
+
+def test_a_few_nested_archives_of_ordinary_text_pass(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    words = ["report", "gateway", "proxy", "file", "policy", "page", "alpha", "beta"]
+    text = "".join(
+        " ".join(rng.choice(words) for _ in range(8)) + f" {rng.random()}\n" for _ in range(20_000)
+    ).encode()
+    inner = _zip([("notes.txt", text)])
+    outer = _zip([("a.zip", inner), ("b.zip", inner)])
+    assert _disarm(_request(tmp_path, outer)).outcome == "rebuilt"
