@@ -338,8 +338,10 @@ def _encrypted(info: zipfile.ZipInfo) -> bool:
 
 def _suffix(name: str) -> str:
     """The extension of a member's name, as Windows reads it (".csv" is a CSV file
-    named with its extension alone), when it is a plain one (else "")."""
-    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    named with its extension alone), when it is a plain one (else ""); read from the
+    name as it is saved (:func:`saved_name`): "x.csv" and a no-break space had no
+    extension here, was judged as text, and its formulas went out as they came."""
+    last = saved_name(name.replace("\\", "/").rsplit("/", 1)[-1])
     at = last.rfind(".")
     suffix = last[at:] if at >= 0 else ""
     return suffix if _SAFE_SUFFIX.match(suffix) else ""

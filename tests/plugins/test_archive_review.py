@@ -191,3 +191,18 @@ def test_a_few_nested_archives_of_ordinary_text_pass(tmp_path: Path) -> None:
     inner = _zip([("notes.txt", text)])
     outer = _zip([("a.zip", inner), ("b.zip", inner)])
     assert _disarm(_request(tmp_path, outer)).outcome == "rebuilt"
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u3000", "\u2028", "\ufeff"])
+def test_a_member_named_with_a_space_after_its_extension_is_judged_by_it(
+    tmp_path: Path, space: str
+) -> None:
+    """A member named "report.csv" and a no-break space (or U+3000, U+2028, U+FEFF)
+    had no extension in the archive engine, which judged it as text: its formula went
+    out as it came. Saved by a browser, or named so at the top level, it is a CSV."""
+    data = b'a,"=WEBSERVICE(""http://127.0.0.1:9/x"")"\n'
+    request = _request(tmp_path, _zip([(f"report.csv{space}", data)]))
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    ((name, out),) = _members_of(request.destination.read_bytes())
+    assert name == f"report.csv{space}" and b"'=WEBSERVICE" in out
