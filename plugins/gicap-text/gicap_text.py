@@ -210,9 +210,9 @@ class _Found:
     hits: list[_Hit]  # the records holding them, in order (none when ``starts`` is set)
     count: int
     first: tuple[int, int] = (0, 0)  # record and column of the first, numbered from 1
-    #: Quote-free text (see :func:`_formula_records`): the offset of each formula cell
-    #: (its first character), in order; the records are split only when needed.
-    starts: list[int] | None = None
+    #: Quote-free text (see :func:`_formula_records`): its formula cells are found
+    #: again where they are needed, by one pattern; the records are split only then.
+    quote_free: bool = False
 
 
 def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
@@ -253,14 +253,14 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         )
     # "sanitise", and any unexpected value: neutralising is the safe default.
 
-    if found.starts is not None:
+    if found.quote_free:
         try:
-            neutralised = _neutralised_at(text, found.starts, delimiter)
+            neutralised = _neutralised(text, delimiter, count)
         except csv.Error as exc:
             return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
         if neutralised is not None:
             return _write_csv(request, decoded, neutralised, delimiter, count)
-        found.hits = _hits_at(text, found.starts, delimiter)
+        found.hits = _hits_at(text, _cell_starts(text, delimiter), delimiter)
 
     hits = found.hits
     formula, neutraliser = FORMULA_START, NEUTRALISER
@@ -684,15 +684,49 @@ def _formula_records(text: str, delimiter: str) -> _Found:
     limit = csv.field_size_limit()
     if delimiter in '"\r\n' or '"' in text or not _lines_within(text, limit):
         return _found_in_records(text, delimiter)
-    starts = _cell_formulas(text, delimiter)
-    if text[:1] in FORMULA_START and text[:1] not in ("", "\r", delimiter):
-        starts.insert(0, 0)
-    if not starts:
+    # (counted without a list of offsets: a column of negative numbers in 20 MB made
+    # millions of them, and the rewrite millions of slices: 584 MB)
+    count = _cell_formula_count(text, delimiter)
+    if not count:
         return _Found([], 0)
-    at = starts[0]
+    if _starts_a_formula(text, delimiter):
+        at = 0
+    else:
+        first = _danger(delimiter).search(text)
+        assert first is not None
+        at = first.start()
     start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
     column = text.count(delimiter, start, at) + 1
-    return _Found([], len(starts), (_record_number(text, start), column), starts)
+    return _Found([], count, (_record_number(text, start), column), quote_free=True)
+
+
+def _starts_a_formula(text: str, delimiter: str) -> bool:
+    """Whether quote-free ``text`` starts with a formula cell."""
+    first = text[:1]
+    return first in FORMULA_START and first not in ("", "\r", delimiter)
+
+
+def _cell_starts_by_pair(text: str, delimiter: str) -> list[str]:
+    """The pairs that start a formula cell in quote-free ``text`` but at its start: a
+    line break or the delimiter, then a formula character other than the delimiter
+    (:func:`_danger`'s matches, each found by its own pair), those that occur."""
+    chars = [c for c in "=+-@\t" if c != delimiter and c in text]
+    pairs = [before + c for before in ("\n", "\r", delimiter) for c in chars]
+    return [pair for pair in pairs if pair in text]
+
+
+def _cell_formula_count(text: str, delimiter: str) -> int:
+    """How many formula cells quote-free ``text`` holds (:func:`_cell_formulas`'s,
+    and one at its start): the occurrences of each pair, which cannot overlap (each
+    ends at a formula character, and what precedes it is one of them)."""
+    found = sum(text.count(pair) for pair in _cell_starts_by_pair(text, delimiter))
+    return found + _starts_a_formula(text, delimiter)
+
+
+def _cell_starts(text: str, delimiter: str) -> list[int]:
+    """The offsets of the formula cells of quote-free ``text``, in order."""
+    starts = _cell_formulas(text, delimiter)
+    return [0, *starts] if _starts_a_formula(text, delimiter) else starts
 
 
 _LINE_BREAK = re.compile(r"[\r\n]")
@@ -727,10 +761,10 @@ def _hits_at(text: str, starts: list[int], delimiter: str) -> list[_Hit]:
     return hits
 
 
-def _neutralised_at(text: str, starts: list[int], delimiter: str) -> str | None:
-    """Quote-free ``text`` with the neutraliser put before each formula cell (they
-    start at ``starts``, as found by :func:`_formula_records`), or ``None`` when that
-    is not what ``csv.writer`` would write for the records (see below).
+def _neutralised(text: str, delimiter: str, count: int) -> str | None:
+    """Quote-free ``text`` with the neutraliser put before each of its ``count``
+    formula cells, or ``None`` when that is not what ``csv.writer`` would write for
+    the records (see below).
 
     In quote-free text every line is one record and its cells are the line split on
     the delimiter. Such a cell holds no quote character, no delimiter and no line
@@ -740,7 +774,8 @@ def _neutralised_at(text: str, starts: list[int], delimiter: str) -> str | None:
     without formulas are the same lines as before. That does not hold when the
     delimiter is the neutraliser itself, nor when a prefixed cell may exceed the csv
     field size limit (``csv.reader`` refuses it when the records are read back): those
-    texts take the record by record rewrite.
+    texts take the record by record rewrite. (One substitution, in C: no offsets,
+    no slices.)
 
     Defence in depth: the result is checked to hold no formula cell at all (the same
     exact scan as :func:`_formula_records`, over the output) and to be the text with
@@ -748,13 +783,21 @@ def _neutralised_at(text: str, starts: list[int], delimiter: str) -> str | None:
     """
     if delimiter == NEUTRALISER or not _lines_within(text, csv.field_size_limit() - 1):
         return None
-    out = _neutralise_at(text, starts)
-    first = out[:1]
+    pattern = _danger(delimiter)
+    # (str.replace for each pair: one new text each time, where a substitution built
+    # a list of two pieces per cell, 220 MB for 5 MB of negative numbers)
+    out, n = text, 0
+    for pair in _cell_starts_by_pair(text, delimiter):
+        n += out.count(pair)
+        out = out.replace(pair, pair[0] + NEUTRALISER + pair[1])
+    if _starts_a_formula(text, delimiter):
+        out, n = NEUTRALISER + out, n + 1
     if (
-        len(out) != len(text) + len(starts)
+        n != count
+        or len(out) != len(text) + count
         or '"' in out
-        or (first in FORMULA_START and first not in ("", "\r", delimiter))
-        or _cell_formulas(out, delimiter)
+        or _starts_a_formula(out, delimiter)
+        or pattern.search(out) is not None
     ):
         raise csv.Error("the neutralised text is not the text with each formula cell prefixed")
     return out
