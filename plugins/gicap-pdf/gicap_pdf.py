@@ -1819,15 +1819,19 @@ def _readers_may_differ(raw: bytes | mmap.mmap, pdf: pikepdf.Pdf) -> list[str]:
 def _xref_table_as_read(raw: bytes | mmap.mmap) -> bool:
     """Whether a strict reader takes the classic cross-reference table as qpdf did,
     finding the same objects: the table at ``startxref`` begins with object 0, free;
-    every entry in use points at that object's own header (``N G obj``); the bytes
-    hold no other header; and every reference (``N G R``) in them names an object in
-    use. pdf.js refuses a table whose entry 0 is in use and then indexes the file
-    itself, every ``N G obj`` in it, in stream data too, a later copy replacing an
-    earlier one: an /OpenAction hidden in an orphan stream's data ran there, while
-    qpdf saw a clean file and its bytes were delivered as they came. poppler, failing
-    to fetch an object (a reference to a free entry, an entry pointing elsewhere),
-    rebuilds the table by scanning the file: a catalog's /Names naming a free entry
-    found a script and an embedded file there that qpdf had read as null."""
+    every entry in use points at that object's own header (``N G obj``); and the
+    bytes hold no other header, as a reader indexing the file finds headers
+    (comments and NULs as white space).
+
+    pdf.js refuses a table whose entry 0 is in use and then indexes the file itself,
+    every ``N G obj`` in it, stream data too, a later copy replacing an earlier one:
+    an /OpenAction hidden in an orphan stream's data ran there, while qpdf saw a
+    clean file and its bytes went out as they came. poppler, failing to fetch an
+    object (a reference to a free entry, an entry pointing elsewhere), rebuilds the
+    table by scanning the file: a catalog's /Names naming a free entry found a script
+    and an embedded file there that qpdf had read as null (and dropped with its key:
+    qpdf's own view cannot tell). Such an object needs a header for that reader to
+    find it, and the count of headers sees it."""
     at = raw.rfind(b"startxref")
     found = _STARTXREF.match(raw, at) if at >= 0 else None
     if found is None:
@@ -1846,14 +1850,11 @@ def _xref_table_as_read(raw: bytes | mmap.mmap) -> bool:
         header = _OBJECT_HEADER_AT.match(raw, offset) if offset < len(raw) else None
         if header is None or int(header[1]) != number or int(header[2]) != generation:
             return False
-    # (searched in the bytes reversed, where each pattern starts with a literal: "obj"
-    # or "R" is found several times faster than a number, and each one tried once)
-    reversed_raw = raw[::-1]
-    if sum(1 for _ in _OBJECT_HEADER_REVERSED.finditer(reversed_raw)) != len(in_use):
+    # (searched in the bytes reversed, where the pattern starts with a literal: "obj"
+    # is found several times faster than a number, and each one tried once)
+    if sum(1 for _ in _OBJECT_HEADER_REVERSED.finditer(raw[::-1])) != len(in_use):
         return False
-    return all(
-        int(number[::-1]) in in_use for number in _REFERENCE_NUMBER_REVERSED.findall(reversed_raw)
-    )
+    return True
 
 
 def _xref_in_use(raw: bytes | mmap.mmap, pos: int, end: int) -> dict[int, tuple[int, int]] | None:
@@ -1881,9 +1882,12 @@ _XREF_HEAD = re.compile(rb"xref\s+(\d+)\s+\d+\s+\d{10}\s\d{5}\s([nf])")
 _XREF_TOKEN = re.compile(rb"(\d{10})[ \t](\d{5})[ \t]([nf])|(\d++)[ \t]++(\d++)")
 #: White space as the PDF tokenizer reads it (NUL included), and comments.
 _PDF_SPACE = rb"(?:[\s\x00]++|%[^\r\n]*+)++"
-#: The same read backwards: a comment is its text, then "%" (generously: a "%" on
-#: the line makes the text after it space, so more is taken for a header, never less).
-_PDF_SPACE_REVERSED = rb"(?:[\s\x00]++|[^\r\n%]*+%)++"
+#: The same read backwards, between two tokens: white space, or a comment (its text,
+#: then "%"; the branches start on different characters, so no text is read two
+#: ways). Taken as short as it can be (lazily): a "%" earlier on the line, in a
+#: string say (``(100%) 8 0 R``), must not swallow the number before it; the longer
+#: readings are tried only when the shorter fail.
+_PDF_SPACE_REVERSED = rb"(?:[\s\x00]++|(?:[^\s\x00%][^\r\n%]*+)?%)+?"
 #: An object's header (``N G obj``), as a reader indexing the file finds them, in the
 #: bytes reversed (generously: one found too many only makes the file rewritten).
 _OBJECT_HEADER_REVERSED = re.compile(
@@ -1892,10 +1896,6 @@ _OBJECT_HEADER_REVERSED = re.compile(
 #: The header an entry in use points at: its number and generation.
 _OBJECT_HEADER_AT = re.compile(
     rb"[\s\x00]*+(\d++)" + _PDF_SPACE + rb"(\d++)" + _PDF_SPACE + rb"obj"
-)
-#: A reference (``N G R``) in the bytes reversed: its object number, reversed.
-_REFERENCE_NUMBER_REVERSED = re.compile(
-    rb"R(?<![A-Za-z0-9]R)" + _PDF_SPACE_REVERSED + rb"\d++" + _PDF_SPACE_REVERSED + rb"(\d++)"
 )
 
 
