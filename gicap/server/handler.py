@@ -384,6 +384,7 @@ class ConnectionHandler:
         self._txn = txn
         if head.has_body:
             spool.limit = service.body_limit(txn)
+            spool.over_limit = lambda first: service.body_over_limit(txn, first)
         in_preview = head.preview is not None
         if not in_preview and head.has_body and not head.allow_204:
             # Without a preview Squid 5 sends only about 64 KiB of body and then waits for

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 READ_SIZE = 64 * 1024
+#: The first bytes of a body a service is shown when it passes its limit.
+HEAD_SIZE = 64 * 1024
 
 
 class Spool:
@@ -19,6 +21,8 @@ class Spool:
         #: Bytes kept at most (None: all): past it the body is dropped, memory and
         #: file, and only counted (``overflowed``); the service answers without it.
         self.limit: int | None = None
+        #: Asked once the limit is passed, with the body's first bytes: drop it?
+        self.over_limit: Callable[[bytes], bool] | None = None
         self.overflowed = False
         self._parts: list[bytes] = []
         self._file: BinaryIO | None = None
@@ -34,9 +38,12 @@ class Spool:
         if self.overflowed:
             return
         if self.limit is not None and self.size > self.limit:
-            self.overflowed = True
-            self.close()  # (what was kept goes: its disk space with it)
-            return
+            first = next(self.chunks(HEAD_SIZE), b"")[:HEAD_SIZE]
+            if self.over_limit is None or self.over_limit(first):
+                self.overflowed = True
+                self.close()  # (what was kept goes: its disk space with it)
+                return
+            self.limit = None  # (kept whole after all: a page relayed, say)
         if self._file is not None:
             self._file.write(data)
             return

@@ -119,6 +119,11 @@ class Service:
         a service that refuses such a body whatever it holds needs no disk for it."""
         return None
 
+    def body_over_limit(self, txn: Transaction, head: bytes) -> bool:
+        """Called once the body passes ``body_limit``, with its first bytes: True drops
+        it (counted, not kept), False keeps it whole after all."""
+        return True
+
     def early(self, txn: Transaction) -> Outcome | None:
         """Decide from the heads alone, before any body, when there is no preview.
 

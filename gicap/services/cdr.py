@@ -164,6 +164,43 @@ class CDRService(Service):
             return Unmodified()
         return None
 
+    def _relayed_page(self, txn: Transaction, head: bytes, profile: Profile) -> FileType | None:
+        """The type of a web page the policy relays (``web_pages = "relay"``), judged
+        from the body's first bytes ``head`` and the messages' headers; None when the
+        body is no such page (or is content-encoded: judged once decoded)."""
+        if profile.fallback("web_pages") != "relay":
+            return None
+        message = txn.head.http_response if self.method == "RESPMOD" else txn.head.http_request
+        if message is None or _content_encoding(message):
+            return None
+        upload = self.method == "REQMOD"
+        saved = _saved_names(message, txn.head.http_request, upload=upload)
+        subresource = not upload and _subresource(txn.head.http_request)
+        navigation = (
+            _saved_names(message, txn.head.http_request, navigation=True) if subresource else saved
+        )
+        guess = self._guess(head, message)
+        if (
+            guess is not None
+            and guess.family == "html"
+            and not (_names_a_file(saved) if upload else _is_attachment(message, navigation))
+        ):
+            return guess
+        return None
+
+    def body_over_limit(self, txn: Transaction, head: bytes) -> bool:
+        """Drop the body past the limit (see body_limit)? Not a page the policy relays
+        (its first bytes ``head`` tell), nor a partial (206) one, which goes to the
+        ``unprocessable`` rule."""
+        response = txn.head.http_response
+        if response is not None and response.status == 206:
+            return False
+        try:
+            profile = self.profile_for(txn.head.query)
+        except KeyError:
+            return False
+        return self._relayed_page(txn, head[:4096], profile) is None
+
     def body_limit(self, txn: Transaction) -> int | None:
         """``cdr.max_file_size`` when the profile blocks larger files: such a body is
         refused whatever it holds, and is not written to disk past that size (a client
@@ -181,7 +218,13 @@ class CDRService(Service):
             return None
         if profile.fallback("oversize") != "block":
             return None
-        return self.settings.cdr.max_file_size
+        limit = self.settings.cdr.max_file_size
+        message = head.http_response if self.method == "RESPMOD" else head.http_request
+        if message is not None and _content_encoding(message):
+            # (judged by its decoded size: a compressed body this much larger cannot
+            # decode to less than the limit)
+            return limit + limit // 100 + 65536
+        return limit
 
     def respond(self, txn: Transaction) -> Outcome:
         if self._passes_untouched(txn):
@@ -275,13 +318,8 @@ class CDRService(Service):
             # again whatever the outcome, varying by what fetched it.
             report.vary = "Sec-Fetch-Dest"
         if not encoding:
-            guess = self._guess(b"".join(_first(txn.body, 4096)), message)
-            if (
-                guess is not None
-                and guess.family == "html"
-                and not (_names_a_file(saved) if upload else _is_attachment(message, navigation))
-                and profile.fallback("web_pages") == "relay"
-            ):
+            guess = self._relayed_page(txn, b"".join(_first(txn.body, 4096)), profile)
+            if guess is not None:
                 report.file_type = guess.name
                 report.outcome = RELAYED
                 return report

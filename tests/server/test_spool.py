@@ -45,3 +45,18 @@ def test_a_body_past_its_limit_is_counted_not_kept(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not kept"):
         spool.getvalue()
     spool.close()
+
+
+def test_a_body_past_its_limit_is_kept_when_the_service_says_so(tmp_path: Path) -> None:
+    """Asked with the body's first bytes once the limit is passed (a page the policy
+    relays must go out whole), the service may keep it after all."""
+    asked: list[bytes] = []
+    spool = Spool(64 * 1024, str(tmp_path))
+    spool.limit = 100_000
+    spool.over_limit = lambda first: asked.append(first) is not None  # (keep it)
+    data = os.urandom(300_000)
+    for i in range(0, len(data), 30_000):
+        spool.write(data[i : i + 30_000])
+    assert len(asked) == 1 and asked[0] == data[:65536]
+    assert not spool.overflowed and spool.getvalue() == data
+    spool.close()
