@@ -398,9 +398,7 @@ def _danger_after(text: str, delimiter: str) -> bool:
     formula = _FORMULA_CHARS[delimiter]
     if text[:1] and text[0] in formula:
         return True
-    before = delimiter + '\r\n"'  # (the delimiter: one character, or several)
-    if delimiter == LIBREOFFICE_DELIMITERS:
-        before += " "  # (spaces before a cell's quote or formula: see _libreoffice_formulas)
+    before = _DANGER_BEFORE[delimiter]  # (the delimiter: one character, or several)
     budget = len(text) // 32
     for char in formula:
         at = text.find(char, 1)
@@ -476,10 +474,14 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
 #: LibreOffice's, "=" only.
 _EXCEL_FORMULA = "=+-@"
 _FORMULA_CHARS = {d: "=" if d == LIBREOFFICE_DELIMITERS else _EXCEL_FORMULA for d in _READINGS}
+#: (LibreOffice's reading: a space before it too, as _danger_after looks for it.)
+_DANGER_BEFORE = {d: d + ('\r\n" ' if d == LIBREOFFICE_DELIMITERS else '\r\n"') for d in _READINGS}
 _EXCEL_DANGER = {
     # (the formula character first, the rarer: the search skips ahead faster; a
     # quote before it is looked for alone, and the start of the text by the caller)
-    d: re.compile(f'[{re.escape(_FORMULA_CHARS[d])}](?<=[{re.escape(d)}\r\n"].)', re.DOTALL)
+    d: re.compile(
+        f"[{re.escape(_FORMULA_CHARS[d])}](?<=[{re.escape(_DANGER_BEFORE[d])}].)", re.DOTALL
+    )
     for d in _READINGS
 }
 

@@ -794,7 +794,7 @@ def test_libreoffice_evaluates_none_of_them(tmp_path: Path) -> None:
 
     for infilter in ("CSV:44/59/9,34,76,1", "CSV:44,34,76,1"):
         assert not any(formulas(rebuilt, infilter).values()), infilter
-    assert any(formulas(originals, "CSV:44/59/9,34,76,1").values())
+    assert all(formulas(originals, "CSV:44/59/9,34,76,1").values())  # (each shape)
 
 
 @pytest.mark.parametrize("cell", ["-1", "=1"])
@@ -814,3 +814,14 @@ def test_a_column_of_formula_cells_costs_a_few_times_the_file(tmp_path: Path, ce
     assert result.outcome == "rebuilt" and result.actions[0].detail == "600000 cells"
     assert peak < 8 * len(data), peak / len(data)
     assert request.destination.read_bytes() == data.replace(cell.encode(), b"'" + cell.encode())
+
+
+def test_a_space_before_an_equals_sign_is_seen_however_many_there_are(tmp_path: Path) -> None:
+    """LibreOffice's reading counts a space before a cell's "=": its first search
+    did, the one for texts full of "=" (taken past a budget) did not, and the file
+    went out as it came."""
+    text = "k,a=b=c=d\n" * 2000 + "bob, =21*2\n"
+    request = _request(tmp_path, text.encode())
+    result = _disarm(request)
+    assert result.outcome == "rebuilt", result
+    assert request.destination.read_text().endswith("bob, '=21*2\n")
