@@ -104,6 +104,11 @@ class _Throttle:
         return f" ({skipped} more not logged)" if skipped else ""
 
 
+#: A handshake in progress is closed to make room for a new one only once it has
+#: had this long (seconds); before, the new connection is closed instead.
+MIN_HANDSHAKE_AGE = 1.0
+
+
 #: The answer, in clear, to plain ICAP sent to the TLS port.
 _PLAIN_ON_TLS_PORT = (
     b"ICAP/1.0 400 Bad Request\r\n"
@@ -131,6 +136,8 @@ class SecureListener:
         self.server: StreamServer | None = None
         self.announce = announce
         self._throttle = _Throttle()
+        #: Handshakes closed to make room (see _handle): their failure is not theirs.
+        self._evicted: set[tuple[str, float, object]] = set()
 
     def start(self) -> None:
         certset, _reason = self.watcher.initial()
@@ -243,19 +250,34 @@ class SecureListener:
         no_delay(sock)
         pending = worker.handshakes
         if len(pending) >= worker.max_handshakes:
-            # The oldest handshake in progress makes room: a silent client holds its
-            # place for handshake_timeout, a proxy completes its handshake in
-            # milliseconds.
+            # The oldest handshake in progress makes room when it has had a second: a
+            # silent client holds its place for handshake_timeout, a proxy completes
+            # its handshake in milliseconds. Younger all, the new connection waits.
             oldest = next(iter(pending))
-            log.warning(
-                "%d TLS handshakes in progress (the most per process): the oldest one, "
-                "from %s, closed",
-                len(pending),
-                oldest[0],
-            )
+            if time.monotonic() - oldest[1] < MIN_HANDSHAKE_AGE:
+                if self._throttle.allow():
+                    log.warning(
+                        "%d TLS handshakes in progress (the most per process): the "
+                        "connection from %s closed%s",
+                        len(pending),
+                        peer,
+                        self._throttle.suffix(),
+                    )
+                self._failed("crowded")
+                sock.close()
+                return
+            if self._throttle.allow():
+                log.warning(
+                    "%d TLS handshakes in progress (the most per process): the oldest "
+                    "one, from %s, closed%s",
+                    len(pending),
+                    oldest[0],
+                    self._throttle.suffix(),
+                )
             self._failed("crowded")
+            self._evicted.add(oldest)
             pending.pop(oldest).close()
-        key = (peer, object())
+        key = (peer, time.monotonic(), object())
         pending[key] = sock
         tls = None
         try:
@@ -276,6 +298,9 @@ class SecureListener:
                     pending[key] = tls
                 tls.do_handshake()
         except gevent.Timeout:
+            if key in self._evicted:
+                self._evicted.discard(key)  # (said, and counted, as crowded)
+                return
             if self._throttle.allow():
                 log.warning(
                     "TLS handshake with %s: no handshake within %ss%s",
@@ -287,6 +312,10 @@ class SecureListener:
             (tls or sock).close()
             return
         except (ssl.SSLError, OSError) as exc:
+            if key in self._evicted:
+                self._evicted.discard(key)  # (said, and counted, as crowded)
+                (tls or sock).close()
+                return
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
             if self._throttle.allow():
                 log.warning(
@@ -297,6 +326,7 @@ class SecureListener:
             return
         finally:
             pending.pop(key, None)
+            self._evicted.discard(key)
         assert tls is not None
         identity = client_identity(tls.getpeercert())
         refuse = None
