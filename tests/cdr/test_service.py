@@ -820,26 +820,27 @@ def _spooled_files(proc: GicapProcess) -> list[str]:
     return held
 
 
-def test_a_body_over_the_limit_is_not_kept_while_it_arrives(srv: GicapProcess) -> None:
-    """A body over cdr.max_file_size was written to the spool directory to its end
-    before the refusal: a client sending 50 GB filled the disk. Past the limit (when
-    the policy blocks oversize files) it is read and counted, not kept."""
+def _streamed_respmod(
+    srv: GicapProcess,
+    req: bytes,
+    res_head: bytes,
+    pieces: Iterator[bytes],
+    before_end: Callable[[], None] = lambda: None,
+) -> bytes:
+    """A RESPMOD to resp-cdr-service without preview, its body sent chunk by chunk
+    (``before_end`` runs before the last chunk): the whole answer."""
     import socket
 
-    body_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\n"
-    req = b"GET http://origin.example/big.csv HTTP/1.1\r\nHost: origin.example\r\n\r\n"
     head = (
         f"RESPMOD {srv.url}/resp-cdr-service ICAP/1.0\r\nHost: 127.0.0.1\r\n"
-        f"Encapsulated: req-hdr=0, res-hdr={len(req)}, res-body={len(req) + len(body_head)}"
+        f"Encapsulated: req-hdr=0, res-hdr={len(req)}, res-body={len(req) + len(res_head)}"
         "\r\n\r\n"
     ).encode()
-    piece = b"1,2\n" * (64 * KIB // 4)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
-        s.sendall(head + req + body_head)
-        for _ in range(3 * MAX_FILE_SIZE // len(piece)):  # three times the limit
+        s.sendall(head + req + res_head)
+        for piece in pieces:
             s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-        time.sleep(0.5)
-        assert _spooled_files(srv) == []
+        before_end()
         s.sendall(b"0\r\n\r\n")
         answer = b""
         while b"\r\n0\r\n\r\n" not in answer:
@@ -847,6 +848,26 @@ def test_a_body_over_the_limit_is_not_kept_while_it_arrives(srv: GicapProcess) -
             if not data:
                 break
             answer += data
+    return answer
+
+
+def test_a_body_over_the_limit_is_not_kept_while_it_arrives(srv: GicapProcess) -> None:
+    """A body over cdr.max_file_size was written to the spool directory to its end
+    before the refusal: a client sending 50 GB filled the disk. Past the limit (when
+    the policy blocks oversize files) it is read and counted, not kept."""
+    piece = b"1,2\n" * (64 * KIB // 4)
+
+    def nothing_spooled() -> None:
+        time.sleep(0.5)
+        assert _spooled_files(srv) == []
+
+    answer = _streamed_respmod(
+        srv,
+        b"GET http://origin.example/big.csv HTTP/1.1\r\nHost: origin.example\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n\r\n",
+        iter([piece] * (3 * MAX_FILE_SIZE // len(piece))),  # three times the limit
+        nothing_spooled,
+    )
     assert answer.startswith(b"ICAP/1.0 200 "), answer[:200]
     assert b"HTTP/1.1 403 Forbidden" in answer and b"oversize" in answer
 
@@ -855,31 +876,15 @@ def test_a_web_page_over_the_limit_is_still_relayed(srv: GicapProcess) -> None:
     """Past the limit a body is dropped only when it would be refused whatever it
     holds: a page being browsed, which the policy relays (web_pages = "relay"), went
     out as the block page once the limit dropped it."""
-    import socket
-
-    body_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
-    req = (
-        b"GET http://origin.example/page HTTP/1.1\r\nHost: origin.example\r\n"
-        b"Sec-Fetch-Dest: document\r\n\r\n"
-    )
-    head = (
-        f"RESPMOD {srv.url}/resp-cdr-service ICAP/1.0\r\nHost: 127.0.0.1\r\n"
-        f"Encapsulated: req-hdr=0, res-hdr={len(req)}, res-body={len(req) + len(body_head)}"
-        "\r\n\r\n"
-    ).encode()
     first = b"<!DOCTYPE html><html><head><title>t</title></head><body>"
     piece = b"<p>hello</p>\n" * (64 * KIB // 13)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
-        s.sendall(head + req + body_head + b"%x\r\n" % len(first) + first + b"\r\n")
-        for _ in range(2 * MAX_FILE_SIZE // len(piece)):
-            s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-        s.sendall(b"0\r\n\r\n")
-        answer = b""
-        while b"\r\n0\r\n\r\n" not in answer:
-            data = s.recv(65536)
-            if not data:
-                break
-            answer += data
+    answer = _streamed_respmod(
+        srv,
+        b"GET http://origin.example/page HTTP/1.1\r\nHost: origin.example\r\n"
+        b"Sec-Fetch-Dest: document\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n",
+        iter([first] + [piece] * (2 * MAX_FILE_SIZE // len(piece))),
+    )
     assert answer.startswith(b"ICAP/1.0 200 "), answer[:300]
     assert b"HTTP/1.1 200 OK" in answer[:2000] and b"403" not in answer[:2000], answer[:400]
     assert len(answer) > 2 * MAX_FILE_SIZE - len(piece)  # (the page itself, relayed)
