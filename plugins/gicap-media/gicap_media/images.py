@@ -52,6 +52,14 @@ MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
 #: of them are 800 MB); Pillow reads each one in Python (8 million empty chunks in
 #: 96 MB took 34 s and 900 MiB).
 MAX_PNG_CHUNKS = 100_000
+#: Compressed ancillary PNG chunks (zTXt, iTXt, iCCP): Pillow inflates each one, and
+#: drops a broken one without counting it (4 MB of chunks each inflating 1 MB to a
+#: zlib error took 3.4 s).
+MAX_PNG_COMPRESSED_CHUNKS = 64
+#: Application and comment segments of a JPEG (writers use a handful): the scan and
+#: Pillow keep one entry each (2.5 million empty ones in 10 MB took 17 s, 30 MB ran
+#: a worker's 1 GiB out).
+MAX_JPEG_SEGMENTS = 1_000
 
 #: gicap type -> the Pillow format that reads and writes it.
 PIL_FORMATS = {
@@ -334,7 +342,7 @@ def _jpeg_segment(marker: int, payload: bytes) -> str | None:
 
 
 def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
-    pos, size, scans = 2, len(data), 0
+    pos, size, scans, segments = 2, len(data), 0, 0
     meta: list[str] = []
     while pos + 1 < size:
         if data[pos] != 0xFF:
@@ -355,6 +363,9 @@ def _scan_jpeg(data: Any, _max_frames: int) -> _Layout:
             continue
         (length,) = struct.unpack_from(">H", data, pos + 2)
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            segments += 1
+            if segments > MAX_JPEG_SEGMENTS:
+                raise Refused(f"more than {MAX_JPEG_SEGMENTS} application or comment segments")
             name = _jpeg_segment(marker, bytes(data[pos + 4 : pos + 4 + min(length - 2, 40)]))
             if name and name not in meta:
                 meta.append(name)
@@ -384,6 +395,12 @@ def _scan_png(data: Any, _max_frames: int) -> _Layout:
         count += 1
         if count > MAX_PNG_CHUNKS:
             raise Refused(f"more than {MAX_PNG_CHUNKS} chunks")
+        if (
+            ctype in _PNG_COMPRESSED
+            and chunks[ctype] + sum(chunks.get(c, 0) for c in _PNG_COMPRESSED if c != ctype)
+            > MAX_PNG_COMPRESSED_CHUNKS
+        ):
+            raise Refused(f"more than {MAX_PNG_COMPRESSED_CHUNKS} compressed text or ICC chunks")
         if ctype == b"acTL":
             (declared,) = struct.unpack_from(">I", data, pos + 8)
         elif ctype == b"IHDR" and header is None:
@@ -392,8 +409,14 @@ def _scan_png(data: Any, _max_frames: int) -> _Layout:
             if not idat and frame_data and not frame_data[-1][2]:
                 frame_data.pop()  # (the first frame is the image data: checked as such)
             idat.append((pos + 8, length))
-        elif ctype == b"fcTL" and length >= 12:
-            width, height = struct.unpack_from(">II", data, pos + 12)
+        elif ctype == b"fcTL" and length >= 20:
+            width, height, x, y = struct.unpack_from(">IIII", data, pos + 12)
+            if header is not None and (x + width > header[0] or y + height > header[1]):
+                # (a frame larger than the canvas: its data was inflated to its declared
+                # size, 4 GiB from 4 MB, before Pillow refused it)
+                raise Refused(
+                    f"an animation frame of {width}x{height} at {x},{y} outside the image"
+                )
             frame_data.append((width, height, []))
         elif ctype == b"fdAT" and length >= 4 and frame_data:
             frame_data[-1][2].append((pos + 12, length - 4))  # (after its sequence number)
@@ -568,7 +591,7 @@ def _scan_tiff(data: Any, max_frames: int) -> _Layout:
     big = version == 43
     (offset,) = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)
     seen: set[int] = set()
-    frames = 0
+    frames = strips = entries = 0
     while offset and offset not in seen and offset < len(data):
         seen.add(offset)
         frames += 1
@@ -582,16 +605,19 @@ def _scan_tiff(data: Any, max_frames: int) -> _Layout:
             (count,) = struct.unpack_from(order + "H", data, offset)
             entry, size, first = order + "HHI", 12, offset + 2
             (offset,) = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)
-        if count > _TIFF_MAX_ENTRIES:
-            raise Refused(f"an image directory of {count} entries")
+        entries += count
+        if count > _TIFF_MAX_ENTRIES or entries > _TIFF_MAX_TOTAL_ENTRIES:
+            # (Pillow reads every entry in Python, twice: 200 pages of 4,000 took 15 s)
+            raise Refused(f"image directories of {entries} entries in all")
         for at in range(first, first + size * count, size):
             tag, _, values = struct.unpack_from(entry, data, at)
-            if tag in _TIFF_OFFSETS and values > _TIFF_MAX_STRIPS:
-                # Pillow makes a decoding tile of each, in Python, whatever the image's
-                # size: 4 million offsets of a 16 x 2 image raised a MemoryError
-                raise Refused(
-                    f"{values} strips or tiles in one image, more than {_TIFF_MAX_STRIPS}"
-                )
+            if tag in _TIFF_OFFSETS:
+                strips += values
+                if strips > _TIFF_MAX_STRIPS:
+                    # Pillow makes a decoding tile of each, in Python, whatever the
+                    # image's size: 4 million offsets of a 16 x 2 image raised a
+                    # MemoryError (and pages just under the limit each: 1.5 s a page)
+                    raise Refused(f"{strips} strips or tiles in all, more than {_TIFF_MAX_STRIPS}")
     return _Layout(None, max(frames, 1))
 
 
@@ -603,6 +629,10 @@ _TIFF_OFFSETS = (273, 324)
 _TIFF_MAX_STRIPS = 100_000
 #: Entries of one image directory (writers use tens).
 _TIFF_MAX_ENTRIES = 4096
+#: ... and of all of them (a page rarely holds more than 30).
+_TIFF_MAX_TOTAL_ENTRIES = 50_000
+#: Compressed ancillary PNG chunks: see MAX_PNG_COMPRESSED_CHUNKS.
+_PNG_COMPRESSED = (b"zTXt", b"iTXt", b"iCCP")
 
 
 _SCANNERS = {
