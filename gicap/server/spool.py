@@ -38,8 +38,7 @@ class Spool:
         if self.overflowed:
             return
         if self.limit is not None and self.size > self.limit:
-            first = next(self.chunks(HEAD_SIZE), b"")[:HEAD_SIZE]
-            if self.over_limit is None or self.over_limit(first):
+            if self.over_limit is None or self.over_limit(self.head(HEAD_SIZE)):
                 self.overflowed = True
                 self.close()  # (what was kept goes: its disk space with it)
                 return
@@ -72,6 +71,17 @@ class Spool:
                 return
             offset += len(data)
             yield data
+
+    def head(self, n: int) -> bytes:
+        """The body's first ``n`` bytes (all of it when shorter)."""
+        out: list[bytes] = []
+        size = 0
+        for piece in self.chunks():
+            out.append(piece[: n - size])
+            size += len(out[-1])
+            if size >= n:
+                break
+        return b"".join(out)
 
     def getvalue(self) -> bytes:
         return b"".join(self.chunks())

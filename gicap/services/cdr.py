@@ -164,22 +164,31 @@ class CDRService(Service):
             return Unmodified()
         return None
 
-    def _relayed_page(self, txn: Transaction, head: bytes, profile: Profile) -> FileType | None:
+    def _names(self, head: Any, message: Any) -> tuple[list[str] | None, list[str] | None]:
+        """The names the file is saved under, and those a navigation to its address
+        saves it under (the same but for what a page fetches: see _saved_names)."""
+        upload = self.method == "REQMOD"
+        saved = _saved_names(message, head.http_request, upload=upload)
+        if upload or not _subresource(head.http_request):
+            return saved, saved
+        return saved, _saved_names(message, head.http_request, navigation=True)
+
+    def _relayed_page(
+        self,
+        data: bytes,
+        message: Any,
+        saved: list[str] | None,
+        navigation: list[str] | None,
+        profile: Profile,
+    ) -> FileType | None:
         """The type of a web page the policy relays (``web_pages = "relay"``), judged
-        from the body's first bytes ``head`` and the messages' headers; None when the
-        body is no such page (or is content-encoded: judged once decoded)."""
+        from the body's first bytes ``data`` and the message's headers (``saved``,
+        ``navigation``: :meth:`_names`); None when the body is no such page. (A
+        content-encoded body is the caller's: judged once decoded.)"""
         if profile.fallback("web_pages") != "relay":
             return None
-        message = txn.head.http_response if self.method == "RESPMOD" else txn.head.http_request
-        if message is None or _content_encoding(message):
-            return None
+        guess = self._guess(data, message)
         upload = self.method == "REQMOD"
-        saved = _saved_names(message, txn.head.http_request, upload=upload)
-        subresource = not upload and _subresource(txn.head.http_request)
-        navigation = (
-            _saved_names(message, txn.head.http_request, navigation=True) if subresource else saved
-        )
-        guess = self._guess(head, message)
         if (
             guess is not None
             and guess.family == "html"
@@ -199,7 +208,11 @@ class CDRService(Service):
             profile = self.profile_for(txn.head.query)
         except KeyError:
             return False
-        return self._relayed_page(txn, head[:4096], profile) is None
+        message = txn.head.http_response if self.method == "RESPMOD" else txn.head.http_request
+        if message is None or _content_encoding(message):
+            return True
+        saved, navigation = self._names(txn.head, message)
+        return self._relayed_page(head[:4096], message, saved, navigation, profile) is None
 
     def body_limit(self, txn: Transaction) -> int | None:
         """``cdr.max_file_size`` when the profile blocks larger files: such a body is
@@ -207,11 +220,8 @@ class CDRService(Service):
         sending 50 GB filled the spool directory before the refusal). None for what
         passes untouched (HEAD answers, 204/304) and when the oversize rule relays."""
         head = txn.head
-        if self.method == "RESPMOD":
-            if head.http_request is not None and head.http_request.method == "HEAD":
-                return None
-            if head.http_response is not None and head.http_response.status in PASS_STATUSES:
-                return None
+        if self._bodiless(head):
+            return None
         try:
             profile = self.profile_for(head.query)
         except KeyError:
@@ -257,16 +267,17 @@ class CDRService(Service):
     def _passes_untouched(self, txn: Transaction) -> bool:
         """HEAD answers, 204/304 and empty bodies have nothing to disarm."""
         head = txn.head
-        if not head.has_body:
+        if not head.has_body or self._bodiless(head):
             return True
-        if self.method == "RESPMOD":
-            if head.http_request is not None and head.http_request.method == "HEAD":
-                return True
-            if head.http_response is not None and head.http_response.status in PASS_STATUSES:
-                return True
-        if txn.body is not None and txn.body.size == 0:
+        return txn.body is not None and txn.body.size == 0
+
+    def _bodiless(self, head: Any) -> bool:
+        """An answer HTTP says has no body: to a HEAD, a 204 or a 304."""
+        if self.method != "RESPMOD":
+            return False
+        if head.http_request is not None and head.http_request.method == "HEAD":
             return True
-        return False
+        return head.http_response is not None and head.http_response.status in PASS_STATUSES
 
     def _guess(self, data: bytes, message: Any) -> FileType | None:
         declared = message.headers.get("Content-Type") if message is not None else None
@@ -305,20 +316,15 @@ class CDRService(Service):
                 "partial content (HTTP 206): only a fragment of the file",
             )
         encoding = _content_encoding(message)
-        upload = self.method == "REQMOD"
-        saved = _saved_names(message, head.http_request, upload=upload)
-        subresource = not upload and _subresource(head.http_request)
-        # (the same names, but for what a page fetches: see _saved_names)
-        navigation = (
-            _saved_names(message, head.http_request, navigation=True) if subresource else saved
-        )
+        saved, navigation = self._names(head, message)
+        subresource = self.method == "RESPMOD" and _subresource(head.http_request)
         if subresource and navigation is not None:
             # What a page uses goes by what it is, but a navigation to its address
             # would save it, and a cache may serve this answer to one: it is sent
             # again whatever the outcome, varying by what fetched it.
             report.vary = "Sec-Fetch-Dest"
         if not encoding:
-            guess = self._relayed_page(txn, b"".join(_first(txn.body, 4096)), profile)
+            guess = self._relayed_page(txn.body.head(4096), message, saved, navigation, profile)
             if guess is not None:
                 report.file_type = guess.name
                 report.outcome = RELAYED
@@ -824,16 +830,6 @@ def _is_attachment(message: Any, saved: list[str] | None) -> bool:
     scripts)."""
     disposition = (message.headers.get("Content-Disposition") or "").lower()
     return disposition.startswith("attachment") or "filename" in disposition or saved is not None
-
-
-def _first(spool: Any, n: int) -> list[bytes]:
-    out, size = [], 0
-    for piece in spool.chunks():
-        out.append(piece[: n - size])
-        size += len(out[-1])
-        if size >= n:
-            break
-    return out
 
 
 def _copy_spool(spool: Any, path: Path) -> None:

@@ -436,11 +436,9 @@ def is_ca_certificate(der: bytes | None) -> bool:
     if not der:
         return False
     try:
-        cert = x509.load_der_x509_certificate(der)
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (ValueError, x509.ExtensionNotFound):
+        return _is_ca(x509.load_der_x509_certificate(der))
+    except ValueError:
         return False
-    return constraints.ca
 
 
 def is_client_allowed(settings: CertificateSettings, identities: Iterable[str]) -> bool:

@@ -780,9 +780,9 @@ class _Walker:
             # (title, author, subject, keywords, dates: [ISO 32000] 12.4.3).
             threads = root.get("/Threads")
             if type(threads) is Object and threads._type_code_int == _T_ARRAY:
-                with_info = [t for t in threads if _is_dict(t) and "/I" in t]
-                for thread in with_info:
-                    self.add("metadata", "article thread information", _deleter(thread, "/I"))
+                for thread in threads:
+                    if _is_dict(thread) and "/I" in thread:
+                        self.add("metadata", "article thread information", _deleter(thread, "/I"))
         form = root.get("/AcroForm")
         if not _is_dict(form):
             return
@@ -1852,9 +1852,7 @@ def _xref_table_as_read(raw: bytes | mmap.mmap) -> bool:
             return False
     # (searched in the bytes reversed, where the pattern starts with a literal: "obj"
     # is found several times faster than a number, and each one tried once)
-    if sum(1 for _ in _OBJECT_HEADER_REVERSED.finditer(raw[::-1])) != len(in_use):
-        return False
-    return True
+    return sum(1 for _ in _OBJECT_HEADER_REVERSED.finditer(raw[::-1])) == len(in_use)
 
 
 def _xref_in_use(raw: bytes | mmap.mmap, pos: int, end: int) -> dict[int, tuple[int, int]] | None:
@@ -1885,7 +1883,7 @@ _PDF_SPACE = rb"(?:[\s\x00]++|%[^\r\n]*+)++"
 #: The same read backwards, between two tokens: white space, or a comment (its text,
 #: then "%"; the branches start on different characters, so no text is read two
 #: ways). Taken as short as it can be (lazily): a "%" earlier on the line, in a
-#: string say (``(100%) 8 0 R``), must not swallow the number before it; the longer
+#: string say (``(100%) 8 0 obj``), must not swallow the numbers before it; the longer
 #: readings are tried only when the shorter fail.
 _PDF_SPACE_REVERSED = rb"(?:[\s\x00]++|(?:[^\s\x00%][^\r\n%]*+)?%)+?"
 #: An object's header (``N G obj``), as a reader indexing the file finds them, in the

@@ -708,20 +708,19 @@ def _starts_a_formula(text: str, delimiter: str) -> bool:
     return first in FORMULA_START and first not in ("", "\r", delimiter)
 
 
-def _cell_starts_by_pair(text: str, delimiter: str) -> list[str]:
-    """The pairs that start a formula cell in quote-free ``text`` but at its start: a
+def _cell_starts_by_pair(delimiter: str) -> list[str]:
+    """The pairs that start a formula cell in quote-free text but at its start: a
     line break or the delimiter, then a formula character other than the delimiter
-    (:func:`_danger`'s matches, each found by its own pair), those that occur."""
-    chars = [c for c in "=+-@\t" if c != delimiter and c in text]
-    pairs = [before + c for before in ("\n", "\r", delimiter) for c in chars]
-    return [pair for pair in pairs if pair in text]
+    (:func:`_danger`'s matches, each found by its own pair)."""
+    chars = [c for c in "=+-@\t" if c != delimiter]
+    return [before + c for before in ("\n", "\r", delimiter) for c in chars]
 
 
 def _cell_formula_count(text: str, delimiter: str) -> int:
     """How many formula cells quote-free ``text`` holds (:func:`_cell_formulas`'s,
     and one at its start): the occurrences of each pair, which cannot overlap (each
     ends at a formula character, and what precedes it is one of them)."""
-    found = sum(text.count(pair) for pair in _cell_starts_by_pair(text, delimiter))
+    found = sum(text.count(pair) for pair in _cell_starts_by_pair(delimiter))
     return found + _starts_a_formula(text, delimiter)
 
 
@@ -776,8 +775,9 @@ def _neutralised(text: str, delimiter: str, count: int) -> str | None:
     without formulas are the same lines as before. That does not hold when the
     delimiter is the neutraliser itself, nor when a prefixed cell may exceed the csv
     field size limit (``csv.reader`` refuses it when the records are read back): those
-    texts take the record by record rewrite. (One substitution, in C: no offsets,
-    no slices.)
+    texts take the record by record rewrite. (One ``str.replace`` for each pair of
+    :func:`_cell_starts_by_pair`: no offsets, no slices; a substitution built a list
+    of two pieces per cell, 220 MB for 5 MB of negative numbers.)
 
     Defence in depth: the result is checked to hold no formula cell at all (the same
     exact scan as :func:`_formula_records`, over the output) and to be the text with
@@ -785,21 +785,16 @@ def _neutralised(text: str, delimiter: str, count: int) -> str | None:
     """
     if delimiter == NEUTRALISER or not _lines_within(text, csv.field_size_limit() - 1):
         return None
-    pattern = _danger(delimiter)
-    # (str.replace for each pair: one new text each time, where a substitution built
-    # a list of two pieces per cell, 220 MB for 5 MB of negative numbers)
-    out, n = text, 0
-    for pair in _cell_starts_by_pair(text, delimiter):
-        n += out.count(pair)
+    out = text
+    for pair in _cell_starts_by_pair(delimiter):
         out = out.replace(pair, pair[0] + NEUTRALISER + pair[1])
     if _starts_a_formula(text, delimiter):
-        out, n = NEUTRALISER + out, n + 1
+        out = NEUTRALISER + out
     if (
-        n != count
-        or len(out) != len(text) + count
+        len(out) != len(text) + count  # (one character added per formula cell)
         or '"' in out
         or _starts_a_formula(out, delimiter)
-        or pattern.search(out) is not None
+        or _danger(delimiter).search(out) is not None
     ):
         raise csv.Error("the neutralised text is not the text with each formula cell prefixed")
     return out

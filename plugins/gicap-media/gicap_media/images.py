@@ -388,19 +388,19 @@ def _scan_png(data: Any, _max_frames: int) -> _Layout:
     header = None
     idat: list[tuple[int, int]] = []
     frame_data: list[tuple[int, int, list[tuple[int, int]]]] = []
-    count = 0
+    count = compressed = 0
     while pos + 8 <= size:
         length, ctype = struct.unpack_from(">I4s", data, pos)
         chunks[ctype] = chunks.get(ctype, 0) + 1
         count += 1
         if count > MAX_PNG_CHUNKS:
             raise Refused(f"more than {MAX_PNG_CHUNKS} chunks")
-        if (
-            ctype in _PNG_COMPRESSED
-            and chunks[ctype] + sum(chunks.get(c, 0) for c in _PNG_COMPRESSED if c != ctype)
-            > MAX_PNG_COMPRESSED_CHUNKS
-        ):
-            raise Refused(f"more than {MAX_PNG_COMPRESSED_CHUNKS} compressed text or ICC chunks")
+        if ctype in _PNG_COMPRESSED:
+            compressed += 1
+            if compressed > MAX_PNG_COMPRESSED_CHUNKS:
+                raise Refused(
+                    f"more than {MAX_PNG_COMPRESSED_CHUNKS} compressed text or ICC chunks"
+                )
         if ctype == b"acTL":
             (declared,) = struct.unpack_from(">I", data, pos + 8)
         elif ctype == b"IHDR" and header is None:

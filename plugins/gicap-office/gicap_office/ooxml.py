@@ -1064,6 +1064,10 @@ def _whole_fields(element: etree._Element) -> bool:
     return not separated
 
 
+#: The verdict on a field whose instruction readers may read differently.
+_AMBIGUOUS_FIELD = ("dynamic_data_exchange", "field instruction readers may read differently")
+
+
 def _word_fields(root: etree._Element, report: Report) -> bool:
     changed = False
     orphans: list[etree._Element] = []
@@ -1080,7 +1084,7 @@ def _word_fields(root: etree._Element, report: Report) -> bool:
         changed = True
     for instr in orphans:  # (its field's begin was wrapped, say)
         verdict = (
-            ("dynamic_data_exchange", "field instruction readers may read differently")
+            _AMBIGUOUS_FIELD
             if len(instr)  # (pieces around a child element: see _collect_fields)
             else classify_field(instr.text or "", False)
         )
@@ -1089,9 +1093,7 @@ def _word_fields(root: etree._Element, report: Report) -> bool:
             changed = True
     for field in fields:
         verdict = (
-            ("dynamic_data_exchange", "field instruction readers may read differently")
-            if field.ambiguous
-            else classify_field(field.instr, field.computed)
+            _AMBIGUOUS_FIELD if field.ambiguous else classify_field(field.instr, field.computed)
         )
         if verdict and report.hit(*verdict, verb="neutralised"):
             touched: list[etree._Element] = []
