@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,8 +42,11 @@ def measure(
     (more for a small corpus: rounds go on, alternating, until each side has run for
     ``MIN_SECONDS``, so that a pass of a few milliseconds is not timed only a few
     times on a noisy machine). Every output is a new file, as in production (saving
-    over an existing file costs some libraries a temporary file and a rename)."""
+    over an existing file costs some libraries a temporary file and a rename): the
+    row writes into a folder of its own under ``work``."""
     allowed = set(outcomes)
+    # (a folder of its own: a name an earlier row wrote would make saving a rename)
+    work = Path(tempfile.mkdtemp(dir=work))
     best_cdr = best_plain = float("inf")
     spent_cdr = spent_plain = 0.0
     r = 0
