@@ -89,6 +89,7 @@ class ConnectionHandler:
         *,
         secure: bool = False,
         client_identity: tuple[str, ...] = (),
+        client_certificate: bytes | None = None,
         refuse: tuple[int, str] | None = None,
     ) -> None:
         self.sock = sock
@@ -96,6 +97,11 @@ class ConnectionHandler:
         self.ctx = ctx
         self.secure = secure
         self.client_identity = client_identity
+        #: The certificate (DER) the client presented in its TLS handshake.
+        self.client_certificate = client_certificate
+        #: Why the client is no longer trusted (see ``gicap.tls.recheck``): the
+        #: connection closes after the transaction in progress.
+        self.untrusted: str | None = None
         #: Answer every request with this status and reason (e.g. a client not allowed).
         self.refuse = refuse
         s = ctx.settings
@@ -168,9 +174,10 @@ class ConnectionHandler:
         self.sock.sendall(data)
 
     def _response_head(self, resp: ICAPResponse) -> bytes:
-        """``resp``'s head. While the server drains it says Connection: close: the
-        connection closes after it, and a client that pooled it would race the close."""
-        if self.ctx.draining:
+        """``resp``'s head. While the server drains, or once the client is no longer
+        trusted, it says Connection: close: the connection closes after it, and a
+        client that pooled it would race the close."""
+        if self.ctx.draining or self.untrusted is not None:
             self.conn.keep_alive = False
         return self.conn.send_response(resp)
 
@@ -259,7 +266,7 @@ class ConnectionHandler:
             finally:
                 self.ctx.connections[key] = False
             self._in_flight = None
-            if not self.conn.keep_alive or self.ctx.draining:
+            if not self.conn.keep_alive or self.ctx.draining or self.untrusted is not None:
                 return
 
     def _log_aborted(self, why: str, status: int) -> None:

@@ -4,7 +4,8 @@ The master binds the port without listening; a worker starts listening as soon a
 valid certificate set is loaded (at start-up, or later when the files appear), so a
 client never waits on a port that cannot complete a handshake. The certificate
 watcher swaps a new SSL context in for new handshakes; connections already
-established keep theirs.
+established keep theirs, but for those of clients the new set no longer trusts
+(``gicap.tls.recheck``), which are closed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import socket
 import ssl
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -28,6 +30,7 @@ from gicap.tls import (
     is_ca_certificate,
     is_client_allowed,
 )
+from gicap.tls.recheck import ClientRecheck
 
 if TYPE_CHECKING:
     from gicap.server.worker import Worker
@@ -133,6 +136,8 @@ class SecureListener:
         self._logger = logger
         self.watcher = CertificateWatcher(settings, logger)
         self.context: ssl.SSLContext | None = None
+        #: The set the context serves (the one established connections were judged by).
+        self.certset: CertificateSet | None = None
         self.server: StreamServer | None = None
         self.announce = announce
         self._throttle = _Throttle()
@@ -202,9 +207,47 @@ class SecureListener:
             log.error("certificate set %s refused: %s", certset.describe(), exc)
             return
         self.context = context
+        earlier, self.certset = self.certset, certset
+        if earlier is not None:
+            self._recheck(earlier, certset)
         if self.worker.ctx.metrics is not None:
             self.worker.ctx.metrics.certificate(certset.not_after.timestamp())
         self._open()
+
+    def _recheck(self, earlier: CertificateSet, certset: CertificateSet) -> None:
+        """Close the connections of clients the new set (or settings) no longer
+        trusts: at once when idle, after their answer when a transaction is in
+        progress (it says Connection: close)."""
+        now = datetime.now(UTC)
+        try:
+            check = ClientRecheck.between(self.settings, certset, earlier)
+        except Exception:
+            # (the set loaded and OpenSSL took it: not expected; the new handshakes
+            # are judged by the new set whatever happens here)
+            log.exception("established clients not re-checked against the new set")
+            return
+        for handler, greenlet in list(self.worker.handlers.items()):
+            if not handler.secure or handler.untrusted is not None:
+                continue
+            try:
+                reason = check.refusal(handler.client_certificate, handler.client_identity, now)
+            except Exception:
+                log.exception("re-checking the client of %s failed: connection kept", handler.peer)
+                continue
+            if reason is None:
+                continue
+            handler.untrusted = reason
+            busy = self.worker.ctx.connections.get(handler, False)
+            log.warning(
+                "client %s (%s) is no longer trusted by the new certificate settings: %s; "
+                "its connection is closed%s",
+                handler.peer,
+                ", ".join(handler.client_identity) or "no name",
+                reason,
+                " after the transaction in progress" if busy else "",
+            )
+            if not busy:
+                greenlet.kill(block=False)
 
     def _open(self) -> None:
         if self.server is not None or self.context is None or self.worker.ctx.draining:
@@ -347,5 +390,10 @@ class SecureListener:
             )
             refuse = (403, "client certificate not allowed: " + (", ".join(identity) or "none"))
         self.worker.serve_connection(
-            tls, address, secure=True, client_identity=tuple(identity), refuse=refuse
+            tls,
+            address,
+            secure=True,
+            client_identity=tuple(identity),
+            client_certificate=tls.getpeercert(binary_form=True),
+            refuse=refuse,
         )

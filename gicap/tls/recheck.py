@@ -1,0 +1,118 @@
+"""Established Secure ICAP connections, judged again when the certificate set changes.
+
+A client's certificate is verified once, in its handshake; a proxy then keeps the
+connection for as long as it has traffic. When a new set takes a client's trust away
+(its certificate revoked by a new CRL, its CA removed from the CA file, its name
+taken out of ``allowed_clients``, or its certificate expired meanwhile), its
+connections are closed: a new handshake would be refused, so keeping them would
+serve, for hours, a proxy the operator meant to lock out.
+
+Only what the client's own certificate tells is judged (Python shows a server the
+peer's certificate, not the chain it sent): a client whose trust cannot be told from
+it is kept, so that a change that leaves a client trusted never drops its
+connections.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from gicap.tls.certset import CertificateSet, is_client_allowed
+from gicap.tls.flags import FLAGS
+from gicap.tls.settings import CertificateSettings
+
+_CRL_FLAGS = FLAGS["CRL_CHECK"] | FLAGS["CRL_CHECK_ALL"]
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.*?-----END X509 CRL-----", re.DOTALL)
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    if leaf.issuer != ca.subject:
+        return False
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ClientRecheck:
+    """What a new handshake would say of an established client, under ``settings``
+    and the set just installed, as far as the client's certificate tells."""
+
+    settings: CertificateSettings
+    #: The CA file's certificates.
+    cas: tuple[x509.Certificate, ...]
+    #: (issuer name, serial number) of every certificate the CRLs revoke, when the
+    #: verification flags check CRLs (else a CRL file changes nothing for handshakes).
+    revoked: frozenset[tuple[bytes, int]]
+    #: Root CAs of the earlier set that the new one no longer holds (same subject and
+    #: key): a chain ending in one of them cannot be verified any more.
+    dropped_roots: tuple[x509.Certificate, ...]
+
+    @classmethod
+    def between(
+        cls, settings: CertificateSettings, new: CertificateSet, earlier: CertificateSet
+    ) -> ClientRecheck:
+        cas = tuple(x509.load_pem_x509_certificates(new.ca_pem)) if new.ca_pem else ()
+        revoked: set[tuple[bytes, int]] = set()
+        if settings.verification_flags & _CRL_FLAGS:
+            for block in _PEM_CRL.findall(new.crl_pem):
+                crl = x509.load_pem_x509_crl(block)
+                issuer = crl.issuer.public_bytes()
+                revoked.update((issuer, entry.serial_number) for entry in crl)
+        kept = {(ca.subject.public_bytes(), _spki(ca)) for ca in cas}
+        before = x509.load_pem_x509_certificates(earlier.ca_pem) if earlier.ca_pem else []
+        dropped = tuple(
+            ca
+            for ca in before
+            if _self_signed(ca) and (ca.subject.public_bytes(), _spki(ca)) not in kept
+        )
+        return cls(settings, cas, frozenset(revoked), dropped)
+
+    def refusal(self, der: bytes | None, identity: tuple[str, ...], now: datetime) -> str | None:
+        """Why a client whose handshake presented ``der`` (its certificate; None
+        without one) and whose names are ``identity`` would now be refused; ``None``
+        when it would not, or when its certificate does not tell."""
+        if not self.settings.mutual:
+            return None  # (no client certificate is verified any more)
+        if not is_client_allowed(self.settings, identity):
+            return "not in certificate.allowed_clients any more"
+        if der is None:
+            return None
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return None
+        if now > leaf.not_valid_after_utc:
+            return f"its certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+        if (leaf.issuer.public_bytes(), leaf.serial_number) in self.revoked:
+            return "its certificate is revoked by the CRL"
+        if any(ca.public_bytes(serialization.Encoding.DER) == der for ca in self.cas):
+            return None  # (trusted itself, with PARTIAL_CHAIN)
+        for root in self.dropped_roots:
+            if _issued_by(leaf, root):
+                return f"its CA ({root.subject.rfc4514_string()}) is no longer in the CA file"
+        return None
