@@ -71,6 +71,9 @@ class ClientRecheck:
     #: Root CAs of the earlier set that the new one no longer holds (same subject and
     #: key): a chain ending in one of them cannot be verified any more.
     dropped_roots: tuple[x509.Certificate, ...]
+    #: The earlier set's other CA certificates (intermediates): the path from a
+    #: client's certificate to a dropped root.
+    earlier_intermediates: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def between(
@@ -85,12 +88,10 @@ class ClientRecheck:
                 revoked.update((issuer, entry.serial_number) for entry in crl)
         kept = {(ca.subject.public_bytes(), _spki(ca)) for ca in cas}
         before = x509.load_pem_x509_certificates(earlier.ca_pem) if earlier.ca_pem else []
-        dropped = tuple(
-            ca
-            for ca in before
-            if _self_signed(ca) and (ca.subject.public_bytes(), _spki(ca)) not in kept
-        )
-        return cls(settings, cas, frozenset(revoked), dropped)
+        roots = [ca for ca in before if _self_signed(ca)]
+        dropped = tuple(ca for ca in roots if (ca.subject.public_bytes(), _spki(ca)) not in kept)
+        others = tuple(ca for ca in before if ca not in roots)
+        return cls(settings, cas, frozenset(revoked), dropped, others)
 
     def refusal(self, der: bytes | None, identity: tuple[str, ...], now: datetime) -> str | None:
         """Why a client whose handshake presented ``der`` (its certificate; None
@@ -112,7 +113,27 @@ class ClientRecheck:
             return "its certificate is revoked by the CRL"
         if any(ca.public_bytes(serialization.Encoding.DER) == der for ca in self.cas):
             return None  # (trusted itself, with PARTIAL_CHAIN)
-        for root in self.dropped_roots:
-            if _issued_by(leaf, root):
-                return f"its CA ({root.subject.rfc4514_string()}) is no longer in the CA file"
+        root = self._dropped_root(leaf)
+        if root is not None:
+            return f"its root CA ({root.subject.rfc4514_string()}) is no longer in the CA file"
+        return None
+
+    def _dropped_root(self, leaf: x509.Certificate) -> x509.Certificate | None:
+        """The dropped root ``leaf`` chains to through the earlier CA file's
+        intermediates, when no certificate of the new file bears the name of one on
+        that path (a cross-signed intermediate could lead to a root still trusted)."""
+        if not self.dropped_roots:
+            return None
+        names = {ca.subject for ca in self.cas}
+        cert = leaf
+        for _ in range(len(self.earlier_intermediates) + 1):
+            if cert.issuer in names:
+                return None
+            root = next((r for r in self.dropped_roots if _issued_by(cert, r)), None)
+            if root is not None:
+                return root
+            step = next((c for c in self.earlier_intermediates if _issued_by(cert, c)), None)
+            if step is None:
+                return None
+            cert = step
         return None

@@ -170,6 +170,23 @@ def test_recheck_keeps_clients_that_a_new_handshake_would_accept(
     assert check.refusal(direct.der(), ("direct",), now + timedelta(days=3650)) is not None
 
 
+def test_recheck_follows_the_earlier_intermediates_to_a_dropped_root(
+    tmp_path: Path, pki: PKI, other_pki: PKI, server_cert: Issued
+) -> None:
+    intermediate = other_pki.intermediate("Other Intermediate")
+    client = other_pki.client("under-intermediate", issuer=intermediate)
+    settings = _settings(tmp_path)
+    install(tmp_path, server_cert, pem(pki.root, other_pki.root, intermediate))
+    earlier = load_certificate_set(settings)
+    now = datetime.now(UTC)
+    for kept, refused in ((pem(pki.root), True), (pem(pki.root, intermediate), False)):
+        install(tmp_path, server_cert, kept)
+        check = ClientRecheck.between(settings, load_certificate_set(settings), earlier)
+        reason = check.refusal(client.der(), ("under-intermediate",), now)
+        # (the intermediate still in the file: a cross-signed one may lead elsewhere)
+        assert (reason is not None and "Other Root CA" in reason) is refused
+
+
 def test_recheck_follows_allowed_clients_and_the_crl_flags(
     tmp_path: Path, pki: PKI, server_cert: Issued
 ) -> None:
