@@ -3,6 +3,7 @@ connections; every other client keeps its own (the same connection goes on)."""
 
 from __future__ import annotations
 
+import signal
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,3 +207,45 @@ def test_recheck_follows_allowed_clients_and_the_crl_flags(
     check = ClientRecheck.between(settings, certset, certset)
     assert check.refusal(revoked.der(), ("squid-1",), now) is None
     assert "allowed_clients" in (check.refusal(revoked.der(), ("squid-2",), now) or "")
+
+
+def test_a_client_taken_out_of_allowed_clients_by_a_sighup_is_disconnected(
+    tmp_path: Path, pki: PKI, server_cert: Issued, clients: Clients, client_a: Issued
+) -> None:
+    from tests.support import SETTINGS
+
+    from .support import KEYS, SecureGicap
+
+    certdir = tmp_path / "tls"
+    install(certdir, server_cert, pki.root.cert_pem())
+    settings = tmp_path / "settings.toml"
+
+    def write(allowed: str) -> None:
+        text = SETTINGS.read_text()
+        for key in KEYS:
+            text = text.replace(f'"/etc/gicap/tls/{key}"', f'"{certdir / key}"')
+        settings.write_text(text.replace("allowed_clients = []", f"allowed_clients = {allowed}"))
+
+    write("[]")
+    gicap = SecureGicap(tmp_path, certdir, probe=clients.context(client_a))
+    for key in ("CERTFILE", "KEYFILE", "CAFILE"):
+        del gicap.env[f"GICAP_CERTIFICATE__{key}"]
+    gicap.settings = settings
+    gicap.start()
+    try:
+        port = gicap.secure_port
+        other = pki.client("client-x")
+        with (
+            open_tls(port, clients.context(other)) as gone,
+            open_tls(port, clients.context(client_a)) as kept,
+        ):
+            assert _served(gone, port) and _served(kept, port)
+            mark = gicap.mark()
+            write('["client-a"]')
+            assert gicap.proc is not None
+            gicap.proc.send_signal(signal.SIGHUP)
+            assert _closed_by_server(gone)
+            gicap.wait_log(r"\(client-x\) is no longer trusted .*allowed_clients", since=mark)
+            assert _served(kept, port)
+    finally:
+        gicap.stop()
