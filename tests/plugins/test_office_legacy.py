@@ -1462,3 +1462,25 @@ def test_a_picture_held_in_the_document_is_not_a_link(
     path = _write(tmp_path, "embedded.doc", make_ole(streams))
     result, _ = disarm(path, tmp_path, switches("sanitise"))
     assert result.outcome == "unmodified", result
+
+
+def test_stream_chains_read_as_sector_by_sector() -> None:
+    """A stream's sectors are read as olefile reads them, one by one along the FAT
+    (runs of consecutive sectors are sliced together: the same bytes)."""
+    import array
+
+    from gicap_office.legacy import _chain
+
+    source = bytes(range(256)) * 3  # 12 sectors of 64 bytes
+    sectors = [source[n * 64 : n * 64 + 64] for n in range(12)]
+    end = 0xFFFFFFFE
+    #  3 -> 4 -> 5 -> 9 -> 10 -> 1 -> end; 7 -> 7 (a loop); 11 -> 12 (past the source)
+    fat = array.array("I", [end, end, end, 4, 5, 9, end, 7, end, 10, 1, 12, 13, end])
+    assert _chain(source, fat, 64, 0, 3, 6 * 64) == b"".join(
+        sectors[n] for n in (3, 4, 5, 9, 10, 1)
+    )
+    assert _chain(source, fat, 64, 0, 3, 200) == b"".join(sectors[n] for n in (3, 4, 5, 9))[:200]
+    assert _chain(source, fat, 64, 0, 7, 3 * 64) == sectors[7] * 3
+    assert _chain(source, fat, 64, 0, 11, 3 * 64) == sectors[11]  # (12, 13: nothing there)
+    assert _chain(source, fat, 64, 64, 0, 64) == sectors[1]  # (regular sectors: after the header)
+    assert _chain(source, fat, 64, 0, 20, 64) == b""  # outside the table

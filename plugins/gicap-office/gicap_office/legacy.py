@@ -378,16 +378,29 @@ class _StreamReader:
 def _chain(
     source: bytes, fat: Sequence[int], sector: int, offset: int, start: int, size: int
 ) -> bytes:
-    """``size`` bytes of the chain from ``start`` (see :class:`_StreamReader`)."""
+    """``size`` bytes of the chain from ``start`` (see :class:`_StreamReader`).
+
+    Sectors that follow one another in the file (as writers nearly always lay a
+    stream out) are sliced together: the same bytes as one slice per sector, joined
+    (a run reaching past the end of ``source`` is short there, as its sectors are)."""
     end = len(fat)
     parts = []
     sid = start
+    run_start, run_length = -1, 0  # (the run of consecutive sectors not sliced yet)
     for _ in range(-(-size // sector)):
         if sid >= end:
             break
-        at = offset + sid * sector
-        parts.append(source[at : at + sector])
+        if sid == run_start + run_length:
+            run_length += 1
+        else:
+            if run_length:
+                at = offset + run_start * sector
+                parts.append(source[at : at + run_length * sector])
+            run_start, run_length = sid, 1
         sid = fat[sid]
+    if run_length:
+        at = offset + run_start * sector
+        parts.append(source[at : at + run_length * sector])
     return b"".join(parts)[:size]
 
 
