@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import struct
 import subprocess
 import sys
@@ -609,3 +610,80 @@ def test_strips_of_all_the_pages_of_a_tiff_count_together(tmp_path: Path) -> Non
     assert result.outcome == "unprocessable" and "strips" in result.reason, result
     result, _ = _disarm(tmp_path, _tiff_pages(2, 64), "tiff")
     assert result.outcome == "rebuilt", result
+
+
+def _palette_picture(used: int, size: int = 64) -> tuple[Image.Image, bytes]:
+    """A palette picture whose pixels use entries 0, 3, 6... (``used`` of them) of a
+    256-entry palette of random bytes: the unused entries are the payload."""
+    payload = random.Random(used).randbytes(768)
+    picture = Image.new("P", (size, size))
+    picture.putdata([3 * (i % used) for i in range(size * size)])
+    picture.putpalette(payload)
+    return picture, payload
+
+
+def _unused_entries(payload: bytes, used: int) -> list[bytes]:
+    return [payload[i * 3 : i * 3 + 3] for i in range(256) if i % 3 or i // 3 >= used]
+
+
+def _palette_entries(image: Image.Image) -> list[bytes]:
+    palette = bytes(image.getpalette() or b"")
+    return [palette[i : i + 3] for i in range(0, len(palette), 3)]
+
+
+@pytest.mark.parametrize("kind", ["png", "gif", "tiff", "bmp"])
+def test_unused_palette_entries_are_not_copied(tmp_path: Path, kind: str) -> None:
+    """Palette entries no pixel uses were written byte for byte (768 bytes of the
+    sender's choosing, and as many of PNG transparency): only the used ones are kept,
+    renumbered, the picture the same."""
+    picture, payload = _palette_picture(used=40, size=600)  # (a large GIF: no help from Pillow)
+    options = {"transparency": payload[:256]} if kind == "png" else {}
+    buf = io.BytesIO()
+    picture.save(buf, kind.upper(), **options)
+    result, dest = _disarm(tmp_path, buf.getvalue(), kind)
+    assert result.outcome == "rebuilt", result
+    with Image.open(buf) as source, Image.open(dest) as out:
+        assert out.mode == "P"
+        entries = _palette_entries(out)
+        # the used colours, then (for the writers that round the palette up) zeros
+        assert len([e for e in entries if e != bytes(3)]) <= 40
+        assert not set(_unused_entries(payload, 40)) & set(entries) - {bytes(3)}
+        assert source.convert("RGBA").tobytes() == out.convert("RGBA").tobytes()
+        if kind == "png":
+            alpha = out.info["transparency"]
+            assert isinstance(alpha, bytes) and len(alpha) <= 40
+    assert payload[300:330] not in dest.read_bytes()
+
+
+def test_unused_palette_entries_of_an_animation_are_not_copied(tmp_path: Path) -> None:
+    """An APNG has one palette for all its frames: the entries any frame uses are
+    kept, and the frames keep sharing it (they stay palette frames)."""
+    first, payload = _palette_picture(used=10)
+    second = first.copy()
+    second.putdata([3 * (10 + i % 5) for i in range(64 * 64)])  # five entries more
+    second.putpalette(payload)
+    buf = io.BytesIO()
+    first.save(buf, "PNG", save_all=True, append_images=[second], duration=[100, 200])
+    result, dest = _disarm(tmp_path, buf.getvalue(), "png")
+    assert result.outcome == "rebuilt", result
+    with Image.open(buf) as source, Image.open(dest) as out:
+        assert out.n_frames == 2 and out.mode == "P"
+        assert len(_palette_entries(out)) == 15
+        for index in range(2):
+            source.seek(index)
+            out.seek(index)
+            assert source.convert("RGBA").tobytes() == out.convert("RGBA").tobytes()
+
+
+def test_an_unused_transparent_palette_entry_is_dropped(tmp_path: Path) -> None:
+    """A palette index marked transparent that no pixel has shows nothing: it goes
+    with its entry; a used one is renumbered with the others."""
+    picture, _ = _palette_picture(used=4)
+    for transparent, expected in ((7, None), (6, 2)):
+        buf = io.BytesIO()
+        picture.save(buf, "PNG", transparency=transparent)
+        result, dest = _disarm(tmp_path, buf.getvalue(), "png")
+        assert result.outcome == "rebuilt", result
+        with Image.open(buf) as source, Image.open(dest) as out:
+            assert out.info.get("transparency") == expected
+            assert source.convert("RGBA").tobytes() == out.convert("RGBA").tobytes()

@@ -2,11 +2,12 @@
 
 The file is decoded with Pillow and a new file of the same format is encoded from the
 pixels alone (mode, palette, transparency, resolution, frames, frame durations and loop
-count are carried over). Nothing else of the original reaches the output: no EXIF,
-XMP, ICC profile, comment, PNG text chunk, TIFF descriptive tag, JPEG APPn segment,
-GIF application extension, and no bytes after the end of the image (a ZIP or script
-appended to a picture). A malformed stream that exploits a decoder is not copied
-either: the output is whatever Pillow's encoder writes.
+count are carried over; of a palette, only the entries the pixels use). Nothing else
+of the original reaches the output: no EXIF, XMP, ICC profile, comment, PNG text chunk,
+TIFF descriptive tag, JPEG APPn segment, GIF application extension, and no bytes
+after the end of the image (a ZIP or script appended to a picture). A malformed stream
+that exploits a decoder is not copied either: the output is whatever Pillow's encoder
+writes.
 
 The ``metadata`` switch: ``sanitise`` drops the metadata (EXIF orientation is applied
 to the pixels first so the picture still shows the right way up); ``allow`` passes
@@ -254,6 +255,12 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
             pixels[0] = _Frame(pixels[0].image.transpose(ORIENTATION[orientation]), 0)
         else:
             orientation = 0
+        if fmt != "WEBP":  # (the WebP writer keeps no palette)
+            background = _drop_unused_colours(pixels, info.get("background"))
+            if background is None:
+                info.pop("background", None)
+            else:
+                info["background"] = background
         _encode(pixels, request.destination, fmt, options, info)
         mpo = img.format == "MPO"
 
@@ -955,6 +962,54 @@ def _frames(img: Image.Image, count: int, fmt: str) -> list[_Frame]:
             fresh.info["transparency"] = img.info["transparency"]
         out.append(_Frame(fresh, float(img.info.get("duration", 0) or 0)))
     return out
+
+
+def _drop_unused_colours(frames: list[_Frame], background: Any = None) -> Any:
+    """Keep in each palette frame only the palette entries its pixels use (in their
+    order, the pixels renumbered), with their transparency: an unused entry shows
+    nothing, so its bytes (768 with their alpha, written as they were by the PNG,
+    TIFF and BMP writers) could carry anything past the rebuild. Frames sharing a
+    palette keep sharing one (an APNG has a single palette). Replaces the frames in
+    ``frames`` (no second copy held) and returns ``background`` (a GIF's palette
+    index) renumbered, or None when no pixel has that colour."""
+    groups: dict[tuple[str, bytes], list[int]] = {}
+    for index, frame in enumerate(frames):
+        image = frame.image
+        if image.mode == "P" and image.palette is not None:
+            mode = image.palette.mode
+            groups.setdefault((mode, bytes(image.getpalette(mode) or b"")), []).append(index)
+    for (mode, palette), members in groups.items():
+        used: set[int] = set()
+        for index in members:
+            # (a histogram, in C: cheap next to decoding)
+            used.update(colour for _, colour in frames[index].image.getcolors(256) or [])
+        kept = sorted(used)
+        bands = len(mode)
+        if kept == list(range(len(palette) // bands)):
+            continue  # every entry is used: nothing to drop
+        # An index past the palette's end shows as opaque black, as Pillow draws it.
+        black = b"\x00\x00\x00\xff"[:bands]
+        new_palette = b"".join(palette[i * bands : (i + 1) * bands] or black for i in kept)
+        renumber = {old: new for new, old in enumerate(kept)}
+        lut = [renumber.get(i, 0) for i in range(256)]
+        for index in members:
+            image = frames[index].image
+            transparency = image.info.get("transparency")
+            if kept != list(range(len(kept))):
+                image = image.point(lut)  # (on a palette image: maps the indices)
+            image.putpalette(new_palette, mode)
+            image.info = {}
+            if isinstance(transparency, bytes):
+                # (an entry past the end of the PNG's tRNS chunk is opaque)
+                alpha = bytes(transparency[i] if i < len(transparency) else 255 for i in kept)
+                if alpha.rstrip(b"\xff"):
+                    image.info["transparency"] = alpha.rstrip(b"\xff")
+            elif isinstance(transparency, int) and transparency in renumber:
+                image.info["transparency"] = renumber[transparency]
+            frames[index] = _Frame(image, frames[index].duration)
+        if isinstance(background, int) and members[0] == 0:
+            background = renumber.get(background)
+    return background
 
 
 def _encode(
