@@ -687,3 +687,25 @@ def test_an_unused_transparent_palette_entry_is_dropped(tmp_path: Path) -> None:
         with Image.open(buf) as source, Image.open(dest) as out:
             assert out.info.get("transparency") == expected
             assert source.convert("RGBA").tobytes() == out.convert("RGBA").tobytes()
+
+
+def _gif_with_comment(sub_blocks: int, length: int) -> bytes:
+    """An 8 x 8 GIF with a comment of ``sub_blocks`` sub-blocks of ``length`` bytes."""
+    buf = io.BytesIO()
+    Image.new("P", (8, 8)).save(buf, "GIF")
+    gif = buf.getvalue()
+    at = gif.index(b",")  # (the image: no global palette to mistake for it)
+    comment = b"!\xfe" + (bytes([length]) + b"c" * length) * sub_blocks + b"\x00"
+    return gif[:at] + comment + gif[at:]
+
+
+def test_a_gif_comment_of_many_small_sub_blocks_is_refused(tmp_path: Path) -> None:
+    """Pillow keeps each sub-block of a comment as an object of its own, twenty times
+    its size: a 45 MB comment of 1-byte sub-blocks took 2 GiB and 16 s."""
+    result, _ = _disarm(tmp_path, _gif_with_comment(200_000, 1), "gif")
+    assert result.outcome == "unprocessable" and "sub-blocks" in result.reason, result
+    # an ordinary comment is still read and, when allowed, kept
+    result, dest = _disarm(tmp_path, _gif_with_comment(4, 255), "gif", {"metadata": "allow"})
+    assert result.outcome == "rebuilt", result
+    with Image.open(dest) as out:
+        assert out.info["comment"] == b"c" * 1020

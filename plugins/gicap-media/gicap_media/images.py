@@ -61,6 +61,12 @@ MAX_PNG_COMPRESSED_CHUNKS = 64
 #: Pillow keep one entry each (2.5 million empty ones in 10 MB took 17 s, 30 MB ran
 #: a worker's 1 GiB out).
 MAX_JPEG_SEGMENTS = 1_000
+#: Data sub-blocks of a GIF's extensions (comments, application and plain text
+#: extensions), all together: writers cut them in sub-blocks of 255 bytes and a frame
+#: has one or two. Pillow keeps each comment sub-block as a bytes object of its own
+#: (a 45 MB comment cut in 1-byte sub-blocks took 2 GiB and 16 s) and reads the others
+#: one by one in Python (10 MB of them: 3 s).
+MAX_GIF_EXTENSION_BLOCKS = 100_000
 
 #: gicap type -> the Pillow format that reads and writes it.
 PIL_FORMATS = {
@@ -502,7 +508,7 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
     skipped = 0
     flags = data[10]
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = 0
+    frames = extension_blocks = 0
     meta: list[str] = []
     # (Pillow grows the canvas to a frame that reaches beyond the logical screen)
     width, height = struct.unpack_from("<HH", data, 6)
@@ -550,8 +556,19 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
                 break
             pos = found.start()
             continue
-        while pos < size and data[pos]:  # data sub-blocks
+        # Data sub-blocks (counted as they come: those of extensions are bounded)
+        left = MAX_GIF_EXTENSION_BLOCKS - extension_blocks if block == 0x21 else size
+        count = 0
+        while pos < size and data[pos]:
             pos += data[pos] + 1
+            count += 1
+            if count > left:
+                raise Refused(
+                    f"more than {MAX_GIF_EXTENSION_BLOCKS} data sub-blocks in the "
+                    "extensions of the GIF (comments, application data)"
+                )
+        if block == 0x21:
+            extension_blocks += count
         pos += 1
     return _Layout(None, max(frames, 1), meta=meta, canvas=(width, height))
 
