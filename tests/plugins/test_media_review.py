@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.plugins.test_media import _disarm
+from tests.plugins.test_media import _disarm, _local_palette_gif
 
 
 def test_stray_end_tags_do_not_hide_deep_nesting(tmp_path: Path) -> None:
@@ -709,3 +709,34 @@ def test_a_gif_comment_of_many_small_sub_blocks_is_refused(tmp_path: Path) -> No
     assert result.outcome == "rebuilt", result
     with Image.open(dest) as out:
         assert out.info["comment"] == b"c" * 1020
+
+
+def _long_webp(frames: int, side: int) -> bytes:
+    """An animated WebP of ``frames`` frames of ``side`` x ``side`` pixels: Pillow's
+    two-frame file with its second frame's chunk repeated (a few bytes a frame)."""
+    buf = io.BytesIO()
+    first, second = (Image.new("RGB", (side, side), (i * 200, 0, 0)) for i in range(2))
+    first.save(buf, "WEBP", save_all=True, append_images=[second], lossless=True)
+    webp = buf.getvalue()
+    last = webp.rindex(b"ANMF")
+    body = webp[12:] + webp[last:] * (frames - 2)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def test_an_animation_that_takes_too_much_memory_is_refused(tmp_path: Path) -> None:
+    """999 frames within the pixel limits: all of them are decoded before the new
+    file is written, 790 MiB (WebP), 1.1 GiB (GIF, frames with palettes of their own:
+    an RGB canvas each) from files of 50 KB. Refused from the headers, with the
+    figures; an ordinary animation is rebuilt."""
+    for kind, data in (("webp", _long_webp(999, 446)), ("gif", _local_palette_gif(999, 432))):
+        result, dest = _disarm(tmp_path, data, kind)
+        assert result.outcome == "unprocessable", result
+        assert "max_image_animation_mb" in result.reason and not dest.exists()
+    for kind, data in (("webp", _long_webp(20, 128)), ("gif", _local_palette_gif(20, 128))):
+        result, dest = _disarm(tmp_path, data, kind)
+        assert result.outcome == "rebuilt", result
+        with Image.open(dest) as out:
+            assert out.n_frames > 1 and out.size == (128, 128)
+    # (the limit is the profile's to set)
+    result, _ = _disarm(tmp_path, _long_webp(20, 128), "webp", max_image_animation_mb=1)
+    assert result.outcome == "unprocessable" and "1 MiB" in result.reason, result

@@ -16,9 +16,10 @@ writer supports them (the pixels are still rebuilt); ``disallow`` blocks a file 
 has any.
 
 Bombs are refused from the headers, before anything is decoded: a frame over
-``max_image_pixels`` pixels, more than ``max_image_frames`` frames, or more than
-``max_image_total_pixels`` pixels over all frames, or (in a worker with a memory
-limit) more memory to decode and re-encode than the worker has left.
+``max_image_pixels`` pixels, more than ``max_image_frames`` frames, more than
+``max_image_total_pixels`` pixels over all frames, an animation (or multi-page TIFF)
+taking more than ``max_image_animation_mb`` to decode and re-encode, or (in a worker
+with a memory limit) more memory to decode and re-encode than the worker has left.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ MAX_FRAMES = 1_000
 #: A progressive JPEG has about ten scans; thousands cost seconds each to decode.
 MAX_JPEG_SCANS = 256
 MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
+#: Memory (MiB) that decoding and re-encoding an animation or multi-page TIFF may take
+#: (estimated from its frames, their size and the format: _DECODE_BYTES): all frames
+#: are decoded before the new file is written, and Pillow's writers keep copies. 999
+#: frames within the pixel limits took 790 MiB and 4.5 s (WebP), 1.5 GiB and 8 s (APNG).
+MAX_ANIMATION_MB = 512
 #: Chunks in a PNG: writers cut the image data in chunks of 8 KiB and more (100,000
 #: of them are 800 MB); Pillow reads each one in Python (8 million empty chunks in
 #: 96 MB took 34 s and 900 MiB).
@@ -168,6 +174,7 @@ class _Limits:
     pixels: int
     frames: int
     total: int
+    animation: int  # bytes
 
     @classmethod
     def of(cls, limits: Any) -> _Limits:
@@ -175,6 +182,7 @@ class _Limits:
             int(limits.get("max_image_pixels", MAX_PIXELS)),
             int(limits.get("max_image_frames", MAX_FRAMES)),
             int(limits.get("max_image_total_pixels", MAX_TOTAL_PIXELS)),
+            int(limits.get("max_image_animation_mb", MAX_ANIMATION_MB)) << 20,
         )
 
 
@@ -231,7 +239,7 @@ def _disarm(request: DisarmRequest, fmt: str, limits: _Limits) -> DisarmResult:
                 f"{width}x{height} pixels is more than {limits.pixels} (max_image_pixels)"
             )
         total = layout.frames * width * height
-        _check_memory(fmt, layout.frames, total, layout.canvas, 0, left)
+        _check_memory(fmt, layout.frames, total, layout.canvas, 0, left, limits)
 
     # 2. Headers: Image.open reads them and decodes nothing yet.
     with Image.open(request.source, formats=[fmt]) as img:
@@ -737,14 +745,14 @@ def _check_sizes(
             # Pillow looks for a PNG's EXIF after the image data too: getexif()
             # decodes the pixels, after this check (counting a turn). Without such a
             # chunk there is no orientation to read.
-            _check_memory(fmt, frames, total, canvas, extra + 4, left)
+            _check_memory(fmt, frames, total, canvas, extra + 4, left, limits)
         if img.getexif().get(_ORIENTATION_TAG, 1) != 1:
             extra += 4  # (an EXIF orientation is applied to the pixels: one more copy)
     if fmt == "JPEG" and ("progressive" in img.info or "progression" in img.info):
         # libjpeg keeps the whole image's coefficients to decode progressive scans,
         # and again to write them: about twice the pixels (more for CMYK)
         extra += 12 if img.mode == "CMYK" else 8
-    _check_memory(fmt, frames, total, canvas, extra, left)
+    _check_memory(fmt, frames, total, canvas, extra, left, limits)
     return frames
 
 
@@ -755,16 +763,24 @@ def _check_memory(
     canvas: tuple[int, int],
     extra: int,
     left: int | None,
+    limits: _Limits,
 ) -> None:
-    """Refuse an image whose decoding would not fit in what this worker had left
-    before the file was opened (``left``: :func:`_memory_left`)."""
+    """Refuse an animation (or multi-page TIFF) whose decoding would take more than
+    ``max_image_animation_mb``, and any image whose decoding would not fit in what
+    this worker had left before the file was opened (``left``: :func:`_memory_left`)."""
     need = _decode_bytes(fmt, frames, total, canvas, extra)
+    width, height = canvas
     if left is not None and need > left:
-        width, height = canvas
         raise Refused(
             f"decoding {frames} frame(s) of {width}x{height} pixels takes about "
             f"{need >> 20} MiB, more than the {max(left, 0) >> 20} MiB left to this worker "
             "(cdr.memory_limit_mb)"
+        )
+    if frames > 1 and need > limits.animation:
+        raise Refused(
+            f"decoding {frames} frames of up to {width}x{height} pixels takes about "
+            f"{need >> 20} MiB, more than {limits.animation >> 20} MiB "
+            "(max_image_animation_mb)"
         )
 
 
