@@ -759,3 +759,35 @@ def test_a_webp_of_many_chunks_is_refused(tmp_path: Path) -> None:
     result, dest = _disarm(tmp_path, _webp_with_chunks(3), "webp")
     assert result.outcome == "rebuilt", result
     assert b"JUNK" not in dest.read_bytes()
+
+
+def _gif_in_small_sub_blocks(side: int, length: int) -> bytes:
+    """A noisy ``side`` x ``side`` GIF, its image data cut in sub-blocks of ``length``
+    bytes (a valid GIF: writers fill them with 255)."""
+    buf = io.BytesIO()
+    Image.effect_noise((side, side), 60).convert("P").save(buf, "GIF")
+    gif = buf.getvalue()
+    flags = gif[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    assert gif[pos] == 0x2C and not gif[pos + 9] & 0x80  # (the image, no local palette)
+    pos += 11  # (descriptor, LZW code size)
+    lzw, end = bytearray(), pos
+    while gif[end]:
+        lzw += gif[end + 1 : end + 1 + gif[end]]
+        end += gif[end] + 1
+    lzw += bytes(-len(lzw) % length)  # (zeros after the end code: ignored)
+    blocks = bytearray(len(lzw) // length * (length + 1))
+    blocks[:: length + 1] = bytes([length]) * (len(lzw) // length)
+    for offset in range(length):
+        blocks[offset + 1 :: length + 1] = lzw[offset::length]
+    return gif[:pos] + bytes(blocks) + b"\x00" + gif[end:]
+
+
+def test_gif_image_data_in_many_small_sub_blocks_is_refused(tmp_path: Path) -> None:
+    """Pillow skips every sub-block in Python when it counts the frames, and so did
+    the walk: 24 MB of image data in 1-byte sub-blocks took 9 s. Writers fill them;
+    the same picture in ordinary sub-blocks is rebuilt."""
+    result, _ = _disarm(tmp_path, _gif_in_small_sub_blocks(1000, 1), "gif")
+    assert result.outcome == "unprocessable" and "sub-blocks" in result.reason, result
+    result, _ = _disarm(tmp_path, _gif_in_small_sub_blocks(1000, 255), "gif")
+    assert result.outcome == "rebuilt", result

@@ -73,6 +73,10 @@ MAX_JPEG_SEGMENTS = 1_000
 #: (a 45 MB comment cut in 1-byte sub-blocks took 2 GiB and 16 s) and reads the others
 #: one by one in Python (10 MB of them: 3 s).
 MAX_GIF_EXTENSION_BLOCKS = 100_000
+#: Data sub-blocks of a GIF's image data, all frames together: writers fill them (255
+#: bytes each: a million is 255 MB). Pillow skips each one in Python when it counts
+#: the frames, and so does the walk (24 MB of 1-byte sub-blocks took 9 s).
+MAX_GIF_DATA_BLOCKS = 1_000_000
 #: Chunks of a WebP besides its frames (writers use a handful: VP8X, ICCP, ANIM, the
 #: bitstream, EXIF, XMP). The walk reads each one in Python before Pillow opens the
 #: file (a million empty chunks in 10 MB took 1.3 s); frames are counted to
@@ -521,7 +525,7 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
     skipped = 0
     flags = data[10]
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = extension_blocks = 0
+    frames = extension_blocks = data_blocks = 0
     meta: list[str] = []
     # (Pillow grows the canvas to a frame that reaches beyond the logical screen)
     width, height = struct.unpack_from("<HH", data, 6)
@@ -569,8 +573,12 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
                 break
             pos = found.start()
             continue
-        # Data sub-blocks (counted as they come: those of extensions are bounded)
-        left = MAX_GIF_EXTENSION_BLOCKS - extension_blocks if block == 0x21 else size
+        # Data sub-blocks, counted as they come (Pillow reads each one in Python).
+        extension = block == 0x21
+        if extension:
+            left = MAX_GIF_EXTENSION_BLOCKS - extension_blocks
+        else:
+            left = MAX_GIF_DATA_BLOCKS - data_blocks
         count = 0
         while pos < size and data[pos]:
             pos += data[pos] + 1
@@ -579,9 +587,13 @@ def _scan_gif(data: Any, max_frames: int) -> _Layout:
                 raise Refused(
                     f"more than {MAX_GIF_EXTENSION_BLOCKS} data sub-blocks in the "
                     "extensions of the GIF (comments, application data)"
+                    if extension
+                    else f"more than {MAX_GIF_DATA_BLOCKS} sub-blocks of image data in the GIF"
                 )
-        if block == 0x21:
+        if extension:
             extension_blocks += count
+        else:
+            data_blocks += count
         pos += 1
     return _Layout(None, max(frames, 1), meta=meta, canvas=(width, height))
 
