@@ -34,8 +34,16 @@ def reserve(host: str, port: int) -> socket.socket:
     and listen on it, after which our workers' listeners fail with EADDRINUSE. The
     secure port stays unlistened until certificates arrive, so that window can be long.
     Only SO_REUSEPORT sockets of our own user (the workers) may join.
+
+    That also lets another gicap of the same user join, and the two would share the
+    connections unseen: a port another program listens on, or reserves as this
+    function does, is refused first (see :func:`_in_use`).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if _in_use(family, host, port):
+        raise OSError(
+            errno.EADDRINUSE, "Address already in use (by another program: another gicap?)"
+        )
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
@@ -56,6 +64,26 @@ def reserve(host: str, port: int) -> socket.socket:
             sock.close()
             raise
     return sock
+
+
+def _in_use(family: socket.AddressFamily, host: str, port: int) -> bool:
+    """Whether another socket holds the address: a bind without SO_REUSEPORT (so no
+    joining anyone's group) but with SO_REUSEADDR (so connections lingering in
+    TIME_WAIT do not count) fails only on a socket that listens there, or that is
+    bound there without SO_REUSEADDR (a reserved port of another gicap)."""
+    if not port:
+        return False  # (an ephemeral port: the kernel picks a free one)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return True
+        raise
+    finally:
+        probe.close()
+    return False
 
 
 def open_listener(reserved: socket.socket, backlog: int = 1024) -> socket.socket:

@@ -550,3 +550,24 @@ def test_transactions_that_do_not_end_are_logged(start_gicap: Start) -> None:
     closed = [line for line in lines if "?closed" in line and "gicap.transaction" in line]
     assert len(stalled) == 1 and "-> 408 " in stalled[0] and "outcome=aborted" in stalled[0]
     assert len(closed) == 1 and "outcome=aborted" in closed[0], proc.log()
+
+
+def test_a_second_gicap_on_the_same_port_is_refused(start_gicap: Start) -> None:
+    """Both reserve their ports with SO_REUSEPORT: a second gicap of the same user
+    joined the first one's port and the two shared its connections, unseen."""
+    first = start_gicap({"GICAP_SERVER__HOST": "127.0.0.1", "GICAP_METRICS__PORT": "0"})
+    second = start_gicap(
+        {
+            "GICAP_SERVER__HOST": "127.0.0.1",
+            "GICAP_SERVER__PORT": str(first.port),
+            "GICAP_METRICS__PORT": "0",
+        },
+        wait=False,
+    )
+    assert second.proc is not None
+    assert second.proc.wait(20) == 1
+    assert (
+        f"cannot start: server.port 127.0.0.1:{first.port}: Address already in use "
+        "(by another program: another gicap?)" in second.log()
+    ), second.log()
+    still_serving(first)
