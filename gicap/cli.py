@@ -141,8 +141,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_certs_dev(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gicap.tls.devcerts import generate_dev_set, squid_service_line
+    from gicap.tls.devcerts import generate_dev_set, squid_config
 
+    port = args.port
+    if port is None:
+        # the Secure ICAP port the settings give (the environment's included)
+        try:
+            port = load_settings(None).server.secure_port or 11344
+        except SettingsError:
+            port = 11344
     directory = Path(args.directory)
     paths = generate_dev_set(directory, hosts=args.host or None)
     print(f"Development certificates written to {directory.resolve()}:")
@@ -155,8 +162,14 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
         f"GICAP_CERTIFICATE__KEYFILE={d}/tls-server-key "
         f"GICAP_CERTIFICATE__CAFILE={d}/tls-cafile gicap serve"
     )
-    print("\nSquid (squid-openssl) line for Secure ICAP with the client certificate:")
-    print("  " + squid_service_line(d, host="localhost", port=args.port, service=args.service))
+    print("\nsquid.conf (squid-openssl) lines for Secure ICAP with the client certificate:")
+    for line in squid_config(d, host="localhost", port=port, service=args.service):
+        print("  " + line)
+    print(
+        "(Squid runs as the proxy user, which must be able to read the client key: see "
+        "'Pointing Squid at gicap' in the README. With Squid 5.7 add the delay-pool "
+        "lines of the README for downloads over 64 KiB.)"
+    )
     return 0
 
 
@@ -314,8 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra host name for the server "
         "certificate (localhost, 127.0.0.1 and this host's name are included)",
     )
-    dev.add_argument("--port", type=int, default=11344)
-    dev.add_argument("--service", default="echo")
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="Secure ICAP port in the Squid lines printed (default: server.secure_port)",
+    )
+    dev.add_argument(
+        "--service",
+        default="resp-cdr-service",
+        help="service in the Squid lines printed (default: resp-cdr-service)",
+    )
     dev.set_defaults(func=cmd_certs_dev)
     dis = sub.add_parser(
         "disarm",

@@ -199,3 +199,15 @@ def squid_service_line(
         f"tls-cert={base / 'client-cert.pem'} tls-key={base / 'client-key.pem'} "
         f"tls-cafile={base / 'tls-cafile'} bypass=off"
     )
+
+
+def squid_config(
+    directory: Path, host: str = "localhost", port: int = 11344, service: str = "resp-cdr-service"
+) -> list[str]:
+    """The squid.conf lines that send downloads to ``service`` over Secure ICAP with
+    the development client certificate (the service line and its access rule)."""
+    return [
+        "icap_enable on",
+        squid_service_line(directory, host, port, service),
+        "adaptation_access gicap_resp allow all",
+    ]

@@ -75,3 +75,23 @@ def test_dev_certificates_serve_icaps_to_gicap_client(tmp_path: Path) -> None:
         assert missing.returncode == 2 and f"--cafile {certs / 'nope'}" in missing.stderr
     finally:
         gicap.stop()
+
+
+def test_dev_certificates_print_the_squid_lines_for_the_configured_port(tmp_path: Path) -> None:
+    """The lines named the echo service on port 11344 whatever the settings said."""
+    import os
+
+    made = subprocess.run(
+        [sys.executable, "-m", "gicap", "certs", "dev", str(tmp_path / "dev")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "GICAP_SERVER__SECURE_PORT": "21999"},
+    )
+    assert made.returncode == 0, made.stderr
+    lines = [line.strip() for line in made.stdout.splitlines()]
+    assert "icap_enable on" in lines
+    service = next(line for line in lines if line.startswith("icap_service gicap_resp"))
+    assert "icaps://localhost:21999/resp-cdr-service " in service
+    assert "adaptation_access gicap_resp allow all" in lines
