@@ -11,6 +11,7 @@ established keep theirs, but for those of clients the new set no longer trusts
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import time
@@ -69,6 +70,37 @@ _REASON_CLASSES = {
     # Not TLS at all, mostly (plain ICAP sent to the TLS port): no version we speak.
     "WRONG_VERSION_NUMBER": "protocol_version",
 }
+
+
+#: Alerts a client sends when it does not accept the server's certificate (Squid sends
+#: an internal error when the name it expects is not in it).
+_CERTIFICATE_ALERTS = {
+    "BAD_CERTIFICATE",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_REVOKED",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_UNKNOWN",
+    "UNKNOWN_CA",
+    "INTERNAL_ERROR",
+}
+_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_ALERT_(\w+)$")
+
+
+def refusal(exc: BaseException) -> str:
+    """What the log says after "TLS handshake with <peer> refused". OpenSSL names an
+    alert the client sent TLSV1_ALERT_..., which reads as if gicap had refused: said
+    as the client's, with what to check when it is about gicap's certificate."""
+    reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+    alert = _ALERT.match(str(reason))
+    if alert is None:
+        return f": {reason}"
+    if alert[1] in _CERTIFICATE_ALERTS:
+        return (
+            f" by the client (alert {reason}): it does not accept gicap's server "
+            "certificate; check the CA it trusts (Squid's tls-cafile=) and the name it "
+            "expects (the host of the icaps:// URI, or tls-domain=)"
+        )
+    return f" by the client (alert {reason})"
 
 
 def failure_class(exc: BaseException) -> str:
@@ -359,10 +391,9 @@ class SecureListener:
                 self._evicted.discard(key)  # (said, and counted, as crowded)
                 (tls or sock).close()
                 return
-            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
             if self._throttle.allow():
                 log.warning(
-                    "TLS handshake with %s refused: %s%s", peer, reason, self._throttle.suffix()
+                    "TLS handshake with %s refused%s%s", peer, refusal(exc), self._throttle.suffix()
                 )
             self._failed(failure_class(exc))
             (tls or sock).close()

@@ -238,3 +238,28 @@ def test_a_ca_certificate_as_the_client_certificate_is_answered_403(
     line = gicap.wait_log("a CA certificate .* not a client's: answering 403", since=mark)
     assert "CA Acting As Client" in line
     _accepted(gicap, clients, client_a)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_client_refusing_the_server_certificate_is_logged_as_the_clients_refusal(
+    gicap: SecureGicap,
+    clients: Clients,
+    client_a: Issued,
+    other_pki: PKI,
+    tmp_path: Path,
+    version: ssl.TLSVersion,
+) -> None:
+    """A proxy that does not trust gicap's certificate ends the handshake with an
+    alert, which OpenSSL names TLSV1_ALERT_UNKNOWN_CA: the log read as if gicap had
+    refused the proxy."""
+    distrust = tmp_path / "other-ca.pem"
+    distrust.write_bytes(other_pki.root.cert_pem())
+    ctx = ssl.create_default_context(cafile=str(distrust))
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.load_cert_chain(*clients.files(client_a))
+    mark = gicap.mark()
+    with socket.create_connection(("127.0.0.1", gicap.secure_port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    line = gicap.wait_log("TLS handshake with .* refused by the client", since=mark)
+    assert "UNKNOWN_CA" in line and "does not accept gicap's server certificate" in line, line

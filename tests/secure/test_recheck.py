@@ -8,8 +8,6 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from gicap.tls import CertificateSettings, load_certificate_set
 from gicap.tls.recheck import ClientRecheck
 from tests.tls.pki import PKI, Issued, pem
@@ -31,11 +29,6 @@ def _closed_by_server(tls: ssl.SSLSocket) -> bool:
         return False
     except (ssl.SSLError, ConnectionError):
         return True
-
-
-@pytest.fixture(scope="module")
-def other_pki() -> PKI:
-    return PKI("Other")
 
 
 def test_a_client_revoked_by_a_new_crl_is_disconnected(
