@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -217,7 +218,16 @@ def cmd_client(args: argparse.Namespace) -> int:
                     allow_204=not args.no204,
                 )
     except (OSError, ICAPClientError) as exc:
-        print(f"gicap client: {exc}", file=sys.stderr)
+        hint = ""
+        closed = isinstance(exc, ssl.SSLError | ConnectionError) or "closed by the server" in str(
+            exc
+        )
+        if args.url.startswith("icaps://") and not args.cert and closed:
+            # (TLS 1.3 servers refuse a client without a certificate after the
+            # handshake: the client only sees the connection end, "EOF occurred")
+            hint = " (a Secure ICAP server that requires a client certificate ends the "
+            hint += "connection this way: give yours with --cert and --key)"
+        print(f"gicap client: {exc}{hint}", file=sys.stderr)
         return 1
     sys.stdout.write(result.raw_head.decode("latin-1"))
     if result.http_request:
@@ -376,4 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None) is cmd_client and args.method is None:
         args.method = "RESPMOD" if args.file else "OPTIONS"
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`gicap plugins | head`): no traceback. Python would
+        # write the rest of stdout at exit and fail again: it goes nowhere instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -251,3 +251,17 @@ def test_a_third_party_engine_gets_the_policy_switches_it_declares(tmp_path: Pat
         assert b"signatures are disallowed" in strict.body
     finally:
         proc.stop()
+
+
+def test_plugins_piped_into_a_reader_that_stops_early_is_no_traceback() -> None:
+    """`gicap plugins | head -1` ended in a BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gicap", "plugins", "--settings", str(SETTINGS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # (before gicap has imported anything: its first line fails)
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -62,6 +62,7 @@ def test_dev_certificates_serve_icaps_to_gicap_client(tmp_path: Path) -> None:
         assert refused.returncode != 0
         assert "ICAP/1.0" not in refused.stdout
         assert refused.stderr.startswith("gicap client:")
+        assert "--cert and --key" in refused.stderr, refused.stderr
 
         # The name the server certificate must carry, as Squid's tls-domain=.
         named = _gicap("client", url, "--servername", "localhost", *client, *tls)
