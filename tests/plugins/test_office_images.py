@@ -316,3 +316,34 @@ def test_tiff_tags_of_the_source_not_copied() -> None:
     assert float(tags[282]) == 200 and tags[296] == 2  # 200 dpi
     # Pillow turns a TIFF upright when it decodes it: the orientation is not kept
     assert 0x0112 not in tags
+
+
+def _palette_picture(fmt: str) -> bytes:
+    """A palette image using 3 of its 256 entries; the 253 others hold bytes of the
+    sender's choosing (and, in a PNG, their alpha)."""
+    rng = random.Random(7)
+    im = Image.new("P", (40, 30))
+    im.putpalette(bytes(rng.randrange(256) for _ in range(768)))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([0, 0, 39, 29], fill=200)
+    draw.rectangle([5, 5, 20, 20], fill=17)
+    draw.line([0, 29, 39, 0], fill=99)
+    buf = io.BytesIO()
+    extra = {"transparency": bytes(range(256))} if fmt == "PNG" else {}
+    im.save(buf, fmt, **extra)
+    return buf.getvalue()
+
+
+def test_unused_palette_entries_are_not_copied() -> None:
+    for fmt in ("PNG", "GIF", "BMP", "TIFF"):
+        source = _palette_picture(fmt)
+        out = _images.reencode(source, fmt)
+        assert out is not None, fmt
+        with Image.open(io.BytesIO(out)) as rebuilt, Image.open(io.BytesIO(source)) as orig:
+            assert rebuilt.mode == "P", fmt
+            colours = len(rebuilt.getpalette() or []) // 3
+            # (GIF and TIFF writers pad a palette to a power of two / 256 with zeros)
+            kept = (rebuilt.getpalette() or [])[: 3 * 3]
+            assert set((rebuilt.getpalette() or [])[3 * 3 :]) <= {0}, (fmt, colours)
+            assert len(kept) == 9, fmt
+            assert rebuilt.convert("RGBA").tobytes() == orig.convert("RGBA").tobytes(), fmt

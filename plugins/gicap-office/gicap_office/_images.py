@@ -129,6 +129,37 @@ def _kept(im: Image.Image) -> dict[str, Any]:
     return kw
 
 
+def _used_palette(im: Image.Image) -> Image.Image:
+    """``im`` (loaded), a palette image keeping only the palette entries its pixels
+    use, renumbered in their order, with their transparency: an unused entry shows
+    nothing, so its bytes (768 with their alpha, copied by the PNG, TIFF and BMP
+    writers as they were) could carry anything past the rebuild. Other images are
+    returned as they are."""
+    if im.mode != "P" or im.palette is None:
+        return im
+    mode = im.palette.mode
+    bands = len(mode)
+    palette = bytes(im.getpalette(mode) or b"")
+    used = sorted(colour for _, colour in im.getcolors(256) or [])  # (a histogram, in C)
+    if used == list(range(len(palette) // bands)):
+        return im
+    # (an index past the palette's end shows as opaque black, as Pillow draws it)
+    black = b"\x00\x00\x00\xff"[:bands]
+    renumber = {old: new for new, old in enumerate(used)}
+    out = im.point([renumber.get(i, 0) for i in range(256)])  # (maps the indices)
+    out.putpalette(b"".join(palette[i * bands : (i + 1) * bands] or black for i in used), mode)
+    transparency = im.info.get("transparency")
+    out.info = {k: v for k, v in im.info.items() if k != "transparency"}
+    if isinstance(transparency, bytes):
+        # (an entry past the end of a PNG's tRNS chunk is opaque)
+        alpha = bytes(transparency[i] if i < len(transparency) else 255 for i in used)
+        if alpha.rstrip(b"\xff"):
+            out.info["transparency"] = alpha.rstrip(b"\xff")
+    elif isinstance(transparency, int) and transparency in renumber:
+        out.info["transparency"] = renumber[transparency]
+    return out
+
+
 def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
     # Loaded first: Pillow turns a TIFF upright on load (and forgets its orientation),
     # and reads a PNG's eXIf chunk that follows the pixels only then.
@@ -151,7 +182,12 @@ def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
         if "transparency" in info:
             kw["transparency"] = info["transparency"]
         src = im
-        if im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+        if im.mode == "P":
+            src = _used_palette(im)
+            kw.pop("transparency", None)
+            if "transparency" in src.info:
+                kw["transparency"] = src.info["transparency"]
+        elif im.mode not in ("1", "L", "LA", "RGB", "RGBA", "I", "I;16"):
             src = im.convert("RGBA")
         src.save(out, "PNG", compress_level=PNG_LEVEL, **kw)
     elif fmt == "GIF":
@@ -161,11 +197,18 @@ def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
             if key in info:
                 kw[key] = info[key]
         im.load()
+        src = im
+        if frames == 1 and im.mode == "P":
+            src = _used_palette(im)
+            kw.pop("transparency", None)
+            if "transparency" in src.info:
+                kw["transparency"] = src.info["transparency"]
         # Pillow would otherwise copy the source's comment extension (im.info)
-        im.save(out, "GIF", save_all=frames > 1, comment=b"", **kw)
+        src.save(out, "GIF", save_all=frames > 1, comment=b"", **kw)
     elif fmt == "BMP":
         im.load()
         src = im if im.mode in ("1", "L", "P", "RGB", "RGBA") else im.convert("RGBA")
+        src = _used_palette(src)
         src.save(out, "BMP", **{k: v for k, v in kw.items() if k == "dpi"})
     elif fmt == "TIFF":
         # Pillow's TIFF writer copies tags of a TIFF source (IPTC, Photoshop, XMP,
@@ -175,7 +218,7 @@ def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
         for index in range(frames):
             im.seek(index)
             im.load()
-            page = im.copy()
+            page = _used_palette(im.copy())
             page.info = {}
             pages.append(page)
         pages[0].save(
