@@ -13,7 +13,15 @@ from gicap.tls.recheck import ClientRecheck
 from tests.tls.pki import PKI, Issued, pem
 
 from .conftest import StartSecure
-from .support import RELOAD_WITHIN, Clients, install, open_tls, options_over, write_atomic
+from .support import (
+    RELOAD_WITHIN,
+    Clients,
+    SecureGicap,
+    install,
+    open_tls,
+    options_over,
+    write_atomic,
+)
 
 
 def _served(tls: ssl.SSLSocket, port: int) -> bool:
@@ -31,15 +39,20 @@ def _closed_by_server(tls: ssl.SSLSocket) -> bool:
         return True
 
 
+def _with_crl_check(start_secure: StartSecure, pki: PKI, crl: Path) -> SecureGicap:
+    """A server checking client certificates against ``crl`` (revoking none yet)."""
+    crl.write_bytes(pki.crl([]))
+    return start_secure(
+        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
+    )
+
+
 def test_a_client_revoked_by_a_new_crl_is_disconnected(
     start_secure: StartSecure, clients: Clients, pki: PKI, client_a: Issued, tmp_path: Path
 ) -> None:
     revoked = pki.client("soon-revoked")
     crl = tmp_path / "crl.pem"
-    crl.write_bytes(pki.crl([]))
-    gicap = start_secure(
-        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
-    )
+    gicap = _with_crl_check(start_secure, pki, crl)
     port = gicap.secure_port
     with (
         open_tls(port, clients.context(revoked)) as gone,
@@ -100,10 +113,7 @@ def test_a_transaction_in_progress_is_answered_before_the_close(
 ) -> None:
     revoked = pki.client("busy-client")
     crl = tmp_path / "crl.pem"
-    crl.write_bytes(pki.crl([]))
-    gicap = start_secure(
-        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
-    )
+    gicap = _with_crl_check(start_secure, pki, crl)
     port = gicap.secure_port
     url = f"icaps://localhost:{port}/echo"
     with open_tls(port, clients.context(revoked)) as tls:
@@ -207,7 +217,7 @@ def test_a_client_taken_out_of_allowed_clients_by_a_sighup_is_disconnected(
 ) -> None:
     from tests.support import SETTINGS
 
-    from .support import KEYS, SecureGicap
+    from .support import KEYS
 
     certdir = tmp_path / "tls"
     install(certdir, server_cert, pki.root.cert_pem())
