@@ -492,7 +492,7 @@ class _Disarmer:
             # A control word among the fallback characters of \uN in a field
             # instruction: readers disagree on whether it counts as one of them.
             self._ambiguous_instruction()
-        if g.first and word in RTF_DESTINATIONS:
+        if word in RTF_DESTINATIONS:
             self._leave_instruction(g, word)
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
             # like Word (and oletools' rtfobj), a destination word opens its destination
@@ -568,12 +568,14 @@ class _Disarmer:
         return g.field_owner if g is not None else None
 
     def _leave_instruction(self, g: _Group, word: bytes) -> None:
-        """``g`` (at its first token) is a destination ``word`` (or ``\\*``): none of
-        its text is part of a field instruction around it (RTF readers skip it, or read
-        it as what it is). Text in it all the same makes the instruction ambiguous
-        (see _muted_text), but in a bookmark or a form field's data."""
-        if g.own_buf is not None:
-            return
+        """``g`` reaches a destination ``word`` (or ``\\*``): none of its text from
+        there on is part of a field instruction around it, or its own (RTF readers
+        skip it, or read it as what it is). Not only at its first token: LibreOffice
+        (and Word, for the destinations it knows) takes a destination word, and "\\*"
+        with an unknown word, wherever it stands in the group, so "{\\b\\bkmkstart X}"
+        holds a bookmark name, not an "X" in front of the keyword. Text in it all the
+        same makes the instruction ambiguous (see _muted_text), but in a bookmark or a
+        form field's data."""
         if g.buf is not None:
             g.buf = None
             g.muted = word
@@ -589,11 +591,12 @@ class _Disarmer:
 
     def _symbol(self, start: int, end: int, sym: bytes) -> None:
         g = self._head()
-        if sym == b"*" and g.first:
-            g.star = True
-            g.in_dest = True
-            self._leave_instruction(g, sym)
-            return
+        if sym == b"*":
+            self._leave_instruction(g, sym)  # (later in the group too: see there)
+            if g.first:
+                g.star = True
+                g.in_dest = True
+                return
         g.first = False
         if sym in (b"\\", b"{", b"}", b"~", b"-", b"_"):
             if g.deleted and not g.in_dest:
