@@ -49,6 +49,32 @@ def test_a_destination_later_in_a_group_leaves_the_instruction(tmp_path: Path, d
     assert dde_found(_write(tmp_path, "out.rtf", out)) == ""
 
 
+#: A field nested in an instruction before its keyword has ended computes it (Word
+#: puts its result there when it updates the field): QUOTE 68 68 69 65 85 84 79 is
+#: "DDEAUTO". Without a result (or with an empty one) the nested field left no text
+#: to judge, and the field passed as harmless.
+COMPUTED = {
+    "no-result": _field(rb"{\field{\*\fldinst QUOTE 68 68 69 65 85 84 79}} " + CMD),
+    "empty-result": _field(rb"{\field{\*\fldinst QUOTE 68 68 69 65 85 84 79}{\fldrslt }} " + CMD),
+    "a-group-deeper": _field(rb"{{\field{\*\fldinst QUOTE 68 68 69 65 85 84 79}}} " + CMD),
+    "end-of-keyword": _field(rb'DD{\field{\*\fldinst QUOTE "EAUTO"}} ' + CMD),
+    "after-blank-and-quote": _field(rb' "{\field{\*\fldinst QUOTE 68 68 69}}" ' + CMD),
+}
+
+
+@pytest.mark.parametrize("data", COMPUTED.values(), ids=COMPUTED.keys())
+def test_a_keyword_computed_by_a_nested_field_without_result(tmp_path: Path, data: bytes) -> None:
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"QUOTE" not in out and b"cmd.exe" not in out and b"x" in out
+
+
+def test_a_nested_field_after_the_keyword_computes_nothing(tmp_path: Path) -> None:
+    """(A nested field in a harmless field's arguments stays.)"""
+    data = _field(rb"PAGE {\field{\*\fldinst QUOTE 68}} \\* MERGEFORMAT")
+    assert _run(tmp_path, data)[0] == "unmodified"
+
+
 def _libreoffice_field_codes(tmp_path: Path, files: dict[str, bytes]) -> dict[str, list[str]]:
     """The field codes LibreOffice reads in each file (converted to ODT, one run)."""
     soffice = shutil.which("soffice")

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from gicap.cdr.patterns import trie
 from gicap.cdr.types import DisarmRequest, DisarmResult
 from gicap_office import _images
-from gicap_office._fields import classify_field
+from gicap_office._fields import AFTER_KEYWORD, BEFORE_KEYWORD, classify_field, keyword_state
 from gicap_office._report import Report
 
 _TOKEN = re.compile(
@@ -222,7 +222,8 @@ class _Group:
     in_info: bool = False  # an enclosing group is an \info (judged whole)
     instruction: _Group | None = None  # the nearest \fldinst group, this one included
     field_around: _Group | None = None  # the nearest enclosing \field group
-    instr_text: bool = False  # (on a \fldinst group) non-blank text collected
+    #: (on a \fldinst group) where its keyword stands in the text collected so far
+    keyword: int = BEFORE_KEYWORD
     #: The destination (or b"*") that left this group, in a field instruction, out of
     #: it: its text is not the instruction's (see _Disarmer._leave_instruction).
     muted: bytes | None = None
@@ -492,6 +493,9 @@ class _Disarmer:
             # A control word among the fallback characters of \uN in a field
             # instruction: readers disagree on whether it counts as one of them.
             self._ambiguous_instruction()
+        if word == b"field" and not g.is_field:
+            # (before the group leaves the instruction: a field there may compute it)
+            self._nested_field(g)
         if word in RTF_DESTINATIONS:
             self._leave_instruction(g, word)
         if word in DESTINATIONS and g.dest not in DESTINATIONS:
@@ -540,15 +544,24 @@ class _Disarmer:
         if g.star or word in DESTINATIONS:
             g.in_dest = True
 
+    def _nested_field(self, g: _Group) -> None:
+        """``g`` becomes a field: in an instruction whose keyword has not ended (see
+        ``keyword_state``), Word puts its result there when it updates the field, so
+        it computes the keyword or its end ("DD{QUOTE EAUTO}"). Judged by where the
+        keyword stands, not by the nested field's result: one without a result, or an
+        empty one, computes it all the same."""
+        instruction = g.instruction
+        if g.buf is None or instruction is None or instruction.keyword == AFTER_KEYWORD:
+            return
+        owner = self._fldinst_owner()
+        if owner is not None:
+            owner.computed = True
+        instruction.computed = True
+
     def _field(self, g: _Group) -> None:
         if g.is_field:
             return
         g.is_field = True
-        if g.buf is not None and g.instruction is not None and not g.instruction.instr_text:
-            owner = self._fldinst_owner()
-            if owner is not None:
-                owner.computed = True  # a field computes the keyword of another
-            g.instruction.computed = True
         g.buf = None
 
     def _fldinst(self, g: _Group) -> None:
@@ -669,8 +682,9 @@ class _Disarmer:
         """Add ``text`` to the field instruction ``g`` collects for."""
         assert g.buf is not None
         g.buf.append(text)
-        if g.instruction is not None and not g.instruction.instr_text and text.strip():
-            g.instruction.instr_text = True
+        instruction = g.instruction
+        if instruction is not None and instruction.keyword != AFTER_KEYWORD:
+            instruction.keyword = keyword_state(instruction.keyword, text)
 
     def _drop_deleted(self, start: int, end: int) -> None:
         # tracked deletions are accepted: the deleted text goes (counted at \deleted)
