@@ -152,10 +152,30 @@ RTF_DESTINATIONS = frozenset(
     """.split()
 )
 
+#: Code page words: a document (\\ansicpgN) or a font (\\cpgN) whose text is read in
+#: code page N.
+_CODE_PAGE_WORDS = {b"ansicpg", b"cpg"}
 #: Control words that can change the tokenizer's state in any group (everything else
 #: only matters in a group's first token, in pictures, field instructions and deleted
-#: text); ``\\bin`` is here so that its raw bytes are always jumped over, never scanned.
-_STATE_WORDS = DESTINATIONS | REVISION_WORDS | {b"uc", b"u", b"plain", b"chatn", b"bin"}
+#: text); ``\\bin`` is here so that its raw bytes are always jumped over, never scanned,
+#: and the code page words so that a code page the engine cannot read is refused.
+_STATE_WORDS = (
+    DESTINATIONS | REVISION_WORDS | _CODE_PAGE_WORDS | {b"uc", b"u", b"plain", b"chatn", b"bin"}
+)
+#: Code pages in which text in ASCII is not read as ASCII: UTF-7 ("+AEQARABF..." is
+#: DDEAUTO to LibreOffice), ISO-2022 and HZ (escape sequences LibreOffice drops before
+#: a keyword), UTF-16/32 and EBCDIC. Field instructions are read in the document's
+#: code page; in these the engine cannot read them as readers do, and no RTF writer
+#: uses them: such a document is refused.
+_RECODING_CODE_PAGES = frozenset(
+    [65000, 1200, 1201, 12000, 12001, 50220, 50221, 50222, 50225, 50227, 50229, 52936]
+    + [37, 500, 870, 875, 1026, 1047, *range(1140, 1150), 20273, 20277, 20278, 20280]
+    + [20284, 20285, 20290, 20297, 20420, 20423, 20424, 20833, 20838, 20871, 20880]
+    + [20905, 20924, 21025]
+)
+#: Before a field keyword: blank space, quotes and control characters (what
+#: ``keyword_state`` reads as "not begun").
+_BEFORE_KEYWORD = re.compile(rb'[\s"\x00-\x1f\x7f]*+')
 #: One of ``_STATE_WORDS``, as a whole control word (words longer than 32 letters are
 #: cut by ``_TOKEN``, but these are all shorter), as a prefix tree: ``_STOP`` runs at
 #: every backslash, and a control word that is none of them fails after a comparison
@@ -489,6 +509,11 @@ class _Disarmer:
 
     def _word(self, start: int, end: int, word: bytes, value: int | None) -> None:
         g = self._head()
+        if word in _CODE_PAGE_WORDS and value in _RECODING_CODE_PAGES:
+            raise RTFRefused(
+                f"code page {value} (\\{word.decode()}): ASCII text is not ASCII in it, "
+                "readers read field instructions differently"
+            )
         if self.skip and g.buf is not None:
             # A control word among the fallback characters of \uN in a field
             # instruction: readers disagree on whether it counts as one of them.
@@ -634,7 +659,10 @@ class _Disarmer:
         if self.skip:
             self.skip -= 1
             return
-        self._char(bytes([int(value, 16)]).decode("cp1252", "replace"))
+        byte = bytes([int(value, 16)])
+        if g.buf is not None:
+            self._code_page_dependent(g, byte)
+        self._char(byte.decode("cp1252", "replace"))
 
     def _text(self, start: int, end: int, text: bytes) -> None:
         g = self._head()
@@ -654,6 +682,7 @@ class _Disarmer:
                 chars = chars[cut:]
                 self.skip -= cut
             if g.buf is not None:
+                self._code_page_dependent(g, chars)
                 self._collect(g, chars.decode("cp1252", "replace"))
         elif g.muted is not None:
             self._muted_text(g, text)
@@ -676,6 +705,20 @@ class _Disarmer:
             self._collect(g, ch)
         elif g.muted is not None:
             self._muted_text(g, ch)
+
+    def _code_page_dependent(self, g: _Group, raw: bytes) -> None:
+        """``raw`` bytes of an instruction ``g`` collects for: a byte over 0x7f before
+        its keyword makes it ambiguous. Its character depends on the code page (the
+        document's, or the font's): a blank one in many (0xff in code page 437, 0x9a
+        in KOI8-R, and a double-byte space, 0x81 0x40 in Shift-JIS, takes an ASCII
+        byte along), and readers skip blank space before a keyword; the engine reads
+        it in code page 1252, where it is none."""
+        instruction = g.instruction
+        if instruction is None or instruction.keyword != BEFORE_KEYWORD:
+            return
+        m = _BEFORE_KEYWORD.match(raw)
+        if m is not None and m.end() < len(raw) and raw[m.end()] > 0x7F:
+            self._ambiguous_instruction()
 
     @staticmethod
     def _collect(g: _Group, text: str) -> None:
