@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.test_office import _write, dde_found
+from tests.plugins.test_office import _write, dde_found, disarm, switches
 from tests.plugins.test_office_rtf import _run
 
 CMD = rb'c:\\windows\\system32\\cmd.exe "/k calc"'
@@ -124,8 +124,30 @@ def test_bytes_over_0x7f_after_the_keyword_are_kept(tmp_path: Path) -> None:
     assert _run(tmp_path, data)[0] == "unmodified"
 
 
+#: HYPERLINK switches in capitals: LibreOffice takes only "\\l", "\\o" and "\\t" as
+#: switches with an argument; it reads "\\O" as no switch, and the URL after it as the
+#: link's (an external link in the ODT). Read as a tooltip's "\\o" ("\\L" as a bookmark's
+#: "\\l"), the field passed as harmless (as an internal link).
+HYPERLINK_CAPITALS = {
+    "O": _field(rb'HYPERLINK \\O "http://example.com/evil"'),
+    "T": _field(rb'HYPERLINK \\T "http://example.com/evil"'),
+    "L": _field(rb'HYPERLINK \\L "http://example.com/evil"'),
+}
+
+
+@pytest.mark.parametrize("data", HYPERLINK_CAPITALS.values(), ids=HYPERLINK_CAPITALS.keys())
+def test_hyperlink_switches_in_capitals_take_no_argument(tmp_path: Path, data: bytes) -> None:
+    path = _write(tmp_path, "src.rtf", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise", internal_hyperlinks="allow"))
+    assert result.outcome == "rebuilt"
+    assert [a.switch for a in result.actions] == ["external_hyperlinks"]
+    out = dest.read_bytes()
+    assert b"example.com" not in out and b"x" in out
+
+
 def _libreoffice_field_codes(tmp_path: Path, files: dict[str, bytes]) -> dict[str, list[str]]:
-    """The field codes LibreOffice reads in each file (converted to ODT, one run)."""
+    """The field codes and link targets LibreOffice reads in each file (converted to
+    ODT, in one run)."""
     soffice = shutil.which("soffice")
     if soffice is None:
         pytest.skip("LibreOffice (soffice) is not installed")
@@ -145,10 +167,8 @@ def _libreoffice_field_codes(tmp_path: Path, files: dict[str, bytes]) -> dict[st
     codes = {}
     for name in files:
         content = zipfile.ZipFile(out / f"{name}.odt").read("content.xml").decode()
-        codes[name] = [
-            html.unescape(m.group(1))
-            for m in re.finditer(r'field\.code" field:value="([^"]*)"', content)
-        ]
+        found = re.finditer(r'field\.code" field:value="([^"]*)"|xlink:href="([^"]*)"', content)
+        codes[name] = [html.unescape(m.group(1) or m.group(2)) for m in found]
     return codes
 
 
@@ -158,13 +178,21 @@ def test_libreoffice_reads_the_findings(tmp_path: Path) -> None:
         **RECODING,
         **HIGH_BYTES,
     }
+    links = {f"hyperlink-{name}": data for name, data in HYPERLINK_CAPITALS.items()}
     files = {f"src-{name}": data for name, data in findings.items()}
     for name, data in findings.items():
         outcome, out = _run(tmp_path, data)
         assert outcome in ("rebuilt", "unprocessable")
         if outcome == "rebuilt":
             files[f"out-{name}"] = out
+    for name, data in links.items():
+        files[f"src-{name}"] = data
+        outcome, out = _run(tmp_path, data)
+        files[f"out-{name}"] = out if outcome == "rebuilt" else data  # (as delivered)
     codes = _libreoffice_field_codes(tmp_path, files)
+    for name in links:  # (their targets, as LibreOffice links them)
+        assert "http://example.com/evil" in codes[f"src-{name}"], name
+        assert codes[f"out-{name}"] == [], name
     for name in findings:
         # (LibreOffice keeps the blank and quote in front: '"\xa0DDEAUTO ...')
         assert any(re.match(r'[\s"]*DDEAUTO ', code) for code in codes[f"src-{name}"]), name

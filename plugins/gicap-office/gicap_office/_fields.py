@@ -92,7 +92,9 @@ def _classify(instr: str) -> tuple[str, str] | None:
 
 
 #: HYPERLINK switches that take the next word as theirs: \l (a bookmark), \o (a
-#: tooltip), \t (a target frame).
+#: tooltip), \t (a target frame). In small letters only: LibreOffice reads "\O" as no
+#: switch, and the word after it as the link's target ("\O "http://..." is an external
+#: link to it); whatever Word does with capitals, the target is read as one.
 _SWITCHES_WITH_ARGUMENT = ("\\l", "\\o", "\\t")
 
 
@@ -102,7 +104,7 @@ def _hyperlink(args: list[str]) -> tuple[str, str] | None:
     internal = False
     i = 0
     while i < len(args):
-        word = args[i].lower()
+        word = args[i]
         if word in _SWITCHES_WITH_ARGUMENT and i + 1 < len(args):
             internal = internal or word == "\\l"
             i += 2
