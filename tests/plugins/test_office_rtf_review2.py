@@ -197,3 +197,42 @@ def test_libreoffice_reads_the_findings(tmp_path: Path) -> None:
         # (LibreOffice keeps the blank and quote in front: '"\xa0DDEAUTO ...')
         assert any(re.match(r'[\s"]*DDEAUTO ', code) for code in codes[f"src-{name}"]), name
         assert codes.get(f"out-{name}", []) == [], name
+
+
+def _shape(properties: bytes) -> bytes:
+    head = rb"{\rtf1 a{\shp{\*\shpinst\shpleft0\shptop0\shpright100\shpbottom100"
+    return head + properties + rb"}}b\par}"
+
+
+#: A shape (or a picture's \picprop) whose picture is named by a URL or a path: Word
+#: fetches it when it shows the shape, as it does for the same property of a .doc
+#: (which the legacy engine already judged). The RTF engine kept it.
+LINKED_PICTURES = {
+    "pibName": _shape(
+        rb"{\sp{\sn pibName}{\sv http://127.0.0.1:9/linked.png}}{\sp{\sn pibFlags}{\sv 10}}"
+    ),
+    "fillBlipName": _shape(
+        rb"{\sp{\sn fillType}{\sv 3}}{\sp{\sn fillBlipName}{\sv \\\\server\\share\\a.png}}"
+    ),
+    "escaped-and-any-case": _shape(rb"{\sp{\sn PIBNAME}{\sv \'68ttp://127.0.0.1:9/x.png}}"),
+    "in-a-picture": rb"{\rtf1 a{\pict{\*\picprop{\sp{\sn pibName}{\sv http://127.0.0.1:9/p}}}"
+    rb"\pngblip 00}b\par}",
+}
+
+
+@pytest.mark.parametrize("data", LINKED_PICTURES.values(), ids=LINKED_PICTURES.keys())
+def test_a_picture_linked_by_a_shape_property_is_removed(tmp_path: Path, data: bytes) -> None:
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"127.0.0.1" not in out and b"share" not in out and b"ttp" not in out
+    assert b"pibName" not in out and b"fillBlipName" not in out and b"PIBNAME" not in out
+    assert out.startswith(rb"{\rtf1 a") and out.rstrip().endswith(rb"b\par}")
+    # kept when the policy allows external links
+    outcome, out = _run(tmp_path, data, default="allow")
+    assert outcome == "unmodified", outcome  # (the original bytes, link and all)
+
+
+def test_shape_properties_of_stored_pictures_are_kept(tmp_path: Path) -> None:
+    data = _shape(rb"{\sp{\sn shapeType}{\sv 75}}{\sp{\sn pibName}{\sv }}{\sp{\sn fLine}{\sv 0}}")
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "unmodified", (outcome, out)

@@ -19,7 +19,8 @@ What is removed or neutralised, per switch (see the README for the full list):
   DATABASE, or whose keyword is computed by a nested field, become their result text;
   ``\\*\\mailmerge`` data sources.
 * ``external_hyperlinks``: remote templates ``\\*\\template``; HYPERLINK fields with a
-  URL and INCLUDETEXT/INCLUDEPICTURE/INCLUDE/IMPORT/LINK/RD fields become their result.
+  URL and INCLUDETEXT/INCLUDEPICTURE/INCLUDE/IMPORT/LINK/RD fields become their result;
+  shape properties naming a linked picture (``pibName``, ``fillBlipName``) go.
 * ``internal_hyperlinks``: HYPERLINK ``\\l`` fields and GOTOBUTTON.
 * ``macros``: MACROBUTTON fields.
 * ``embedded_images``: ``\\pict`` PNG and JPEG pictures re-encoded; other picture
@@ -248,6 +249,11 @@ class _Group:
     #: it: its text is not the instruction's (see _Disarmer._leave_instruction).
     muted: bytes | None = None
     text: list[bytes] = field(default_factory=list)  # pict: data at this level
+    #: The text of a shape property's name (\sn) or value (\sv) group, and on the
+    #: property's \sp group what they held (see _Disarmer._shape_property).
+    prop: list[str] | None = None
+    prop_name: str = ""
+    prop_value: str = ""
     words: list[tuple[bytes, int | None]] = field(default_factory=list)  # pict: words
 
 
@@ -339,6 +345,7 @@ class _Disarmer:
                     not g.first
                     and g.buf is None
                     and g.muted is None
+                    and g.prop is None
                     and g.dest != b"pict"
                     and (g.in_dest or not g.deleted)
                 ):
@@ -531,6 +538,14 @@ class _Disarmer:
         elif g.first:
             g.dest = word
             self._destination(g, word)
+        if (
+            word in (b"sn", b"sv")
+            and g.dest == word
+            and g.prop is None
+            and len(self.stack) > 1
+            and self.stack[-2].dest == b"sp"
+        ):
+            g.prop = []
         g.first = False
         if word == b"field":
             self._field(g)
@@ -673,6 +688,8 @@ class _Disarmer:
         if g.deleted and not g.in_dest:
             self._drop_deleted(start, end)
             return
+        if g.prop is not None and not self.skip and len(g.prop) < MAX_PROPERTY_PIECES:
+            g.prop.append(text.replace(b"\r", b"").replace(b"\n", b"").decode("cp1252", "replace"))
         if g.buf is not None or self.skip:
             chars = text.replace(b"\r", b"").replace(b"\n", b"")
             if self.skip:
@@ -701,6 +718,8 @@ class _Disarmer:
 
     def _char(self, ch: str) -> None:
         g = self._head()
+        if g.prop is not None and len(g.prop) < MAX_PROPERTY_PIECES:
+            g.prop.append(ch)
         if g.buf is not None:
             self._collect(g, ch)
         elif g.muted is not None:
@@ -768,6 +787,11 @@ class _Disarmer:
             )
             if verdict and report.hit(*verdict, verb="neutralised"):
                 self._replace_group(g, end, b"")
+        if g.prop is not None and parent is not None:
+            if g.dest == b"sn":
+                parent.prop_name = "".join(g.prop)
+            else:
+                parent.prop_value = "".join(g.prop)
         if dest in (b"fldrslt", b"result") and parent is not None:
             # (whether the result group is itself a field or an instruction: then
             # nothing of it can stand as plain text)
@@ -827,6 +851,18 @@ class _Disarmer:
                 self._replace_group(g, end, b"")
         elif dest == b"pict":
             self._picture(g, end)
+        elif dest == b"sp":
+            self._shape_property(g, end)
+
+    def _shape_property(self, g: _Group, end: int) -> None:
+        """A shape property (``{\\sp{\\sn name}{\\sv value}}``, in a shape or a
+        picture's \\picprop) naming a picture outside the file: a URL or a file Word
+        fetches when it shows the shape, as it does for the same property of a .doc
+        (see ``legacy._linked_pictures``). The property goes; the shape keeps the
+        picture stored in it, if any (its ``pib`` property)."""
+        if g.prop_name.strip().lower() in LINKED_PICTURE_PROPERTIES and g.prop_value.strip():
+            if self.report.hit("external_hyperlinks", "linked picture (shape property)"):
+                self._replace_group(g, end, b"")
 
     def _replace_with_result(self, g: _Group, end: int) -> None:
         """Replace the group ``g`` (a field, an object) by its result group: "{\fldrslt
@@ -897,6 +933,12 @@ class _Disarmer:
 
 
 _METAFILES = {b"emfblip", b"wmetafile", b"pmmetafile", b"macpict"}
+#: Shape properties that name a picture by a URL or a file path ([MS-ODRAW] pibName,
+#: fillBlipName; in RTF by name, any letter case).
+LINKED_PICTURE_PROPERTIES = {"pibname", "fillblipname"}
+#: Pieces of text kept of one shape property's name or value (a value is a few
+#: pieces: a URL, its escaped characters).
+MAX_PROPERTY_PIECES = 4096
 
 
 def _display_size(words: list[tuple[bytes, int | None]]) -> bytes:
