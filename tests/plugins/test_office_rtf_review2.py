@@ -236,3 +236,19 @@ def test_shape_properties_of_stored_pictures_are_kept(tmp_path: Path) -> None:
     data = _shape(rb"{\sp{\sn shapeType}{\sv 75}}{\sp{\sn pibName}{\sv }}{\sp{\sn fLine}{\sv 0}}")
     outcome, out = _run(tmp_path, data)
     assert outcome == "unmodified", (outcome, out)
+
+
+#: Characters no document may hold inside the keyword: a lone surrogate (\u-10240 is
+#: U+D800) or U+FFFE. LibreOffice reads "DD?EAUTO", but drops them when it saves the
+#: document again: the saved copy holds a working DDEAUTO field.
+DROPPED_ON_SAVE = {
+    "lone-surrogate": _field(rb"DD\u-10240?EAUTO " + CMD),
+    "noncharacter": _field(rb"DD\u-2?EAUTO " + CMD),
+}
+
+
+@pytest.mark.parametrize("data", DROPPED_ON_SAVE.values(), ids=DROPPED_ON_SAVE.keys())
+def test_characters_dropped_on_save_are_read_both_ways(tmp_path: Path, data: bytes) -> None:
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt"
+    assert b"EAUTO" not in out and b"x" in out

@@ -31,8 +31,9 @@ _KEYWORD = re.compile(r'[\s"\x00-\x1f\x7f]*+([A-Za-z]++)')
 #: (white space, controls, a quote), in its letters, or ended.
 BEFORE_KEYWORD, IN_KEYWORD, AFTER_KEYWORD = 0, 1, 2
 _BEFORE = re.compile(r'[\s"\x00-\x1f\x7f]*+')
-#: Letters, and the controls LibreOffice drops from a keyword ("DD\0EAUTO").
-_LETTERS = re.compile(r"[A-Za-z\x00-\x08\x0a-\x1f]*+")
+#: Letters, and the characters LibreOffice drops from a keyword ("DD\0EAUTO"; see
+#: ``_CONTROLS``).
+_LETTERS = re.compile(r"[A-Za-z\x00-\x08\x0a-\x1f\ud800-\udfff\ufffe\uffff]*+")
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
@@ -68,7 +69,8 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
     # invisible format characters (a zero-width space before the keyword) are not read
     instr = "".join(c for c in instr if unicodedata.category(c) != "Cf")
     # LibreOffice drops control characters but tab inside the instruction ("DD\0EAUTO"
-    # is DDEAUTO to it); read both ways, the risky reading wins
+    # is DDEAUTO to it), and characters no document may hold once it saves it again;
+    # read both ways, the risky reading wins
     dropped = _CONTROLS.sub("", instr)
     if dropped != instr:
         verdict = _classify(dropped)
@@ -77,8 +79,10 @@ def classify_field(instr: str, computed: bool) -> tuple[str, str] | None:
     return _classify(instr)
 
 
-#: Control characters LibreOffice drops from a field instruction (not tab).
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f]")
+#: Control characters LibreOffice drops from a field instruction (not tab), and the
+#: characters no document may hold (lone surrogates, U+FFFE, U+FFFF): it reads them in
+#: the instruction, but drops them when it saves the document again.
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _classify(instr: str) -> tuple[str, str] | None:
