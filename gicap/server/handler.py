@@ -90,6 +90,7 @@ class ConnectionHandler:
         secure: bool = False,
         client_identity: tuple[str, ...] = (),
         client_certificate: bytes | None = None,
+        client_chain: tuple[bytes, ...] | None = None,
         refuse: tuple[int, str] | None = None,
     ) -> None:
         self.sock = sock
@@ -99,6 +100,9 @@ class ConnectionHandler:
         self.client_identity = client_identity
         #: The certificate (DER) the client presented in its TLS handshake.
         self.client_certificate = client_certificate
+        #: The certificates it sent after its own (None: not known; see
+        #: ``gicap.tls.recheck.sent_chain``).
+        self.client_chain = client_chain
         #: Why the client is no longer trusted (see ``gicap.tls.recheck``): the
         #: connection closes after the transaction in progress.
         self.untrusted: str | None = None

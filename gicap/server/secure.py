@@ -31,7 +31,7 @@ from gicap.tls import (
     is_ca_certificate,
     is_client_allowed,
 )
-from gicap.tls.recheck import ClientRecheck
+from gicap.tls.recheck import ClientRecheck, sent_chain
 
 if TYPE_CHECKING:
     from gicap.server.worker import Worker
@@ -262,7 +262,9 @@ class SecureListener:
             if not handler.secure or handler.untrusted is not None:
                 continue
             try:
-                reason = check.refusal(handler.client_certificate, handler.client_identity, now)
+                reason = check.refusal(
+                    handler.client_certificate, handler.client_identity, now, handler.client_chain
+                )
             except Exception:
                 log.exception("re-checking the client of %s failed: connection kept", handler.peer)
                 continue
@@ -426,5 +428,6 @@ class SecureListener:
             secure=True,
             client_identity=tuple(identity),
             client_certificate=tls.getpeercert(binary_form=True),
+            client_chain=sent_chain(tls),
             refuse=refuse,
         )

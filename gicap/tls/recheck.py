@@ -7,17 +7,18 @@ taken out of ``allowed_clients``, or its certificate expired meanwhile), its
 connections are closed: a new handshake would be refused, so keeping them would
 serve, for hours, a proxy the operator meant to lock out.
 
-Only what the client's own certificate tells is judged (Python shows a server the
-peer's certificate, not the chain it sent): a client whose trust cannot be told from
-it is kept, so that a change that leaves a client trusted never drops its
-connections.
+Only what the client's certificate, and the certificates it sent with it, tell is
+judged: a client whose trust cannot be told from them is kept, so that a change that
+leaves a client trusted never drops its connections.
 """
 
 from __future__ import annotations
 
+import _ssl
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -35,6 +36,45 @@ def _spki(cert: x509.Certificate) -> bytes:
     return cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def _canonical(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """``name`` compared as OpenSSL compares names when it looks for an issuer (case and
+    runs of spaces do not count), or more loosely: a looser match keeps a client."""
+    return tuple(
+        tuple(sorted((a.oid.dotted_string, " ".join(str(a.value).casefold().split())) for a in rdn))
+        for rdn in name.rdns
+    )
+
+
+def sent_chain(tls: Any) -> tuple[bytes, ...] | None:
+    """The certificates (DER) a client sent after its own in its TLS handshake, to
+    be verified with: its intermediates, a cross-signed copy of one. ``None`` when
+    not known: a resumed session sends none (its verification is the earlier one's).
+    """
+    leaf = tls.getpeercert(binary_form=True)
+    if leaf is None or tls.session_reused:
+        return None
+    # (SSLSocket.get_unverified_chain from Python 3.13 on; before, on the _ssl object)
+    get = getattr(tls, "get_unverified_chain", None)
+    if get is None:
+        get = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if get is None:
+        return None
+    try:
+        chain = get()
+        if chain is None:
+            return None
+        # (the server's side adds the client's own certificate first: None without one)
+        ders = [
+            c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER)
+            for c in chain
+            if c is not None
+        ]
+    except (ValueError, TypeError, AttributeError, OSError):
+        # (a private interface before 3.13: whatever it does, the connection is served)
+        return None
+    return tuple(der for der in ders if der != leaf)
 
 
 def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -87,10 +127,17 @@ class ClientRecheck:
         others = tuple(ca for ca in before if ca not in roots)
         return cls(settings, cas, frozenset(revoked), dropped, others)
 
-    def refusal(self, der: bytes | None, identity: tuple[str, ...], now: datetime) -> str | None:
+    def refusal(
+        self,
+        der: bytes | None,
+        identity: tuple[str, ...],
+        now: datetime,
+        sent: tuple[bytes, ...] | None = (),
+    ) -> str | None:
         """Why a client whose handshake presented ``der`` (its certificate; None
-        without one) and whose names are ``identity`` would now be refused; ``None``
-        when it would not, or when its certificate does not tell."""
+        without one), followed by ``sent`` (None: not known), and whose names are
+        ``identity`` would now be refused; ``None`` when it would not, or when what it
+        presented does not tell."""
         if not self.settings.mutual:
             return None  # (no client certificate is verified any more)
         if not is_client_allowed(self.settings, identity):
@@ -107,26 +154,47 @@ class ClientRecheck:
             return "its certificate is revoked by the CRL"
         if any(ca.public_bytes(serialization.Encoding.DER) == der for ca in self.cas):
             return None  # (trusted itself, with PARTIAL_CHAIN)
-        root = self._dropped_root(leaf)
+        if sent is None:
+            return None  # (a cross-signed copy it sent could lead to a root still trusted)
+        chain = tuple(x509.load_der_x509_certificate(item) for item in sent)
+        if self._may_chain(leaf, chain):
+            return None
+        root = self._dropped_root(leaf, chain)
         if root is not None:
             return f"its root CA ({root.subject.rfc4514_string()}) is no longer in the CA file"
         return None
 
-    def _dropped_root(self, leaf: x509.Certificate) -> x509.Certificate | None:
-        """The dropped root ``leaf`` chains to through the earlier CA file's
-        intermediates, when no certificate of the new file bears the name of one on
-        that path (a cross-signed intermediate could lead to a root still trusted)."""
+    def _may_chain(self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]) -> bool:
+        """Whether a new handshake may find a path from ``leaf``, through the
+        certificates the client sent, to a certificate of the new CA file: by names
+        alone, so that a path OpenSSL would take is never missed."""
+        trusted = {_canonical(ca.subject) for ca in self.cas}
+        left = list(sent)
+        todo = [leaf]
+        while todo:
+            issuer = _canonical(todo.pop().issuer)
+            if issuer in trusted:
+                return True
+            found = [cert for cert in left if _canonical(cert.subject) == issuer]
+            left = [cert for cert in left if cert not in found]
+            todo.extend(found)
+        return False
+
+    def _dropped_root(
+        self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]
+    ) -> x509.Certificate | None:
+        """The dropped root ``leaf`` chains to, through the certificates the client
+        sent and the earlier CA file's intermediates (called when no path leads to a
+        certificate of the new file)."""
         if not self.dropped_roots:
             return None
-        names = {ca.subject for ca in self.cas}
+        steps = (*sent, *self.earlier_intermediates)
         cert = leaf
-        for _ in range(len(self.earlier_intermediates) + 1):
-            if cert.issuer in names:
-                return None
+        for _ in range(len(steps) + 1):
             root = next((r for r in self.dropped_roots if _issued_by(cert, r)), None)
             if root is not None:
                 return root
-            step = next((c for c in self.earlier_intermediates if _issued_by(cert, c)), None)
+            step = next((c for c in steps if c is not cert and _issued_by(cert, c)), None)
             if step is None:
                 return None
             cert = step

@@ -1,0 +1,145 @@
+"""Review of the re-check of established Secure ICAP clients (``gicap.tls.recheck``):
+clients a new handshake still accepts keep their connection, and the answer in
+progress of a client that loses it reaches that client."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from gicap.tls import CertificateSettings, load_certificate_set
+from gicap.tls.recheck import ClientRecheck
+from tests.tls.pki import PKI, Issued, Key, name, new_key, pem
+
+from .conftest import StartSecure
+from .support import RELOAD_WITHIN, Clients, install, open_tls, options_over, write_atomic
+
+
+def _served(tls: ssl.SSLSocket, port: int) -> bool:
+    return options_over(tls, port).startswith(b"ICAP/1.0 200")
+
+
+def _certificate(
+    subject: x509.Name, key: Key, issuer: Issued | None, *, ca: bool, serial: int | None = None
+) -> x509.Certificate:
+    """A CA or client certificate, with the serial number asked for."""
+    now = datetime.now(UTC)
+    signer = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
+    )
+    if not ca:
+        cn = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False
+        ).add_extension(x509.SubjectAlternativeName([x509.DNSName(str(cn))]), False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _root(common_name: str, key: Key | None = None) -> Issued:
+    key = key or new_key()
+    return Issued(_certificate(name(common_name), key, None, ca=True), key)
+
+
+def _closed_by_server(tls: ssl.SSLSocket) -> bool:
+    tls.settimeout(RELOAD_WITHIN * 2)
+    try:
+        return tls.recv(1) == b""
+    except TimeoutError:
+        return False
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def test_a_client_sending_a_cross_signed_intermediate_keeps_its_connection(
+    start_secure: StartSecure, clients: Clients, pki: PKI, client_a: Issued
+) -> None:
+    """A root rollover: the clients' intermediate CA is cross-signed by the new root and
+    the clients send that copy. The old root and the old copy of the intermediate
+    leave the CA file: a new handshake still verifies (client -> cross-signed
+    intermediate -> new root), so the connection must stay."""
+    old_root, new_root = _root("Rollover Old Root CA"), _root("Rollover New Root CA")
+    key = new_key()
+    subject = name("Rollover Intermediate CA")
+    old_copy = Issued(_certificate(subject, key, old_root, ca=True), key)
+    cross = Issued(_certificate(subject, key, new_root, ca=True), key)
+    leaf_key = new_key()
+    client = Issued(
+        _certificate(name("rollover-client"), leaf_key, old_copy, ca=False),
+        leaf_key,
+        [cross.cert],
+    )
+    gicap = start_secure(ca=pem(pki.root, old_root, old_copy, new_root))
+    port = gicap.secure_port
+    with open_tls(port, clients.context(client)) as tls:
+        assert _served(tls, port)
+        mark = gicap.mark()
+        write_atomic(gicap.certdir / "tls-cafile", pem(pki.root, new_root))
+        gicap.wait_log("Secure ICAP certificate loaded", since=mark)
+        # (a new handshake accepts the client: the new set still trusts it)
+        with open_tls(port, clients.context(client)) as fresh:
+            assert _served(fresh, port)
+        assert _served(tls, port), gicap.log()[mark:]
+        assert not gicap.lines("no longer trusted", since=mark)
+
+
+def test_a_client_sending_its_intermediate_loses_its_connection_with_its_root(
+    start_secure: StartSecure, clients: Clients, pki: PKI, client_a: Issued
+) -> None:
+    """The common set-up (the CA file holds roots only, clients send their
+    intermediate): the root taken out of the CA file, its clients are disconnected."""
+    other = PKI("Sent Chain")
+    intermediate = other.intermediate("Sent Chain Intermediate CA")
+    client = other.client("sends-its-chain", issuer=intermediate)
+    assert client.chain == [intermediate.cert]
+    gicap = start_secure(ca=pem(pki.root, other.root))
+    port = gicap.secure_port
+    with (
+        open_tls(port, clients.context(client)) as gone,
+        open_tls(port, clients.context(client_a)) as kept,
+    ):
+        assert _served(gone, port) and _served(kept, port)
+        mark = gicap.mark()
+        write_atomic(gicap.certdir / "tls-cafile", pki.root.cert_pem())
+        assert _closed_by_server(gone)
+        gicap.wait_log(r"\(sends-its-chain\) is no longer trusted .*Sent Chain Root CA", since=mark)
+        assert _served(kept, port)
+
+
+def test_recheck_keeps_a_client_whose_sent_chain_is_not_known(
+    tmp_path: Path, pki: PKI, server_cert: Issued
+) -> None:
+    """A resumed session sends no chain: a client whose root was dropped could have
+    sent a cross-signed copy leading to a root still trusted, so it is kept."""
+    other = PKI("Unknown Chain")
+    client = other.client("resumed")
+    settings = CertificateSettings.from_mapping(
+        {
+            "certfile": str(tmp_path / "tls-server-cert"),
+            "keyfile": str(tmp_path / "tls-server-key"),
+            "cafile": str(tmp_path / "tls-cafile"),
+        }
+    )
+    install(tmp_path, server_cert, pem(pki.root, other.root))
+    earlier = load_certificate_set(settings)
+    install(tmp_path, server_cert, pem(pki.root))
+    check = ClientRecheck.between(settings, load_certificate_set(settings), earlier)
+    now = datetime.now(UTC)
+    assert check.refusal(client.der(), ("resumed",), now, None) is None
+    assert "Unknown Chain Root CA" in (check.refusal(client.der(), ("resumed",), now, ()) or "")
