@@ -77,6 +77,16 @@ def sent_chain(tls: Any) -> tuple[bytes, ...] | None:
     return tuple(der for der in ders if der != leaf)
 
 
+def _key_id(item: x509.Certificate | x509.CertificateRevocationList) -> bytes | None:
+    """The key identifier of the CA that signed ``item``, when it names one."""
+    try:
+        return item.extensions.get_extension_for_class(
+            x509.AuthorityKeyIdentifier
+        ).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
     if leaf.issuer != ca.subject:
         return False
@@ -99,9 +109,9 @@ class ClientRecheck:
     settings: CertificateSettings
     #: The CA file's certificates.
     cas: tuple[x509.Certificate, ...]
-    #: (issuer name, serial number) of every certificate the CRLs revoke, when the
-    #: verification flags check CRLs (else a CRL file changes nothing for handshakes).
-    revoked: frozenset[tuple[bytes, int]]
+    #: The CRLs, when the verification flags check CRLs (else a CRL file changes
+    #: nothing for handshakes).
+    crls: tuple[x509.CertificateRevocationList, ...]
     #: Root CAs of the earlier set that the new one no longer holds (same subject and
     #: key): a chain ending in one of them cannot be verified any more.
     dropped_roots: tuple[x509.Certificate, ...]
@@ -114,18 +124,15 @@ class ClientRecheck:
         cls, settings: CertificateSettings, new: CertificateSet, earlier: CertificateSet
     ) -> ClientRecheck:
         cas = tuple(x509.load_pem_x509_certificates(new.ca_pem)) if new.ca_pem else ()
-        revoked: set[tuple[bytes, int]] = set()
+        crls: tuple[x509.CertificateRevocationList, ...] = ()
         if settings.verification_flags & _CRL_FLAGS:
-            for block in _PEM_CRL.findall(new.crl_pem):
-                crl = x509.load_pem_x509_crl(block)
-                issuer = crl.issuer.public_bytes()
-                revoked.update((issuer, entry.serial_number) for entry in crl)
+            crls = tuple(x509.load_pem_x509_crl(block) for block in _PEM_CRL.findall(new.crl_pem))
         kept = {(ca.subject.public_bytes(), _spki(ca)) for ca in cas}
         before = x509.load_pem_x509_certificates(earlier.ca_pem) if earlier.ca_pem else []
         roots = [ca for ca in before if _self_signed(ca)]
         dropped = tuple(ca for ca in roots if (ca.subject.public_bytes(), _spki(ca)) not in kept)
         others = tuple(ca for ca in before if ca not in roots)
-        return cls(settings, cas, frozenset(revoked), dropped, others)
+        return cls(settings, cas, crls, dropped, others)
 
     def refusal(
         self,
@@ -150,19 +157,41 @@ class ClientRecheck:
             return None
         if now > leaf.not_valid_after_utc:
             return f"its certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
-        if (leaf.issuer.public_bytes(), leaf.serial_number) in self.revoked:
+        chain = tuple(x509.load_der_x509_certificate(item) for item in sent or ())
+        if self._revoked(leaf, chain):
             return "its certificate is revoked by the CRL"
         if any(ca.public_bytes(serialization.Encoding.DER) == der for ca in self.cas):
             return None  # (trusted itself, with PARTIAL_CHAIN)
         if sent is None:
             return None  # (a cross-signed copy it sent could lead to a root still trusted)
-        chain = tuple(x509.load_der_x509_certificate(item) for item in sent)
         if self._may_chain(leaf, chain):
             return None
         root = self._dropped_root(leaf, chain)
         if root is not None:
             return f"its root CA ({root.subject.rfc4514_string()}) is no longer in the CA file"
         return None
+
+    def _revoked(self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]) -> bool:
+        """Whether a CRL of ``leaf``'s issuer revokes it. Of the CRLs bearing the
+        issuer's name, only those its issuer signed count, as for OpenSSL: two CAs
+        may bear one name (one set up again with a new key, numbering from 1 again)."""
+        issuers = [ca for ca in (*self.cas, *sent) if _issued_by(leaf, ca)]
+        name = _canonical(leaf.issuer)
+        for crl in self.crls:
+            if _canonical(crl.issuer) != name:
+                continue
+            if issuers:
+                ours = any(crl.is_signature_valid(ca.public_key()) for ca in issuers)
+            else:
+                # (the issuer not at hand: the key identifiers tell, when both bear one)
+                crl_key, leaf_key = _key_id(crl), _key_id(leaf)
+                ours = crl_key is None or leaf_key is None or crl_key == leaf_key
+            if (
+                ours
+                and crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
+            ):
+                return True
+        return False
 
     def _may_chain(self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]) -> bool:
         """Whether a new handshake may find a path from ``leaf``, through the

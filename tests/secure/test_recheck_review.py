@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gicap.tls import CertificateSettings, load_certificate_set
@@ -143,3 +143,77 @@ def test_recheck_keeps_a_client_whose_sent_chain_is_not_known(
     now = datetime.now(UTC)
     assert check.refusal(client.der(), ("resumed",), now, None) is None
     assert "Unknown Chain Root CA" in (check.refusal(client.der(), ("resumed",), now, ()) or "")
+
+
+def _crl(issuer: Issued, serials: tuple[int, ...]) -> bytes:
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(now - timedelta(hours=1))
+        .next_update(now + timedelta(days=7))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
+        )
+        .add_extension(x509.CRLNumber(1), False)
+    )
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(now - timedelta(minutes=5))
+            .build()
+        )
+    return builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_crl_of_a_namesake_ca_does_not_disconnect_a_client(
+    start_secure: StartSecure, clients: Clients, pki: PKI, tmp_path: Path
+) -> None:
+    """Two CAs with one name (a CA set up again with a new key, numbering its
+    certificates from 1 again): the old one's CRL revokes serial 7, a client of the
+    new one has serial 7 too. OpenSSL checks the client against the CRL its own CA
+    signed, so a new handshake accepts it: its connection must stay."""
+    old_ca, new_ca = _root("Twin CA"), _root("Twin CA")
+    key = new_key()
+    client = Issued(_certificate(name("twin-client"), key, new_ca, ca=False, serial=7), key)
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.crl([]) + _crl(new_ca, ()))
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"},
+        ca=pem(pki.root, old_ca, new_ca),
+    )
+    port = gicap.secure_port
+    with open_tls(port, clients.context(client)) as tls:
+        assert _served(tls, port)
+        mark = gicap.mark()
+        write_atomic(crl, pki.crl([]) + _crl(new_ca, ()) + _crl(old_ca, (7,)))
+        gicap.wait_log("Secure ICAP certificate loaded", since=mark)
+        with open_tls(port, clients.context(client)) as fresh:
+            assert _served(fresh, port)
+        assert _served(tls, port), gicap.log()[mark:]
+        assert not gicap.lines("no longer trusted", since=mark)
+
+
+def test_recheck_finds_a_client_revoked_by_the_crl_of_the_intermediate_it_sent(
+    tmp_path: Path, pki: PKI, server_cert: Issued
+) -> None:
+    intermediate = pki.intermediate("CRL Intermediate CA")
+    client = pki.client("revoked-below", issuer=intermediate)
+    settings = CertificateSettings.from_mapping(
+        {
+            "certfile": str(tmp_path / "tls-server-cert"),
+            "keyfile": str(tmp_path / "tls-server-key"),
+            "cafile": str(tmp_path / "tls-cafile"),
+            "crlfile": str(tmp_path / "crl.pem"),
+            "verification_flags": "CRL_CHECK",
+        }
+    )
+    install(tmp_path, server_cert, pem(pki.root))
+    (tmp_path / "crl.pem").write_bytes(pki.crl([]) + pki.crl([client], issuer=intermediate))
+    certset = load_certificate_set(settings)
+    check = ClientRecheck.between(settings, certset, certset)
+    now = datetime.now(UTC)
+    for sent in ((intermediate.der(),), None):
+        reason = check.refusal(client.der(), ("revoked-below",), now, sent)
+        assert reason is not None and "revoked" in reason
