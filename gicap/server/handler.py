@@ -8,6 +8,7 @@ next request, ``header_timeout`` for a whole request head once it has started, a
 from __future__ import annotations
 
 import logging
+import select
 import ssl
 import time
 from collections.abc import Iterable
@@ -168,6 +169,24 @@ class ConnectionHandler:
             data = b""
         self.conn.receive_data(data)
         return True
+
+    def waiting(self) -> bool:
+        """Whether the connection waits for a request of which nothing has arrived, so
+        that closing it now costs the client no answer. A request whose first bytes
+        are here (parsed in part, decrypted and not read yet, or waiting in the
+        socket) has begun: it is answered first."""
+        if self.ctx.connections.get(self, False) or self.conn.buffered:
+            return False
+        pending = getattr(self.sock, "pending", None)
+        try:
+            if pending is not None and pending():
+                return False
+            # (poll rather than select: a busy worker's descriptors pass 1024)
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return True  # (closed already)
 
     # ----------------------------------------------------------------- writing
     def _send(self, data: bytes) -> None:

@@ -248,8 +248,8 @@ class SecureListener:
 
     def _recheck(self, earlier: CertificateSet, certset: CertificateSet) -> None:
         """Close the connections of clients the new set (or settings) no longer
-        trusts: at once when idle, after their answer when a transaction is in
-        progress (it says Connection: close)."""
+        trusts: at once when idle, after their answer when a request has begun to
+        arrive (it says Connection: close)."""
         now = datetime.now(UTC)
         try:
             check = ClientRecheck.between(self.settings, certset, earlier)
@@ -271,7 +271,7 @@ class SecureListener:
             if reason is None:
                 continue
             handler.untrusted = reason
-            busy = self.worker.ctx.connections.get(handler, False)
+            busy = not handler.waiting()
             log.warning(
                 "client %s (%s) is no longer trusted by the new certificate settings: %s; "
                 "its connection is closed%s",

@@ -4,6 +4,7 @@ progress of a client that loses it reaches that client."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,3 +218,96 @@ def test_recheck_finds_a_client_revoked_by_the_crl_of_the_intermediate_it_sent(
     for sent in ((intermediate.der(),), None):
         reason = check.refusal(client.der(), ("revoked-below",), now, sent)
         assert reason is not None and "revoked" in reason
+
+
+def _read_to_close(tls: ssl.SSLSocket) -> bytes:
+    tls.settimeout(5)
+    answer = b""
+    try:
+        while chunk := tls.recv(65536):
+            answer += chunk
+    except (ssl.SSLError, ConnectionError) as exc:
+        answer += f"<{type(exc).__name__}>".encode()
+    return answer
+
+
+def test_a_pipelined_request_does_not_cost_the_answer_in_progress(
+    start_secure: StartSecure, clients: Clients, pki: PKI, tmp_path: Path
+) -> None:
+    """The client revoked while a transaction is in progress has sent its next request
+    already: the answer in progress must still reach it (a close with the next request
+    unread resets the connection, and the reset discards what the client had not read
+    yet)."""
+    revoked = pki.client("pipelining-client")
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.crl([]))
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
+    )
+    port = gicap.secure_port
+    url = f"icaps://localhost:{port}/echo"
+    body = b"x" * 200_000
+    with open_tls(port, clients.context(revoked)) as tls:
+        tls.sendall(
+            f"RESPMOD {url} ICAP/1.0\r\nHost: localhost\r\n"
+            "Encapsulated: res-hdr=0, res-body=19\r\n\r\n"
+            "HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n".encode()
+        )
+        mark = gicap.mark()
+        write_atomic(crl, pki.crl([revoked]))
+        gicap.wait_log(r"\(pipelining-client\) .* after the transaction in progress", since=mark)
+        # The end of the first request, and a second one right behind it.
+        second = (
+            f"RESPMOD {url} ICAP/1.0\r\nHost: localhost\r\n"
+            "Encapsulated: res-hdr=0, res-body=19\r\n\r\n"
+            f"HTTP/1.1 200 OK\r\n\r\n{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+        tls.sendall(b"0\r\n\r\n" + second)
+        answer = _read_to_close(tls)
+    assert answer.startswith(b"ICAP/1.0 200"), answer[:300]
+    # (its head had gone out when the client was judged: no Connection: close in it)
+    assert answer.endswith(b"5\r\nhello\r\n0\r\n\r\n"), answer[-300:]
+
+
+def test_a_request_begun_when_the_client_is_judged_is_answered(
+    start_secure: StartSecure, clients: Clients, pki: PKI, tmp_path: Path
+) -> None:
+    """A request whose head has begun to arrive is in progress: it is answered (with
+    Connection: close), not cut off unanswered."""
+    revoked = pki.client("starting-client")
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.crl([]))
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
+    )
+    port = gicap.secure_port
+    with open_tls(port, clients.context(revoked)) as tls:
+        tls.sendall(f"OPTIONS icaps://localhost:{port}/echo ICAP/1.0\r\n".encode())
+        mark = gicap.mark()
+        write_atomic(crl, pki.crl([revoked]))
+        gicap.wait_log(r"\(starting-client\) is no longer trusted", since=mark)
+        try:
+            tls.sendall(b"Host: localhost\r\n\r\n")
+        except (ssl.SSLError, ConnectionError):
+            pass
+        answer = _read_to_close(tls)
+    assert answer.startswith(b"ICAP/1.0 200"), answer[:300]
+    assert b"Connection: close" in answer
+
+
+def test_a_connection_with_a_request_in_its_socket_is_not_waiting() -> None:
+    """The bytes of a request that has arrived, not read yet by the connection's
+    greenlet: the request has begun, and closing the connection would lose it."""
+    from gicap.config import ServerSettings
+    from gicap.server.handler import ConnectionHandler, ServerContext
+
+    ours, client = socket.socketpair()
+    with ours, client:
+        handler = ConnectionHandler(
+            ours, ("127.0.0.1", 1), ServerContext(ServerSettings(), {}, 1, 1)
+        )
+        assert handler.waiting()
+        client.sendall(b"OPTIONS icaps://localhost/echo ICAP/1.0\r\n")
+        assert not handler.waiting()
