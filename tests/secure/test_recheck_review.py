@@ -311,3 +311,47 @@ def test_a_connection_with_a_request_in_its_socket_is_not_waiting() -> None:
         assert handler.waiting()
         client.sendall(b"OPTIONS icaps://localhost/echo ICAP/1.0\r\n")
         assert not handler.waiting()
+
+
+def test_every_worker_process_judges_its_own_connections(
+    start_secure: StartSecure, clients: Clients, pki: PKI, client_a: Issued, tmp_path: Path
+) -> None:
+    revoked = pki.client("revoked-everywhere")
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.crl([]))
+    gicap = start_secure(
+        {
+            "GICAP_SERVER__WORKERS": "2",
+            "GICAP_CERTIFICATE__CRLFILE": str(crl),
+            "CERTIFICATE__VerificationFlags": "CRL_CHECK",
+        }
+    )
+    port = gicap.secure_port
+    gone = [open_tls(port, clients.context(revoked)) for _ in range(6)]
+    kept = [open_tls(port, clients.context(client_a)) for _ in range(6)]
+    try:
+        assert all(_served(tls, port) for tls in gone + kept)
+        write_atomic(crl, pki.crl([revoked]))
+        assert all(_closed_by_server(tls) for tls in gone)
+        assert all(_served(tls, port) for tls in kept)
+    finally:
+        for tls in gone + kept:
+            tls.close()
+
+
+def test_a_client_without_a_certificate_keeps_its_connection(
+    start_secure: StartSecure, clients: Clients, pki: PKI, other_pki: PKI
+) -> None:
+    """require_client_cert = false: a client that sent no certificate is not judged
+    by a new CA file (and its handshake, with no certificate to list, is served)."""
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__REQUIRE_CLIENT_CERT": "false"}, ca=pem(pki.root, other_pki.root)
+    )
+    port = gicap.secure_port
+    with open_tls(port, clients.context()) as tls:
+        assert _served(tls, port)
+        mark = gicap.mark()
+        write_atomic(gicap.certdir / "tls-cafile", pki.root.cert_pem())
+        gicap.wait_log("Secure ICAP certificate loaded", since=mark)
+        assert _served(tls, port)
+        assert not gicap.lines("no longer trusted", since=mark)
