@@ -251,12 +251,8 @@ class SecureListener:
         trusts: at once when idle, after their answer when a request has begun to
         arrive (it says Connection: close)."""
         now = datetime.now(UTC)
-        try:
-            check = ClientRecheck.between(self.settings, certset, earlier)
-        except Exception:
-            # (the set loaded and OpenSSL took it: not expected; the new handshakes
-            # are judged by the new set whatever happens here)
-            log.exception("established clients not re-checked against the new set")
+        check = self._check(earlier, certset)
+        if check is None:
             return
         for handler, greenlet in list(self.worker.handlers.items()):
             if not handler.secure or handler.untrusted is not None:
@@ -283,6 +279,32 @@ class SecureListener:
             if not busy:
                 greenlet.kill(block=False)
 
+    def _check(self, earlier: CertificateSet, certset: CertificateSet) -> ClientRecheck | None:
+        """The judgement of clients verified by ``earlier`` under ``certset``; None
+        (logged) when it cannot be made."""
+        try:
+            return ClientRecheck.between(self.settings, certset, earlier)
+        except Exception:
+            # (the set loaded and OpenSSL took it: not expected; the new handshakes
+            # are judged by the new set whatever happens here)
+            log.exception("established clients not re-checked against the new set")
+            return None
+
+    def _refusal(
+        self,
+        check: ClientRecheck,
+        tls: Any,
+        identity: list[str],
+        chain: tuple[bytes, ...] | None,
+    ) -> str | None:
+        """``check``'s judgement of a client whose handshake just completed."""
+        try:
+            der = tls.getpeercert(binary_form=True)
+            return check.refusal(der, tuple(identity), datetime.now(UTC), chain)
+        except Exception:
+            log.exception("re-checking a client failed: connection kept")
+            return None
+
     def _open(self) -> None:
         if self.server is not None or self.context is None or self.worker.ctx.draining:
             return
@@ -306,7 +328,7 @@ class SecureListener:
             self.worker.ctx.metrics.tls_failure(reason)
 
     def _handle(self, sock: Any, address: Any) -> None:
-        context = self.context
+        context, certset = self.context, self.certset
         assert context is not None
         s = self.worker.ctx.settings
         peer = f"{address[0]}:{address[1]}"
@@ -405,6 +427,24 @@ class SecureListener:
             self._evicted.discard(key)
         assert tls is not None
         identity = client_identity(tls.getpeercert())
+        chain = sent_chain(tls)
+        allowed = is_client_allowed(self.settings, identity)
+        if certset is not None and self.certset is not certset and allowed:
+            # The set changed during the handshake, which the earlier set verified: the
+            # re-check did not see this connection, so it is judged here (a name out
+            # of allowed_clients is answered 403 below, as in any handshake).
+            check = self._check(certset, self.certset)
+            reason = None if check is None else self._refusal(check, tls, identity, chain)
+            if reason is not None:
+                log.warning(
+                    "client %s (%s) is no longer trusted by the new certificate settings: "
+                    "%s; its connection is closed",
+                    peer,
+                    ", ".join(identity) or "no name",
+                    reason,
+                )
+                tls.close()
+                return
         refuse = None
         if is_ca_certificate(tls.getpeercert(binary_form=True)):
             log.warning(
@@ -414,7 +454,7 @@ class SecureListener:
                 ", ".join(identity) or "(no name)",
             )
             refuse = (403, "a CA certificate is no client certificate")
-        elif not is_client_allowed(self.settings, identity):
+        elif not allowed:
             log.warning(
                 "client %s presented certificate %s, which is not in "
                 "certificate.allowed_clients: answering 403",
@@ -428,6 +468,6 @@ class SecureListener:
             secure=True,
             client_identity=tuple(identity),
             client_certificate=tls.getpeercert(binary_form=True),
-            client_chain=sent_chain(tls),
+            client_chain=chain,
             refuse=refuse,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -355,3 +356,34 @@ def test_a_client_without_a_certificate_keeps_its_connection(
         gicap.wait_log("Secure ICAP certificate loaded", since=mark)
         assert _served(tls, port)
         assert not gicap.lines("no longer trusted", since=mark)
+
+
+def test_a_handshake_under_way_when_the_set_changes_is_judged_by_the_new_set(
+    start_secure: StartSecure, clients: Clients, pki: PKI, tmp_path: Path
+) -> None:
+    """A connection accepted before the CRL changes and whose handshake completes
+    after it (with the context of its accept) is no established connection yet when
+    the re-check runs: it must not be served once the new set revokes its client."""
+    revoked = pki.client("late-handshake")
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.crl([]))
+    gicap = start_secure(
+        {"GICAP_CERTIFICATE__CRLFILE": str(crl), "CERTIFICATE__VerificationFlags": "CRL_CHECK"}
+    )
+    port = gicap.secure_port
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with raw:
+        time.sleep(0.3)  # (accepted: its greenlet waits for the ClientHello)
+        mark = gicap.mark()
+        write_atomic(crl, pki.crl([revoked]))
+        gicap.wait_log("Secure ICAP certificate loaded", since=mark)
+        try:
+            tls = clients.context(revoked).wrap_socket(raw, server_hostname="localhost")
+        except (ssl.SSLError, ConnectionError):
+            return  # (refused in the handshake: right)
+        with tls:
+            try:
+                answer = options_over(tls, port)
+            except (ssl.SSLError, ConnectionError):
+                answer = b""
+    assert answer == b"", answer[:200]
