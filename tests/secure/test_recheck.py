@@ -117,6 +117,8 @@ def test_a_transaction_in_progress_is_answered_before_the_close(
     port = gicap.secure_port
     url = f"icaps://localhost:{port}/echo"
     with open_tls(port, clients.context(revoked)) as tls:
+        # (served once first: the server has completed its side of the handshake)
+        assert _served(tls, port)
         # The body is half sent when the client's certificate is revoked.
         tls.sendall(
             f"RESPMOD {url} ICAP/1.0\r\nHost: localhost\r\n"

@@ -249,6 +249,8 @@ def test_a_pipelined_request_does_not_cost_the_answer_in_progress(
     url = f"icaps://localhost:{port}/echo"
     body = b"x" * 200_000
     with open_tls(port, clients.context(revoked)) as tls:
+        # (served once first: the server has completed its side of the handshake)
+        assert _served(tls, port)
         tls.sendall(
             f"RESPMOD {url} ICAP/1.0\r\nHost: localhost\r\n"
             "Encapsulated: res-hdr=0, res-body=19\r\n\r\n"
@@ -285,6 +287,8 @@ def test_a_request_begun_when_the_client_is_judged_is_answered(
     )
     port = gicap.secure_port
     with open_tls(port, clients.context(revoked)) as tls:
+        # (served once first: the server has completed its side of the handshake)
+        assert _served(tls, port)
         tls.sendall(f"OPTIONS icaps://localhost:{port}/echo ICAP/1.0\r\n".encode())
         mark = gicap.mark()
         write_atomic(crl, pki.crl([revoked]))
