@@ -200,6 +200,17 @@ _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\r\n\f]?|(\r\n|[\n\r\f])|(
 _CSS_URL = re.compile(r"url\((?=[ \t\n\r\f]*+(?:\"([^\"\n\r\f]*)|'([^'\n\r\f]*)|([^)]*)))", re.I)
 _CSS_STRING_FUNC = re.compile(r"(?:image-set|image|cross-fade|src|element)\(", re.I)
 _CSS_STRING = re.compile(r"\"([^\"\n\r\f]*)\"?|'([^'\n\r\f]*)'?")
+#: A value substituted where it is used: var() (a custom property, inherited from
+#: any element's style, or an @property's initial value), env(), attr(), a custom
+#: --function() (@function's result). Inside a function taking strings as URLs
+#: (image-set(var(--u) 1x)) it brings a string written elsewhere, never read there
+#: as a URL.
+#: (A name starts where no character of a CSS name precedes: each run of them is
+#: read once, in linear time, and "xvar(" is another function.)
+_CSS_NAME_CHAR = r"[\w\-\x80-\U0010ffff]"
+_CSS_SUBSTITUTION = re.compile(
+    rf"(?<!{_CSS_NAME_CHAR})(?:var|env|attr|--{_CSS_NAME_CHAR}*+)\(", re.I
+)
 _CSS_SCRIPT = re.compile(r"expression\s*\(|behavior\s*:|-moz-binding|@import", re.I)
 #: The type pseudo-attribute of an xml-stylesheet instruction (lowered).
 _PI_TYPE = re.compile(r"""(?:^|\s)type\s*=\s*(?:"([^"]*)"|'([^']*)')""")
@@ -374,6 +385,10 @@ def _css_findings(css: str) -> list[tuple[str, str]]:
         # arguments may hold parentheses of their own (image-set(url(#a) 2x, "https:
         # //..." 1x)), and a string that is no URL only errs towards removal.
         urls += [a or b for a, b in _CSS_STRING.findall(css, first.start())]
+        if _CSS_SUBSTITUTION.search(css, first.start()):
+            # What it brings is not known here: taken as external (Chromium fetched
+            # "--u: 'https://...'" on a parent through image-set(var(--u) 1x)).
+            found.append(("foreign_objects", "substituted value in a URL function in CSS"))
     for url in urls:
         kind = classify_url(url)
         if kind == "script":
@@ -1001,11 +1016,15 @@ _ROOT_TAG = re.compile(rb"<svg(?= |/|>)[^>]*+>")
 _CSS_WORDS = (b"expression", b"behavior", b"-moz-binding")
 #: A value in which _value_findings finds nothing, whatever the attribute: ASCII
 #: without escapes, comments, quotes or "@" (so what CSS sees is the value as it is),
-#: not starting with a letter of a script scheme, every url() a fragment or empty.
+#: not starting with a letter of a script scheme, every url() a fragment or empty,
+#: no function taking strings as URLs (_CSS_STRING_FUNC: a value substituted into
+#: one, image-set(var(--u) 1x), is a finding without quotes; its "(" is told by the
+#: name's ending, read only at a "(").
 #: (With _CSS_WORDS absent from the document.)
 _SAFE_VALUE = (
     rb"(?! *+[jvlmJVLM])"
-    rb"(?:[^\"\\&'@/<>\x00-\x1f\x7f-\xffuU]++|[uU](?![rR][lL]\()|[uU][rR][lL]\( *+[#)])*+"
+    rb"(?:[^\"\\&'@/<>\x00-\x1f\x7f-\xffuU(]++|[uU](?![rR][lL]\()|[uU][rR][lL]\( *+[#)]"
+    rb"|(?<![sS][eE][tT])(?<![gG][eE])(?<![dD][eE])(?<![sS][rR][cC])(?<![mM][eE][nN][tT])\()*+"
 )
 #: (Not "values": an animation's list, each item checked as a value of its own, a
 #: script URL after a ";" too.)
