@@ -47,6 +47,8 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     ),
     "image": ("metadata",),
     "svg": ("scripts", "foreign_objects", "hyperlinks"),
+    # HTML files (browsed pages are relayed before any engine: see web_pages)
+    "html": ("external_images",),
     "text": ("formulas",),
     # text a desktop runs when it is opened: allow delivers it, anything else blocks
     "script": ("scripts",),

@@ -455,3 +455,52 @@ def test_srcdoc_attributes_counted_with_event_attributes(tmp_path: Path) -> None
     assert got["srcdoc attribute"] == 2
     assert got["event handler attribute"] == 2
     assert "srcdoc=" not in dest.read_text("utf-8")
+
+
+#: Pictures from another host, as the source may spell them: each is fetched by a
+#: browser as the file opens (a tracking pixel). Local and data: pictures are not.
+REMOTE_IMAGES = (
+    b'<p>a<img alt="x>y" src="HTTP://track.example/p.gif?u=1">'
+    b'<img src="ht\tTps://track.example/q"><image src="http:\\\\track.example\\r">'
+    b'<img src=" https://track.example/s" width="1"><img src="local.png">'
+    b'<img src="data:image/png;base64,iVBORw0KGgo="><a href="https://example.com/">l</a></p>'
+)
+
+
+def _disarm_with(tmp_path: Path, data: bytes, images: str) -> tuple[DisarmResult, Path]:
+    source = tmp_path / "in.html"
+    source.write_bytes(data)
+    dest = tmp_path / "out.html"
+    dest.unlink(missing_ok=True)
+    request = DisarmRequest(
+        file_type=FILE_TYPES["html"],
+        source=source,
+        destination=dest,
+        switches={"external_images": images},
+        limits={},
+    )
+    return engine.disarm(request), dest
+
+
+def test_remote_images_are_dropped_by_default(tmp_path: Path) -> None:
+    result, dest = _disarm(tmp_path, REMOTE_IMAGES)
+    assert result.outcome == "rebuilt"
+    out = dest.read_text()
+    assert "track.example" not in out
+    assert out.count("<img") == 6 and 'alt="x&gt;y"' in out  # (the pictures' places kept)
+    assert 'src="local.png"' in out and 'src="data:image/png' in out
+    assert 'href="https://example.com/"' in out  # (a link is not fetched: kept)
+    assert ("external_images", "removed", "4 × remote image") in [
+        (a.switch, a.action, a.detail) for a in result.actions
+    ]
+
+
+def test_remote_images_follow_the_switch(tmp_path: Path) -> None:
+    result, dest = _disarm_with(tmp_path, REMOTE_IMAGES, "allow")
+    assert result.outcome == "rebuilt" and dest.read_text().count("track.example") == 4
+    result, dest = _disarm_with(tmp_path, REMOTE_IMAGES, "disallow")
+    assert result.outcome == "blocked" and not dest.exists()
+    assert "external_images" in result.reason
+    # without a remote picture, nothing to say
+    result, _ = _disarm_with(tmp_path, b'<p><img src="a.png"></p>', "disallow")
+    assert result.outcome == "rebuilt" and not result.actions

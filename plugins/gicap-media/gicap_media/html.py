@@ -149,8 +149,30 @@ def _relative_url(url: str) -> str | None:
     return None if start == "//" else url
 
 
-def _cleaner(data_urls: bool, styles: bool = False) -> nh3.Cleaner:
-    attribute_filter = _style_filter if styles else _data_url_filter if data_urls else None
+def _remote(url: str) -> bool:
+    """Whether an <img src> (as nh3 keeps it: http, https, data: or relative) is
+    fetched from another host: an absolute http(s) URL, control characters and spaces
+    aside ("ht\ttp:", "http:\\\\host" are read so by browsers)."""
+    return _CONTROL_OR_SPACE.sub("", url).lower().startswith(("http:", "https:"))
+
+
+def _local_images_filter(tag: str, attribute: str, value: str) -> str | None:
+    """No <img src> from another host (see ``external_images``); the other filters."""
+    if tag == "img" and attribute == "src" and _remote(value):
+        return None
+    return _style_filter(tag, attribute, value)
+
+
+def _cleaner(data_urls: bool, styles: bool = False, local_images: bool = False) -> nh3.Cleaner:
+    attribute_filter = (
+        _local_images_filter
+        if local_images
+        else _style_filter
+        if styles
+        else _data_url_filter
+        if data_urls
+        else None
+    )
     return nh3.Cleaner(
         tags=set(TAGS),
         clean_content_tags=set(CONTENT_REMOVED),
@@ -168,6 +190,26 @@ def _cleaner(data_urls: bool, styles: bool = False) -> nh3.Cleaner:
 
 _CLEANERS = {data_urls: _cleaner(data_urls) for data_urls in (False, True)}
 _STYLE_CLEANERS = {data_urls: _cleaner(data_urls, styles=True) for data_urls in (False, True)}
+_LOCAL_IMAGE_CLEANERS = {
+    data_urls: _cleaner(data_urls, local_images=True) for data_urls in (False, True)
+}
+
+#: An <img> start tag as nh3 writes it (every attribute name="value", with '"' and "&"
+#: escaped in the value; "<" in text is escaped, so this is a tag), and its src.
+_IMG_TAG = re.compile(r'<img((?:\s[^\s="/>]+="[^"]*")*)\s*/?>')
+_SRC = re.compile(r'\ssrc="([^"]*)"')
+
+
+def remote_images(body: str) -> int:
+    """The <img> elements of ``body`` (nh3's output) whose picture comes from another
+    host."""
+    if "<img" not in body:
+        return 0
+    count = 0
+    for tag in _IMG_TAG.finditer(body):
+        src = _SRC.search(tag.group(1))
+        count += src is not None and _remote(html.unescape(src.group(1)))
+    return count
 
 
 def clean(text: str, lower: str | None = None) -> str:
@@ -223,6 +265,20 @@ def disarm(request: DisarmRequest) -> DisarmResult:
     schemes = set(_SCHEME_COLON.findall(lower))
     data_urls = "data" in schemes
     body = _clean(text, data_urls)
+    # Pictures from another host: fetched as the page is opened (a tracking pixel, the
+    # reader's address and time to whoever wrote the file). Looked for in nh3's
+    # output, written one way; only a page holding one is cleaned again without them.
+    remote = remote_images(body)
+    images = request.switches.get("external_images", "sanitise")
+    if remote and images == "disallow":
+        action = Action("external_images", "blocked", f"{remote} × remote image")
+        return DisarmResult(
+            "blocked",
+            actions=[action],
+            reason=f"disallowed by the policy (external_images: {action.detail})",
+        )
+    if remote and images != "allow":
+        body = _LOCAL_IMAGE_CLEANERS[data_urls].clean(text)
     if len(body) > max(MAX_REBUILT_CHARS, MAX_GROWTH * len(text)):
         # (what the estimates allow may still copy long attributes many times: a
         # 48 KB page made 80 MB)
@@ -233,10 +289,16 @@ def disarm(request: DisarmRequest) -> DisarmResult:
         )
     title, lang, found = _inventory(text, lower, data_urls, "ript" in schemes)
     document = _document(body, title, lang)
+    actions = _actions(found)
+    if remote:
+        kept = images == "allow"
+        actions.append(
+            Action("external_images", "kept" if kept else "removed", f"{remote} × remote image")
+        )
     if _same(raw, text, document):
-        return DisarmResult("unmodified")
+        return DisarmResult("unmodified", actions=actions)
     request.destination.write_bytes(document.encode("utf-8"))
-    return DisarmResult("rebuilt", actions=_actions(found))
+    return DisarmResult("rebuilt", actions=actions)
 
 
 # ------------------------------------------------------------------------- nesting
