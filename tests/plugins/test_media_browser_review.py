@@ -194,3 +194,31 @@ def test_browser_fetches_nothing_substituted_into_image_set(
     recorder: _Recorder, tmp_path: Path, body: str
 ) -> None:
     _check_in_browser(recorder, tmp_path, f"{HEAD}{body}</svg>", "svg")
+
+
+# ------------------------------------------------------------ HTML remote pictures
+
+
+@needs_chromium
+def test_browser_fetches_no_remote_picture_of_a_delivered_html_file(
+    recorder: _Recorder, tmp_path: Path
+) -> None:
+    """An <img> from another host is fetched as the file opens (a tracking pixel):
+    ``html.external_images`` drops its address by default."""
+    from gicap.cdr import job
+    from gicap.cdr.policy import build_profile
+
+    original = (
+        "<!DOCTYPE html><html><body><p>Invoice</p>"
+        f'<img src="{CALLBACK}/pixel.gif" width="1" height="1"><image src="{CALLBACK}/b">'
+        "</body></html>"
+    )
+    source, dest = tmp_path / "invoice.html", tmp_path / "delivered.html"
+    source.write_text(original)
+    job.init_worker()
+    answer = job.disarm_file(
+        source, dest, build_profile("default", {}).as_dict(), "default", source.name, 10**8
+    )
+    assert answer["outcome"] == "rebuilt", answer
+    assert _open(recorder, tmp_path, original, "html"), "the browser does not read the original"
+    assert _open(recorder, tmp_path, dest.read_text(), "html") == []
