@@ -222,3 +222,23 @@ def test_browser_fetches_no_remote_picture_of_a_delivered_html_file(
     assert answer["outcome"] == "rebuilt", answer
     assert _open(recorder, tmp_path, original, "html"), "the browser does not read the original"
     assert _open(recorder, tmp_path, dest.read_text(), "html") == []
+
+
+# ------------------------------------------------------ links inside foreign content
+
+
+def test_links_of_allowed_foreign_content_follow_the_hyperlinks_switch(tmp_path: Path) -> None:
+    """With foreign content allowed, a MathML href (Firefox follows it when clicked) and
+    an XHTML form's action were kept whatever the hyperlinks switch said."""
+    body = (
+        '<foreignObject width="100" height="100">'
+        '<div xmlns="http://www.w3.org/1999/xhtml"><form action="https://a.example/f">'
+        '<button formaction="https://b.example/g">go</button></form>'
+        '<math xmlns="http://www.w3.org/1998/Math/MathML"><mi href="https://c.example/m">x</mi>'
+        "</math></div></foreignObject>"
+    )
+    result, out = _svg(tmp_path, f"{HEAD}{body}</svg>", foreign_objects="allow")
+    assert result.outcome == "rebuilt"
+    assert "example" not in out and "<mi" in out and "<form" in out
+    result, out = _svg(tmp_path, f"{HEAD}{body}</svg>", foreign_objects="allow", hyperlinks="allow")
+    assert all(host in out for host in ("a.example", "b.example", "c.example")), out

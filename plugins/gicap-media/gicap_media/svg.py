@@ -154,6 +154,8 @@ FOREIGN_URL_ATTRIBUTES = frozenset(
         "classid",
     }  # fmt: skip
 )
+#: Attributes of (allowed) foreign content naming where a form is sent.
+FORM_TARGETS = frozenset({"action", "formaction"})
 #: Elements whose href may hold an embedded SVG image (rendered without scripts).
 IMAGE_ELEMENTS = frozenset({"image", "feImage"})
 
@@ -972,7 +974,9 @@ class _Rebuilder:
         elif tag == "a" and not foreign:
             # The link itself: _link already asked the hyperlinks switch.
             kept[name] = value
-        elif tag == "a" or (foreign and tag == "area"):
+        elif tag == "a" or foreign:
+            # (in foreign content an XHTML <area>, and any MathML element: Firefox
+            # follows a MathML href when it is clicked)
             if self.note("hyperlinks", "link"):
                 kept[name] = value
         elif kind == "external":
@@ -986,6 +990,8 @@ class _Rebuilder:
         kinds = {classify_url(p.strip().split(" ")[0]) for p in parts}
         if "script" in kinds and not self.note("scripts", f"script URL in {name}"):
             return
+        if name.lower() in FORM_TARGETS and not self.note("hyperlinks", f"form {name}"):
+            return  # (where a form is sent when submitted: a link, clicked)
         kept[name] = value  # external URLs: the foreign content as a whole is allowed
 
 
