@@ -209,6 +209,9 @@ class SecureListener:
                 if self.context is not None
                 else "Secure ICAP stays off",
             )
+            if self.certset is not None:
+                # (the new settings judge its clients all the same: allowed_clients)
+                self._recheck(self.certset, self.certset)
             return
         self._install(certset)
 

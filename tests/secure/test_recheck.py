@@ -8,6 +8,8 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from gicap.tls import CertificateSettings, load_certificate_set
 from gicap.tls.recheck import ClientRecheck
 from tests.tls.pki import PKI, Issued, pem
@@ -214,9 +216,12 @@ def test_recheck_follows_allowed_clients_and_the_crl_flags(
     assert "allowed_clients" in (check.refusal(revoked.der(), ("squid-2",), now) or "")
 
 
+@pytest.mark.parametrize("moved", [False, True], ids=["same-files", "files-not-there-yet"])
 def test_a_client_taken_out_of_allowed_clients_by_a_sighup_is_disconnected(
-    tmp_path: Path, pki: PKI, server_cert: Issued, clients: Clients, client_a: Issued
+    tmp_path: Path, pki: PKI, server_cert: Issued, clients: Clients, client_a: Issued, moved: bool
 ) -> None:
+    """Also when the new settings name certificate files that are not there yet (the
+    current set keeps serving; its clients are judged by the new settings)."""
     from tests.support import SETTINGS
 
     from .support import KEYS
@@ -227,8 +232,9 @@ def test_a_client_taken_out_of_allowed_clients_by_a_sighup_is_disconnected(
 
     def write(allowed: str) -> None:
         text = SETTINGS.read_text()
+        directory = tmp_path / "later" if moved and allowed != "[]" else certdir
         for key in KEYS:
-            text = text.replace(f'"/etc/gicap/tls/{key}"', f'"{certdir / key}"')
+            text = text.replace(f'"/etc/gicap/tls/{key}"', f'"{directory / key}"')
         settings.write_text(text.replace("allowed_clients = []", f"allowed_clients = {allowed}"))
 
     write("[]")
