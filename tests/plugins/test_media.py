@@ -820,3 +820,42 @@ def test_gif_frames_with_their_own_palettes_are_reduced_by_the_fast_octree(
     with Image.open(dest) as out, Image.open(io.BytesIO(_local_palette_gif(40))) as src:
         assert out.size == src.size and out.n_frames > 1
         assert ImageChops.difference(out.convert("RGB"), src.convert("RGB")).getbbox() is None
+
+
+def _composed(data: bytes) -> list[bytes]:
+    """Every frame of an animation as a viewer shows it (RGBA)."""
+    with Image.open(io.BytesIO(data)) as im:
+        shown = []
+        for index in range(getattr(im, "n_frames", 1)):
+            im.seek(index)
+            shown.append(im.convert("RGBA").tobytes())
+        return shown
+
+
+@pytest.mark.parametrize("disposal", [1, 2])
+def test_an_animation_with_transparency_shows_every_frame_as_before(
+    tmp_path: Path, disposal: int
+) -> None:
+    """A square moving over a transparent background: rebuilt without a disposal
+    method, each frame was drawn over the one before, and the squares of the earlier
+    frames stayed (660 of 2,500 pixels of the last frame)."""
+    frames = []
+    for i in range(4):
+        im = Image.new("P", (50, 50), 0)
+        im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+        ImageDraw.Draw(im).rectangle([i * 10, i * 10, i * 10 + 15, i * 10 + 15], fill=1 + i % 3)
+        frames.append(im)
+    buf = io.BytesIO()
+    frames[0].save(
+        buf,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        transparency=0,
+        duration=100,
+        loop=0,
+        disposal=disposal,
+    )
+    result, dest = _disarm(tmp_path, buf.getvalue(), "gif")
+    assert result.outcome == "rebuilt"
+    assert _composed(dest.read_bytes()) == _composed(buf.getvalue())

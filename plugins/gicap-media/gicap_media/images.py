@@ -1084,6 +1084,12 @@ def _encode(
             options["duration"] = [round(f.duration) for f in frames]
             if "loop" in info:
                 options["loop"] = info["loop"]
+        if fmt == "GIF" and any(_see_through(f.image) for f in frames):
+            # Each frame is whole (composed as shown). Without disposal the writer
+            # draws a frame over the one before, and where a frame turns transparent
+            # the earlier pixels stayed: restored to the background after each one,
+            # every frame shows as it was decoded.
+            options["disposal"] = 2
         if fmt == "PNG" and info.get("default_image"):
             options["default_image"] = True
     elif fmt == "GIF" and first.mode == "P" and "background" in info:
@@ -1097,6 +1103,11 @@ def _encode(
         options["compression"] = "raw"
         options.pop("quality", None)
         first.save(dest, format=fmt, **options)
+
+
+def _see_through(image: Image.Image) -> bool:
+    """Whether a frame may have transparent pixels."""
+    return "transparency" in image.info or image.mode in ("RGBA", "LA", "PA")
 
 
 def _gif_palette(image: Image.Image) -> Image.Image:
