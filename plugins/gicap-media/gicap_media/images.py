@@ -733,13 +733,18 @@ def _check_sizes(
                 f"an RLE-compressed BMP of {width}x{height} pixels, more than {_BMP_RLE_PIXELS}"
             )
     sizes = [img.size]
+    depth = 4  # bytes a decoded pixel of a TIFF page takes (see _decode_bytes)
     if fmt == "TIFF" and frames > 1:
-        # Pages of a TIFF have their own sizes; seeking reads an IFD, decodes nothing.
+        # Pages of a TIFF have their own sizes and modes; seeking reads an IFD,
+        # decodes nothing.
         sizes = []
+        modes = set()
         for index in range(frames):
             img.seek(index)
             sizes.append(img.size)
+            modes.add(img.mode)
         img.seek(0)
+        depth = max(_PIXEL_BYTES.get(mode, 4) for mode in modes)
     else:
         # GIF, APNG and WebP frames are all composited onto the canvas.
         if canvas is not None:
@@ -775,7 +780,7 @@ def _check_sizes(
         # libjpeg keeps the whole image's coefficients to decode progressive scans,
         # and again to write them: about twice the pixels (more for CMYK)
         extra += 12 if img.mode == "CMYK" else 8
-    _check_memory(fmt, frames, total, canvas, extra, left, limits)
+    _check_memory(fmt, frames, total, canvas, extra, left, limits, depth)
     return frames
 
 
@@ -787,11 +792,13 @@ def _check_memory(
     extra: int,
     left: int | None,
     limits: _Limits,
+    depth: int = 4,
 ) -> None:
     """Refuse an animation (or multi-page TIFF) whose decoding would take more than
     ``max_image_animation_mb``, and any image whose decoding would not fit in what
-    this worker had left before the file was opened (``left``: :func:`_memory_left`)."""
-    need = _decode_bytes(fmt, frames, total, canvas, extra)
+    this worker had left before the file was opened (``left``: :func:`_memory_left`).
+    ``depth``: the bytes a decoded pixel of a multi-page TIFF's pages takes at most."""
+    need = _decode_bytes(fmt, frames, total, canvas, extra, depth)
     width, height = canvas
     if left is not None and need > left:
         raise Refused(
@@ -811,6 +818,11 @@ def _check_memory(
 #: per pixel of the canvas they are composited on (Pillow keeps the canvas, the frame
 #: before it, the decoded frames and the encoder's copies). Measured upper bounds.
 _DECODE_BYTES = {"GIF": (6, 16), "WEBP": (4, 36), "PNG": (12, 12), "TIFF": (4, 4)}
+#: Bytes a pixel takes as Pillow stores it, when not 4: the pages of a multi-page TIFF
+#: are kept so until the new file is written. A bilevel or grey scan takes a quarter
+#: of an RGB one (16 A4 pages at 300 dpi, bilevel: 150 MiB, where 4 bytes a pixel
+#: said 564 MiB and refused the document).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 #: One frame: decoded and copied (8 bytes per pixel), plus what _check_sizes adds (a
 #: turned picture, progressive JPEG); a WebP is decoded through Pillow's animation
 #: decoder, with its two canvases, whatever else.
@@ -820,15 +832,20 @@ _ORIENTATION_TAG = 0x0112
 
 
 def _decode_bytes(
-    fmt: str, frames: int, total: int, canvas: tuple[int, int], extra: int = 0
+    fmt: str, frames: int, total: int, canvas: tuple[int, int], extra: int = 0, depth: int = 4
 ) -> int:
     """About how many bytes decoding and re-encoding an image takes at most
-    (``extra``: bytes per pixel one frame takes besides)."""
+    (``extra``: bytes per pixel one frame takes besides; ``depth``: bytes a decoded
+    pixel of a multi-page TIFF takes)."""
     if frames == 1:
         if fmt == "WEBP":
             return _WEBP_FRAME_BYTES * total
         return (_ONE_FRAME_BYTES + extra) * total
     per_pixel, per_canvas_pixel = _DECODE_BYTES.get(fmt, (_ONE_FRAME_BYTES, 0))
+    if fmt == "TIFF":
+        # Every page is held decoded; the page being read or written needs its
+        # buffers besides (4 bytes a pixel of the largest page covers them).
+        per_pixel = min(per_pixel, depth)
     return per_pixel * total + per_canvas_pixel * canvas[0] * canvas[1]
 
 
