@@ -13,6 +13,8 @@ from gicap.server.secure import SecureListener
 from gicap.tls import CertificateSettings
 from gicap.tls.recheck import ClientRecheck
 from tests.plugins.test_media import _disarm
+from tests.plugins.test_office_rtf import _run
+from tests.plugins.test_office_rtf_review2 import _shape
 
 
 def _tiff(mode: str, size: tuple[int, int], pages: int, compression: str) -> bytes:
@@ -116,3 +118,41 @@ def test_a_certificate_change_judges_each_client_once(monkeypatch: pytest.Monkey
     assert check.calls == 2
     assert all(h.untrusted and greenlets[h].killed for h in revoked)
     assert not any(h.untrusted or greenlets[h].killed for h in trusted)
+
+
+#: A picture linked by a shape property, its name or value spelt as readers read it
+#: (LibreOffice reads "fill\u67?olor" and "fill{Color}" as fillColor: the property
+#: applies). The engine read "pib\u78?ame" as "pibN" (the rest of the text, after the
+#: fallback "?", was dropped with it) and ignored the text of a group in the name or
+#: the value: the link was kept.
+SPELT_LINKED_PICTURES = {
+    "fallback-of-an-escape": _shape(
+        rb"{\sp{\sn pib\u78?ame}{\sv http://127.0.0.1:9/linked.png}}{\sp{\sn pibFlags}{\sv 10}}"
+    ),
+    "escape-in-the-value": _shape(rb"{\sp{\sn pibName}{\sv \u104?ttp://127.0.0.1:9/a.png}}"),
+    "group-in-the-name": _shape(
+        rb"{\sp{\sn pib{Name}}{\sv http://127.0.0.1:9/linked.png}}{\sp{\sn pibFlags}{\sv 10}}"
+    ),
+    "group-in-the-value": _shape(rb"{\sp{\sn fillBlipName}{\sv {http://127.0.0.1:9/f.png}}}"),
+}
+
+
+@pytest.mark.parametrize("data", SPELT_LINKED_PICTURES.values(), ids=SPELT_LINKED_PICTURES.keys())
+def test_a_linked_picture_property_spelt_with_escapes_or_groups_is_removed(
+    tmp_path: Path, data: bytes
+) -> None:
+    outcome, out = _run(tmp_path, data)
+    assert outcome == "rebuilt", (outcome, out)
+    assert b"127.0.0.1" not in out, out
+    assert out.startswith(rb"{\rtf1 a") and out.rstrip().endswith(rb"b\par}")
+
+
+def test_a_stored_picture_in_a_shape_property_is_no_linked_picture(tmp_path: Path) -> None:
+    """The picture a shape stores (pib: a \\pict group in the value) is no text of a
+    property, and an empty pibName names nothing."""
+    data = _shape(
+        rb"{\sp{\sn shapeType}{\sv 75}}{\sp{\sn pibName}{\sv {}}}"
+        rb"{\sp{\sn pib}{\sv {\pict\wmetafile8 0100}}}{\sp{\sn fLine}{\sv 0}}"
+    )
+    outcome, out = _run(tmp_path, data)
+    assert b"pibName" in out and b"fLine" in out, (outcome, out)

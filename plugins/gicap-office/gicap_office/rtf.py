@@ -249,8 +249,9 @@ class _Group:
     #: it: its text is not the instruction's (see _Disarmer._leave_instruction).
     muted: bytes | None = None
     text: list[bytes] = field(default_factory=list)  # pict: data at this level
-    #: The text of a shape property's name (\sn) or value (\sv) group, and on the
-    #: property's \sp group what they held (see _Disarmer._shape_property).
+    #: The text of a shape property's name (\sn) or value (\sv) group, shared with
+    #: the groups in it but destinations ("pib{Name}" is pibName to LibreOffice), and
+    #: on the property's \sp group what they held (see _Disarmer._shape_property).
     prop: list[str] | None = None
     prop_name: str = ""
     prop_value: str = ""
@@ -489,6 +490,7 @@ class _Disarmer:
                 instruction=parent.instruction,
                 field_around=parent if parent.is_field else parent.field_around,
                 muted=parent.muted,
+                prop=parent.prop,
             )
         )
 
@@ -538,6 +540,8 @@ class _Disarmer:
         elif g.first:
             g.dest = word
             self._destination(g, word)
+        if g.first and (word in RTF_DESTINATIONS or word in DESTINATIONS):
+            g.prop = None  # (a destination's text is not the property's: a \pict)
         if (
             word in (b"sn", b"sv")
             and g.dest == word
@@ -649,6 +653,7 @@ class _Disarmer:
             if g.first:
                 g.star = True
                 g.in_dest = True
+                g.prop = None  # (an ignored destination: not the property's text)
                 return
         g.first = False
         if sym in (b"\\", b"{", b"}", b"~", b"-", b"_"):
@@ -688,8 +693,11 @@ class _Disarmer:
         if g.deleted and not g.in_dest:
             self._drop_deleted(start, end)
             return
-        if g.prop is not None and not self.skip and len(g.prop) < MAX_PROPERTY_PIECES:
-            g.prop.append(text.replace(b"\r", b"").replace(b"\n", b"").decode("cp1252", "replace"))
+        if g.prop is not None and len(g.prop) < MAX_PROPERTY_PIECES:
+            # (less the fallback characters of a \uN still to skip: "pib\u78?ame" is
+            # "pibName" to readers)
+            piece = text.replace(b"\r", b"").replace(b"\n", b"")[self.skip :]
+            g.prop.append(piece.decode("cp1252", "replace"))
         if g.buf is not None or self.skip:
             chars = text.replace(b"\r", b"").replace(b"\n", b"")
             if self.skip:
@@ -787,7 +795,8 @@ class _Disarmer:
             )
             if verdict and report.hit(*verdict, verb="neutralised"):
                 self._replace_group(g, end, b"")
-        if g.prop is not None and parent is not None:
+        if g.prop is not None and parent is not None and parent.prop is not g.prop:
+            # (the \sn or \sv group itself: the groups in it added to its text)
             if g.dest == b"sn":
                 parent.prop_name = "".join(g.prop)
             else:
