@@ -34,7 +34,7 @@ def _tiff(mode: str, size: tuple[int, int], pages: int, compression: str) -> byt
 
 def test_a_multi_page_bilevel_scan_is_rebuilt(tmp_path: Path) -> None:
     """16 A4 pages scanned at 300 dpi, bilevel: the animation limit counted every
-    page at 4 bytes a pixel (564 MiB, over the 512 MiB of max_image_animation_mb),
+    page at 4 bytes a pixel (564 MiB, over the 512 MiB max_image_animation_mb then was),
     but Pillow holds a bilevel page at 1 byte a pixel (150 MiB measured): a scan
     to TIFF, rebuilt the day before, was refused."""
     result, dest = _disarm(tmp_path, _tiff("1", (2480, 3508), 16, "group4"), "tiff")

@@ -725,10 +725,11 @@ def _long_webp(frames: int, side: int) -> bytes:
 
 def test_an_animation_that_takes_too_much_memory_is_refused(tmp_path: Path) -> None:
     """999 frames within the pixel limits: all of them are decoded before the new
-    file is written, 790 MiB (WebP), 1.1 GiB (GIF, frames with palettes of their own:
-    an RGB canvas each) from files of 50 KB. Refused from the headers, with the
-    figures; an ordinary animation is rebuilt."""
-    for kind, data in (("webp", _long_webp(999, 446)), ("gif", _local_palette_gif(999, 432))):
+    file is written, 1.1 GiB (GIF, frames with palettes of their own: an RGB canvas
+    each) from a file of 50 KB. Refused from the headers, with the figures; an
+    ordinary animation is rebuilt. (A WebP within the pixel limits takes at most
+    about 800 MiB: refused under a lower limit below.)"""
+    for kind, data in (("gif", _local_palette_gif(999, 432)),):
         result, dest = _disarm(tmp_path, data, kind)
         assert result.outcome == "unprocessable", result
         assert "max_image_animation_mb" in result.reason and not dest.exists()

@@ -54,7 +54,10 @@ MAX_TOTAL_PIXELS = 200_000_000  # all frames of an animation or multi-page TIFF
 #: (estimated from its frames, their size and the format: _DECODE_BYTES): all frames
 #: are decoded before the new file is written, and Pillow's writers keep copies. 999
 #: frames within the pixel limits took 790 MiB and 4.5 s (WebP), 1.5 GiB and 8 s (APNG).
-MAX_ANIMATION_MB = 512
+#: As much as a CDR worker may take by default (cdr.memory_limit_mb): a screen
+#: recording of 300 frames of 800 x 600 (about 870 MiB as a GIF) still fits, as it did
+#: before this limit; it bounds a worker without a memory limit.
+MAX_ANIMATION_MB = 1024
 #: Chunks in a PNG: writers cut the image data in chunks of 8 KiB and more (100,000
 #: of them are 800 MB); Pillow reads each one in Python (8 million empty chunks in
 #: 96 MB took 34 s and 900 MiB).
