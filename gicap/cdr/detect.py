@@ -100,6 +100,7 @@ FILE_TYPES: dict[str, FileType] = {
         FileType("ods", "opendocument", "application/vnd.oasis.opendocument.spreadsheet", "ods"),
         FileType("odp", "opendocument", "application/vnd.oasis.opendocument.presentation", "odp"),
         FileType("odg", "opendocument", "application/vnd.oasis.opendocument.graphics", "odg"),
+        # (and a flat OpenDocument file: the same XML in one file, no zip)
         FileType("opendocument", "opendocument", "application/vnd.oasis.opendocument", "odf"),
         # Office 2003 XML and flat XML documents (SpreadsheetML, WordprocessingML):
         # Windows opens them in Excel or Word, formulas, macros and all
@@ -838,8 +839,8 @@ def _ole_directory_from_head(head: bytes) -> tuple[set[str], str] | None:
 
 
 def _markup(head: bytes) -> str | None:
-    """SVG, HTML or Office XML, judged by the first element after the prolog (any
-    charset)."""
+    """SVG, HTML, Office XML or flat OpenDocument, judged by the first element after
+    the prolog (any charset)."""
     chunk = head
     if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = chunk[2 : len(chunk) & ~1].decode(
@@ -891,6 +892,10 @@ def _markup_text(s: str) -> str | None:
         return "html"
     if m and (office or _office_root(s, i)):
         return "office_xml"
+    if m and _office_root(s, i, _OPENDOCUMENT_NAMESPACE):
+        # a flat OpenDocument file (.fodt, .fods...): LibreOffice opens it by its
+        # content, under any name but .txt, macros, remote pictures and links all
+        return "opendocument"
     if m and (styled or browser_markup(s)):
         return "html"
     return "html" if comment_first else None
@@ -921,19 +926,22 @@ _OFFICE_NAMESPACE = re.compile(
     r"|schemas\.microsoft\.com/office/(?:word/2003/wordml|2006/xmlpackage)",
     re.I,
 )
+#: The namespace of a flat OpenDocument file's elements (its root is
+#: ``office:document``).
+_OPENDOCUMENT_NAMESPACE = re.compile(r"urn:oasis:names:tc:opendocument:xmlns:office:1\.0", re.I)
 _CHARACTER_REFERENCE = re.compile(r"&#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}));")
 
 
-def _office_root(s: str, i: int) -> bool:
+def _office_root(s: str, i: int, namespace: re.Pattern[str] = _OFFICE_NAMESPACE) -> bool:
     """Whether the root element's start tag (at ``i``) declares an Office namespace
-    (character references in it read as the parser reads them)."""
+    (``namespace``; character references in it read as the parser reads them)."""
     end = s.find(">", i)
     tag = s[i : end if end >= 0 else len(s)]
     if "&#" in tag:
         tag = _CHARACTER_REFERENCE.sub(
             lambda m: chr(min(int(m[1], 16) if m[1] else int(m[2]), 0x10FFFF)), tag
         )
-    return _OFFICE_NAMESPACE.search(tag) is not None
+    return namespace.search(tag) is not None
 
 
 def _text(head: bytes, hint: str | None) -> str | None:

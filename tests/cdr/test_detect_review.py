@@ -1,0 +1,175 @@
+"""Files a desktop program opens as active content (macros, formulas, pictures and
+links it fetches, programs it runs) whatever they look like to a quick glance: they
+are never delivered as harmless text. Each file goes through the whole pipeline
+(detection, engine, policy) under the names a user or an attacker saves it as."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gicap.cdr import job
+from gicap.cdr.detect import detect
+from gicap.cdr.policy import build_profile
+from tests.support import require_tool
+
+#: Where the files call back to; replaced by the loopback server's address.
+CALLBACK = "http://callback.invalid"
+
+
+def _disarm(tmp_path: Path, data: bytes, declared: str | None) -> tuple[dict, bytes | None]:
+    job.init_worker()
+    source, dest = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(data)
+    dest.unlink(missing_ok=True)
+    profile = build_profile("default", {}).as_dict()
+    answer = job.disarm_file(source, dest, profile, "default", declared, 1 << 26)
+    return answer, dest.read_bytes() if dest.exists() else None
+
+
+def _delivered(answer: dict) -> bool:
+    return answer["outcome"] in ("rebuilt", "unmodified")
+
+
+# -- a loopback server and LibreOffice ---------------------------------------------------
+
+
+class _Recorder(ThreadingHTTPServer):
+    """A loopback server recording every path asked for (answered with an empty PNG)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.paths: list[str] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        body = b"\x89PNG\r\n\x1a\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # (quiet)
+
+
+@pytest.fixture
+def recorder() -> Iterator[_Recorder]:
+    server = _Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _libreoffice(tmp_path: Path, file: Path, to: str) -> Path | None:
+    """``file`` as LibreOffice converts it to ``to`` (a filter), or None when it
+    cannot load it."""
+    soffice = require_tool("soffice", "libreoffice-*-nogui")
+    out = tmp_path / "converted"
+    subprocess.run(
+        [soffice, f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}"]
+        + ["--headless", "--norestore", "--convert-to", to, "--outdir", str(out), str(file)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    converted = out / f"{file.stem}.{to.split(':')[0]}"
+    return converted if converted.exists() else None
+
+
+# -- flat OpenDocument -------------------------------------------------------------------
+
+
+def _flat_odt(base: str = CALLBACK, prolog: bytes = b"") -> bytes:
+    """A flat OpenDocument text (.fodt): a Basic macro, a picture LibreOffice fetches
+    as it opens the file, a link."""
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        + prolog
+        + b'<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        b' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+        b' xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"'
+        b' xmlns:script="urn:oasis:names:tc:opendocument:xmlns:script:1.0"'
+        b' xmlns:ooo="http://openoffice.org/2004/office"'
+        b' xmlns:xlink="http://www.w3.org/1999/xlink" office:version="1.3"'
+        b' office:mimetype="application/vnd.oasis.opendocument.text">\n'
+        b'<office:scripts><office:script script:language="ooo:Basic"><ooo:libraries>'
+        b'<ooo:library-embedded ooo:name="Standard"><ooo:module ooo:name="M">'
+        b"<ooo:source-code>Sub Main\nMsgBox 1\nEnd Sub</ooo:source-code></ooo:module>"
+        b"</ooo:library-embedded></ooo:libraries></office:script></office:scripts>\n"
+        b"<office:body><office:text><text:p>Hello "
+        b'<text:a xlink:href="' + base.encode() + b'/link">there</text:a></text:p>\n'
+        b'<text:p><draw:frame draw:name="p" text:anchor-type="paragraph">'
+        b'<draw:image xlink:href="' + base.encode() + b'/hit.png" xlink:type="simple"'
+        b' xlink:show="embed" xlink:actuate="onLoad"/></draw:frame></text:p>\n'
+        b"</office:text></office:body></office:document>\n"
+    )
+
+
+_FLAT_ODS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+    b' xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+    b' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.3"'
+    b' office:mimetype="application/vnd.oasis.opendocument.spreadsheet">'
+    b'<office:body><office:spreadsheet><table:table table:name="S"><table:table-row>'
+    b'<table:table-cell table:formula="of:=WEBSERVICE(&quot;http://callback.invalid/&quot;)">'
+    b"<text:p>x</text:p></table:table-cell></table:table-row></table:table>"
+    b"</office:spreadsheet></office:body></office:document>\n"
+)
+
+
+@pytest.mark.parametrize("data", [_flat_odt(), _FLAT_ODS], ids=["fodt", "fods"])
+@pytest.mark.parametrize(
+    "name", ["letter.fodt", "sheet.fods", "letter.odt", "data.xml", "letter", "a.pdf.xml"]
+)
+def test_a_flat_opendocument_file_is_not_delivered_as_text(
+    tmp_path: Path, data: bytes, name: str
+) -> None:
+    """LibreOffice opens a flat OpenDocument file by its content under any name but
+    .txt (.fodt, .odt, .xml, none), its macros, remote pictures and links with it: no
+    engine rebuilds one, so the policy for unsupported types decides (block)."""
+    found = detect(data, None, name)
+    assert found is not None and found.family == "opendocument", found
+    answer, out = _disarm(tmp_path, data, name)
+    assert answer["outcome"] == "unsupported", answer
+    assert out is None
+
+
+def test_other_xml_that_only_mentions_the_opendocument_namespace_is_text() -> None:
+    for text in (
+        b'<?xml version="1.0"?><rss><channel><title>urn:oasis:names:tc:opendocument:'
+        b"xmlns:office:1.0</title></channel></rss>\n",
+        b'{"ns": "urn:oasis:names:tc:opendocument:xmlns:office:1.0"}\n',
+    ):
+        found = detect(text, None, None)
+        assert found is not None and found.name == "text", text
+
+
+def test_libreoffice_fetches_the_picture_of_a_flat_opendocument_file_named_xml(
+    tmp_path: Path, recorder: _Recorder
+) -> None:
+    """What the test above keeps from the user: LibreOffice opening the file, named
+    .xml, fetches its picture."""
+    original = tmp_path / "report.xml"
+    original.write_bytes(_flat_odt(recorder.base))
+    _libreoffice(tmp_path, original, "pdf")
+    assert "/hit.png" in recorder.paths, recorder.paths
