@@ -296,7 +296,7 @@ def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
             return named
     if _mime_message(head):
         return "mime"
-    return _markup(head) or _text(head, hint)
+    return _markup(head, path) or _text(head, hint)
 
 
 #: A header line of a message (RFC 5322 field name, then its folded continuation
@@ -838,20 +838,33 @@ def _ole_directory_from_head(head: bytes) -> tuple[set[str], str] | None:
 # -- markup and text ------------------------------------------------------------------
 
 
-def _markup(head: bytes) -> str | None:
+def _markup(head: bytes, path: str | None = None) -> str | None:
     """SVG, HTML, Office XML or flat OpenDocument, judged by the first element after
-    the prolog (any charset)."""
-    chunk = head
-    if chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = chunk[2 : len(chunk) & ~1].decode(
-            "utf-16-le" if chunk[0] == 0xFF else "utf-16-be", "replace"
+    the prolog (any charset). ``path``: the whole file, read when the prolog runs
+    past ``head``."""
+    found, ended = _markup_text(_markup_chars(head))
+    if found is None and not ended and path is not None and os.path.getsize(path) > len(head):
+        # The prolog (comments, processing instructions, a DOCTYPE) runs past the
+        # preview: the root element that tells Office XML, OpenDocument, SVG or HTML
+        # is further on, where Excel, Word and LibreOffice read it (a spreadsheet
+        # padded with 64 KiB of comment was passed as text, formulas and all).
+        with open(path, "rb") as fh:
+            found, _ = _markup_text(_markup_chars(fh.read()))
+    return found
+
+
+def _markup_chars(data: bytes) -> str:
+    """``data`` as characters for :func:`_markup_text`: UTF-16 by its BOM, else bytes
+    as Latin-1 (markup is ASCII in any other charset)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data[2 : len(data) & ~1].decode(
+            "utf-16-le" if data[0] == 0xFF else "utf-16-be", "replace"
         )
-    else:
-        text = chunk.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
-    return _markup_text(text)
+    return data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
 
 
-def _markup_text(s: str) -> str | None:
+def _markup_text(s: str) -> tuple[str | None, bool]:
+    """The markup type of ``s`` (or None), and whether its prolog ends within it."""
     n, i, doctype, office, styled = len(s), 0, None, False, False
     comment_first: bool | None = None
     while True:
@@ -879,6 +892,17 @@ def _markup_text(s: str) -> str | None:
             i = end + 1 if end >= 0 else n
         else:
             break
+    ended = i < n
+    found = _markup_type(s, i, doctype, office, styled, comment_first)
+    return found, ended
+
+
+def _markup_type(
+    s: str, i: int, doctype: str | None, office: bool, styled: bool, comment_first: bool | None
+) -> str | None:
+    """The markup type of ``s`` whose prolog (its doctype, whether it holds the
+    mso-application instruction or a style sheet, whether it starts with a comment)
+    ends at ``i``."""
     m = _TAG_RE.match(s, i)
     if m:
         tag = m.group(1).lower()

