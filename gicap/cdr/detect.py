@@ -109,6 +109,9 @@ FILE_TYPES: dict[str, FileType] = {
         # base64: an attachment a mail client opens with a click, the ActiveMime
         # macros Word runs from an MHT named .doc); no engine unpacks them
         FileType("mime", "mime", "message/rfc822", "eml"),
+        # PostScript (.ps, .eps): a program, which the document viewers run in a
+        # PostScript interpreter (Ghostscript) to show it; no engine rebuilds one
+        FileType("postscript", "postscript", "application/postscript", "ps"),
         # text a desktop runs or acts on when it is opened (see SCRIPT_EXTENSIONS)
         FileType("script", "script", "application/x-gicap-script", "js"),
     )
@@ -164,7 +167,8 @@ _OLE_FAST_DEPTH = 100
 #: opened (Windows Script Host, PowerShell, cmd.exe, the registry editor, shell
 #: links and commands, Unix shells, the interpreters installers associate with their
 #: scripts, launchers that run what an XML file names: Java Web Start, ClickOnce,
-#: App Installer, Windows Sandbox, macOS Terminal settings and location files): told
+#: App Installer, Windows Sandbox, macOS Terminal settings and location files; the
+#: PostScript interpreter document viewers run .ps and .eps files in): told
 #: by the name alone, since their text looks like any other. Web pages load scripts
 #: by Content-Type, never named so.
 SCRIPT_EXTENSIONS = frozenset(
@@ -175,7 +179,7 @@ SCRIPT_EXTENSIONS = frozenset(
     py pyw pyz pyzw pl rb tcl
     jnlp application appinstaller appref-ms wsb xbap
     msc rdp website theme themepack library-ms searchconnector-ms search-ms
-    settingcontent-ms slk iqy dqy oqy rqy
+    settingcontent-ms slk iqy dqy oqy rqy ps eps epsf epsi
     vsto xdp fdf xfdf asx htc bgi ica appcontent-ms osd sln csproj vbproj vcxproj afploc
     """.split()
 )
@@ -302,9 +306,18 @@ def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
         named = _text(head, hint)
         if named is not None:
             return named
+    if head.startswith(_POSTSCRIPT):
+        # (after the names: text named .csv is CSV to Excel, whatever it starts with)
+        return "postscript"
     if _mime_message(head):
         return "mime"
     return _markup(head, path) or _text(head, hint)
+
+
+#: How PostScript starts ("%!PS-Adobe-3.0", "%!" alone; a Ctrl-D first, as printer
+#: drivers write it): document viewers (Evince, Okular) tell it by that, whatever
+#: its name, and run it in Ghostscript.
+_POSTSCRIPT = (b"%!", b"\x04%!")
 
 
 #: A header line of a message (RFC 5322 field name, then its folded continuation
@@ -364,6 +377,8 @@ def _magic(head: bytes, path: str | None, hint: str | None) -> str | None:
         return "7z"
     if head.startswith(b"Rar!\x1a\x07"):
         return "rar"
+    if head.startswith(b"\xc5\xd0\xd3\xc6"):  # a DOS EPS file (binary header, PostScript)
+        return "postscript"
     if head.startswith(b"MZ"):
         return "exe"
     if head.startswith(b"\x7fELF"):

@@ -283,3 +283,39 @@ def test_libreoffice_reads_sylk_named_xml_and_not_once_rebuilt(tmp_path: Path) -
     original.write_bytes(out)
     converted = _libreoffice(tmp_path, original, "csv")
     assert converted is None or not converted.read_text().startswith("7")
+
+
+# -- PostScript ---------------------------------------------------------------------------
+
+_POSTSCRIPT = (
+    b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont\n"
+    b"72 72 moveto (hello) show showpage\n"
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _POSTSCRIPT,
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n(x) print\n",
+        b"\x04%!\n(x) print\n",
+        b"\xc5\xd0\xd3\xc6" + b"\x00" * 28 + _POSTSCRIPT,
+    ],
+    ids=["ps", "eps", "ctrl-d", "dos-eps"],
+)
+@pytest.mark.parametrize("name", ["print.ps", "figure.eps", "print", "print.dat", "print.txt"])
+def test_postscript_is_never_delivered(tmp_path: Path, data: bytes, name: str) -> None:
+    """PostScript is a program: Evince, Okular and other viewers run it in
+    Ghostscript to show it, told by its name or, under another, by its "%!". Nothing
+    rebuilds it: blocked (as a script by its name, else as a type with no engine)."""
+    answer, out = _disarm(tmp_path, data, name)
+    assert answer["outcome"] in ("blocked", "unsupported"), answer
+    assert out is None
+
+
+def test_any_file_named_as_postscript_is_blocked(tmp_path: Path) -> None:
+    """Text named .ps is run as PostScript whatever it starts with."""
+    answer, _ = _disarm(tmp_path, b"(hello) print\n", "print.ps")
+    assert answer["outcome"] == "blocked", answer
+    found = detect(b"%!PS\n", None, "table.csv")  # (Excel opens a .csv as CSV)
+    assert found is not None and found.name == "csv"
