@@ -949,7 +949,7 @@ def _markup_type(
 
 
 _BROWSER_MARKUP = re.compile(
-    r"http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet(?=[\s?])", re.I
+    r"http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet(?=[\s?])|<!ENTITY", re.I
 )
 
 
@@ -957,7 +957,9 @@ def browser_markup(text: str) -> bool:
     """Whether XML ``text`` holds what a browser runs scripts in: XHTML or SVG
     elements anywhere in it (an ``h:script``; the namespace may be written with
     character references), or a style sheet it transforms it with (XSLT writes
-    scripts)."""
+    scripts); or whether it declares entities, which may write that namespace in
+    pieces (``xmlns:h="&a;xhtml"``: browsers expand a DTD's internal entities, and
+    Chromium ran such a script)."""
     if _BROWSER_MARKUP.search(text):
         return True
     return "&" in text and _BROWSER_MARKUP.search(html.unescape(text)) is not None

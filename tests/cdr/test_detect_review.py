@@ -319,3 +319,43 @@ def test_any_file_named_as_postscript_is_blocked(tmp_path: Path) -> None:
     assert answer["outcome"] == "blocked", answer
     found = detect(b"%!PS\n", None, "table.csv")  # (Excel opens a .csv as CSV)
     assert found is not None and found.name == "csv"
+
+
+# -- XML whose XHTML namespace is written by an entity -----------------------------------
+
+
+def _entity_xhtml(base: str = CALLBACK) -> bytes:
+    """XML whose elements are XHTML only once the DTD's internal entity is expanded:
+    the namespace is nowhere in it whole."""
+    return (
+        b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY a "http://www.w3.org/1999/">]>\n'
+        b'<r><h:script xmlns:h="&a;xhtml">fetch("' + base.encode() + b'/script")</h:script>'
+        b'<h:img xmlns:h="&a;xhtml" src="' + base.encode() + b'/hit.png"/></r>\n'
+    )
+
+
+@pytest.mark.parametrize("name", ["data.xml", "data", "notes.txt", "text/xml"])
+def test_xml_declaring_entities_is_not_passed_as_text(tmp_path: Path, name: str) -> None:
+    """Browsers expand the internal entities of an XML file's DTD, a namespace written
+    with them too: Chromium runs the script of the file above (opened as .xml, or
+    served as text/xml). Entities may write any markup, so XML declaring them goes
+    to the HTML engine, as XML holding XHTML does."""
+    answer, out = _disarm(tmp_path, _entity_xhtml(), name)
+    assert answer["outcome"] == "rebuilt" and answer["file_type"]["name"] == "html", answer
+    assert out is not None and b"<script" not in out and b"callback.invalid/hit" not in out
+
+
+def test_chromium_runs_the_script_of_xml_whose_namespace_is_an_entity(
+    tmp_path: Path, recorder: _Recorder
+) -> None:
+    chromium = require_tool("chromium", "chromium")
+    original = tmp_path / "data.xml"
+    original.write_bytes(_entity_xhtml(recorder.base))
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu"]
+        + ["--virtual-time-budget=3000", "--dump-dom", original.as_uri()],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert "/script" in recorder.paths or "/hit.png" in recorder.paths, recorder.paths
