@@ -883,7 +883,19 @@ def _markup_chars(data: bytes) -> str:
         return data[2 : len(data) & ~1].decode(
             "utf-16-le" if data[0] == 0xFF else "utf-16-be", "replace"
         )
-    return data.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    return _iso_2022_shifts_out(data.removeprefix(b"\xef\xbb\xbf").decode("latin-1"))
+
+
+#: An ISO-2022-JP escape sequence (ESC "(B", "(J", "$@", "$B"...): a decoder takes
+#: it out of the text, so "xh<ESC>(Btml" reads "xhtml" to a browser.
+_ISO_2022_ESCAPE = re.compile(r"\x1b(?:\$\(?|\()[@-Z]")
+
+
+def _iso_2022_shifts_out(text: str) -> str:
+    """``text`` without its ISO-2022-JP escape sequences: markup as a browser reads a
+    file in that charset (which an XML declaration or a meta element may name), its
+    other bytes left as they are (a superset of what it shows as ASCII)."""
+    return _ISO_2022_ESCAPE.sub("", text) if "\x1b" in text else text
 
 
 def _markup_text(s: str) -> tuple[str | None, bool]:
@@ -960,6 +972,7 @@ def browser_markup(text: str) -> bool:
     scripts); or whether it declares entities, which may write that namespace in
     pieces (``xmlns:h="&a;xhtml"``: browsers expand a DTD's internal entities, and
     Chromium ran such a script)."""
+    text = _iso_2022_shifts_out(text)
     if _BROWSER_MARKUP.search(text):
         return True
     return "&" in text and _BROWSER_MARKUP.search(html.unescape(text)) is not None

@@ -359,3 +359,58 @@ def test_chromium_runs_the_script_of_xml_whose_namespace_is_an_entity(
         check=False,
     )
     assert "/script" in recorder.paths or "/hit.png" in recorder.paths, recorder.paths
+
+
+# -- ISO-2022-JP escape sequences inside markup ------------------------------------------
+
+#: ESC "(B" (back to ASCII, which it already is): an ISO-2022-JP decoder drops it.
+_SHIFT = b"\x1b(B"
+
+
+def _iso_2022(markup: bytes) -> bytes:
+    return b'<?xml version="1.0" encoding="ISO-2022-JP"?>\n' + markup
+
+
+_ISO_2022_FILES = {
+    "xhtml-namespace": _iso_2022(
+        b'<r><h:script xmlns:h="http://www.w3.org/1999/xh' + _SHIFT + b'tml">'
+        b'fetch("' + CALLBACK.encode() + b'/hit")</h:script></r>\n'
+    ),
+    "svg-root": _iso_2022(
+        b"<s" + _SHIFT + b'vg xmlns="http://www.w3.org/2000/s' + _SHIFT + b'vg">'
+        b'<script>fetch("' + CALLBACK.encode() + b'/hit")</script></svg>\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_ISO_2022_FILES))
+@pytest.mark.parametrize("name", ["data.xml", "data", "notes.txt"])
+def test_markup_split_by_iso_2022_escapes_is_not_passed_as_text(
+    tmp_path: Path, kind: str, name: str
+) -> None:
+    """A browser decodes XML in the charset its declaration names: ISO-2022-JP drops
+    its escape sequences, so "xh<ESC>(Btml" is the XHTML namespace and "<s<ESC>(Bvg"
+    an SVG root to Chromium, which ran their scripts; detection reads them so too."""
+    data = _ISO_2022_FILES[kind]
+    answer, out = _disarm(tmp_path, data, name)
+    assert answer["outcome"] == "rebuilt", answer
+    assert answer["file_type"]["name"] in ("html", "svg"), answer
+    assert out is not None and b"script" not in out.replace(b"script-src", b"")
+
+
+def test_chromium_reads_the_namespace_through_iso_2022_escapes(
+    tmp_path: Path, recorder: _Recorder
+) -> None:
+    chromium = require_tool("chromium", "chromium")
+    original = tmp_path / "data.xml"
+    original.write_bytes(
+        _ISO_2022_FILES["xhtml-namespace"].replace(CALLBACK.encode(), recorder.base.encode())
+    )
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu"]
+        + ["--virtual-time-budget=3000", "--dump-dom", original.as_uri()],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert "/hit" in recorder.paths, recorder.paths
