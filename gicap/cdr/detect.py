@@ -889,13 +889,30 @@ def _markup_chars(data: bytes) -> str:
 #: An ISO-2022-JP escape sequence (ESC "(B", "(J", "$@", "$B"...): a decoder takes
 #: it out of the text, so "xh<ESC>(Btml" reads "xhtml" to a browser.
 _ISO_2022_ESCAPE = re.compile(r"\x1b(?:\$\(?|\()[@-Z]")
+#: What a run of double-byte (or half-width katakana) characters stands for: one
+#: character that is no markup.
+_NOT_ASCII = "\ufffd"
 
 
 def _iso_2022_shifts_out(text: str) -> str:
     """``text`` without its ISO-2022-JP escape sequences: markup as a browser reads a
-    file in that charset (which an XML declaration or a meta element may name), its
-    other bytes left as they are (a superset of what it shows as ASCII)."""
-    return _ISO_2022_ESCAPE.sub("", text) if "\x1b" in text else text
+    file in that charset (which an XML declaration or a meta element may name). The
+    bytes after ESC "(B", "(J" (or an escape it does not know) are left as they are;
+    a run after ESC "$..." or "(I" is kanji or katakana to the decoder, never ASCII
+    ("<a" is the kanji 釈), and stands as one :data:`_NOT_ASCII` (an empty one as
+    nothing: a superset of what it shows as ASCII)."""
+    if "\x1b" not in text:
+        return text
+    pieces: list[str] = []
+    start, ascii_mode = 0, True
+    for escape in _ISO_2022_ESCAPE.finditer(text):
+        run = text[start : escape.start()]
+        pieces.append(run if ascii_mode or not run else _NOT_ASCII)
+        ascii_mode = not (escape[0].startswith("\x1b$") or escape[0] == "\x1b(I")
+        start = escape.end()
+    run = text[start:]
+    pieces.append(run if ascii_mode or not run else _NOT_ASCII)
+    return "".join(pieces)
 
 
 def _markup_text(s: str) -> tuple[str | None, bool]:
