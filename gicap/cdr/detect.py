@@ -978,8 +978,13 @@ def _markup_type(
 
 
 _BROWSER_MARKUP = re.compile(
-    r"http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet(?=[\s?])|<!ENTITY", re.I
+    r"http://www\.w3\.org/(?:1999/xhtml|2000/svg)|<\?xml-stylesheet(?=[\s?])", re.I
 )
+#: A DOCTYPE, and an entity declaration: XML declares entities in a DOCTYPE's
+#: internal subset alone ("<!ENTITY" written in an element, escaped or in CDATA, as
+#: a feed quoting one does, declares none).
+_DOCTYPE = re.compile(r"<!DOCTYPE", re.I)
+_ENTITY_DECLARATION = re.compile(r"<!ENTITY", re.I)
 
 
 def browser_markup(text: str) -> bool:
@@ -990,9 +995,16 @@ def browser_markup(text: str) -> bool:
     pieces (``xmlns:h="&a;xhtml"``: browsers expand a DTD's internal entities, and
     Chromium ran such a script)."""
     text = _iso_2022_shifts_out(text)
-    if _BROWSER_MARKUP.search(text):
+    if _BROWSER_MARKUP.search(text) or _declares_entities(text):
         return True
     return "&" in text and _BROWSER_MARKUP.search(html.unescape(text)) is not None
+
+
+def _declares_entities(text: str) -> bool:
+    """Whether XML ``text`` may declare entities: "<!ENTITY" after a DOCTYPE (a
+    superset: the internal subset is not parsed, its "]" may be in a comment)."""
+    doctype = _DOCTYPE.search(text)
+    return doctype is not None and _ENTITY_DECLARATION.search(text, doctype.end()) is not None
 
 
 #: What makes XML an Office document: the processing instruction Windows opens it by

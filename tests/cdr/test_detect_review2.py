@@ -1,5 +1,5 @@
 """Everyday files the detection of the review commits must still pass as they are:
-Japanese text in ISO-2022-JP."""
+Japanese text in ISO-2022-JP, XML feeds that only write about entities."""
 
 from __future__ import annotations
 
@@ -49,3 +49,50 @@ def test_markup_split_by_an_empty_kanji_run_is_still_markup() -> None:
     )
     found = detect(data, None, "data.xml")
     assert found is not None and found.name == "svg", found
+
+
+# -- XML that writes about entities without declaring any -------------------------------
+
+
+def _feed(description: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        b"<title>Security notes</title><item><title>XXE</title><description>"
+        + description
+        + b"</description></item></channel></rss>\n"
+    )
+
+
+_FEEDS = {
+    "escaped": _feed(b'Test with &lt;!ENTITY xxe SYSTEM "file:///etc/passwd"&gt; in a DTD'),
+    "cdata": _feed(b'<![CDATA[Test with <!ENTITY xxe SYSTEM "file:///etc/passwd"> in a DTD]]>'),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_FEEDS))
+def test_a_feed_quoting_an_entity_declaration_is_passed_as_it_is(tmp_path: Path, kind: str) -> None:
+    """Entities are declared in a DOCTYPE's internal subset, nowhere else: an RSS feed
+    whose article quotes one (escaped, or in CDATA) was rebuilt as an HTML page."""
+    answer, _ = _disarm(tmp_path, _FEEDS[kind], "feed.xml")
+    assert answer["outcome"] == "unmodified", answer
+    assert answer["file_type"]["name"] == "text", answer
+
+
+def test_a_long_feed_quoting_an_entity_declaration_is_passed_as_it_is(tmp_path: Path) -> None:
+    """The same past the 64 KiB detection reads (the text engine looks at the rest)."""
+    items = b"<item><title>News</title><description>Nothing new.</description></item>\n"
+    data = _FEEDS["escaped"].replace(b"<item>", items * 1200 + b"<item>", 1)
+    assert len(data) > 64 * 1024 and data.find(b"ENTITY") > 64 * 1024
+    answer, _ = _disarm(tmp_path, data, "feed.xml")
+    assert answer["outcome"] == "unmodified", answer
+
+
+def test_xml_declaring_an_entity_after_its_doctype_is_never_passed(tmp_path: Path) -> None:
+    """(An internal subset whose "]" comes early, in a comment, hides nothing.)"""
+    data = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE r [ <!-- ] --> <!ENTITY a "http://www.w3.org/1999/">'
+        b']>\n<r><h:script xmlns:h="&a;xhtml">alert(1)</h:script></r>\n'
+    )
+    answer, out = _disarm(tmp_path, data, "data.xml")
+    assert answer["outcome"] in ("rebuilt", "unprocessable", "blocked", "unsupported"), answer
+    assert out is None or b"<h:script" not in out, answer
