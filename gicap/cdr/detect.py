@@ -209,6 +209,13 @@ _EXT_ALIASES = {
     "tsv": "csv",
     "tab": "csv",  # (LibreOffice opens .tab as CSV, with its formulas)
     "txt": "text",
+    # TeX sources (a hint only: no type of their own), opened by their names in an
+    # editor: their "%!TEX" magic comments are no PostScript there
+    "tex": "tex",
+    "ltx": "tex",
+    "sty": "tex",
+    "cls": "tex",
+    "bib": "tex",
     # the other names of Excel's own formats, which it opens as .xls: by their
     # content, text as text or SYLK, formulas and all (templates, add-ins, workspaces,
     # macro sheets, backups)
@@ -306,8 +313,11 @@ def _detect(head: bytes, path: str | None, hint: str | None) -> str | None:
         named = _text(head, hint)
         if named is not None:
             return named
-    if head.startswith(_POSTSCRIPT):
-        # (after the names: text named .csv is CSV to Excel, whatever it starts with)
+    if head.startswith(_POSTSCRIPT) and hint != "tex":
+        # (after the names: text named .csv is CSV to Excel, whatever it starts with.
+        # A .tex file opens in a TeX editor, "%!TEX" magic comment and all; a .txt one
+        # does not: PostScript is plain text's subclass to the desktop, which opens a
+        # .txt that starts as PostScript in a PostScript viewer.)
         return "postscript"
     if _mime_message(head):
         return "mime"

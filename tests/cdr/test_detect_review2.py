@@ -96,3 +96,31 @@ def test_xml_declaring_an_entity_after_its_doctype_is_never_passed(tmp_path: Pat
     answer, out = _disarm(tmp_path, data, "data.xml")
     assert answer["outcome"] in ("rebuilt", "unprocessable", "blocked", "unsupported"), answer
     assert out is None or b"<h:script" not in out, answer
+
+
+# -- "%!" that is no PostScript --------------------------------------------------------
+
+_TEX = b"%!TEX program = xelatex\n\\documentclass{article}\n\\begin{document}x\\end{document}\n"
+_PS = b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont 72 72 moveto (x) show showpage\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "delivered"),
+    [
+        (_TEX, "paper.tex", True),  # (TeX editors' magic comment: opened by its name)
+        (_TEX, "paper.sty", True),
+        (_PS, "page.tex", True),  # (opened in a TeX editor by its name)
+        (_TEX, "notes.txt", False),  # (PostScript is text's subclass: sniffed as such)
+        (_TEX, "paper", False),  # (no name to open it by: a viewer sniffs "%!")
+        (_PS, "page", False),
+        (_PS, "page.ps", False),
+    ],
+)
+def test_percent_bang_is_postscript_unless_named_as_text(
+    tmp_path: Path, data: bytes, name: str, delivered: bool
+) -> None:
+    """LaTeX sources starting with "%!TEX" (TeXShop and TeXstudio write it) were
+    refused as PostScript, whatever their name. Named .txt they still are: the
+    desktop opens text that starts as PostScript in a PostScript viewer."""
+    answer, out = _disarm(tmp_path, data, name)
+    assert (answer["outcome"] in ("unmodified", "rebuilt")) is delivered, answer
