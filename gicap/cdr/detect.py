@@ -1070,8 +1070,10 @@ SYLK_START = "ID;"
 
 
 def _decode_text(head: bytes) -> str | None:
-    """``head`` as text when it is strict UTF-8 (or UTF-16 with a BOM) without NULs and
-    with few control characters, else ``None``. A sequence cut at the end is allowed."""
+    """``head`` as text when it is strict UTF-8 (or UTF-16 with a BOM), or else text
+    in an 8-bit charset (read as its bytes: the text engine's ``EIGHT_BIT``; not one
+    that shifts with ESC), without NULs and with few control characters, else
+    ``None``. A sequence cut at the end is allowed."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         data = head[2 : len(head) & ~1]
         codec = "utf-16-le" if head[0] == 0xFF else "utf-16-be"
@@ -1083,8 +1085,14 @@ def _decode_text(head: bytes) -> str | None:
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        if exc.start < len(data) - tail or "end of data" not in exc.reason:
-            return None
+        truncated = exc.start >= len(data) - tail and "end of data" in exc.reason
+        if not truncated:
+            if codec != "utf-8" or b"\x1b" in data or head.startswith(b"\xef\xbb\xbf"):
+                return None
+            # Text in an 8-bit charset (a CSV file Excel saved in the Windows code
+            # page, Shift-JIS...): its controls are the C0 bytes and DEL, as in UTF-8.
+            controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+            return data.decode("latin-1") if controls <= max(1, len(data) // 100) else None
         data = data[: exc.start]
         text = data.decode(codec)
     if "\x00" in text:

@@ -157,6 +157,20 @@ def _disarm_script(request: DisarmRequest) -> DisarmResult:
 # ------------------------------------------------------------------------ decoding
 
 
+#: Text that is not UTF-8 (a CSV file Excel saved in the Windows code page, Shift-JIS,
+#: GBK...) is read as its bytes, one character each, and written back so: byte for
+#: byte what it was, but for what the engine inserts. In the charsets that keep ASCII
+#: as ASCII (all but those that shift with ESC, refused), the characters that make
+#: cells, quotes and formulas ("=", "+", "-", "@", tab, CR, LF, ",", ";", '"') are
+#: the ASCII bytes whatever the charset: no other character has such a byte (the
+#: second bytes of Shift-JIS, GBK or Big5 characters are 0x40 and above, "@" only
+#: after a first byte over 0x7f, never at the start of a cell).
+EIGHT_BIT = "latin-1"
+#: A cell whose first bytes are over 0x7f and then a formula character: a reader that
+#: drops the bytes it cannot decode (reading the file as UTF-8) would see a formula.
+_HIGH_BEFORE_FORMULA = re.compile(r"(?:\A|[\t,;\r\n\"])[\x80-\xff]+[=+\-@\t]")
+
+
 class _Undecodable(ValueError):
     """The bytes are not text in an encoding we accept."""
 
@@ -172,7 +186,8 @@ class _Decoded:
 
 
 def _decode(raw: bytes) -> _Decoded:
-    """Decode strictly: UTF-8 (BOM optional) or UTF-16 with a BOM, no NUL characters.
+    """Decode strictly: UTF-8 (BOM optional) or UTF-16 with a BOM, no NUL characters;
+    else, text in an 8-bit charset (see ``EIGHT_BIT``).
 
     Strict decoding also makes re-encoding exact: the parts of the file we do not
     touch come out byte for byte as they went in.
@@ -181,9 +196,13 @@ def _decode(raw: bytes) -> _Decoded:
     try:
         text = raw[len(bom) :].decode(codec)  # errors="strict" is the default
     except UnicodeDecodeError as exc:
-        raise _Undecodable(
-            f"not valid {codec.upper()} text: {exc.reason} at byte {exc.start + len(bom)}"
-        ) from None
+        if bom or b"\x1b" in raw:
+            # (ISO-2022 and the like shift into other characters with ESC: there the
+            # bytes of "=", "," or a quote may be halves of other characters)
+            raise _Undecodable(
+                f"not valid {codec.upper()} text: {exc.reason} at byte {exc.start + len(bom)}"
+            ) from None
+        text, codec = raw.decode(EIGHT_BIT), EIGHT_BIT
     nul = text.find("\x00")
     if nul >= 0:
         # NULs mean binary data (or UTF-32/BOM-less UTF-16 read as UTF-8), not text.
@@ -218,6 +237,15 @@ class _Found:
 def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     policy = request.switches.get(FORMULAS_SWITCH, DEFAULT_POLICY)
     text = decoded.text
+    if decoded.codec == EIGHT_BIT:
+        dropped = _HIGH_BEFORE_FORMULA.search(text)
+        if dropped is not None:
+            return DisarmResult(
+                "unprocessable",
+                reason="a cell of this text (not UTF-8) starts with bytes over 0x7f and "
+                f"then a formula character (at byte {dropped.start()}): a reader that "
+                "drops the bytes it cannot decode would read a formula",
+            )
     if (
         '"' not in text
         and not any(c in text for c in FORMULA_START if c != "\r")

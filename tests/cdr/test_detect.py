@@ -522,13 +522,20 @@ def test_a_utf8_sequence_cut_by_the_preview_is_still_text() -> None:
     [
         b"text with a NUL\x00byte",
         bytes(range(256)) * 4,
-        b"caf\xe9 au lait, not UTF-8",
         b"\x01\x02\x03\x04\x05binary-ish header",
         random.Random(3).randbytes(4096),
+        b"caf\xe9 au lait\x1b$B, shifted with ESC (ISO-2022)",
     ],
 )
 def test_binary_is_not_text(data: bytes) -> None:
     assert detect(data) is None
+
+
+def test_text_in_an_8_bit_charset_is_text() -> None:
+    """Text that is not UTF-8 (the Windows code page, Shift-JIS) is text all the same."""
+    for data in (b"caf\xe9 au lait, not UTF-8", "日本語のメモです\n".encode("shift_jis")):
+        found = detect(data)
+        assert found is not None and found.name == "text", (data, found)
 
 
 @pytest.mark.parametrize(

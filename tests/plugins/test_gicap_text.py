@@ -220,13 +220,13 @@ def test_clean_csv_is_unmodified(tmp_path: Path, policy: str) -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        b"a,b\n\xff\xfe=1+1\x80\n",  # invalid UTF-8
-        b"a,b\n\xc3(,c\n",  # truncated multi-byte sequence
+        b"a,b\n\x1b$B\xff=1+1\x80\n",  # not UTF-8, and shifting with ESC (ISO-2022)
+        codecs.BOM_UTF8 + b"a,b\n\xc3(,c\n",  # a UTF-8 BOM, then no UTF-8
         b"a,b\x00c\n",  # NUL
         codecs.BOM_UTF16_LE + b"a\x00,",  # odd-length UTF-16
         b"a\x00,\x00=\x001\x00",  # BOM-less UTF-16 reads as NULs
     ],
-    ids=["invalid-utf8", "truncated", "nul", "odd-utf16", "utf16-no-bom"],
+    ids=["escape-shifted", "bom-then-invalid", "nul", "odd-utf16", "utf16-no-bom"],
 )
 def test_undecodable_is_unprocessable(tmp_path: Path, file_type: FileType, data: bytes) -> None:
     request = _request(tmp_path, data, file_type)
@@ -825,3 +825,35 @@ def test_a_space_before_an_equals_sign_is_seen_however_many_there_are(tmp_path: 
     result = _disarm(request)
     assert result.outcome == "rebuilt", result
     assert request.destination.read_text().endswith("bob, '=21*2\n")
+
+
+#: A CSV file as Excel saves it in the Windows code page (not UTF-8).
+_CP1252 = "Nom;Ville;Montant\nCafé Crème;Orléans;=1+1\nZoë;Besançon;-2\n".encode("cp1252")
+
+
+def test_text_in_an_8_bit_charset_is_rebuilt_byte_for_byte(tmp_path: Path) -> None:
+    """A CSV file in the Windows code page (what Excel writes by default), or Shift-JIS
+    text, was refused as not UTF-8. Now the bytes stay as they were, and only what the
+    engine inserts is new."""
+    result = _disarm(request := _request(tmp_path, _CP1252, CSV))
+    assert result.outcome == "rebuilt", result
+    assert request.destination.read_bytes() == _CP1252.replace(b";=1+1", b";'=1+1").replace(
+        b";-2", b";'-2"
+    )
+    japanese = "日本語のメモ\n価格=100円\n".encode("shift_jis")
+    for kind in (TEXT, CSV):
+        assert _disarm(_request(tmp_path, japanese, kind)).outcome in ("unmodified", "rebuilt")
+
+
+@pytest.mark.parametrize("data", [b"a,b\n\xff\xfe=1+1\n", b"a;\xe9-cmd\n", b'"a","\xa0@SUM(A1)"\n'])
+def test_bytes_over_0x7f_before_a_formula_are_refused_in_8_bit_csv(
+    tmp_path: Path, data: bytes
+) -> None:
+    """A reader that drops the bytes it cannot decode (reading as UTF-8) would see
+    the formula: such a file is not delivered."""
+    request = _request(tmp_path, data, CSV)
+    result = _disarm(request)
+    assert result.outcome == "unprocessable" and "formula character" in result.reason
+    assert not request.destination.exists()
+    # as plain text (not opened by a spreadsheet) it is delivered as it is
+    assert _disarm(_request(tmp_path, data, TEXT)).outcome == "unmodified"
