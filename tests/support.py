@@ -120,3 +120,18 @@ class GicapProcess:
     @property
     def url(self) -> str:
         return f"icap://127.0.0.1:{self.port}"
+
+
+def disarm_job(tmp_path: Path, data: bytes, declared: str | None) -> tuple[dict, bytes | None]:
+    """``data`` through gicap's job (detection, then the engine) under the default
+    profile, saved as ``declared``: the answer, and the delivered bytes if any."""
+    from gicap.cdr import job
+    from gicap.cdr.policy import build_profile
+
+    job.init_worker()
+    source, dest = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(data)
+    dest.unlink(missing_ok=True)
+    profile = build_profile("default", {}).as_dict()
+    answer = job.disarm_file(source, dest, profile, "default", declared, 1 << 26)
+    return answer, dest.read_bytes() if dest.exists() else None

@@ -6,30 +6,20 @@ are never delivered as harmless text. Each file goes through the whole pipeline
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from gicap.cdr import job
 from gicap.cdr.detect import detect
-from gicap.cdr.policy import build_profile
-from tests.support import require_tool
+from tests.loopback import Recorder, recording
+from tests.support import disarm_job, require_tool
 
 #: Where the files call back to; replaced by the loopback server's address.
 CALLBACK = "http://callback.invalid"
 
 
-def _disarm(tmp_path: Path, data: bytes, declared: str | None) -> tuple[dict, bytes | None]:
-    job.init_worker()
-    source, dest = tmp_path / "in", tmp_path / "out"
-    source.write_bytes(data)
-    dest.unlink(missing_ok=True)
-    profile = build_profile("default", {}).as_dict()
-    answer = job.disarm_file(source, dest, profile, "default", declared, 1 << 26)
-    return answer, dest.read_bytes() if dest.exists() else None
+_disarm = disarm_job
 
 
 def _delivered(answer: dict) -> bool:
@@ -39,44 +29,10 @@ def _delivered(answer: dict) -> bool:
 # -- a loopback server and LibreOffice ---------------------------------------------------
 
 
-class _Recorder(ThreadingHTTPServer):
-    """A loopback server recording every path asked for (answered with an empty PNG)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.paths: list[str] = []
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
-        body = b"\x89PNG\r\n\x1a\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass  # (quiet)
-
-
 @pytest.fixture
-def recorder() -> Iterator[_Recorder]:
-    server = _Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def recorder() -> Iterator[Recorder]:
+    with recording() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _libreoffice(tmp_path: Path, file: Path, to: str) -> Path | None:
@@ -165,7 +121,7 @@ def test_other_xml_that_only_mentions_the_opendocument_namespace_is_text() -> No
 
 
 def test_libreoffice_fetches_the_picture_of_a_flat_opendocument_file_named_xml(
-    tmp_path: Path, recorder: _Recorder
+    tmp_path: Path, recorder: Recorder
 ) -> None:
     """What the test above keeps from the user: LibreOffice opening the file, named
     .xml, fetches its picture."""
@@ -346,7 +302,7 @@ def test_xml_declaring_entities_is_not_passed_as_text(tmp_path: Path, name: str)
 
 
 def test_chromium_runs_the_script_of_xml_whose_namespace_is_an_entity(
-    tmp_path: Path, recorder: _Recorder
+    tmp_path: Path, recorder: Recorder
 ) -> None:
     chromium = require_tool("chromium", "chromium")
     original = tmp_path / "data.xml"
@@ -399,7 +355,7 @@ def test_markup_split_by_iso_2022_escapes_is_not_passed_as_text(
 
 
 def test_chromium_reads_the_namespace_through_iso_2022_escapes(
-    tmp_path: Path, recorder: _Recorder
+    tmp_path: Path, recorder: Recorder
 ) -> None:
     chromium = require_tool("chromium", "chromium")
     original = tmp_path / "data.xml"

@@ -7,19 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gicap.cdr import job
 from gicap.cdr.detect import detect
-from gicap.cdr.policy import build_profile
+from tests.support import disarm_job
 
-
-def _disarm(tmp_path: Path, data: bytes, declared: str | None) -> tuple[dict, bytes | None]:
-    job.init_worker()
-    source, dest = tmp_path / "in", tmp_path / "out"
-    source.write_bytes(data)
-    dest.unlink(missing_ok=True)
-    profile = build_profile("default", {}).as_dict()
-    answer = job.disarm_file(source, dest, profile, "default", declared, 1 << 26)
-    return answer, dest.read_bytes() if dest.exists() else None
+_disarm = disarm_job
 
 
 # -- Japanese text in ISO-2022-JP --------------------------------------------------------

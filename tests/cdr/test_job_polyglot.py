@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gicap.cdr import job
-from gicap.cdr.policy import build_profile
+from tests.support import disarm_job
 
 PAYLOADS = {
     "invoice.hta": b'\r\n<script language="VBScript">CreateObject("WScript.Shell")</script>\r\n',
@@ -33,14 +32,7 @@ def _bmp_holding(payload: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _disarm(tmp_path: Path, data: bytes, declared: str) -> tuple[dict, bytes | None]:
-    job.init_worker()
-    source, dest = tmp_path / "in", tmp_path / "out"
-    source.write_bytes(data)
-    dest.unlink(missing_ok=True)
-    profile = build_profile("default", {}).as_dict()
-    answer = job.disarm_file(source, dest, profile, "default", declared, 1 << 26)
-    return answer, dest.read_bytes() if dest.exists() else None
+_disarm = disarm_job
 
 
 @pytest.mark.parametrize("name", sorted(PAYLOADS))

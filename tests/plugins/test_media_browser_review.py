@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from gicap_media import svg
 
+from tests.loopback import Recorder, recording
 from tests.plugins.test_media import _svg
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,52 +31,13 @@ CALLBACK = "http://callback.invalid/hit"
 # --------------------------------------------------------------------------- browser
 
 
-class _Recorder(ThreadingHTTPServer):
-    """A loopback server: serves ``files`` (path -> (body, Content-Type)) and records
-    every path asked for."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self.paths: list[str] = []
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def hits(self) -> list[str]:
-        return [p for p in self.paths if p.startswith("/hit")]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
-        body, kind = self.server.files.get(self.path, (b"", "text/plain"))
-        self.send_response(200 if self.path in self.server.files else 404)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass  # (quiet)
-
-
 @pytest.fixture
-def recorder() -> Iterator[_Recorder]:
-    server = _Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def recorder() -> Iterator[Recorder]:
+    with recording() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-def _open(recorder: _Recorder, tmp_path: Path, text: str, kind: str) -> list[str]:
+def _open(recorder: Recorder, tmp_path: Path, text: str, kind: str) -> list[str]:
     """The callbacks Chromium makes opening ``text`` (with CALLBACK in it), served as
     the proxy serves it, from a file on disk, and as an <img> of a page for SVG."""
     text = text.replace(CALLBACK, recorder.base + "/hit")
@@ -111,7 +71,7 @@ def _open(recorder: _Recorder, tmp_path: Path, text: str, kind: str) -> list[str
     return recorder.hits()
 
 
-def _check_in_browser(recorder: _Recorder, tmp_path: Path, original: str, kind: str) -> None:
+def _check_in_browser(recorder: Recorder, tmp_path: Path, original: str, kind: str) -> None:
     result, delivered = _svg(tmp_path, original)
     assert result.outcome == "rebuilt", result
     assert _open(recorder, tmp_path, original, kind), "the browser does not read the original"
@@ -191,7 +151,7 @@ def test_substitutions_are_read_in_linear_time() -> None:
 @needs_chromium
 @pytest.mark.parametrize("body", SUBSTITUTED.values(), ids=SUBSTITUTED.keys())
 def test_browser_fetches_nothing_substituted_into_image_set(
-    recorder: _Recorder, tmp_path: Path, body: str
+    recorder: Recorder, tmp_path: Path, body: str
 ) -> None:
     _check_in_browser(recorder, tmp_path, f"{HEAD}{body}</svg>", "svg")
 
@@ -201,7 +161,7 @@ def test_browser_fetches_nothing_substituted_into_image_set(
 
 @needs_chromium
 def test_browser_fetches_no_remote_picture_of_a_delivered_html_file(
-    recorder: _Recorder, tmp_path: Path
+    recorder: Recorder, tmp_path: Path
 ) -> None:
     """An <img> from another host is fetched as the file opens (a tracking pixel):
     ``html.external_images`` drops its address by default."""
