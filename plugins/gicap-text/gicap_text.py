@@ -396,8 +396,19 @@ EXCEL_DELIMITERS = (",", ";", "\t")
 #: and semicolon), whatever its encoding and a "sep=" line: one more reading, in
 #: which only "=" starts a formula (its "evaluate formulas" import option).
 LIBREOFFICE_DELIMITERS = "\t,;"
+#: A reader of Shift-JIS, GBK or Big5 (LibreOffice's does) takes the byte after a
+#: first byte (over 0x7f) as its second half whatever it is, a quote, a delimiter or
+#: a line break included: there the quotes of the byte view are not the reader's, and
+#: text the byte view reads as quoted may be cells. In a text (not UTF-8) with a
+#: quote after such a byte, or after one and a delimiter, the fields are read once
+#: more whatever the quotes say: every "=", "+", "-" or "@" that only quotes separate
+#: from a delimiter (any of these, at once), a line break or the start is neutralised.
+#: (A neutraliser always follows a delimiter, a line break or a quote, never such a
+#: first byte: no reader takes it as a second half.)
+BYTE_HALVES_DELIMITERS = "\t,;|"
+_QUOTE_AFTER_HIGH_BYTE = re.compile(r'[\x80-\xff][\t,;|\r\n]?"')
 #: Every reading: a delimiter, or several read at once.
-_READINGS = (*EXCEL_DELIMITERS, LIBREOFFICE_DELIMITERS)
+_READINGS = (*EXCEL_DELIMITERS, LIBREOFFICE_DELIMITERS, BYTE_HALVES_DELIMITERS)
 #: Excel reads a file starting with these two letters as SYLK, whose records hold
 #: formulas (``C;Y1;X1;EEXEC(...)``) that no cell shows.
 SYLK_START = "ID"
@@ -407,6 +418,8 @@ def _other_delimiters(text: str, delimiter: str | None, decoded: _Decoded) -> li
     """The delimiters Excel may split ``text`` on besides the file's own, and
     LibreOffice's (several at once: one string), see :func:`_excel_readings`."""
     readings = [LIBREOFFICE_DELIMITERS]
+    if decoded.codec == EIGHT_BIT and _QUOTE_AFTER_HIGH_BYTE.search(text) is not None:
+        readings.append(BYTE_HALVES_DELIMITERS)
     if not decoded.bom and _SEP_LINE.match(text) is not None:
         return readings  # (named on a "sep=" line: Excel takes it; LibreOffice does not)
     return [d for d in EXCEL_DELIMITERS if d != delimiter] + readings
@@ -465,6 +478,8 @@ def _excel_readings(text: str, delimiter: str | None, decoded: _Decoded) -> tupl
                 continue  # (no field start of this reading is followed by one)
             if other == LIBREOFFICE_DELIMITERS:
                 at = _libreoffice_formulas(text)
+            elif other == BYTE_HALVES_DELIMITERS:
+                at = _byte_halves_formulas(text)
             else:
                 at = _excel_fields(text, other)
             if at:
@@ -576,6 +591,18 @@ def _libreoffice_formulas(text: str) -> list[int]:
     at = [last - m.start() for m in _LIBREOFFICE_FORMULA_REVERSED.finditer(text[::-1])]
     at.reverse()  # (offsets kept, not match objects: millions in a big file)
     return at
+
+
+def _byte_halves_formulas(text: str) -> list[int]:
+    """Where a field may start a formula whatever the quotes say (a reader that takes
+    the byte after a first byte over 0x7f as its second half does not see the quotes
+    of the byte view, see ``BYTE_HALVES_DELIMITERS``): before every "=", "+", "-" or
+    "@" that only quotes separate from the start of the text, a line break or one of
+    ``BYTE_HALVES_DELIMITERS`` (in order)."""
+    return [m.start(1) for m in _BYTE_HALVES_FORMULA.finditer(text)]
+
+
+_BYTE_HALVES_FORMULA = re.compile(r'(?:\A|(?<=[\t,;|\r\n]))"*+([=+\-@])')
 
 
 def _is_formula(cell: str) -> bool:
