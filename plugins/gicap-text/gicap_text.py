@@ -32,6 +32,7 @@ plain blocking code is fine here. Raising is allowed too (the file is then repor
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import re
@@ -171,6 +172,53 @@ EIGHT_BIT = "latin-1"
 _HIGH_BEFORE_FORMULA = re.compile(r"(?:\A|[\t,;\r\n\"])[\x80-\xff]+[=+\-@\t]")
 
 
+#: UTF-7, which LibreOffice and Excel offer to read a CSV file in, writes characters
+#: as base64 after a "+" (up to a "-" or any other character): "+ACw-" is a comma,
+#: "+AAo-" a line feed and "+AD0-" an "=", so "a+ACw-=21*2" is the cells "a" and
+#: "=21*2" there. An encoder writes these characters as they are; a CSV whose base64
+#: runs hold one of them (or a space, skipped before a quote) and then has more
+#: places where a cell may start a formula than as it is (see :func:`_utf7_formulas`)
+#: is refused.
+_UTF7_RUN = re.compile(r"\+([A-Za-z0-9+/]+)")
+#: UTF-16 units (two bytes, from the start of the decoded run) the first of which is
+#: such a character.
+_UTF7_STRUCTURE_UNIT = re.compile(rb'(?s:..)*?\x00[\t\n\r ",;|=+\-@]')
+
+
+def _utf7_structure(text: str) -> int | None:
+    """Where a base64 run of ``text`` read as UTF-7 holds a delimiter, a quote, a
+    line break, a space or a formula character, else ``None``."""
+    if "+" not in text:
+        return None
+    for run in _UTF7_RUN.finditer(text):
+        chars = run.group(1)
+        units = len(chars) * 6 // 16
+        if not units:
+            continue
+        padded = chars + "A" * (-len(chars) % 4)
+        decoded = base64.b64decode(padded)[: 2 * units]
+        if _UTF7_STRUCTURE_UNIT.match(decoded) is not None:
+            return run.start()
+    return None
+
+
+def _utf7_formulas(text: str) -> bool:
+    """Whether ``text`` read as UTF-7 has more places where a cell may start a formula
+    (``_ANY_READING_FORMULA``, quotes or not) than as it is: a delimiter or a line
+    break written in base64 and then a formula character (base64 holding none of
+    them, a cell of base64 data for one, is not looked at further)."""
+    if _utf7_structure(text) is None:
+        return False
+    as_utf7 = text.encode("utf-8", "surrogatepass").decode("utf-7", "replace")
+    found = _ANY_READING_FORMULA.finditer
+    return sum(1 for _ in found(as_utf7)) > sum(1 for _ in found(text))
+
+
+#: A formula character that only spaces and quotes separate from the start of the
+#: text, a line break or a delimiter of any reading.
+_ANY_READING_FORMULA = re.compile(r'(?:\A|(?<=[\t,;|\r\n]))[ "]*+[=+\-@]')
+
+
 class _Undecodable(ValueError):
     """The bytes are not text in an encoding we accept."""
 
@@ -246,6 +294,12 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
                 f"then a formula character (at byte {dropped.start()}): a reader that "
                 "drops the bytes it cannot decode would read a formula",
             )
+    if _utf7_formulas(text):
+        return DisarmResult(
+            "unprocessable",
+            reason="read as UTF-7, this text has more cells starting with a formula "
+            'character than as it is (its base64 runs hold delimiters, as "+ACw-" a comma)',
+        )
     if (
         '"' not in text
         and not any(c in text for c in FORMULA_START if c != "\r")

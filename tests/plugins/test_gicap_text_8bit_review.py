@@ -6,8 +6,10 @@ delivered file with LibreOffice (one at a time) and skip without it."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +22,7 @@ from gicap.cdr.types import DisarmRequest, DisarmResult, FileType
 CSV = FileType("csv", "text", "text/csv", "csv")
 
 #: LibreOffice's numbers for the charsets (rtl_TextEncoding).
+LO_UTF7 = 75
 LO_SHIFT_JIS = 64
 LO_GBK = 67
 LO_BIG5 = 68
@@ -32,6 +35,9 @@ SWALLOWED_QUOTE = b'"a\x83"",-2+3"\nb,c\n'
 #: The same with a comma and then a quote: the comma is swallowed, the quote no
 #: longer opens a quoted cell, and the cell after the next comma starts a formula.
 SWALLOWED_COMMA = b'x\x83,",@SUM(1+1)"\nb,c\n'
+#: UTF-7: "+ACw-" is a comma, "+AAo-" a line feed; the "=" after them starts a cell.
+UTF7_COMMA = b"a+ACw-=21*2\nb,c\n"
+UTF7_LINE_FEED = b"a\nb+AAo-=21*2\nc,d\n"
 
 
 def _request(tmp_path: Path, data: bytes) -> DisarmRequest:
@@ -95,6 +101,30 @@ def test_latin1_quoted_cells_are_unmodified(tmp_path: Path) -> None:
     assert delivered == data
 
 
+@pytest.mark.parametrize("data", [UTF7_COMMA, UTF7_LINE_FEED])
+def test_utf7_shifted_separators_are_refused(tmp_path: Path, data: bytes) -> None:
+    result, delivered = _disarm(tmp_path, data)
+    assert delivered is None
+    assert result.outcome == "unprocessable"
+    assert "UTF-7" in result.reason
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"a,b\nC++,x\n", b"1+2,A+B-C\n", b"mail: a+news@example.org,x\n", b"x,+AGkAbg-\n"],
+)
+def test_plus_in_plain_text_is_no_utf7(tmp_path: Path, data: bytes) -> None:
+    result, _ = _disarm(tmp_path, data)
+    assert result.outcome != "unprocessable"
+
+
+def test_base64_data_is_no_utf7(tmp_path: Path) -> None:
+    blob = base64.b64encode(random.Random(7).randbytes(30000))
+    assert blob.count(b"+") > 100
+    result, _ = _disarm(tmp_path, b"name,data\nimage.png," + blob + b"\n")
+    assert result.outcome == "unmodified"
+
+
 # ---------------------------------------------------------------- with LibreOffice
 
 
@@ -132,6 +162,8 @@ needs_soffice = pytest.mark.skipif(shutil.which("soffice") is None, reason="no s
 @pytest.mark.parametrize(
     ("data", "charset"),
     [
+        (UTF7_COMMA, LO_UTF7),
+        (UTF7_LINE_FEED, LO_UTF7),
         (SWALLOWED_QUOTE, LO_SHIFT_JIS),
         (SWALLOWED_QUOTE, LO_GBK),
         (SWALLOWED_COMMA, LO_BIG5),
