@@ -286,6 +286,15 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
     policy = request.switches.get(FORMULAS_SWITCH, DEFAULT_POLICY)
     text = decoded.text
     if decoded.codec == EIGHT_BIT:
+        sep = _SEP_LINE.match(text)
+        if sep is not None and sep.group(1) >= "\x80":
+            # (a double-byte reader takes that byte and the line break after it as one
+            # character: Excel may split the cells on its own separator instead)
+            return DisarmResult(
+                "unprocessable",
+                reason="a sep= line naming a byte over 0x7f as the delimiter, in text "
+                "that is not UTF-8: readers disagree on where its cells are",
+            )
         dropped = _HIGH_BEFORE_FORMULA.search(text)
         if dropped is not None:
             return DisarmResult(

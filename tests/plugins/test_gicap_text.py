@@ -857,3 +857,12 @@ def test_bytes_over_0x7f_before_a_formula_are_refused_in_8_bit_csv(
     assert not request.destination.exists()
     # as plain text (not opened by a spreadsheet) it is delivered as it is
     assert _disarm(_request(tmp_path, data, TEXT)).outcome == "unmodified"
+
+
+def test_a_sep_line_naming_a_byte_over_0x7f_is_refused_in_8_bit_csv(tmp_path: Path) -> None:
+    """Shift-JIS readers take 0x83 and the line break after it as one character: the
+    delimiter the file names is then no delimiter, and Excel's own splits the cells."""
+    request = _request(tmp_path, b"sep=\x83\na\x83b,+1\n", CSV)
+    result = _disarm(request)
+    assert result.outcome == "unprocessable" and "sep=" in result.reason
+    assert _disarm(_request(tmp_path, b"sep=;\nCaf\xe9;+1\n", CSV)).outcome == "rebuilt"
