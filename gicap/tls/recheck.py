@@ -150,6 +150,8 @@ class ClientRecheck:
         if not is_client_allowed(self.settings, identity):
             return "not in certificate.allowed_clients any more"
         if der is None:
+            if self.settings.require_client_cert:
+                return "no client certificate, which the settings now require"
             return None
         try:
             leaf = x509.load_der_x509_certificate(der)

@@ -260,3 +260,25 @@ def test_a_client_taken_out_of_allowed_clients_by_a_sighup_is_disconnected(
             assert _served(kept, port)
     finally:
         gicap.stop()
+
+
+def test_recheck_closes_clients_without_a_certificate_once_one_is_required(
+    tmp_path: Path, pki: PKI, server_cert: Issued
+) -> None:
+    """require_client_cert turned on (by a SIGHUP): a client let in without a
+    certificate is refused by a new handshake, and lost its connection only when it
+    closed it."""
+    install(tmp_path, server_cert, pki.root.cert_pem())
+    now = datetime.now(UTC)
+    for required in (True, False):
+        settings = CertificateSettings.from_mapping(
+            {
+                "certfile": str(tmp_path / "tls-server-cert"),
+                "keyfile": str(tmp_path / "tls-server-key"),
+                "cafile": str(tmp_path / "tls-cafile"),
+                "require_client_cert": required,
+            }
+        )
+        certset = load_certificate_set(settings)
+        reason = ClientRecheck.between(settings, certset, certset).refusal(None, (), now)
+        assert (reason is not None and "no client certificate" in reason) is required
