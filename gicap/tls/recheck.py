@@ -162,6 +162,12 @@ class ClientRecheck:
         chain = tuple(x509.load_der_x509_certificate(item) for item in sent or ())
         if self._revoked(leaf, chain):
             return "its certificate is revoked by the CRL"
+        revoked_ca = self._revoked_intermediate(leaf, chain)
+        if revoked_ca is not None:
+            return (
+                f"its intermediate CA ({revoked_ca.subject.rfc4514_string()}) is revoked by "
+                "the CRL (CRL_CHECK_ALL)"
+            )
         if any(ca.public_bytes(serialization.Encoding.DER) == der for ca in self.cas):
             return None  # (trusted itself, with PARTIAL_CHAIN)
         if sent is None:
@@ -194,6 +200,31 @@ class ClientRecheck:
             ):
                 return True
         return False
+
+    def _revoked_intermediate(
+        self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]
+    ) -> x509.Certificate | None:
+        """With CRL_CHECK_ALL, the CA above ``leaf`` (up to the root, which no CRL
+        judges) that a CRL of its own issuer revokes. Followed only while each step
+        has one issuer among what the client sent and the CA file: where there is a
+        choice, OpenSSL's path is not told, and the client is kept."""
+        chain_flag = FLAGS["CRL_CHECK_ALL"]  # (the leaf's flag with the chain's)
+        if self.settings.verification_flags & chain_flag != chain_flag:
+            return None
+        pool = list(
+            {
+                cert.public_bytes(serialization.Encoding.DER): cert for cert in (*sent, *self.cas)
+            }.values()
+        )
+        cert = leaf
+        for _ in range(len(pool)):
+            issuers = [ca for ca in pool if _issued_by(cert, ca)]
+            if len(issuers) != 1 or _self_signed(issuers[0]):
+                return None
+            if self._revoked(issuers[0], sent):
+                return issuers[0]
+            cert = issuers[0]
+        return None
 
     def _may_chain(self, leaf: x509.Certificate, sent: tuple[x509.Certificate, ...]) -> bool:
         """Whether a new handshake may find a path from ``leaf``, through the

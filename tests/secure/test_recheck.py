@@ -282,3 +282,30 @@ def test_recheck_closes_clients_without_a_certificate_once_one_is_required(
         certset = load_certificate_set(settings)
         reason = ClientRecheck.between(settings, certset, certset).refusal(None, (), now)
         assert (reason is not None and "no client certificate" in reason) is required
+
+
+def test_recheck_finds_a_revoked_intermediate_with_crl_check_all(
+    tmp_path: Path, pki: PKI, server_cert: Issued
+) -> None:
+    """CRL_CHECK_ALL: a new handshake refuses a client whose intermediate CA (sent
+    with its certificate) a CRL of the root revokes; only its own certificate was
+    judged."""
+    intermediate = pki.intermediate("Revoked Intermediate")
+    client = pki.client("under-revoked-intermediate", issuer=intermediate)
+    install(tmp_path, server_cert, pki.root.cert_pem())
+    (tmp_path / "crl.pem").write_bytes(pki.crl([intermediate]) + pki.crl([], issuer=intermediate))
+    now = datetime.now(UTC)
+    sent = (intermediate.der(),)
+    for flags, refused in (("CRL_CHECK_ALL", True), ("CRL_CHECK", False)):
+        settings = _settings(tmp_path, flags)
+        certset = load_certificate_set(settings)
+        check = ClientRecheck.between(settings, certset, certset)
+        reason = check.refusal(client.der(), ("under-revoked-intermediate",), now, sent)
+        assert (reason is not None and "Revoked Intermediate" in reason) is refused, reason
+    # (a client of another intermediate of the same root is kept)
+    other = pki.intermediate("Good Intermediate")
+    fine = pki.client("under-good-intermediate", issuer=other)
+    settings = _settings(tmp_path, "CRL_CHECK_ALL")
+    certset = load_certificate_set(settings)
+    check = ClientRecheck.between(settings, certset, certset)
+    assert check.refusal(fine.der(), ("x",), now, (other.der(),)) is None
