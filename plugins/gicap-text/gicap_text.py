@@ -179,7 +179,12 @@ _HIGH_BEFORE_FORMULA = re.compile(r"(?:\A|[\t,;\r\n\"])[\x80-\xff]+[=+\-@\t]")
 #: runs hold one of them (or a space, skipped before a quote) and then has more
 #: places where a cell may start a formula than as it is (see :func:`_utf7_formulas`)
 #: is refused.
-_UTF7_RUN = re.compile(r"\+([A-Za-z0-9+/]+)")
+#: Only a run holding one of "ABCD" can: a character under U+0100 is a UTF-16 unit
+#: whose first byte is 0, 8 bits at 0 that take an "A" (0) or, where they start two
+#: bits from the end of a base64 digit, one of "ABCD" (0 to 3) as the next digit. The
+#: others ("+1234", a phone number) are not decoded: a CSV of such numbers spent
+#: seconds there.
+_UTF7_RUN = re.compile(r"\+([A-Za-z0-9+/]*[A-D][A-Za-z0-9+/]*)")
 #: UTF-16 units (two bytes, from the start of the decoded run) the first of which is
 #: such a character.
 _UTF7_STRUCTURE_UNIT = re.compile(rb'(?s:..)*?\x00[\t\n\r ",;|=+\-@]')
