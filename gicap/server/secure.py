@@ -266,34 +266,14 @@ class SecureListener:
             if not handler.secure or handler.untrusted is not None:
                 continue
             client = (handler.client_certificate, handler.client_identity, handler.client_chain)
-            if client in judged:
-                reason = judged[client]
-            else:
-                try:
-                    reason = check.refusal(
-                        handler.client_certificate,
-                        handler.client_identity,
-                        now,
-                        handler.client_chain,
-                    )
-                except Exception:
-                    log.exception(
-                        "re-checking the client of %s failed: connection kept", handler.peer
-                    )
-                    reason = None
-                judged[client] = reason
+            if client not in judged:
+                judged[client] = _judge(check, *client, now, handler.peer)
+            reason = judged[client]
             if reason is None:
                 continue
             handler.untrusted = reason
             busy = not handler.waiting()
-            log.warning(
-                "client %s (%s) is no longer trusted by the new certificate settings: %s; "
-                "its connection is closed%s",
-                handler.peer,
-                ", ".join(handler.client_identity) or "no name",
-                reason,
-                " after the transaction in progress" if busy else "",
-            )
+            _say_untrusted(handler.peer, handler.client_identity, reason, busy)
             if not busy:
                 greenlet.kill(block=False)
 
@@ -306,21 +286,6 @@ class SecureListener:
             # (the set loaded and OpenSSL took it: not expected; the new handshakes
             # are judged by the new set whatever happens here)
             log.exception("established clients not re-checked against the new set")
-            return None
-
-    def _refusal(
-        self,
-        check: ClientRecheck,
-        tls: Any,
-        identity: list[str],
-        chain: tuple[bytes, ...] | None,
-    ) -> str | None:
-        """``check``'s judgement of a client whose handshake just completed."""
-        try:
-            der = tls.getpeercert(binary_form=True)
-            return check.refusal(der, tuple(identity), datetime.now(UTC), chain)
-        except Exception:
-            log.exception("re-checking a client failed: connection kept")
             return None
 
     def _open(self) -> None:
@@ -445,6 +410,7 @@ class SecureListener:
             self._evicted.discard(key)
         assert tls is not None
         identity = client_identity(tls.getpeercert())
+        der = tls.getpeercert(binary_form=True)
         chain = sent_chain(tls)
         allowed = is_client_allowed(self.settings, identity)
         if certset is not None and self.certset is not certset and allowed:
@@ -452,19 +418,15 @@ class SecureListener:
             # re-check did not see this connection, so it is judged here (a name out
             # of allowed_clients is answered 403 below, as in any handshake).
             check = self._check(certset, self.certset)
-            reason = None if check is None else self._refusal(check, tls, identity, chain)
+            reason = None
+            if check is not None:
+                reason = _judge(check, der, tuple(identity), chain, datetime.now(UTC), peer)
             if reason is not None:
-                log.warning(
-                    "client %s (%s) is no longer trusted by the new certificate settings: "
-                    "%s; its connection is closed",
-                    peer,
-                    ", ".join(identity) or "no name",
-                    reason,
-                )
+                _say_untrusted(peer, tuple(identity), reason, busy=False)
                 tls.close()
                 return
         refuse = None
-        if is_ca_certificate(tls.getpeercert(binary_form=True)):
+        if is_ca_certificate(der):
             log.warning(
                 "client %s presented certificate %s, a CA certificate (basicConstraints "
                 "CA:TRUE), not a client's: answering 403",
@@ -485,7 +447,35 @@ class SecureListener:
             address,
             secure=True,
             client_identity=tuple(identity),
-            client_certificate=tls.getpeercert(binary_form=True),
+            client_certificate=der,
             client_chain=chain,
             refuse=refuse,
         )
+
+
+def _judge(
+    check: ClientRecheck,
+    der: bytes | None,
+    identity: tuple[str, ...],
+    chain: tuple[bytes, ...] | None,
+    now: datetime,
+    peer: str,
+) -> str | None:
+    """``check``'s judgement of a client (see ``ClientRecheck.refusal``); a failure is
+    logged, and the client kept."""
+    try:
+        return check.refusal(der, identity, now, chain)
+    except Exception:
+        log.exception("re-checking the client of %s failed: connection kept", peer)
+        return None
+
+
+def _say_untrusted(peer: str, identity: tuple[str, ...], reason: str, busy: bool) -> None:
+    log.warning(
+        "client %s (%s) is no longer trusted by the new certificate settings: %s; "
+        "its connection is closed%s",
+        peer,
+        ", ".join(identity) or "no name",
+        reason,
+        " after the transaction in progress" if busy else "",
+    )
