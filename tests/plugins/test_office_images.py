@@ -347,3 +347,54 @@ def test_unused_palette_entries_are_not_copied() -> None:
             assert set((rebuilt.getpalette() or [])[3 * 3 :]) <= {0}, (fmt, colours)
             assert len(kept) == 9, fmt
             assert rebuilt.convert("RGBA").tobytes() == orig.convert("RGBA").tobytes(), fmt
+
+
+def _animation(transparent: bool) -> bytes:
+    """A red square moving across four frames of 100-400 ms, on a transparent
+    background or on black."""
+    frames = []
+    for k in range(4):
+        im = Image.new("P", (50, 50), 0)
+        im.putpalette([0, 0, 0, 255, 0, 0] + [7, 7, 7] * 254)
+        ImageDraw.Draw(im).rectangle([k * 10, 10, k * 10 + 9, 19], fill=1)
+        frames.append(im)
+    extra = {"transparency": 0, "disposal": 2} if transparent else {}
+    buf = io.BytesIO()
+    frames[0].save(
+        buf,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=[100, 200, 300, 400],
+        loop=0,
+        **extra,
+    )
+    return buf.getvalue()
+
+
+def _shown(data: bytes) -> tuple[list[bytes], list[int], int | None]:
+    """Each frame as shown (RGBA), each frame's duration, and the loop count."""
+    with Image.open(io.BytesIO(data)) as im:
+        pixels, durations = [], []
+        for index in range(im.n_frames):
+            im.seek(index)
+            pixels.append(im.convert("RGBA").tobytes())
+            durations.append(im.info.get("duration"))
+        return pixels, durations, im.info.get("loop")
+
+
+def test_animated_gif_frames_show_as_in_the_source() -> None:
+    # A document's animated picture shows each frame as the source did, for as long:
+    # the square leaves no trail where the frame turns transparent, and a frame
+    # shown for 400 ms is not cut to the first frame's 100.
+    for transparent in (True, False):
+        source = _animation(transparent)
+        out = _images.reencode(source, "GIF")
+        assert out is not None
+        frames, durations, loop = _shown(out)
+        expected_frames, expected_durations, expected_loop = _shown(source)
+        assert durations == expected_durations == [100, 200, 300, 400], transparent
+        assert loop == expected_loop == 0
+        assert [a == b for a, b in zip(frames, expected_frames, strict=True)] == [True] * 4, (
+            transparent
+        )

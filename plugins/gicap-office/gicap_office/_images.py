@@ -160,6 +160,31 @@ def _used_palette(im: Image.Image) -> Image.Image:
     return out
 
 
+def _animation(im: Image.Image, frames: int) -> dict[str, Any]:
+    """Save options for an animated GIF: each frame's own duration, the loop count,
+    and ``disposal=2`` when a frame shows something through.
+
+    Pillow decodes each frame composed as shown, and the writer draws each one over
+    the frame before: where a frame turns transparent, the earlier pixels stayed (a
+    moving shape left a trail). Restored to the background after each one, every
+    frame shows as it was decoded. The frames are decoded once more for this (only
+    animations pay it), rather than all held at once besides the writer's copies."""
+    durations: list[int] = []
+    see_through = False
+    for index in range(frames):
+        im.seek(index)
+        im.load()
+        durations.append(int(im.info.get("duration", 0) or 0))
+        see_through = see_through or "transparency" in im.info or im.mode in ("RGBA", "PA", "LA")
+    im.seek(0)
+    options: dict[str, Any] = {"duration": durations}
+    if "loop" in im.info:
+        options["loop"] = im.info["loop"]
+    if see_through:
+        options["disposal"] = 2
+    return options
+
+
 def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
     # Loaded first: Pillow turns a TIFF upright on load (and forgets its orientation),
     # and reads a PNG's eXIf chunk that follows the pixels only then.
@@ -193,9 +218,12 @@ def _encode(im: Image.Image, fmt: str, frames: int) -> bytes:
     elif fmt == "GIF":
         kw.pop("exif", None)
         kw.pop("icc_profile", None)
-        for key in ("loop", "duration", "transparency"):
-            if key in info:
-                kw[key] = info[key]
+        if frames > 1:
+            kw.update(_animation(im, frames))
+        else:
+            for key in ("loop", "duration", "transparency"):
+                if key in info:
+                    kw[key] = info[key]
         im.load()
         src = im
         if frames == 1 and im.mode == "P":
