@@ -126,12 +126,45 @@ def test_a_secure_only_server_is_ready_for_clients_once_its_certificates_are_in(
     try:
         notify.messages("READY=1")
         assert get(metrics_port, "/healthz")[0] == 200
-        assert get(metrics_port, "/readyz") == (503, "not ready\n"), proc.log()
+        status, body = get(metrics_port, "/readyz")
+        assert status == 503, proc.log()
+        assert body.startswith("not ready\nSecure ICAP configured but not serving: "), body
         install(certdir, server_cert, pki.root.cert_pem())
         wait_for(lambda: get(metrics_port, "/readyz")[0] == 200, "ready with certificates")
         assert proc.secure_listeners() == int(workers)
         with clients.icap(proc.secure_port, client_a) as icap:
             assert icap.options().status == 200
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ready_without_secure_icap_says_so_in_the_status(
+    tmp_path: Path, pki: PKI, server_cert: Issued, workers: str
+) -> None:
+    """READY=1 does not wait for Secure ICAP (the unit must not time out waiting for a
+    Secret, and the plain port serves); like /readyz, the STATUS line systemctl shows
+    says that Secure ICAP is configured but not serving, and why, until it serves."""
+    notify = _NotifySocket(tmp_path / "notify.sock")
+    certdir = tmp_path / "tls"
+    proc = SecureGicap(
+        tmp_path,
+        certdir,
+        {
+            "NOTIFY_SOCKET": str(notify.path),
+            "GICAP_SERVER__WORKERS": workers,
+            "GICAP_CDR__WORKERS": "1",
+        },
+        expect_secure=False,
+    ).start()
+    try:
+        ready = [m for m in notify.messages("READY=1") if "READY=1" in m]
+        assert "Secure ICAP configured but not serving: server certificate" in ready[0], ready
+        assert "file not found" in ready[0]
+        install(certdir, server_cert, pki.root.cert_pem())
+        deadline = time.monotonic() + 10
+        while "not serving" in notify.messages("STATUS=serving", timeout=10)[-1]:
+            assert time.monotonic() < deadline, "no STATUS line without the Secure ICAP problem"
     finally:
         proc.stop()
 

@@ -19,7 +19,11 @@ log = logging.getLogger("gicap.metrics")
 
 TEXT = "text/plain; charset=utf-8"
 
-Ready = Callable[[], bool]
+#: Why the server is not ready (one line), or None when it is.
+Ready = Callable[[], str | None]
+
+#: The /readyz reason while a configured Secure ICAP listener does not serve.
+SECURE_NOT_SERVING = "Secure ICAP configured but not serving: "
 
 
 def respond(path: str, ready: Ready) -> tuple[int, str, bytes]:
@@ -36,9 +40,11 @@ def respond(path: str, ready: Ready) -> tuple[int, str, bytes]:
     if route == "/healthz":
         return 200, TEXT, b"ok\n"
     if route == "/readyz":
-        if ready():
+        why = ready()
+        if why is None:
             return 200, TEXT, b"ready\n"
-        return 503, TEXT, b"not ready\n"
+        line = " ".join(why.split())  # (one line, whatever a reason holds)
+        return 503, TEXT, f"not ready\n{line}\n".encode()
     return 404, TEXT, b"not found: try /metrics, /healthz or /readyz\n"
 
 

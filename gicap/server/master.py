@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from gicap.config import Settings, load_settings
 from gicap.obs import metrics, sdnotify
+from gicap.obs.health import SECURE_NOT_SERVING
 from gicap.plugins import PluginHost
 from gicap.server.shared_count import SharedCount
 
@@ -119,6 +120,7 @@ def run_worker(
     health: socket.socket | None = None,
     shared: SharedCount | None = None,
     on_listening: Callable[[], None] | None = None,
+    on_secure: Callable[[str | None], None] | None = None,
 ) -> int:
     """One worker process. ``health``: the metrics endpoint's socket, when this process
     is the only one (with several, the master serves the endpoint)."""
@@ -150,6 +152,7 @@ def run_worker(
     worker.shared = shared
     worker.on_ready = on_ready
     worker.on_listening = on_listening
+    worker.on_secure = on_secure
     worker.hangup_pending = lambda: bool(_early_hangups)
     worker.settings_loader = lambda: load_settings(settings.source or None)
     worker.plugins = host
@@ -157,7 +160,7 @@ def run_worker(
     if health is not None:
         from gicap.obs.health import serve_gevent
 
-        worker.background.append(lambda: serve_gevent(health, worker.is_ready))
+        worker.background.append(lambda: serve_gevent(health, worker.not_ready))
     worker.serve_forever()
     return 0
 
@@ -213,13 +216,15 @@ def _serve(settings: Settings, host: PluginHost) -> int:
         log.info("metrics are off: metrics.port is 0")
     count = s.worker_count
     if count == 1:
+        notifier = _SingleNotifier(settings)
         return run_worker(
             settings,
             host,
             plain,
             secure,
-            on_ready=_ready_single(settings),
+            on_ready=notifier.ready,
             health=health,
+            on_secure=notifier.secure,
         )
     return _supervise(settings, host, plain, secure, count, health)
 
@@ -235,17 +240,37 @@ def _reserve(host: str, port: int, setting: str) -> socket.socket:
         raise OSError(f"{setting} {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _status(settings: Settings) -> str:
+def _status(settings: Settings, secure_problem: str | None = None) -> str:
+    """systemd's STATUS= line; it says so while a configured Secure ICAP listener does
+    not serve (as /readyz does)."""
     s = settings.server
     ports = [f"icap {s.port}" if s.port else "", f"icaps {s.secure_port}" if s.secure_port else ""]
-    return f"STATUS=serving ({', '.join(p for p in ports if p)}; {s.worker_count} worker(s))"
+    status = f"STATUS=serving ({', '.join(p for p in ports if p)}; {s.worker_count} worker(s))"
+    if secure_problem is not None:
+        status += "; " + " ".join((SECURE_NOT_SERVING + secure_problem).split())
+    return status
 
 
-def _ready_single(settings: Settings) -> Callable[[], None]:
-    def ready() -> None:
+class _SingleNotifier:
+    """What systemd hears from a single-process server: READY=1 once it has started
+    (Secure ICAP serving or not), and its STATUS= line again whenever the Secure ICAP
+    listener starts or stops serving."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.problem: str | None = None
+        self.started = False
+
+    def secure(self, problem: str | None) -> None:
+        self.problem = problem
+        if self.started:
+            sdnotify.notify(_status(self.settings, problem))
+
+    def ready(self) -> None:
         import gevent
 
-        sdnotify.notify("READY=1", _status(settings))
+        self.started = True
+        sdnotify.notify("READY=1", _status(self.settings, self.problem))
         interval = sdnotify.watchdog_interval()
         if interval:
 
@@ -255,8 +280,6 @@ def _ready_single(settings: Settings) -> Callable[[], None]:
                     sdnotify.notify("WATCHDOG=1")
 
             gevent.spawn(ping)
-
-    return ready
 
 
 def _watchdog_thread() -> None:
@@ -272,30 +295,50 @@ def _watchdog_thread() -> None:
     threading.Thread(target=ping, name="watchdog", daemon=True).start()
 
 
-#: What a worker writes to the readiness pipe: its pid and one of the kinds below.
-_REPORT = struct.Struct("=iB")
+#: What a worker writes to the readiness pipe: its pid, one of the kinds below and
+#: the length of the UTF-8 text that follows (SECURE_DOWN's reason; else empty).
+_REPORT = struct.Struct("=iBH")
+#: The most text a report carries: a report stays one write under PIPE_BUF (4096
+#: bytes), which a pipe never splits nor mixes with another process's.
+_TEXT_MAX = 2048
 #: Its services (the CDR workers) are started and its listeners set up.
 STARTED = 1
 #: An ICAP listener accepts connections: at once with a plain port; on a server with
 #: only Secure ICAP, when its certificates are installed and the port opens.
 LISTENING = 2
+#: Its Secure ICAP listener serves, or Secure ICAP is off (nothing to wait for).
+SECURE_UP = 3
+#: Its configured Secure ICAP listener does not serve; the text says why.
+SECURE_DOWN = 4
+
+
+def report_bytes(pid: int, kind: int, text: str = "") -> bytes:
+    """One report, as a worker writes it to the readiness pipe."""
+    data = text.encode()[:_TEXT_MAX]
+    return _REPORT.pack(pid, kind, len(data)) + data
 
 
 class Readiness:
     """Which worker processes serve: each writes its pid to a pipe once its services
-    are started (systemd hears READY=1 when all have), and again once it accepts
-    connections (``/readyz`` says ready when all do).
+    are started (systemd hears READY=1 when all have), once it accepts connections,
+    and whenever its Secure ICAP listener starts or stops serving (``/readyz`` says
+    ready when all are started, listening and serving Secure ICAP if configured).
 
     The pipe stays open for the master's whole life, so a replacement worker reports
-    in the same way; a report is one write of 5 bytes, which a pipe never splits.
+    in the same way; a report is one write under PIPE_BUF, which a pipe never splits.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, on_secure: Callable[[str | None], None] | None = None) -> None:
         self.count = count
         self.stopping = False
         self._live: set[int] = set()
         self._ready: set[int] = set()
         self._listening: set[int] = set()
+        #: Each worker's last Secure ICAP report: None when it serves (or is off), else why not.
+        self._secure: dict[int, str | None] = {}
+        #: Told the workers' Secure ICAP problem (None: all serve) when it changes.
+        self.on_secure = on_secure
+        self._told: str | None = None
         self._cond = threading.Condition()
 
     def spawned(self, pid: int) -> None:
@@ -307,25 +350,58 @@ class Readiness:
             self._live.discard(pid)
             self._ready.discard(pid)
             self._listening.discard(pid)
+            self._secure.pop(pid, None)
 
-    def reported(self, pid: int, kind: int = STARTED) -> None:
+    def reported(self, pid: int, kind: int = STARTED, text: str = "") -> None:
         with self._cond:
-            if pid in self._live:  # not one that has died since writing
+            if pid not in self._live:  # one that has died since writing
+                return
+            if kind == SECURE_UP:
+                self._secure[pid] = None
+            elif kind == SECURE_DOWN:
+                self._secure[pid] = text
+            else:
                 (self._listening if kind == LISTENING else self._ready).add(pid)
-                self._cond.notify_all()
+            self._cond.notify_all()
+            problem = self._secure_problem()
+            changed, self._told = problem != self._told, problem
+        if changed and self.on_secure is not None:
+            self.on_secure(problem)
+
+    def _secure_problem(self) -> str | None:
+        """The first live worker's reason for not serving Secure ICAP (lock held)."""
+        for pid in sorted(self._live):
+            problem = self._secure.get(pid)
+            if problem is not None:
+                return problem
+        return None
+
+    def secure_problem(self) -> str | None:
+        """Why a configured Secure ICAP listener does not serve in some worker; None
+        when it serves in all that have reported (or Secure ICAP is off)."""
+        with self._cond:
+            return self._secure_problem()
 
     def serving(self) -> int:
         with self._cond:
             return len(self._ready)
 
-    def ready(self) -> bool:
+    def not_ready(self) -> str | None:
+        """For /readyz: why the server is not ready, None once every worker has
+        started, serves Secure ICAP when that is configured, and accepts connections."""
         with self._cond:
-            return (
-                not self.stopping
-                and len(self._live) == self.count
-                and len(self._ready) == self.count
-                and len(self._listening) == self.count
-            )
+            if self.stopping:
+                return "draining"
+            # (a worker tells where its Secure ICAP stands before it reports STARTED)
+            started = sum(pid in self._ready and pid in self._secure for pid in self._live)
+            if started < self.count:
+                return f"starting: {started} of {self.count} worker processes started"
+            problem = self._secure_problem()
+            if problem is not None:
+                return SECURE_NOT_SERVING + problem
+            if len(self._listening) < self.count:
+                return "no ICAP listener accepts connections yet"
+            return None
 
     def wait_all(self, timeout: float) -> int:
         """Wait until every worker has reported (or ``timeout``); how many have."""
@@ -345,8 +421,13 @@ class Readiness:
                 return
             pending += data
             while len(pending) >= _REPORT.size:
-                self.reported(*_REPORT.unpack(pending[: _REPORT.size]))
-                pending = pending[_REPORT.size :]
+                pid, kind, length = _REPORT.unpack(pending[: _REPORT.size])
+                end = _REPORT.size + length
+                if len(pending) < end:
+                    break
+                text = pending[_REPORT.size : end].decode(errors="replace")
+                self.reported(pid, kind, text)
+                pending = pending[end:]
 
 
 def _announce_ready(readiness: Readiness, settings: Settings, timeout: float = 120) -> None:
@@ -356,7 +437,7 @@ def _announce_ready(readiness: Readiness, settings: Settings, timeout: float = 1
         return
     if seen < readiness.count:
         log.warning("only %d of %d workers reported ready", seen, readiness.count)
-    sdnotify.notify("READY=1", _status(settings))
+    sdnotify.notify("READY=1", _status(settings, readiness.secure_problem()))
     _watchdog_thread()
 
 
@@ -370,15 +451,20 @@ def _announce_secure(settings: Settings) -> None:
     quiet.setLevel(logging.CRITICAL + 1)
     certset, reason = CertificateWatcher(settings.certificate, quiet).initial()
     port = settings.server.secure_port
+    cert = settings.certificate
     if certset is None:
         log.warning(
             "Secure ICAP is off: %s. Port %d opens as soon as a valid certificate set is installed",
             reason,
             port,
         )
+        if cert.certfile and cert.keyfile and settings.metrics.port:
+            log.warning(
+                "/readyz answers 503 until Secure ICAP serves (server.secure_port = 0 "
+                "turns Secure ICAP off)"
+            )
     else:
         log.info("Secure ICAP on port %d with %s", port, certset.describe())
-    cert = settings.certificate
     if not cert.cafile or not cert.require_client_cert:
         why = "certificate.cafile is empty" if not cert.cafile else "require_client_cert = false"
         log.warning(
@@ -401,14 +487,14 @@ def _supervise(
     stopping = False
     # Each worker writes its pid here once its listeners are up and its services
     # started; systemd hears READY=1 only when all have, and /readyz says so.
-    readiness = Readiness(count)
+    readiness = Readiness(count, lambda problem: sdnotify.notify(_status(settings, problem)))
     shared = SharedCount(count)
     ready_r, ready_w = os.pipe()
     server = None
     if health is not None:
         from gicap.obs.health import HealthServer
 
-        server = HealthServer(health, readiness.ready)
+        server = HealthServer(health, readiness.not_ready)
 
     signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     #: The settings a new worker starts with: the last ones a SIGHUP loaded (the
@@ -438,11 +524,17 @@ def _supervise(
                 health.close()  # the master's endpoint; a worker must not hold the port
             os.environ.pop("NOTIFY_SOCKET", None)  # only the master speaks to systemd
 
-            def report(kind: int) -> None:
+            def report(kind: int, text: str = "") -> None:
                 try:
-                    os.write(ready_w, _REPORT.pack(os.getpid(), kind))
+                    os.write(ready_w, report_bytes(os.getpid(), kind, text))
                 except OSError:
                     pass
+
+            def report_secure(problem: str | None) -> None:
+                if problem is None:
+                    report(SECURE_UP)
+                else:
+                    report(SECURE_DOWN, problem)
 
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -463,6 +555,7 @@ def _supervise(
                     lambda: report(STARTED),
                     shared=shared,
                     on_listening=lambda: report(LISTENING),
+                    on_secure=report_secure,
                 )
             except BaseException:
                 log.exception("worker %d crashed", slot)

@@ -175,11 +175,33 @@ class SecureListener:
         self._throttle = _Throttle()
         #: Handshakes closed to make room (see _handle): their failure is not theirs.
         self._evicted: set[tuple[str, float, object]] = set()
+        #: Why a set the watcher loaded does not serve (OpenSSL refused it, or the
+        #: listener did not open); None once it serves.
+        self._refused: str | None = None
+
+    def problem(self, now: datetime | None = None) -> str | None:
+        """Why this listener does not serve clients, for /readyz: None when it serves
+        with a valid certificate, and when no server certificate is configured
+        (certificate.certfile or keyfile empty: Secure ICAP off on purpose)."""
+        if self.server is not None and self.certset is not None:
+            if self.certset.not_after <= (now or datetime.now(UTC)):
+                expired = (
+                    f"server certificate {self.settings.certfile} expired on "
+                    f"{self.certset.not_after:%Y-%m-%d %H:%M:%S} UTC; clients refuse it"
+                )
+                if self.watcher.last_error:
+                    expired += f" (the files now installed do not load: {self.watcher.last_error})"
+                return expired
+            return None
+        if not self.settings.certfile or not self.settings.keyfile:
+            return None
+        return self.watcher.last_error or self._refused or "no certificate set loaded yet"
 
     def start(self) -> None:
         certset, _reason = self.watcher.initial()
         if certset is not None:
             self._install(certset)
+        self.worker.secure_changed()
         gevent.spawn(self._watch)
 
     def reload(self) -> None:
@@ -232,6 +254,8 @@ class SecureListener:
                 # Whatever a set of files does, the watch goes on: the current set
                 # keeps serving and the next change is picked up.
                 log.exception("Secure ICAP certificate watch: unexpected error, watching on")
+            # (what this tick, or a SIGHUP since the last one, changed)
+            self.worker.secure_changed()
 
     def _install(self, certset: CertificateSet) -> None:
         try:
@@ -240,7 +264,9 @@ class SecureListener:
             )
         except (ssl.SSLError, ValueError, OSError) as exc:
             log.error("certificate set %s refused: %s", certset.describe(), exc)
+            self._refused = f"certificate set {certset.describe()} refused: {exc}"
             return
+        self._refused = None
         self.context = context
         earlier, self.certset = self.certset, certset
         if earlier is not None:
@@ -299,7 +325,9 @@ class SecureListener:
         except OSError as exc:
             # Retried by the watch loop; the plain listener keeps serving meanwhile.
             log.error("cannot open the Secure ICAP listener: %s", exc)
+            self._refused = f"cannot open the listener: {exc}"
             return
+        self._refused = None
         self.server = StreamServer(gevent_socket(listener), self._handle)
         self.server.start()
         self.worker.listener_opened()

@@ -21,6 +21,7 @@ import gevent.socket
 from gevent.server import StreamServer
 
 from gicap.obs import sdnotify
+from gicap.obs.health import SECURE_NOT_SERVING
 from gicap.protocol import http_date
 from gicap.server.handler import SERVER_ISTAG, ConnectionHandler, ServerContext
 from gicap.server.secure import SecureListener
@@ -88,6 +89,11 @@ class Worker:
         #: port, else when the Secure ICAP port opens (its certificates installed).
         self.on_listening: Callable[[], None] | None = None
         self.listening = False
+        #: Called with why the configured Secure ICAP listener does not serve (None:
+        #: it serves, or Secure ICAP is off on purpose): at start, then at each change.
+        self.on_secure: Callable[[str | None], None] | None = None
+        #: What on_secure was last told ("" before the first call).
+        self.secure_reported: str | None = ""
         #: True when a SIGHUP arrived before the worker's handler was installed.
         self.hangup_pending: Callable[[], bool] | None = None
         self.ready = False
@@ -182,7 +188,9 @@ class Worker:
             self.servers.append(srv)
             self.listener_opened()
         if self.secure is not None:
-            self.secure.start()
+            self.secure.start()  # (tells on_secure where it stands)
+        else:
+            self.secure_changed()
         for fn in self.background:
             gevent.spawn(fn)
         gevent.spawn(self._flush_logs)
@@ -213,11 +221,34 @@ class Worker:
             if self.on_listening is not None:
                 self.on_listening()
 
-    def is_ready(self) -> bool:
-        """For /readyz in single-process mode: started, accepting connections on some
-        ICAP port (a Secure-ICAP-only server waits for its certificates), and not
-        draining."""
-        return self.ready and self.listening and not self.ctx.draining
+    def secure_problem(self) -> str | None:
+        """Why the configured Secure ICAP listener does not serve; None when it
+        serves, and when Secure ICAP is off (server.secure_port = 0, or no server
+        certificate configured)."""
+        return self.secure.problem() if self.secure is not None else None
+
+    def secure_changed(self) -> None:
+        """Tell on_secure when what secure_problem() says has changed."""
+        problem = self.secure_problem()
+        if problem != self.secure_reported:
+            self.secure_reported = problem
+            if self.on_secure is not None:
+                self.on_secure(problem)
+
+    def not_ready(self) -> str | None:
+        """For /readyz in single-process mode: why the worker is not ready, None once
+        it is started, serves Secure ICAP when that is configured, accepts connections
+        on some ICAP port and is not draining."""
+        if self.ctx.draining:
+            return "draining"
+        if not self.ready:
+            return "starting"
+        problem = self.secure_problem()
+        if problem is not None:
+            return SECURE_NOT_SERVING + problem
+        if not self.listening:
+            return "no ICAP listener accepts connections yet"
+        return None
 
     def reload(self) -> None:
         gevent.spawn(self._reload)
