@@ -458,7 +458,9 @@ def _announce_secure(settings: Settings) -> None:
             reason,
             port,
         )
-        if cert.certfile and cert.keyfile and settings.metrics.port:
+        installed = any(os.path.lexists(p) for p in (cert.certfile, cert.keyfile))
+        plain_only = settings.server.port and not installed
+        if cert.certfile and cert.keyfile and settings.metrics.port and not plain_only:
             log.warning(
                 "/readyz answers 503 until Secure ICAP serves (server.secure_port = 0 "
                 "turns Secure ICAP off)"

@@ -11,6 +11,7 @@ established keep theirs, but for those of clients the new set no longer trusts
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import ssl
@@ -179,10 +180,12 @@ class SecureListener:
         #: listener did not open); None once it serves.
         self._refused: str | None = None
 
-    def problem(self, now: datetime | None = None) -> str | None:
+    def problem(self, plain: bool = True, now: datetime | None = None) -> str | None:
         """Why this listener does not serve clients, for /readyz: None when it serves
-        with a valid certificate, and when no server certificate is configured
-        (certificate.certfile or keyfile empty: Secure ICAP off on purpose)."""
+        with a valid certificate, and when Secure ICAP is off: no server certificate
+        configured (certificate.certfile or keyfile empty), or, while the plain port
+        serves (``plain``), none installed (neither file there: the listener opens
+        whenever one is; a plain-only server is ready)."""
         if self.server is not None and self.certset is not None:
             if self.certset.not_after <= (now or datetime.now(UTC)):
                 expired = (
@@ -195,7 +198,16 @@ class SecureListener:
             return None
         if not self.settings.certfile or not self.settings.keyfile:
             return None
+        if plain and not self.installed():
+            return None
         return self.watcher.last_error or self._refused or "no certificate set loaded yet"
+
+    def installed(self) -> bool:
+        """Whether a server certificate is installed: a set was loaded, or the server
+        certificate or key file is there (a half-installed set is one that fails)."""
+        return self.certset is not None or any(
+            os.path.lexists(path) for path in (self.settings.certfile, self.settings.keyfile)
+        )
 
     def start(self) -> None:
         certset, _reason = self.watcher.initial()

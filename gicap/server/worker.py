@@ -223,9 +223,9 @@ class Worker:
 
     def secure_problem(self) -> str | None:
         """Why the configured Secure ICAP listener does not serve; None when it
-        serves, and when Secure ICAP is off (server.secure_port = 0, or no server
-        certificate configured)."""
-        return self.secure.problem() if self.secure is not None else None
+        serves, and when Secure ICAP is off (server.secure_port = 0, no server
+        certificate configured, or, beside a plain port, none installed)."""
+        return self.secure.problem(plain=bool(self.servers)) if self.secure is not None else None
 
     def secure_changed(self) -> None:
         """Tell on_secure when what secure_problem() says has changed."""

@@ -41,10 +41,9 @@ def _wait_not_serving(proc: SecureGicap, reason: str) -> str:
 
     def said() -> str | None:
         status, body = get(port, "/readyz")
-        return body if status == 503 and body.startswith(NOT_SERVING) else None
+        return body if status == 503 and body.startswith(NOT_SERVING) and reason in body else None
 
-    body: str = wait_for(said, "/readyz: Secure ICAP not serving")
-    assert reason in body, body
+    body: str = wait_for(said, f"/readyz: Secure ICAP not serving ({reason})")
     assert body.count("\n") == 2, body  # "not ready" and one line saying why
     return body
 
@@ -59,13 +58,15 @@ def _ready_once_installed(
 ) -> None:
     install(proc.certdir, server_cert, pki.root.cert_pem())
     wait_for(lambda: get(_metrics(proc), "/readyz") == (200, "ready\n"), "ready with certificates")
-    assert proc.secure_listeners() == proc.workers
+    # (a server ready on its plain port stays ready: wait for the listeners themselves)
+    wait_for(lambda: proc.secure_listeners() == proc.workers, "Secure ICAP listening")
+    assert get(_metrics(proc), "/readyz") == (200, "ready\n")
     with clients.icap(proc.secure_port, client_a) as icap:
         assert icap.options().status == 200
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_not_ready_until_the_secret_is_mounted(
+def test_not_ready_while_the_secret_is_half_mounted(
     start_secure: StartSecure,
     pki: PKI,
     server_cert: Issued,
@@ -73,9 +74,11 @@ def test_not_ready_until_the_secret_is_mounted(
     client_a: Issued,
     workers: str,
 ) -> None:
+    # The server certificate is there, its key not yet: a set being installed (or a
+    # Secret missing a key), which proxies already expect to be served.
     proc = start_secure(_env(workers), installed=False)
-    body = _wait_not_serving(proc, "file not found")
-    assert str(proc.certdir / "tls-server-cert") in body
+    write_atomic(proc.certdir / "tls-server-cert", server_cert.cert_pem())
+    body = _wait_not_serving(proc, f"{proc.certdir / 'tls-server-key'}: file not found")
     assert get(_metrics(proc), "/healthz") == (200, "ok\n")
     _plain_serves(proc)
     # Still not ready a while later: nothing changed.
@@ -83,6 +86,23 @@ def test_not_ready_until_the_secret_is_mounted(
 
     _ready_once_installed(proc, pki, server_cert, clients, client_a)
     _plain_serves(proc)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_plain_server_without_certificates_is_ready_and_opens_secure_icap_when_installed(
+    start_secure: StartSecure,
+    pki: PKI,
+    server_cert: Issued,
+    clients: Clients,
+    client_a: Issued,
+    workers: str,
+) -> None:
+    # No certificate installed (the default paths, nothing there): a plain ICAP
+    # server, ready; Secure ICAP opens, without a restart, once a set is installed.
+    proc = start_secure(_env(workers), installed=False)
+    wait_for(lambda: get(_metrics(proc), "/readyz") == (200, "ready\n"), "ready on plain")
+    _plain_serves(proc)
+    _ready_once_installed(proc, pki, server_cert, clients, client_a)
 
 
 def _key_of_another(pki: PKI, server: Issued, certdir: Path) -> None:
@@ -164,16 +184,16 @@ def test_secure_icap_off_on_purpose_keeps_the_plain_port_ready(
     start_secure: StartSecure, tmp_path: Path
 ) -> None:
     """Without a server certificate in the settings, or with server.secure_port = 0,
-    there is no Secure ICAP to wait for: ready on the plain port. Certificate files
-    named in the settings but missing are waited for (the Secret is not mounted yet)."""
-    missing = start_secure(_env(), installed=False)
+    there is no Secure ICAP to wait for: ready on the plain port. A Secure-ICAP-only
+    server (server.port = 0) waits for its certificates, and says why."""
     off = start_secure(_env(GICAP_SERVER__SECURE_PORT="0"), installed=False, expect_secure=False)
     unset = start_secure(
         _env(GICAP_CERTIFICATE__CERTFILE="", GICAP_CERTIFICATE__KEYFILE=""),
         installed=False,
         expect_secure=False,
     )
+    only = start_secure(_env(GICAP_SERVER__PORT="0"), installed=False, wait=False)
     for proc in (off, unset):
         wait_for(lambda p=proc: get(_metrics(p), "/readyz") == (200, "ready\n"), "ready")
         _plain_serves(proc)
-    _wait_not_serving(missing, "file not found")
+    _wait_not_serving(only, "file not found")
