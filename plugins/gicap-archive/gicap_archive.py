@@ -9,7 +9,8 @@ data in comments, extra fields or gaps. So the archive is never passed on as it 
    depth, member count, the sum of the declared uncompressed sizes, each member's
    compression ratio, overlapping members (the "overlapped" zip bomb), encryption and
    the compression method. A refusal is ``unprocessable`` (``encrypted`` for a
-   password-protected member).
+   password-protected member, unless the profile's ``encrypted`` fallback relays it:
+   then such members are copied as they are stored, and the rest is disarmed).
 2. Unsafe entries are dropped, with an action each: traversal names (``..``,
    absolute paths, drive letters, backslash forms of those, control characters),
    symbolic links and special files, duplicate names (the first one wins).
@@ -67,10 +68,17 @@ METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 COMPRESS_LEVEL = 4
 #: WinZip AES (the data is encrypted whatever the flag bits say).
 AES_METHOD = 99
+#: Its extra field's header id.
+AES_EXTRA = 0x9901
+#: The version needed to extract it.
+AES_VERSION = 51
 
 CHUNK = 1024 * 1024
-#: General purpose flag bits: encrypted member, file name in UTF-8.
+#: General purpose flag bits: encrypted member, compression options, sizes in a data
+#: descriptor after the data, file name in UTF-8.
 FLAG_ENCRYPTED = 0x1
+FLAG_COMPRESS_OPTIONS = 0x6
+FLAG_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
 
 _LOCAL_HEADER_SIZE = 30
@@ -224,12 +232,17 @@ def _disarm(request: DisarmRequest, limits: _Limits, budget: _Budget) -> DisarmR
             with zipfile.ZipFile(fp) as zf:
                 infos = zf.infolist()
                 _check_directory(zf, infos, limits, budget)
-                if any(_encrypted(i) for i in infos):
-                    names = [i.filename for i in infos if _encrypted(i)]
+                fallbacks = request.fallbacks or DEFAULT_FALLBACKS
+                encrypted = [i.filename for i in infos if _encrypted(i)]
+                if encrypted and fallbacks.get("encrypted", "block") != "relay":
                     return DisarmResult(
                         "encrypted",
-                        reason=f"password-protected member(s): {_names(names)}",
+                        reason=f"password-protected member(s): {_names(encrypted)}",
                     )
+                # With the encrypted fallback "relay", the archive is still rebuilt: the
+                # password-protected members are copied as they are stored, the others
+                # disarmed (relaying the original would let one encrypted member carry
+                # traversal names, links and undisarmed members through).
                 plan = _plan(zf, infos)
                 return _rebuild(request, zf, plan, limits, budget)
     except _Refused as exc:
@@ -504,6 +517,17 @@ def _rebuild(
                 if info.is_dir():
                     _write_dir(out, info)
                     continue
+                if _encrypted(info):
+                    _write_encrypted(out, zf, info)
+                    actions.append(
+                        Action(
+                            "encrypted",
+                            "kept",
+                            f"{info.filename}: password-protected (the encrypted fallback "
+                            "relays it)",
+                        )
+                    )
+                    continue
                 suffix = _suffix(info.filename)
                 src, dst = work.names(suffix)
                 try:
@@ -634,6 +658,61 @@ def _write_dir(out: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     zi.external_attr = (stat.S_IFDIR | 0o755) << 16 | 0x10  # 0x10: MS-DOS directory
     zi.file_size = zi.compress_size = zi.CRC = 0  # ZipFile.mkdir expects them set
     out.mkdir(zi)
+
+
+def _write_encrypted(out: zipfile.ZipFile, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Copy a password-protected member as it is stored (it cannot be read, so it
+    cannot be disarmed): its encrypted bytes and what decrypting them needs (the
+    compression method, CRC, sizes, the encryption and data-descriptor flags: ZipCrypto
+    checks a password against the time when a descriptor follows; WinZip AES's extra
+    field), nothing else. ``zipfile`` writes no raw member, so this writes the local
+    header and data as its own writer does and lets it write the directory."""
+    if zf.fp is None or out.fp is None:
+        raise ValueError("archive closed")
+    zf.fp.seek(info.header_offset)
+    local = zf.fp.read(_LOCAL_HEADER_SIZE)
+    if len(local) != _LOCAL_HEADER_SIZE or not local.startswith(b"PK\x03\x04"):
+        raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    zi = zipfile.ZipInfo(info.filename, info.date_time)
+    zi.compress_type = info.compress_type
+    zi.flag_bits = info.flag_bits & (FLAG_ENCRYPTED | FLAG_COMPRESS_OPTIONS | FLAG_DESCRIPTOR)
+    if info.compress_type == AES_METHOD:
+        zi.extract_version = AES_VERSION  # (else zipfile's own, by method and size)
+    zi.CRC, zi.compress_size, zi.file_size = info.CRC, info.compress_size, info.file_size
+    zi.external_attr = (stat.S_IFREG | 0o644) << 16
+    zi.extra = _aes_extra(info.extra) if info.compress_type == AES_METHOD else b""
+    zip64 = max(zi.file_size, zi.compress_size) > zipfile.ZIP64_LIMIT
+    out.fp.seek(out.start_dir)
+    zi.header_offset = out.fp.tell()
+    out.fp.write(zi.FileHeader(zip64))
+    zf.fp.seek(info.header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len)
+    left = info.compress_size
+    while left:
+        chunk = zf.fp.read(min(left, CHUNK))
+        if not chunk:
+            raise EOFError(f"member {info.filename!r} is cut short")
+        out.fp.write(chunk)
+        left -= len(chunk)
+    if zi.flag_bits & FLAG_DESCRIPTOR:
+        descriptor = "<4sLQQ" if zip64 else "<4sLLL"
+        out.fp.write(struct.pack(descriptor, b"PK\x07\x08", zi.CRC, zi.compress_size, zi.file_size))
+    out.filelist.append(zi)
+    out.NameToInfo[zi.filename] = zi
+    out.start_dir = out.fp.tell()
+    out._didModify = True
+
+
+def _aes_extra(extra: bytes) -> bytes:
+    """The WinZip AES extra field (0x9901: vendor version, "AE", key strength, the
+    real compression method) of a member's central extra fields, or b""."""
+    at = 0
+    while at + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, at)
+        if tag == AES_EXTRA and size == 7 and extra[at + 6 : at + 8] == b"AE":
+            return extra[at : at + 4 + size]
+        at += 4 + size
+    return b""
 
 
 def _write_file(
