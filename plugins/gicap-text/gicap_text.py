@@ -285,6 +285,9 @@ class _Found:
     #: Quote-free text (see :func:`_formula_records`): its formula cells are found
     #: again where they are needed, by one pattern; the records are split only then.
     quote_free: bool = False
+    #: The text with its formula cells neutralised, when asked for and not quote-free
+    #: (written as the records are read: see :class:`_Rewriter`).
+    rewritten: str | None = None
 
 
 def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
@@ -325,7 +328,9 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
         return _excel_only(request, decoded, text, None, policy)
     delimiter = _detect_delimiter(text)
     try:
-        found = _formula_records(text, delimiter)
+        found = _formula_records(text, delimiter, rewrite=policy not in ("allow", "disallow"))
+    except _RewriteError as exc:
+        return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
     except csv.Error as exc:
         # Malformed CSV (a stray quote, an unterminated quoted cell, a huge cell):
         # how a spreadsheet would split it is anyone's guess, so we do not deliver it.
@@ -358,27 +363,74 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
             return _write_csv(request, decoded, neutralised, delimiter, count)
         found.hits = _hits_at(text, _cell_starts(text, delimiter), delimiter)
 
-    hits = found.hits
-    formula, neutraliser = FORMULA_START, NEUTRALISER
-    try:
-        rewritten = _write_records(
-            [[neutraliser + c if c.startswith(formula) else c for c in hit.cells] for hit in hits],
-            [hit.terminator for hit in hits],
-            delimiter,
-        )
-    except csv.Error as exc:
-        return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
+    rewritten = found.rewritten
+    if rewritten is None:
+        try:
+            rewriter = _Rewriter(text, delimiter)
+            for hit in found.hits:
+                rewriter.add(hit)
+            rewritten = rewriter.finish()
+        except csv.Error as exc:
+            return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
+    return _write_csv(request, decoded, rewritten, delimiter, count)
 
-    # Records without formulas are copied as they were, quoting and all; the others are
-    # replaced by their rewritten text. Same BOM, same encoding, same line breaks.
-    out: list[str] = []
-    done = 0
-    for hit, record in zip(hits, rewritten, strict=True):
-        out.append(text[done : hit.start])
-        out.append(record)
-        done = hit.end
-    out.append(text[done:])
-    return _write_csv(request, decoded, "".join(out), delimiter, count)
+
+class _RewriteError(csv.Error):
+    """A rewritten record that does not read back as written (see _write_records)."""
+
+
+class _Rewriter:
+    """The text with the formula cells of its records neutralised, written a batch of
+    records at a time as they are found, so that only a batch's cells are held.
+
+    Records without formulas are copied as they were, quoting and all; the others are
+    replaced by their rewritten text. Same BOM, same encoding, same line breaks. (All
+    the records' cells held until the end took 445 MB for 10 MB of CSV with quotes.)
+    """
+
+    BATCH = 2048
+
+    def __init__(self, text: str, delimiter: str) -> None:
+        self.text = text
+        self.delimiter = delimiter
+        self.chunks: list[str] = []
+        self.batch: list[_Hit] = []
+        self.done = 0  # the offset in ``text`` up to which ``chunks`` hold it
+
+    def add(self, hit: _Hit) -> None:
+        self.batch.append(hit)
+        if len(self.batch) >= self.BATCH:
+            self._flush()
+
+    def finish(self) -> str:
+        self._flush()
+        self.chunks.append(self.text[self.done :])
+        return "".join(self.chunks)
+
+    def _flush(self) -> None:
+        if not self.batch:
+            return
+        formula, neutraliser = FORMULA_START, NEUTRALISER
+        try:
+            records = _write_records(
+                [
+                    [neutraliser + c if c.startswith(formula) else c for c in hit.cells]
+                    for hit in self.batch
+                ],
+                [hit.terminator for hit in self.batch],
+                self.delimiter,
+            )
+        except csv.Error as exc:
+            raise _RewriteError(str(exc)) from None
+        out: list[str] = []
+        text, done = self.text, self.done
+        for hit, record in zip(self.batch, records, strict=True):
+            out.append(text[done : hit.start])
+            out.append(record)
+            done = hit.end
+        self.chunks.append("".join(out))
+        self.done = done
+        self.batch.clear()
 
 
 def _write_csv(
@@ -790,7 +842,7 @@ def _guess_delimiter(sample: str) -> str:
     return ""
 
 
-def _formula_records(text: str, delimiter: str) -> _Found:
+def _formula_records(text: str, delimiter: str, rewrite: bool = False) -> _Found:
     """The formula cells of ``text`` and the records holding them.
 
     Fast path, exact: when the text holds no ``"`` (and the delimiter is an ordinary
@@ -805,10 +857,13 @@ def _formula_records(text: str, delimiter: str) -> _Found:
     split here (:func:`_hits_at` does it when a rewrite needs the records).
     A line longer than the csv field size limit sends the text to :func:`_records`,
     where ``csv.reader`` refuses a cell that long.
+
+    Otherwise the records are read one by one; with ``rewrite`` the text with their
+    formula cells neutralised is written on the way (``rewritten``).
     """
     limit = csv.field_size_limit()
     if delimiter in '"\r\n' or '"' in text or not _lines_within(text, limit):
-        return _found_in_records(text, delimiter)
+        return _found_in_records(text, delimiter, rewrite)
     # (counted without a list of offsets: a column of negative numbers in 20 MB made
     # millions of them, and the rewrite millions of slices: 584 MB)
     count = _cell_formula_count(text, delimiter)
@@ -979,18 +1034,25 @@ def _record_number(text: str, offset: int) -> int:
     return breaks - text.count("\r\n", 0, offset) + 1
 
 
-def _found_in_records(text: str, delimiter: str) -> _Found:
+def _found_in_records(text: str, delimiter: str, rewrite: bool) -> _Found:
+    """The formula cells of ``text``, its records read one by one; with ``rewrite``,
+    the text with them neutralised too. (No record's cells are kept beyond a batch
+    of the rewrite.)"""
     found = _Found([], 0)
+    rewriter = _Rewriter(text, delimiter) if rewrite else None
     done = 0
     for row, (raw, cells) in enumerate(_records(text, delimiter), start=1):
         if cells is not None:
             columns = [col for col, cell in enumerate(cells, start=1) if _is_formula(cell)]
             if columns:
-                if not found.hits:
+                if not found.count:
                     found.first = (row, columns[0])
-                found.hits.append(_Hit(done, done + len(raw), _terminator(raw), cells))
+                if rewriter is not None:
+                    rewriter.add(_Hit(done, done + len(raw), _terminator(raw), cells))
                 found.count += len(columns)
         done += len(raw)
+    if rewriter is not None and found.count:
+        found.rewritten = rewriter.finish()
     return found
 
 
