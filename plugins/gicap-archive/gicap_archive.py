@@ -80,6 +80,9 @@ FLAG_ENCRYPTED = 0x1
 FLAG_COMPRESS_OPTIONS = 0x6
 FLAG_DESCRIPTOR = 0x8
 FLAG_UTF8 = 0x800
+#: What starts a member's local header: what a reader reading the archive as a stream
+#: looks for to find the next member.
+LOCAL_SIGNATURE = b"PK\x03\x04"
 
 _LOCAL_HEADER_SIZE = 30
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -688,10 +691,22 @@ def _write_encrypted(out: zipfile.ZipFile, zf: zipfile.ZipFile, info: zipfile.Zi
     out.fp.write(zi.FileHeader(zip64))
     zf.fp.seek(info.header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len)
     left = info.compress_size
+    tail = b""  # the last bytes of the previous chunk: a signature may straddle two
     while left:
         chunk = zf.fp.read(min(left, CHUNK))
         if not chunk:
             raise EOFError(f"member {info.filename!r} is cut short")
+        if LOCAL_SIGNATURE in chunk or LOCAL_SIGNATURE in tail + chunk[:3]:
+            # A reader that reads the archive as a stream (bsdtar from a pipe, say)
+            # finds the end of a member written with a data descriptor by scanning
+            # for the descriptor: a fake one there, then a local header, and it reads
+            # a member of the attacker's, never disarmed, out of these bytes.
+            raise _Refused(
+                f"password-protected member {info.filename!r} holds a zip local header "
+                "signature in its data: a reader reading the archive as a stream could "
+                "take what follows for another member"
+            )
+        tail = chunk[-3:]
         out.fp.write(chunk)
         left -= len(chunk)
     if zi.flag_bits & FLAG_DESCRIPTOR:

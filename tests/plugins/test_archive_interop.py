@@ -190,3 +190,28 @@ def test_aes_member_is_kept_with_what_decrypting_it_needs(tmp_path: Path) -> Non
     ).stdout
     assert "Method = AES-256 Deflate" in listing
     assert "Path = link" not in listing and "evil.csv" not in listing
+
+
+def test_encrypted_member_holding_a_local_header_is_not_relayed(tmp_path: Path) -> None:
+    # Stored with a data descriptor, a member ends where a reader reading the archive
+    # as a stream (bsdtar from a pipe) finds a descriptor: one inside the encrypted
+    # bytes, then a local header, and bsdtar listed and extracted a member of the
+    # attacker's (here a CSV with formulas) that the engine never disarmed.
+    evil = FORMULA_CSV
+    inner = struct.pack(
+        "<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, 0, 0, DOS_TIME, DOS_DATE,
+        zlib.crc32(evil), len(evil), len(evil), len(b"smuggled.csv"), 0,
+    ) + b"smuggled.csv" + evil  # fmt: skip
+    head = _zipcrypto(b"hello", PASSWORD, DOS_TIME >> 8)
+    fake = struct.pack("<4s3L", b"PK\x07\x08", zlib.crc32(b"hello"), len(head), 5)
+    payload = head + fake + inner
+    member = Member(b"secret.txt", payload, len(payload) - 12, zlib.crc32(b"x"), 0, flags=0x9)
+    data = _archive([member, _plain(b"data.csv", FORMULA_CSV)])
+    request = _request(tmp_path, data, fallbacks={"encrypted": "relay"})
+    result = _disarm(request)
+    assert result.outcome == "unprocessable", result
+    assert "'secret.txt'" in (result.reason or "") and "local header" in (result.reason or "")
+    # The same member without what streams read as a member is kept.
+    member.payload = head + fake
+    request = _request(tmp_path, _archive([member]), fallbacks={"encrypted": "relay"})
+    assert _disarm(request).outcome == "rebuilt"
