@@ -191,6 +191,13 @@ _FORMULA_TOKEN = re.compile(
     r""""(?:[^"]|"")*"|'(?:[^']|'')*'|""" + _BRACKETS + r"""|[^"'\[\]]+|["'\[\]]""", re.S
 )
 _BOOK_INDEX = re.compile(r"\[(\d+)\]")
+#: A quoted sheet name that names a document, not a sheet: a character no sheet name
+#: may hold ("[", "]", "/", "\\") after the index of an external link ('[1]Sheet1').
+#: LibreOffice loads the document of 'http://host/[book.xlsx]Sheet1'!A1 (or
+#: '[http://host/book.xlsx]Sheet1', 'C:\\dir\\[book.xlsx]Sheet1') as it opens the file,
+#: in a cell, a defined name (used or not), a rule or a sparkline.
+_EXTERNAL_INDEX = re.compile(r"\[\d+\]")
+_DOCUMENT_CHARACTERS = re.compile(r"[\[\]/\\]")
 
 #: App properties kept (document statistics); the others name people and places.
 APP_KEEP = {
@@ -1551,7 +1558,13 @@ _FORMULA_NAMES = re.compile(
 #: The same in a worksheet, whose <f> elements are its cells' (judged by _formulas):
 #: tested on its own (a sheet with a colour scale's formula threshold and no other
 #: formula matched neither test in turn).
-_SHEET_FORMULA_NAMES = (b"Fmla", b"fmla", b"textlink", b"webPublishItem", b"cfRule", b"dataValid")
+_SHEET_FORMULA_NAMES = (
+    *(b"Fmla", b"fmla", b"textlink", b"webPublishItem", b"cfRule", b"dataValid"),
+    b"sparkline",
+)
+#: A sparkline's data range and its group's date range (x14, xm:f): LibreOffice loads
+#: a document a sparkline's range names, as a cell's.
+_SPARKLINE_HOLDERS = frozenset({"sparkline", "sparklineGroup"})
 
 
 def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> None:
@@ -1582,6 +1595,16 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
                 drop, new_text = _judge_formula(text, ext_map, report)
                 if drop:
                     _drop_rule(el)
+                    changed = True
+                elif new_text != text:
+                    el.text = new_text
+                    changed = True
+            elif _sparkline_formula(el, local, ns):
+                text, flattened = _formula_text(el)
+                changed = changed or flattened
+                drop, new_text = _judge_formula(text, ext_map, report)
+                if drop:
+                    _drop_sparkline(el)
                     changed = True
                 elif new_text != text:
                     el.text = new_text
@@ -1638,6 +1661,33 @@ def _rule_formula(el: etree._Element, local: str, ns: str) -> bool:
         return False  # (a worksheet's own <f> is a cell's: judged by _formulas)
     holder = el.getparent()
     return holder is not None and split(holder.tag)[1] in _RULE_HOLDERS
+
+
+def _sparkline_formula(el: etree._Element, local: str, ns: str) -> bool:
+    """Whether ``el`` is the range of a sparkline or of its group's dates."""
+    if local != "f" or ns == _CHART:
+        return False
+    holder = el.getparent()
+    return holder is not None and split(holder.tag)[1] in _SPARKLINE_HOLDERS
+
+
+def _drop_sparkline(formula: etree._Element) -> None:
+    """Remove the sparkline (or the group, for its date range) a formula belongs to,
+    and the containers it empties: a group without sparklines, the groups' extension."""
+    holder = formula.getparent()
+    if holder is None:
+        return
+    if split(holder.tag)[1] == "sparkline":
+        sparklines = _xml.remove(holder)
+        if sparklines is None or not childless(sparklines):
+            return
+        holder = sparklines.getparent()
+        if holder is None:
+            _xml.remove(sparklines)
+            return
+    groups = _xml.remove(holder)
+    if groups is not None and childless(groups):
+        prune_up(_xml.remove(groups))
 
 
 def _drop_rule(formula: etree._Element) -> None:
@@ -1699,6 +1749,18 @@ def _local_indirects(pieces: list[str]) -> int:
     return found
 
 
+def _names_document(piece: str) -> bool:
+    """Whether a piece of a formula (see _FORMULA_TOKEN) is a quoted sheet name that
+    names a document (see _DOCUMENT_CHARACTERS)."""
+    if len(piece) < 2 or piece[0] != "'":
+        return False
+    name = piece[1:-1]
+    index = _EXTERNAL_INDEX.match(name)
+    if index is not None:
+        name = name[index.end() :]
+    return _DOCUMENT_CHARACTERS.search(name) is not None
+
+
 def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
     """(drop the formula?, the formula with external workbook indexes renumbered).
     Its strings and quoted sheet names are read as Excel reads them: a '"' in a
@@ -1712,6 +1774,10 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
     bare = "".join(_BLANKED.get(p[0], p) if len(p) > 1 else p for p in pieces)
     # app|'topic'!item: a DDE remote reference (a "|" outside strings means nothing else)
     if "|" in bare and report.hit("dynamic_data_exchange", "DDE remote reference formula"):
+        return True, text
+    if any(_names_document(p) for p in pieces) and report.hit(
+        "external_hyperlinks", "external workbook reference formula"
+    ):
         return True, text
     # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
     cell_links = len(_CELL_LINK.findall(text))
