@@ -299,3 +299,35 @@ def test_libreoffice_loads_no_document_a_delivered_formula_named(
         # removed name shows that the name is gone)
         expected = "#NAME?" if path.stem.startswith("defined-name") else "5"
         assert csv.splitlines()[0] == f"7,{expected},14", (path.stem, csv)
+
+
+# ------------------------------------------------------------- function names
+
+
+def _formulas_left(path: Path) -> bytes:
+    parts = _parts(path)
+    return parts["xl/workbook.xml"] + parts["xl/worksheets/sheet1.xml"]
+
+
+@pytest.mark.parametrize(
+    ("formula", "switch"),
+    [
+        ('HYPERLIN\u212a("http://x.example/","a")', "external_hyperlinks"),  # (Kelvin sign)
+        ('_xlfn.WEB\u017fERVICE("http://x.example/")', "external_hyperlinks"),  # (long s)
+        ('_xlfn.WEBSERV\u0131CE("http://x.example/")', "external_hyperlinks"),  # (dotless i)
+    ],
+)
+def test_a_function_name_in_folded_letters_is_read(
+    tmp_path: Path, formula: str, switch: str
+) -> None:
+    """Unicode letters that fold to ASCII ones in a function's name: LibreOffice
+    fetched the URL of WEBſERVICE and WEBSERVıCE; a HYPERLINK spelt with the Kelvin
+    sign made the engine fail (the file was blocked as unprocessable)."""
+    path = tmp_path / "in.xlsx"
+    path.write_bytes(workbook(f'<c r="B1" t="str"><f>{formula}</f><v>a</v></c>'))
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert [a.switch for a in result.actions] == [switch]
+    sheet = _parts(dest)["xl/worksheets/sheet1.xml"]
+    assert b"x.example" not in sheet and b"<t>a</t>" in sheet  # (the value stays)
+    assert b'<c r="C1"><f>A1*2</f><v>14</v></c>' in sheet

@@ -167,9 +167,14 @@ RISKY_FUNCTIONS = {
     # ('http://host/book.xlsx'#$Sheet1.A1) as it opens the file, cached value or not
     "INDIRECT": ("external_hyperlinks", "INDIRECT formula"),
 }
+#: A call of one of them, a group per function (``f<index>``): the name matched in
+#: any letter case, which Unicode folds too (the Kelvin sign is a "K", a long s an "s"),
+#: is told by its group, not by its letters.
+_FUNCTION_NAMES = list(RISKY_FUNCTIONS)
 _FUNCTION = re.compile(
-    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))"
-    r"(HYPERLINK|WEBSERVICE|IMAGE|RTD|CALL|REGISTER\.ID|DDE|INDIRECT)\s*\(",
+    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))(?:"
+    + "|".join(f"(?P<f{i}>{re.escape(name)})" for i, name in enumerate(_FUNCTION_NAMES))
+    + r")\s*\(",
     re.I,
 )
 #: INDIRECT called on a string literal (a piece of its own, see _FORMULA_TOKEN): the
@@ -1471,7 +1476,7 @@ def _web_content(pkg: Package, report: Report) -> None:
 def _formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]) -> None:
     """Cell formulas using removed external workbooks lose their formula (the cached
     value stays); the others are renumbered. Formulas calling out of the workbook
-    (HYPERLINK, WEBSERVICE, IMAGE, RTD, CALL, REGISTER.ID) are judged by their switch."""
+    (see ``RISKY_FUNCTIONS``) are judged by their switch."""
     main = pkg.main_part()
     changed_any = False
     for name in pkg.parts_with_root(S, "worksheet"):
@@ -1781,7 +1786,7 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
         return True, text
     # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
     cell_links = len(_CELL_LINK.findall(text))
-    calls = [m.group(1).upper() for m in _FUNCTION.finditer(bare)]
+    calls = [_FUNCTION_NAMES[int((m.lastgroup or "f0")[1:])] for m in _FUNCTION.finditer(bare)]
     local = _local_indirects(pieces) if "INDIRECT" in calls else 0
     for keyword in calls:
         verdict = RISKY_FUNCTIONS[keyword]
