@@ -331,3 +331,53 @@ def test_a_function_name_in_folded_letters_is_read(
     sheet = _parts(dest)["xl/worksheets/sheet1.xml"]
     assert b"x.example" not in sheet and b"<t>a</t>" in sheet  # (the value stays)
     assert b'<c r="C1"><f>A1*2</f><v>14</v></c>' in sheet
+
+
+@pytest.mark.parametrize(
+    ("name", "formula", "switch"),
+    [
+        ("exec", 'EXEC("calc.exe")', "macros"),
+        ("register", 'REGISTER("Kernel32","WinExec","JCJ","Run",,1,9)', "macros"),
+        ("run", "RUN(Macro1!$A$1)", "macros"),
+        ("evaluate", '_xlfn.EVALUATE("WEB"&amp;"SERVICE(""http://x.example/"")")', "macros"),
+        ("initiate", 'INITIATE("cmd","/c calc")', "dynamic_data_exchange"),
+        ("request", 'REQUEST(INITIATE("Excel","System"),"Topics")', "dynamic_data_exchange"),
+    ],
+)
+def test_excel_4_macro_functions_in_names_and_cells_go(
+    tmp_path: Path, name: str, formula: str, switch: str
+) -> None:
+    """Excel evaluates Excel 4 macro functions in a defined name: EXEC runs a program,
+    REGISTER a DLL's function, RUN a macro, EVALUATE a formula built from text (a
+    WEBSERVICE no one can see), INITIATE/REQUEST a DDE conversation. They were
+    delivered as they came; now the name (or a cell's formula) goes."""
+    for where in ("name", "cell"):
+        path = tmp_path / f"{name}-{where}.xlsx"
+        if where == "name":
+            data = workbook(
+                '<c r="B1"><f>x</f><v>5</v></c>',
+                names=f'<definedName name="x">{formula}</definedName>',
+            )
+        else:
+            data = workbook(f'<c r="B1"><f>{formula}</f><v>5</v></c>')
+        path.write_bytes(data)
+        result, dest = disarm(path, tmp_path, switches("sanitise"))
+        assert result.outcome == "rebuilt", (where, result)
+        assert switch in [a.switch for a in result.actions]
+        left = _formulas_left(dest)
+        assert formula.split("(")[0].encode() not in left, left
+        assert b'<c r="C1"><f>A1*2</f><v>14</v></c>' in left
+
+
+def test_names_like_excel_4_functions_are_kept(tmp_path: Path) -> None:
+    """A name or a function that only starts like one is no call."""
+    path = tmp_path / "in.xlsx"
+    path.write_bytes(
+        workbook(
+            '<c r="B1"><f>SUM(Run1,Exec_2)+RUNS(1)+Request.Id</f><v>5</v></c>',
+            names='<definedName name="Run1">Sheet1!$A$1</definedName>'
+            '<definedName name="Exec_2">Sheet1!$A$1</definedName>',
+        )
+    )
+    result, _ = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "unmodified", result

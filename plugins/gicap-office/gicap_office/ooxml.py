@@ -162,7 +162,18 @@ RISKY_FUNCTIONS = {
     "RTD": ("dynamic_data_exchange", "RTD formula"),
     "CALL": ("macros", "CALL formula"),
     "REGISTER.ID": ("macros", "REGISTER.ID formula"),
+    # Excel 4 macro functions, which Excel evaluates in a defined name: a program run,
+    # a DLL function registered, a macro run, a formula built from text evaluated
+    "EXEC": ("macros", "EXEC formula"),
+    "REGISTER": ("macros", "REGISTER formula"),
+    "RUN": ("macros", "RUN formula"),
+    "EVALUATE": ("macros", "EVALUATE formula"),
     "DDE": ("dynamic_data_exchange", "DDE formula"),
+    # the Excel 4 macro functions of a DDE conversation
+    "INITIATE": ("dynamic_data_exchange", "DDE formula (INITIATE)"),
+    "EXECUTE": ("dynamic_data_exchange", "DDE formula (EXECUTE)"),
+    "POKE": ("dynamic_data_exchange", "DDE formula (POKE)"),
+    "REQUEST": ("dynamic_data_exchange", "DDE formula (REQUEST)"),
     # a reference read from text: LibreOffice loads the document a text names
     # ('http://host/book.xlsx'#$Sheet1.A1) as it opens the file, cached value or not
     "INDIRECT": ("external_hyperlinks", "INDIRECT formula"),
