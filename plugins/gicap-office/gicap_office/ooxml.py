@@ -776,7 +776,12 @@ def _connections(pkg: Package, report: Report) -> None:
     for rel in list(pkg.all_rels()):
         if rel.external or not rel.part or rel.part in pkg.removed:
             continue
-        if rel.type == "connections":
+        if rel.type.lower() == "customxml" and pkg.root_local(rel.part) == "DataMashup":
+            # Power Query's queries (M code: Web.Contents, Odbc.Query, File.Contents...),
+            # which Excel runs on a refresh: the data connection's definition.
+            if report.hit("dynamic_data_exchange", "Power Query queries"):
+                pkg.remove_part(rel.part)
+        elif rel.type == "connections":
             if report.hit("dynamic_data_exchange", "data connection"):
                 pkg.remove_part(rel.part)
                 removed = True
