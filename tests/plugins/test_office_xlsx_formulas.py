@@ -105,12 +105,17 @@ PLACES: dict[str, Callable[[str], bytes]] = {
     "sparkline": lambda ref: workbook('<c r="B1"><v>5</v></c>', after=_sparkline(f"{ref}!A1:A3")),
 }
 #: The document as a quoted sheet name: a URL before the book, the URL inside the
-#: brackets, a 3-D reference, a Windows path.
+#: brackets, a 3-D reference, a Windows path; or in brackets before the sheet name, not
+#: quoted (LibreOffice fetched it from a sparkline's range so).
 REFERENCES = {
     "url": "'{base}/[book.xlsx]Sheet1'",
     "url-in-brackets": "'[{base}/book.xlsx]Sheet1'",
     "sheets": "'{base}/[book.xlsx]Sheet1:Sheet2'",
     "windows-path": "'C:\\data\\[book.xlsx]Sheet1'",
+    "bracketed": "[{base}/book.xlsx]Sheet1",
+    "bracketed-quoted-sheet": "[{base}/book.xlsx]'Sheet 1'",
+    "bracketed-sheets": "[{base}/book.xlsx]Sheet1:Sheet2",
+    "bracketed-unc": "[\\\\host\\share\\book.xlsx]Sheet1",
 }
 
 
@@ -151,6 +156,9 @@ def test_a_formula_naming_another_document_goes(tmp_path: Path, place: str, refe
         "SUM('Sheet 1:Sheet 3'!A1)",
         'IF(A1&gt;1,"http://x.example/[a]","")',  # (a string is no sheet name)
         "SUM(Table1[[#This Row],[a/b]])",
+        # (a table's columns are no document, whatever follows them)
+        "[@Col]*2+SUM([a/b])+SUM(Table1[Col]:Sheet1!B5)+IF([@a]&gt;0,[@b],Sheet2!A1)",
+        "SUM(Table1[#All])&amp;'Sheet 1'!A1&amp;\"[x]Sheet1!A1\"",
     ],
 )
 def test_formulas_naming_sheets_of_the_workbook_are_kept(tmp_path: Path, formula: str) -> None:
@@ -275,6 +283,8 @@ def test_libreoffice_loads_no_document_a_delivered_formula_named(
     with recording() as server:
         for place, build in PLACES.items():
             forms = ("url", "url-in-brackets", "sheets") if place == "cell" else ("url",)
+            if place == "sparkline":
+                forms = ("url", "bracketed", "bracketed-quoted-sheet", "bracketed-sheets")
             for reference in forms:
                 name = f"{place}-{reference}"
                 ref = REFERENCES[reference].format(base=f"{server.base}/hit/{name}")

@@ -214,6 +214,14 @@ _BOOK_INDEX = re.compile(r"\[(\d+)\]")
 #: in a cell, a defined name (used or not), a rule or a sparkline.
 _EXTERNAL_INDEX = re.compile(r"\[\d+\]")
 _DOCUMENT_CHARACTERS = re.compile(r"[\[\]/\\]")
+#: What follows a bracketed document name ([http://host/book.xlsx]Sheet1!A1,
+#: [book.xlsx]'Sheet 1'!A1, [book.xlsx]!Name): a sheet name, quoted or not (never
+#: starting with ":", the range operator after a table's columns), then "!". A table's
+#: columns (Table1[Col], [@Col]) are never followed by one. LibreOffice loads the
+#: document a sparkline's range names so.
+_AFTER_DOCUMENT = re.compile(
+    r"(?:'(?:[^']|'')*'|[^\s\"'\[\](),;:+\-*/&^=<>%{}!][^\s\"'\[\](),;+\-*/&^=<>%{}!]*)?!"
+)
 
 #: App properties kept (document statistics); the others name people and places.
 APP_KEEP = {
@@ -1782,6 +1790,15 @@ def _names_document(piece: str) -> bool:
     return _DOCUMENT_CHARACTERS.search(name) is not None
 
 
+def _bracket_names_document(pieces: list[str], i: int) -> bool:
+    """Whether ``pieces[i]`` (see _FORMULA_TOKEN) is a bracketed document name, not an
+    external link's index ([1]Sheet1!A1, renumbered) nor a table's columns."""
+    piece = pieces[i]
+    if len(piece) < 2 or piece[0] != "[" or piece[1:-1].isdigit():
+        return False
+    return _AFTER_DOCUMENT.match("".join(pieces[i + 1 : i + 3])) is not None
+
+
 def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) -> tuple[bool, str]:
     """(drop the formula?, the formula with external workbook indexes renumbered).
     Its strings and quoted sheet names are read as Excel reads them: a '"' in a
@@ -1796,9 +1813,10 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
     # app|'topic'!item: a DDE remote reference (a "|" outside strings means nothing else)
     if "|" in bare and report.hit("dynamic_data_exchange", "DDE remote reference formula"):
         return True, text
-    if any(_names_document(p) for p in pieces) and report.hit(
-        "external_hyperlinks", "external workbook reference formula"
-    ):
+    documents = any(_names_document(p) for p in pieces) or any(
+        _bracket_names_document(pieces, i) for i, p in enumerate(pieces) if p[0] == "["
+    )
+    if documents and report.hit("external_hyperlinks", "external workbook reference formula"):
         return True, text
     # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
     cell_links = len(_CELL_LINK.findall(text))
