@@ -384,7 +384,9 @@ def test_names_like_excel_4_functions_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "in.xlsx"
     path.write_bytes(
         workbook(
-            '<c r="B1"><f>SUM(Run1,Exec_2)+RUNS(1)+Request.Id</f><v>5</v></c>',
+            # (ÄRUN, ÉEXEC: names of their own, LAMBDA ones called)
+            '<c r="B1"><f>SUM(Run1,Exec_2)+RUNS(1)+Request.Id+\u00c4RUN(1)+\u00c9EXEC(2)</f>'
+            "<v>5</v></c>",
             names='<definedName name="Run1">Sheet1!$A$1</definedName>'
             '<definedName name="Exec_2">Sheet1!$A$1</definedName>',
         )

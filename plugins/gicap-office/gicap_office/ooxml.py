@@ -178,16 +178,25 @@ RISKY_FUNCTIONS = {
     # ('http://host/book.xlsx'#$Sheet1.A1) as it opens the file, cached value or not
     "INDIRECT": ("external_hyperlinks", "INDIRECT formula"),
 }
-#: A call of one of them, a group per function (``f<index>``): the name matched in
-#: any letter case, which Unicode folds too (the Kelvin sign is a "K", a long s an "s"),
-#: is told by its group, not by its letters.
-_FUNCTION_NAMES = list(RISKY_FUNCTIONS)
-_FUNCTION = re.compile(
-    r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![A-Za-z0-9_.]))(?:"
-    + "|".join(f"(?P<f{i}>{re.escape(name)})" for i, name in enumerate(_FUNCTION_NAMES))
-    + r")\s*\(",
-    re.I,
-)
+#: A function call: its name (letters and dots, matched in any letter case, which
+#: Unicode folds too: the Kelvin sign is a "K", a long s an "s", a dotless i an "i"),
+#: told by a look-up of its ASCII form (see _ASCII_LETTERS). One scan for every name:
+#: an alternative per name cost a third of a formula-heavy workbook's time. A name
+#: ends where a letter of any script does not precede it (ÄRUN is a name of its own).
+_FUNCTION = re.compile(r"(?:(?<=_xlfn\.)|(?<=_xlws\.)|(?<![\w.]))([A-Z][A-Z.]*)\s*\(", re.I)
+_ASCII_LETTERS = str.maketrans({"\u212a": "K", "\u017f": "S", "\u0131": "I", "\u0130": "I"})
+
+
+def _risky_calls(bare: str) -> list[str]:
+    """The risky functions (see RISKY_FUNCTIONS) a formula's code calls, in order."""
+    calls = []
+    for m in _FUNCTION.finditer(bare):
+        name = m.group(1).translate(_ASCII_LETTERS).upper()
+        if name in RISKY_FUNCTIONS:
+            calls.append(name)
+    return calls
+
+
 #: INDIRECT called on a string literal (a piece of its own, see _FORMULA_TOKEN): the
 #: end of the code piece before it.
 _INDIRECT_ON_LITERAL = re.compile(r"(?<![A-Za-z0-9_.])INDIRECT\s*\(\s*\Z", re.I)
@@ -1820,7 +1829,7 @@ def _judge_formula(text: str, ext_map: dict[int, int | None], report: Report) ->
         return True, text
     # a HYPERLINK to a cell is internal only when every HYPERLINK call of it is one
     cell_links = len(_CELL_LINK.findall(text))
-    calls = [_FUNCTION_NAMES[int((m.lastgroup or "f0")[1:])] for m in _FUNCTION.finditer(bare)]
+    calls = _risky_calls(bare)
     local = _local_indirects(pieces) if "INDIRECT" in calls else 0
     for keyword in calls:
         verdict = RISKY_FUNCTIONS[keyword]
