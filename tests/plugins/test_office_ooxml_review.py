@@ -838,10 +838,14 @@ def _xlsx_with_table_and_chart() -> bytes:
 _DDE_FORMULA = "cmd|&apos; /c calc&apos;!A0"
 
 
-@pytest.mark.parametrize("where", ["table-column", "chart-series", "web-publishing"])
+@pytest.mark.parametrize(
+    "where", ["table-column", "chart-series", "chart-extension", "web-publishing"]
+)
 def test_formulas_outside_cells_are_judged(tmp_path: Path, where: str) -> None:
-    """A table column's formula, a chart series reference and a sheet's web
-    publishing destination were never read: DDE and a share to write to passed."""
+    """A table column's formula, a chart series reference, an Office 2013 chart
+    extension's reference (data labels from a range: c15:f) and a sheet's web
+    publishing destination were never read: DDE, another workbook and a share to
+    write to passed."""
     base = _xlsx_with_table_and_chart()
     parts = zipfile.ZipFile(io.BytesIO(base)).namelist()
     table = next(n for n in parts if n.startswith("xl/tables/"))
@@ -859,6 +863,16 @@ def test_formulas_outside_cells_are_judged(tmp_path: Path, where: str) -> None:
         dde = _DDE_FORMULA.encode()
         change = {chart: lambda x: re.sub(rb"(<(?:c:)?f>)[^<]*<", rb"\1" + dde + b"<", x)}
         part, gone = chart, b"calc"
+    elif where == "chart-extension":
+        labels = (
+            b'<extLst><ext uri="{02D57815-91ED-43cb-92C2-25804820EDAC}" '
+            b'xmlns:c15="http://schemas.microsoft.com/office/drawing/2012/chart">'
+            b"<c15:datalabelsRange><c15:f>'http://evil.example/[book.xlsx]Sheet1'!$A$1:$A$2"
+            b'</c15:f><c15:dlblRangeCache><ptCount val="2"/></c15:dlblRangeCache>'
+            b"</c15:datalabelsRange></ext></extLst></ser>"
+        )
+        change = {chart: lambda x: x.replace(b"</ser>", labels, 1)}
+        part, gone = chart, b"evil.example"
     else:
         item = (
             '<webPublishItems count="1"><webPublishItem id="1" divId="x" sourceType="sheet" '
@@ -883,6 +897,9 @@ def test_formulas_outside_cells_are_judged(tmp_path: Path, where: str) -> None:
     if where == "chart-series":
         # the series keeps the values it cached, as literals
         assert b"numLit" in member(dest, part) and b"numRef" not in member(dest, part)
+    if where == "chart-extension":
+        # the extension went whole, the series and its own references stay
+        assert b"extLst" not in member(dest, part) and b"numRef" in member(dest, part)
 
 
 def test_defined_names_are_judged_in_linear_time(tmp_path: Path) -> None:
@@ -1748,3 +1765,28 @@ def test_power_query_queries_go_with_the_data_connections(tmp_path: Path, encodi
     assert result.outcome in ("rebuilt", "unmodified"), result
     result, _ = disarm(path, tmp_path, switches("sanitise", dynamic_data_exchange="disallow"))
     assert result.outcome == "blocked", result
+
+
+def test_an_office_2016_chart_reference_to_another_workbook_goes(tmp_path: Path) -> None:
+    """A chartex chart (waterfall, treemap...) keeps its data references in cx:f: one
+    naming another workbook goes, and the values it caches (cx:lvl) stay."""
+    chart = (
+        b'<cx:chartSpace xmlns:cx="http://schemas.microsoft.com/office/drawing/2014/chartex">'
+        b'<cx:chartData><cx:data id="0"><cx:numDim type="val">'
+        b"<cx:f>'http://evil.example/[book.xlsx]Sheet1'!$A$1:$A$2</cx:f>"
+        b'<cx:lvl ptCount="2"><cx:pt idx="0">1</cx:pt><cx:pt idx="1">2</cx:pt></cx:lvl>'
+        b"</cx:numDim></cx:data></cx:chartData></cx:chartSpace>"
+    )
+    data = _xlsx_with_part(
+        "charts/chartEx1.xml",
+        chart,
+        "http://schemas.microsoft.com/office/2014/relationships/chartEx",
+        "application/vnd.ms-office.chartex+xml",
+    )
+    path = _write(tmp_path, "chartex.xlsx", data)
+    result, dest = disarm(path, tmp_path, switches("sanitise"))
+    assert result.outcome == "rebuilt", result
+    out = member(dest, "xl/charts/chartEx1.xml")
+    assert b"evil.example" not in out and b"<cx:f" not in out
+    assert b'<cx:pt idx="1">2</cx:pt>' in out
+    assert_consistent(dest)

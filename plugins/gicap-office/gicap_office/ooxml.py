@@ -1582,6 +1582,11 @@ _RULES = frozenset({"cfRule", "dataValidation"})
 #: What holds a rule's xm:f: the rule, its formula, a threshold (x14:cfvo).
 _RULE_HOLDERS = _RULES | _RULE_FORMULAS | {"cfvo"}
 _CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+#: Chart extensions of Office 2013 (data labels from a range: c15:datalabelsRange...)
+#: and Office 2016 charts (chartex: waterfall, treemap...), whose c15:f and cx:f are
+#: references as c:f is.
+_C15 = "http://schemas.microsoft.com/office/drawing/2012/chart"
+_CHARTEX = "http://schemas.microsoft.com/office/drawing/2014/chartex"
 #: (An element's name ends at white space, "/" or ">": a line break after it hid
 #: ``<formula\n>``.)
 _FORMULA_NAMES = re.compile(
@@ -1644,6 +1649,16 @@ def _other_formulas(pkg: Package, report: Report, ext_map: dict[int, int | None]
                         _chart_literal(el)
                     else:
                         _xml.remove(el)
+                    changed = True
+                elif new_text != text:
+                    el.text = new_text
+                    changed = True
+            elif local == "f" and (ns == _C15 or ns == _CHARTEX):
+                text, flattened = _formula_text(el)
+                changed = changed or flattened
+                drop, new_text = _judge_formula(text, ext_map, report)
+                if drop:
+                    _drop_chart_extension_formula(el, ns)
                     changed = True
                 elif new_text != text:
                     el.text = new_text
@@ -1732,6 +1747,17 @@ def _drop_rule(formula: etree._Element) -> None:
         prune_up(_xml.remove(container))
     elif container.get("count") is not None:
         container.set("count", str(sum(1 for c in container if split(c.tag)[1] in _RULES)))
+
+
+def _drop_chart_extension_formula(f: etree._Element, ns: str) -> None:
+    """A risky c15:f or cx:f goes. An Office 2013 chart extension (data labels from
+    a range, a full reference...) goes whole: the c:ext holding it, which a reader
+    may ignore. A chartex reference keeps the values it caches (cx:lvl, cx:v)."""
+    if ns == _CHARTEX:
+        _xml.remove(f)
+        return
+    holder = next((a for a in f.iterancestors() if split(a.tag)[1] == "ext"), None)
+    prune_up(_xml.remove(holder if holder is not None else f))
 
 
 def _chart_literal(f: etree._Element) -> None:
