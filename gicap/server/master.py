@@ -458,8 +458,7 @@ def _announce_secure(settings: Settings) -> None:
             reason,
             port,
         )
-        installed = any(os.path.lexists(p) for p in (cert.certfile, cert.keyfile))
-        plain_only = settings.server.port and not installed
+        plain_only = settings.server.port and not cert.server_files_present()
         if cert.certfile and cert.keyfile and settings.metrics.port and not plain_only:
             log.warning(
                 "/readyz answers 503 until Secure ICAP serves (server.secure_port = 0 "

@@ -11,7 +11,6 @@ established keep theirs, but for those of clients the new set no longer trusts
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import ssl
@@ -205,9 +204,7 @@ class SecureListener:
     def installed(self) -> bool:
         """Whether a server certificate is installed: a set was loaded, or the server
         certificate or key file is there (a half-installed set is one that fails)."""
-        return self.certset is not None or any(
-            os.path.lexists(path) for path in (self.settings.certfile, self.settings.keyfile)
-        )
+        return self.certset is not None or self.settings.server_files_present()
 
     def start(self) -> None:
         certset, _reason = self.watcher.initial()

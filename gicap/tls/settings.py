@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -89,6 +90,12 @@ class CertificateSettings:
     def mutual(self) -> bool:
         """Whether client certificates are requested at all."""
         return bool(self.cafile)
+
+    def server_files_present(self) -> bool:
+        """Whether the server certificate or its key file is there (a dangling link
+        counts): a set is installed, perhaps only in part. With neither, Secure ICAP
+        is simply not installed yet (its listener opens whenever one is)."""
+        return any(os.path.lexists(path) for path in (self.certfile, self.keyfile) if path)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CertificateSettings:

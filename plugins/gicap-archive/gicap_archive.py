@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from gicap import hookimpl
 from gicap.cdr.detect import opened_as, saved_name
@@ -334,11 +335,9 @@ def _check_overlap(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
         # and its own extra field, which the data follows.
         name_len = len(info.orig_filename.encode(encoding, "replace"))
         extra_len = 0
-        if zf.fp is not None:
-            zf.fp.seek(info.header_offset)
-            local = zf.fp.read(_LOCAL_HEADER_SIZE)
-            if len(local) == _LOCAL_HEADER_SIZE and local.startswith(b"PK\x03\x04"):
-                name_len, extra_len = struct.unpack_from("<HH", local, 26)
+        lengths = _local_lengths(zf.fp, info) if zf.fp is not None else None
+        if lengths is not None:
+            name_len, extra_len = lengths
         previous_end = (
             info.header_offset + _LOCAL_HEADER_SIZE + name_len + extra_len + info.compress_size
         )
@@ -663,6 +662,17 @@ def _write_dir(out: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     out.mkdir(zi)
 
 
+def _local_lengths(fp: IO[bytes], info: zipfile.ZipInfo) -> tuple[int, int] | None:
+    """The name and extra field lengths of a member's local header (its data follows
+    them), or None when no local header is where the directory says."""
+    fp.seek(info.header_offset)
+    local = fp.read(_LOCAL_HEADER_SIZE)
+    if len(local) != _LOCAL_HEADER_SIZE or not local.startswith(LOCAL_SIGNATURE):
+        return None
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    return name_len, extra_len
+
+
 def _write_encrypted(out: zipfile.ZipFile, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """Copy a password-protected member as it is stored (it cannot be read, so it
     cannot be disarmed): its encrypted bytes and what decrypting them needs (the
@@ -672,11 +682,10 @@ def _write_encrypted(out: zipfile.ZipFile, zf: zipfile.ZipFile, info: zipfile.Zi
     header and data as its own writer does and lets it write the directory."""
     if zf.fp is None or out.fp is None:
         raise ValueError("archive closed")
-    zf.fp.seek(info.header_offset)
-    local = zf.fp.read(_LOCAL_HEADER_SIZE)
-    if len(local) != _LOCAL_HEADER_SIZE or not local.startswith(b"PK\x03\x04"):
+    lengths = _local_lengths(zf.fp, info)
+    if lengths is None:
         raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
-    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    name_len, extra_len = lengths
     zi = zipfile.ZipInfo(info.filename, info.date_time)
     zi.compress_type = info.compress_type
     zi.flag_bits = info.flag_bits & (FLAG_ENCRYPTED | FLAG_COMPRESS_OPTIONS | FLAG_DESCRIPTOR)
