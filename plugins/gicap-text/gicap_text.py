@@ -279,7 +279,6 @@ class _Hit(NamedTuple):
 class _Found:
     """The formula cells of a CSV text."""
 
-    hits: list[_Hit]  # the records holding them, in order (none when ``starts`` is set)
     count: int
     first: tuple[int, int] = (0, 0)  # record and column of the first, numbered from 1
     #: Quote-free text (see :func:`_formula_records`): its formula cells are found
@@ -361,17 +360,16 @@ def _disarm_csv(request: DisarmRequest, decoded: _Decoded) -> DisarmResult:
             return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
         if neutralised is not None:
             return _write_csv(request, decoded, neutralised, delimiter, count)
-        found.hits = _hits_at(text, _cell_starts(text, delimiter), delimiter)
-
-    rewritten = found.rewritten
-    if rewritten is None:
         try:
             rewriter = _Rewriter(text, delimiter)
-            for hit in found.hits:
+            for hit in _hits_at(text, _cell_starts(text, delimiter), delimiter):
                 rewriter.add(hit)
             rewritten = rewriter.finish()
         except csv.Error as exc:
             return DisarmResult("unprocessable", reason=f"cannot rewrite CSV: {exc}")
+    else:
+        rewritten = found.rewritten  # (written as its records were read)
+        assert rewritten is not None
     return _write_csv(request, decoded, rewritten, delimiter, count)
 
 
@@ -868,7 +866,7 @@ def _formula_records(text: str, delimiter: str, rewrite: bool = False) -> _Found
     # millions of them, and the rewrite millions of slices: 584 MB)
     count = _cell_formula_count(text, delimiter)
     if not count:
-        return _Found([], 0)
+        return _Found(0)
     if _starts_a_formula(text, delimiter):
         at = 0
     else:
@@ -877,7 +875,7 @@ def _formula_records(text: str, delimiter: str, rewrite: bool = False) -> _Found
         at = first.start()
     start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
     column = text.count(delimiter, start, at) + 1
-    return _Found([], count, (_record_number(text, start), column), quote_free=True)
+    return _Found(count, (_record_number(text, start), column), quote_free=True)
 
 
 def _starts_a_formula(text: str, delimiter: str) -> bool:
@@ -1038,7 +1036,7 @@ def _found_in_records(text: str, delimiter: str, rewrite: bool) -> _Found:
     """The formula cells of ``text``, its records read one by one; with ``rewrite``,
     the text with them neutralised too. (No record's cells are kept beyond a batch
     of the rewrite.)"""
-    found = _Found([], 0)
+    found = _Found(0)
     rewriter = _Rewriter(text, delimiter) if rewrite else None
     done = 0
     for row, (raw, cells) in enumerate(_records(text, delimiter), start=1):
